@@ -1,0 +1,156 @@
+"""CRS handling: parsing, cached transformers, and local metric projections.
+
+Every transformer here is built with ``always_xy=True``: x is easting or longitude, y is
+northing or latitude, whatever the CRS's own axis order says.
+
+Metric work never happens in degrees. Where a computation needs a plane (nearest points,
+buffers, spatial indexing), geometries are projected to an azimuthal equidistant (AEQD)
+projection centred on the objects involved. AEQD is defined everywhere on Earth, so the
+same code serves UTM zone edges, the poles and the antimeridian; exact values are then
+measured on the WGS84 ellipsoid with :class:`pyproj.Geod`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
+
+from georeason.errors import InputError
+
+__all__ = [
+    "LONLAT",
+    "parse_crs",
+    "transformer",
+    "reproject",
+    "to_lonlat",
+    "aeqd_crs",
+    "spherical_mean_lonlat",
+    "unwrap_antimeridian",
+]
+
+LONLAT = CRS.from_epsg(4326)
+
+
+def parse_crs(value: object, what: str = "CRS") -> CRS:
+    """Return a :class:`pyproj.CRS` for ``value`` or raise :class:`InputError` naming it.
+
+    Examples
+    --------
+    >>> parse_crs("EPSG:32633").to_epsg()
+    32633
+    """
+    if isinstance(value, CRS):
+        return value
+    try:
+        return CRS.from_user_input(value)
+    except (CRSError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{what} {value!r} is not a coordinate reference system pyproj understands; "
+            "pass an EPSG code such as EPSG:4326 or EPSG:32633"
+        ) from exc
+
+
+@lru_cache(maxsize=256)
+def _transformer_cached(src_wkt: str, dst_wkt: str) -> Transformer:
+    return Transformer.from_crs(CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt), always_xy=True)
+
+
+def transformer(src: CRS, dst: CRS) -> Transformer:
+    """Return a cached ``always_xy`` transformer from ``src`` to ``dst``."""
+    return _transformer_cached(src.to_wkt(), dst.to_wkt())
+
+
+def reproject(geoms, src: CRS, dst: CRS):
+    """Reproject a geometry or an array of geometries vertex by vertex (vectorised).
+
+    Returns the same shape as given. Empty geometries and ``None`` pass through.
+    """
+    if src == dst:
+        return geoms
+    tr = transformer(src, dst)
+
+    def _xy(coords: np.ndarray) -> np.ndarray:
+        x, y = tr.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geoms, _xy)
+
+
+def to_lonlat(geoms, crs: CRS):
+    """Reproject to EPSG:4326 longitude/latitude (x = lon, y = lat)."""
+    return reproject(geoms, crs, LONLAT)
+
+
+@lru_cache(maxsize=1024)
+def _aeqd(lon0: float, lat0: float) -> CRS:
+    return CRS.from_proj4(
+        f"+proj=aeqd +lat_0={lat0:.9f} +lon_0={lon0:.9f} +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
+    )
+
+
+def aeqd_crs(lon0: float, lat0: float) -> CRS:
+    """Azimuthal equidistant CRS (metres, WGS84) centred on ``(lon0, lat0)``.
+
+    Distances and azimuths from the centre are exact; elsewhere the scale error grows as
+    about ``(r / R)**2 / 6`` with ``r`` the distance from the centre (4e-5 at 100 km).
+    The centre is rounded to 1e-6 degrees so that nearby requests share a cached CRS.
+    """
+    return _aeqd(round(float(lon0), 6), round(float(lat0), 6))
+
+
+def spherical_mean_lonlat(lonlat_geoms) -> tuple[float, float]:
+    """Mean position of the vertices of lon/lat geometries, averaged as 3-D unit vectors.
+
+    Unlike an average of longitudes, this is right across the antimeridian (179.9 and
+    -179.9 average to 180, not 0) and near the poles.
+
+    Examples
+    --------
+    >>> from shapely import Point
+    >>> lon, lat = spherical_mean_lonlat([Point(179.9, 0), Point(-179.9, 0)])
+    >>> round(abs(lon), 6), round(lat, 6)
+    (180.0, 0.0)
+    """
+    coords = shapely.get_coordinates(np.asarray(lonlat_geoms, dtype=object).ravel())
+    if len(coords) == 0:
+        raise InputError("cannot find the centre of empty geometries; give non-empty geometries")
+    lon = np.radians(coords[:, 0])
+    lat = np.radians(coords[:, 1])
+    v = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]).mean(axis=0)
+    norm = np.linalg.norm(v)
+    if norm < 1e-12:  # antipodal inputs: any centre is as good; use the first vertex
+        return float(coords[0, 0]), float(coords[0, 1])
+    v = v / norm
+    return float(np.degrees(np.arctan2(v[1], v[0]))), float(np.degrees(np.arcsin(np.clip(v[2], -1, 1))))
+
+
+def unwrap_antimeridian(*lonlat_geoms):
+    """Shift negative longitudes by +360 when the geometries together span the antimeridian.
+
+    Planar predicates on lon/lat coordinates treat 179.9 and -179.9 as 359.8 degrees apart.
+    When the longitudes of the inputs span more than 180 degrees and the shorter way round
+    crosses +-180, this returns copies with negative longitudes moved to (180, 360), which
+    is a pure translation of those vertices: shared vertices stay shared, so topology is
+    preserved exactly. Otherwise the inputs are returned unchanged.
+    """
+    geoms = [g for g in lonlat_geoms]
+    coords = shapely.get_coordinates(np.asarray(geoms, dtype=object))
+    if len(coords) == 0:
+        return tuple(geoms)
+    lons = coords[:, 0]
+    if lons.max() - lons.min() <= 180:
+        return tuple(geoms)
+    shifted_span = np.where(lons < 0, lons + 360, lons)
+    if shifted_span.max() - shifted_span.min() >= lons.max() - lons.min():
+        return tuple(geoms)
+
+    def _shift(c: np.ndarray) -> np.ndarray:
+        c = c.copy()
+        c[:, 0] = np.where(c[:, 0] < 0, c[:, 0] + 360.0, c[:, 0])
+        return c
+
+    return tuple(shapely.transform(g, _shift) for g in geoms)
