@@ -1,0 +1,91 @@
+"""One Answer type for every question.
+
+An answer is a plain JSON value (a number in ``unit``, an integer count, true/false, a
+category string, an object id, or a list of ids), its kind, the evidence (objects and
+geometries it rests on), the program that computed it, and — instead of a guess — an
+abstention with its reason when the evidence is missing or ambiguous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import shapely
+from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
+
+from georeason.geo.crs import LONLAT, reproject
+
+__all__ = ["Kind", "Evidence", "Answer"]
+
+Kind = Literal["scalar", "categorical", "boolean", "count", "object", "region", "pixel"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An object or geometry an answer rests on (geometry in ``crs``)."""
+
+    id: str
+    label: str
+    geometry: BaseGeometry
+    crs: CRS
+    role: str = "object"  # object | reference | region | result
+
+    def lonlat(self) -> BaseGeometry:
+        return reproject(self.geometry, self.crs, LONLAT)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "class": self.label,
+            "role": self.role,
+            "geometry": shapely.geometry.mapping(self.lonlat()),
+        }
+
+
+@dataclass
+class Answer:
+    """The answer to one question (or one program)."""
+
+    value: Any
+    kind: Kind
+    unit: str | None = None
+    evidence: list[Evidence] = field(default_factory=list)
+    query: list[dict[str, Any]] | None = None
+    question: str | None = None
+    abstained: bool = False
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def abstain(cls, reason: str, kind: Kind = "scalar", query=None, question=None, evidence=None) -> "Answer":
+        return cls(value=None, kind=kind, abstained=True, reason=reason, query=query,
+                   question=question, evidence=list(evidence or []))
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``ask --json`` object: question, answer, unit, kind, evidence, abstained, reason, query."""
+        return {
+            "question": self.question,
+            "answer": self.value,
+            "unit": self.unit,
+            "kind": self.kind,
+            "evidence": [e.to_json() for e in self.evidence],
+            "abstained": self.abstained,
+            "reason": self.reason,
+            "query": self.query,
+            "details": self.details,
+        }
+
+    def text(self) -> str:
+        """A short human-readable rendering of the answer value."""
+        if self.abstained:
+            return f"abstained: {self.reason}"
+        v = self.value
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float):
+            return f"{v:,.6g} {self.unit or ''}".strip() if abs(v) < 1e6 else f"{v:,.0f} {self.unit or ''}".strip()
+        if isinstance(v, list):
+            return ", ".join(map(str, v)) if v else "(none)"
+        return f"{v} {self.unit or ''}".strip()

@@ -1,0 +1,399 @@
+"""Run a validated query program against a scene.
+
+The executor never guesses: a step that cannot be answered from the evidence (a reference
+matching no object or several where one is needed, coinciding centroids for a bearing,
+an empty set to rank) stops the program with an abstention whose reason names the step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import shapely
+from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
+
+from georeason.errors import InputError
+from georeason.geo import group
+from georeason.geo.answer import Answer, Evidence
+from georeason.geo.crs import LONLAT, aeqd_crs, parse_crs, reproject, spherical_mean_lonlat
+from georeason.geo.measure import (
+    area_m2,
+    azimuth_matches,
+    bearing_deg,
+    centroid_distance_m,
+    compass_point,
+    distance_m,
+    length_m,
+)
+from georeason.geo.program import T, Program, literal_geometry, validate_program
+from georeason.geo.scene import Scene
+from georeason.geo.topology import predicate as topo_predicate
+from georeason.geo.topology import relate
+
+__all__ = ["Abstain", "execute", "PixelTransform"]
+
+#: Maps raster (col, row) pixel coordinates to (x, y) in ``crs``: ``(fn, crs)``.
+PixelTransform = tuple[Callable[[np.ndarray], np.ndarray], CRS]
+
+_DIST = {"m": 1.0, "km": 1000.0}
+_AREA = {"m2": 1.0, "km2": 1e6, "ha": 1e4}
+
+
+class Abstain(Exception):
+    """Raised inside execution when the evidence does not support an answer."""
+
+
+@dataclass
+class Value:
+    type: T
+    data: Any  # indices array, index, number, bool, str, or None for GEOMETRY
+    geom: BaseGeometry | None = None  # GEOMETRY values: in the scene CRS
+    evidence: dict[str, Evidence] = field(default_factory=dict)
+    unit: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class _Run:
+    def __init__(self, scene: Scene, pixel: PixelTransform | None):
+        self.scene = scene
+        self.pixel = pixel
+        self.values: dict[str, Value] = {}
+
+    # -- helpers -------------------------------------------------------------------
+    def ev_objects(self, idx, role: str = "object") -> dict[str, Evidence]:
+        s = self.scene
+        return {
+            s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role)
+            for i in np.atleast_1d(np.asarray(idx, dtype=np.intp))
+        }
+
+    def ref(self, r: str) -> Value:
+        return self.values[r[1:]]
+
+    def geom(self, v: Value) -> BaseGeometry:
+        """Scene-CRS geometry of an OBJECT or GEOMETRY value."""
+        return self.scene.geoms[v.data] if v.type is T.OBJECT else v.geom
+
+    def lonlat(self, v: Value) -> BaseGeometry:
+        if v.type is T.OBJECT:
+            return self.scene.lonlat[v.data]
+        return reproject(v.geom, self.scene.crs, LONLAT)
+
+    def as_set(self, v: Value) -> np.ndarray:
+        return np.array([v.data], dtype=np.intp) if v.type is T.OBJECT else np.asarray(v.data, dtype=np.intp)
+
+    def name(self, v: Value) -> str:
+        if v.type is T.OBJECT:
+            return f"object {self.scene.ids[v.data]!r}"
+        return "the given geometry"
+
+    def refs_evidence(self, *values: Value) -> dict[str, Evidence]:
+        out: dict[str, Evidence] = {}
+        for v in values:
+            out.update(v.evidence)
+        return out
+
+    def exclude_self(self, idx: np.ndarray, ref: Value) -> np.ndarray:
+        if ref.type is T.OBJECT:
+            return idx[idx != ref.data]
+        return idx
+
+    def object_value(self, i: int, *context: Value, role: str = "result") -> Value:
+        ev = self.refs_evidence(*context)
+        ev.update(self.ev_objects([i], role))
+        return Value(T.OBJECT, int(i), evidence=ev)
+
+    # -- ops ---------------------------------------------------------------------------
+    def op_select(self, a, sid):
+        s = self.scene
+        mask = np.ones(len(s), dtype=bool)
+        if a.ids is not None:
+            mask &= np.isin(s.ids, np.array(a.ids, dtype=object))
+        if a.cls is not None:
+            mask &= np.isin(np.arange(len(s)), s.of_class(a.cls))
+        if a.where:
+            for key, want in a.where.items():
+                mask &= np.array([attrs.get(key) == want for attrs in s.attrs], dtype=bool)
+        idx = np.flatnonzero(mask)
+        return Value(T.OBJECTS, idx, evidence=self.ev_objects(idx), details={"cls": a.cls})
+
+    def op_object(self, a, sid):
+        i = self.scene.index(a.id)
+        if i is None:
+            raise Abstain(f"no object with id {a.id!r} in the scene")
+        return Value(T.OBJECT, i, evidence=self.ev_objects([i], "reference"))
+
+    def op_geometry(self, a, sid):
+        g = literal_geometry(a)
+        if a.crs.lower() == "pixel":
+            if self.pixel is None:
+                raise InputError(
+                    f"step {sid!r} gives pixel coordinates but no raster was given; pass --raster FILE"
+                )
+            fn, rcrs = self.pixel
+            g = shapely.transform(g, fn)
+            src = rcrs
+        else:
+            src = parse_crs(a.crs, what=f"step {sid!r} crs")
+        g = reproject(g, src, self.scene.crs)
+        ev = Evidence(f"${sid}", "region", g, self.scene.crs, "reference")
+        return Value(T.GEOMETRY, None, geom=g, evidence={ev.id: ev})
+
+    def op_the(self, a, sid):
+        src = self.ref(a.objects)
+        idx = self.as_set(src)
+        what = f"'{src.details.get('cls') or 'object'}'"
+        if len(idx) == 0:
+            raise Abstain(f"no {what} object in the scene matches (step {sid!r})")
+        if a.pick == "only":
+            if len(idx) > 1:
+                ids = ", ".join(self.scene.ids[idx[:8]])
+                raise Abstain(
+                    f"{len(idx)} objects match {what} ({ids}{', ...' if len(idx) > 8 else ''}) where one is "
+                    "needed; name one by id (#id) or with a selector (the largest ...)"
+                )
+            return self.object_value(idx[0], role="reference")
+        by = "area" if a.pick in ("largest", "smallest") else "length"
+        r = group.extreme(self.scene, idx, by=by, largest=a.pick in ("largest", "longest"), k=2)
+        if len(r.idx) > 1 and np.isclose(r.values[0], r.values[1], rtol=1e-9, atol=0):
+            raise Abstain(f"the {a.pick} {what} is a tie between {self.scene.ids[r.idx[0]]} and {self.scene.ids[r.idx[1]]}")
+        v = self.object_value(r.idx[0], role="reference")
+        v.details = {by + ("_m2" if by == "area" else "_m"): float(r.values[0])}
+        return v
+
+    def op_at(self, a, sid):
+        region = self.ref(a.geometry)
+        g = self.geom(region)
+        idx = self.scene.of_class(a.cls)
+        if len(idx) == 0:
+            raise Abstain(f"no {a.cls!r} object in the scene (step {sid!r})")
+        cand = idx[shapely.intersects(self.scene.geoms[idx], g)]
+        if len(cand) == 0:
+            raise Abstain(f"no {a.cls!r} object overlaps the given geometry (step {sid!r})")
+        geoms = self.scene.geoms[cand]
+        inter = shapely.area(shapely.intersection(geoms, g))
+        union = shapely.area(shapely.union(geoms, g))
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        best = int(np.argmax(iou))
+        if iou[best] < a.min_iou:
+            raise Abstain(
+                f"the best-overlapping {a.cls!r} ({self.scene.ids[cand[best]]}) has IoU {iou[best]:.2f} "
+                f"< {a.min_iou} with the given geometry (step {sid!r})"
+            )
+        v = self.object_value(cand[best], region, role="reference")
+        v.details = {"iou": float(iou[best])}
+        return v
+
+    def op_distance(self, a, sid):
+        va, vb = self.ref(a.a), self.ref(a.b)
+        ga, gb = self.lonlat(va), self.lonlat(vb)
+        d = distance_m(ga, gb) if a.mode == "min" else centroid_distance_m(ga, gb)
+        return Value(T.NUMBER, d / _DIST[a.unit], evidence=self.refs_evidence(va, vb), unit=a.unit,
+                     details={"mode": a.mode})
+
+    def _azimuth(self, a, sid) -> tuple[float, Value, Value]:
+        va, vb = self.ref(a.a), self.ref(a.b)
+        az = bearing_deg(self.lonlat(va), self.lonlat(vb))
+        if np.isnan(az):
+            raise Abstain(f"{self.name(va)} and {self.name(vb)} have the same centroid; direction is undefined")
+        return az, va, vb
+
+    def op_bearing(self, a, sid):
+        az, va, vb = self._azimuth(a, sid)
+        return Value(T.NUMBER, az, evidence=self.refs_evidence(va, vb), unit="deg",
+                     details={"compass_8": compass_point(az, 8), "compass_16": compass_point(az, 16)})
+
+    def op_direction(self, a, sid):
+        az, va, vb = self._azimuth(a, sid)
+        return Value(T.STRING, compass_point(az, a.points), evidence=self.refs_evidence(va, vb),
+                     details={"azimuth_deg": az})
+
+    def op_is_direction(self, a, sid):
+        az, va, vb = self._azimuth(a, sid)
+        return Value(T.BOOLEAN, azimuth_matches(az, a.direction), evidence=self.refs_evidence(va, vb),
+                     details={"azimuth_deg": az, "direction": a.direction})
+
+    def op_relation(self, a, sid):
+        va, vb = self.ref(a.a), self.ref(a.b)
+        rel = relate(self.geom(va), self.geom(vb), geographic=self.scene.is_geographic)
+        return Value(T.STRING, rel.name, evidence=self.refs_evidence(va, vb), details={"de9im": rel.de9im})
+
+    def op_predicate(self, a, sid):
+        va, vb = self.ref(a.a), self.ref(a.b)
+        yes = topo_predicate(self.geom(va), self.geom(vb), a.predicate, geographic=self.scene.is_geographic)
+        rel = relate(self.geom(va), self.geom(vb), geographic=self.scene.is_geographic)
+        return Value(T.BOOLEAN, yes, evidence=self.refs_evidence(va, vb),
+                     details={"predicate": a.predicate, "de9im": rel.de9im, "relation": rel.name})
+
+    def op_area(self, a, sid):
+        v = self.ref(a.of)
+        if v.type is T.OBJECTS:  # area covered by the set, overlaps counted once
+            m2 = group.total_area_m2(self.scene, v.data)
+        else:
+            m2 = area_m2(self.lonlat(v))
+        return Value(T.NUMBER, m2 / _AREA[a.unit], evidence=self.refs_evidence(v), unit=a.unit)
+
+    def op_length(self, a, sid):
+        v = self.ref(a.of)
+        return Value(T.NUMBER, length_m(self.lonlat(v)) / _DIST[a.unit], evidence=self.refs_evidence(v), unit=a.unit)
+
+    def op_within_distance(self, a, sid):
+        objs, ref = self.ref(a.objects), self.ref(a.of)
+        idx = self.exclude_self(self.as_set(objs), ref)
+        r = group.within_distance(self.scene, idx, self.lonlat(ref), a.distance * _DIST[a.unit])
+        ev = self.refs_evidence(ref)
+        ev.update(self.ev_objects(r.idx, "result"))
+        return Value(T.OBJECTS, r.idx, evidence=ev, details={"cls": objs.details.get("cls"),
+                     "distances_m": dict(zip(self.scene.ids[r.idx].tolist(), r.values.tolist()))})
+
+    def op_inside(self, a, sid):
+        objs, region = self.ref(a.objects), self.ref(a.region)
+        idx = self.exclude_self(self.as_set(objs), region)
+        hit = group.inside(self.scene, idx, self.geom(region), mode=a.mode)
+        ev = self.refs_evidence(region)
+        ev.update(self.ev_objects(hit, "result"))
+        return Value(T.OBJECTS, hit, evidence=ev, details={"cls": objs.details.get("cls")})
+
+    def op_count(self, a, sid):
+        v = self.ref(a.objects)
+        return Value(T.COUNT, int(len(self.as_set(v))), evidence=dict(v.evidence))
+
+    def _rank(self, a, sid, far: bool):
+        objs, ref = self.ref(a.objects), self.ref(a.to)
+        idx = self.exclude_self(self.as_set(objs), ref)
+        if len(idx) == 0:
+            raise Abstain(f"there are no {objs.details.get('cls') or 'objects'} to rank (step {sid!r})")
+        if len(idx) < a.k:
+            raise Abstain(f"only {len(idx)} candidate objects, fewer than k={a.k} (step {sid!r})")
+        r = (group.farthest if far else group.nearest)(self.scene, idx, self.lonlat(ref), a.k)
+        if a.k == 1 and len(idx) > 1:
+            second = (group.farthest if far else group.nearest)(self.scene, idx, self.lonlat(ref), 2)
+            if np.isclose(second.values[0], second.values[1], rtol=1e-9, atol=1e-6):
+                raise Abstain(
+                    f"{self.scene.ids[second.idx[0]]} and {self.scene.ids[second.idx[1]]} are equally "
+                    f"{'far' if far else 'near'} ({second.values[0]:.3f} m); no single answer"
+                )
+        details = {"distances_m": dict(zip(self.scene.ids[r.idx].tolist(), r.values.tolist()))}
+        if a.k == 1:
+            v = self.object_value(r.idx[0], ref)
+        else:
+            ev = self.refs_evidence(ref)
+            ev.update(self.ev_objects(r.idx, "result"))
+            v = Value(T.OBJECTS, r.idx, evidence=ev)
+        v.details = details
+        return v
+
+    def op_nearest(self, a, sid):
+        return self._rank(a, sid, far=False)
+
+    def op_farthest(self, a, sid):
+        return self._rank(a, sid, far=True)
+
+    def _arg_extreme(self, a, sid, largest: bool):
+        objs = self.ref(a.objects)
+        idx = self.as_set(objs)
+        if len(idx) == 0:
+            raise Abstain(f"there are no {objs.details.get('cls') or 'objects'} to compare (step {sid!r})")
+        r = group.extreme(self.scene, idx, by=a.by, largest=largest, k=2)
+        if len(r.idx) > 1 and np.isclose(r.values[0], r.values[1], rtol=1e-9, atol=0):
+            raise Abstain(f"{self.scene.ids[r.idx[0]]} and {self.scene.ids[r.idx[1]]} tie by {a.by}")
+        v = self.object_value(r.idx[0])
+        v.details = {a.by + ("_m2" if a.by == "area" else "_m"): float(r.values[0])}
+        return v
+
+    def op_argmax(self, a, sid):
+        return self._arg_extreme(a, sid, True)
+
+    def op_argmin(self, a, sid):
+        return self._arg_extreme(a, sid, False)
+
+    def op_union(self, a, sid):
+        v = self.ref(a.objects)
+        g = v.geom if v.type is T.GEOMETRY else shapely.union_all(self.scene.geoms[self.as_set(v)])
+        if g is None or g.is_empty:
+            raise Abstain(f"the union in step {sid!r} is empty (no objects)")
+        ev = Evidence(f"${sid}", "region", g, self.scene.crs, "region")
+        return Value(T.GEOMETRY, None, geom=g, evidence={**v.evidence, ev.id: ev})
+
+    def op_buffer(self, a, sid):
+        v = self.ref(a.of)
+        base = self.lonlat(v) if v.type is not T.OBJECTS else shapely.union_all(self.scene.lonlat[self.as_set(v)])
+        if base is None or base.is_empty:
+            raise Abstain(f"nothing to buffer in step {sid!r}")
+        proj = aeqd_crs(*spherical_mean_lonlat([base]))
+        buf = shapely.buffer(reproject(base, LONLAT, proj), a.distance * _DIST[a.unit], quad_segs=16)
+        g = reproject(reproject(buf, proj, LONLAT), LONLAT, self.scene.crs)
+        ev = Evidence(f"${sid}", "region", g, self.scene.crs, "region")
+        return Value(T.GEOMETRY, None, geom=g, evidence={**v.evidence, ev.id: ev})
+
+    def op_total_area(self, a, sid):
+        objs = self.ref(a.objects)
+        region = self.ref(a.region) if a.region else None
+        m2 = group.total_area_m2(self.scene, self.as_set(objs), self.lonlat(region) if region else None)
+        ev = dict(objs.evidence)
+        if region is not None:
+            ev.update(region.evidence)
+        return Value(T.NUMBER, m2 / _AREA[a.unit], evidence=ev, unit=a.unit)
+
+
+_KIND = {
+    T.NUMBER: "scalar",
+    T.COUNT: "count",
+    T.BOOLEAN: "boolean",
+    T.STRING: "categorical",
+    T.OBJECT: "object",
+    T.OBJECTS: "region",
+    T.GEOMETRY: "region",
+}
+
+
+def _expected_kind(program: Program) -> str:
+    types = program.types()
+    last = program.steps[-1]
+    return _KIND[types[last.args.value[1:]]]
+
+
+def execute(
+    program: Program | list | str,
+    scene: Scene,
+    question: str | None = None,
+    pixel: PixelTransform | None = None,
+) -> Answer:
+    """Validate (if needed) and run a program; return its :class:`Answer`.
+
+    Validation errors raise :class:`~georeason.errors.ProgramValidationError` before
+    anything runs. Missing or ambiguous evidence gives an abstention, not an error.
+    """
+    if not isinstance(program, Program):
+        program = validate_program(program, scene)
+    query = program.to_json()
+    run = _Run(scene, pixel)
+    kind = _expected_kind(program)
+    try:
+        for step in program.steps:
+            if step.op == "answer":
+                break
+            run.values[step.id] = getattr(run, f"op_{step.op}")(step.args, step.id)
+    except Abstain as why:
+        return Answer.abstain(str(why), kind=kind, query=query, question=question,
+                              evidence=[e for v in run.values.values() for e in v.evidence.values() if e.role == "reference"])
+    final = run.values[program.steps[-1].args.value[1:]]
+    value: Any = final.data
+    if final.type is T.OBJECT:
+        value = str(scene.ids[final.data])
+    elif final.type is T.OBJECTS:
+        value = [str(x) for x in scene.ids[np.asarray(final.data, dtype=np.intp)]]
+    elif final.type is T.GEOMETRY:
+        value = [e.id for e in final.evidence.values() if not e.id.startswith("$")]
+    elif final.type is T.NUMBER:
+        value = float(value)
+    elif final.type is T.COUNT:
+        value = int(value)
+    elif final.type is T.BOOLEAN:
+        value = bool(value)
+    unit = {"m2": "m2", "km2": "km2", "ha": "ha"}.get(final.unit, final.unit)
+    return Answer(value=value, kind=_KIND[final.type], unit=unit, evidence=list(final.evidence.values()),
+                  query=query, question=question, details=final.details)

@@ -1,0 +1,222 @@
+"""Group queries over many objects, indexed with :class:`shapely.STRtree`.
+
+Each query works on a subset of a :class:`~georeason.geo.scene.Scene` (an index array) and
+a reference geometry. Candidates are found in an AEQD projection centred on the reference
+(vectorised shapely calls and an STRtree, never a per-pair Python loop over the scene);
+only the few objects whose projected value lies within the projection's error band of a
+decision threshold are re-measured exactly on the ellipsoid with
+:func:`georeason.geo.measure.distance_m`. Results are therefore the same as measuring every
+pair geodesically, at the cost of an index query.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import shapely
+from shapely import STRtree
+from shapely.geometry.base import BaseGeometry
+
+from georeason.geo.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat
+from georeason.geo.measure import area_m2, distance_m, length_m
+from georeason.geo.scene import Scene
+
+__all__ = [
+    "Ranked",
+    "within_distance",
+    "inside",
+    "nearest",
+    "farthest",
+    "extreme",
+    "total_area_m2",
+    "metric_values",
+]
+
+_R_EARTH = 6_371_008.8
+
+
+class Ranked(NamedTuple):
+    """Scene indices and the metric value (metres or m²) that ranked or selected them."""
+
+    idx: np.ndarray
+    values: np.ndarray
+
+
+def _frame(ref_lonlat: BaseGeometry):
+    proj = aeqd_crs(*spherical_mean_lonlat([ref_lonlat]))
+    return proj, reproject(ref_lonlat, LONLAT, proj)
+
+
+def _tolerance(ref_p: BaseGeometry, reach_m: float) -> float:
+    """Relative error bound of AEQD distances out to ``reach_m`` from the reference."""
+    xmin, ymin, xmax, ymax = ref_p.bounds
+    r = float(np.hypot(max(abs(xmin), abs(xmax)), max(abs(ymin), abs(ymax)))) + reach_m
+    return max(2e-3, 2.0 * (r / _R_EARTH) ** 2)
+
+
+def _exact(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry) -> np.ndarray:
+    return np.array([distance_m(scene.lonlat[i], ref_lonlat) for i in idx], dtype=float)
+
+
+def within_distance(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry, distance: float) -> Ranked:
+    """Objects among ``idx`` whose minimum geodesic distance to the reference is <= ``distance`` m.
+
+    Returns the matching indices sorted by distance, with their distances in metres.
+    Objects that intersect the reference are at 0 m and match.
+    """
+    idx = np.asarray(idx, dtype=np.intp)
+    if len(idx) == 0:
+        return Ranked(idx, np.array([], dtype=float))
+    proj, ref_p = _frame(ref_lonlat)
+    cand = reproject(scene.lonlat[idx], LONLAT, proj)
+    tol = _tolerance(ref_p, distance)
+    tree = STRtree(cand)
+    hits = tree.query(ref_p, predicate="dwithin", distance=distance * (1 + tol) + 1e-6)
+    d = shapely.distance(cand[hits], ref_p)
+    border = np.abs(d - distance) <= distance * tol + 1e-6
+    if border.any():
+        d = d.copy()
+        d[border] = _exact(scene, idx[hits[border]], ref_lonlat)
+    keep = d <= distance
+    order = np.argsort(d[keep], kind="stable")
+    return Ranked(idx[hits[keep]][order], d[keep][order])
+
+
+def _unwrap_all(region: BaseGeometry, geoms: np.ndarray):
+    """Shift negative longitudes by 360 in both when a lon/lat region spans the antimeridian."""
+    xmin, _, xmax, _ = region.bounds
+    if xmax - xmin <= 180:
+        return region, geoms
+
+    def _shift(c):
+        c = c.copy()
+        c[:, 0] = np.where(c[:, 0] < 0, c[:, 0] + 360.0, c[:, 0])
+        return c
+
+    return shapely.transform(region, _shift), shapely.transform(geoms, _shift)
+
+
+def inside(scene: Scene, idx: np.ndarray, region: BaseGeometry, mode: str = "within") -> np.ndarray:
+    """Objects among ``idx`` inside ``region`` (given in the scene's CRS).
+
+    ``mode="within"``: entirely inside (the object is within the region);
+    ``mode="intersects"``: at least partly inside. Indices are returned in scene order.
+    """
+    if mode not in ("within", "intersects"):
+        raise ValueError(f"mode must be 'within' or 'intersects', got {mode!r}")
+    idx = np.asarray(idx, dtype=np.intp)
+    if len(idx) == 0:
+        return idx
+    geoms = scene.geoms[idx]
+    if scene.is_geographic:
+        region, geoms = _unwrap_all(region, geoms)
+    tree = STRtree(geoms)
+    pred = "contains" if mode == "within" else "intersects"
+    hits = tree.query(region, predicate=pred)
+    return idx[np.sort(hits)]
+
+
+def _ranked_by_distance(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry, k: int, far: bool) -> Ranked:
+    idx = np.asarray(idx, dtype=np.intp)
+    if len(idx) == 0 or k <= 0:
+        return Ranked(idx[:0], np.array([], dtype=float))
+    k = min(k, len(idx))
+    proj, ref_p = _frame(ref_lonlat)
+    cand = reproject(scene.lonlat[idx], LONLAT, proj)
+    if not far:
+        # Grow a search radius through the index until it holds k objects.
+        tree = STRtree(cand)
+        first, dist0 = tree.query_nearest(ref_p, return_distance=True, all_matches=True)
+        radius = max(float(dist0.min()), 1.0)
+        hits = tree.query(ref_p, predicate="dwithin", distance=radius)
+        while len(hits) < k:
+            radius *= 2.0
+            hits = tree.query(ref_p, predicate="dwithin", distance=radius)
+        d = shapely.distance(cand[hits], ref_p)
+        kth = np.sort(d)[k - 1]
+        tol = _tolerance(ref_p, kth)
+        hits = tree.query(ref_p, predicate="dwithin", distance=kth * (1 + tol) + 1e-6)
+    else:
+        hits = np.arange(len(idx))
+        d_all = shapely.distance(cand, ref_p)
+        kth = np.sort(d_all)[::-1][k - 1]
+        tol = _tolerance(ref_p, float(d_all.max()))
+        hits = hits[d_all >= kth * (1 - tol) - 1e-6]
+    exact = _exact(scene, idx[hits], ref_lonlat)
+    order = np.lexsort((scene.ids[idx[hits]].astype(str), -exact if far else exact))[:k]
+    return Ranked(idx[hits][order], exact[order])
+
+
+def nearest(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry, k: int = 1) -> Ranked:
+    """The ``k`` objects among ``idx`` nearest to the reference (minimum geodesic distance).
+
+    Ties are broken by object id, so results are deterministic.
+    """
+    return _ranked_by_distance(scene, idx, ref_lonlat, k, far=False)
+
+
+def farthest(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry, k: int = 1) -> Ranked:
+    """The ``k`` objects among ``idx`` farthest from the reference (minimum geodesic distance)."""
+    return _ranked_by_distance(scene, idx, ref_lonlat, k, far=True)
+
+
+def metric_values(scene: Scene, idx: np.ndarray, by: str) -> np.ndarray:
+    """Geodesic area (m²) or length (m) of each object in ``idx``."""
+    fn = {"area": area_m2, "length": length_m}[by]
+    return np.array([fn(scene.lonlat[i]) for i in idx], dtype=float)
+
+
+def extreme(scene: Scene, idx: np.ndarray, by: str = "area", largest: bool = True, k: int = 1) -> Ranked:
+    """The ``k`` largest (or smallest) objects among ``idx`` by geodesic area or length.
+
+    A vectorised planar pre-ranking in an AEQD projection centred on the objects picks the
+    candidates (those within the projection's error band of the k-th value); only those are
+    measured on the ellipsoid.
+    """
+    if by not in ("area", "length"):
+        raise ValueError(f"by must be 'area' or 'length', got {by!r}")
+    idx = np.asarray(idx, dtype=np.intp)
+    if len(idx) == 0:
+        return Ranked(idx, np.array([], dtype=float))
+    k = min(k, len(idx))
+    proj = aeqd_crs(*spherical_mean_lonlat(scene.lonlat[idx]))
+    planar = reproject(scene.lonlat[idx], LONLAT, proj)
+    approx = shapely.area(planar) if by == "area" else shapely.length(
+        np.where(shapely.get_dimensions(planar) == 2, shapely.boundary(planar), planar)
+    )
+    if not np.isfinite(approx).all():  # extreme extents where AEQD breaks down: measure all
+        cand = np.arange(len(idx))
+    else:
+        ext = shapely.total_bounds(planar)
+        rel = 0.05 + 4.0 * (float(np.hypot(*np.abs(ext).reshape(2, 2).max(axis=0))) / _R_EARTH) ** 2
+        kth = np.sort(approx)[::-1][k - 1] if largest else np.sort(approx)[k - 1]
+        if largest:
+            cand = np.flatnonzero(approx >= kth * (1 - rel))
+        else:
+            cand = np.flatnonzero(approx <= kth * (1 + rel))
+    vals = metric_values(scene, idx[cand], by)
+    order = np.lexsort((scene.ids[idx[cand]].astype(str), -vals if largest else vals))[:k]
+    return Ranked(idx[cand][order], vals[order])
+
+
+def total_area_m2(scene: Scene, idx: np.ndarray, region_lonlat: BaseGeometry | None = None) -> float:
+    """Geodesic area (m²) covered by the objects in ``idx``, optionally clipped to a region.
+
+    Overlapping objects are counted once (their union is measured).
+    """
+    idx = np.asarray(idx, dtype=np.intp)
+    if len(idx) == 0:
+        return 0.0
+    center_geoms = [region_lonlat] if region_lonlat is not None else scene.lonlat[idx]
+    proj = aeqd_crs(*spherical_mean_lonlat(center_geoms))
+    planar = reproject(scene.lonlat[idx], LONLAT, proj)
+    planar = planar[shapely.get_dimensions(planar) == 2]
+    if region_lonlat is not None:
+        region_p = reproject(region_lonlat, LONLAT, proj)
+        tree = STRtree(planar)
+        planar = shapely.intersection(planar[tree.query(region_p, predicate="intersects")], region_p)
+    if len(planar) == 0:
+        return 0.0
+    union = shapely.union_all(planar)
+    return area_m2(reproject(union, proj, LONLAT))

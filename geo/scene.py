@@ -1,0 +1,322 @@
+"""A scene: the set of objects a question is asked about.
+
+Each object has an id, a class label, a geometry in the scene's CRS, an optional score and
+free attributes. The CRS is always explicit: a file without one is refused unless the
+caller names it. Geometries are kept in the source CRS (exports keep it too) and a lon/lat
+copy is derived once for metric work on the ellipsoid.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import numpy as np
+import shapely
+from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
+
+from georeason.errors import (
+    GeometryRepairedWarning,
+    InputError,
+    InvalidGeometryError,
+    MissingCRSError,
+    VectorReadError,
+)
+from georeason.geo.crs import LONLAT, parse_crs, reproject
+
+__all__ = ["GeoObject", "Scene", "read_scene", "normalise_class", "ID_FIELDS", "CLASS_FIELDS"]
+
+#: Fields tried, in order, for an object's id (else the first field with unique values).
+ID_FIELDS = ("id", "ID", "fid", "object_id", "uid")
+#: Fields tried, in order, for an object's class label.
+CLASS_FIELDS = ("class", "label", "category", "type", "kind", "class_name")
+
+OnInvalid = Literal["repair", "error"]
+
+
+@dataclass(frozen=True)
+class GeoObject:
+    """One object of a scene (geometry in the scene's CRS)."""
+
+    id: str
+    label: str
+    geometry: BaseGeometry
+    score: float | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def normalise_class(name: str) -> str:
+    """Lower-case, single-spaced, underscores as spaces: the form class labels are compared in.
+
+    Examples
+    --------
+    >>> normalise_class("  Oil_Tank ")
+    'oil tank'
+    """
+    return " ".join(str(name).replace("_", " ").replace("-", " ").lower().split())
+
+
+class Scene:
+    """Objects with ids, class labels and geometries in one explicit CRS.
+
+    Parameters
+    ----------
+    ids, labels : sequences of str
+        Unique object ids and class labels (labels are normalised, see :func:`normalise_class`).
+    geometries : sequence of shapely geometries
+        In ``crs``. Invalid ones are repaired with ``make_valid`` (a
+        :class:`GeometryRepairedWarning` names each) or, with ``on_invalid="error"``, refused.
+    crs : anything :func:`pyproj.CRS.from_user_input` takes
+    scores : optional sequence of float
+    attrs : optional sequence of dicts
+    source : str
+        Where the objects came from, used in messages.
+    """
+
+    def __init__(
+        self,
+        ids: Iterable[Any],
+        labels: Iterable[Any],
+        geometries: Iterable[BaseGeometry],
+        crs: Any,
+        scores: Iterable[float | None] | None = None,
+        attrs: Iterable[dict[str, Any]] | None = None,
+        source: str = "<objects>",
+        on_invalid: OnInvalid = "repair",
+    ) -> None:
+        if crs is None:
+            raise MissingCRSError(
+                f"{source} has no CRS; pass one explicitly (e.g. --crs EPSG:4326) or fix the file"
+            )
+        self.source = source
+        self.crs: CRS = parse_crs(crs, what=f"CRS of {source}")
+        self.ids = np.array([str(i) for i in ids], dtype=object)
+        self.labels = np.array([normalise_class(c) for c in labels], dtype=object)
+        geoms = np.array(list(geometries), dtype=object)
+        n = len(self.ids)
+        if len(self.labels) != n or len(geoms) != n:
+            raise InputError(f"{source}: ids, labels and geometries differ in length")
+        self.scores = np.array(list(scores) if scores is not None else [None] * n, dtype=object)
+        self.attrs = list(attrs) if attrs is not None else [{} for _ in range(n)]
+        seen: dict[str, int] = {}
+        for i, oid in enumerate(self.ids):
+            if oid in seen:
+                raise InputError(
+                    f"{source}: object id {oid!r} appears twice (features {seen[oid]} and {i}); "
+                    "ids must be unique: pass --id-field to choose another field"
+                )
+            seen[oid] = i
+        self._index = seen
+        self.geoms = self._validate(geoms, on_invalid)
+
+    # -- construction -----------------------------------------------------------------
+    def _validate(self, geoms: np.ndarray, on_invalid: OnInvalid) -> np.ndarray:
+        missing = [i for i, g in enumerate(geoms) if g is None or g.is_empty]
+        if missing:
+            i = missing[0]
+            raise InvalidGeometryError(
+                f"{self.source}: object {self.ids[i]!r} has no geometry (empty or null); "
+                "remove it or give it a geometry"
+            )
+        valid = shapely.is_valid(geoms)
+        if valid.all():
+            return geoms
+        out = geoms.copy()
+        for i in np.flatnonzero(~valid):
+            why = shapely.is_valid_reason(geoms[i])
+            if on_invalid == "error":
+                raise InvalidGeometryError(
+                    f"{self.source}: object {self.ids[i]!r} has an invalid geometry ({why}); "
+                    "fix it, or allow repair (on_invalid='repair', the default)"
+                )
+            repaired = shapely.make_valid(geoms[i])
+            if repaired.geom_type == "GeometryCollection":
+                # keep the highest-dimension parts, so a polygon stays areal
+                parts = list(repaired.geoms)
+                top = max(shapely.get_dimensions(parts))
+                repaired = shapely.union_all([p for p in parts if shapely.get_dimensions(p) == top])
+            warnings.warn(
+                f"{self.source}: object {self.ids[i]!r} had an invalid geometry ({why}); "
+                f"repaired with make_valid into a {repaired.geom_type}",
+                GeometryRepairedWarning,
+                stacklevel=3,
+            )
+            out[i] = repaired
+        return out
+
+    @classmethod
+    def from_objects(cls, objects: Iterable[GeoObject], crs: Any, source: str = "<objects>") -> "Scene":
+        objs = list(objects)
+        return cls(
+            [o.id for o in objs], [o.label for o in objs], [o.geometry for o in objs], crs,
+            scores=[o.score for o in objs], attrs=[dict(o.attrs) for o in objs], source=source,
+        )
+
+    # -- access ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"Scene({len(self)} objects, {len(self.classes)} classes, crs={self.crs.to_string()!r})"
+
+    @property
+    def is_geographic(self) -> bool:
+        return bool(self.crs.is_geographic)
+
+    @cached_property
+    def lonlat(self) -> np.ndarray:
+        """Geometries in EPSG:4326 lon/lat (computed once)."""
+        return reproject(self.geoms, self.crs, LONLAT)
+
+    @cached_property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels))
+
+    def index(self, oid: str) -> int | None:
+        """Position of object ``oid`` or ``None``."""
+        return self._index.get(str(oid))
+
+    def of_class(self, label: str) -> np.ndarray:
+        """Indices of the objects of a class (label normalised; plural forms tried)."""
+        resolved = self.resolve_class(label)
+        if resolved is None:
+            return np.array([], dtype=np.intp)
+        return np.flatnonzero(self.labels == resolved)
+
+    def resolve_class(self, label: str) -> str | None:
+        """The scene class a free-text class name refers to, or ``None``.
+
+        Tries the name as given, then singular forms (``buildings`` -> ``building``,
+        ``bodies`` -> ``body``, ``churches`` -> ``church``).
+
+        Examples
+        --------
+        >>> s = Scene(["a"], ["Lake"], [shapely.Point(0, 0)], "EPSG:4326")
+        >>> s.resolve_class("lakes"), s.resolve_class("river")
+        ('lake', None)
+        """
+        name = normalise_class(label)
+        known = set(self.classes)
+        for cand in _singulars(name):
+            if cand in known:
+                return cand
+        return None
+
+    def get(self, i: int) -> GeoObject:
+        return GeoObject(self.ids[i], self.labels[i], self.geoms[i], self.scores[i], self.attrs[i])
+
+    def subset(self, idx: np.ndarray) -> "Scene":
+        idx = np.asarray(idx, dtype=np.intp)
+        s = Scene.__new__(Scene)
+        s.source, s.crs = self.source, self.crs
+        s.ids, s.labels, s.geoms = self.ids[idx], self.labels[idx], self.geoms[idx]
+        s.scores, s.attrs = self.scores[idx], [self.attrs[i] for i in idx]
+        s._index = {oid: k for k, oid in enumerate(s.ids)}
+        if "lonlat" in self.__dict__:
+            s.__dict__["lonlat"] = self.lonlat[idx]
+        return s
+
+    def extend(self, other: "Scene") -> "Scene":
+        """A new scene with ``other``'s objects added (reprojected into this scene's CRS)."""
+        geoms = reproject(other.geoms, other.crs, self.crs)
+        return Scene(
+            list(self.ids) + list(other.ids), list(self.labels) + list(other.labels),
+            list(self.geoms) + list(geoms), self.crs,
+            scores=list(self.scores) + list(other.scores), attrs=self.attrs + other.attrs,
+            source=f"{self.source} + {other.source}",
+        )
+
+
+def _singulars(name: str) -> list[str]:
+    out = [name]
+    words = name.split(" ")
+    last = words[-1]
+    stems = []
+    if last.endswith("ies") and len(last) > 3:
+        stems.append(last[:-3] + "y")
+    if last.endswith("es") and len(last) > 2:
+        stems.append(last[:-2])
+    if last.endswith("s") and not last.endswith("ss") and len(last) > 1:
+        stems.append(last[:-1])
+    out += [" ".join(words[:-1] + [s]) for s in stems]
+    return out
+
+
+def _pick_field(columns: list[str], wanted: tuple[str, ...], explicit: str | None, what: str, path: str):
+    if explicit is not None:
+        if explicit not in columns:
+            raise InputError(
+                f"{path}: no field {explicit!r} for the {what}; fields are: {', '.join(columns) or '(none)'}"
+            )
+        return explicit
+    lower = {c.lower(): c for c in columns}
+    for w in wanted:
+        if w.lower() in lower:
+            return lower[w.lower()]
+    return None
+
+
+def read_scene(
+    path: str | Path,
+    crs: Any = None,
+    id_field: str | None = None,
+    class_field: str | None = None,
+    layer: str | int | None = None,
+    on_invalid: OnInvalid = "repair",
+) -> Scene:
+    """Read objects from GeoJSON, GeoPackage, GeoParquet, Shapefile or anything GDAL reads.
+
+    The id comes from ``id_field``, else the first of :data:`ID_FIELDS` present, else the
+    first field whose values are unique, else the feature's position. The class label comes
+    from ``class_field`` or the first of :data:`CLASS_FIELDS` (else ``"object"``).
+    ``crs`` is used only when the file has none; a file with a CRS that differs from
+    ``crs`` is an error (say which you mean by fixing the file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VectorReadError(f"objects file {str(path)!r} does not exist; check the path")
+    try:
+        if path.suffix.lower() in (".parquet", ".geoparquet"):
+            import geopandas as gpd
+
+            gdf = gpd.read_parquet(path)
+        else:
+            import pyogrio
+
+            gdf = pyogrio.read_dataframe(path, layer=layer)
+    except Exception as exc:  # pyogrio/arrow raise many types; name the file
+        raise VectorReadError(
+            f"could not read objects file {str(path)!r} ({type(exc).__name__}: {exc}); "
+            "give a GeoJSON, GeoPackage, GeoParquet or Shapefile"
+        ) from exc
+    src = str(path)
+    file_crs = gdf.crs
+    if file_crs is None:
+        if crs is None:
+            raise MissingCRSError(
+                f"objects file {src!r} has no CRS; pass --crs (e.g. --crs EPSG:4326) or set one in the file"
+            )
+        file_crs = parse_crs(crs, what="--crs")
+    elif crs is not None and parse_crs(crs, what="--crs") != CRS.from_user_input(file_crs):
+        raise InputError(
+            f"objects file {src!r} is in {CRS.from_user_input(file_crs).to_string()} but --crs says "
+            f"{parse_crs(crs).to_string()}; drop --crs or reproject the file"
+        )
+    columns = [c for c in gdf.columns if c != gdf.geometry.name]
+    idf = _pick_field(columns, ID_FIELDS, id_field, "object id", src)
+    if idf is None:
+        idf = next((c for c in columns if gdf[c].notna().all() and gdf[c].is_unique), None)
+    ids = [str(v) for v in gdf[idf]] if idf is not None else [str(i) for i in range(len(gdf))]
+    clf = _pick_field(columns, CLASS_FIELDS, class_field, "class label", src)
+    labels = [str(v) for v in gdf[clf]] if clf is not None else ["object"] * len(gdf)
+    scores = None
+    if "score" in columns:
+        scores = [None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v) for v in gdf["score"]]
+    extra = [c for c in columns if c not in (idf, clf, "score")]
+    attrs = gdf[extra].to_dict("records") if extra else None
+    geoms = np.asarray(gdf.geometry.array, dtype=object)
+    return Scene(ids, labels, geoms, file_crs, scores=scores, attrs=attrs, source=src, on_invalid=on_invalid)
