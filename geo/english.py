@@ -40,6 +40,7 @@ SUPPORTED_FORMS = [
     "What is the area of A?  /  What is the length (or perimeter) of A?",
     "What is the total area of <class> inside A?",
     "Show all <class> within 200 m of A.  /  Show all <class> inside A.",
+    "Which pixels are <class> within 100 m of A?  /  Which pixels are <class> (inside A)?  (a mask GeoTIFF; needs a raster)",
     "References: #id, object ID, the <class>, the largest <class>, the <class> at <geometry>, "
     "the region <geometry>, WKT, [minx, miny, maxx, maxy], [[x, y], ...], with 'pixel' for image coordinates",
 ]
@@ -315,6 +316,18 @@ def _total_area(b: _Builder, m: re.Match, unit) -> list:
     return b.answer(b.add("total_area", objects=b.objects(m.group("cls")), region=region, unit=u))
 
 
+def _pixels(b: _Builder, m: re.Match, unit) -> list:
+    objs = b.objects(m.group("cls"))
+    region = objs
+    if m.groupdict().get("d"):
+        d, u = _dist(m)
+        zone = b.add("buffer", of=b.ref(m.group("a")), distance=d, unit=u)
+        region = b.add("intersection", a=objs, b=zone)
+    elif m.groupdict().get("a"):
+        region = b.add("intersection", a=objs, b=b.ref(m.group("a")))
+    return b.answer(b.add("pixels", of=region))
+
+
 _WH = r"(?:what\s+is|what's|whats|tell\s+me|give\s+me|compute|calculate|find|measure)?\s*(?:the\s+)?"
 _CENTRES = r"(?P<c>(?:the\s+)?(?:centres?|centers?|centroids?|middles?)\s+of\s+)?"
 _HOWMANY = r"(?:how\s+many|count\s+(?:the\s+)?|number\s+of|what\s+is\s+the\s+number\s+of)\s*"
@@ -322,6 +335,11 @@ _BE = r"(?:are|is)?\s*(?:there\s+)?(?:located\s+|situated\s+|lying\s+)?"
 _CLS = r"(?P<cls>[a-z][\w \-]*?)"
 
 RULES: list[Rule] = [
+    # pixel-level answers
+    (_r(r"(?:which|what|show(?:\s+me)?|find|mask)\s+(?:all\s+)?(?:the\s+)?pixels\s+(?:are|that\s+are|of)\s+" + _CLS + r"\s+(?:(?:with)?in\s+" + _DIST_RE + r"\s+(?:of|from|around)\s+" + _A + r")"), _pixels),
+    (_r(r"(?:which|what|show(?:\s+me)?|find|mask)\s+(?:all\s+)?(?:the\s+)?pixels\s+(?:are|that\s+are|of)\s+" + _CLS + r"\s+(?:inside|in|within)\s+" + _A), _pixels),
+    (_r(r"(?:which|what|show(?:\s+me)?|find|mask)\s+(?:all\s+)?(?:the\s+)?pixels\s+(?:are|that\s+are|of)\s+" + _CLS), _pixels),
+    (_r(r"(?:show|find|mask)\s+(?:me\s+)?(?:all\s+)?(?:the\s+)?" + _CLS + r"\s+pixels(?:\s+(?:with)?in\s+" + _DIST_RE + r"\s+(?:of|from|around)\s+" + _A + r")?"), _pixels),
     # distance
     (_r(_WH + r"(?:geodesic\s+|minimum\s+|shortest\s+|straight[- ]line\s+)?distance\s+between\s+" + _CENTRES + _A + r"\s+and\s+" + _B), _distance),
     (_r(_WH + r"(?:geodesic\s+|minimum\s+|shortest\s+)?distance\s+from\s+" + _CENTRES + _A + r"\s+to\s+" + _B), _distance),
@@ -348,9 +366,7 @@ RULES: list[Rule] = [
     # counts and sets
     (_r(_HOWMANY + _CLS + r"\s+" + _BE + r"(?:with)?in\s+(?:a\s+distance\s+of\s+)?" + _DIST_RE + r"\s+(?:of|from|around)\s+" + _A), _count_within),
     (_r(_HOWMANY + _CLS + r"\s+" + _BE + r"(?:inside|in|within|contained\s+in)\s+" + _A), _count_inside),
-    (_r(_HOWMANY + _CLS + r"\s+(?:are\s+there|exist|are\s+in\s+the\s+(?:scene|image))?"), _count_all),
-    (_r(r"(?:show|list|find|give|display|return|highlight|select|which|what)\s+(?:me\s+)?(?:all\s+|every\s+|the\s+)*" + _CLS + r"\s+" + _BE + r"(?:that\s+are\s+|which\s+are\s+)?(?:with)?in\s+" + _DIST_RE + r"\s+(?:of|from|around)\s+" + _A), _show_within),
-    (_r(r"(?:show|list|find|give|display|return|highlight|select|which|what)\s+(?:me\s+)?(?:all\s+|every\s+|the\s+)*" + _CLS + r"\s+" + _BE + r"(?:that\s+are\s+|which\s+are\s+)?(?:inside|within|in|contained\s+in)\s+" + _A), _show_inside),
+    (_r(_HOWMANY + _CLS + r"(?:\s+(?:are\s+there|exist|are\s+in\s+the\s+(?:scene|image)))?"), _count_all),
     # nearest / farthest
     (_r(r"(?:which|what)\s+" + _CLS + r"\s+(?:is|lies|is\s+located)\s+(?:the\s+)?(?:nearest|closest)\s+to\s+" + _A), _rank("nearest")),
     (_r(_WH + r"(?:nearest|closest)\s+" + _CLS + r"\s+to\s+" + _A), _rank("nearest")),
@@ -361,11 +377,14 @@ RULES: list[Rule] = [
     (_r(r"(?:which|what)\s+" + _CLS + r"\s+is\s+(?:the\s+)?(?P<sel>" + "|".join(_SELECTORS) + r")"), _extreme),
     (_r(r"(?:find|show|give\s+me|name)\s+the\s+(?P<sel>" + "|".join(_SELECTORS) + r")\s+" + _CLS), _extreme),
     # measures
-    (_r(_WH + r"total\s+area\s+(?:of|covered\s+by)\s+(?:all\s+)?(?:the\s+)?" + _CLS + r"\s+(?:(?:inside|in|within)\s+" + _A + r")?"), _total_area),
+    (_r(_WH + r"total\s+area\s+(?:of|covered\s+by)\s+(?:all\s+)?(?:the\s+)?" + _CLS + r"(?:\s+(?:inside|in|within)\s+" + _A + r")?"), _total_area),
     (_r(_WH + r"(?:geodesic\s+|surface\s+)?area\s+of\s+" + _A), _area),
     (_r(r"how\s+(?:large|big)\s+is\s+" + _A), _area),
     (_r(_WH + r"(?:geodesic\s+)?(?:length|perimeter)\s+of\s+" + _A), _length),
     (_r(r"how\s+long\s+is\s+" + _A), _length),
+    # generic set queries last: "what ... in ..." would otherwise swallow the forms above
+    (_r(r"(?:show|list|find|give|display|return|highlight|select|which|what)\s+(?:me\s+)?(?:all\s+|every\s+|the\s+)*" + _CLS + r"\s+" + _BE + r"(?:that\s+are\s+|which\s+are\s+)?(?:with)?in\s+" + _DIST_RE + r"\s+(?:of|from|around)\s+" + _A), _show_within),
+    (_r(r"(?:show|list|find|give|display|return|highlight|select|which|what)\s+(?:me\s+)?(?:all\s+|every\s+|the\s+)*" + _CLS + r"\s+" + _BE + r"(?:that\s+are\s+|which\s+are\s+)?(?:inside|within|in|contained\s+in)\s+" + _A), _show_inside),
 ]
 
 
@@ -398,7 +417,7 @@ def compile_question(question: str) -> list[dict[str, Any]]:
     )
 
 
-def ask(question: str, scene, pixel=None):
+def ask(question: str, scene, pixel=None, mask_writer=None):
     """Answer an English question about a scene: compile, validate, execute.
 
     A reference to an id or class the scene does not have gives an abstention (the
@@ -415,4 +434,4 @@ def ask(question: str, scene, pixel=None):
     except ProgramValidationError as exc:
         return Answer.abstain(f"the question refers to something not in the scene: {exc}",
                               kind=_expected_kind(program), query=program.to_json(), question=question)
-    return execute(program, scene, question=question, pixel=pixel)
+    return execute(program, scene, question=question, pixel=pixel, mask_writer=mask_writer)

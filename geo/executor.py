@@ -37,6 +37,8 @@ __all__ = ["Abstain", "execute", "PixelTransform"]
 
 #: Maps raster (col, row) pixel coordinates to (x, y) in ``crs``: ``(fn, crs)``.
 PixelTransform = tuple[Callable[[np.ndarray], np.ndarray], CRS]
+#: Writes a pixel answer: ``(geometry in the scene CRS, scene CRS, step id) -> (path, pixel count)``.
+MaskWriter = Callable[[BaseGeometry, CRS, str], tuple[str, int]]
 
 _DIST = {"m": 1.0, "km": 1000.0}
 _AREA = {"m2": 1.0, "km2": 1e6, "ha": 1e4}
@@ -57,9 +59,10 @@ class Value:
 
 
 class _Run:
-    def __init__(self, scene: Scene, pixel: PixelTransform | None):
+    def __init__(self, scene: Scene, pixel: PixelTransform | None, mask_writer: MaskWriter | None = None):
         self.scene = scene
         self.pixel = pixel
+        self.mask_writer = mask_writer
         self.values: dict[str, Value] = {}
 
     # -- helpers -------------------------------------------------------------------
@@ -329,6 +332,33 @@ class _Run:
         ev = Evidence(f"${sid}", "region", g, self.scene.crs, "region")
         return Value(T.GEOMETRY, None, geom=g, evidence={**v.evidence, ev.id: ev})
 
+    def _region(self, v: Value) -> BaseGeometry:
+        if v.type is T.OBJECTS:
+            idx = self.as_set(v)
+            return shapely.union_all(self.scene.geoms[idx]) if len(idx) else shapely.GeometryCollection()
+        return self.geom(v)
+
+    def op_intersection(self, a, sid):
+        va, vb = self.ref(a.a), self.ref(a.b)
+        g = shapely.intersection(self._region(va), self._region(vb))
+        ev = self.refs_evidence(va, vb)
+        if not g.is_empty:
+            e = Evidence(f"${sid}", "region", g, self.scene.crs, "region")
+            ev[e.id] = e
+        return Value(T.GEOMETRY, None, geom=g, evidence=ev)
+
+    def op_pixels(self, a, sid):
+        v = self.ref(a.of)
+        if self.mask_writer is None:
+            raise InputError(f"step {sid!r} asks for a pixel answer, which needs a raster grid; pass --raster FILE")
+        g = self._region(v)
+        path, n = self.mask_writer(g, self.scene.crs, sid)
+        ev = dict(v.evidence)
+        if not g.is_empty:
+            e = Evidence(f"${sid}", "pixels", g, self.scene.crs, "region")
+            ev[e.id] = e
+        return Value(T.PIXELS, int(n), evidence=ev, unit="px", details={"mask": str(path)})
+
     def op_total_area(self, a, sid):
         objs = self.ref(a.objects)
         region = self.ref(a.region) if a.region else None
@@ -347,6 +377,7 @@ _KIND = {
     T.OBJECT: "object",
     T.OBJECTS: "region",
     T.GEOMETRY: "region",
+    T.PIXELS: "pixel",
 }
 
 
@@ -361,6 +392,7 @@ def execute(
     scene: Scene,
     question: str | None = None,
     pixel: PixelTransform | None = None,
+    mask_writer: MaskWriter | None = None,
 ) -> Answer:
     """Validate (if needed) and run a program; return its :class:`Answer`.
 
@@ -370,7 +402,7 @@ def execute(
     if not isinstance(program, Program):
         program = validate_program(program, scene)
     query = program.to_json()
-    run = _Run(scene, pixel)
+    run = _Run(scene, pixel, mask_writer)
     kind = _expected_kind(program)
     try:
         for step in program.steps:
@@ -390,7 +422,7 @@ def execute(
         value = [e.id for e in final.evidence.values() if not e.id.startswith("$")]
     elif final.type is T.NUMBER:
         value = float(value)
-    elif final.type is T.COUNT:
+    elif final.type in (T.COUNT, T.PIXELS):
         value = int(value)
     elif final.type is T.BOOLEAN:
         value = bool(value)

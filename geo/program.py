@@ -61,6 +61,7 @@ class T(str, Enum):
     COUNT = "count"
     BOOLEAN = "boolean"
     STRING = "string"
+    PIXELS = "pixels"  # a mask on the raster grid
     ANSWER = "answer"
 
 
@@ -245,6 +246,21 @@ class BufferArgs(_Args):
     unit: DistanceUnit = "m"
 
 
+class IntersectionArgs(_Args):
+    """The part of a that is also in b (sets are unioned first)."""
+
+    REFS = {"a": GEOM_LIKE + (T.OBJECTS,), "b": GEOM_LIKE + (T.OBJECTS,)}
+    a: Ref
+    b: Ref
+
+
+class PixelsArgs(_Args):
+    """A pixel-level answer: the raster pixels whose centre lies in the geometry/objects (a mask GeoTIFF)."""
+
+    REFS = {"of": GEOM_LIKE + (T.OBJECTS,)}
+    of: Ref
+
+
 class TotalAreaArgs(_Args):
     """Area covered by a set (overlaps counted once), optionally clipped to a region."""
 
@@ -286,6 +302,8 @@ OPS: dict[str, tuple[type[_Args], Any]] = {
     "union": (UnionArgs, T.GEOMETRY),
     "buffer": (BufferArgs, T.GEOMETRY),
     "total_area": (TotalAreaArgs, T.NUMBER),
+    "intersection": (IntersectionArgs, T.GEOMETRY),
+    "pixels": (PixelsArgs, T.PIXELS),
     "answer": (AnswerArgs, T.ANSWER),
 }
 

@@ -106,11 +106,86 @@ def _print_answer(answer) -> None:
     console.print(table)
 
 
+def _build_scene(questions: list[str], objects: Path | None, raster: Path | None, item: str | None,
+                 catalog: Path | None, crs: str | None, id_field: str | None, class_field: str | None,
+                 grounder: str, tile_px: int, overlap_px: int):
+    """The scene to answer against: vector objects, plus classes grounded on the raster.
+
+    Grounding runs in this process (no Prefect) and only for the classes the questions
+    need that no vector layer provides.
+    """
+    from georeason.geo.scene import read_scene
+
+    vector_paths: list[Path] = []
+    if item is not None:
+        from georeason.catalog import get_item
+
+        info = get_item(item, catalog)
+        if raster is None:
+            raster = info.raster_path
+        vector_paths += list(info.vector_paths)
+    vectors = None
+    if objects is not None:
+        vectors = read_scene(objects, crs=crs, id_field=id_field, class_field=class_field)
+    for p in vector_paths:
+        s = read_scene(p)
+        vectors = s if vectors is None else vectors.extend(s)
+    if raster is None:
+        if vectors is None:
+            raise typer.BadParameter("give --objects FILE, --raster FILE or --item ID (what the question is about)")
+        return vectors, None
+    from georeason.geo.english import compile_question
+    from georeason.geo.pipeline import classes_needed, grounded_scene, sequential_ground, split_classes
+    from georeason.models.registry import build_grounder, can_ground, prepare_spec
+
+    classes: list[str] = []
+    for q in questions:
+        try:
+            for c in classes_needed(compile_question(q)):
+                if c not in classes:
+                    classes.append(c)
+        except GeoreasonError:
+            continue  # reported when the question itself is answered
+    _, to_ground, _ = split_classes(classes, vectors, lambda c: can_ground(grounder, c))
+    fn, rcrs = _pixel_transform(raster)
+    if not to_ground:
+        if vectors is None:
+            from georeason.geo.scene import Scene
+
+            vectors = Scene([], [], [], rcrs, source=str(raster))
+        return vectors, raster
+    g = build_grounder(prepare_spec(grounder, str(raster)))
+    found, failures = sequential_ground(str(raster), g, to_ground, tile_px=tile_px, overlap_px=overlap_px)
+    if failures:
+        first = failures[0]
+        raise GeoreasonError(f"{len(failures)} tiles of {raster} failed to ground (first {first.index}: {first.error})")
+    return grounded_scene(found, rcrs, vectors, source=str(raster)), raster
+
+
+def _mask_writer(raster: Path | None, mask: Path):
+    if raster is None:
+        return None
+
+    def writer(geom, crs, sid):
+        from georeason.geo.crs import reproject
+        from georeason.geo.raster import as_dataset
+        from georeason.geo.rasterize import Grid, write_mask
+
+        with as_dataset(str(raster), check_read=False) as src:
+            grid = Grid.of(src)
+        res = write_mask([reproject(geom, crs, grid.crs)], grid, mask, valid_source=str(raster))
+        return str(res.path), res.pixels
+
+    return writer
+
+
 @app.command()
 def ask(
     question: Annotated[Optional[str], typer.Argument(help="The question, in English.")] = None,
     objects: Annotated[Optional[Path], typer.Option("--objects", "-o", help="Vector file of objects (GeoJSON, GeoPackage, GeoParquet, Shapefile).")] = None,
-    raster: Annotated[Optional[Path], typer.Option(help="Raster whose grid 'pixel' coordinates refer to.")] = None,
+    raster: Annotated[Optional[Path], typer.Option(help="Raster to ground classes on (when no vector layer has them) and whose grid 'pixel' coordinates refer to.")] = None,
+    item: Annotated[Optional[str], typer.Option(help="Catalog item id: its raster and vector assets.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option(help="Catalog folder for --item (default: the shipped data_catalog/).")] = None,
     crs: Annotated[Optional[str], typer.Option(help="CRS of --objects when the file has none, e.g. EPSG:4326.")] = None,
     id_field: Annotated[Optional[str], typer.Option(help="Field holding object ids (default: id, else first unique field).")] = None,
     class_field: Annotated[Optional[str], typer.Option(help="Field holding class labels (default: class/label/category/type).")] = None,
@@ -118,46 +193,49 @@ def ask(
     questions: Annotated[Optional[Path], typer.Option(help="Answer many questions (one per line, or JSONL with 'question'); writes JSONL.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Write the answer's evidence (.geojson/.gpkg/.parquet); with --questions, the JSONL file.")] = None,
+    mask: Annotated[Path, typer.Option(help="Where a pixel answer's mask GeoTIFF goes.")] = Path("georeason-mask.tif"),
+    grounder: Annotated[str, typer.Option(help="Grounder for classes found on the raster.")] = "spectral",
+    tile_px: Annotated[int, typer.Option(help="Tile size in pixels for grounding.")] = 1024,
+    overlap_px: Annotated[int, typer.Option(help="Tile overlap in pixels.")] = 128,
 ) -> None:
-    """Answer a question about objects in a vector file."""
+    """Answer a question about objects in a vector file and/or grounded on a raster."""
     from georeason.geo.english import ask as ask_english
     from georeason.geo.executor import execute
     from georeason.geo.export import atomic_path, write_answer
-    from georeason.geo.scene import read_scene
 
     given = sum(x is not None for x in (question, query, questions))
     if given != 1:
         _fail(typer.BadParameter("give exactly one of QUESTION, --query FILE or --questions FILE"))
-    if objects is None:
-        _fail(typer.BadParameter("--objects FILE is required (the objects the question is about)"))
     try:
-        scene = read_scene(objects, crs=crs, id_field=id_field, class_field=class_field)
-        pixel = _pixel_transform(raster) if raster is not None else None
+        lines = _read_questions(questions) if questions is not None else ([question] if question else [])
+        scene, grid_raster = _build_scene(lines, objects, raster, item, catalog, crs, id_field, class_field,
+                                          grounder, tile_px, overlap_px)
+        pixel = _pixel_transform(grid_raster) if grid_raster is not None else None
+        writer = _mask_writer(grid_raster, mask)
         if questions is not None:
-            lines = _read_questions(questions)
-            target = out or None
             sink = []
-            for q in lines:
+            for n, q in enumerate(lines, 1):
+                w = _mask_writer(grid_raster, mask.with_name(f"{mask.stem}-{n:03d}{mask.suffix}"))
                 try:
-                    sink.append(json.dumps(ask_english(q, scene, pixel=pixel).to_json()))
+                    sink.append(json.dumps(ask_english(q, scene, pixel=pixel, mask_writer=w).to_json()))
                 except GeoreasonError as exc:
                     sink.append(json.dumps({"question": q, "error": str(exc), "abstained": True, "answer": None}))
             text = "\n".join(sink) + "\n"
-            if target is None:
+            if out is None:
                 sys.stdout.write(text)
             else:
-                with atomic_path(target) as tmp:
+                with atomic_path(out) as tmp:
                     tmp.write_text(text, encoding="utf-8")
-                typer.echo(f"wrote {len(sink)} answers to {target}", err=True)
+                typer.echo(f"wrote {len(sink)} answers to {out}", err=True)
             return
         if query is not None:
             try:
                 program = json.loads(query.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
                 raise GeoreasonError(f"cannot read query program {str(query)!r}: {exc}; give a JSON list of steps") from exc
-            answer = execute(program, scene, pixel=pixel)
+            answer = execute(program, scene, pixel=pixel, mask_writer=writer)
         else:
-            answer = ask_english(question, scene, pixel=pixel)
+            answer = ask_english(question, scene, pixel=pixel, mask_writer=writer)
         if out is not None:
             write_answer(answer, out)
     except (GeoreasonError, typer.BadParameter) as exc:
@@ -174,6 +252,73 @@ def schema() -> None:
     from georeason.geo.program import program_json_schema
 
     sys.stdout.write(json.dumps(program_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def run(
+    catalog: Annotated[Optional[Path], typer.Option(help="STAC catalog folder (default: the shipped data_catalog/).")] = None,
+    questions: Annotated[Optional[Path], typer.Option(help="Questions file: YAML/JSONL of {question, item?} or text (default: the catalog's questions.yaml).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("outputs"),
+    grounder: Annotated[str, typer.Option(help="Grounder for classes not in vector layers.")] = "spectral",
+    item: Annotated[Optional[list[str]], typer.Option(help="Only these catalog items (repeatable).")] = None,
+    objects: Annotated[Optional[list[Path]], typer.Option(help="Extra vector layers of objects (repeatable).")] = None,
+    tile_px: Annotated[int, typer.Option(help="Tile size in pixels.")] = 1024,
+    overlap_px: Annotated[int, typer.Option(help="Tile overlap in pixels.")] = 128,
+    max_task_runs: Annotated[int, typer.Option(help="At most this many tile-batch task runs per item.")] = 200,
+    results: Annotated[Optional[Path], typer.Option(help="Prefect result storage (the tile cache); default OUT/.results or $GEOREASON_RESULTS.")] = None,
+    dask_address: Annotated[Optional[str], typer.Option(help="Run tasks on an existing Dask cluster (tcp://host:8786).")] = None,
+    dask_workers: Annotated[Optional[int], typer.Option(help="Run tasks on a local Dask cluster of N worker processes.")] = None,
+    threads: Annotated[int, typer.Option(help="Worker threads of the default thread-pool runner.")] = 4,
+) -> None:
+    """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
+    import os
+
+    from georeason.config import default_results_dir
+
+    try:
+        results_dir = (results or default_results_dir(out)).resolve()
+        os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
+        from georeason.flows.answer import answer
+        from georeason.flows.runners import task_runner
+
+        runner = task_runner(dask_address=dask_address, dask_workers=dask_workers, threads=threads)
+        result = answer.with_options(task_runner=runner)(
+            catalog=str(catalog) if catalog else None, questions=str(questions) if questions else None,
+            out=str(out), grounder=grounder, items=item, objects=[str(p) for p in objects or []],
+            tile_px=tile_px, overlap_px=overlap_px, max_task_runs=max_task_runs, results_dir=str(results_dir),
+        )
+    except GeoreasonError as exc:
+        _fail(exc)
+    _print_run(result)
+    if result["errors"]:
+        raise typer.Exit(code=1)
+
+
+def _print_run(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from georeason.flows.answer import _fmt
+
+    table = Table(title="georeason answers", show_lines=False)
+    for col in ("item", "question", "answer", "kind"):
+        table.add_column(col, overflow="fold")
+    for r in result["rows"]:
+        style = "red" if r.get("error") else "yellow" if r.get("abstained") else ""
+        table.add_row(str(r.get("item")), r["question"], _fmt(r), str(r.get("kind") or ""), style=style)
+    console = Console()
+    console.print(table)
+    console.print(f"{result['answered']} answered, {result['abstained']} abstained, {result['errors']} errors, "
+                  f"{result['failed_tiles']} tile failures; answers in [bold]{result['answers']}[/bold]")
+
+
+def _register_subcommands() -> None:
+    from georeason.cli_catalog import catalog_app
+
+    app.add_typer(catalog_app, name="catalog")
+
+
+_register_subcommands()
 
 
 def main() -> None:

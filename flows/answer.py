@@ -1,0 +1,213 @@
+"""Prefect flows: ``answer`` (catalog items x questions -> answers and files) and ``batch``.
+
+Orchestration only: which tasks, in what order, on which runner. The work is in
+:mod:`georeason.tasks` (thin tasks) over :mod:`georeason.geo` (pure logic).
+
+``answer``: for each catalog item, the questions for it are compiled to find the classes
+they need; classes present in the item's vector assets are read from them, the others are
+grounded on the raster: tiles are planned, cut into at most ``max_task_runs`` batches
+(orchestration stays cheap whatever the raster size), grounded in parallel (cached per
+batch, keyed on raster content), seam-merged, and the questions answered. Outputs: per
+answer a GeoJSON (and a mask GeoTIFF for pixel answers), per item a GeoPackage, an
+objects GeoJSON and a quicklook PNG, and ``answers.jsonl``; in the Prefect UI a markdown
+summary, a table of answers and a link to the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from georeason.config import default_results_dir, read_questions
+from georeason.geo.english import compile_question
+from georeason.geo.export import atomic_path
+from georeason.geo.pipeline import TileFailure, classes_needed, plan_batches, split_classes
+from georeason.models.registry import can_ground
+from georeason.tasks.answer import answer_item, export_item, load_vectors
+from georeason.tasks.raster import fit_grounder, ground_tiles, merge_tiles, plan_item_tiles
+
+__all__ = ["answer", "batch", "run_item"]
+
+
+def _classes(questions: list[str]) -> list[str]:
+    out: list[str] = []
+    for q in questions:
+        try:
+            steps = compile_question(q)
+        except Exception:  # reported per question by the answer task
+            continue
+        for c in classes_needed(steps):
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def run_item(info, questions: list[str], out: Path, grounder: str, grounder_options: dict[str, Any],
+             objects: list[str], tile_px: int, overlap_px: int, max_task_runs: int, results_dir: Path):
+    """Answer the questions for one catalog item (tasks submitted to the flow's runner)."""
+    log = get_run_logger()
+    raster = str(info.raster_path)
+    item_out = out / info.id
+    crs_wkt = info.crs_wkt
+    vector_paths = [str(p) for p in info.vector_paths] + list(objects)
+    vectors = load_vectors(vector_paths, crs_wkt) if vector_paths else None
+    classes = _classes(questions)
+    _, to_ground, missing = split_classes(classes, vectors, lambda c: can_ground(grounder, c))
+    if missing:
+        log.warning("[%s] no vector layer has, and grounder %r cannot find: %s (those questions abstain)",
+                    info.id, grounder, ", ".join(missing))
+    objects_found, failures = [], []
+    if to_ground:
+        spec = fit_grounder(raster, grounder, grounder_options)
+        tiles = plan_item_tiles(raster, tile_px, overlap_px)
+        batches = plan_batches(tiles, max_task_runs)
+        task = ground_tiles.with_options(result_storage=results_dir)
+        log.info("[%s] grounding %s on %d tiles in %d batches", info.id, ", ".join(to_ground), len(tiles), len(batches))
+        futures = task.map(unmapped(raster), unmapped(info.sha256), batches, unmapped(spec), unmapped(to_ground),
+                           unmapped(list(info.bands)))
+        done = []
+        for b, fut in zip(batches, futures):
+            fut.wait()
+            if fut.state.is_completed():
+                done.append(fut.result())
+                continue
+            # A failed batch is re-run tile by tile: only the tiles that really fail are lost.
+            log.warning("[%s] batch of %d tiles failed; retrying tile by tile", info.id, len(b))
+            singles = task.map(unmapped(raster), unmapped(info.sha256), [[t] for t in b], unmapped(spec),
+                               unmapped(to_ground), unmapped(list(info.bands)))
+            for t, f in zip(b, singles):
+                f.wait()
+                if f.state.is_completed():
+                    done.append(f.result())
+                else:
+                    err = f.result(raise_on_failure=False)
+                    failures.append(TileFailure(tuple(t.index), f"{type(err).__name__}: {err}"))
+        objects_found, merge_failures = merge_tiles(done, to_ground, spec)
+        failures += merge_failures
+        if failures:
+            log.error("[%s] %d tiles failed to ground; dependent answers abstain", info.id, len(failures))
+    rows, scene = answer_item(info.id, raster, crs_wkt, objects_found, failures, vectors, questions,
+                              to_ground, str(item_out))
+    files = export_item(info.id, raster, scene, rows, str(item_out))
+    return rows, files, failures
+
+
+@flow(name="georeason-answer", log_prints=True)
+def answer(
+    catalog: str | None = None,
+    questions: str | None = None,
+    out: str = "outputs",
+    grounder: str = "spectral",
+    grounder_options: dict[str, Any] | None = None,
+    items: list[str] | None = None,
+    objects: list[str] | None = None,
+    tile_px: int = 1024,
+    overlap_px: int = 128,
+    max_task_runs: int = 200,
+    results_dir: str | None = None,
+) -> dict[str, Any]:
+    """Answer the questions about the items of a STAC catalog; write ``OUT/answers.jsonl`` and files."""
+    from georeason.catalog import default_catalog_dir, list_items
+
+    log = get_run_logger()
+    cat_dir = Path(catalog) if catalog else default_catalog_dir()
+    out_dir = Path(out).resolve()
+    results = Path(results_dir) if results_dir else default_results_dir(out_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    qpath = Path(questions) if questions else cat_dir / "questions.yaml"
+    specs = read_questions(qpath)
+    infos = list_items(cat_dir)
+    if items:
+        unknown = set(items) - {i.id for i in infos}
+        if unknown:
+            raise ValueError(f"no item(s) {', '.join(sorted(unknown))} in catalog {cat_dir}")
+        infos = [i for i in infos if i.id in items]
+    all_rows: list[dict] = []
+    outputs: dict[str, dict[str, str]] = {}
+    failed_tiles = 0
+    for info in infos:
+        qs = [s.question for s in specs if s.item in (None, info.id)]
+        if not qs:
+            continue
+        rows, files, failures = run_item(info, qs, out_dir, grounder, grounder_options or {}, list(objects or []),
+                                         tile_px, overlap_px, max_task_runs, results)
+        all_rows.extend(rows)
+        outputs[info.id] = files
+        failed_tiles += len(failures)
+    jsonl = out_dir / "answers.jsonl"
+    with atomic_path(jsonl) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in all_rows), encoding="utf-8")
+    summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
+    log.info("wrote %d answers to %s", len(all_rows), jsonl)
+    return {"answers": str(jsonl), "rows": all_rows, "outputs": outputs, **summary}
+
+
+def _fmt(r: dict) -> str:
+    if r.get("error"):
+        return f"error: {r['error'].splitlines()[0]}"
+    if r.get("abstained"):
+        return f"abstained: {r.get('reason')}"
+    v = r.get("answer")
+    if isinstance(v, float):
+        v = f"{v:,.6g}"
+    elif isinstance(v, list):
+        v = ", ".join(map(str, v[:10])) + (" ..." if len(v) > 10 else "")
+    return f"{v} {r.get('unit') or ''}".strip()
+
+
+def _artifacts(rows, outputs, out_dir: Path, cat_dir: Path, qpath: Path, failed_tiles: int) -> dict[str, int]:
+    answered = sum(1 for r in rows if not r.get("abstained") and not r.get("error"))
+    abstained = sum(1 for r in rows if r.get("abstained") and not r.get("error"))
+    errors = sum(1 for r in rows if r.get("error"))
+    md = [
+        "# georeason run",
+        f"- catalog: `{cat_dir}`\n- questions: `{qpath}`\n- outputs: `{out_dir}`",
+        f"- **{answered} answered, {abstained} abstained, {errors} errors**; {failed_tiles} tile failures",
+        "",
+        "| item | question | answer | kind |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        md.append(f"| {r.get('item')} | {r['question']} | {_fmt(r).replace('|', '/')} | {r.get('kind', '')} |")
+    for item, files in outputs.items():
+        md.append(f"\n**{item}**: " + ", ".join(f"[{k}]({Path(v).as_uri()})" for k, v in files.items()))
+    create_markdown_artifact("\n".join(md), key="georeason-summary", description="georeason run summary")
+    create_table_artifact(
+        [{"item": r.get("item"), "question": r["question"], "answer": _fmt(r), "kind": r.get("kind"),
+          "unit": r.get("unit"), "abstained": bool(r.get("abstained"))} for r in rows],
+        key="georeason-answers", description="answers of this run",
+    )
+    create_link_artifact(out_dir.as_uri(), link_text=f"outputs ({out_dir})", key="georeason-outputs")
+    for item, files in outputs.items():
+        if "quicklook" in files:
+            create_link_artifact(Path(files["quicklook"]).as_uri(), link_text=f"{item} quicklook",
+                                 key=f"georeason-quicklook-{_key(item)}")
+    return {"answered": answered, "abstained": abstained, "errors": errors, "failed_tiles": failed_tiles}
+
+
+def _key(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "item"
+
+
+@flow(name="georeason-batch", log_prints=True)
+def batch(catalog: str | None = None, questions: str | None = None, out: str = "outputs/batch",
+          grounder: str = "spectral", tile_px: int = 1024, overlap_px: int = 128) -> dict[str, Any]:
+    """Scheduled batch: every catalog item x the questions file, into ``OUT/<UTC timestamp>/``.
+
+    The tile cache is shared across runs (``OUT/.results``), so a scheduled rerun over
+    unchanged rasters only re-answers; ``OUT/latest.txt`` names the newest run folder.
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = Path(out) / stamp
+    result = answer(catalog=catalog, questions=questions, out=str(run_dir), grounder=grounder, tile_px=tile_px,
+                    overlap_px=overlap_px, results_dir=str(default_results_dir(Path(out))))
+    with atomic_path(Path(out) / "latest.txt") as tmp:
+        tmp.write_text(str(run_dir.resolve()) + "\n", encoding="utf-8")
+    return {k: v for k, v in result.items() if k != "rows"}

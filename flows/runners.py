@@ -1,0 +1,29 @@
+"""Task runners: threads by default, Dask (prefect-dask) to scale out without code changes."""
+
+from __future__ import annotations
+
+__all__ = ["task_runner"]
+
+
+def task_runner(dask_address: str | None = None, dask_workers: int | None = None, threads: int = 4):
+    """The task runner for a run.
+
+    - ``dask_address``: an existing Dask scheduler (``tcp://host:8786``) — a cluster;
+    - ``dask_workers``: a temporary local Dask cluster of that many worker processes
+      (one thread each: GDAL and numpy release the GIL, processes sidestep what does not);
+    - neither: a thread pool of ``threads`` workers in this process.
+    """
+    if dask_address and dask_workers:
+        from georeason.errors import InputError
+
+        raise InputError("give either --dask-address or --dask-workers, not both")
+    if dask_address or dask_workers:
+        from prefect_dask import DaskTaskRunner
+
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": int(dask_workers), "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=max(1, int(threads)))

@@ -1,0 +1,307 @@
+"""Rasters to scenes: the pure steps the Prefect flow and ``ask --raster`` share.
+
+The flow (``georeason.flows.answer``) runs these steps as tasks — tile batches mapped in
+parallel, cached per batch — and ``georeason ask --raster`` runs them in one process
+without Prefect. Either way the result is the same :class:`~georeason.geo.scene.Scene`.
+
+Steps:
+
+1. :func:`classes_needed` — which classes a question's program selects;
+2. :func:`split_classes` — which of those come from vector layers and which must be grounded;
+3. :func:`plan_batches` — the tile plan cut into at most ``max_batches`` batches;
+4. :func:`ground_batch` — read and ground the tiles of one batch; a tile that fails is
+   recorded as a :class:`TileFailure` and the other tiles carry on;
+5. :func:`merge_batches` — seam merge (:func:`georeason.geo.seams.merge_detections`) and
+   water bodies split into areal (lake, pond, ...) and linear (river, canal, ...) by shape;
+6. :func:`grounded_scene` — grounded objects plus vector-layer objects in one scene.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import shapely
+
+from georeason.errors import GeoreasonError
+from georeason.geo.crs import reproject
+from georeason.geo.grounding import Detection, Grounder, GroundedObject
+from georeason.geo.scene import Scene, normalise_class
+from georeason.geo.seams import merge_detections
+from georeason.geo.tiling import Tile, read_tile
+
+__all__ = [
+    "TileFailure",
+    "BatchResult",
+    "classes_needed",
+    "split_classes",
+    "plan_batches",
+    "ground_batch",
+    "merge_batches",
+    "relabel_water",
+    "grounded_scene",
+    "LINEAR_WATER",
+    "AREAL_WATER",
+]
+
+#: Water classes that are long and thin; the others are areal water bodies.
+LINEAR_WATER = frozenset({"river", "rivers", "stream", "streams", "canal", "canals", "creek", "creeks", "channel", "channels"})
+AREAL_WATER = frozenset({"lake", "lakes", "pond", "ponds", "reservoir", "reservoirs", "sea", "water body", "water bodies", "lagoon", "lagoons", "basin", "basins"})
+#: Elongation P^2 / (4 A) above which a water body counts as linear (a circle is pi,
+#: a square 4, a 10:1 rectangle 12.1; a river reach is far above).
+LINEAR_ELONGATION = 12.0
+
+
+@dataclass(frozen=True)
+class TileFailure:
+    """A tile whose read or grounding failed; the run carries on without it."""
+
+    index: tuple[int, int]
+    error: str
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch of tiles produced."""
+
+    results: tuple[tuple[Tile, tuple[Detection, ...]], ...]
+    failures: tuple[TileFailure, ...] = ()
+
+
+def classes_needed(program_steps: Iterable[dict]) -> list[str]:
+    """Class names a program selects (``select``/``at`` steps), normalised, in order.
+
+    Examples
+    --------
+    >>> classes_needed([{"op": "select", "args": {"cls": "Buildings"}}, {"op": "at", "args": {"cls": "lake"}}])
+    ['buildings', 'lake']
+    """
+    out: list[str] = []
+    for s in program_steps:
+        cls = (s.get("args") or {}).get("cls")
+        if cls and s.get("op") in ("select", "at"):
+            c = normalise_class(cls)
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def split_classes(classes: Sequence[str], vector_scene: Scene | None, can_ground) -> tuple[list[str], list[str], list[str]]:
+    """Split classes into (from vector layers, to ground, unavailable).
+
+    A class present in the vector layers is taken from them (exact geometry beats
+    detection); otherwise it is grounded if ``can_ground(cls)``; else it is unavailable
+    and questions about it abstain.
+    """
+    vec, ground, missing = [], [], []
+    for c in classes:
+        if vector_scene is not None and vector_scene.resolve_class(c) is not None:
+            vec.append(c)
+        elif can_ground(c):
+            ground.append(c)
+        else:
+            missing.append(c)
+    return vec, ground, missing
+
+
+def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int = 1) -> list[list[Tile]]:
+    """Cut a tile plan into at most ``max_batches`` contiguous batches of near-equal size.
+
+    Examples
+    --------
+    >>> [len(b) for b in plan_batches(list(range(10)), max_batches=4)]
+    [3, 3, 3, 1]
+    """
+    n = len(tiles)
+    if n == 0:
+        return []
+    size = max(min_batch, math.ceil(n / max(1, max_batches)))
+    return [list(tiles[i : i + size]) for i in range(0, n, size)]
+
+
+def ground_batch(src, tiles: Sequence[Tile], grounder: Grounder, classes: list[str], bands: list[str]) -> BatchResult:
+    """Read and ground each tile of a batch from an open dataset ``src``.
+
+    A tile that fails (read error, grounder error) becomes a :class:`TileFailure`;
+    the remaining tiles are still processed.
+    """
+    results, failures = [], []
+    for tile in tiles:
+        try:
+            pixels = read_tile(src, tile)
+            dets = tuple(grounder.ground(pixels, tile, list(classes), list(bands)))
+        except (GeoreasonError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+            failures.append(TileFailure(tuple(tile.index), f"{type(exc).__name__}: {exc}"))
+            continue
+        results.append((tile, dets))
+    return BatchResult(tuple(results), tuple(failures))
+
+
+def relabel_water(objects: list[GroundedObject], asked: Sequence[str]) -> list[GroundedObject]:
+    """Give water objects the linear or areal class asked for, by shape.
+
+    When a question asks for lakes, a river is not a lake: objects labelled with an areal
+    water class are kept only if compact, those with a linear class only if elongated
+    (:data:`LINEAR_ELONGATION`); when both kinds were asked for, each water object goes
+    to the one its shape fits. Generic ``water`` objects are left as they are.
+    """
+    asked_n = [normalise_class(a) for a in asked]
+    linear = [a for a in asked_n if a in LINEAR_WATER]
+    areal = [a for a in asked_n if a in AREAL_WATER]
+    if not linear and not areal:
+        return objects
+    out: list[GroundedObject] = []
+    seen: set[tuple] = set()
+    for o in objects:
+        lab = normalise_class(o.label)
+        if lab not in LINEAR_WATER and lab not in AREAL_WATER:
+            out.append(o)
+            continue
+        g = o.geometry
+        a = g.area
+        elong = (g.length ** 2) / (4 * a) if a > 0 else math.inf
+        target = (linear[0] if linear else None) if elong > LINEAR_ELONGATION else (areal[0] if areal else None)
+        if target is None:
+            continue
+        key = (target, shapely.to_wkb(shapely.normalize(g)))
+        if key in seen:  # the same water body detected once per water class asked
+            continue
+        seen.add(key)
+        out.append(GroundedObject(label=target, score=o.score, geometry=g, kind=o.kind, tile_index=o.tile_index,
+                                  tiles=o.tiles, id=""))
+    return out
+
+
+def merge_batches(batches: Iterable[BatchResult], classes: Sequence[str], *, iou_threshold: float = 0.5,
+                  min_area_m2: float = 0.0, simplify_m: float = 0.0) -> tuple[list[GroundedObject], list[TileFailure]]:
+    """Seam-merge all batches of one raster; return (objects with ids, failures)."""
+    from georeason.geo.seams import assign_ids
+
+    pairs, failures = [], []
+    for b in batches:
+        pairs.extend(b.results)
+        failures.extend(b.failures)
+    objects = merge_detections(pairs, iou_threshold=iou_threshold, min_area_m2=min_area_m2, simplify_m=simplify_m)
+    return assign_ids(relabel_water(objects, classes)), failures
+
+
+def grounded_scene(objects: Sequence[GroundedObject], crs, vectors: Scene | None = None, source: str = "grounded") -> Scene:
+    """One scene of grounded objects (ids like ``lake-1``) plus vector-layer objects.
+
+    Vector objects keep their ids; a grounded id that collides with one gets a ``g:`` prefix.
+    """
+    taken = set(vectors.ids) if vectors is not None else set()
+    ids = [(f"g:{o.id}" if o.id in taken else o.id) for o in objects]
+    scene = Scene(ids, [o.label for o in objects], [o.geometry for o in objects], crs,
+                  scores=[o.score for o in objects],
+                  attrs=[{"source": "grounded", "kind": o.kind, "tiles": len(o.tiles)} for o in objects],
+                  source=source)
+    if vectors is None or len(vectors) == 0:
+        return scene
+    if len(scene) == 0:
+        return Scene(vectors.ids, vectors.labels, reproject(vectors.geoms, vectors.crs, scene.crs), scene.crs,
+                     scores=vectors.scores, attrs=vectors.attrs, source=vectors.source)
+    return scene.extend(vectors)
+
+
+def sequential_ground(raster, grounder: Grounder, classes: list[str], tile_px: int = 1024, overlap_px: int = 128,
+                      max_batches: int = 200) -> tuple[list[GroundedObject], list[TileFailure]]:
+    """The whole grounding path in one process (no Prefect): plan, ground, merge."""
+    from georeason.geo.raster import as_dataset, band_names
+    from georeason.geo.tiling import plan_tiles
+
+    with as_dataset(raster) as src:
+        bands = list(band_names(src))
+        tiles = list(plan_tiles(src, tile_px, overlap_px))
+        batches = [ground_batch(src, b, grounder, classes, bands) for b in plan_batches(tiles, max_batches)]
+    return merge_batches(batches, classes, min_area_m2=getattr(grounder, "min_area_m2", 0.0),
+                         simplify_m=getattr(grounder, "simplify_m", 0.0))
+
+
+def _slug(text: str, n: int = 40) -> str:
+    import re
+
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:n].rstrip("-") or "q"
+
+
+def answer_questions(
+    scene: Scene,
+    questions: Sequence[str],
+    out_dir,
+    raster=None,
+    grounded: Sequence[str] = (),
+    failures: Sequence[TileFailure] = (),
+    item: str | None = None,
+) -> list[dict]:
+    """Answer questions against one scene; write each answer's GeoJSON (and mask) under ``out_dir``.
+
+    Returns one JSON object per question (the ``ask --json`` object plus ``item`` and
+    ``outputs``); a question that cannot be parsed gives ``{"question", "item", "error"}``
+    without stopping the rest. When tiles failed to ground, answers that depend on a
+    grounded class abstain: counting or ranking with part of the raster missing would be
+    a guess.
+    """
+    from pathlib import Path
+
+    from georeason.errors import GeoreasonError
+    from georeason.geo.answer import Answer
+    from georeason.geo.english import ask, compile_question
+    from georeason.geo.export import write_answer
+
+    out_dir = Path(out_dir)
+    grid = None
+    pixel = None
+    if raster is not None:
+        from georeason.geo.raster import as_dataset
+        from georeason.geo.rasterize import Grid
+
+        with as_dataset(raster, check_read=False) as src:
+            grid = Grid.of(src)
+        tr, rcrs = grid.transform, grid.crs
+
+        def _px(coords):
+            import numpy as np
+
+            x, y = tr * (coords[:, 0], coords[:, 1])
+            return np.column_stack([x, y])
+
+        pixel = (_px, rcrs)
+    rows: list[dict] = []
+    grounded_set = {normalise_class(c) for c in grounded}
+    for n, q in enumerate(questions, 1):
+        stem = f"q{n:02d}-{_slug(q)}"
+
+        def writer(geom, crs, sid, stem=stem):
+            from georeason.geo.rasterize import write_mask
+
+            if grid is None:
+                raise GeoreasonError("a pixel answer needs the raster grid; give a raster")
+            g = reproject(geom, crs, grid.crs)
+            res = write_mask([g], grid, out_dir / "masks" / f"{stem}.tif", valid_source=raster)
+            return str(res.path), res.pixels
+
+        try:
+            steps = compile_question(q)
+            uses_grounded = grounded_set & set(classes_needed(steps))
+            if failures and uses_grounded:
+                first = failures[0]
+                ans = Answer.abstain(
+                    f"{len(failures)} tile(s) failed to ground ({first.index}: {first.error}); an answer about "
+                    f"{', '.join(sorted(uses_grounded))} from the remaining tiles could be wrong",
+                    question=q, query=steps,
+                )
+            else:
+                ans = ask(q, scene, pixel=pixel, mask_writer=writer)
+        except GeoreasonError as exc:
+            rows.append({"question": q, "item": item, "error": str(exc), "abstained": True, "answer": None})
+            continue
+        row = ans.to_json()
+        row["item"] = item
+        outputs = {"geojson": str(write_answer(ans, out_dir / f"{stem}.geojson"))}
+        if "mask" in ans.details:
+            outputs["mask"] = ans.details["mask"]
+        row["outputs"] = outputs
+        rows.append(row)
+    return rows

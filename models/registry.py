@@ -1,0 +1,124 @@
+"""Grounder registry: names to grounder instances, built once per process.
+
+A :class:`GrounderSpec` (name + JSON config) is what travels between Prefect tasks and
+Dask workers; :func:`build_grounder` turns it into a grounder and caches it per process,
+so a model-backed grounder loads its weights once per worker, not once per tile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from georeason.errors import InputError
+
+__all__ = ["GrounderSpec", "register", "build_grounder", "available", "can_ground", "load_counts"]
+
+
+@dataclass(frozen=True)
+class GrounderSpec:
+    """A grounder by name and JSON-serialisable configuration."""
+
+    name: str
+    config_json: str = "{}"
+
+    @classmethod
+    def of(cls, name: str, config: dict[str, Any] | None = None) -> "GrounderSpec":
+        return cls(name, json.dumps(config or {}, sort_keys=True, default=str))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.config_json)
+
+    @property
+    def key(self) -> str:
+        """Stable hash of name and config (cache keys)."""
+        return hashlib.sha256(f"{self.name}\0{self.config_json}".encode()).hexdigest()
+
+
+_FACTORIES: dict[str, Callable[[dict[str, Any]], Any]] = {}
+_SUPPORTS: dict[str, Callable[[str], bool]] = {}
+_CACHE: dict[GrounderSpec, Any] = {}
+_LOCK = threading.Lock()
+#: How many times each grounder spec was built in this process (tests assert "once per worker").
+load_counts: dict[str, int] = {}
+
+
+def register(name: str, factory: Callable[[dict[str, Any]], Any], supports: Callable[[str], bool]) -> None:
+    """Register a grounder factory ``config -> grounder`` and its class predicate."""
+    _FACTORIES[name] = factory
+    _SUPPORTS[name] = supports
+
+
+def available() -> list[str]:
+    _ensure_builtin()
+    return sorted(_FACTORIES)
+
+
+def _check(name: str) -> None:
+    _ensure_builtin()
+    if name not in _FACTORIES:
+        raise InputError(f"unknown grounder {name!r}; available: {', '.join(sorted(_FACTORIES))}")
+
+
+def can_ground(name: str, label: str) -> bool:
+    """Whether grounder ``name`` can find objects of class ``label``."""
+    _check(name)
+    return bool(_SUPPORTS[name](label))
+
+
+def build_grounder(spec: GrounderSpec):
+    """The grounder for ``spec``, built once per process and reused."""
+    _check(spec.name)
+    with _LOCK:
+        g = _CACHE.get(spec)
+        if g is None:
+            g = _FACTORIES[spec.name](spec.config)
+            _CACHE[spec] = g
+            load_counts[spec.name] = load_counts.get(spec.name, 0) + 1
+        return g
+
+
+_BUILTIN_DONE = False
+
+
+def _ensure_builtin() -> None:
+    global _BUILTIN_DONE
+    if _BUILTIN_DONE:
+        return
+    _BUILTIN_DONE = True
+    from georeason.geo.spectral import SpectralGrounder, class_family
+
+    def spectral(cfg: dict[str, Any]):
+        return SpectralGrounder(
+            cfg.get("thresholds"),
+            min_area_m2=float(cfg.get("min_area_m2", 0.0)),
+            simplify_m=float(cfg.get("simplify_m", 0.0)),
+            connectivity=int(cfg.get("connectivity", 4)),
+        )
+
+    register("spectral", spectral, lambda label: class_family(label) is not None)
+
+
+def prepare_spec(name: str, raster=None, options: dict[str, Any] | None = None) -> GrounderSpec:
+    """The spec to run grounder ``name`` on ``raster``, with per-scene fitting done.
+
+    For ``spectral``, Otsu thresholds are fitted once on the whole scene (all index
+    families, so the spec — and the tile cache keyed on it — does not depend on which
+    classes a question asks for), unless ``options["thresholds"]`` fixes them.
+    """
+    _check(name)
+    opts = dict(options or {})
+    if name == "spectral":
+        if not opts.get("thresholds"):
+            if raster is None:
+                raise InputError("the spectral grounder needs a raster to fit its thresholds on")
+            from georeason.geo.spectral import fit_thresholds
+
+            opts["thresholds"] = {k: round(float(v), 6) for k, v in fit_thresholds(raster).items()}
+        opts.setdefault("min_area_m2", 0.0)
+        opts.setdefault("simplify_m", 0.0)
+    return GrounderSpec.of(name, opts)
