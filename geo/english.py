@@ -365,6 +365,7 @@ RULES: list[Rule] = [
     (_r(r"do\s+" + _A + r"\s+and\s+" + _B + r"\s+touch"), _predicate_pair("touches")),
     # counts and sets
     (_r(_HOWMANY + _CLS + r"\s+" + _BE + r"(?:with)?in\s+(?:a\s+distance\s+of\s+)?" + _DIST_RE + r"\s+(?:of|from|around)\s+" + _A), _count_within),
+    (_r(_HOWMANY + _CLS + r"\s+(?:are\s+|is\s+)?(?:there\s+)?in\s+the\s+(?:scene|image|picture)"), _count_all),
     (_r(_HOWMANY + _CLS + r"\s+" + _BE + r"(?:inside|in|within|contained\s+in)\s+" + _A), _count_inside),
     (_r(_HOWMANY + _CLS + r"(?:\s+(?:are\s+there|exist|are\s+in\s+the\s+(?:scene|image)))?"), _count_all),
     # nearest / farthest

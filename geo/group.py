@@ -21,6 +21,7 @@ from shapely.geometry.base import BaseGeometry
 from georeason.geo.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat
 from georeason.geo.measure import area_m2, distance_m, length_m
 from georeason.geo.scene import Scene
+from georeason.geo.topology import merge_seam
 
 __all__ = [
     "Ranked",
@@ -55,6 +56,18 @@ def _tolerance(ref_p: BaseGeometry, reach_m: float) -> float:
     return max(2e-3, 2.0 * (r / _R_EARTH) ** 2)
 
 
+def _slack(ref_p: BaseGeometry, tol: float) -> float:
+    """Absolute error bound (m) of projected distances that does not shrink with the distance.
+
+    The reference's edges are straight in the AEQD plane but geodesics on the ellipsoid;
+    for a reference of extent L the two differ by up to ~L (L / R)**2, metres for a
+    one-degree polygon, which matters for thresholds of a few metres. Plus 1 mm for the
+    rounding error of projected copies of touching shapes.
+    """
+    xmin, ymin, xmax, ymax = ref_p.bounds
+    return 1e-3 + tol * float(np.hypot(xmax - xmin, ymax - ymin))
+
+
 def _exact(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry) -> np.ndarray:
     return np.array([distance_m(scene.lonlat[i], ref_lonlat) for i in idx], dtype=float)
 
@@ -72,9 +85,10 @@ def within_distance(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry, dis
     cand = reproject(scene.lonlat[idx], LONLAT, proj)
     tol = _tolerance(ref_p, distance)
     tree = STRtree(cand)
-    hits = tree.query(ref_p, predicate="dwithin", distance=distance * (1 + tol) + 1e-6)
+    slack = _slack(ref_p, tol)
+    hits = tree.query(ref_p, predicate="dwithin", distance=distance * (1 + tol) + slack)
     d = shapely.distance(cand[hits], ref_p)
-    border = np.abs(d - distance) <= distance * tol + 1e-6
+    border = np.abs(d - distance) <= distance * tol + slack
     if border.any():
         d = d.copy()
         d[border] = _exact(scene, idx[hits[border]], ref_lonlat)
@@ -86,15 +100,22 @@ def within_distance(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry, dis
 def _unwrap_all(region: BaseGeometry, geoms: np.ndarray):
     """Shift negative longitudes by 360 in both when a lon/lat region spans the antimeridian."""
     xmin, _, xmax, _ = region.bounds
-    if xmax - xmin <= 180:
+    if xmax - xmin <= 180 and -180 <= xmin and xmax <= 180:
         return region, geoms
+    # the region spans +-180, either split (parts near both ends) or written past it (e.g.
+    # a bbox [179.5, y0, 180.5, y1]): work in longitudes [0, 360) for region and objects
 
     def _shift(c):
         c = c.copy()
         c[:, 0] = np.where(c[:, 0] < 0, c[:, 0] + 360.0, c[:, 0])
         return c
 
-    return shapely.transform(region, _shift), shapely.transform(geoms, _shift)
+    region, geoms = shapely.transform(region, _shift), shapely.transform(geoms, _shift)
+    # parts split at +-180 now share an edge on lon 180: merge them so it is not boundary
+    geoms = np.asarray(geoms, dtype=object).copy()
+    for i in np.flatnonzero((shapely.get_type_id(geoms) == 6) & ~shapely.is_valid(geoms)):
+        geoms[i] = merge_seam(geoms[i])
+    return merge_seam(region), geoms
 
 
 def inside(scene: Scene, idx: np.ndarray, region: BaseGeometry, mode: str = "within") -> np.ndarray:
@@ -136,13 +157,13 @@ def _ranked_by_distance(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry,
         d = shapely.distance(cand[hits], ref_p)
         kth = np.sort(d)[k - 1]
         tol = _tolerance(ref_p, kth)
-        hits = tree.query(ref_p, predicate="dwithin", distance=kth * (1 + tol) + 1e-6)
+        hits = tree.query(ref_p, predicate="dwithin", distance=kth * (1 + tol) + _slack(ref_p, tol))
     else:
         hits = np.arange(len(idx))
         d_all = shapely.distance(cand, ref_p)
         kth = np.sort(d_all)[::-1][k - 1]
         tol = _tolerance(ref_p, float(d_all.max()))
-        hits = hits[d_all >= kth * (1 - tol) - 1e-6]
+        hits = hits[d_all >= kth * (1 - tol) - _slack(ref_p, tol)]
     exact = _exact(scene, idx[hits], ref_lonlat)
     order = np.lexsort((scene.ids[idx[hits]].astype(str), -exact if far else exact))[:k]
     return Ranked(idx[hits][order], exact[order])

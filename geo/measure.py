@@ -17,7 +17,7 @@ from pyproj import Geod
 from shapely import Point
 from shapely.geometry.base import BaseGeometry
 
-from georeason.geo.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat
+from georeason.geo.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat, unwrap_antimeridian
 
 __all__ = [
     "GEOD",
@@ -69,7 +69,9 @@ def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
     The pair of nearest points is found in an AEQD projection centred between the two
     geometries (re-centred once on the nearest points found, which removes the
     projection's distortion to second order), then measured on the WGS84 ellipsoid.
-    Geometries that intersect are 0 m apart.
+    Geometries that intersect are 0 m apart (as given, the same test
+    :func:`georeason.geo.topology.predicate` makes with ``geographic=True``, or in the
+    AEQD plane).
 
     Examples
     --------
@@ -82,18 +84,36 @@ def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
     _check(b, "second geometry")
     if _is_point(a) and _is_point(b):
         return float(GEOD.inv(a.x, a.y, b.x, b.y)[2])
+    # Shapes that intersect as given (the test topology uses) are 0 m apart. Projected
+    # copies can miss: a point on an edge lands ~1e-5 m off it, and a long edge is a
+    # straight line in lon/lat but not in the AEQD plane.
+    if shapely.intersects(*unwrap_antimeridian(a, b)):
+        return 0.0
     center = spherical_mean_lonlat([a, b])
-    p1 = p2 = None
-    for _ in range(2):
+    ends = None
+    # Re-centre on the nearest points found until they settle: for small shapes the second
+    # pass repeats the first; for long edges the first frame (centred on the shapes) can
+    # put them metres off, and one re-centring still leaves millimetres.
+    for _ in range(_MAX_RECENTRE):
         proj = aeqd_crs(*center)
         pa, pb = reproject(np.array([a, b], dtype=object), LONLAT, proj)
         if pa.intersects(pb):
             return 0.0
         line = shapely.shortest_line(pa, pb)
-        ends = reproject(np.array([Point(line.coords[0]), Point(line.coords[-1])], dtype=object), proj, LONLAT)
-        p1, p2 = ends
-        center = spherical_mean_lonlat([p1, p2])
-    return float(GEOD.inv(p1.x, p1.y, p2.x, p2.y)[2])
+        new = shapely.get_coordinates(
+            reproject(np.array([Point(line.coords[0]), Point(line.coords[-1])], dtype=object), proj, LONLAT)
+        )
+        settled = ends is not None and np.abs(new - ends).max() < 1e-9  # degrees: ~0.1 mm
+        ends = new
+        if settled:
+            break
+        center = spherical_mean_lonlat([Point(ends[0]), Point(ends[1])])
+    (x1, y1), (x2, y2) = ends
+    return float(GEOD.inv(x1, y1, x2, y2)[2])
+
+
+#: Most AEQD frames :func:`distance_m` tries while re-centring on the nearest points.
+_MAX_RECENTRE = 5
 
 
 def centroid_lonlat(g: BaseGeometry) -> Point:

@@ -38,8 +38,24 @@ def _prepare(a: BaseGeometry, b: BaseGeometry, geographic: bool):
         if g is None or g.is_empty:
             raise ValueError(f"the {name} geometry is empty; topology needs non-empty geometries")
     if geographic:
-        a, b = unwrap_antimeridian(a, b)
+        ua, ub = unwrap_antimeridian(a, b)
+        if ua is not a or ub is not b:
+            # shifted: the parts of a polygon split at +-180 now share an edge along lon 180,
+            # which planar predicates would see as boundary; merge them (topology unchanged)
+            a, b = merge_seam(ua), merge_seam(ub)
     return a, b
+
+
+def merge_seam(g: BaseGeometry) -> BaseGeometry:
+    """Dissolve the shared edges of a polygonal multi-geometry whose parts touch along a line.
+
+    After :func:`~georeason.geo.crs.unwrap_antimeridian`, a polygon split at the antimeridian
+    becomes parts sharing an edge on lon 180 (an invalid MultiPolygon). Their union is the
+    one shape they represent on the Earth. Valid geometries are returned unchanged.
+    """
+    if g.geom_type == "MultiPolygon" and not g.is_valid:
+        return shapely.union_all(list(g.geoms))
+    return g
 
 
 def de9im(a: BaseGeometry, b: BaseGeometry, geographic: bool = False) -> str:
