@@ -68,6 +68,42 @@ def _slack(ref_p: BaseGeometry, tol: float) -> float:
     return 1e-3 + tol * float(np.hypot(xmax - xmin, ymax - ymin))
 
 
+_A_POLAR = 6_356_752.0  # m; every point is at least a*cos(lat) >= this*cos(lat) from the axis
+_M_DEG_LAT = 110_574.0  # m per degree of latitude, its minimum (at the equator)
+
+
+def near_candidates(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry, radius_m: float) -> np.ndarray:
+    """Indices among ``idx`` that may lie within ``radius_m`` of the reference (a superset).
+
+    Queries the scene's lon/lat STRtree with the reference's bounding box grown by bounds
+    that can only over-estimate: a latitude gap of ``dlat`` degrees is at least
+    ``dlat * 110.574 km`` of geodesic distance (the meridian is the shortest path between
+    two parallels), and a longitude gap ``dlon`` between points poleward of at most
+    ``lat_max`` is at least the chord ``2 * 6356.752 km * cos(lat_max) * sin(dlon / 2)``.
+    Near a pole, or for radii that reach half-way round, no filter is applied. Boxes are
+    wrapped across the antimeridian. Only these candidates are then projected.
+    """
+    idx = np.asarray(idx, dtype=np.intp)
+    minx, miny, maxx, maxy = ref_lonlat.bounds
+    dlat = radius_m / _M_DEG_LAT
+    lat_lo, lat_hi = miny - dlat, maxy + dlat
+    if lat_lo <= -89.0 or lat_hi >= 89.0 or maxx - minx > 180.0:
+        return idx
+    rho = _A_POLAR * np.cos(np.radians(max(abs(lat_lo), abs(lat_hi))))
+    if radius_m >= 2 * rho:
+        return idx
+    dlon = float(np.degrees(2 * np.arcsin(radius_m / (2 * rho))))
+    if dlon >= 180.0:
+        return idx
+    boxes = [shapely.box(minx - dlon, lat_lo, maxx + dlon, lat_hi)]
+    if minx - dlon < -180.0:
+        boxes.append(shapely.box(minx - dlon + 360.0, lat_lo, 180.0, lat_hi))
+    if maxx + dlon > 180.0:
+        boxes.append(shapely.box(-180.0, lat_lo, maxx + dlon - 360.0, lat_hi))
+    hits = np.unique(np.concatenate([scene.lonlat_tree.query(b) for b in boxes]))
+    return idx[np.isin(idx, hits)]
+
+
 def _exact(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry) -> np.ndarray:
     return np.array([distance_m(scene.lonlat[i], ref_lonlat) for i in idx], dtype=float)
 
@@ -82,10 +118,11 @@ def within_distance(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry, dis
     if len(idx) == 0:
         return Ranked(idx, np.array([], dtype=float))
     proj, ref_p = _frame(ref_lonlat)
-    cand = reproject(scene.lonlat[idx], LONLAT, proj)
     tol = _tolerance(ref_p, distance)
-    tree = STRtree(cand)
     slack = _slack(ref_p, tol)
+    idx = near_candidates(scene, idx, ref_lonlat, distance * (1 + tol) + slack)
+    cand = reproject(scene.lonlat[idx], LONLAT, proj)
+    tree = STRtree(cand)
     hits = tree.query(ref_p, predicate="dwithin", distance=distance * (1 + tol) + slack)
     d = shapely.distance(cand[hits], ref_p)
     border = np.abs(d - distance) <= distance * tol + slack
@@ -144,21 +181,27 @@ def _ranked_by_distance(scene: Scene, idx: np.ndarray, ref_lonlat: BaseGeometry,
         return Ranked(idx[:0], np.array([], dtype=float))
     k = min(k, len(idx))
     proj, ref_p = _frame(ref_lonlat)
-    cand = reproject(scene.lonlat[idx], LONLAT, proj)
     if not far:
-        # Grow a search radius through the index until it holds k objects.
-        tree = STRtree(cand)
-        first, dist0 = tree.query_nearest(ref_p, return_distance=True, all_matches=True)
-        radius = max(float(dist0.min()), 1.0)
-        hits = tree.query(ref_p, predicate="dwithin", distance=radius)
-        while len(hits) < k:
-            radius *= 2.0
-            hits = tree.query(ref_p, predicate="dwithin", distance=radius)
-        d = shapely.distance(cand[hits], ref_p)
+        # Grow a search radius until it holds k objects; only the objects the lon/lat index
+        # finds near the reference are projected. Anything outside the final radius is
+        # farther than the k-th candidate, so the result is exact.
+        xmin, ymin, xmax, ymax = ref_p.bounds
+        radius = max(100.0, 0.1 * float(np.hypot(xmax - xmin, ymax - ymin)))
+        while True:
+            sub = near_candidates(scene, idx, ref_lonlat, radius)
+            cand = reproject(scene.lonlat[sub], LONLAT, proj)
+            d = shapely.distance(cand, ref_p)
+            tol = _tolerance(ref_p, radius)
+            inside_r = d <= radius / (1 + tol) - _slack(ref_p, tol)
+            if inside_r.sum() >= k or len(sub) == len(idx):
+                break
+            radius *= 4.0
         kth = np.sort(d)[k - 1]
         tol = _tolerance(ref_p, kth)
-        hits = tree.query(ref_p, predicate="dwithin", distance=kth * (1 + tol) + _slack(ref_p, tol))
+        keep = d <= kth * (1 + tol) + _slack(ref_p, tol)
+        idx, hits = sub, np.flatnonzero(keep)
     else:
+        cand = reproject(scene.lonlat[idx], LONLAT, proj)
         hits = np.arange(len(idx))
         d_all = shapely.distance(cand, ref_p)
         kth = np.sort(d_all)[::-1][k - 1]

@@ -173,6 +173,11 @@ class Scene:
         return reproject(self.geoms, self.crs, LONLAT)
 
     @cached_property
+    def lonlat_tree(self):
+        """:class:`shapely.STRtree` over :attr:`lonlat` (built once), for candidate search."""
+        return shapely.STRtree(self.lonlat)
+
+    @cached_property
     def classes(self) -> list[str]:
         return sorted(set(self.labels))
 
