@@ -53,7 +53,10 @@ def run_item(info, questions: list[str], out: Path, grounder: str, grounder_opti
     log = get_run_logger()
     raster = str(info.raster_path)
     item_out = out / info.id
-    crs_wkt = info.crs_wkt
+    from georeason.geo.raster import as_dataset
+
+    with as_dataset(raster, check_read=False) as src:
+        crs_wkt = src.crs.to_wkt()
     vector_paths = [str(p) for p in info.vector_paths] + list(objects)
     vectors = load_vectors(vector_paths, crs_wkt) if vector_paths else None
     classes = _classes(questions)

@@ -48,9 +48,11 @@ __all__ = [
 #: Water classes that are long and thin; the others are areal water bodies.
 LINEAR_WATER = frozenset({"river", "rivers", "stream", "streams", "canal", "canals", "creek", "creeks", "channel", "channels"})
 AREAL_WATER = frozenset({"lake", "lakes", "pond", "ponds", "reservoir", "reservoirs", "sea", "water body", "water bodies", "lagoon", "lagoons", "basin", "basins"})
-#: Elongation P^2 / (4 A) above which a water body counts as linear (a circle is pi,
-#: a square 4, a 10:1 rectangle 12.1; a river reach is far above).
-LINEAR_ELONGATION = 12.0
+#: A water body is linear when its area is this many times that of its largest inscribed
+#: circle: about 1 for a round lake, 2-10 for lobed lakes and coasts, hundreds for a river
+#: (a 90 m wide, 38 km long river: ~500). Unlike perimeter-based elongation, this is not
+#: fooled by a ragged coastline.
+LINEAR_AREA_RATIO = 25.0
 
 
 @dataclass(frozen=True)
@@ -98,11 +100,34 @@ def split_classes(classes: Sequence[str], vector_scene: Scene | None, can_ground
     for c in classes:
         if vector_scene is not None and vector_scene.resolve_class(c) is not None:
             vec.append(c)
-        elif can_ground(c):
-            ground.append(c)
-        else:
+            continue
+        canon = canonical_class(c, can_ground)
+        if canon is None:
             missing.append(c)
+        elif canon not in ground:
+            ground.append(canon)
     return vec, ground, missing
+
+
+def canonical_class(label: str, can_ground) -> str | None:
+    """The singular form of a class name that a grounder supports, else the name, else ``None``.
+
+    Grounded objects are labelled with this form, so ``lakes`` and ``lake`` in two
+    questions ground once and both resolve (:meth:`Scene.resolve_class` tries singulars).
+
+    Examples
+    --------
+    >>> canonical_class("Buildings", lambda c: c in {"building", "buildings"})
+    'building'
+    """
+    from georeason.geo.scene import _singulars
+
+    name = normalise_class(label)
+    forms = _singulars(name)
+    for cand in forms[1:] + forms[:1]:
+        if can_ground(cand):
+            return cand
+    return None
 
 
 def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int = 1) -> list[list[Tile]]:
@@ -138,39 +163,41 @@ def ground_batch(src, tiles: Sequence[Tile], grounder: Grounder, classes: list[s
     return BatchResult(tuple(results), tuple(failures))
 
 
-def relabel_water(objects: list[GroundedObject], asked: Sequence[str]) -> list[GroundedObject]:
-    """Give water objects the linear or areal class asked for, by shape.
+def relabel_water(objects: list[GroundedObject], asked: Sequence[str] = ()) -> list[GroundedObject]:
+    """Keep, under each water class name, only the water bodies of that shape.
 
-    When a question asks for lakes, a river is not a lake: objects labelled with an areal
-    water class are kept only if compact, those with a linear class only if elongated
-    (:data:`LINEAR_ELONGATION`); when both kinds were asked for, each water object goes
-    to the one its shape fits. Generic ``water`` objects are left as they are.
+    A grounder finds *water*; a question asks for lakes or rivers. A river is not a lake:
+    objects labelled with an areal water class (lake, pond, ...) are kept only if compact,
+    those with a linear class (river, canal, ...) only if long and thin: area over the area
+    of the largest inscribed circle above :data:`LINEAR_AREA_RATIO`. Generic ``water`` and
+    every other class pass unchanged. (A grounder emits each water body once per class
+    name asked.)
     """
-    asked_n = [normalise_class(a) for a in asked]
-    linear = [a for a in asked_n if a in LINEAR_WATER]
-    areal = [a for a in asked_n if a in AREAL_WATER]
-    if not linear and not areal:
-        return objects
     out: list[GroundedObject] = []
-    seen: set[tuple] = set()
     for o in objects:
         lab = normalise_class(o.label)
-        if lab not in LINEAR_WATER and lab not in AREAL_WATER:
-            out.append(o)
+        linear, areal = lab in LINEAR_WATER, lab in AREAL_WATER
+        if (linear or areal) and (is_linear(o.geometry) != linear):
             continue
-        g = o.geometry
-        a = g.area
-        elong = (g.length ** 2) / (4 * a) if a > 0 else math.inf
-        target = (linear[0] if linear else None) if elong > LINEAR_ELONGATION else (areal[0] if areal else None)
-        if target is None:
-            continue
-        key = (target, shapely.to_wkb(shapely.normalize(g)))
-        if key in seen:  # the same water body detected once per water class asked
-            continue
-        seen.add(key)
-        out.append(GroundedObject(label=target, score=o.score, geometry=g, kind=o.kind, tile_index=o.tile_index,
-                                  tiles=o.tiles, id=""))
+        out.append(o)
     return out
+
+
+def is_linear(g) -> bool:
+    """Whether a polygon is long and thin (see :data:`LINEAR_AREA_RATIO`).
+
+    Examples
+    --------
+    >>> is_linear(shapely.box(0, 0, 1000, 9)), is_linear(shapely.Point(0, 0).buffer(50))
+    (True, False)
+    """
+    a = g.area
+    if a <= 0:
+        return True
+    parts = shapely.get_parts(g)
+    big = max(parts, key=lambda p: p.area)
+    r = shapely.length(shapely.maximum_inscribed_circle(big, tolerance=max(big.length, 1.0) * 1e-4))
+    return bool(r <= 0 or a / (math.pi * r * r) > LINEAR_AREA_RATIO)
 
 
 def merge_batches(batches: Iterable[BatchResult], classes: Sequence[str], *, iou_threshold: float = 0.5,
@@ -269,7 +296,13 @@ def answer_questions(
 
         pixel = (_px, rcrs)
     rows: list[dict] = []
+    from georeason.geo.scene import _singulars
+
     grounded_set = {normalise_class(c) for c in grounded}
+
+    def _grounded_in(steps) -> set[str]:
+        return {c for c in classes_needed(steps) if grounded_set & set(_singulars(c))}
+
     for n, q in enumerate(questions, 1):
         stem = f"q{n:02d}-{_slug(q)}"
 
@@ -284,7 +317,7 @@ def answer_questions(
 
         try:
             steps = compile_question(q)
-            uses_grounded = grounded_set & set(classes_needed(steps))
+            uses_grounded = _grounded_in(steps)
             if failures and uses_grounded:
                 first = failures[0]
                 ans = Answer.abstain(

@@ -9,6 +9,7 @@ Written with GDAL's PNG driver (no imaging dependency), atomically.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def write_quicklook(raster, path: str | Path, objects=(), evidence=(), max_px: i
         else:
             idx = [1, 1, 1]
         data = src.read(idx, out_shape=(3, h, w), resampling=Resampling.average, masked=True)
-        transform = src.transform * Affine.scale(src.width / w, src.height / h)
+        transform = src.transform @ Affine.scale(src.width / w, src.height / h)
     rgb = np.stack([_stretch(data[i]) for i in range(3)])
     for geoms, colour in ((objects, YELLOW), (evidence, MAGENTA)):
         lines = [shapely.boundary(g) if g.geom_type.endswith("Polygon") else g for g in geoms if g is not None and not g.is_empty]
@@ -66,7 +67,8 @@ def write_quicklook(raster, path: str | Path, objects=(), evidence=(), max_px: i
                          all_touched=True).astype(bool)
         for i, c in enumerate(colour):
             rgb[i][burn] = c
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a PNG picture, no georef
         with rasterio.open(tmp, "w", driver="PNG", width=w, height=h, count=3, dtype="uint8") as dst:
             dst.write(rgb)
         aux = Path(str(tmp) + ".aux.xml")

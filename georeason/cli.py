@@ -294,6 +294,22 @@ def run(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option(help="Cron schedule (UTC) of the batch flow.")] = "0 2 * * *",
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "georeason-nightly",
+    catalog: Annotated[Optional[Path], typer.Option(help="STAC catalog folder (default: the shipped one).")] = None,
+    questions: Annotated[Optional[Path], typer.Option(help="Questions file (default: the catalog's questions.yaml).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder; each run writes OUT/<timestamp>/.")] = Path("outputs/batch"),
+    grounder: Annotated[str, typer.Option(help="Grounder for classes not in vector layers.")] = "spectral",
+) -> None:
+    """Serve the `batch` flow on a cron schedule against the Prefect server in PREFECT_API_URL (blocks)."""
+    from georeason.flows.deploy import serve as serve_batch
+
+    serve_batch(name=name, cron=cron, catalog=str(catalog.resolve()) if catalog else None,
+                questions=str(questions.resolve()) if questions else None, out=str(out.resolve()), grounder=grounder)
+
+
 def _print_run(result) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -41,16 +41,25 @@ class GrounderSpec:
 
 _FACTORIES: dict[str, Callable[[dict[str, Any]], Any]] = {}
 _SUPPORTS: dict[str, Callable[[str], bool]] = {}
+_PREPARE: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {}
 _CACHE: dict[GrounderSpec, Any] = {}
 _LOCK = threading.Lock()
 #: How many times each grounder spec was built in this process (tests assert "once per worker").
 load_counts: dict[str, int] = {}
 
 
-def register(name: str, factory: Callable[[dict[str, Any]], Any], supports: Callable[[str], bool]) -> None:
-    """Register a grounder factory ``config -> grounder`` and its class predicate."""
+def register(name: str, factory: Callable[[dict[str, Any]], Any], supports: Callable[[str], bool],
+             prepare: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """Register a grounder.
+
+    ``factory(config) -> grounder``; ``supports(label) -> bool``; optional
+    ``prepare(raster, options) -> config`` does per-scene set-up once, before tiles are
+    farmed out (e.g. fitting spectral thresholds on the whole scene).
+    """
     _FACTORIES[name] = factory
     _SUPPORTS[name] = supports
+    if prepare is not None:
+        _PREPARE[name] = prepare
 
 
 def available() -> list[str]:
@@ -100,25 +109,31 @@ def _ensure_builtin() -> None:
             connectivity=int(cfg.get("connectivity", 4)),
         )
 
-    register("spectral", spectral, lambda label: class_family(label) is not None)
+    register("spectral", spectral, lambda label: class_family(label) is not None, prepare=prepare_spectral)
+
+
+def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
+    """Fit Otsu thresholds once on the whole scene, for every index family the bands allow.
+
+    Fitting all families (not only the classes asked) keeps the config — and the tile cache
+    keyed on it — independent of the questions. ``options["thresholds"]`` overrides.
+    """
+    opts = dict(options)
+    if not opts.get("thresholds"):
+        if raster is None:
+            raise InputError("the spectral grounder needs a raster to fit its thresholds on")
+        from georeason.geo.spectral import fit_thresholds
+
+        opts["thresholds"] = {k: round(float(v), 6) for k, v in fit_thresholds(raster).items()}
+    opts.setdefault("min_area_m2", 0.0)
+    opts.setdefault("simplify_m", 0.0)
+    return opts
 
 
 def prepare_spec(name: str, raster=None, options: dict[str, Any] | None = None) -> GrounderSpec:
-    """The spec to run grounder ``name`` on ``raster``, with per-scene fitting done.
-
-    For ``spectral``, Otsu thresholds are fitted once on the whole scene (all index
-    families, so the spec — and the tile cache keyed on it — does not depend on which
-    classes a question asks for), unless ``options["thresholds"]`` fixes them.
-    """
+    """The spec to run grounder ``name`` on ``raster``, with its per-scene set-up done."""
     _check(name)
     opts = dict(options or {})
-    if name == "spectral":
-        if not opts.get("thresholds"):
-            if raster is None:
-                raise InputError("the spectral grounder needs a raster to fit its thresholds on")
-            from georeason.geo.spectral import fit_thresholds
-
-            opts["thresholds"] = {k: round(float(v), 6) for k, v in fit_thresholds(raster).items()}
-        opts.setdefault("min_area_m2", 0.0)
-        opts.setdefault("simplify_m", 0.0)
+    if name in _PREPARE:
+        opts = _PREPARE[name](raster, opts)
     return GrounderSpec.of(name, opts)

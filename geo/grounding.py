@@ -1,0 +1,211 @@
+"""The one interface between pixels and objects: :class:`Grounder`.
+
+A grounder (spectral indices now, vision-language models later) looks at one tile and
+returns :class:`Detection` objects in that tile's *pixel* space. Everything after that
+(pixel -> CRS, seam merging, reasoning) is shared code and does not care which grounder
+ran.
+
+Pixel coordinates are ``(col, row)`` = ``(x, y)`` with the corner convention of
+rasterio: ``(0, 0)`` is the top-left corner of the tile's first pixel, ``(0.5, 0.5)`` its
+centre, and ``(tile_px, tile_px)`` the bottom-right corner of the last one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.features import shapes
+from shapely import affinity
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+
+from georeason.errors import InputError
+from georeason.geo.tiling import Tile
+
+__all__ = [
+    "KINDS",
+    "Detection",
+    "Grounder",
+    "GroundedObject",
+    "to_crs_geometry",
+    "to_grounded",
+    "world_to_pixel",
+    "pixel_to_world",
+    "mask_to_polygons",
+    "config_key",
+]
+
+Kind = Literal["box", "polygon", "mask", "point"]
+KINDS = ("box", "polygon", "mask", "point")
+
+
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """One thing a grounder found in one tile, in that tile's pixel coordinates.
+
+    ``geometry`` is a shapely geometry in ``(col, row)`` pixel coordinates for kinds
+    ``box`` (an axis-aligned rectangle, e.g. ``shapely.box(c0, r0, c1, r1)``), ``polygon``
+    and ``point``; for kind ``mask`` it is a boolean array of the tile's shape
+    ``(rows, cols)``. ``score`` is in [0, 1]. Compared by identity (masks are arrays).
+    """
+
+    label: str
+    score: float
+    kind: Kind
+    geometry: BaseGeometry | np.ndarray
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InputError(f"detection kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.kind == "mask":
+            if not isinstance(self.geometry, np.ndarray) or self.geometry.ndim != 2:
+                raise InputError("a 'mask' detection needs a 2-D boolean array as geometry")
+        elif not isinstance(self.geometry, BaseGeometry):
+            raise InputError(f"a {self.kind!r} detection needs a shapely geometry, got {type(self.geometry).__name__}")
+
+
+@runtime_checkable
+class Grounder(Protocol):
+    """Finds objects of the named classes in one tile.
+
+    Attributes
+    ----------
+    name : str
+        Short identifier, e.g. ``"spectral"`` or a model id.
+    config : Mapping
+        Everything that changes the output (thresholds, model revision, prompt, ...),
+        JSON-serialisable, so :func:`config_key` can key caches on it.
+    """
+
+    name: str
+    config: Mapping
+
+    def ground(
+        self, pixels: np.ma.MaskedArray, tile: Tile, classes: list[str], bands: list[str]
+    ) -> list[Detection]:
+        """Detect ``classes`` in ``pixels`` (``(bands, rows, cols)``, nodata and padding
+        masked) of ``tile``; ``bands`` names the bands in order (``["red", "green", ...]``).
+        Returns detections in tile pixel coordinates; nothing over masked pixels."""
+        ...
+
+
+def config_key(grounder: Grounder) -> str:
+    """Stable hex key of a grounder's name and config, for caches.
+
+    Examples
+    --------
+    >>> class G:
+    ...     name = "g"
+    ...     config = {"b": 1, "a": [0.5, "x"]}
+    >>> config_key(G())[:12]
+    '2f3757d9b9f9'
+    """
+    payload = json.dumps({"name": grounder.name, "config": grounder.config}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class GroundedObject:
+    """A detected object in the raster CRS.
+
+    ``tiles`` lists the indices of the tiles that contributed (one for a single
+    detection, several for an object merged across seams); ``id`` is set by
+    :func:`georeason.geo.seams.merge_detections` (``"water-1"``, ...).
+    """
+
+    label: str
+    score: float
+    geometry: BaseGeometry
+    kind: Kind
+    tile_index: tuple[int, int] | None = None
+    tiles: tuple[tuple[int, int], ...] = field(default=())
+    id: str = ""
+
+
+def _gdal_to_shapely(t: Affine) -> list[float]:
+    return [t.a, t.b, t.d, t.e, t.c, t.f]
+
+
+def pixel_to_world(geom: BaseGeometry, transform: Affine) -> BaseGeometry:
+    """Map a geometry from pixel ``(col, row)`` coordinates through ``transform``.
+
+    Examples
+    --------
+    >>> from affine import Affine
+    >>> from shapely import Point
+    >>> pixel_to_world(Point(1, 2), Affine(10, 0, 500000, 0, -10, 5000000)).wkt
+    'POINT (500010 4999980)'
+    """
+    return affinity.affine_transform(geom, _gdal_to_shapely(transform))
+
+
+def world_to_pixel(geom: BaseGeometry, tile_or_transform: Tile | Affine) -> BaseGeometry:
+    """Map a CRS geometry to pixel ``(col, row)`` coordinates of a tile (or a transform).
+
+    Examples
+    --------
+    >>> from affine import Affine
+    >>> from shapely import Point
+    >>> world_to_pixel(Point(500010, 4999980), Affine(10, 0, 500000, 0, -10, 5000000)).wkt
+    'POINT (1 2)'
+    """
+    t = tile_or_transform.transform if isinstance(tile_or_transform, Tile) else tile_or_transform
+    return affinity.affine_transform(geom, _gdal_to_shapely(~t))
+
+
+def mask_to_polygons(mask: np.ndarray, transform: Affine = Affine.identity(), connectivity: int = 4) -> list[BaseGeometry]:
+    """Polygons of the ``True`` regions of a boolean mask (one per connected component).
+
+    With the identity transform the result is in pixel ``(col, row)`` coordinates.
+    Pixels that touch only at a corner are separate components (``connectivity=4``).
+
+    Examples
+    --------
+    >>> m = np.zeros((4, 4), bool); m[1:3, 1:3] = True
+    >>> [p.wkt for p in mask_to_polygons(m)]
+    ['POLYGON ((1 1, 1 3, 3 3, 3 1, 1 1))']
+    """
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    if not mask.any():
+        return []
+    return [
+        shape(geom)
+        for geom, value in shapes(mask.astype(np.uint8), mask=mask, connectivity=connectivity, transform=transform)
+        if value
+    ]
+
+
+def to_crs_geometry(detection: Detection, tile: Tile) -> BaseGeometry:
+    """The detection's geometry in the raster CRS (pixel -> world via ``tile.transform``).
+
+    Boxes, polygons and points are mapped vertex by vertex; masks are vectorised (one
+    polygon per 4-connected component, combined into one geometry).
+    """
+    if detection.kind == "mask":
+        m = detection.geometry
+        if m.shape != tile.shape:
+            raise InputError(f"mask shape {m.shape} does not match tile {tile.index} shape {tile.shape}")
+        polys = mask_to_polygons(m, tile.transform)
+        if not polys:
+            return shapely.Polygon()
+        return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
+    return pixel_to_world(detection.geometry, tile.transform)
+
+
+def to_grounded(detection: Detection, tile: Tile) -> GroundedObject:
+    """A single detection as a :class:`GroundedObject` in the raster CRS (no merging)."""
+    return GroundedObject(
+        label=detection.label,
+        score=float(detection.score),
+        geometry=to_crs_geometry(detection, tile),
+        kind=detection.kind,
+        tile_index=tile.index,
+        tiles=(tile.index,),
+    )

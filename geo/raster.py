@@ -1,0 +1,370 @@
+"""Opening and describing georeferenced rasters, with refusals that say what to do.
+
+Every raster georeason reads goes through :func:`open_raster`, which refuses early and by
+name what the rest of the code cannot handle:
+
+* no CRS, or an identity (pixel) geotransform -> :class:`NotGeoreferencedError`;
+* rotation or shear terms in the geotransform -> :class:`RotatedRasterError`;
+* a file that cannot be opened, or whose blocks cannot be decoded (truncated or corrupt
+  TIFFs often open fine and fail only when a block is read) -> :class:`RasterReadError`.
+
+Paths may be local paths, ``file://`` URLs (turned into paths), or anything GDAL opens by
+name: ``/vsicurl/https://...``, ``/vsis3/...``, ``https://...``. The same code serves all.
+
+Pixel sizes are reported in metres (:func:`pixel_size_m`): for projected CRSs from the
+axis unit, for geographic CRSs measured on the WGS84 ellipsoid at the given pixel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import CRS, Geod
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.io import DatasetReader
+from shapely import Polygon
+
+from georeason.errors import NotGeoreferencedError, RasterReadError, RotatedRasterError
+
+__all__ = [
+    "RasterInfo",
+    "normalize_path",
+    "open_raster",
+    "check_raster",
+    "as_dataset",
+    "raster_info",
+    "band_names",
+    "pixel_size_m",
+    "pixel_sizes_m",
+    "file_sha256",
+    "to_pyproj_crs",
+]
+
+_GEOD = Geod(ellps="WGS84")
+
+# Names GDAL opens itself; they are passed through untouched.
+_GDAL_PREFIXES = ("/vsi", "http://", "https://", "s3://", "gs://", "az://")
+
+
+def normalize_path(path_or_url: str | os.PathLike) -> str:
+    """Return the name to hand to GDAL for a path, ``file://`` URL or GDAL virtual path.
+
+    ``file://`` URLs become local paths (percent-escapes decoded); ``/vsi...`` and remote
+    URLs pass through; anything else is treated as a local path.
+
+    Examples
+    --------
+    >>> normalize_path("file:///tmp/a%20b.tif")
+    '/tmp/a b.tif'
+    >>> normalize_path("/vsicurl/https://example.com/x.tif")
+    '/vsicurl/https://example.com/x.tif'
+    """
+    s = os.fspath(path_or_url)
+    if s.startswith("file://"):
+        parsed = urlparse(s)
+        if parsed.netloc not in ("", "localhost"):
+            return "//" + parsed.netloc + url2pathname(unquote(parsed.path))
+        return url2pathname(unquote(parsed.path))
+    return s
+
+
+def _is_local(name: str) -> bool:
+    return not name.startswith(_GDAL_PREFIXES)
+
+
+def to_pyproj_crs(crs) -> CRS:
+    """A :class:`pyproj.CRS` from a rasterio CRS (or anything pyproj accepts)."""
+    if isinstance(crs, CRS):
+        return crs
+    return CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+
+
+def _name(src: DatasetReader) -> str:
+    return str(getattr(src, "name", src))
+
+
+def check_raster(src: DatasetReader, *, check_read: bool = True) -> None:
+    """Raise if an open dataset is not georeferenced, is rotated, or has unreadable blocks.
+
+    Parameters
+    ----------
+    src : rasterio.io.DatasetReader
+        An open dataset.
+    check_read : bool
+        Also read a few blocks: a tiny decimated read of band 1 (which touches blocks
+        spread over the whole raster) and the last block of every band (truncated files
+        lose their last blocks first). This costs a few blocks, not the raster.
+
+    Raises
+    ------
+    NotGeoreferencedError, RotatedRasterError, RasterReadError
+    """
+    name = _name(src)
+    if src.crs is None:
+        raise NotGeoreferencedError(
+            f"raster {name} has no coordinate reference system; assign one with "
+            f"`gdal_edit.py -a_srs EPSG:XXXX {name}` (or rasterio: open with mode 'r+' and "
+            "set `dataset.crs`), or reproject it with gdalwarp -t_srs"
+        )
+    t = src.transform
+    if t.is_identity or (t.a == 1 and t.e == 1 and t.b == 0 and t.d == 0 and t.c == 0 and t.f == 0):
+        hint = " (it has GCPs: warp it with `gdalwarp -t_srs EPSG:XXXX`)" if src.gcps[0] else ""
+        raise NotGeoreferencedError(
+            f"raster {name} has an identity geotransform, i.e. pixel coordinates only{hint}; "
+            f"set its georeferencing with `gdal_edit.py -a_ullr ULX ULY LRX LRY -a_srs EPSG:XXXX {name}` "
+            "or pass a georeferenced raster"
+        )
+    if t.b != 0 or t.d != 0:
+        raise RotatedRasterError(
+            f"raster {name} has a rotated/sheared geotransform {tuple(t)[:6]}; tiling needs a "
+            f"north-up (or south-up) grid: warp it first with `gdalwarp -t_srs {src.crs} {name} out.tif`"
+        )
+    if t.a == 0 or t.e == 0:
+        raise NotGeoreferencedError(f"raster {name} has a degenerate geotransform {tuple(t)[:6]}")
+    if check_read:
+        _check_blocks(src)
+
+
+def _check_blocks(src: DatasetReader) -> None:
+    name = _name(src)
+    try:
+        oh, ow = min(src.height, 16), min(src.width, 16)
+        src.read(1, out_shape=(oh, ow))
+        for bidx in range(1, src.count + 1):
+            bh, bw = src.block_shapes[bidx - 1]
+            nrow = -(-src.height // bh)
+            ncol = -(-src.width // bw)
+            for win in {src.block_window(bidx, nrow - 1, ncol - 1), src.block_window(bidx, 0, 0)}:
+                src.read(bidx, window=win)
+    except RasterioError as exc:
+        detail = str(exc.__cause__ or exc).strip()
+        raise RasterReadError(
+            f"raster {name} could not be read: it looks truncated or corrupt ({detail}); "
+            "download or copy it again, or check it with `gdalinfo -checksum`"
+        ) from exc
+
+
+@contextmanager
+def open_raster(path_or_url: str | os.PathLike, *, check_read: bool = True) -> Iterator[DatasetReader]:
+    """Open a raster for reading and check it (see :func:`check_raster`).
+
+    Use as a context manager; the dataset is closed on exit.
+
+    Parameters
+    ----------
+    path_or_url : str or PathLike
+        Local path, ``file://`` URL, or GDAL name (``/vsicurl/...``, ``https://...``).
+    check_read : bool
+        Read a few blocks to detect truncated files (default True).
+
+    Raises
+    ------
+    RasterReadError
+        Missing, unreadable, truncated or corrupt file (the message names it).
+    NotGeoreferencedError, RotatedRasterError
+        See :func:`check_raster`.
+    """
+    name = normalize_path(path_or_url)
+    if _is_local(name) and not Path(name).exists():
+        raise RasterReadError(f"raster {path_or_url} does not exist; check the path")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(name)
+    except RasterioError as exc:
+        raise RasterReadError(
+            f"raster {path_or_url} could not be opened ({exc}); it is not a raster GDAL "
+            "reads, or it is truncated or corrupt"
+        ) from exc
+    try:
+        check_raster(src, check_read=check_read)
+        yield src
+    finally:
+        src.close()
+
+
+@contextmanager
+def as_dataset(src_or_path, *, check_read: bool = True) -> Iterator[DatasetReader]:
+    """Yield a checked dataset: an open one as is (not closed on exit), or open a path."""
+    if isinstance(src_or_path, DatasetReader) or hasattr(src_or_path, "read_masks"):
+        check_raster(src_or_path, check_read=False)
+        yield src_or_path
+    else:
+        with open_raster(src_or_path, check_read=check_read) as src:
+            yield src
+
+
+_COLORINTERP_NAMES = {
+    ColorInterp.red: "red",
+    ColorInterp.green: "green",
+    ColorInterp.blue: "blue",
+    ColorInterp.alpha: "alpha",
+    ColorInterp.gray: "gray",
+}
+
+
+def band_names(src: DatasetReader) -> tuple[str, ...]:
+    """Band names: the band description, else the colour interpretation, else ``band<i>``.
+
+    Names are lower-cased (``"Red"`` -> ``"red"``).
+    """
+    names = []
+    for i, desc in enumerate(src.descriptions):
+        if desc:
+            names.append(desc.strip().lower())
+            continue
+        ci = src.colorinterp[i] if i < len(src.colorinterp) else None
+        if ci in _COLORINTERP_NAMES and not (ci == ColorInterp.gray and src.count > 1):
+            names.append(_COLORINTERP_NAMES[ci])
+        else:
+            names.append(f"band{i + 1}")
+    return tuple(names)
+
+
+def pixel_size_m(transform: Affine, crs, col: float = 0.5, row: float = 0.5) -> tuple[float, float]:
+    """Width and height on the ground of the pixel at ``(col, row)``, in metres.
+
+    The midpoints of the pixel's sides are taken to lon/lat and their separations
+    measured on the WGS84 ellipsoid, for every CRS: so the width of a geographic pixel
+    shrinks with the cosine of the latitude, a UTM pixel includes the projection's scale
+    factor (within 0.1% of its nominal size) and a Web Mercator pixel is its true size.
+
+    Examples
+    --------
+    >>> from affine import Affine
+    >>> [round(v, 1) for v in pixel_size_m(Affine(10, 0, 500000, 0, -10, 5e6), "EPSG:32633")]
+    [10.0, 10.0]
+    >>> w, h = pixel_size_m(Affine(1e-4, 0, 15, 0, -1e-4, 60.00005), "EPSG:4326")
+    >>> round(w, 2), round(h, 2)
+    (5.58, 11.14)
+    """
+    w, h = pixel_sizes_m(transform, crs, np.array([col], float), np.array([row], float))
+    return float(w[0]), float(h[0])
+
+
+def pixel_sizes_m(transform: Affine, crs, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`pixel_size_m`: ground width and height (metres) at many pixels."""
+    from georeason.geo.crs import LONLAT, transformer
+
+    crs = to_pyproj_crs(crs)
+    cols = np.asarray(cols, float)
+    rows = np.asarray(rows, float)
+    cc = np.concatenate([cols - 0.5, cols + 0.5, cols, cols])
+    rr = np.concatenate([rows, rows, rows - 0.5, rows + 0.5])
+    xs, ys = transform @ (cc, rr)
+    if crs.is_geographic:
+        lon, lat = xs, ys
+    else:
+        lon, lat = transformer(crs, LONLAT).transform(xs, ys)
+    lon = np.asarray(lon).reshape(4, -1)
+    lat = np.asarray(lat).reshape(4, -1)
+    _, _, w = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, h = _GEOD.inv(lon[2], lat[2], lon[3], lat[3])
+    return np.asarray(w, float), np.asarray(h, float)
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a local file, read in ``chunk_size`` chunks (bounded memory).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(delete=False) as f:
+    ...     _ = f.write(b"abc")
+    >>> file_sha256(f.name)[:16]
+    'ba7816bf8f01cfea'
+    >>> os.unlink(f.name)
+    """
+    h = hashlib.sha256()
+    with open(normalize_path(path), "rb") as f:
+        while chunk := f.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What georeason needs to know about a raster, without reading its pixels.
+
+    ``bounds`` are ``(left, bottom, right, top)`` in the raster CRS whatever the sign of
+    the transform's ``e``; ``res`` is ``(|a|, |e|)`` in CRS units and ``res_m`` the pixel
+    size in metres at the raster centre; ``footprint_lonlat`` is the raster's outline
+    (densified edges, so curved in lon/lat as it should be) in EPSG:4326.
+    """
+
+    path: str
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    count: int
+    dtype: str
+    nodata: float | None
+    band_names: tuple[str, ...]
+    descriptions: tuple[str | None, ...]
+    bounds: tuple[float, float, float, float]
+    footprint_lonlat: Polygon
+    res: tuple[float, float]
+    res_m: tuple[float, float]
+    block_shape: tuple[int, int]
+    sha256: str | None = None
+
+
+def _footprint_lonlat(transform: Affine, crs: CRS, width: int, height: int, n: int = 32) -> Polygon:
+    from rasterio.warp import transform_geom
+
+    t = np.linspace(0.0, 1.0, n + 1)[:-1]
+    cols = np.concatenate([t * width, np.full(n, width), (1 - t) * width, np.zeros(n)])
+    rows = np.concatenate([np.zeros(n), t * height, np.full(n, height), (1 - t) * height])
+    xs, ys = transform @ (cols, rows)
+    ring = list(zip(np.asarray(xs).tolist(), np.asarray(ys).tolist()))
+    ring.append(ring[0])
+    geom = {"type": "Polygon", "coordinates": [ring]}
+    from shapely.geometry import shape
+
+    out = shape(transform_geom(crs.to_wkt(), "EPSG:4326", geom))
+    return out.buffer(0) if not out.is_valid else out
+
+
+def raster_info(path_or_url: str | os.PathLike, *, checksum: bool = False) -> RasterInfo:
+    """Describe a raster (metadata only; ``checksum=True`` also hashes a local file).
+
+    Raises the errors of :func:`open_raster`.
+    """
+    name = normalize_path(path_or_url)
+    with open_raster(name) as src:
+        crs = to_pyproj_crs(src.crs)
+        t = src.transform
+        corners_x, corners_y = t @ (np.array([0, src.width, 0, src.width]), np.array([0, 0, src.height, src.height]))
+        bounds = (float(min(corners_x)), float(min(corners_y)), float(max(corners_x)), float(max(corners_y)))
+        info = RasterInfo(
+            path=name,
+            crs=crs,
+            transform=t,
+            width=src.width,
+            height=src.height,
+            count=src.count,
+            dtype=src.dtypes[0],
+            nodata=src.nodata,
+            band_names=band_names(src),
+            descriptions=tuple(src.descriptions),
+            bounds=bounds,
+            footprint_lonlat=_footprint_lonlat(t, crs, src.width, src.height),
+            res=(abs(t.a), abs(t.e)),
+            res_m=pixel_size_m(t, crs, src.width / 2, src.height / 2),
+            block_shape=tuple(src.block_shapes[0]),
+            sha256=file_sha256(name) if checksum and _is_local(name) else None,
+        )
+    return info

@@ -1,0 +1,480 @@
+"""Spectral-index grounding: water, vegetation and bright (built-up/bare) surfaces.
+
+:class:`SpectralGrounder` implements :class:`georeason.geo.grounding.Grounder` with band
+ratios, thresholds and connected components; no model, no training.
+
+Classes and indices
+-------------------
+=============  ==========================================  =================================
+family         with near-infrared (NIR)                    visible bands only
+=============  ==========================================  =================================
+water          NDWI ``(G - NIR) / (G + NIR)``              ``(B - R) / (B + R)`` (blue
+                                                           dominance: clear and shallow
+                                                           water is blue/cyan, land is not)
+vegetation     NDVI ``(NIR - R) / (NIR + R)``              excess green ``(2G - R - B) /
+                                                           (R + G + B)``
+bright         NDBI ``(SWIR - NIR) / (SWIR + NIR)`` with   brightness: mean of the visible
+               SWIR, else visible brightness               bands (raster units)
+=============  ==========================================  =================================
+
+Class names are mapped by :data:`SYNONYMS` (``lake``, ``river``, ``pond``, ``sea``... ->
+water; ``forest``, ``trees``, ``grass``... -> vegetation; ``building``, ``urban``,
+``bare``... -> bright); the detections keep the name asked for.
+
+Thresholds are per *scene*, never per tile: a per-tile Otsu threshold would move from
+tile to tile and make results depend on the tiling. :func:`fit_thresholds` computes Otsu
+thresholds once on a decimated read of the whole raster (at most ``max_px`` on the long
+side, so bounded memory), and the grounder applies those fixed numbers to every tile.
+
+On visible-only imagery (e.g. the Landsat RGB sample) the water index finds clear,
+turquoise and shallow water reliably; deep, very dark water has a weak blue excess and
+is only partly found. Clouds are neutral grey/white and are not water.
+
+Lengths and areas are in metres: ``min_area_m2`` and ``simplify_m`` are converted with
+the pixel size in metres (:func:`georeason.geo.raster.pixel_size_m`, geodesic for
+geographic CRSs), never in degrees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+import numpy as np
+import shapely
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.features import shapes
+from scipy import ndimage
+from shapely.geometry import shape
+
+from georeason.errors import InputError, RasterReadError
+from georeason.geo.grounding import Detection
+from georeason.geo.raster import as_dataset, band_names, pixel_size_m
+from georeason.geo.tiling import Tile
+
+__all__ = [
+    "SYNONYMS",
+    "FAMILIES",
+    "DEFAULT_THRESHOLDS",
+    "class_family",
+    "band_roles",
+    "index_for",
+    "compute_index",
+    "otsu_threshold",
+    "fit_thresholds",
+    "SpectralGrounder",
+]
+
+FAMILIES = ("water", "vegetation", "bright")
+#: Suffix of the second (upper) threshold of an index, used by the "built" family.
+HIGH = "_high"
+
+#: Class name -> index family.
+SYNONYMS: Mapping[str, str] = MappingProxyType(
+    {
+        **dict.fromkeys(
+            ["water", "lake", "lakes", "pond", "ponds", "river", "rivers", "reservoir", "sea", "ocean",
+             "lagoon", "stream", "canal", "waterbody", "water body"],
+            "water",
+        ),
+        **dict.fromkeys(
+            ["vegetation", "forest", "forests", "tree", "trees", "woods", "woodland", "grass",
+             "grassland", "park", "meadow", "green", "crop", "crops", "field", "fields"],
+            "vegetation",
+        ),
+        **dict.fromkeys(
+            ["bright", "bare", "bare soil", "bare ground", "bare field", "bare fields", "soil"],
+            "bright",
+        ),
+        **dict.fromkeys(
+            ["building", "buildings", "built-up", "built up", "builtup", "urban", "settlement", "roof",
+             "roofs", "house", "houses", "built"],
+            "built",
+        ),
+    }
+)
+
+#: Fallback thresholds for normalised indices when no scene fit is given. Brightness has
+#: none: its units are the raster's, so it must come from :func:`fit_thresholds`.
+DEFAULT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
+    {"ndwi": 0.0, "vis_water": 0.3, "ndvi": 0.3, "exg": 0.1, "ndbi": 0.0}
+)
+
+_ROLE_ALIASES = {
+    "blue": ("blue", "b", "blu"),
+    "green": ("green", "g", "grn"),
+    "red": ("red", "r"),
+    "nir": ("nir", "nir08", "near-infrared", "near infrared", "near_infrared", "infrared", "ir"),
+    "swir": ("swir", "swir1", "swir16", "swir_1"),
+}
+
+# Index -> (bands needed, score scale). The score of a pixel is
+# clip(0.5 + (index - threshold) / (2 * scale), 0, 1): 0.5 at the threshold.
+_INDEX_BANDS = {
+    "ndwi": ("green", "nir"),
+    "vis_water": ("blue", "red"),
+    "ndvi": ("nir", "red"),
+    "exg": ("red", "green", "blue"),
+    "ndbi": ("swir", "nir"),
+    "brightness": (),
+}
+
+
+def class_family(label: str) -> str | None:
+    """Index family of a class name, or ``None`` if spectral indices cannot find it.
+
+    Examples
+    --------
+    >>> class_family("Lake"), class_family("trees"), class_family("urban"), class_family("car")
+    ('water', 'vegetation', 'built', None)
+    """
+    return SYNONYMS.get(label.strip().lower())
+
+
+def band_roles(bands: Iterable[str]) -> dict[str, int]:
+    """Map spectral roles (``blue``, ``green``, ``red``, ``nir``, ``swir``) to band positions.
+
+    Examples
+    --------
+    >>> band_roles(["Blue", "green", "red", "NIR"])
+    {'blue': 0, 'green': 1, 'red': 2, 'nir': 3}
+    """
+    roles: dict[str, int] = {}
+    for i, name in enumerate(bands):
+        n = (name or "").strip().lower()
+        for role, aliases in _ROLE_ALIASES.items():
+            if n in aliases and role not in roles:
+                roles[role] = i
+    return roles
+
+
+def index_for(family: str, roles: Mapping[str, int]) -> str:
+    """The index used for a family given the bands available.
+
+    Examples
+    --------
+    >>> index_for("water", {"green": 1, "nir": 3}), index_for("water", {"red": 0, "green": 1, "blue": 2})
+    ('ndwi', 'vis_water')
+    """
+    if family == "water":
+        if "green" in roles and "nir" in roles:
+            return "ndwi"
+        if "blue" in roles and "red" in roles:
+            return "vis_water"
+    elif family == "vegetation":
+        if "nir" in roles and "red" in roles:
+            return "ndvi"
+        if {"red", "green", "blue"} <= roles.keys():
+            return "exg"
+    elif family == "bright":
+        if "swir" in roles and "nir" in roles:
+            return "ndbi"
+        if roles.keys() & {"red", "green", "blue"}:
+            return "brightness"
+    elif family == "built":
+        return index_for("bright", roles)
+    else:
+        raise InputError(f"unknown index family {family!r}; use one of {', '.join(FAMILIES + ('built',))}")
+    raise InputError(
+        f"no spectral index for {family!r} with bands {sorted(roles)}; name the bands "
+        "(blue, green, red, nir) in the raster's band descriptions or pass bands=[...]"
+    )
+
+
+def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = a + b
+        return np.where(s != 0, (a - b) / np.where(s != 0, s, 1), np.nan)
+
+
+def compute_index(name: str, pixels: np.ma.MaskedArray, roles: Mapping[str, int]) -> np.ma.MaskedArray:
+    """A spectral index as a float32 masked array ``(rows, cols)``.
+
+    A pixel is masked where any band used is masked or the ratio is undefined.
+
+    Examples
+    --------
+    >>> px = np.ma.MaskedArray(np.array([[[500.]], [[150.]]]), mask=False)
+    >>> round(float(compute_index("ndwi", px, {"green": 0, "nir": 1})[0, 0]), 3)
+    0.538
+    """
+    need = _INDEX_BANDS[name] or tuple(r for r in ("red", "green", "blue") if r in roles)
+    data = {r: np.ma.getdata(pixels[roles[r]]).astype(np.float32) for r in need}
+    mask = np.zeros(pixels.shape[1:], bool)
+    for r in need:
+        mask |= np.ma.getmaskarray(pixels[roles[r]])
+    if name == "ndwi":
+        out = _nd(data["green"], data["nir"])
+    elif name == "vis_water":
+        out = _nd(data["blue"], data["red"])
+    elif name == "ndvi":
+        out = _nd(data["nir"], data["red"])
+    elif name == "exg":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = data["red"] + data["green"] + data["blue"]
+            out = np.where(s != 0, (2 * data["green"] - data["red"] - data["blue"]) / np.where(s != 0, s, 1), np.nan)
+    elif name == "ndbi":
+        out = _nd(data["swir"], data["nir"])
+    elif name == "brightness":
+        out = sum(data.values()) / len(data)
+    else:
+        raise InputError(f"unknown spectral index {name!r}")
+    out = np.asarray(out, dtype=np.float32)
+    return np.ma.MaskedArray(out, mask=mask | ~np.isfinite(out))
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a sample: the cut maximising the between-class variance.
+
+    The histogram spans the 0.5-99.5 percentiles, so a few outliers (saturated clouds,
+    specular glints) do not squash it. Values ``> threshold`` form the upper class; when
+    the best cut falls in an empty gap between the modes, the middle of the gap is taken.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> v = np.concatenate([rng.normal(0, 0.1, 1000), rng.normal(1, 0.1, 500)])
+    >>> 0.3 < otsu_threshold(v) < 0.7
+    True
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        raise InputError("cannot fit a threshold: no valid pixels")
+    lo, hi = np.percentile(v, [0.5, 99.5])
+    if hi <= lo:
+        return float(lo)
+    hist, edges = np.histogram(np.clip(v, lo, hi), bins=bins, range=(lo, hi))
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist).astype(np.float64)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centers)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    # Between two well separated modes every cut in the empty gap scores the same: take
+    # the middle of that plateau rather than its first bin.
+    best = int(np.argmax(between))
+    flat = between >= between[best] * (1 - 1e-12)
+    last = best
+    while last + 1 < len(flat) and flat[last + 1]:
+        last += 1
+    return float((edges[best + 1] + edges[last + 1]) / 2)
+
+
+def fit_thresholds(
+    src_or_path,
+    classes: Iterable[str] | None = None,
+    bands: list[str] | None = None,
+    max_px: int = 1024,
+) -> dict[str, float]:
+    """Per-scene Otsu thresholds, keyed by index name (``{"ndwi": 0.12, ...}``).
+
+    The whole raster is read once at reduced resolution (nearest sampling, at most
+    ``max_px`` pixels on the long side: bounded memory whatever the raster size); masked
+    pixels are ignored. Families are fitted in the order water, vegetation, bright, each
+    on the pixels the previous ones did not claim (so vegetation is split from bare land,
+    not from water; bright from vegetated and bare land). ``classes`` limits the indices
+    returned (default: every family the bands allow); ``bands`` names the bands
+    (default: :func:`band_names` of the raster).
+    """
+    with as_dataset(src_or_path) as src:
+        names = list(bands) if bands is not None else list(band_names(src))
+        roles = band_roles(names)
+        f = max(1, math.ceil(max(src.height, src.width) / max_px))
+        shape_ = (src.count, max(1, math.ceil(src.height / f)), max(1, math.ceil(src.width / f)))
+        try:
+            pixels = src.read(out_shape=shape_, masked=True, resampling=Resampling.nearest)
+        except RasterioError as exc:
+            raise RasterReadError(f"raster {src.name} could not be read for threshold fitting ({exc})") from exc
+    wanted: set[str] | None = None
+    if classes is not None:
+        wanted = set()
+        for c in classes:
+            fam = class_family(c)
+            if fam is None:
+                raise InputError(f"class {c!r} has no spectral index; supported: {', '.join(sorted(set(SYNONYMS)))}")
+            wanted.add(index_for(fam, roles))
+    # Fit in order water -> vegetation -> bright, each on the pixels not claimed by the
+    # previous families: water's strongly negative NDVI would otherwise pull the NDVI
+    # threshold between water and land instead of between bare land and vegetation. The
+    # result does not depend on which classes were asked for.
+    out: dict[str, float] = {}
+    claimed = np.zeros(pixels.shape[1:], bool)
+    for fam in FAMILIES:
+        try:
+            name = index_for(fam, roles)
+        except InputError:
+            continue
+        idx = compute_index(name, pixels, roles)
+        values = np.ma.getdata(idx)[~np.ma.getmaskarray(idx) & ~claimed]
+        if values.size == 0:
+            continue
+        t = round(otsu_threshold(values), 6)
+        out[name] = t
+        if fam == "bright":
+            # Built-up is the brightest mode of the bright pixels: a second Otsu split above
+            # the first separates roofs from bare soil (both bright against dry grass).
+            upper = values[values > t]
+            out[name + HIGH] = round(otsu_threshold(upper), 6) if upper.size >= 16 and np.ptp(upper) > 0 else t
+        claimed |= (np.ma.getdata(idx) > t) & ~np.ma.getmaskarray(idx)
+    if wanted is not None:
+        missing = wanted - out.keys()
+        if missing:
+            raise InputError(f"no valid pixels to fit thresholds for {sorted(missing)}")
+        out = {k: v for k, v in out.items() if k.removesuffix(HIGH) in wanted}
+    return out
+
+
+class SpectralGrounder:
+    """Grounder for water, vegetation and bright surfaces from spectral indices.
+
+    Parameters
+    ----------
+    thresholds : mapping, optional
+        Index name -> threshold (pixels with ``index > threshold`` belong to the class),
+        normally from :func:`fit_thresholds` on the whole scene. Missing normalised
+        indices fall back to :data:`DEFAULT_THRESHOLDS`; brightness has no fallback.
+    min_area_m2 : float
+        Objects smaller than this are dropped. Authoritatively after seam merging
+        (:func:`georeason.geo.seams.merge_detections` uses the geodesic area); here in
+        :meth:`ground` only components that lie wholly inside the tile and are clearly
+        below it (pixel count x pixel area < half the minimum) are dropped early, which
+        can never remove a piece of a larger object.
+    simplify_m : float
+        Simplification tolerance in metres, applied after seam merging (simplifying
+        per tile would make seams depend on the tiling).
+    connectivity : int
+        4 (default) or 8; 4 matches how polygons are formed (pixels touching at a corner
+        only are separate objects).
+
+    Notes
+    -----
+    :meth:`ground` returns one ``polygon`` detection per connected component, in tile
+    pixel coordinates, with edges on pixel boundaries and no simplification. Masked
+    (nodata or padding) pixels never belong to a component. The score is the mean over
+    the component of ``clip(0.5 + (index - threshold) / (2 * scale), 0, 1)``, with
+    ``scale`` 0.2 for normalised indices and 20% of the threshold for brightness.
+    """
+
+    name = "spectral"
+
+    def __init__(
+        self,
+        thresholds: Mapping[str, float] | None = None,
+        *,
+        min_area_m2: float = 0.0,
+        simplify_m: float = 0.0,
+        connectivity: int = 4,
+    ):
+        if connectivity not in (4, 8):
+            raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
+        if min_area_m2 < 0 or simplify_m < 0:
+            raise InputError("min_area_m2 and simplify_m must be >= 0 (metres)")
+        self.thresholds = {str(k): float(v) for k, v in (thresholds or {}).items()}
+        self.min_area_m2 = float(min_area_m2)
+        self.simplify_m = float(simplify_m)
+        self.connectivity = connectivity
+
+    @property
+    def config(self) -> dict:
+        """JSON-serialisable settings (for cache keys)."""
+        return {
+            "thresholds": dict(sorted(self.thresholds.items())),
+            "min_area_m2": self.min_area_m2,
+            "simplify_m": self.simplify_m,
+            "connectivity": self.connectivity,
+        }
+
+    def __repr__(self) -> str:
+        return f"SpectralGrounder({self.config})"
+
+    @classmethod
+    def from_raster(cls, src_or_path, classes: Iterable[str] | None = None, bands: list[str] | None = None, **kwargs):
+        """A grounder with thresholds fitted on the whole raster (see :func:`fit_thresholds`)."""
+        return cls(fit_thresholds(src_or_path, classes, bands), **kwargs)
+
+    @staticmethod
+    def supports(label: str) -> bool:
+        """Whether a class name maps to a spectral index."""
+        return class_family(label) is not None
+
+    def threshold(self, index_name: str) -> float:
+        if index_name in self.thresholds:
+            return self.thresholds[index_name]
+        if index_name.endswith(HIGH):  # no upper split fitted: fall back to the base threshold
+            return self.threshold(index_name.removesuffix(HIGH))
+        if index_name in DEFAULT_THRESHOLDS:
+            return DEFAULT_THRESHOLDS[index_name]
+        raise InputError(
+            f"no threshold for index {index_name!r}: its units are the raster's; fit one per scene "
+            "with fit_thresholds(raster) or SpectralGrounder.from_raster(raster)"
+        )
+
+    def ground(self, pixels: np.ma.MaskedArray, tile: Tile, classes: list[str], bands: list[str]) -> list[Detection]:
+        """Polygons (tile pixel coordinates) of the connected components of each class."""
+        pixels = np.ma.asarray(pixels)
+        if pixels.ndim != 3 or pixels.shape[0] != len(bands):
+            raise InputError(f"pixels must be (bands, rows, cols) with {len(bands)} bands, got shape {pixels.shape}")
+        roles = band_roles(bands)
+        groups: dict[tuple[str, str], list[str]] = {}  # (index, threshold key) -> labels asking
+        for label in classes:
+            fam = class_family(label)
+            if fam is None:
+                raise InputError(
+                    f"class {label!r} cannot be found from spectral indices; supported classes: "
+                    f"{', '.join(sorted(set(SYNONYMS)))}"
+                )
+            name = index_for(fam, roles)
+            key = name + HIGH if fam == "built" else name
+            labels_for = groups.setdefault((name, key), [])
+            if label not in labels_for:
+                labels_for.append(label)
+        px_w, px_h = pixel_size_m(tile.transform, tile.crs, tile.shape[1] / 2, tile.shape[0] / 2)
+        px_area_m2 = px_w * px_h
+        out: list[Detection] = []
+        for (index_name, key), labels in groups.items():
+            idx = compute_index(index_name, pixels, roles)
+            t = self.threshold(key)
+            scale = 0.2 if index_name != "brightness" else max(abs(t) * 0.2, 1e-9)
+            values = np.ma.getdata(idx)
+            member = (values > t) & ~np.ma.getmaskarray(idx)
+            dets = self._components(member, values, t, scale, labels[0], px_area_m2)
+            out.extend(dets)
+            # every class name asked gets the components under its own name (lake and
+            # water both asked: the same water bodies, once per name; the pipeline then
+            # keeps compact ones as lakes and elongated ones as rivers)
+            for other in labels[1:]:
+                out.extend(Detection(label=other, score=d.score, kind=d.kind, geometry=d.geometry) for d in dets)
+        return out
+
+    def _components(self, member, values, t, scale, label, px_area_m2) -> list[Detection]:
+        if not member.any():
+            return []
+        structure = ndimage.generate_binary_structure(2, 1 if self.connectivity == 4 else 2)
+        labels, n = ndimage.label(member, structure=structure)
+        ids = np.arange(1, n + 1)
+        counts = np.bincount(labels.ravel(), minlength=n + 1)
+        conf = np.clip(0.5 + (values - t) / (2 * scale), 0, 1)
+        scores = ndimage.mean(conf, labels, ids)
+        on_border = np.zeros(n + 1, bool)
+        for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+            on_border[edge] = True
+        keep = np.ones(n + 1, bool)
+        keep[0] = False
+        if self.min_area_m2 > 0:
+            small = counts * px_area_m2 < 0.5 * self.min_area_m2
+            keep &= ~(small & ~on_border)
+        if not keep[1:].any():
+            return []
+        kept_labels = np.where(keep[labels], labels, 0).astype(np.int32)
+        dets = []
+        for geom, value in shapes(kept_labels, mask=kept_labels > 0, connectivity=self.connectivity):
+            v = int(value)
+            poly = shape(geom)
+            if not poly.is_valid:
+                poly = shapely.make_valid(poly)
+            dets.append(Detection(label=label, score=float(scores[v - 1]), kind="polygon", geometry=poly))
+        return dets
