@@ -13,6 +13,7 @@ centre, and ``(tile_px, tile_px)`` the bottom-right corner of the last one.
 from __future__ import annotations
 
 import hashlib
+import warnings
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 import shapely
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import shapes
 from shapely import affinity
 from shapely.geometry import shape
@@ -175,11 +177,10 @@ def mask_to_polygons(mask: np.ndarray, transform: Affine = Affine.identity(), co
     mask = np.ascontiguousarray(mask, dtype=bool)
     if not mask.any():
         return []
-    return [
-        shape(geom)
-        for geom, value in shapes(mask.astype(np.uint8), mask=mask, connectivity=connectivity, transform=transform)
-        if value
-    ]
+    with warnings.catch_warnings():  # pixel space on purpose: the identity transform is meant
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        found = list(shapes(mask.astype(np.uint8), mask=mask, connectivity=connectivity, transform=transform))
+    return [shape(geom) for geom, value in found if value]
 
 
 def to_crs_geometry(detection: Detection, tile: Tile) -> BaseGeometry:

@@ -38,13 +38,14 @@ geographic CRSs), never in degrees.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 import numpy as np
 import shapely
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.features import shapes
 from scipy import ndimage
 from shapely.geometry import shape
@@ -471,7 +472,10 @@ class SpectralGrounder:
             return []
         kept_labels = np.where(keep[labels], labels, 0).astype(np.int32)
         dets = []
-        for geom, value in shapes(kept_labels, mask=kept_labels > 0, connectivity=self.connectivity):
+        with warnings.catch_warnings():  # tile pixel space on purpose (identity transform)
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            found = list(shapes(kept_labels, mask=kept_labels > 0, connectivity=self.connectivity))
+        for geom, value in found:
             v = int(value)
             poly = shape(geom)
             if not poly.is_valid:

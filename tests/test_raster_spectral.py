@@ -88,9 +88,12 @@ def test_indices_and_otsu():
 
 def test_sample_thresholds_separate_classes():
     t = fit_thresholds(SAMPLE)
-    assert set(t) == {"ndwi", "ndvi", "brightness"}
+    assert set(t) == {"ndwi", "ndvi", "brightness", "brightness_high"}
     assert -0.2 < t["ndwi"] < 0.5  # water ~ +0.54, land < -0.2
     assert 0.3 < t["ndvi"] < 0.8  # fitted on non-water pixels: bare/dry land vs forest
+    # built-up is the upper mode of the bright pixels: between bare fields (visible mean
+    # ~1600) and roofs (~2900), so fields are "bare" but not "building"
+    assert 1000 < t["brightness"] < 1600 < t["brightness_high"] < 2900
 
 
 def test_sample_lakes_and_river_found(sample_grounder):
@@ -118,6 +121,10 @@ def test_sample_vegetation_and_buildings(sample_grounder):
         assert max(iou(g, v) for v in veg) > 0.85
     for g in truth[truth["class"] == "building"].geometry:
         assert bright.intersection(g).area > 0.5 * g.area
+    # bare fields are bright but not built-up: no building object overlaps a field
+    assert len([o for o in objs if o.label == "building"]) == (truth["class"] == "building").sum()
+    for g in truth[truth["class"] == "field"].geometry:
+        assert bright.intersection(g).area < 0.01 * g.area
 
 
 def _write_blobs(path):
