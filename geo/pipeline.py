@@ -152,6 +152,22 @@ def ground_batch(src, tiles: Sequence[Tile], grounder: Grounder, classes: list[s
     the remaining tiles are still processed.
     """
     results, failures = [], []
+    batched = getattr(grounder, "ground_tiles", None)
+    if batched is not None and len(tiles) > 1:
+        # model grounders batch several tiles per model call; a failing batch falls back
+        # to one tile at a time below, so only the tiles that really fail are lost
+        read: list[tuple] = []
+        for tile in tiles:
+            try:
+                read.append((read_tile(src, tile), tile))
+            except (GeoreasonError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+                failures.append(TileFailure(tuple(tile.index), f"{type(exc).__name__}: {exc}"))
+        try:
+            per_tile = batched(read, list(classes), list(bands))
+            results = [(tile, tuple(dets)) for (_, tile), dets in zip(read, per_tile)]
+            return BatchResult(tuple(results), tuple(failures))
+        except (GeoreasonError, OSError, ValueError, RuntimeError, MemoryError):
+            tiles = [t for _, t in read]
     for tile in tiles:
         try:
             pixels = read_tile(src, tile)

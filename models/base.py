@@ -1,0 +1,139 @@
+"""The one small interface every model-backed grounder implements.
+
+A model grounder turns tiles into images, asks a model about the classes a question
+needs, and parses the model's raw text (or post-processed tensors) into pixel-space
+:class:`~georeason.geo.grounding.Detection` objects of the tile. Geometry is never left to
+the model: the pixel -> CRS mapping, seam merging and all reasoning happen in
+:mod:`georeason.geo`.
+
+Subclasses implement :meth:`ModelGrounder.predict` (a batch of images and prompts in,
+one list of detections per image out, in the coordinates of the image given). The base
+class renders tiles to 8-bit RGB, batches them, maps detections back to tile pixels, and
+drops detections over nodata. Weights load lazily on first use, once per process
+(:func:`georeason.models.registry.build_grounder` caches instances per worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from affine import Affine
+
+from georeason.geo.grounding import Detection
+from georeason.geo.tiling import Tile
+
+__all__ = ["ModelGrounder", "tile_to_rgb", "RGB_BANDS", "drop_nodata_detections"]
+
+RGB_BANDS = ("red", "green", "blue")
+
+
+def tile_to_rgb(pixels: np.ma.MaskedArray, bands: Sequence[str], lo_pct: float = 2.0, hi_pct: float = 98.0) -> np.ndarray:
+    """An 8-bit RGB image ``(rows, cols, 3)`` of a tile for a vision model.
+
+    Bands are picked by name (red, green, blue), else the first three, else the first
+    band repeated; each is stretched between its ``lo_pct`` and ``hi_pct`` percentiles of
+    valid pixels. Masked pixels (nodata, padding) are black.
+    """
+    names = [b.lower() for b in bands]
+    if all(b in names for b in RGB_BANDS):
+        idx = [names.index(b) for b in RGB_BANDS]
+    elif len(names) >= 3:
+        idx = [0, 1, 2]
+    else:
+        idx = [0, 0, 0]
+    out = np.zeros(pixels.shape[1:] + (3,), dtype=np.uint8)
+    for k, i in enumerate(idx):
+        band = np.ma.asarray(pixels[i])
+        valid = band.compressed()
+        if valid.size == 0:
+            continue
+        lo, hi = np.percentile(valid, [lo_pct, hi_pct])
+        hi = hi if hi > lo else lo + 1
+        v = np.clip((band.filled(lo).astype(np.float64) - lo) / (hi - lo) * 255.0, 0, 255)
+        v[np.ma.getmaskarray(band)] = 0
+        out[..., k] = v.astype(np.uint8)
+    return out
+
+
+def drop_nodata_detections(dets: list[Detection], valid: np.ndarray, min_valid: float = 0.5) -> list[Detection]:
+    """Drop detections whose footprint is mostly over nodata/padding (``valid`` is a bool mask)."""
+    import shapely
+    from rasterio.features import geometry_mask
+
+    keep = []
+    h, w = valid.shape
+    for d in dets:
+        if d.kind == "mask":
+            m = np.asarray(d.geometry, dtype=bool)
+            if m.any() and valid[m].mean() >= min_valid:
+                keep.append(d)
+            continue
+        g = d.geometry
+        if d.kind == "point":
+            c, r = int(np.clip(g.x, 0, w - 1)), int(np.clip(g.y, 0, h - 1))
+            if valid[r, c]:
+                keep.append(d)
+            continue
+        g = shapely.clip_by_rect(g, 0, 0, w, h)
+        if g.is_empty:
+            continue
+        inside = ~geometry_mask([g], out_shape=(h, w), transform=_IDENTITY, all_touched=True)
+        if inside.any() and valid[inside].mean() >= min_valid:
+            keep.append(d)
+    return keep
+
+
+_IDENTITY = Affine.identity()
+
+
+class ModelGrounder:
+    """Base class of model-backed grounders (implements the ``Grounder`` protocol).
+
+    Parameters
+    ----------
+    config : mapping
+        JSON-serialisable settings: ``model_path`` (a local directory or a model id
+        found in the local Hugging Face cache; never downloaded), ``batch_size``,
+        ``device`` (``auto`` picks cuda, then mps, then cpu), ``dtype`` (``auto``:
+        bfloat16 on cuda, float32 elsewhere), prompt templates, thresholds.
+    """
+
+    name = "model"
+
+    def __init__(self, config: Mapping[str, Any] | None = None):
+        self.config = dict(config or {})
+        self.batch_size = int(self.config.get("batch_size", 4))
+        self._loaded = False
+
+    # -- to implement -------------------------------------------------------------------
+    def load(self) -> None:
+        """Load weights/processors (called once, lazily)."""
+
+    def predict(self, images: list[np.ndarray], classes: list[str]) -> list[list[Detection]]:
+        """Detections per image, in that image's pixel coordinates."""
+        raise NotImplementedError
+
+    # -- Grounder protocol ----------------------------------------------------------------
+    def ensure_loaded(self) -> None:
+        if not self._loaded:
+            self.load()
+            self._loaded = True
+
+    def ground(self, pixels: np.ma.MaskedArray, tile: Tile, classes: list[str], bands: list[str]) -> list[Detection]:
+        return self.ground_tiles([(pixels, tile)], classes, bands)[0]
+
+    def ground_tiles(self, items: Sequence[tuple[np.ma.MaskedArray, Tile]], classes: list[str],
+                     bands: list[str]) -> list[list[Detection]]:
+        """Ground several tiles, ``batch_size`` images per model call."""
+        self.ensure_loaded()
+        out: list[list[Detection]] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            images = [tile_to_rgb(px, bands) for px, _ in chunk]
+            for (px, _), dets in zip(chunk, self.predict(images, list(classes))):
+                valid = ~np.ma.getmaskarray(px).all(axis=0)
+                out.append(drop_nodata_detections(dets, valid))
+        return out
