@@ -1,0 +1,66 @@
+"""The main job: the `answer` flow on the shipped catalog and its questions file.
+
+`georeason run` with no arguments runs exactly this (README, first command). The sample
+item's answers must equal the same questions asked of its ground-truth vectors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import rasterio
+
+from georeason.config import read_questions
+from georeason.geo.scene import read_scene
+
+REPO = Path(__file__).resolve().parents[1]
+CATALOG = REPO / "data_catalog"
+
+pytestmark = pytest.mark.e2e
+
+
+def test_shipped_questions_cover_every_kind():
+    from georeason.geo.english import compile_question
+    from georeason.geo.program import validate_program
+
+    specs = read_questions(CATALOG / "questions.yaml")
+    assert len(specs) >= 10
+    kinds = set()
+    for s in specs:
+        program = validate_program(compile_question(s.question))
+        last = program.steps[-1].args.value[1:]
+        kinds.add(program.types()[last].value)
+    assert {"count", "number", "object", "objects", "boolean", "string", "pixels"} <= kinds
+
+
+def test_main_job_answers_the_sample_like_the_ground_truth(prefect_harness, tmp_path):
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from tests_flow_helpers import check_against_truth
+
+    from georeason.flows.answer import answer
+
+    out = tmp_path / "outputs"
+    result = answer.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(
+        out=str(out), results_dir=str(tmp_path / "results"))
+    assert result["errors"] == 0 and result["failed_tiles"] == 0
+    rows = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
+    specs = read_questions(CATALOG / "questions.yaml")
+    assert len(rows) == len(specs)
+    sample_qs = [s.question for s in specs if s.item == "sample"]
+    truth = read_scene(CATALOG / "sample" / "sample_truth.geojson")
+    check_against_truth([r for r in rows if r["item"] == "sample"], truth, sample_qs)
+    # the ambiguous reference abstains with its reason instead of guessing
+    amb = next(r for r in rows if r["question"] == "What is the area of the lake?")
+    assert amb["abstained"] and "3 objects match" in amb["reason"]
+    # Landsat: the sea is the largest water body; water pixels are written as a mask
+    land = {r["question"]: r for r in rows if r["item"] == "landsat"}
+    assert land["What is the area of the largest water body in km2?"]["answer"] > 1000
+    mask_row = land["Which pixels are water?"]
+    with rasterio.open(mask_row["outputs"]["mask"]) as m, rasterio.open(CATALOG / "landsat" / "landsat_rgb_utm18n.tif") as s:
+        assert (m.width, m.height, m.transform, m.crs) == (s.width, s.height, s.transform, s.crs)
+        assert int((m.read(1) == 1).sum()) == mask_row["answer"] > 0
+    for item in ("sample", "landsat"):
+        for name in ("objects.gpkg", "objects.geojson", "quicklook.png"):
+            assert (out / item / name).stat().st_size > 0
