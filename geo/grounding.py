@@ -62,6 +62,9 @@ class Detection:
     score: float
     kind: Kind
     geometry: BaseGeometry | np.ndarray
+    #: A polygon that is a whole object, not a piece of a region: like a box, it is kept by
+    #: the tile whose core holds its centre and never clipped to cores (seam merge).
+    whole: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -191,20 +191,20 @@ def merge_detections(
         dx, dy = tile.window.col_off, tile.window.row_off
         by_label: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
         for d in dets:
-            if d.kind in ("polygon", "mask"):
+            if d.kind in ("polygon", "mask") and not d.whole:
                 geoms = mask_to_polygons(d.geometry) if d.kind == "mask" else [d.geometry]
                 gl, sl = by_label[d.label]
                 gl.extend(geoms)
                 sl.extend([float(d.score)] * len(geoms))
             else:
-                c = d.geometry.centroid if d.kind == "box" else d.geometry
+                c = d.geometry.centroid if d.kind in ("box", "polygon") else d.geometry
                 if not _in_core(tile, c.x + dx, c.y + dy):
                     continue
                 obj = GroundedObject(
                     label=d.label, score=float(d.score), geometry=to_crs_geometry(d, tile),
                     kind=d.kind, tile_index=tile.index, tiles=(tile.index,),
                 )
-                (boxes if d.kind == "box" else points).append(obj)
+                (points if d.kind == "point" else boxes).append(obj)
         for label, (gl, sl) in by_label.items():
             p = _clip_to_core(np.array(gl, dtype=object), np.array(sl, float), tile)
             if p is not None:

@@ -130,7 +130,13 @@ def class_family(label: str) -> str | None:
     --------
     >>> class_family("Lake"), class_family("trees"), class_family("urban"), class_family("car")
     ('water', 'vegetation', 'built', None)
+    >>> class_family("marked region")  # a coloured outline drawn on the image (geo.overlay)
+    'marker'
     """
+    from georeason.geo.overlay import is_marker_class
+
+    if is_marker_class(label):
+        return "marker"
     return SYNONYMS.get(label.strip().lower())
 
 
@@ -297,7 +303,8 @@ def fit_thresholds(
             fam = class_family(c)
             if fam is None:
                 raise InputError(f"class {c!r} has no spectral index; supported: {', '.join(sorted(set(SYNONYMS)))}")
-            wanted.add(index_for(fam, roles))
+            if fam != "marker":  # drawn overlays need no threshold
+                wanted.add(index_for(fam, roles))
     # Fit in order water -> vegetation -> bright, each on the pixels not claimed by the
     # previous families: water's strongly negative NDVI would otherwise pull the NDVI
     # threshold between water and land instead of between bare land and vegetation. The
@@ -369,7 +376,9 @@ class SpectralGrounder:
         min_area_m2: float = 0.0,
         simplify_m: float = 0.0,
         connectivity: int = 4,
+        marker_colour: str = "red",
     ):
+        self.marker_colour = marker_colour
         if connectivity not in (4, 8):
             raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
         if min_area_m2 < 0 or simplify_m < 0:
@@ -387,6 +396,7 @@ class SpectralGrounder:
             "min_area_m2": self.min_area_m2,
             "simplify_m": self.simplify_m,
             "connectivity": self.connectivity,
+            "marker_colour": self.marker_colour,
         }
 
     def __repr__(self) -> str:
@@ -421,6 +431,7 @@ class SpectralGrounder:
             raise InputError(f"pixels must be (bands, rows, cols) with {len(bands)} bands, got shape {pixels.shape}")
         roles = band_roles(bands)
         groups: dict[tuple[str, str], list[str]] = {}  # (index, threshold key) -> labels asking
+        out: list[Detection] = []
         for label in classes:
             fam = class_family(label)
             if fam is None:
@@ -428,6 +439,11 @@ class SpectralGrounder:
                     f"class {label!r} cannot be found from spectral indices; supported classes: "
                     f"{', '.join(sorted(set(SYNONYMS)))}"
                 )
+            if fam == "marker":  # a coloured outline drawn on the image: the region it encloses
+                from georeason.geo.overlay import find_markers
+
+                out.extend(find_markers(pixels, bands, label=label, colour=self.marker_colour))
+                continue
             name = index_for(fam, roles)
             key = name + HIGH if fam == "built" else name
             labels_for = groups.setdefault((name, key), [])
@@ -435,7 +451,6 @@ class SpectralGrounder:
                 labels_for.append(label)
         px_w, px_h = pixel_size_m(tile.transform, tile.crs, tile.shape[1] / 2, tile.shape[0] / 2)
         px_area_m2 = px_w * px_h
-        out: list[Detection] = []
         for (index_name, key), labels in groups.items():
             idx = compute_index(index_name, pixels, roles)
             t = self.threshold(key)

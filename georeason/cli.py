@@ -28,10 +28,40 @@ app = typer.Typer(
 )
 
 
+def _local_prefect_defaults() -> None:
+    """No network but loopback: the temporary/local Prefect server must not phone home."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
 def _fail(exc: Exception) -> None:
     msg = str(exc).strip() or type(exc).__name__
     typer.echo(f"georeason: error: {msg}", err=True)
     raise typer.Exit(code=2)
+
+
+def _grounder_options(outputs: Path | None, model_path: str | None, pairs: list[str] | None) -> dict:
+    """Grounder options from --outputs, --model-path and repeated --grounder-option KEY=VALUE.
+
+    A VALUE that parses as JSON (numbers, true/false, lists, objects) is taken as such,
+    anything else as a string.
+    """
+    opts: dict = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--grounder-option {pair!r}: give KEY=VALUE")
+        try:
+            opts[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key.strip()] = value
+    if outputs is not None:
+        opts["outputs"] = str(outputs)
+    if model_path is not None:
+        opts["model_path"] = model_path
+    return opts
 
 
 def _pixel_transform(raster: Path):
@@ -108,7 +138,7 @@ def _print_answer(answer) -> None:
 
 def _build_scene(questions: list[str], objects: Path | None, raster: Path | None, item: str | None,
                  catalog: Path | None, crs: str | None, id_field: str | None, class_field: str | None,
-                 grounder: str, tile_px: int, overlap_px: int):
+                 grounder: str, tile_px: int, overlap_px: int, grounder_options: dict | None = None):
     """The scene to answer against: vector objects, plus classes grounded on the raster.
 
     Grounding runs in this process (no Prefect) and only for the classes the questions
@@ -154,7 +184,10 @@ def _build_scene(questions: list[str], objects: Path | None, raster: Path | None
 
             vectors = Scene([], [], [], rcrs, source=str(raster))
         return vectors, raster
-    g = build_grounder(prepare_spec(grounder, str(raster)))
+    opts = dict(grounder_options or {})
+    if item is not None:
+        opts["item"] = item
+    g = build_grounder(prepare_spec(grounder, str(raster), opts))
     found, failures = sequential_ground(str(raster), g, to_ground, tile_px=tile_px, overlap_px=overlap_px)
     if failures:
         first = failures[0]
@@ -197,6 +230,10 @@ def ask(
     grounder: Annotated[str, typer.Option(help="Grounder for classes found on the raster.")] = "spectral",
     tile_px: Annotated[int, typer.Option(help="Tile size in pixels for grounding.")] = 1024,
     overlap_px: Annotated[int, typer.Option(help="Tile overlap in pixels.")] = 128,
+    outputs: Annotated[Optional[Path], typer.Option(help="Recorded model outputs (JSONL) for --grounder recorded.")] = None,
+    model_path: Annotated[Optional[str], typer.Option(help="Model weights folder or id (local only) for model grounders.")] = None,
+    grounder_option: Annotated[Optional[list[str]], typer.Option(help="Grounder option KEY=VALUE (repeatable), e.g. base_url=http://127.0.0.1:8000/v1.")] = None,
+    planner: Annotated[Optional[str], typer.Option(help="OpenAI-compatible chat API (e.g. http://127.0.0.1:8000/v1) that writes programs for questions no template understands.")] = None,
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
     from georeason.geo.english import ask as ask_english
@@ -209,7 +246,17 @@ def ask(
     try:
         lines = _read_questions(questions) if questions is not None else ([question] if question else [])
         scene, grid_raster = _build_scene(lines, objects, raster, item, catalog, crs, id_field, class_field,
-                                          grounder, tile_px, overlap_px)
+                                          grounder, tile_px, overlap_px,
+                                          _grounder_options(outputs, model_path, grounder_option))
+        if planner is not None:
+            import os
+
+            from georeason.models.planner import answer_with_fallback, chat_client
+
+            chat = chat_client(planner, os.environ.get("GEOREASON_PLANNER_MODEL") or None)
+
+            def ask_english(q, scene, pixel=None, mask_writer=None):  # templates first, then the planner
+                return answer_with_fallback(q, scene, chat, pixel=pixel, mask_writer=mask_writer)
         pixel = _pixel_transform(grid_raster) if grid_raster is not None else None
         writer = _mask_writer(grid_raster, mask)
         if questions is not None:
@@ -269,6 +316,9 @@ def run(
     dask_address: Annotated[Optional[str], typer.Option(help="Run tasks on an existing Dask cluster (tcp://host:8786).")] = None,
     dask_workers: Annotated[Optional[int], typer.Option(help="Run tasks on a local Dask cluster of N worker processes.")] = None,
     threads: Annotated[int, typer.Option(help="Worker threads of the default thread-pool runner.")] = 4,
+    outputs: Annotated[Optional[Path], typer.Option(help="Recorded model outputs (JSONL) for --grounder recorded.")] = None,
+    model_path: Annotated[Optional[str], typer.Option(help="Model weights folder or id (local only) for model grounders.")] = None,
+    grounder_option: Annotated[Optional[list[str]], typer.Option(help="Grounder option KEY=VALUE (repeatable).")] = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
     import os
@@ -276,6 +326,7 @@ def run(
     from georeason.config import default_results_dir
 
     try:
+        _local_prefect_defaults()
         results_dir = (results or default_results_dir(out)).resolve()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
         from georeason.flows.answer import answer
@@ -284,7 +335,8 @@ def run(
         runner = task_runner(dask_address=dask_address, dask_workers=dask_workers, threads=threads)
         result = answer.with_options(task_runner=runner)(
             catalog=str(catalog) if catalog else None, questions=str(questions) if questions else None,
-            out=str(out), grounder=grounder, items=item, objects=[str(p) for p in objects or []],
+            out=str(out), grounder=grounder, grounder_options=_grounder_options(outputs, model_path, grounder_option),
+            items=item, objects=[str(p) for p in objects or []],
             tile_px=tile_px, overlap_px=overlap_px, max_task_runs=max_task_runs, results_dir=str(results_dir),
         )
     except GeoreasonError as exc:
@@ -304,6 +356,7 @@ def serve(
     grounder: Annotated[str, typer.Option(help="Grounder for classes not in vector layers.")] = "spectral",
 ) -> None:
     """Serve the `batch` flow on a cron schedule against the Prefect server in PREFECT_API_URL (blocks)."""
+    _local_prefect_defaults()
     from georeason.flows.deploy import serve as serve_batch
 
     serve_batch(name=name, cron=cron, catalog=str(catalog.resolve()) if catalog else None,

@@ -107,9 +107,39 @@ def _ensure_builtin() -> None:
             min_area_m2=float(cfg.get("min_area_m2", 0.0)),
             simplify_m=float(cfg.get("simplify_m", 0.0)),
             connectivity=int(cfg.get("connectivity", 4)),
+            marker_colour=str(cfg.get("marker_colour", "red")),
         )
 
     register("spectral", spectral, lambda label: class_family(label) is not None, prepare=prepare_spectral)
+    _register_model_backends()
+
+
+def _register_model_backends() -> None:
+    """The remote (OpenAI-compatible API) and recorded-outputs grounders; imported lazily."""
+
+    def remote(cfg: dict[str, Any]):
+        from georeason.models.remote import RemoteGrounder
+
+        return RemoteGrounder(cfg)
+
+    def prepare_remote(raster, options: dict[str, Any]) -> dict[str, Any]:
+        from georeason.models.remote import prepare_remote as prep
+
+        return prep(raster, options)
+
+    def recorded(cfg: dict[str, Any]):
+        from georeason.models.recorded import RecordedGrounder
+
+        return RecordedGrounder(cfg)
+
+    def prepare_recorded(raster, options: dict[str, Any]) -> dict[str, Any]:
+        from georeason.models.recorded import prepare_recorded as prep
+
+        return prep(raster, options)
+
+    # open vocabulary: any class can be asked (recorded: a class never recorded fails the tile)
+    register("remote", remote, lambda label: True, prepare=prepare_remote)
+    register("recorded", recorded, lambda label: True, prepare=prepare_recorded)
 
 
 def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
