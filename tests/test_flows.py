@@ -198,13 +198,16 @@ def test_rerun_after_kill_reuses_cached_tiles(prefect_harness, mini_catalog, tmp
 
 @pytest.mark.slow
 def test_flow_runs_on_a_dask_local_cluster(prefect_harness, mini_catalog, tmp_path):
-    from prefect_dask import DaskTaskRunner
+    """--dask-address: the same flow on a Dask cluster (a LocalCluster of 2 worker processes)."""
+    from distributed import LocalCluster
+
+    from georeason.flows.runners import task_runner
 
     catalog, truth = mini_catalog
-    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
-                                            "dashboard_address": None})
-    result = _run(catalog, _write_questions(tmp_path / "q.jsonl"), tmp_path / "out", tmp_path / "results",
-                  runner=runner)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        runner = task_runner(dask_address=cluster.scheduler_address)
+        result = _run(catalog, _write_questions(tmp_path / "q.jsonl"), tmp_path / "out", tmp_path / "results",
+                      runner=runner)
     _check_against_truth(result["rows"], truth)
 
 
