@@ -92,25 +92,10 @@ def _pixel_transform(raster: Path):
 
 
 def _read_questions(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read questions file {str(path)!r}: {exc}") from exc
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("{"):
-            try:
-                out.append(str(json.loads(line)["question"]))
-            except (json.JSONDecodeError, KeyError) as exc:
-                raise typer.BadParameter(
-                    f"{str(path)!r} line {n}: a JSONL line needs a 'question' field ({exc})"
-                ) from exc
-        else:
-            out.append(line)
-    return out
+    """Questions from a text (one per line), JSONL (``question`` field) or YAML file."""
+    from georeason.config import read_questions
+
+    return [spec.question for spec in read_questions(path)]
 
 
 def _print_answer(answer) -> None:
