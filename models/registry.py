@@ -112,6 +112,12 @@ def _ensure_builtin() -> None:
 
     register("spectral", spectral, lambda label: class_family(label) is not None, prepare=prepare_spectral)
     _register_model_backends()
+    try:  # transformers grounders (georeason[vlm]); registering imports no torch
+        from georeason.models.hf import register_hf_backends
+
+        register_hf_backends()
+    except ImportError:
+        pass
 
 
 def _register_model_backends() -> None:
