@@ -66,7 +66,8 @@ def run_item(info, questions: list[str], out: Path, grounder: str, grounder_opti
                     info.id, grounder, ", ".join(missing))
     objects_found, failures = [], []
     if to_ground:
-        spec = fit_grounder(raster, grounder, grounder_options)
+        # the item id goes to the grounder's per-scene set-up (recorded outputs are keyed on it)
+        spec = fit_grounder(raster, grounder, {**grounder_options, "item": info.id})
         tiles = plan_item_tiles(raster, tile_px, overlap_px)
         batches = plan_batches(tiles, max_task_runs)
         task = ground_tiles.with_options(result_storage=results_dir)

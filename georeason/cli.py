@@ -34,6 +34,8 @@ def _local_prefect_defaults() -> None:
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # the temporary server (SQLite migrations, ~10-30 s on 2 busy cores) may start slowly
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _fail(exc: Exception) -> None:

@@ -15,12 +15,14 @@ drops detections over nodata. Weights load lazily on first use, once per process
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 from georeason.geo.grounding import Detection
 from georeason.geo.tiling import Tile
@@ -80,7 +82,9 @@ def drop_nodata_detections(dets: list[Detection], valid: np.ndarray, min_valid: 
         g = shapely.clip_by_rect(g, 0, 0, w, h)
         if g.is_empty:
             continue
-        inside = ~geometry_mask([g], out_shape=(h, w), transform=_IDENTITY, all_touched=True)
+        with warnings.catch_warnings():  # tile pixel space on purpose (identity transform)
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            inside = ~geometry_mask([g], out_shape=(h, w), transform=_IDENTITY, all_touched=True)
         if inside.any() and valid[inside].mean() >= min_valid:
             keep.append(d)
     return keep
