@@ -16,6 +16,7 @@ drops detections over nodata. Weights load lazily on first use, once per process
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -93,7 +94,7 @@ def drop_nodata_detections(dets: list[Detection], valid: np.ndarray, min_valid: 
 _IDENTITY = Affine.identity()
 
 
-class ModelGrounder:
+class ModelGrounder(ABC):
     """Base class of model-backed grounders (implements the ``Grounder`` protocol).
 
     Parameters
@@ -116,9 +117,9 @@ class ModelGrounder:
     def load(self) -> None:
         """Load weights/processors (called once, lazily)."""
 
+    @abstractmethod
     def predict(self, images: list[np.ndarray], classes: list[str]) -> list[list[Detection]]:
         """Detections per image, in that image's pixel coordinates."""
-        raise NotImplementedError
 
     # -- Grounder protocol ----------------------------------------------------------------
     def ensure_loaded(self) -> None:

@@ -51,6 +51,8 @@ Configuration keys (JSON values; all optional):
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import importlib.util
 import json
 import re
@@ -312,8 +314,9 @@ class HFGrounder(ModelGrounder):
             with _LOAD_LOCK:
                 load_counts[self.name] = load_counts.get(self.name, 0) + 1
 
+    @abstractmethod
     def _load(self, path: str):
-        raise NotImplementedError
+        """Load processor and model from ``path`` (a local folder); set them on ``self``."""
 
     def _prompt(self, label: str) -> str:
         return self.prompt.replace("{label}", label).replace("{classes}", label)

@@ -14,7 +14,7 @@ from georeason.geo.executor import execute
 from georeason.geo.program import OPS, T, Program, parse_program, program_json_schema, validate_program
 from georeason.geo.scene import Scene
 
-jsonschema = pytest.importorskip("jsonschema")
+import jsonschema  # noqa: E402  (installed with prefect, a core dependency)
 
 
 @pytest.fixture(scope="module")

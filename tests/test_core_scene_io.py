@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pyproj import Geod
 
-gpd = pytest.importorskip("geopandas")
-pytest.importorskip("pyogrio")
+import geopandas as gpd  # noqa: E402
+import pyogrio  # noqa: E402,F401
 
 from shapely import LineString, Point, Polygon, box  # noqa: E402
 
