@@ -294,23 +294,12 @@ def answer_questions(
     from georeason.geo.export import write_answer
 
     out_dir = Path(out_dir)
-    grid = None
-    pixel = None
+    grid = pixel = None
     if raster is not None:
-        from georeason.geo.raster import as_dataset
-        from georeason.geo.rasterize import Grid
+        from georeason.geo.rasterize import grid_of, pixel_transform
 
-        with as_dataset(raster, check_read=False) as src:
-            grid = Grid.of(src)
-        tr, rcrs = grid.transform, grid.crs
-
-        def _px(coords):
-            import numpy as np
-
-            x, y = tr * (coords[:, 0], coords[:, 1])
-            return np.column_stack([x, y])
-
-        pixel = (_px, rcrs)
+        grid = grid_of(raster)
+        pixel = pixel_transform(grid)
     rows: list[dict] = []
     from georeason.geo.scene import _singulars
 
@@ -322,14 +311,11 @@ def answer_questions(
     for n, q in enumerate(questions, 1):
         stem = f"q{n:02d}-{_slug(q)}"
 
-        def writer(geom, crs, sid, stem=stem):
-            from georeason.geo.rasterize import write_mask
+        writer = None
+        if grid is not None:
+            from georeason.geo.rasterize import mask_writer
 
-            if grid is None:
-                raise GeoreasonError("a pixel answer needs the raster grid; give a raster")
-            g = reproject(geom, crs, grid.crs)
-            res = write_mask([g], grid, out_dir / "masks" / f"{stem}.tif", valid_source=raster)
-            return str(res.path), res.pixels
+            writer = mask_writer(raster, grid, lambda sid, stem=stem: out_dir / "masks" / f"{stem}.tif")
 
         try:
             steps = compile_question(q)

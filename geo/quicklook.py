@@ -22,17 +22,28 @@ from rasterio.features import rasterize
 from georeason.geo.export import atomic_path
 from georeason.geo.raster import as_dataset, band_names
 
-__all__ = ["write_quicklook"]
+__all__ = ["write_quicklook", "rgb_band_indexes", "stretch_to_uint8"]
 
 YELLOW = (255, 220, 0)
 MAGENTA = (255, 0, 200)
 
 
-def _stretch(band: np.ma.MaskedArray) -> np.ndarray:
+def rgb_band_indexes(bands) -> list[int]:
+    """0-based indexes of the bands to show as red, green, blue: by name, else the first
+    three, else the first band as grey."""
+    names = [str(b).lower() for b in bands]
+    if all(n in names for n in ("red", "green", "blue")):
+        return [names.index(n) for n in ("red", "green", "blue")]
+    return [0, 1, 2] if len(names) >= 3 else [0, 0, 0]
+
+
+def stretch_to_uint8(band: np.ma.MaskedArray, lo_pct: float = 2.0, hi_pct: float = 98.0) -> np.ndarray:
+    """A band stretched linearly between percentiles of its valid pixels to 0-255; masked pixels 0."""
+    band = np.ma.asarray(band)
     valid = band.compressed()
     if valid.size == 0:
         return np.zeros(band.shape, dtype=np.uint8)
-    lo, hi = np.percentile(valid, [2, 98])
+    lo, hi = np.percentile(valid, [lo_pct, hi_pct])
     hi = hi if hi > lo else lo + 1
     out = np.clip((band.filled(lo).astype("float64") - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
     out[np.ma.getmaskarray(band)] = 0
@@ -48,16 +59,10 @@ def write_quicklook(raster, path: str | Path, objects=(), evidence=(), max_px: i
     with as_dataset(raster, check_read=False) as src:
         scale = max(1.0, max(src.width, src.height) / max_px)
         w, h = max(1, int(round(src.width / scale))), max(1, int(round(src.height / scale)))
-        names = list(band_names(src))
-        if all(n in names for n in ("red", "green", "blue")):
-            idx = [names.index(n) + 1 for n in ("red", "green", "blue")]
-        elif src.count >= 3:
-            idx = [1, 2, 3]
-        else:
-            idx = [1, 1, 1]
+        idx = [i + 1 for i in rgb_band_indexes(band_names(src))]
         data = src.read(idx, out_shape=(3, h, w), resampling=Resampling.average, masked=True)
         transform = src.transform @ Affine.scale(src.width / w, src.height / h)
-    rgb = np.stack([_stretch(data[i]) for i in range(3)])
+    rgb = np.stack([stretch_to_uint8(data[i]) for i in range(3)])
     for geoms, colour in ((objects, YELLOW), (evidence, MAGENTA)):
         lines = [shapely.boundary(g) if g.geom_type.endswith("Polygon") else g for g in geoms if g is not None and not g.is_empty]
         lines = [g for g in lines if not g.is_empty]

@@ -105,3 +105,38 @@ def write_mask(
         if valid is not None:
             valid.close()
     return MaskResult(path, total)
+
+
+def grid_of(raster) -> Grid:
+    """The grid of a georeferenced raster (refused, naming it, when not georeferenced)."""
+    from georeason.geo.raster import as_dataset
+
+    with as_dataset(str(raster), check_read=False) as src:
+        return Grid.of(src)
+
+
+def pixel_transform(grid: Grid):
+    """``(fn, crs)``: ``fn`` maps raster (col, row) arrays (pixel corner convention) to ``crs``."""
+    tr = grid.transform
+
+    def fn(coords: np.ndarray) -> np.ndarray:
+        x, y = tr * (coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
+
+    return fn, grid.crs
+
+
+def mask_writer(raster, grid: Grid, path_for):
+    """A writer for pixel answers (see ``georeason.geo.executor.MaskWriter``).
+
+    ``path_for(step_id) -> Path`` names the mask file; the answer's geometry is
+    reprojected to the grid's CRS and burnt with :func:`write_mask`, nodata where the
+    source raster has none.
+    """
+    from georeason.geo.crs import reproject
+
+    def writer(geom, crs, sid):
+        res = write_mask([reproject(geom, crs, grid.crs)], grid, path_for(sid), valid_source=str(raster))
+        return str(res.path), res.pixels
+
+    return writer

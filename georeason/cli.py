@@ -68,29 +68,9 @@ def _grounder_options(outputs: Path | None, model_path: str | None, pairs: list[
 
 def _pixel_transform(raster: Path):
     """(fn, crs) mapping raster column/row (pixel corner convention) to world coordinates."""
-    import numpy as np
-    import rasterio
+    from georeason.geo.rasterize import grid_of, pixel_transform
 
-    from georeason.errors import NotGeoreferencedError, RasterReadError
-
-    try:
-        with rasterio.open(raster) as src:
-            transform, crs = src.transform, src.crs
-    except rasterio.errors.RasterioIOError as exc:
-        raise RasterReadError(f"cannot open raster {str(raster)!r}: {exc}; give a readable GeoTIFF") from exc
-    if crs is None or transform.is_identity:
-        raise NotGeoreferencedError(
-            f"raster {str(raster)!r} is not georeferenced (no CRS or an identity transform); "
-            "pixel coordinates cannot be placed on Earth: assign a CRS and geotransform first"
-        )
-
-    def fn(coords: np.ndarray) -> np.ndarray:
-        x, y = transform * (coords[:, 0], coords[:, 1])
-        return np.column_stack([x, y])
-
-    from pyproj import CRS
-
-    return fn, CRS.from_user_input(crs.to_wkt())
+    return pixel_transform(grid_of(raster))
 
 
 def _read_questions(path: Path) -> list[str]:
@@ -185,18 +165,9 @@ def _build_scene(questions: list[str], objects: Path | None, raster: Path | None
 def _mask_writer(raster: Path | None, mask: Path):
     if raster is None:
         return None
+    from georeason.geo.rasterize import grid_of, mask_writer
 
-    def writer(geom, crs, sid):
-        from georeason.geo.crs import reproject
-        from georeason.geo.raster import as_dataset
-        from georeason.geo.rasterize import Grid, write_mask
-
-        with as_dataset(str(raster), check_read=False) as src:
-            grid = Grid.of(src)
-        res = write_mask([reproject(geom, crs, grid.crs)], grid, mask, valid_source=str(raster))
-        return str(res.path), res.pixels
-
-    return writer
+    return mask_writer(raster, grid_of(raster), lambda sid: mask)
 
 
 @app.command()

@@ -38,27 +38,13 @@ def tile_to_rgb(pixels: np.ma.MaskedArray, bands: Sequence[str], lo_pct: float =
 
     Bands are picked by name (red, green, blue), else the first three, else the first
     band repeated; each is stretched between its ``lo_pct`` and ``hi_pct`` percentiles of
-    valid pixels. Masked pixels (nodata, padding) are black.
+    valid pixels (the same rendering as the quicklook). Masked pixels (nodata, padding)
+    are black.
     """
-    names = [b.lower() for b in bands]
-    if all(b in names for b in RGB_BANDS):
-        idx = [names.index(b) for b in RGB_BANDS]
-    elif len(names) >= 3:
-        idx = [0, 1, 2]
-    else:
-        idx = [0, 0, 0]
-    out = np.zeros(pixels.shape[1:] + (3,), dtype=np.uint8)
-    for k, i in enumerate(idx):
-        band = np.ma.asarray(pixels[i])
-        valid = band.compressed()
-        if valid.size == 0:
-            continue
-        lo, hi = np.percentile(valid, [lo_pct, hi_pct])
-        hi = hi if hi > lo else lo + 1
-        v = np.clip((band.filled(lo).astype(np.float64) - lo) / (hi - lo) * 255.0, 0, 255)
-        v[np.ma.getmaskarray(band)] = 0
-        out[..., k] = v.astype(np.uint8)
-    return out
+    from georeason.geo.quicklook import rgb_band_indexes, stretch_to_uint8
+
+    idx = rgb_band_indexes(bands)
+    return np.stack([stretch_to_uint8(pixels[i], lo_pct, hi_pct) for i in idx], axis=-1)
 
 
 def drop_nodata_detections(dets: list[Detection], valid: np.ndarray, min_valid: float = 0.5) -> list[Detection]:
