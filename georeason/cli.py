@@ -263,39 +263,46 @@ def schema() -> None:
 def run(
     catalog: Annotated[Optional[Path], typer.Option(help="STAC catalog folder (default: the shipped data_catalog/).")] = None,
     questions: Annotated[Optional[Path], typer.Option(help="Questions file: YAML/JSONL of {question, item?} or text (default: the catalog's questions.yaml).")] = None,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("outputs"),
-    grounder: Annotated[str, typer.Option(help="Grounder for classes not in vector layers.")] = "spectral",
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: outputs).")] = None,
+    grounder: Annotated[Optional[str], typer.Option(help="Grounder for classes not in vector layers (default: spectral).")] = None,
     item: Annotated[Optional[list[str]], typer.Option(help="Only these catalog items (repeatable).")] = None,
     objects: Annotated[Optional[list[Path]], typer.Option(help="Extra vector layers of objects (repeatable).")] = None,
-    tile_px: Annotated[int, typer.Option(help="Tile size in pixels.")] = 1024,
-    overlap_px: Annotated[int, typer.Option(help="Tile overlap in pixels.")] = 128,
-    max_task_runs: Annotated[int, typer.Option(help="At most this many tile-batch task runs per item.")] = 200,
+    tile_px: Annotated[Optional[int], typer.Option(help="Tile size in pixels (default: 1024).")] = None,
+    overlap_px: Annotated[Optional[int], typer.Option(help="Tile overlap in pixels (default: 128).")] = None,
+    max_task_runs: Annotated[Optional[int], typer.Option(help="At most this many tile-batch task runs per item (default: 200).")] = None,
     results: Annotated[Optional[Path], typer.Option(help="Prefect result storage (the tile cache); default OUT/.results or $GEOREASON_RESULTS.")] = None,
     dask_address: Annotated[Optional[str], typer.Option(help="Run tasks on an existing Dask cluster (tcp://host:8786).")] = None,
     dask_workers: Annotated[Optional[int], typer.Option(help="Run tasks on a local Dask cluster of N worker processes.")] = None,
-    threads: Annotated[int, typer.Option(help="Worker threads of the default thread-pool runner.")] = 4,
+    threads: Annotated[Optional[int], typer.Option(help="Worker threads of the default thread-pool runner (default: 4).")] = None,
     outputs: Annotated[Optional[Path], typer.Option(help="Recorded model outputs (JSONL) for --grounder recorded.")] = None,
     model_path: Annotated[Optional[str], typer.Option(help="Model weights folder or id (local only) for model grounders.")] = None,
     grounder_option: Annotated[Optional[list[str]], typer.Option(help="Grounder option KEY=VALUE (repeatable).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML settings (RunConfig fields and a 'model' section); flags override it.")] = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
     import os
 
-    from georeason.config import default_results_dir
+    from georeason.config import RunConfig, default_results_dir
 
     try:
+        cfg = RunConfig.load(config, catalog=catalog, questions=questions, out=out, grounder=grounder,
+                             tile_px=tile_px, overlap_px=overlap_px, max_task_runs=max_task_runs,
+                             dask_address=dask_address, dask_workers=dask_workers, results_dir=results,
+                             threads=threads, model_path=model_path)
+        options = {**cfg.grounder_options, **_grounder_options(outputs, cfg.model_path, grounder_option)}
         _local_prefect_defaults()
-        results_dir = (results or default_results_dir(out)).resolve()
+        results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
         from georeason.flows.answer import answer
         from georeason.flows.runners import task_runner
 
-        runner = task_runner(dask_address=dask_address, dask_workers=dask_workers, threads=threads)
+        runner = task_runner(dask_address=cfg.dask_address, dask_workers=cfg.dask_workers, threads=cfg.threads)
         result = answer.with_options(task_runner=runner)(
-            catalog=str(catalog) if catalog else None, questions=str(questions) if questions else None,
-            out=str(out), grounder=grounder, grounder_options=_grounder_options(outputs, model_path, grounder_option),
+            catalog=str(cfg.catalog) if cfg.catalog else None, questions=str(cfg.questions) if cfg.questions else None,
+            out=str(cfg.out), grounder=cfg.grounder, grounder_options=options,
             items=item, objects=[str(p) for p in objects or []],
-            tile_px=tile_px, overlap_px=overlap_px, max_task_runs=max_task_runs, results_dir=str(results_dir),
+            tile_px=cfg.tile_px, overlap_px=cfg.overlap_px, max_task_runs=cfg.max_task_runs,
+            results_dir=str(results_dir),
         )
     except GeoreasonError as exc:
         _fail(exc)

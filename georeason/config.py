@@ -5,8 +5,16 @@ with a ``questions`` list), JSONL (one ``{"question": ..., "item": ...}`` per li
 text (one question per line; ``#`` starts a comment). A question without ``item`` is asked
 of every catalog item.
 
-Settings come from, in increasing priority: defaults here, a ``georeason.yaml`` file given
-with ``--config``, environment variables ``GEOREASON_*``, and CLI flags.
+Settings come from, in increasing priority: defaults here, a YAML file given with
+``--config``, environment variables ``GEOREASON_*``, and CLI flags. The file's keys are the
+fields of :class:`RunConfig`, plus a ``model`` section for the grounder::
+
+    grounder: qwen2.5-vl          # or inside the model section
+    tile_px: 1024
+    model:
+      model_path: /models/qwen2.5-vl-7b
+      batch_size: 8
+      max_new_tokens: 512
 """
 
 from __future__ import annotations
@@ -99,6 +107,7 @@ class RunConfig:
     dask_address: str | None = None
     dask_workers: int | None = None
     results_dir: Path | None = None
+    threads: int = 4
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> "RunConfig":
@@ -112,6 +121,16 @@ class RunConfig:
                 raise InputError(f"cannot read config file {str(path)!r}: {exc}") from exc
             if not isinstance(values, dict):
                 raise InputError(f"config file {str(path)!r} must be a mapping of settings")
+            model = values.pop("model", None)
+            if model is not None:  # the model section: grounder name + its options
+                if not isinstance(model, dict):
+                    raise InputError(f"config file {str(path)!r}: 'model' must be a mapping (grounder, model_path, ...)")
+                model = dict(model)
+                if "grounder" in model:
+                    values["grounder"] = model.pop("grounder")
+                if "model_path" in model:
+                    values["model_path"] = model.pop("model_path")
+                values["grounder_options"] = {**(values.get("grounder_options") or {}), **model}
         names = {f.name for f in fields(cls)}
         for f in names:
             env = os.environ.get(f"GEOREASON_{f.upper()}")
@@ -126,7 +145,7 @@ class RunConfig:
             v = getattr(cfg, name)
             if v is not None and not isinstance(v, Path):
                 setattr(cfg, name, Path(v))
-        for name in ("tile_px", "overlap_px", "max_task_runs"):
+        for name in ("tile_px", "overlap_px", "max_task_runs", "threads"):
             setattr(cfg, name, int(getattr(cfg, name)))
         if cfg.dask_workers is not None:
             cfg.dask_workers = int(cfg.dask_workers)
