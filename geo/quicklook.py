@@ -3,7 +3,8 @@
 Bounded memory: the raster is read once at reduced resolution (``max_px`` on the long
 side). Bands are picked by name (red, green, blue; else the first three, else the first
 band as grey) and stretched per band between the 2nd and 98th percentiles of the valid
-pixels. Outlines: grounded/vector objects in yellow, answer evidence in magenta.
+pixels. Outlines: grounded/vector objects in yellow, answer evidence in magenta (objects
+smaller than 2 x 2 display pixels are not outlined: they would only be specks).
 Written with GDAL's PNG driver (no imaging dependency), atomically.
 """
 
@@ -63,8 +64,13 @@ def write_quicklook(raster, path: str | Path, objects=(), evidence=(), max_px: i
         data = src.read(idx, out_shape=(3, h, w), resampling=Resampling.average, masked=True)
         transform = src.transform @ Affine.scale(src.width / w, src.height / h)
     rgb = np.stack([stretch_to_uint8(data[i]) for i in range(3)])
+    # outlines of objects smaller than 2 x 2 display pixels would only be specks: skipped
+    min_side = 2.0 * max(abs(transform.a), abs(transform.e))
     for geoms, colour in ((objects, YELLOW), (evidence, MAGENTA)):
-        lines = [shapely.boundary(g) if g.geom_type.endswith("Polygon") else g for g in geoms if g is not None and not g.is_empty]
+        geoms = [g for g in geoms if g is not None and not g.is_empty]
+        geoms = [g for g in geoms if g.geom_type in ("Point", "MultiPoint", "LineString", "MultiLineString")
+                 or max(g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]) >= min_side]
+        lines = [shapely.boundary(g) if g.geom_type.endswith("Polygon") else g for g in geoms]
         lines = [g for g in lines if not g.is_empty]
         if not lines:
             continue

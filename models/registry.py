@@ -152,7 +152,9 @@ def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
     """Fit Otsu thresholds once on the whole scene, for every index family the bands allow.
 
     Fitting all families (not only the classes asked) keeps the config — and the tile cache
-    keyed on it — independent of the questions. ``options["thresholds"]`` overrides.
+    keyed on it — independent of the questions. ``options["thresholds"]`` overrides. The
+    default minimum object area is three pixels' ground area in m² (``min_area_m2``
+    overrides; 0 keeps every pixel).
     """
     opts = dict(options)
     if not opts.get("thresholds"):
@@ -161,7 +163,16 @@ def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
         from georeason.geo.spectral import fit_thresholds
 
         opts["thresholds"] = {k: round(float(v), 6) for k, v in fit_thresholds(raster).items()}
-    opts.setdefault("min_area_m2", 0.0)
+    if "min_area_m2" not in opts:
+        # minimum mapping unit: 3 pixels, measured in metres on the ground (never degrees);
+        # single-pixel specks of an index threshold are noise, not objects
+        from georeason.geo.raster import raster_info
+
+        if raster is None:
+            opts["min_area_m2"] = 0.0
+        else:
+            w_m, h_m = raster_info(raster).res_m
+            opts["min_area_m2"] = round(3.0 * w_m * h_m, 3)
     opts.setdefault("simplify_m", 0.0)
     return opts
 
