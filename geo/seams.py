@@ -16,7 +16,7 @@ mapped to the CRS once at the end with the raster transform. Geometries are then
 a canonical form (collinear vertices removed, :func:`shapely.normalize`), so a scene
 vectorised as one tile and the same scene cut into 256 px tiles give the same polygons.
 Everything that depends on the whole object happens after the union: the minimum area
-(geodesic, on WGS84) and the simplification (tolerance in metres converted with the
+(geodesic, on WGS84; holes smaller than it are filled) and the simplification (tolerance in metres converted with the
 pixel size at the object). Doing either per tile would make seams visible.
 
 Scores of merged objects are the area-weighted mean of their pieces' scores (pieces
@@ -260,6 +260,24 @@ def _clip_to_core(g: np.ndarray, scores: np.ndarray, tile: Tile) -> _Pieces | No
     return _Pieces(parts, scores[idx], tile.index, on_seam)
 
 
+def _fill_small_holes(poly: BaseGeometry, min_hole_px: float) -> BaseGeometry:
+    """``poly`` (pixel coordinates) without the holes smaller than ``min_hole_px`` pixels.
+
+    Examples
+    --------
+    >>> from shapely import Polygon
+    >>> p = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)], [[(1, 1), (2, 1), (2, 2), (1, 2)], [(4, 4), (8, 4), (8, 8), (4, 8)]])
+    >>> len(_fill_small_holes(p, 3.0).interiors)
+    1
+    """
+    if poly.geom_type != "Polygon" or not poly.interiors:
+        return poly
+    holes = [r for r in poly.interiors if shapely.Polygon(r).area >= min_hole_px]
+    if len(holes) == len(poly.interiors):
+        return poly
+    return shapely.normalize(shapely.Polygon(poly.exterior, holes))
+
+
 def _union_pieces(label, chunks: list[_Pieces], transform, crs, min_area_m2, simplify_m) -> list[GroundedObject]:
     geoms = np.concatenate([p.geoms for p in chunks])
     scores = np.concatenate([p.scores for p in chunks])
@@ -299,6 +317,11 @@ def _union_pieces(label, chunks: list[_Pieces], transform, crs, min_area_m2, sim
         keep = ratio >= 0.7
         for i in np.flatnonzero(keep & (ratio < 1.5)):
             keep[i] = area_m2(to_lonlat(pixel_to_world(objs_arr[i], transform), crs)) >= min_area_m2
+        # The same minimum mapping unit for holes: gaps smaller than it inside an object
+        # (a few pixels under the threshold amid water or forest) are filled. Done on the
+        # merged object, so it is as tiling-invariant as the union itself.
+        for i in np.flatnonzero(keep):
+            objs_arr[i] = _fill_small_holes(objs_arr[i], min_area_m2 / (w[i] * h[i]))
     if simplify_m > 0:
         tol = simplify_m / ((w + h) / 2)
         objs_arr[keep] = shapely.normalize(shapely.simplify(objs_arr[keep], tol[keep], preserve_topology=True))
