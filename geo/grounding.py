@@ -13,7 +13,6 @@ centre, and ``(tile_px, tile_px)`` the bottom-right corner of the last one.
 from __future__ import annotations
 
 import hashlib
-import warnings
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 import shapely
 from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import shapes
 from shapely import affinity
 from shapely.geometry import shape
@@ -165,6 +163,31 @@ def world_to_pixel(geom: BaseGeometry, tile_or_transform: Tile | Affine) -> Base
     return affinity.affine_transform(geom, _gdal_to_shapely(~t))
 
 
+#: Pixel space for rasterio's ``shapes``/``rasterize`` without its NotGeoreferencedWarning:
+#: an integer offset (exact in floating point) instead of the identity transform, undone on
+#: the results. Unlike ``warnings.catch_warnings`` this is safe in threaded task runners.
+PIXEL_OFFSET = 1.0
+_PIXEL_TRANSFORM = Affine.translation(PIXEL_OFFSET, PIXEL_OFFSET)
+
+
+def _shift(geom, d: float):
+    return shapely.transform(geom, lambda xy: xy + d)
+
+
+def pixel_shapes(array: np.ndarray, mask: np.ndarray | None = None, connectivity: int = 4):
+    """``rasterio.features.shapes`` in pixel ``(col, row)`` space: ``(shapely geometry, value)`` pairs."""
+    found = shapes(array, mask=mask, connectivity=connectivity, transform=_PIXEL_TRANSFORM)
+    return [(_shift(shape(g), -PIXEL_OFFSET), v) for g, v in found]
+
+
+def pixel_rasterize(geoms, out_shape: tuple[int, int], all_touched: bool = False) -> np.ndarray:
+    """Burn pixel-space geometries into a uint8 array of ``out_shape`` (1 inside, 0 outside)."""
+    from rasterio.features import rasterize
+
+    return rasterize([(_shift(g, PIXEL_OFFSET), 1) for g in geoms], out_shape=out_shape,
+                     transform=_PIXEL_TRANSFORM, fill=0, dtype="uint8", all_touched=all_touched)
+
+
 def mask_to_polygons(mask: np.ndarray, transform: Affine = Affine.identity(), connectivity: int = 4) -> list[BaseGeometry]:
     """Polygons of the ``True`` regions of a boolean mask (one per connected component).
 
@@ -180,9 +203,9 @@ def mask_to_polygons(mask: np.ndarray, transform: Affine = Affine.identity(), co
     mask = np.ascontiguousarray(mask, dtype=bool)
     if not mask.any():
         return []
-    with warnings.catch_warnings():  # pixel space on purpose: the identity transform is meant
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        found = list(shapes(mask.astype(np.uint8), mask=mask, connectivity=connectivity, transform=transform))
+    if transform.is_identity:
+        return [g for g, value in pixel_shapes(mask.astype(np.uint8), mask=mask, connectivity=connectivity) if value]
+    found = shapes(mask.astype(np.uint8), mask=mask, connectivity=connectivity, transform=transform)
     return [shape(geom) for geom, value in found if value]
 
 

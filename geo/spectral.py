@@ -38,20 +38,17 @@ geographic CRSs), never in degrees.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 import numpy as np
 import shapely
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
-from rasterio.features import shapes
+from rasterio.errors import RasterioError
 from scipy import ndimage
-from shapely.geometry import shape
 
 from georeason.errors import InputError, RasterReadError
-from georeason.geo.grounding import Detection
+from georeason.geo.grounding import Detection, pixel_shapes
 from georeason.geo.raster import as_dataset, band_names, pixel_size_m
 from georeason.geo.tiling import Tile
 
@@ -487,12 +484,8 @@ class SpectralGrounder:
             return []
         kept_labels = np.where(keep[labels], labels, 0).astype(np.int32)
         dets = []
-        with warnings.catch_warnings():  # tile pixel space on purpose (identity transform)
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            found = list(shapes(kept_labels, mask=kept_labels > 0, connectivity=self.connectivity))
-        for geom, value in found:
+        for poly, value in pixel_shapes(kept_labels, mask=kept_labels > 0, connectivity=self.connectivity):
             v = int(value)
-            poly = shape(geom)
             if not poly.is_valid:
                 poly = shapely.make_valid(poly)
             dets.append(Detection(label=label, score=float(scores[v - 1]), kind="polygon", geometry=poly))

@@ -15,17 +15,14 @@ drops detections over nodata. Weights load lazily on first use, once per process
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning
 
-from georeason.geo.grounding import Detection
+from georeason.geo.grounding import Detection, pixel_rasterize
 from georeason.geo.tiling import Tile
 
 __all__ = ["ModelGrounder", "tile_to_rgb", "RGB_BANDS", "drop_nodata_detections"]
@@ -50,7 +47,6 @@ def tile_to_rgb(pixels: np.ma.MaskedArray, bands: Sequence[str], lo_pct: float =
 def drop_nodata_detections(dets: list[Detection], valid: np.ndarray, min_valid: float = 0.5) -> list[Detection]:
     """Drop detections whose footprint is mostly over nodata/padding (``valid`` is a bool mask)."""
     import shapely
-    from rasterio.features import geometry_mask
 
     keep = []
     h, w = valid.shape
@@ -69,15 +65,12 @@ def drop_nodata_detections(dets: list[Detection], valid: np.ndarray, min_valid: 
         g = shapely.clip_by_rect(g, 0, 0, w, h)
         if g.is_empty:
             continue
-        with warnings.catch_warnings():  # tile pixel space on purpose (identity transform)
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            inside = ~geometry_mask([g], out_shape=(h, w), transform=_IDENTITY, all_touched=True)
+        inside = pixel_rasterize([g], (h, w), all_touched=True).astype(bool)
         if inside.any() and valid[inside].mean() >= min_valid:
             keep.append(d)
     return keep
 
 
-_IDENTITY = Affine.identity()
 
 
 class ModelGrounder(ABC):

@@ -33,13 +33,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import shapely
-from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.features import rasterize
 from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import InputError, ModelError, ParseWarning
-from georeason.geo.grounding import Detection, mask_to_polygons
+from georeason.geo.grounding import Detection, mask_to_polygons, pixel_rasterize
 
 __all__ = [
     "LEVELS",
@@ -59,7 +56,6 @@ LEVEL_KINDS = {"object": "box", "region": "polygon", "pixel": "mask"}
 
 Segmenter = Callable[[np.ndarray, list[tuple[float, float, float, float]]], Sequence[np.ndarray]]
 
-_IDENTITY = Affine.identity()
 
 
 def _like(det: Detection, kind: str, geometry) -> Detection:
@@ -252,13 +248,10 @@ def to_mask(det: Detection, shape: tuple[int, int]) -> Detection:
         if 0 <= r < rows and 0 <= c < cols:
             out[r, c] = True
         return _like(det, "mask", out)
-    with warnings.catch_warnings():  # pixel space on purpose: the identity transform is meant
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        for all_touched in (False, True):
-            burnt = rasterize([(geom, 1)], out_shape=(rows, cols), transform=_IDENTITY, fill=0,
-                              dtype="uint8", all_touched=all_touched)
-            if burnt.any():
-                break
+    for all_touched in (False, True):
+        burnt = pixel_rasterize([geom], (rows, cols), all_touched=all_touched)
+        if burnt.any():
+            break
     return _like(det, "mask", burnt.astype(bool))
 
 
