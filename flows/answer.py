@@ -24,27 +24,13 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from georeason.config import default_results_dir, read_questions
-from georeason.geo.english import compile_question
 from georeason.geo.export import atomic_path
-from georeason.geo.pipeline import TileFailure, classes_needed, plan_batches, split_classes
+from georeason.geo.pipeline import TileFailure, classes_of_questions, plan_batches, split_classes
 from georeason.models.registry import can_ground
 from georeason.tasks.answer import answer_item, export_item, load_vectors
 from georeason.tasks.raster import fit_grounder, ground_tiles, merge_tiles, plan_item_tiles
 
 __all__ = ["answer", "batch", "run_item"]
-
-
-def _classes(questions: list[str]) -> list[str]:
-    out: list[str] = []
-    for q in questions:
-        try:
-            steps = compile_question(q)
-        except Exception:  # reported per question by the answer task
-            continue
-        for c in classes_needed(steps):
-            if c not in out:
-                out.append(c)
-    return out
 
 
 def run_item(info, questions: list[str], out: Path, grounder: str, grounder_options: dict[str, Any],
@@ -59,7 +45,7 @@ def run_item(info, questions: list[str], out: Path, grounder: str, grounder_opti
         crs_wkt = src.crs.to_wkt()
     vector_paths = [str(p) for p in info.vector_paths] + list(objects)
     vectors = load_vectors(vector_paths, crs_wkt) if vector_paths else None
-    classes = _classes(questions)
+    classes = classes_of_questions(questions)
     _, to_ground, missing = split_classes(classes, vectors, lambda c: can_ground(grounder, c))
     if missing:
         log.warning("[%s] no vector layer has, and grounder %r cannot find: %s (those questions abstain)",

@@ -35,6 +35,7 @@ __all__ = [
     "TileFailure",
     "BatchResult",
     "classes_needed",
+    "classes_of_questions",
     "split_classes",
     "plan_batches",
     "ground_batch",
@@ -84,6 +85,32 @@ def classes_needed(program_steps: Iterable[dict]) -> list[str]:
         cls = (s.get("args") or {}).get("cls")
         if cls and s.get("op") in ("select", "at"):
             c = normalise_class(cls)
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def classes_of_questions(questions: Iterable[str]) -> list[str]:
+    """Classes the programs of English questions select, in order, each once.
+
+    A question no template understands contributes nothing here; it is reported when it
+    is answered.
+
+    Examples
+    --------
+    >>> classes_of_questions(["How many lakes are there?", "Why?", "Which lake is nearest to #r1?"])
+    ['lakes', 'lake']
+    """
+    from georeason.errors import QuestionParseError
+    from georeason.geo.english import compile_question
+
+    out: list[str] = []
+    for q in questions:
+        try:
+            steps = compile_question(q)
+        except QuestionParseError:
+            continue
+        for c in classes_needed(steps):
             if c not in out:
                 out.append(c)
     return out

@@ -131,18 +131,10 @@ def _build_scene(questions: list[str], objects: Path | None, raster: Path | None
         if vectors is None:
             raise typer.BadParameter("give --objects FILE, --raster FILE or --item ID (what the question is about)")
         return vectors, None
-    from georeason.geo.english import compile_question
-    from georeason.geo.pipeline import classes_needed, grounded_scene, sequential_ground, split_classes
+    from georeason.geo.pipeline import classes_of_questions, grounded_scene, sequential_ground, split_classes
     from georeason.models.registry import build_grounder, can_ground, prepare_spec
 
-    classes: list[str] = []
-    for q in questions:
-        try:
-            for c in classes_needed(compile_question(q)):
-                if c not in classes:
-                    classes.append(c)
-        except GeoreasonError:
-            continue  # reported when the question itself is answered
+    classes = classes_of_questions(questions)
     _, to_ground, _ = split_classes(classes, vectors, lambda c: can_ground(grounder, c))
     fn, rcrs = _pixel_transform(raster)
     if not to_ground:
