@@ -26,9 +26,9 @@ import time
 import numpy as np
 import shapely
 
-from georeason.geo import group
-from georeason.geo.measure import area_m2, distance_m
-from georeason.geo.scene import Scene
+from georeason.geo.vector import group
+from georeason.geo.vector.measure import area_m2, distance_m
+from georeason.geo.vector.scene import Scene
 
 
 def make_scene(n: int, seed: int = 0) -> Scene:
@@ -79,16 +79,20 @@ def main() -> None:
     rows.append(("within 500 m (count)", t_g, t_n * scale, len(got.idx)))
     # A cheaper (inexact) naive loop: one planar shapely.distance per object in a fixed
     # projection, as quick scripts do. Still a per-pair Python loop, still far slower.
-    from georeason.geo.crs import LONLAT, aeqd_crs, reproject
+    from georeason.geo.vector.crs import LONLAT, aeqd_crs, reproject
 
     proj = aeqd_crs(10.0, 50.0)
     planar = reproject(scene.lonlat[bld], LONLAT, proj)
     ref_p = reproject(ref, LONLAT, proj)
-    t_p, _ = timed(lambda: [i for i, g in enumerate(planar[: len(sub)]) if g.distance(ref_p) <= 500.0], repeat=1)
+    t_p, _ = timed(
+        lambda: [i for i, g in enumerate(planar[: len(sub)]) if g.distance(ref_p) <= 500.0], repeat=1
+    )
     rows.append(("within 500 m, planar loop baseline", t_g, t_p * scale, "(inexact baseline)"))
 
     t_g, got = timed(lambda: group.nearest(scene, bld, ref, 5))
-    t_n, naive = timed(lambda: sorted(sub, key=lambda i: (distance_m(scene.lonlat[i], ref), scene.ids[i]))[:5], repeat=1)
+    t_n, naive = timed(
+        lambda: sorted(sub, key=lambda i: (distance_m(scene.lonlat[i], ref), scene.ids[i]))[:5], repeat=1
+    )
     assert list(group.nearest(scene, sub, ref, 5).idx) == list(naive), "nearest: disagree"
     rows.append(("nearest 5", t_g, t_n * scale, ",".join(scene.ids[got.idx])))
 

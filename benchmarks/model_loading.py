@@ -60,7 +60,7 @@ def build(args) -> None:
 
     tiny = _tiny()
     out = Path(args.workdir)
-    side = args.tile * int(args.tiles ** 0.5 + 0.999)
+    side = args.tile * int(args.tiles**0.5 + 0.999)
     tiny.geotiff(out / "scene.tif", width=side, height=side)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -80,26 +80,37 @@ def child(args) -> dict:
     import rasterio
 
     from georeason.errors import ParseWarning
-    from georeason.geo.pipeline import ground_batch, plan_batches
-    from georeason.geo.raster import band_names
-    from georeason.geo.tiling import plan_tiles
-    from georeason.models import hf
+    from georeason.geo.raster.io import band_names
+    from georeason.geo.raster.tiling import plan_tiles
+    from georeason.models.backends import hf
     from georeason.models.registry import GrounderSpec, build_grounder
+    from georeason.pipeline import ground_batch, plan_batches
 
     warnings.simplefilter("ignore", ParseWarning)
     torch.set_num_threads(1 if args.mode == "worker" else torch.get_num_threads())
     work = Path(args.workdir)
-    cfg = {"model_path": str(work / args.backend), "batch_size": args.batch, "max_new_tokens": 8,
-           "num_beams": 1, "device": "cpu"}
+    cfg = {
+        "model_path": str(work / args.backend),
+        "batch_size": args.batch,
+        "max_new_tokens": 8,
+        "num_beams": 1,
+        "device": "cpu",
+    }
     spec = GrounderSpec.of(args.backend, cfg)
     with rasterio.open(work / "scene.tif") as src:
         tiles = list(plan_tiles(src, args.tile, 0))[: args.tiles]
         bands = list(band_names(src))
         batches = plan_batches(tiles, max_batches=max(1, -(-len(tiles) // args.batch)))
         if args.mode == "worker":
-            batches = batches[args.worker::args.workers]
-        res: dict = {"backend": args.backend, "mode": args.mode, "tiles": sum(len(b) for b in batches),
-                     "batches": len(batches), "import_s": round(t_import, 2), "rss_import_mb": round(rss_import, 1)}
+            batches = batches[args.worker :: args.workers]
+        res: dict = {
+            "backend": args.backend,
+            "mode": args.mode,
+            "tiles": sum(len(b) for b in batches),
+            "batches": len(batches),
+            "import_s": round(t_import, 2),
+            "rss_import_mb": round(rss_import, 1),
+        }
         t1 = time.perf_counter()
         if args.mode in ("cached", "worker"):
             g = build_grounder(spec)
@@ -130,9 +141,27 @@ def child(args) -> dict:
 
 
 def run_child(args, backend: str, mode: str, worker: int = 0) -> subprocess.Popen:
-    cmd = [sys.executable, __file__, "--child", "--workdir", args.workdir, "--backend", backend, "--mode", mode,
-           "--tiles", str(args.tiles), "--tile", str(args.tile), "--batch", str(args.batch),
-           "--workers", str(args.workers), "--worker", str(worker)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--workdir",
+        args.workdir,
+        "--backend",
+        backend,
+        "--mode",
+        mode,
+        "--tiles",
+        str(args.tiles),
+        "--tile",
+        str(args.tile),
+        "--batch",
+        str(args.batch),
+        "--workers",
+        str(args.workers),
+        "--worker",
+        str(worker),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
@@ -165,29 +194,53 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="georeason-model-bench-") as work:
         args.workdir = work
-        subprocess.run([sys.executable, __file__, "--build", "--workdir", work, "--tiles", str(args.tiles),
-                        "--tile", str(args.tile), "--backends", *args.backends], check=True,
-                       stderr=subprocess.DEVNULL)
-        print(f"{args.tiles} tiles of {args.tile} px, batches of {args.batch}, CPU, torch threads default; "
-              f"tiny random models (tests/test_model_backends.py)")
-        print("| backend | import s | RSS after import MB | load s | RSS loaded MB | ground s (loads) "
-              "| peak RSS MB | per-tile loads: ground s (loads) | peak RSS MB |")
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--build",
+                "--workdir",
+                work,
+                "--tiles",
+                str(args.tiles),
+                "--tile",
+                str(args.tile),
+                "--backends",
+                *args.backends,
+            ],
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
+        print(
+            f"{args.tiles} tiles of {args.tile} px, batches of {args.batch}, CPU, torch threads default; "
+            f"tiny random models (tests/test_model_backends.py)"
+        )
+        print(
+            "| backend | import s | RSS after import MB | load s | RSS loaded MB | ground s (loads) "
+            "| peak RSS MB | per-tile loads: ground s (loads) | peak RSS MB |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for name in args.backends:
             c = result(run_child(args, name, "cached"))
             p = result(run_child(args, name, "per-tile"))
-            print(f"| {name} | {c['import_s']} | {c['rss_import_mb']} | {c['load_s']} | {c['rss_loaded_mb']} | "
-                  f"{c['ground_s']} ({c['loads']}) | {c['peak_rss_mb']} | {p['ground_s']} ({p['loads']}) | "
-                  f"{p['peak_rss_mb']} |")
+            print(
+                f"| {name} | {c['import_s']} | {c['rss_import_mb']} | {c['load_s']} | {c['rss_loaded_mb']} | "
+                f"{c['ground_s']} ({c['loads']}) | {c['peak_rss_mb']} | {p['ground_s']} ({p['loads']}) | "
+                f"{p['peak_rss_mb']} |"
+            )
         print()
         print(f"{args.workers} spawned workers, batches dealt round-robin, torch threads 1 each:")
-        print("| backend | worker pid | batches | tiles | loads in worker | load s | ground s | peak RSS MB |")
+        print(
+            "| backend | worker pid | batches | tiles | loads in worker | load s | ground s | peak RSS MB |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for name in args.backends:
             procs = [run_child(args, name, "worker", w) for w in range(args.workers)]
             for r in map(result, procs):
-                print(f"| {name} | {r['pid']} | {r['batches']} | {r['tiles']} | {r['loads']} | {r['load_s']} | "
-                      f"{r['ground_s']} | {r['peak_rss_mb']} |")
+                print(
+                    f"| {name} | {r['pid']} | {r['batches']} | {r['tiles']} | {r['loads']} | {r['load_s']} | "
+                    f"{r['ground_s']} | {r['peak_rss_mb']} |"
+                )
 
 
 if __name__ == "__main__":

@@ -42,16 +42,30 @@ def make_raster(path: Path, size: int, block: int = 256, nodata: bool = False) -
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
-    profile = dict(driver="GTiff", width=size, height=size, count=1, dtype="uint8", crs="EPSG:32633",
-                   transform=from_origin(500000, 5_000_000, 10, 10), tiled=True, blockxsize=block,
-                   blockysize=block, compress="deflate", predictor=2, nodata=0 if nodata else None)
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(500000, 5_000_000, 10, 10),
+        tiled=True,
+        blockxsize=block,
+        blockysize=block,
+        compress="deflate",
+        predictor=2,
+        nodata=0 if nodata else None,
+    )
     rng = np.random.default_rng(0)
     xx = np.arange(size, dtype=np.int64)
     with rasterio.open(path, "w", **profile) as dst:
         for r0 in range(0, size, block):
             h = min(block, size - r0)
             yy = np.arange(r0, r0 + h, dtype=np.int64)[:, None]
-            strip = ((xx[None, :] // 16 + yy // 16) % 200 + 1 + rng.integers(0, 4, (h, size))).astype(np.uint8)
+            strip = ((xx[None, :] // 16 + yy // 16) % 200 + 1 + rng.integers(0, 4, (h, size))).astype(
+                np.uint8
+            )
             if nodata:
                 strip[:, : size // 4] = 0
             dst.write(strip, 1, window=Window(0, r0, size, h))
@@ -61,7 +75,7 @@ def child(mode: str, path: str, tile: int, overlap: int, repeat: int = 3) -> dic
     import numpy as np  # noqa: F401  (imports counted in the baseline RSS)
     import rasterio
 
-    from georeason.geo.tiling import plan_tiles, read_tile
+    from georeason.geo.raster.tiling import plan_tiles, read_tile
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     windows = []
@@ -86,9 +100,15 @@ def child(mode: str, path: str, tile: int, overlap: int, repeat: int = 3) -> dic
         best = min(best, time.perf_counter() - t0)
     dt = best
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"mode": mode, "tiles": n, "seconds": round(dt, 3), "mpix_per_s": round(px / dt / 1e6, 1),
-            "rss_after_imports_mb": round(rss0 / 1024, 1), "peak_rss_mb": round(rss1 / 1024, 1),
-            "vmhwm_mb": _vmhwm_mb()}
+    return {
+        "mode": mode,
+        "tiles": n,
+        "seconds": round(dt, 3),
+        "mpix_per_s": round(px / dt / 1e6, 1),
+        "rss_after_imports_mb": round(rss0 / 1024, 1),
+        "peak_rss_mb": round(rss1 / 1024, 1),
+        "vmhwm_mb": _vmhwm_mb(),
+    }
 
 
 def _vmhwm_mb() -> float | None:
@@ -108,7 +128,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--overlap", type=int, default=128)
     ap.add_argument("--cache-mb", type=int, default=64, help="GDAL_CACHEMAX for the runs")
-    ap.add_argument("--nodata", action="store_true", help="nodata=0 with a nodata collar (exercises masks/skipping)")
+    ap.add_argument(
+        "--nodata", action="store_true", help="nodata=0 with a nodata collar (exercises masks/skipping)"
+    )
     ap.add_argument("--repeat", type=int, default=3, help="timed passes per run (best is reported)")
     ap.add_argument("--child", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -127,34 +149,63 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             # In a subprocess: Linux children inherit the parent's ru_maxrss, so the parent
             # itself must stay small for the children's peak RSS to mean anything.
-            subprocess.run([sys.executable, __file__, "--sizes", str(size), "--child", "make", str(path)]
-                           + (["--nodata"] if args.nodata else []), env=env, check=True)
-            print(f"# {size} x {size} uint8: written in {time.perf_counter() - t0:.1f} s, "
-                  f"{path.stat().st_size / 1e6:.1f} MB on disk", flush=True)
+            subprocess.run(
+                [sys.executable, __file__, "--sizes", str(size), "--child", "make", str(path)]
+                + (["--nodata"] if args.nodata else []),
+                env=env,
+                check=True,
+            )
+            print(
+                f"# {size} x {size} uint8: written in {time.perf_counter() - t0:.1f} s, "
+                f"{path.stat().st_size / 1e6:.1f} MB on disk",
+                flush=True,
+            )
             res = {}
             for mode in ("raw", "georeason"):
                 out = subprocess.run(
-                    [sys.executable, __file__, "--tile", str(args.tile), "--overlap", str(args.overlap),
-                     "--repeat", str(args.repeat), "--child", mode, str(path)],
-                    env=env, capture_output=True, text=True, check=True,
+                    [
+                        sys.executable,
+                        __file__,
+                        "--tile",
+                        str(args.tile),
+                        "--overlap",
+                        str(args.overlap),
+                        "--repeat",
+                        str(args.repeat),
+                        "--child",
+                        mode,
+                        str(path),
+                    ],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
                 print(json.dumps({"size": size, **res[mode]}), flush=True)
             rows.append((size, res))
             path.unlink()
     print()
-    print(f"tile {args.tile} px, overlap {args.overlap} px, GDAL_CACHEMAX={args.cache_mb} MB, "
-          f"nodata collar: {'yes' if args.nodata else 'no'}, best of {args.repeat}")
-    print("| raster | tiles | raw s | georeason s | time ratio | raw peak RSS MB | georeason peak RSS MB | RSS ratio |")
+    print(
+        f"tile {args.tile} px, overlap {args.overlap} px, GDAL_CACHEMAX={args.cache_mb} MB, "
+        f"nodata collar: {'yes' if args.nodata else 'no'}, best of {args.repeat}"
+    )
+    print(
+        "| raster | tiles | raw s | georeason s | time ratio | raw peak RSS MB | georeason peak RSS MB | RSS ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for size, r in rows:
         a, b = r["raw"], r["georeason"]
-        print(f"| {size}x{size} | {b['tiles']} | {a['seconds']} | {b['seconds']} | {b['seconds'] / a['seconds']:.2f} "
-              f"| {a['peak_rss_mb']} | {b['peak_rss_mb']} | {b['peak_rss_mb'] / a['peak_rss_mb']:.2f} |")
+        print(
+            f"| {size}x{size} | {b['tiles']} | {a['seconds']} | {b['seconds']} | {b['seconds'] / a['seconds']:.2f} "
+            f"| {a['peak_rss_mb']} | {b['peak_rss_mb']} | {b['peak_rss_mb'] / a['peak_rss_mb']:.2f} |"
+        )
     if len(rows) > 1:
         (s0, r0), (s1, r1) = rows[0], rows[-1]
-        print(f"\ngeoreason peak RSS {s1}px / {s0}px: {r1['georeason']['peak_rss_mb'] / r0['georeason']['peak_rss_mb']:.2f} "
-              f"(raster {(s1 / s0) ** 2:.0f}x larger)")
+        print(
+            f"\ngeoreason peak RSS {s1}px / {s0}px: {r1['georeason']['peak_rss_mb'] / r0['georeason']['peak_rss_mb']:.2f} "
+            f"(raster {(s1 / s0) ** 2:.0f}x larger)"
+        )
     return 0
 
 

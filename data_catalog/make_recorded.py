@@ -43,12 +43,21 @@ DEFAULT_OUT = SAMPLE / "recorded_outputs.jsonl"
 ITEM = "sample"
 TILE_PX, OVERLAP_PX = 1024, 128
 QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 56 * 56, 14 * 14 * 4 * 16384  # Qwen2.5-VL processor defaults
-POLYGON_CLASSES = {"lake": ("lake",), "river": ("river",), "water": ("lake", "river"), "vegetation": ("vegetation",)}
+POLYGON_CLASSES = {
+    "lake": ("lake",),
+    "river": ("river",),
+    "water": ("lake", "river"),
+    "vegetation": ("vegetation",),
+}
 RES = "<REFERRING_EXPRESSION_SEGMENTATION>"
 
 
-def qwen25_text(boxes: list[tuple[float, float, float, float]], size: tuple[int, int], input_size: tuple[int, int],
-                label: str) -> str:
+def qwen25_text(
+    boxes: list[tuple[float, float, float, float]],
+    size: tuple[int, int],
+    input_size: tuple[int, int],
+    label: str,
+) -> str:
     """Qwen2.5-VL's JSON grounding answer for boxes given in tile pixels."""
     sx, sy = input_size[0] / size[0], input_size[1] / size[1]
     items = []
@@ -62,8 +71,11 @@ def qwen25_text(boxes: list[tuple[float, float, float, float]], size: tuple[int,
 def remotereasoner_text(boxes: list[tuple[float, float, float, float]], label: str) -> str:
     """RemoteReasoner's answer: integer pixel boxes inside ``<answer>``."""
     lst = [[round(x0), round(y0), round(x1), round(y1)] for x0, y0, x1, y1 in boxes]
-    think = (f"The image shows {len(lst)} {label} object(s) with the typical shape and texture."
-             if lst else f"I see no {label} in this image.")
+    think = (
+        f"The image shows {len(lst)} {label} object(s) with the typical shape and texture."
+        if lst
+        else f"I see no {label} in this image."
+    )
     return f"<think>{think}</think><answer>{json.dumps(lst, separators=(', ', ': '))}</answer>"
 
 
@@ -88,9 +100,9 @@ def _polygons(g) -> list:
 def build(out: Path = DEFAULT_OUT, tile_px: int = TILE_PX, overlap_px: int = OVERLAP_PX) -> int:
     import geopandas as gpd
 
-    from georeason.geo.grounding import world_to_pixel
-    from georeason.geo.raster import as_dataset
-    from georeason.geo.tiling import plan_tiles
+    from georeason.geo.grounding.detections import world_to_pixel
+    from georeason.geo.raster.io import as_dataset
+    from georeason.geo.raster.tiling import plan_tiles
     from georeason.models.parsers import smart_resize
 
     truth = gpd.read_file(SAMPLE / "sample_truth.gpkg")
@@ -104,25 +116,43 @@ def build(out: Path = DEFAULT_OUT, tile_px: int = TILE_PX, overlap_px: int = OVE
         w = tile.window
         size = (int(w.width), int(w.height))
         frame = shapely.box(0, 0, size[0], size[1])
-        base = {"item": ITEM, "tile": list(tile.index),
-                "window": [int(w.col_off), int(w.row_off), int(w.width), int(w.height)]}
+        base = {
+            "item": ITEM,
+            "tile": list(tile.index),
+            "window": [int(w.col_off), int(w.row_off), int(w.width), int(w.height)],
+        }
 
         def clipped(classes):
             out = []
             for c in classes:
                 for g in by_class.get(c, []):
-                    pg = shapely.intersection(world_to_pixel(g, tile), frame)
+                    pg = shapely.intersection(world_to_pixel(g, tile), frame)  # noqa: B023
                     if not pg.is_empty and pg.area > 0:
                         out.append(pg)
             return out
 
         boxes = [tuple(g.bounds) for g in clipped(["building"])]
         boxes.sort(key=lambda b: (b[1], b[0]))
-        h_in, w_in = smart_resize(size[1], size[0], factor=28, min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS)
-        lines.append({**base, "class": "building", "format": "qwen2.5", "input_size": [w_in, h_in],
-                      "text": qwen25_text(boxes, size, (w_in, h_in), "building")})
-        lines.append({**base, "class": "building", "format": "remotereasoner",
-                      "text": remotereasoner_text(boxes, "building")})
+        h_in, w_in = smart_resize(
+            size[1], size[0], factor=28, min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS
+        )
+        lines.append(
+            {
+                **base,
+                "class": "building",
+                "format": "qwen2.5",
+                "input_size": [w_in, h_in],
+                "text": qwen25_text(boxes, size, (w_in, h_in), "building"),
+            }
+        )
+        lines.append(
+            {
+                **base,
+                "class": "building",
+                "format": "remotereasoner",
+                "text": remotereasoner_text(boxes, "building"),
+            }
+        )
         for cls, sources in POLYGON_CLASSES.items():
             polys = []
             for g in clipped(sources):
@@ -130,8 +160,15 @@ def build(out: Path = DEFAULT_OUT, tile_px: int = TILE_PX, overlap_px: int = OVE
             if not polys:
                 continue
             polys.sort(key=lambda p: (p.bounds[1], p.bounds[0]))
-            lines.append({**base, "class": cls, "format": "florence", "task": RES,
-                          "text": florence_res_text(polys, size)})
+            lines.append(
+                {
+                    **base,
+                    "class": cls,
+                    "format": "florence",
+                    "task": RES,
+                    "text": florence_res_text(polys, size),
+                }
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")

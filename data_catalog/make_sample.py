@@ -44,12 +44,12 @@ BANDS = ("blue", "green", "red", "nir")
 
 # Reflectance x 10000 for (blue, green, red, nir).
 SPECTRA = {
-    "background": (800, 1000, 1200, 2000),   # dry grass / mixed land: NDVI ~ 0.25
-    "field": (1300, 1600, 1900, 2300),        # bare soil: NDVI ~ 0.1, bright-ish
-    "vegetation": (300, 600, 350, 3500),      # forest: NDVI ~ 0.82
-    "water": (600, 500, 300, 150),            # NDWI ~ 0.54
-    "road": (900, 950, 1000, 1100),           # asphalt: darker than roofs, not vegetated
-    "building": (2800, 2900, 3000, 3100),     # bright roofs
+    "background": (800, 1000, 1200, 2000),  # dry grass / mixed land: NDVI ~ 0.25
+    "field": (1300, 1600, 1900, 2300),  # bare soil: NDVI ~ 0.1, bright-ish
+    "vegetation": (300, 600, 350, 3500),  # forest: NDVI ~ 0.82
+    "water": (600, 500, 300, 150),  # NDWI ~ 0.54
+    "road": (900, 950, 1000, 1100),  # asphalt: darker than roofs, not vegetated
+    "building": (2800, 2900, 3000, 3100),  # bright roofs
 }
 
 DEFAULT_OUT = Path(__file__).resolve().parent
@@ -114,7 +114,9 @@ def build_objects(seed: int = SEED) -> list[tuple[str, str, object]]:
     objs += [(i, "road", g) for i, g in roads]
     road_polys = [g.buffer(1.5, cap_style="flat") for _, g in roads]
 
-    occupied = shapely.union_all([river.buffer(8)] + [g.buffer(8) for _, g in lakes] + [p.buffer(3) for p in road_polys])
+    occupied = shapely.union_all(
+        [river.buffer(8)] + [g.buffer(8) for _, g in lakes] + [p.buffer(3) for p in road_polys]
+    )
 
     # Buildings: 32 rectangles 4-8 px (40-80 m) along the roads.
     buildings = []
@@ -151,13 +153,19 @@ def build_objects(seed: int = SEED) -> list[tuple[str, str, object]]:
             occupied = occupied.union(g.buffer(6))
         return out
 
-    veg = place("vegetation", 6, lambda: _blob(rng, rng.uniform(150, 1850), rng.uniform(150, 1850), rng.uniform(40, 110), 0.3))
+    veg = place(
+        "vegetation",
+        6,
+        lambda: _blob(rng, rng.uniform(150, 1850), rng.uniform(150, 1850), rng.uniform(40, 110), 0.3),
+    )
     objs += [(f"vegetation-{k + 1}", "vegetation", g) for k, g in enumerate(veg)]
 
     def field():
         cx, cy = rng.uniform(150, 1850), rng.uniform(150, 1850)
         w, h = rng.uniform(60, 150), rng.uniform(40, 100)
-        return affinity.rotate(shapely.box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), rng.uniform(-30, 30))
+        return affinity.rotate(
+            shapely.box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), rng.uniform(-30, 30)
+        )
 
     fields = place("field", 6, field)
     objs += [(f"field-{k + 1}", "field", g) for k, g in enumerate(fields)]
@@ -170,7 +178,13 @@ def render(objs, seed: int = SEED) -> np.ndarray:
     shape = (SIZE_PX, SIZE_PX)
     order = ["background", "field", "vegetation", "water", "road", "building"]
     cls_img = np.zeros(shape, np.uint8)  # index into order
-    layer = {"field": "field", "vegetation": "vegetation", "lake": "water", "river": "water", "building": "building"}
+    layer = {
+        "field": "field",
+        "vegetation": "vegetation",
+        "lake": "water",
+        "river": "water",
+        "building": "building",
+    }
     for kind in ("field", "vegetation", "lake", "river", "building"):
         geoms = [g for _, c, g in objs if c == kind]
         if geoms:
@@ -201,9 +215,21 @@ def render(objs, seed: int = SEED) -> np.ndarray:
 def write_scene(path: Path, img: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = dict(
-        driver="GTiff", width=SIZE_PX, height=SIZE_PX, count=4, dtype="uint16", crs=CRS,
-        transform=_transform(), nodata=0, tiled=True, blockxsize=256, blockysize=256,
-        compress="deflate", predictor=2, zlevel=9, interleave="pixel",
+        driver="GTiff",
+        width=SIZE_PX,
+        height=SIZE_PX,
+        count=4,
+        dtype="uint16",
+        crs=CRS,
+        transform=_transform(),
+        nodata=0,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        predictor=2,
+        zlevel=9,
+        interleave="pixel",
     )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(img)
@@ -224,15 +250,18 @@ def write_truth(out_dir: Path, objs) -> None:
     gdf = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
     gpkg = out_dir / "sample_truth.gpkg"
     gj = out_dir / "sample_truth.geojson"
-    roads = out_dir / "sample_roads.geojson"  # the item's vector asset: what a user would have (an OSM-like road layer)
+    roads = (
+        out_dir / "sample_roads.geojson"
+    )  # the item's vector asset: what a user would have (an OSM-like road layer)
     for p in (gpkg, gj, roads):
         if p.exists():
             p.unlink()
     os.environ.setdefault("OGR_CURRENT_DATE", "2024-06-11T00:00:00Z")  # reproducible GPKG timestamps
     gdf.to_file(gpkg, driver="GPKG", layer="sample_truth", engine="pyogrio")
     gdf.to_crs("EPSG:4326").to_file(gj, driver="GeoJSON", engine="pyogrio", layer_options={"RFC7946": "YES"})
-    gdf[gdf["class"] == "road"].to_crs("EPSG:4326").to_file(roads, driver="GeoJSON", engine="pyogrio",
-                                                            layer_options={"RFC7946": "YES"})
+    gdf[gdf["class"] == "road"].to_crs("EPSG:4326").to_file(
+        roads, driver="GeoJSON", engine="pyogrio", layer_options={"RFC7946": "YES"}
+    )
 
 
 def copy_landsat(dst: Path, src: Path = LANDSAT_SRC) -> None:

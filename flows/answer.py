@@ -16,7 +16,7 @@ summary, a table of answers and a link to the outputs.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +24,32 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from georeason.config import default_results_dir, read_questions
-from georeason.geo.export import atomic_path
-from georeason.geo.pipeline import TileFailure, classes_of_questions, plan_batches, split_classes
+from georeason.geo.export.layers import atomic_path
 from georeason.models.registry import can_ground
+from georeason.pipeline import TileFailure, classes_of_questions, plan_batches, split_classes
 from georeason.tasks.answer import answer_item, export_item, load_vectors
 from georeason.tasks.raster import fit_grounder, ground_tiles, merge_tiles, plan_item_tiles
 
 __all__ = ["answer", "batch", "run_item"]
 
 
-def run_item(info, questions: list[str], out: Path, grounder: str, grounder_options: dict[str, Any],
-             objects: list[str], tile_px: int, overlap_px: int, max_task_runs: int, results_dir: Path):
+def run_item(
+    info,
+    questions: list[str],
+    out: Path,
+    grounder: str,
+    grounder_options: dict[str, Any],
+    objects: list[str],
+    tile_px: int,
+    overlap_px: int,
+    max_task_runs: int,
+    results_dir: Path,
+):
     """Answer the questions for one catalog item (tasks submitted to the flow's runner)."""
     log = get_run_logger()
     raster = str(info.raster_path)
     item_out = out / info.id
-    from georeason.geo.raster import as_dataset
+    from georeason.geo.raster.io import as_dataset
 
     with as_dataset(raster, check_read=False) as src:
         crs_wkt = src.crs.to_wkt()
@@ -48,8 +58,12 @@ def run_item(info, questions: list[str], out: Path, grounder: str, grounder_opti
     classes = classes_of_questions(questions)
     _, to_ground, missing = split_classes(classes, vectors, lambda c: can_ground(grounder, c))
     if missing:
-        log.warning("[%s] no vector layer has, and grounder %r cannot find: %s (those questions abstain)",
-                    info.id, grounder, ", ".join(missing))
+        log.warning(
+            "[%s] no vector layer has, and grounder %r cannot find: %s (those questions abstain)",
+            info.id,
+            grounder,
+            ", ".join(missing),
+        )
     objects_found, failures = [], []
     if to_ground:
         # the item id goes to the grounder's per-scene set-up (recorded outputs are keyed on it)
@@ -57,9 +71,21 @@ def run_item(info, questions: list[str], out: Path, grounder: str, grounder_opti
         tiles = plan_item_tiles(raster, tile_px, overlap_px)
         batches = plan_batches(tiles, max_task_runs)
         task = ground_tiles.with_options(result_storage=results_dir)
-        log.info("[%s] grounding %s on %d tiles in %d batches", info.id, ", ".join(to_ground), len(tiles), len(batches))
-        futures = task.map(unmapped(raster), unmapped(info.sha256), batches, unmapped(spec), unmapped(to_ground),
-                           unmapped(list(info.bands)))
+        log.info(
+            "[%s] grounding %s on %d tiles in %d batches",
+            info.id,
+            ", ".join(to_ground),
+            len(tiles),
+            len(batches),
+        )
+        futures = task.map(
+            unmapped(raster),
+            unmapped(info.sha256),
+            batches,
+            unmapped(spec),
+            unmapped(to_ground),
+            unmapped(list(info.bands)),
+        )
         done = []
         for b, fut in zip(batches, futures):
             fut.wait()
@@ -68,8 +94,14 @@ def run_item(info, questions: list[str], out: Path, grounder: str, grounder_opti
                 continue
             # A failed batch is re-run tile by tile: only the tiles that really fail are lost.
             log.warning("[%s] batch of %d tiles failed; retrying tile by tile", info.id, len(b))
-            singles = task.map(unmapped(raster), unmapped(info.sha256), [[t] for t in b], unmapped(spec),
-                               unmapped(to_ground), unmapped(list(info.bands)))
+            singles = task.map(
+                unmapped(raster),
+                unmapped(info.sha256),
+                [[t] for t in b],
+                unmapped(spec),
+                unmapped(to_ground),
+                unmapped(list(info.bands)),
+            )
             for t, f in zip(b, singles):
                 f.wait()
                 if f.state.is_completed():
@@ -81,8 +113,9 @@ def run_item(info, questions: list[str], out: Path, grounder: str, grounder_opti
         failures += merge_failures
         if failures:
             log.error("[%s] %d tiles failed to ground; dependent answers abstain", info.id, len(failures))
-    rows, scene = answer_item(info.id, raster, crs_wkt, objects_found, failures, vectors, questions,
-                              to_ground, str(item_out))
+    rows, scene = answer_item(
+        info.id, raster, crs_wkt, objects_found, failures, vectors, questions, to_ground, str(item_out)
+    )
     files = export_item(info.id, raster, scene, rows, str(item_out))
     return rows, files, failures
 
@@ -124,8 +157,18 @@ def answer(
         qs = [s.question for s in specs if s.item in (None, info.id)]
         if not qs:
             continue
-        rows, files, failures = run_item(info, qs, out_dir, grounder, grounder_options or {}, list(objects or []),
-                                         tile_px, overlap_px, max_task_runs, results)
+        rows, files, failures = run_item(
+            info,
+            qs,
+            out_dir,
+            grounder,
+            grounder_options or {},
+            list(objects or []),
+            tile_px,
+            overlap_px,
+            max_task_runs,
+            results,
+        )
         all_rows.extend(rows)
         outputs[info.id] = files
         failed_tiles += len(failures)
@@ -163,20 +206,35 @@ def _artifacts(rows, outputs, out_dir: Path, cat_dir: Path, qpath: Path, failed_
         "| --- | --- | --- | --- |",
     ]
     for r in rows:
-        md.append(f"| {r.get('item')} | {r['question']} | {_fmt(r).replace('|', '/')} | {r.get('kind', '')} |")
+        md.append(
+            f"| {r.get('item')} | {r['question']} | {_fmt(r).replace('|', '/')} | {r.get('kind', '')} |"
+        )
     for item, files in outputs.items():
         md.append(f"\n**{item}**: " + ", ".join(f"[{k}]({Path(v).as_uri()})" for k, v in files.items()))
     create_markdown_artifact("\n".join(md), key="georeason-summary", description="georeason run summary")
     create_table_artifact(
-        [{"item": r.get("item"), "question": r["question"], "answer": _fmt(r), "kind": r.get("kind"),
-          "unit": r.get("unit"), "abstained": bool(r.get("abstained"))} for r in rows],
-        key="georeason-answers", description="answers of this run",
+        [
+            {
+                "item": r.get("item"),
+                "question": r["question"],
+                "answer": _fmt(r),
+                "kind": r.get("kind"),
+                "unit": r.get("unit"),
+                "abstained": bool(r.get("abstained")),
+            }
+            for r in rows
+        ],
+        key="georeason-answers",
+        description="answers of this run",
     )
     create_link_artifact(out_dir.as_uri(), link_text=f"outputs ({out_dir})", key="georeason-outputs")
     for item, files in outputs.items():
         if "quicklook" in files:
-            create_link_artifact(Path(files["quicklook"]).as_uri(), link_text=f"{item} quicklook",
-                                 key=f"georeason-quicklook-{_key(item)}")
+            create_link_artifact(
+                Path(files["quicklook"]).as_uri(),
+                link_text=f"{item} quicklook",
+                key=f"georeason-quicklook-{_key(item)}",
+            )
     return {"answered": answered, "abstained": abstained, "errors": errors, "failed_tiles": failed_tiles}
 
 
@@ -187,17 +245,30 @@ def _key(text: str) -> str:
 
 
 @flow(name="georeason-batch", log_prints=True)
-def batch(catalog: str | None = None, questions: str | None = None, out: str = "outputs/batch",
-          grounder: str = "spectral", tile_px: int = 1024, overlap_px: int = 128) -> dict[str, Any]:
+def batch(
+    catalog: str | None = None,
+    questions: str | None = None,
+    out: str = "outputs/batch",
+    grounder: str = "spectral",
+    tile_px: int = 1024,
+    overlap_px: int = 128,
+) -> dict[str, Any]:
     """Scheduled batch: every catalog item x the questions file, into ``OUT/<UTC timestamp>/``.
 
     The tile cache is shared across runs (``OUT/.results``), so a scheduled rerun over
     unchanged rasters only re-answers; ``OUT/latest.txt`` names the newest run folder.
     """
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(out) / stamp
-    result = answer(catalog=catalog, questions=questions, out=str(run_dir), grounder=grounder, tile_px=tile_px,
-                    overlap_px=overlap_px, results_dir=str(default_results_dir(Path(out))))
+    result = answer(
+        catalog=catalog,
+        questions=questions,
+        out=str(run_dir),
+        grounder=grounder,
+        tile_px=tile_px,
+        overlap_px=overlap_px,
+        results_dir=str(default_results_dir(Path(out))),
+    )
     with atomic_path(Path(out) / "latest.txt") as tmp:
         tmp.write_text(str(run_dir.resolve()) + "\n", encoding="utf-8")
     return {k: v for k, v in result.items() if k != "rows"}

@@ -28,15 +28,37 @@ def _parameters(catalog: str | None, questions: str | None, out: str, grounder: 
     return params
 
 
-def deployment(name: str = "georeason-nightly", cron: str = DEFAULT_CRON, catalog: str | None = None,
-               questions: str | None = None, out: str = "outputs/batch", grounder: str = "spectral"):
+def deployment(
+    name: str = "georeason-nightly",
+    cron: str = DEFAULT_CRON,
+    catalog: str | None = None,
+    questions: str | None = None,
+    out: str = "outputs/batch",
+    grounder: str = "spectral",
+):
     """The batch flow as a deployment object with a cron schedule (not yet applied)."""
-    return batch.to_deployment(name=name, cron=cron, parameters=_parameters(catalog, questions, out, grounder),
-                               tags=["georeason"], description="catalog items x questions, on a schedule")
+    return batch.to_deployment(
+        name=name,
+        cron=cron,
+        parameters=_parameters(catalog, questions, out, grounder),
+        tags=["georeason"],
+        description="catalog items x questions, on a schedule",
+    )
 
 
-def serve(name: str = "georeason-nightly", cron: str = DEFAULT_CRON, catalog: str | None = None,
-          questions: str | None = None, out: str = "outputs/batch", grounder: str = "spectral") -> None:
+def serve(
+    name: str = "georeason-nightly",
+    cron: str = DEFAULT_CRON,
+    catalog: str | None = None,
+    questions: str | None = None,
+    out: str = "outputs/batch",
+    grounder: str = "spectral",
+) -> None:
     """Register the scheduled deployment and run its flow runs in this process (blocks)."""
-    batch.serve(name=name, cron=cron, parameters=_parameters(catalog, questions, out, grounder),
-                tags=["georeason"], description="catalog items x questions, on a schedule")
+    batch.serve(
+        name=name,
+        cron=cron,
+        parameters=_parameters(catalog, questions, out, grounder),
+        tags=["georeason"],
+        description="catalog items x questions, on a schedule",
+    )

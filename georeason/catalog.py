@@ -50,9 +50,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pystac
 from shapely.geometry import mapping, shape
@@ -134,7 +135,7 @@ def _hex_from_multihash(value: Any) -> str | None:
 
 
 def _sha256(path: Path) -> str:
-    from georeason.geo.raster import file_sha256
+    from georeason.geo.raster.io import file_sha256
 
     return file_sha256(path)
 
@@ -187,7 +188,9 @@ _NUM_ARRAY = re.compile(r"\[\s*(?:" + _NUM + r"|null)(?:\s*,\s*(?:" + _NUM + r"|
 def _json_bytes(d: dict) -> bytes:
     """Indented JSON with arrays of plain numbers on one line (coordinates stay readable)."""
     text = json.dumps(d, indent=2, ensure_ascii=False)
-    text = _NUM_ARRAY.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(0)[1:-1].split(",")) + "]", text)
+    text = _NUM_ARRAY.sub(
+        lambda m: "[" + ", ".join(x.strip() for x in m.group(0)[1:-1].split(",")) + "]", text
+    )
     return (text + "\n").encode("utf-8")
 
 
@@ -251,7 +254,7 @@ def _tiff_datetime(path: Path) -> _dt.datetime | None:
         return None
     for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
         try:
-            return _dt.datetime.strptime(tag.strip(), fmt).replace(tzinfo=_dt.timezone.utc)
+            return _dt.datetime.strptime(tag.strip(), fmt).replace(tzinfo=_dt.UTC)
         except ValueError:
             continue
     return None
@@ -318,7 +321,9 @@ def load_catalog(catalog_dir: str | os.PathLike) -> pystac.Catalog:
         cat = pystac.Catalog.from_file(str(path.absolute()))
     except Exception as exc:  # noqa: BLE001 - pystac/json raise many types
         msg = " ".join(str(exc).split())
-        raise CatalogError(f"catalog {str(path)!r} is not a readable STAC catalog ({msg}); fix or remove it") from exc
+        raise CatalogError(
+            f"catalog {str(path)!r} is not a readable STAC catalog ({msg}); fix or remove it"
+        ) from exc
     return cat
 
 
@@ -331,8 +336,17 @@ def _item_info(item: pystac.Item) -> ItemInfo:
             raise CatalogError(f"item {item.id!r} has no raster asset ({RASTER_ASSET_KEY!r} or role 'data')")
         raster_asset = data[0]
     raster_path = Path(raster_asset.get_absolute_href())
-    vectors = [a for k, a in item.assets.items() if a is not raster_asset and (a.has_role("vector") or a.has_role("labels"))]
-    bands = [b.get("name", f"band{i + 1}") for i, b in enumerate(raster_asset.extra_fields.get("eo:bands") or raster_asset.extra_fields.get("bands") or [])]
+    vectors = [
+        a
+        for k, a in item.assets.items()
+        if a is not raster_asset and (a.has_role("vector") or a.has_role("labels"))
+    ]
+    bands = [
+        b.get("name", f"band{i + 1}")
+        for i, b in enumerate(
+            raster_asset.extra_fields.get("eo:bands") or raster_asset.extra_fields.get("bands") or []
+        )
+    ]
     shp = props.get("proj:shape")
     return ItemInfo(
         id=item.id,
@@ -359,7 +373,9 @@ def list_items(catalog_dir: str | os.PathLike | None = None) -> list[ItemInfo]:
         items = list(cat.get_items(recursive=True))
     except Exception as exc:  # noqa: BLE001
         msg = " ".join(str(exc).split())
-        raise CatalogError(f"catalog {str(catalog_dir)!r} has an unreadable item ({msg}); run `georeason catalog validate`") from exc
+        raise CatalogError(
+            f"catalog {str(catalog_dir)!r} has an unreadable item ({msg}); run `georeason catalog validate`"
+        ) from exc
     return sorted((_item_info(it) for it in items), key=lambda i: i.id)
 
 
@@ -479,7 +495,7 @@ def add_item(
 
     Nothing is written unless every check passes.
     """
-    from georeason.geo.raster import raster_info
+    from georeason.geo.raster.io import raster_info
 
     catalog_dir = Path(catalog_dir) if catalog_dir is not None else default_catalog_dir()
     catalog_dir = catalog_dir.absolute()
@@ -488,7 +504,9 @@ def add_item(
 
     # ---- validate everything (no writes) ------------------------------------------------
     if catalog_dir.exists() and not catalog_dir.is_dir():
-        raise CatalogError(f"catalog path {str(catalog_dir)!r} is a file, not a folder; give a folder for --catalog")
+        raise CatalogError(
+            f"catalog path {str(catalog_dir)!r} is a file, not a folder; give a folder for --catalog"
+        )
     cat_file = catalog_dir / CATALOG_FILE
     if cat_file.exists():
         cat = load_catalog(catalog_dir)
@@ -516,7 +534,9 @@ def add_item(
                     break
         except Exception as exc:  # noqa: BLE001
             msg = " ".join(str(exc).split())
-            raise CatalogError(f"catalog {str(cat_file)!r} links to an unreadable item ({msg}); run `georeason catalog validate`") from exc
+            raise CatalogError(
+                f"catalog {str(cat_file)!r} links to an unreadable item ({msg}); run `georeason catalog validate`"
+            ) from exc
     if existing is not None and not replace:
         raise CatalogError(
             f"item {item_id!r} already exists in catalog {str(catalog_dir)!r} (adding {str(raster)!r}); "
@@ -552,14 +572,16 @@ def add_item(
             try:
                 when = _dt.datetime.fromisoformat(datetime.replace("Z", "+00:00"))
             except ValueError as exc:
-                raise CatalogError(f"datetime {datetime!r} is not ISO 8601; give e.g. 2021-06-01T10:30:00Z") from exc
+                raise CatalogError(
+                    f"datetime {datetime!r} is not ISO 8601; give e.g. 2021-06-01T10:30:00Z"
+                ) from exc
         else:
             when = datetime
         if when.tzinfo is None:
-            when = when.replace(tzinfo=_dt.timezone.utc)
+            when = when.replace(tzinfo=_dt.UTC)
     if when is None:
         source = "added"
-        when = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+        when = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
 
     # ---- build the item (in memory) -------------------------------------------------------
     item = _build_item(item_id, info, placements, vectors, vector_infos, keys, when, source)
@@ -595,7 +617,9 @@ def add_item(
                 if is_new:
                     created.append(p.dest)
                 if _sha256(p.dest) != p.sha256:
-                    raise CatalogError(f"copy of {str(p.src)!r} to {str(p.dest)!r} does not match its checksum; retry")
+                    raise CatalogError(
+                        f"copy of {str(p.src)!r} to {str(p.dest)!r} does not match its checksum; retry"
+                    )
         is_new = not item_file.exists()
         _atomic_write_bytes(item_file, item_bytes)
         if is_new:
@@ -643,7 +667,7 @@ def _build_item(item_id, info, placements, vectors, vector_infos, keys, when, so
     rp = placements[0]
     driver = _raster_driver(rp.dest if not rp.copy else rp.src)
     raster_bands = []
-    for name in info.band_names:
+    for _name in info.band_names:
         b: dict[str, Any] = {"data_type": info.dtype, "spatial_resolution": props["gsd"]}
         if info.nodata is not None:
             b["nodata"] = _json_number(info.nodata)
@@ -656,7 +680,10 @@ def _build_item(item_id, info, placements, vectors, vector_infos, keys, when, so
             roles=["data"],
             title=rp.src.name,
             extra_fields={
-                "eo:bands": [{"name": n, **({"common_name": n} if n in _EO_COMMON_NAMES else {})} for n in info.band_names],
+                "eo:bands": [
+                    {"name": n, **({"common_name": n} if n in _EO_COMMON_NAMES else {})}
+                    for n in info.band_names
+                ],
                 "raster:bands": raster_bands,
                 "file:checksum": sha256_multihash(rp.sha256),
                 "file:size": rp.size,
@@ -713,7 +740,9 @@ def _raster_driver(path: Path) -> str | None:
 # --------------------------------------------------------------------------- validation
 
 
-def validate_catalog(catalog_dir: str | os.PathLike | None = None, *, check_rasters: bool = True) -> list[str]:
+def validate_catalog(
+    catalog_dir: str | os.PathLike | None = None, *, check_rasters: bool = True
+) -> list[str]:
     """Problems found in the catalog (an empty list: all good).
 
     Structural checks, done here without fetching JSON schemas: ``catalog.json`` and every
@@ -726,7 +755,9 @@ def validate_catalog(catalog_dir: str | os.PathLike | None = None, *, check_rast
     problems: list[str] = []
     root = _catalog_file(catalog_dir)
     if not root.is_file():
-        return [f"{root}: catalog file not found; create the catalog with `georeason catalog add RASTER --catalog DIR`"]
+        return [
+            f"{root}: catalog file not found; create the catalog with `georeason catalog add RASTER --catalog DIR`"
+        ]
     seen_ids: dict[str, Path] = {}
     _validate_catalog_file(root, problems, seen_ids, check_rasters, depth=0)
     return problems
@@ -747,7 +778,9 @@ def _read_json(path: Path, problems: list[str]) -> dict | None:
     return d
 
 
-def _validate_catalog_file(path: Path, problems: list[str], seen: dict[str, Path], check_rasters: bool, depth: int) -> None:
+def _validate_catalog_file(
+    path: Path, problems: list[str], seen: dict[str, Path], check_rasters: bool, depth: int
+) -> None:
     d = _read_json(path, problems)
     if d is None:
         return
@@ -764,7 +797,9 @@ def _validate_catalog_file(path: Path, problems: list[str], seen: dict[str, Path
             problems.append(f"{path}: a {rel!r} link has no href")
             continue
         if _is_absolute_href(href):
-            problems.append(f"{path}: {rel} link {href!r} is absolute; the catalog must use relative hrefs to be movable")
+            problems.append(
+                f"{path}: {rel} link {href!r} is absolute; the catalog must use relative hrefs to be movable"
+            )
             continue
         target = (path.parent / href).resolve()
         if rel == "child":
@@ -777,7 +812,11 @@ def _validate_catalog_file(path: Path, problems: list[str], seen: dict[str, Path
 
 
 def _is_absolute_href(href: str) -> bool:
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", href)) or href.startswith("/") or bool(re.match(r"^[A-Za-z]:[\\/]", href))
+    return (
+        bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", href))
+        or href.startswith("/")
+        or bool(re.match(r"^[A-Za-z]:[\\/]", href))
+    )
 
 
 def _validate_item_file(path: Path, problems: list[str], seen: dict[str, Path], check_rasters: bool) -> None:
@@ -811,7 +850,12 @@ def _validate_item_file(path: Path, problems: list[str], seen: dict[str, Path], 
         gb = geom.bounds
         if any(abs(a - b) > 1e-6 for a, b in zip(gb, bbox)):
             problems.append(f"{where}: bbox {bbox} does not match the footprint bounds {list(gb)}")
-        if not (-180 <= bbox[0] <= 180 and -90 <= bbox[1] <= 90 and -180 <= bbox[2] <= 180 and -90 <= bbox[3] <= 90):
+        if not (
+            -180 <= bbox[0] <= 180
+            and -90 <= bbox[1] <= 90
+            and -180 <= bbox[2] <= 180
+            and -90 <= bbox[3] <= 90
+        ):
             problems.append(f"{where}: bbox {bbox} is not in lon/lat degrees (EPSG:4326)")
     crs = None
     try:
@@ -822,8 +866,10 @@ def _validate_item_file(path: Path, problems: list[str], seen: dict[str, Path], 
         problems.append(f"{where}: no CRS recorded (proj:code / proj:wkt2)")
 
     assets = d.get("assets") or {}
-    raster_key = RASTER_ASSET_KEY if RASTER_ASSET_KEY in assets else next(
-        (k for k, a in assets.items() if "data" in (a.get("roles") or [])), None
+    raster_key = (
+        RASTER_ASSET_KEY
+        if RASTER_ASSET_KEY in assets
+        else next((k for k, a in assets.items() if "data" in (a.get("roles") or [])), None)
     )
     if raster_key is None:
         problems.append(f"{where}: no raster asset ({RASTER_ASSET_KEY!r} or role 'data')")
@@ -833,7 +879,9 @@ def _validate_item_file(path: Path, problems: list[str], seen: dict[str, Path], 
             problems.append(f"{where}: asset {key!r} has no href")
             continue
         if _is_absolute_href(href):
-            problems.append(f"{where}: asset {key!r} href {href!r} is absolute; use a path relative to the item")
+            problems.append(
+                f"{where}: asset {key!r} href {href!r} is absolute; use a path relative to the item"
+            )
             continue
         fpath = (path.parent / href).resolve()
         if not fpath.is_file():
@@ -841,7 +889,9 @@ def _validate_item_file(path: Path, problems: list[str], seen: dict[str, Path], 
             continue
         size = asset.get("file:size")
         if size is not None and fpath.stat().st_size != size:
-            problems.append(f"{where}: asset {key!r} file {fpath} has {fpath.stat().st_size} bytes, the catalog records {size}")
+            problems.append(
+                f"{where}: asset {key!r} file {fpath} has {fpath.stat().st_size} bytes, the catalog records {size}"
+            )
         checksum = asset.get("file:checksum")
         want = _hex_from_multihash(checksum)
         if checksum is None:
@@ -860,7 +910,7 @@ def _validate_item_file(path: Path, problems: list[str], seen: dict[str, Path], 
 
 
 def _validate_raster(fpath: Path, asset: dict, props: dict, crs, where: str, problems: list[str]) -> None:
-    from georeason.geo.raster import open_raster, to_pyproj_crs
+    from georeason.geo.raster.io import open_raster, to_pyproj_crs
 
     try:
         with open_raster(fpath) as src:
@@ -872,7 +922,9 @@ def _validate_raster(fpath: Path, asset: dict, props: dict, crs, where: str, pro
         problems.append(f"{where}: {' '.join(str(exc).split())}")
         return
     if crs is not None and not rcrs.equals(crs, ignore_axis_order=True):
-        problems.append(f"{where}: raster CRS {rcrs.to_string()} differs from the recorded {_crs_label(props)}")
+        problems.append(
+            f"{where}: raster CRS {rcrs.to_string()} differs from the recorded {_crs_label(props)}"
+        )
     ps = props.get("proj:shape")
     if ps is not None and list(ps) != shape_:
         problems.append(f"{where}: raster shape {shape_} differs from proj:shape {ps}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -68,7 +68,7 @@ def _grounder_options(outputs: Path | None, model_path: str | None, pairs: list[
 
 def _pixel_transform(raster: Path):
     """(fn, crs) mapping raster column/row (pixel corner convention) to world coordinates."""
-    from georeason.geo.rasterize import grid_of, pixel_transform
+    from georeason.geo.raster.masks import grid_of, pixel_transform
 
     return pixel_transform(grid_of(raster))
 
@@ -96,22 +96,39 @@ def _print_answer(answer) -> None:
     if answer.details:
         shown = {k: v for k, v in answer.details.items() if not isinstance(v, dict)}
         if shown:
-            table.add_row("details", ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+            table.add_row(
+                "details",
+                ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()),
+            )
     if answer.evidence:
-        table.add_row("evidence", ", ".join(f"{e.id} ({e.label})" for e in answer.evidence[:12])
-                      + (" ..." if len(answer.evidence) > 12 else ""))
+        table.add_row(
+            "evidence",
+            ", ".join(f"{e.id} ({e.label})" for e in answer.evidence[:12])
+            + (" ..." if len(answer.evidence) > 12 else ""),
+        )
     console.print(table)
 
 
-def _build_scene(questions: list[str], objects: Path | None, raster: Path | None, item: str | None,
-                 catalog: Path | None, crs: str | None, id_field: str | None, class_field: str | None,
-                 grounder: str, tile_px: int, overlap_px: int, grounder_options: dict | None = None):
+def _build_scene(
+    questions: list[str],
+    objects: Path | None,
+    raster: Path | None,
+    item: str | None,
+    catalog: Path | None,
+    crs: str | None,
+    id_field: str | None,
+    class_field: str | None,
+    grounder: str,
+    tile_px: int,
+    overlap_px: int,
+    grounder_options: dict | None = None,
+):
     """The scene to answer against: vector objects, plus classes grounded on the raster.
 
     Grounding runs in this process (no Prefect) and only for the classes the questions
     need that no vector layer provides.
     """
-    from georeason.geo.scene import read_scene
+    from georeason.geo.vector.scene import read_scene
 
     vector_paths: list[Path] = []
     if item is not None:
@@ -129,17 +146,19 @@ def _build_scene(questions: list[str], objects: Path | None, raster: Path | None
         vectors = s if vectors is None else vectors.extend(s)
     if raster is None:
         if vectors is None:
-            raise typer.BadParameter("give --objects FILE, --raster FILE or --item ID (what the question is about)")
+            raise typer.BadParameter(
+                "give --objects FILE, --raster FILE or --item ID (what the question is about)"
+            )
         return vectors, None
-    from georeason.geo.pipeline import classes_of_questions, grounded_scene, sequential_ground, split_classes
     from georeason.models.registry import build_grounder, can_ground, prepare_spec
+    from georeason.pipeline import classes_of_questions, grounded_scene, sequential_ground, split_classes
 
     classes = classes_of_questions(questions)
     _, to_ground, _ = split_classes(classes, vectors, lambda c: can_ground(grounder, c))
     fn, rcrs = _pixel_transform(raster)
     if not to_ground:
         if vectors is None:
-            from georeason.geo.scene import Scene
+            from georeason.geo.vector.scene import Scene
 
             vectors = Scene([], [], [], rcrs, source=str(raster))
         return vectors, raster
@@ -150,63 +169,119 @@ def _build_scene(questions: list[str], objects: Path | None, raster: Path | None
     found, failures = sequential_ground(str(raster), g, to_ground, tile_px=tile_px, overlap_px=overlap_px)
     if failures:
         first = failures[0]
-        raise GeoreasonError(f"{len(failures)} tiles of {raster} failed to ground (first {first.index}: {first.error})")
+        raise GeoreasonError(
+            f"{len(failures)} tiles of {raster} failed to ground (first {first.index}: {first.error})"
+        )
     return grounded_scene(found, rcrs, vectors, source=str(raster)), raster
 
 
 def _mask_writer(raster: Path | None, mask: Path):
     if raster is None:
         return None
-    from georeason.geo.rasterize import grid_of, mask_writer
+    from georeason.geo.raster.masks import grid_of, mask_writer
 
     return mask_writer(raster, grid_of(raster), lambda sid: mask)
 
 
 @app.command()
 def ask(
-    question: Annotated[Optional[str], typer.Argument(help="The question, in English.")] = None,
-    objects: Annotated[Optional[Path], typer.Option("--objects", "-o", help="Vector file of objects (GeoJSON, GeoPackage, GeoParquet, Shapefile).")] = None,
-    raster: Annotated[Optional[Path], typer.Option(help="Raster to ground classes on (when no vector layer has them) and whose grid 'pixel' coordinates refer to.")] = None,
-    item: Annotated[Optional[str], typer.Option(help="Catalog item id: its raster and vector assets.")] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Catalog folder for --item (default: the shipped data_catalog/).")] = None,
-    crs: Annotated[Optional[str], typer.Option(help="CRS of --objects when the file has none, e.g. EPSG:4326.")] = None,
-    id_field: Annotated[Optional[str], typer.Option(help="Field holding object ids (default: id, else first unique field).")] = None,
-    class_field: Annotated[Optional[str], typer.Option(help="Field holding class labels (default: class/label/category/type).")] = None,
-    query: Annotated[Optional[Path], typer.Option(help="Run a JSON query program instead of an English question.")] = None,
-    questions: Annotated[Optional[Path], typer.Option(help="Answer many questions (one per line, or JSONL with 'question'); writes JSONL.")] = None,
+    question: Annotated[str | None, typer.Argument(help="The question, in English.")] = None,
+    objects: Annotated[
+        Path | None,
+        typer.Option(
+            "--objects", "-o", help="Vector file of objects (GeoJSON, GeoPackage, GeoParquet, Shapefile)."
+        ),
+    ] = None,
+    raster: Annotated[
+        Path | None,
+        typer.Option(
+            help="Raster to ground classes on (when no vector layer has them) and whose grid 'pixel' coordinates refer to."
+        ),
+    ] = None,
+    item: Annotated[str | None, typer.Option(help="Catalog item id: its raster and vector assets.")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Catalog folder for --item (default: the shipped data_catalog/).")
+    ] = None,
+    crs: Annotated[
+        str | None, typer.Option(help="CRS of --objects when the file has none, e.g. EPSG:4326.")
+    ] = None,
+    id_field: Annotated[
+        str | None, typer.Option(help="Field holding object ids (default: id, else first unique field).")
+    ] = None,
+    class_field: Annotated[
+        str | None, typer.Option(help="Field holding class labels (default: class/label/category/type).")
+    ] = None,
+    query: Annotated[
+        Path | None, typer.Option(help="Run a JSON query program instead of an English question.")
+    ] = None,
+    questions: Annotated[
+        Path | None,
+        typer.Option(help="Answer many questions (one per line, or JSONL with 'question'); writes JSONL."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Write the answer's evidence (.geojson/.gpkg/.parquet); with --questions, the JSONL file.")] = None,
-    mask: Annotated[Path, typer.Option(help="Where a pixel answer's mask GeoTIFF goes.")] = Path("georeason-mask.tif"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the answer's evidence (.geojson/.gpkg/.parquet); with --questions, the JSONL file."
+        ),
+    ] = None,
+    mask: Annotated[Path, typer.Option(help="Where a pixel answer's mask GeoTIFF goes.")] = Path(
+        "georeason-mask.tif"
+    ),
     grounder: Annotated[str, typer.Option(help="Grounder for classes found on the raster.")] = "spectral",
     tile_px: Annotated[int, typer.Option(help="Tile size in pixels for grounding.")] = 1024,
     overlap_px: Annotated[int, typer.Option(help="Tile overlap in pixels.")] = 128,
-    outputs: Annotated[Optional[Path], typer.Option(help="Recorded model outputs (JSONL) for --grounder recorded.")] = None,
-    model_path: Annotated[Optional[str], typer.Option(help="Model weights folder or id (local only) for model grounders.")] = None,
-    grounder_option: Annotated[Optional[list[str]], typer.Option(help="Grounder option KEY=VALUE (repeatable), e.g. base_url=http://127.0.0.1:8000/v1.")] = None,
-    planner: Annotated[Optional[str], typer.Option(help="OpenAI-compatible chat API (e.g. http://127.0.0.1:8000/v1) that writes programs for questions no template understands.")] = None,
+    outputs: Annotated[
+        Path | None, typer.Option(help="Recorded model outputs (JSONL) for --grounder recorded.")
+    ] = None,
+    model_path: Annotated[
+        str | None, typer.Option(help="Model weights folder or id (local only) for model grounders.")
+    ] = None,
+    grounder_option: Annotated[
+        list[str] | None,
+        typer.Option(help="Grounder option KEY=VALUE (repeatable), e.g. base_url=http://127.0.0.1:8000/v1."),
+    ] = None,
+    planner: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible chat API (e.g. http://127.0.0.1:8000/v1) that writes programs for questions no template understands."
+        ),
+    ] = None,
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
-    from georeason.geo.english import ask as ask_english
-    from georeason.geo.executor import execute
-    from georeason.geo.export import atomic_path, write_answer
+    from georeason.geo.export.layers import atomic_path, write_answer
+    from georeason.geo.language.english import ask as ask_english
+    from georeason.geo.language.executor import execute
 
     given = sum(x is not None for x in (question, query, questions))
     if given != 1:
         _fail(typer.BadParameter("give exactly one of QUESTION, --query FILE or --questions FILE"))
     try:
         lines = _read_questions(questions) if questions is not None else ([question] if question else [])
-        scene, grid_raster = _build_scene(lines, objects, raster, item, catalog, crs, id_field, class_field,
-                                          grounder, tile_px, overlap_px,
-                                          _grounder_options(outputs, model_path, grounder_option))
+        scene, grid_raster = _build_scene(
+            lines,
+            objects,
+            raster,
+            item,
+            catalog,
+            crs,
+            id_field,
+            class_field,
+            grounder,
+            tile_px,
+            overlap_px,
+            _grounder_options(outputs, model_path, grounder_option),
+        )
         if planner is not None:
             import os
 
-            from georeason.models.planner import answer_with_fallback, chat_client
+            from georeason.models.language.planner import answer_with_fallback, chat_client
 
             chat = chat_client(planner, os.environ.get("GEOREASON_PLANNER_MODEL") or None)
 
             def ask_english(q, scene, pixel=None, mask_writer=None):  # templates first, then the planner
                 return answer_with_fallback(q, scene, chat, pixel=pixel, mask_writer=mask_writer)
+
         pixel = _pixel_transform(grid_raster) if grid_raster is not None else None
         writer = _mask_writer(grid_raster, mask)
         if questions is not None:
@@ -216,7 +291,9 @@ def ask(
                 try:
                     sink.append(json.dumps(ask_english(q, scene, pixel=pixel, mask_writer=w).to_json()))
                 except GeoreasonError as exc:
-                    sink.append(json.dumps({"question": q, "error": str(exc), "abstained": True, "answer": None}))
+                    sink.append(
+                        json.dumps({"question": q, "error": str(exc), "abstained": True, "answer": None})
+                    )
             text = "\n".join(sink) + "\n"
             if out is None:
                 sys.stdout.write(text)
@@ -229,7 +306,9 @@ def ask(
             try:
                 program = json.loads(query.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
-                raise GeoreasonError(f"cannot read query program {str(query)!r}: {exc}; give a JSON list of steps") from exc
+                raise GeoreasonError(
+                    f"cannot read query program {str(query)!r}: {exc}; give a JSON list of steps"
+                ) from exc
             answer = execute(program, scene, pixel=pixel, mask_writer=writer)
         else:
             answer = ask_english(question, scene, pixel=pixel, mask_writer=writer)
@@ -246,30 +325,63 @@ def ask(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of query programs (for constraining a model to valid programs)."""
-    from georeason.geo.program import program_json_schema
+    from georeason.geo.language.program import program_json_schema
 
     sys.stdout.write(json.dumps(program_json_schema(), indent=2) + "\n")
 
 
 @app.command()
 def run(
-    catalog: Annotated[Optional[Path], typer.Option(help="STAC catalog folder (default: the shipped data_catalog/).")] = None,
-    questions: Annotated[Optional[Path], typer.Option(help="Questions file: YAML/JSONL of {question, item?} or text (default: the catalog's questions.yaml).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: outputs).")] = None,
-    grounder: Annotated[Optional[str], typer.Option(help="Grounder for classes not in vector layers (default: spectral).")] = None,
-    item: Annotated[Optional[list[str]], typer.Option(help="Only these catalog items (repeatable).")] = None,
-    objects: Annotated[Optional[list[Path]], typer.Option(help="Extra vector layers of objects (repeatable).")] = None,
-    tile_px: Annotated[Optional[int], typer.Option(help="Tile size in pixels (default: 1024).")] = None,
-    overlap_px: Annotated[Optional[int], typer.Option(help="Tile overlap in pixels (default: 128).")] = None,
-    max_task_runs: Annotated[Optional[int], typer.Option(help="At most this many tile-batch task runs per item (default: 200).")] = None,
-    results: Annotated[Optional[Path], typer.Option(help="Prefect result storage (the tile cache); default OUT/.results or $GEOREASON_RESULTS.")] = None,
-    dask_address: Annotated[Optional[str], typer.Option(help="Run tasks on an existing Dask cluster (tcp://host:8786).")] = None,
-    dask_workers: Annotated[Optional[int], typer.Option(help="Run tasks on a local Dask cluster of N worker processes.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Worker threads of the default thread-pool runner (default: 4).")] = None,
-    outputs: Annotated[Optional[Path], typer.Option(help="Recorded model outputs (JSONL) for --grounder recorded.")] = None,
-    model_path: Annotated[Optional[str], typer.Option(help="Model weights folder or id (local only) for model grounders.")] = None,
-    grounder_option: Annotated[Optional[list[str]], typer.Option(help="Grounder option KEY=VALUE (repeatable).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML settings (RunConfig fields and a 'model' section); flags override it.")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="STAC catalog folder (default: the shipped data_catalog/).")
+    ] = None,
+    questions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Questions file: YAML/JSONL of {question, item?} or text (default: the catalog's questions.yaml)."
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: outputs).")] = None,
+    grounder: Annotated[
+        str | None, typer.Option(help="Grounder for classes not in vector layers (default: spectral).")
+    ] = None,
+    item: Annotated[list[str] | None, typer.Option(help="Only these catalog items (repeatable).")] = None,
+    objects: Annotated[
+        list[Path] | None, typer.Option(help="Extra vector layers of objects (repeatable).")
+    ] = None,
+    tile_px: Annotated[int | None, typer.Option(help="Tile size in pixels (default: 1024).")] = None,
+    overlap_px: Annotated[int | None, typer.Option(help="Tile overlap in pixels (default: 128).")] = None,
+    max_task_runs: Annotated[
+        int | None, typer.Option(help="At most this many tile-batch task runs per item (default: 200).")
+    ] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prefect result storage (the tile cache); default OUT/.results or $GEOREASON_RESULTS."
+        ),
+    ] = None,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Run tasks on an existing Dask cluster (tcp://host:8786).")
+    ] = None,
+    dask_workers: Annotated[
+        int | None, typer.Option(help="Run tasks on a local Dask cluster of N worker processes.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Worker threads of the default thread-pool runner (default: 4).")
+    ] = None,
+    outputs: Annotated[
+        Path | None, typer.Option(help="Recorded model outputs (JSONL) for --grounder recorded.")
+    ] = None,
+    model_path: Annotated[
+        str | None, typer.Option(help="Model weights folder or id (local only) for model grounders.")
+    ] = None,
+    grounder_option: Annotated[
+        list[str] | None, typer.Option(help="Grounder option KEY=VALUE (repeatable).")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML settings (RunConfig fields and a 'model' section); flags override it."),
+    ] = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
     import os
@@ -277,10 +389,21 @@ def run(
     from georeason.config import RunConfig, default_results_dir
 
     try:
-        cfg = RunConfig.load(config, catalog=catalog, questions=questions, out=out, grounder=grounder,
-                             tile_px=tile_px, overlap_px=overlap_px, max_task_runs=max_task_runs,
-                             dask_address=dask_address, dask_workers=dask_workers, results_dir=results,
-                             threads=threads, model_path=model_path)
+        cfg = RunConfig.load(
+            config,
+            catalog=catalog,
+            questions=questions,
+            out=out,
+            grounder=grounder,
+            tile_px=tile_px,
+            overlap_px=overlap_px,
+            max_task_runs=max_task_runs,
+            dask_address=dask_address,
+            dask_workers=dask_workers,
+            results_dir=results,
+            threads=threads,
+            model_path=model_path,
+        )
         options = {**cfg.grounder_options, **_grounder_options(outputs, cfg.model_path, grounder_option)}
         _local_prefect_defaults()
         results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
@@ -288,12 +411,20 @@ def run(
         from georeason.flows.answer import answer
         from georeason.flows.runners import task_runner
 
-        runner = task_runner(dask_address=cfg.dask_address, dask_workers=cfg.dask_workers, threads=cfg.threads)
+        runner = task_runner(
+            dask_address=cfg.dask_address, dask_workers=cfg.dask_workers, threads=cfg.threads
+        )
         result = answer.with_options(task_runner=runner)(
-            catalog=str(cfg.catalog) if cfg.catalog else None, questions=str(cfg.questions) if cfg.questions else None,
-            out=str(cfg.out), grounder=cfg.grounder, grounder_options=options,
-            items=item, objects=[str(p) for p in objects or []],
-            tile_px=cfg.tile_px, overlap_px=cfg.overlap_px, max_task_runs=cfg.max_task_runs,
+            catalog=str(cfg.catalog) if cfg.catalog else None,
+            questions=str(cfg.questions) if cfg.questions else None,
+            out=str(cfg.out),
+            grounder=cfg.grounder,
+            grounder_options=options,
+            items=item,
+            objects=[str(p) for p in objects or []],
+            tile_px=cfg.tile_px,
+            overlap_px=cfg.overlap_px,
+            max_task_runs=cfg.max_task_runs,
             results_dir=str(results_dir),
         )
     except GeoreasonError as exc:
@@ -307,17 +438,29 @@ def run(
 def serve(
     cron: Annotated[str, typer.Option(help="Cron schedule (UTC) of the batch flow.")] = "0 2 * * *",
     name: Annotated[str, typer.Option(help="Deployment name.")] = "georeason-nightly",
-    catalog: Annotated[Optional[Path], typer.Option(help="STAC catalog folder (default: the shipped one).")] = None,
-    questions: Annotated[Optional[Path], typer.Option(help="Questions file (default: the catalog's questions.yaml).")] = None,
-    out: Annotated[Path, typer.Option(help="Output folder; each run writes OUT/<timestamp>/.")] = Path("outputs/batch"),
+    catalog: Annotated[
+        Path | None, typer.Option(help="STAC catalog folder (default: the shipped one).")
+    ] = None,
+    questions: Annotated[
+        Path | None, typer.Option(help="Questions file (default: the catalog's questions.yaml).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder; each run writes OUT/<timestamp>/.")] = Path(
+        "outputs/batch"
+    ),
     grounder: Annotated[str, typer.Option(help="Grounder for classes not in vector layers.")] = "spectral",
 ) -> None:
     """Serve the `batch` flow on a cron schedule against the Prefect server in PREFECT_API_URL (blocks)."""
     _local_prefect_defaults()
     from georeason.flows.deploy import serve as serve_batch
 
-    serve_batch(name=name, cron=cron, catalog=str(catalog.resolve()) if catalog else None,
-                questions=str(questions.resolve()) if questions else None, out=str(out.resolve()), grounder=grounder)
+    serve_batch(
+        name=name,
+        cron=cron,
+        catalog=str(catalog.resolve()) if catalog else None,
+        questions=str(questions.resolve()) if questions else None,
+        out=str(out.resolve()),
+        grounder=grounder,
+    )
 
 
 def _print_run(result) -> None:
@@ -334,8 +477,10 @@ def _print_run(result) -> None:
         table.add_row(str(r.get("item")), r["question"], _fmt(r), str(r.get("kind") or ""), style=style)
     console = Console()
     console.print(table)
-    console.print(f"{result['answered']} answered, {result['abstained']} abstained, {result['errors']} errors, "
-                  f"{result['failed_tiles']} tile failures; answers in [bold]{result['answers']}[/bold]")
+    console.print(
+        f"{result['answered']} answered, {result['abstained']} abstained, {result['errors']} errors, "
+        f"{result['failed_tiles']} tile failures; answers in [bold]{result['answers']}[/bold]"
+    )
 
 
 def _register_subcommands() -> None:

@@ -7,7 +7,7 @@ on stderr, names the file and what to do). A refused ``add`` leaves the catalog 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,8 +22,13 @@ catalog_app = typer.Typer(
 )
 
 CatalogOpt = Annotated[
-    Optional[Path],
-    typer.Option("--catalog", "-c", metavar="DIR", help="Catalog folder (default: the shipped data_catalog/). Created by `add` if new."),
+    Path | None,
+    typer.Option(
+        "--catalog",
+        "-c",
+        metavar="DIR",
+        help="Catalog folder (default: the shipped data_catalog/). Created by `add` if new.",
+    ),
 ]
 
 
@@ -47,11 +52,30 @@ def _human_size(n: int | None) -> str:
 @catalog_app.command("add")
 def add(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="Georeferenced raster to add (GeoTIFF/COG).")],
-    vectors: Annotated[Optional[list[Path]], typer.Option("--vectors", "-v", metavar="FILE", help="Vector layer of the scene (repeatable): GeoJSON, GeoPackage, GeoParquet.")] = None,
+    vectors: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--vectors",
+            "-v",
+            metavar="FILE",
+            help="Vector layer of the scene (repeatable): GeoJSON, GeoPackage, GeoParquet.",
+        ),
+    ] = None,
     catalog: CatalogOpt = None,
-    item_id: Annotated[Optional[str], typer.Option("--id", metavar="ID", help="Item id (default: the raster's file stem).")] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing item with the same id.")] = False,
-    datetime: Annotated[Optional[str], typer.Option("--datetime", metavar="ISO", help="Acquisition time (ISO 8601) if the file has no TIFF DATETIME tag.")] = None,
+    item_id: Annotated[
+        str | None, typer.Option("--id", metavar="ID", help="Item id (default: the raster's file stem).")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite an existing item with the same id.")
+    ] = False,
+    datetime: Annotated[
+        str | None,
+        typer.Option(
+            "--datetime",
+            metavar="ISO",
+            help="Acquisition time (ISO 8601) if the file has no TIFF DATETIME tag.",
+        ),
+    ] = None,
 ) -> None:
     """Check a raster (CRS, geotransform, readable blocks) and add it as a STAC item.
 
@@ -61,12 +85,16 @@ def add(
 
     target = catalog if catalog is not None else default_catalog_dir()
     try:
-        item = add_item(target, path, vectors=vectors or None, item_id=item_id, replace=replace, datetime=datetime)
+        item = add_item(
+            target, path, vectors=vectors or None, item_id=item_id, replace=replace, datetime=datetime
+        )
     except (GeoreasonError, OSError) as exc:
         _fail(exc)
     n_vec = sum(1 for a in item.assets.values() if a.has_role("vector"))
-    typer.echo(f"added item {item.id!r} ({item.properties.get('proj:code') or 'WKT CRS'}, "
-               f"{n_vec} vector layer{'s' if n_vec != 1 else ''}) to {target}")
+    typer.echo(
+        f"added item {item.id!r} ({item.properties.get('proj:code') or 'WKT CRS'}, "
+        f"{n_vec} vector layer{'s' if n_vec != 1 else ''}) to {target}"
+    )
 
 
 @catalog_app.command("list")
@@ -93,7 +121,9 @@ def list_(catalog: CatalogOpt = None) -> None:
         size = f"{it.shape[1]}×{it.shape[0]} px" if it.shape else "?"
         size += f", {_human_size(it.size_bytes)}"
         gsd = f"{it.gsd:g} m" if it.gsd is not None else "?"
-        table.add_row(it.id, it.crs, size, gsd, ", ".join(it.bands), ", ".join(p.name for p in it.vector_paths) or "-")
+        table.add_row(
+            it.id, it.crs, size, gsd, ", ".join(it.bands), ", ".join(p.name for p in it.vector_paths) or "-"
+        )
     console.print(table)
 
 

@@ -44,7 +44,9 @@ def _spec(obj: Any, where: str) -> QuestionSpec:
     if isinstance(obj, dict) and isinstance(obj.get("question"), str):
         item = obj.get("item")
         return QuestionSpec(obj["question"].strip(), None if item is None else str(item))
-    raise InputError(f"{where}: each question must be a string or a mapping with a 'question' string, got {obj!r}")
+    raise InputError(
+        f"{where}: each question must be a string or a mapping with a 'question' string, got {obj!r}"
+    )
 
 
 def read_questions(path: str | Path) -> list[QuestionSpec]:
@@ -66,7 +68,9 @@ def read_questions(path: str | Path) -> list[QuestionSpec]:
         if isinstance(data, dict):
             data = data.get("questions")
         if not isinstance(data, list):
-            raise InputError(f"questions file {str(path)!r} must hold a list of questions (or a 'questions:' list)")
+            raise InputError(
+                f"questions file {str(path)!r} must hold a list of questions (or a 'questions:' list)"
+            )
         specs = [_spec(q, f"{path} entry {i + 1}") for i, q in enumerate(data)]
     else:
         for n, line in enumerate(text.splitlines(), 1):
@@ -110,7 +114,7 @@ class RunConfig:
     threads: int = 4
 
     @classmethod
-    def load(cls, path: str | Path | None = None, **overrides: Any) -> "RunConfig":
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> RunConfig:
         values: dict[str, Any] = {}
         if path is not None:
             import yaml
@@ -124,7 +128,9 @@ class RunConfig:
             model = values.pop("model", None)
             if model is not None:  # the model section: grounder name + its options
                 if not isinstance(model, dict):
-                    raise InputError(f"config file {str(path)!r}: 'model' must be a mapping (grounder, model_path, ...)")
+                    raise InputError(
+                        f"config file {str(path)!r}: 'model' must be a mapping (grounder, model_path, ...)"
+                    )
                 model = dict(model)
                 if "grounder" in model:
                     values["grounder"] = model.pop("grounder")
@@ -138,7 +144,9 @@ class RunConfig:
                 values[f] = env
         unknown = set(values) - names
         if unknown:
-            raise InputError(f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+            raise InputError(
+                f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}"
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         cfg = cls(**values)
         for name in ("catalog", "questions", "out", "results_dir"):
@@ -150,7 +158,9 @@ class RunConfig:
         if cfg.dask_workers is not None:
             cfg.dask_workers = int(cfg.dask_workers)
         if cfg.tile_px <= 0 or not (0 <= cfg.overlap_px < cfg.tile_px):
-            raise InputError(f"tile_px={cfg.tile_px}, overlap_px={cfg.overlap_px}: need 0 <= overlap_px < tile_px")
+            raise InputError(
+                f"tile_px={cfg.tile_px}, overlap_px={cfg.overlap_px}: need 0 <= overlap_px < tile_px"
+            )
         return cfg
 
     def to_json(self) -> dict[str, Any]:

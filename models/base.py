@@ -2,7 +2,7 @@
 
 A model grounder turns tiles into images, asks a model about the classes a question
 needs, and parses the model's raw text (or post-processed tensors) into pixel-space
-:class:`~georeason.geo.grounding.Detection` objects of the tile. Geometry is never left to
+:class:`~georeason.geo.grounding.detections.Detection` objects of the tile. Geometry is never left to
 the model: the pixel -> CRS mapping, seam merging and all reasoning happen in
 :mod:`georeason.geo`.
 
@@ -21,16 +21,17 @@ from typing import Any
 
 import numpy as np
 
-
-from georeason.geo.grounding import Detection, pixel_rasterize
-from georeason.geo.tiling import Tile
+from georeason.geo.grounding.detections import Detection, pixel_rasterize
+from georeason.geo.raster.tiling import Tile
 
 __all__ = ["ModelGrounder", "tile_to_rgb", "RGB_BANDS", "drop_nodata_detections"]
 
 RGB_BANDS = ("red", "green", "blue")
 
 
-def tile_to_rgb(pixels: np.ma.MaskedArray, bands: Sequence[str], lo_pct: float = 2.0, hi_pct: float = 98.0) -> np.ndarray:
+def tile_to_rgb(
+    pixels: np.ma.MaskedArray, bands: Sequence[str], lo_pct: float = 2.0, hi_pct: float = 98.0
+) -> np.ndarray:
     """An 8-bit RGB image ``(rows, cols, 3)`` of a tile for a vision model.
 
     Bands are picked by name (red, green, blue), else the first three, else the first
@@ -38,13 +39,15 @@ def tile_to_rgb(pixels: np.ma.MaskedArray, bands: Sequence[str], lo_pct: float =
     valid pixels (the same rendering as the quicklook). Masked pixels (nodata, padding)
     are black.
     """
-    from georeason.geo.quicklook import rgb_band_indexes, stretch_to_uint8
+    from georeason.geo.export.quicklook import rgb_band_indexes, stretch_to_uint8
 
     idx = rgb_band_indexes(bands)
     return np.stack([stretch_to_uint8(pixels[i], lo_pct, hi_pct) for i in idx], axis=-1)
 
 
-def drop_nodata_detections(dets: list[Detection], valid: np.ndarray, min_valid: float = 0.5) -> list[Detection]:
+def drop_nodata_detections(
+    dets: list[Detection], valid: np.ndarray, min_valid: float = 0.5
+) -> list[Detection]:
     """Drop detections whose footprint is mostly over nodata/padding (``valid`` is a bool mask)."""
     import shapely
 
@@ -69,8 +72,6 @@ def drop_nodata_detections(dets: list[Detection], valid: np.ndarray, min_valid: 
         if inside.any() and valid[inside].mean() >= min_valid:
             keep.append(d)
     return keep
-
-
 
 
 class ModelGrounder(ABC):
@@ -106,16 +107,19 @@ class ModelGrounder(ABC):
             self.load()
             self._loaded = True
 
-    def ground(self, pixels: np.ma.MaskedArray, tile: Tile, classes: list[str], bands: list[str]) -> list[Detection]:
+    def ground(
+        self, pixels: np.ma.MaskedArray, tile: Tile, classes: list[str], bands: list[str]
+    ) -> list[Detection]:
         return self.ground_tiles([(pixels, tile)], classes, bands)[0]
 
-    def ground_tiles(self, items: Sequence[tuple[np.ma.MaskedArray, Tile]], classes: list[str],
-                     bands: list[str]) -> list[list[Detection]]:
+    def ground_tiles(
+        self, items: Sequence[tuple[np.ma.MaskedArray, Tile]], classes: list[str], bands: list[str]
+    ) -> list[list[Detection]]:
         """Ground several tiles, ``batch_size`` images per model call."""
         self.ensure_loaded()
         out: list[list[Detection]] = []
         for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+            chunk = items[start : start + self.batch_size]
             images = [tile_to_rgb(px, bands) for px, _ in chunk]
             for (px, _), dets in zip(chunk, self.predict(images, list(classes))):
                 valid = ~np.ma.getmaskarray(px).all(axis=0)

@@ -14,9 +14,9 @@ level         detection kind     from a ...
 ============  =================  ==================================================
 
 All geometry is in the tile's pixel ``(col, row)`` space (corner convention, see
-:mod:`georeason.geo.grounding`); masks are ``(rows, cols)`` boolean arrays. A point covers
+:mod:`georeason.geo.grounding.detections`); masks are ``(rows, cols)`` boolean arrays. A point covers
 the pixel it falls in: its box and region are that pixel's square, its mask that pixel.
-Every function returns a **new** :class:`~georeason.geo.grounding.Detection` of the target
+Every function returns a **new** :class:`~georeason.geo.grounding.detections.Detection` of the target
 kind with the same label and score, and never changes its input.
 
 A *segmenter* is any callable ``segmenter(image, boxes) -> list of masks``: ``image`` is
@@ -36,7 +36,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import InputError, ModelError, ParseWarning
-from georeason.geo.grounding import Detection, mask_to_polygons, pixel_rasterize
+from georeason.geo.grounding.detections import Detection, mask_to_polygons, pixel_rasterize
 
 __all__ = [
     "LEVELS",
@@ -55,7 +55,6 @@ LEVELS = ("object", "region", "pixel")
 LEVEL_KINDS = {"object": "box", "region": "polygon", "pixel": "mask"}
 
 Segmenter = Callable[[np.ndarray, list[tuple[float, float, float, float]]], Sequence[np.ndarray]]
-
 
 
 def _like(det: Detection, kind: str, geometry) -> Detection:
@@ -124,7 +123,7 @@ def to_box(det: Detection) -> Detection:
 def mask_to_region(det: Detection) -> Detection:
     """A mask detection as a polygon (``region`` level): the outline of its ``True`` pixels.
 
-    One polygon per 4-connected component (:func:`georeason.geo.grounding.mask_to_polygons`),
+    One polygon per 4-connected component (:func:`georeason.geo.grounding.detections.mask_to_polygons`),
     combined into a MultiPolygon when there are several; holes are kept.
 
     Raises
@@ -146,8 +145,9 @@ def mask_to_region(det: Detection) -> Detection:
     return _like(det, "polygon", geom)
 
 
-def _segment(segmenter: Segmenter, image: np.ndarray | None, boxes: list[tuple[float, float, float, float]]
-             ) -> list[np.ndarray]:
+def _segment(
+    segmenter: Segmenter, image: np.ndarray | None, boxes: list[tuple[float, float, float, float]]
+) -> list[np.ndarray]:
     if image is None:
         raise InputError("a segmenter needs the tile image: pass image=")
     shape = np.asarray(image).shape[:2]
@@ -169,7 +169,9 @@ def _box_tuple(det: Detection) -> tuple[float, float, float, float]:
     return tuple(float(v) for v in to_box(det).geometry.bounds)  # type: ignore[return-value]
 
 
-def to_region(det: Detection, segmenter: Segmenter | None = None, image: np.ndarray | None = None) -> Detection:
+def to_region(
+    det: Detection, segmenter: Segmenter | None = None, image: np.ndarray | None = None
+) -> Detection:
     """The detection as a polygon (``region`` level).
 
     A box becomes the outline of the segmenter's mask for it when ``segmenter`` (and the
@@ -207,8 +209,12 @@ def to_region(det: Detection, segmenter: Segmenter | None = None, image: np.ndar
 def _region_from_mask(det: Detection, mask: np.ndarray) -> Detection:
     geom = _mask_geometry(mask)
     if geom.is_empty:
-        warnings.warn(f"the segmenter found nothing in the {det.label!r} box {det.geometry.bounds}; "
-                      "kept the box as the region", ParseWarning, stacklevel=3)
+        warnings.warn(
+            f"the segmenter found nothing in the {det.label!r} box {det.geometry.bounds}; "
+            "kept the box as the region",
+            ParseWarning,
+            stacklevel=3,
+        )
         return _like(det, "polygon", det.geometry)
     return _like(det, "polygon", geom)
 
@@ -255,8 +261,13 @@ def to_mask(det: Detection, shape: tuple[int, int]) -> Detection:
     return _like(det, "mask", burnt.astype(bool))
 
 
-def detections_to_level(dets: Sequence[Detection], level: str, shape: tuple[int, int] | None = None,
-                        segmenter: Segmenter | None = None, image: np.ndarray | None = None) -> list[Detection]:
+def detections_to_level(
+    dets: Sequence[Detection],
+    level: str,
+    shape: tuple[int, int] | None = None,
+    segmenter: Segmenter | None = None,
+    image: np.ndarray | None = None,
+) -> list[Detection]:
     """All detections at one answer level: ``object`` (boxes), ``region`` (polygons) or
     ``pixel`` (masks).
 
@@ -307,12 +318,19 @@ def detections_to_level(dets: Sequence[Detection], level: str, shape: tuple[int,
                 new = _like(d, "mask", m)
             else:
                 if i in segmented:
-                    warnings.warn(f"the segmenter found nothing in the {d.label!r} box {d.geometry.bounds}; "
-                                  "burnt the box instead", ParseWarning, stacklevel=2)
+                    warnings.warn(
+                        f"the segmenter found nothing in the {d.label!r} box {d.geometry.bounds}; "
+                        "burnt the box instead",
+                        ParseWarning,
+                        stacklevel=2,
+                    )
                 new = to_mask(d, shape)
             if not new.geometry.any():
-                warnings.warn(f"dropped {d.label!r}: its {d.kind} covers no pixel of the {shape} grid",
-                              ParseWarning, stacklevel=2)
+                warnings.warn(
+                    f"dropped {d.label!r}: its {d.kind} covers no pixel of the {shape} grid",
+                    ParseWarning,
+                    stacklevel=2,
+                )
                 continue
         out.append(new)
     return out

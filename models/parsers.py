@@ -2,7 +2,7 @@
 
 Every parser takes the raw text a vision-language model generated (or, for Florence-2,
 the dict ``post_process_generation`` returns) and the ``(width, height)`` of the
-*original* tile image, and returns :class:`~georeason.geo.grounding.Detection` objects in
+*original* tile image, and returns :class:`~georeason.geo.grounding.detections.Detection` objects in
 that image's pixel ``(col, row)`` coordinates (corner convention: ``(0, 0)`` is the
 top-left corner of the first pixel, ``(width, height)`` the bottom-right corner of the
 last one).
@@ -63,7 +63,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import InputError, ParseWarning
-from georeason.geo.grounding import Detection
+from georeason.geo.grounding.detections import Detection
 
 __all__ = [
     "FORMATS",
@@ -84,8 +84,13 @@ __all__ = [
 #: Format names accepted by :func:`parse_output` (``"auto"`` detects one of the others).
 FORMATS = ("qwen2.5", "qwen2", "qwen3", "remotereasoner", "florence", "geochat", "plain", "auto")
 
-_BOX_TASKS = ("<OD>", "<CAPTION_TO_PHRASE_GROUNDING>", "<OPEN_VOCABULARY_DETECTION>",
-              "<DENSE_REGION_CAPTION>", "<REGION_PROPOSAL>")
+_BOX_TASKS = (
+    "<OD>",
+    "<CAPTION_TO_PHRASE_GROUNDING>",
+    "<OPEN_VOCABULARY_DETECTION>",
+    "<DENSE_REGION_CAPTION>",
+    "<REGION_PROPOSAL>",
+)
 _POLYGON_TASKS = ("<REFERRING_EXPRESSION_SEGMENTATION>", "<REGION_TO_SEGMENTATION>")
 #: Florence-2 tasks :func:`parse_florence` understands.
 FLORENCE_TASKS = _BOX_TASKS + _POLYGON_TASKS
@@ -107,8 +112,9 @@ _EPS = 1e-6
 # ---------------------------------------------------------------------------------------
 # Qwen2-VL / Qwen2.5-VL input size
 # ---------------------------------------------------------------------------------------
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
-                 max_pixels: int = 28 * 28 * 1280) -> tuple[int, int]:
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280
+) -> tuple[int, int]:
     """The ``(height, width)`` Qwen2-VL / Qwen2.5-VL resizes an image to, in pixels.
 
     The published algorithm (``qwen-vl-utils`` ``vision_process.smart_resize``): round
@@ -140,7 +146,8 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56
     if max(height, width) / min(height, width) > 200:
         raise InputError(
             f"absolute aspect ratio must be smaller than 200, got {max(height, width) / min(height, width):g} "
-            f"(height={height}, width={width})")
+            f"(height={height}, width={width})"
+        )
     h_bar = max(factor, round(height / factor) * factor)
     w_bar = max(factor, round(width / factor) * factor)
     if h_bar * w_bar > max_pixels:
@@ -206,8 +213,14 @@ def _as_text(text: Any, fmt: str) -> str | None:
 class _Builder:
     """Collects detections of one parse, mapping model coordinates to image pixels."""
 
-    def __init__(self, fmt: str, size: tuple[int, int], label: str | None,
-                 mapx: Callable[[float], float] | None = None, mapy: Callable[[float], float] | None = None):
+    def __init__(
+        self,
+        fmt: str,
+        size: tuple[int, int],
+        label: str | None,
+        mapx: Callable[[float], float] | None = None,
+        mapy: Callable[[float], float] | None = None,
+    ):
         self.fmt = fmt
         self.w, self.h = size
         self.default_label = label if isinstance(label, str) and label.strip() else "object"
@@ -237,8 +250,9 @@ class _Builder:
         _warn(f"{self.fmt}: {message}")
 
     # -- geometries -----------------------------------------------------------------
-    def box(self, raw: Sequence[Any], where: str, label: Any = None, score: float = 1.0,
-            mapped: bool = False) -> None:
+    def box(
+        self, raw: Sequence[Any], where: str, label: Any = None, score: float = 1.0, mapped: bool = False
+    ) -> None:
         """Add a box from four model numbers ``x1, y1, x2, y2`` (``mapped``: already pixels)."""
         vals = [_num(v) for v in raw]
         if len(vals) != 4 or any(v is None for v in vals):
@@ -247,8 +261,11 @@ class _Builder:
         if not all(math.isfinite(v) for v in vals):
             self.warn(f"{where}: dropped box {_fmt(vals)}: non-finite coordinate")
             return
-        x1, y1, x2, y2 = vals if mapped else (self.mapx(vals[0]), self.mapy(vals[1]),
-                                               self.mapx(vals[2]), self.mapy(vals[3]))
+        x1, y1, x2, y2 = (
+            vals
+            if mapped
+            else (self.mapx(vals[0]), self.mapy(vals[1]), self.mapx(vals[2]), self.mapy(vals[3]))
+        )
         if x2 < x1 or y2 < y1:
             self.warn(f"{where}: box {_fmt(vals)} has swapped corners; reordered them")
             x1, x2 = min(x1, x2), max(x1, x2)
@@ -265,8 +282,9 @@ class _Builder:
             self.warn(f"{where}: box {_fmt(vals)} extends outside the {self.w}x{self.h} image; clipped")
         self.out.append(Detection(self.label(label), score, "box", shapely.box(cx1, cy1, cx2, cy2)))
 
-    def point(self, raw: Sequence[Any], where: str, label: Any = None, score: float = 1.0,
-              mapped: bool = False) -> None:
+    def point(
+        self, raw: Sequence[Any], where: str, label: Any = None, score: float = 1.0, mapped: bool = False
+    ) -> None:
         vals = [_num(v) for v in raw]
         if len(vals) != 2 or any(v is None for v in vals):
             self.warn(f"{where}: dropped point {list(raw)!r}: expected 2 numbers x, y")
@@ -281,8 +299,14 @@ class _Builder:
         x, y = min(max(x, 0.0), self.w), min(max(y, 0.0), self.h)
         self.out.append(Detection(self.label(label), score, "point", shapely.Point(x, y)))
 
-    def polygon(self, rings: Sequence[Sequence[Any]], where: str, label: Any = None, score: float = 1.0,
-                mapped: bool = False) -> None:
+    def polygon(
+        self,
+        rings: Sequence[Sequence[Any]],
+        where: str,
+        label: Any = None,
+        score: float = 1.0,
+        mapped: bool = False,
+    ) -> None:
         """Add one object made of one or more polygons, each a flat ``[x, y, x, y, ...]``."""
         parts: list[BaseGeometry] = []
         for k, ring in enumerate(rings):
@@ -339,8 +363,10 @@ def _guard(fmt: str, fn: Callable[..., list[Detection]], *args: Any) -> list[Det
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - the contract is "never raise on model text"
-        _warn(f"{fmt}: unexpected error while parsing the model output ({type(exc).__name__}: {exc}); "
-              "dropped it all (please report this as a parser bug)")
+        _warn(
+            f"{fmt}: unexpected error while parsing the model output ({type(exc).__name__}: {exc}); "
+            "dropped it all (please report this as a parser bug)"
+        )
         return []
 
 
@@ -387,7 +413,7 @@ def _relax(s: str) -> str:
             j, buf = i + 1, []
             while j < n and s[j] != c:
                 if s[j] == "\\" and j + 1 < n:
-                    buf.append(s[j:j + 2])
+                    buf.append(s[j : j + 2])
                     j += 2
                     continue
                 buf.append(s[j])
@@ -440,7 +466,7 @@ def _object_spans(text: str) -> tuple[list[str], bool]:
         elif c == "}" and depth > 0:
             depth -= 1
             if depth == 0:
-                spans.append(text[start:i + 1])
+                spans.append(text[start : i + 1])
         if not c.isspace():
             prev = c
         i += 1
@@ -491,7 +517,11 @@ def _key(d: Mapping, names: Sequence[str]) -> Any:
 
 
 def _is_numbers(v: Any, n: int) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) == n and all(not isinstance(x, (list, tuple, dict)) for x in v)
+    return (
+        isinstance(v, (list, tuple))
+        and len(v) == n
+        and all(not isinstance(x, (list, tuple, dict)) for x in v)
+    )
 
 
 def _qwen_items(items: list[Any], b: _Builder, where: str = "item") -> None:
@@ -502,8 +532,11 @@ def _qwen_items(items: list[Any], b: _Builder, where: str = "item") -> None:
             label = _key(item, _LABEL_KEYS)
             score = b.score(_key(item, _SCORE_KEYS), tag)
             if box is None and point is None:
-                nested = [v for v in item.values()
-                          if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v))]
+                nested = [
+                    v
+                    for v in item.values()
+                    if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v))
+                ]
                 if nested:
                     for v in nested:
                         _qwen_items(v if isinstance(v, list) else [v], b, f"{tag} /")
@@ -511,14 +544,22 @@ def _qwen_items(items: list[Any], b: _Builder, where: str = "item") -> None:
                     b.warn(f"{tag}: dropped {_short(json.dumps(item, default=str))}: no bbox_2d or point_2d")
                 continue
             if box is not None:
-                boxes = box if isinstance(box, list) and box and all(isinstance(x, (list, tuple)) for x in box) else [box]
+                boxes = (
+                    box
+                    if isinstance(box, list) and box and all(isinstance(x, (list, tuple)) for x in box)
+                    else [box]
+                )
                 for bx in boxes:
                     if isinstance(bx, (list, tuple)):
                         b.box(bx, tag, label, score)
                     else:
                         b.warn(f"{tag}: dropped bbox_2d {bx!r}: expected 4 numbers")
             if point is not None:
-                pts = point if isinstance(point, list) and point and all(isinstance(x, (list, tuple)) for x in point) else [point]
+                pts = (
+                    point
+                    if isinstance(point, list) and point and all(isinstance(x, (list, tuple)) for x in point)
+                    else [point]
+                )
                 for pt in pts:
                     if isinstance(pt, (list, tuple)):
                         b.point(pt, tag, label, score)
@@ -537,7 +578,7 @@ def _qwen_items(items: list[Any], b: _Builder, where: str = "item") -> None:
 def _leaves(text: str, b: _Builder, where: str = "list") -> list[list[float]]:
     """Innermost bracketed number lists ``[..]`` / ``(..)`` of a text, in order."""
     leaves = [[float(v) for v in _NUM_RE.findall(m.group(1))] for m in _LEAF_RE.finditer(text)]
-    tail = text[max(text.rfind("]"), text.rfind(")")) + 1:]
+    tail = text[max(text.rfind("]"), text.rfind(")")) + 1 :]
     if _OPEN_LEAF_RE.search(tail.rstrip()):
         b.warn(f"output is truncated inside a {where}; dropped the incomplete {_short(tail.strip()[-40:])}")
     return leaves
@@ -572,8 +613,12 @@ def _parse_json_grounding(text: Any, b: _Builder) -> list[Detection]:
 # ---------------------------------------------------------------------------------------
 # Parsers
 # ---------------------------------------------------------------------------------------
-def parse_qwen25(text: str, image_size: tuple[int, int], input_size: tuple[int, int] | None = None,
-                 label: str | None = None) -> list[Detection]:
+def parse_qwen25(
+    text: str,
+    image_size: tuple[int, int],
+    input_size: tuple[int, int] | None = None,
+    label: str | None = None,
+) -> list[Detection]:
     """Detections from Qwen2.5-VL JSON grounding output.
 
     Parameters
@@ -630,16 +675,22 @@ def parse_qwen3(text: str, image_size: tuple[int, int], label: str | None = None
     def rel(v: float, side: int) -> float:
         return (999.0 if 999.0 < v <= 1000.0 else v) * side / 1000.0
 
-    return _guard("qwen3", _parse_json_grounding, text,
-                  _Builder("qwen3", size, label, lambda v: rel(v, w), lambda v: rel(v, h)))
+    return _guard(
+        "qwen3",
+        _parse_json_grounding,
+        text,
+        _Builder("qwen3", size, label, lambda v: rel(v, w), lambda v: rel(v, h)),
+    )
 
 
 _QWEN2_TOKEN_RE = re.compile(
     r"<\|object_ref_start\|>(?P<ref>.*?)(?:<\|object_ref_end\|>|(?=<\|)|$)"
     r"|<\|box_start\|>(?P<box>.*?)(?P<end><\|box_end\|>|(?=<\|box_start\|>|<\|object_ref_start\|>)|$)",
-    re.DOTALL)
-_QWEN2_PLAIN_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)",
-                             re.IGNORECASE)
+    re.DOTALL,
+)
+_QWEN2_PLAIN_RE = re.compile(
+    rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)", re.IGNORECASE
+)
 
 
 def _parse_qwen2(text: Any, b: _Builder) -> list[Detection]:
@@ -661,9 +712,9 @@ def _parse_qwen2(text: Any, b: _Builder) -> list[Detection]:
             b.warn(f"{tag}: dropped {_short(m.group('box'))}: no coordinates")
             continue
         for i in range(0, len(nums) - len(nums) % 4, 4):
-            b.box(nums[i:i + 4], tag, current)
+            b.box(nums[i : i + 4], tag, current)
         if len(nums) % 4:
-            b.warn(f"{tag}: dropped {len(nums) % 4} stray coordinate(s) {_fmt(nums[-(len(nums) % 4):])}")
+            b.warn(f"{tag}: dropped {len(nums) % 4} stray coordinate(s) {_fmt(nums[-(len(nums) % 4) :])}")
     if nbox == 0:  # decoded with skip_special_tokens: "building(100,200),(300,400)"
         matches = list(_QWEN2_PLAIN_RE.finditer(text))
         for k, m in enumerate(matches, 1):
@@ -690,8 +741,12 @@ def parse_qwen2_boxes(text: str, image_size: tuple[int, int], label: str | None 
     """
     size = _check_size(image_size)
     w, h = size
-    return _guard("qwen2", _parse_qwen2, text,
-                  _Builder("qwen2", size, label, lambda v: v * w / 1000.0, lambda v: v * h / 1000.0))
+    return _guard(
+        "qwen2",
+        _parse_qwen2,
+        text,
+        _Builder("qwen2", size, label, lambda v: v * w / 1000.0, lambda v: v * h / 1000.0),
+    )
 
 
 _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
@@ -805,7 +860,7 @@ def _florence_text(text: str, task: str, b: _Builder) -> None:
             bins = [v for r in rings for v in r]
             for i in range(0, len(bins) - len(bins) % 4, 4):
                 nbox += 1
-                b.box(bins[i:i + 4], f"box {nbox}", phrase)
+                b.box(bins[i : i + 4], f"box {nbox}", phrase)
             if len(bins) % 4:
                 b.warn(f"dropped {len(bins) % 4} stray <loc_> token(s) after {phrase or 'a box'!r}")
 
@@ -861,8 +916,9 @@ def _parse_florence(text_or_dict: Any, task: str, b: _Builder) -> list[Detection
     return b.out
 
 
-def parse_florence(text_or_dict: str | Mapping, task: str, image_size: tuple[int, int],
-                   label: str | None = None) -> list[Detection]:
+def parse_florence(
+    text_or_dict: str | Mapping, task: str, image_size: tuple[int, int], label: str | None = None
+) -> list[Detection]:
     """Detections from Florence-2 output: raw ``<loc_N>`` text or the post-processed dict.
 
     Raw text: each location token ``<loc_N>`` (N in 0..999) is the centre of bin N of
@@ -894,9 +950,13 @@ def parse_florence(text_or_dict: str | Mapping, task: str, image_size: tuple[int
     size = _check_size(image_size)
     t = _norm_task(task)
     w, h = size
-    return _guard("florence", _parse_florence, text_or_dict, t,
-                  _Builder("florence", size, label, lambda v: (v + 0.5) * w / 1000.0,
-                           lambda v: (v + 0.5) * h / 1000.0))
+    return _guard(
+        "florence",
+        _parse_florence,
+        text_or_dict,
+        t,
+        _Builder("florence", size, label, lambda v: (v + 0.5) * w / 1000.0, lambda v: (v + 0.5) * h / 1000.0),
+    )
 
 
 # -- GeoChat --------------------------------------------------------------------------------
@@ -985,8 +1045,12 @@ def parse_geochat(text: str, image_size: tuple[int, int], label: str | None = No
     """
     size = _check_size(image_size)
     w, h = size
-    return _guard("geochat", _parse_geochat, text,
-                  _Builder("geochat", size, label, lambda v: v * w / 100.0, lambda v: v * h / 100.0))
+    return _guard(
+        "geochat",
+        _parse_geochat,
+        text,
+        _Builder("geochat", size, label, lambda v: v * w / 100.0, lambda v: v * h / 100.0),
+    )
 
 
 # -- plain lists ------------------------------------------------------------------------------
@@ -1011,8 +1075,9 @@ def _parse_plain(text: Any, relative: float | None, b: _Builder) -> list[Detecti
     return b.out
 
 
-def parse_boxes(text: str, image_size: tuple[int, int], label: str | None = None,
-                relative: float | None = None) -> list[Detection]:
+def parse_boxes(
+    text: str, image_size: tuple[int, int], label: str | None = None, relative: float | None = None
+) -> list[Detection]:
     """Detections from plain number lists: ``[x1, y1, x2, y2]``, lists of them, points.
 
     Every innermost bracketed list of numbers is read: four numbers are a box, two
@@ -1058,9 +1123,17 @@ _PARSERS: dict[str, Callable[..., list[Detection]]] = {
     "geochat": parse_geochat,
     "plain": parse_boxes,
 }
-_ALIASES = {"qwen25": "qwen2.5", "qwen2_5": "qwen2.5", "qwen2-5": "qwen2.5", "florence2": "florence",
-            "florence-2": "florence", "remote-reasoner": "remotereasoner", "remote_reasoner": "remotereasoner",
-            "boxes": "plain", "json": "plain"}
+_ALIASES = {
+    "qwen25": "qwen2.5",
+    "qwen2_5": "qwen2.5",
+    "qwen2-5": "qwen2.5",
+    "florence2": "florence",
+    "florence-2": "florence",
+    "remote-reasoner": "remotereasoner",
+    "remote_reasoner": "remotereasoner",
+    "boxes": "plain",
+    "json": "plain",
+}
 
 
 def normalize_format(fmt: str) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from georeason.errors import InputError
 
@@ -26,7 +27,7 @@ class GrounderSpec:
     config_json: str = "{}"
 
     @classmethod
-    def of(cls, name: str, config: dict[str, Any] | None = None) -> "GrounderSpec":
+    def of(cls, name: str, config: dict[str, Any] | None = None) -> GrounderSpec:
         return cls(name, json.dumps(config or {}, sort_keys=True, default=str))
 
     @property
@@ -48,8 +49,12 @@ _LOCK = threading.Lock()
 load_counts: dict[str, int] = {}
 
 
-def register(name: str, factory: Callable[[dict[str, Any]], Any], supports: Callable[[str], bool],
-             prepare: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None) -> None:
+def register(
+    name: str,
+    factory: Callable[[dict[str, Any]], Any],
+    supports: Callable[[str], bool],
+    prepare: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
+) -> None:
     """Register a grounder.
 
     ``factory(config) -> grounder``; ``supports(label) -> bool``; optional
@@ -99,7 +104,7 @@ def _ensure_builtin() -> None:
     if _BUILTIN_DONE:
         return
     _BUILTIN_DONE = True
-    from georeason.geo.spectral import SpectralGrounder, class_family
+    from georeason.models.spectral import SpectralGrounder, class_family
 
     def spectral(cfg: dict[str, Any]):
         return SpectralGrounder(
@@ -113,7 +118,7 @@ def _ensure_builtin() -> None:
     register("spectral", spectral, lambda label: class_family(label) is not None, prepare=prepare_spectral)
     _register_model_backends()
     try:  # transformers grounders (georeason[vlm]); registering imports no torch
-        from georeason.models.hf import register_hf_backends
+        from georeason.models.backends.hf import register_hf_backends
 
         register_hf_backends()
     except ImportError:
@@ -124,22 +129,22 @@ def _register_model_backends() -> None:
     """The remote (OpenAI-compatible API) and recorded-outputs grounders; imported lazily."""
 
     def remote(cfg: dict[str, Any]):
-        from georeason.models.remote import RemoteGrounder
+        from georeason.models.backends.remote import RemoteGrounder
 
         return RemoteGrounder(cfg)
 
     def prepare_remote(raster, options: dict[str, Any]) -> dict[str, Any]:
-        from georeason.models.remote import prepare_remote as prep
+        from georeason.models.backends.remote import prepare_remote as prep
 
         return prep(raster, options)
 
     def recorded(cfg: dict[str, Any]):
-        from georeason.models.recorded import RecordedGrounder
+        from georeason.models.backends.recorded import RecordedGrounder
 
         return RecordedGrounder(cfg)
 
     def prepare_recorded(raster, options: dict[str, Any]) -> dict[str, Any]:
-        from georeason.models.recorded import prepare_recorded as prep
+        from georeason.models.backends.recorded import prepare_recorded as prep
 
         return prep(raster, options)
 
@@ -160,13 +165,13 @@ def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
     if not opts.get("thresholds"):
         if raster is None:
             raise InputError("the spectral grounder needs a raster to fit its thresholds on")
-        from georeason.geo.spectral import fit_thresholds
+        from georeason.models.spectral import fit_thresholds
 
         opts["thresholds"] = {k: round(float(v), 6) for k, v in fit_thresholds(raster).items()}
     if "min_area_m2" not in opts:
         # minimum mapping unit: 3 pixels, measured in metres on the ground (never degrees);
         # single-pixel specks of an index threshold are noise, not objects
-        from georeason.geo.raster import raster_info
+        from georeason.geo.raster.io import raster_info
 
         if raster is None:
             opts["min_area_m2"] = 0.0

@@ -7,8 +7,8 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from georeason.geo.pipeline import answer_questions, grounded_scene
-from georeason.geo.scene import Scene, read_scene
+from georeason.geo.vector.scene import Scene, read_scene
+from georeason.pipeline import answer_questions, grounded_scene
 
 __all__ = ["load_vectors", "answer_item", "export_item"]
 
@@ -27,24 +27,41 @@ def load_vectors(paths: list[str], crs_wkt: str) -> Scene | None:
     if scene is not None:
         from pyproj import CRS
 
-        from georeason.geo.crs import reproject
+        from georeason.geo.vector.crs import reproject
 
         target = CRS.from_wkt(crs_wkt)
-        scene = Scene(scene.ids, scene.labels, reproject(scene.geoms, scene.crs, target), target,
-                      scores=scene.scores, attrs=scene.attrs, source=scene.source)
+        scene = Scene(
+            scene.ids,
+            scene.labels,
+            reproject(scene.geoms, scene.crs, target),
+            target,
+            scores=scene.scores,
+            attrs=scene.attrs,
+            source=scene.source,
+        )
         get_run_logger().info("loaded %d vector objects from %s", len(scene), ", ".join(paths))
     return scene
 
 
 @task(name="answer-questions", cache_policy=NO_CACHE)
-def answer_item(item: str, raster: str, crs_wkt: str, objects, failures, vectors: Scene | None,
-                questions: list[str], grounded: list[str], out_dir: str) -> tuple[list[dict], Scene]:
+def answer_item(
+    item: str,
+    raster: str,
+    crs_wkt: str,
+    objects,
+    failures,
+    vectors: Scene | None,
+    questions: list[str],
+    grounded: list[str],
+    out_dir: str,
+) -> tuple[list[dict], Scene]:
     """Build the item's scene and answer its questions; writes per-answer GeoJSON and masks."""
     from pyproj import CRS
 
     scene = grounded_scene(objects, CRS.from_wkt(crs_wkt), vectors, source=f"item {item}")
-    rows = answer_questions(scene, questions, Path(out_dir), raster=raster, grounded=grounded,
-                            failures=failures, item=item)
+    rows = answer_questions(
+        scene, questions, Path(out_dir), raster=raster, grounded=grounded, failures=failures, item=item
+    )
     log = get_run_logger()
     for r in rows:
         log.info("[%s] %s -> %s", item, r["question"], r.get("error") or r.get("reason") or r["answer"])
@@ -57,16 +74,24 @@ def export_item(item: str, raster: str, scene: Scene, rows: list[dict], out_dir:
     all objects (RFC 7946) and a quicklook PNG."""
     import shapely
 
-    from georeason.geo.export import feature_collection, rfc7946_geometry, write_geojson, write_table
-    from georeason.geo.quicklook import write_quicklook
+    from georeason.geo.export.layers import feature_collection, rfc7946_geometry, write_geojson, write_table
+    from georeason.geo.export.quicklook import write_quicklook
 
     out = Path(out_dir)
     files: dict[str, str] = {}
-    props = [{"id": str(scene.ids[i]), "class": str(scene.labels[i]),
-              "score": None if scene.scores[i] is None else float(scene.scores[i]),
-              "source": scene.attrs[i].get("source", "vector")} for i in range(len(scene))]
+    props = [
+        {
+            "id": str(scene.ids[i]),
+            "class": str(scene.labels[i]),
+            "score": None if scene.scores[i] is None else float(scene.scores[i]),
+            "source": scene.attrs[i].get("source", "vector"),
+        }
+        for i in range(len(scene))
+    ]
     if len(scene):
-        files["gpkg"] = str(write_table(props, list(scene.geoms), scene.crs, out / "objects.gpkg", layer="objects"))
+        files["gpkg"] = str(
+            write_table(props, list(scene.geoms), scene.crs, out / "objects.gpkg", layer="objects")
+        )
     fc = feature_collection(
         {"type": "Feature", "id": p["id"], "properties": p, "geometry": rfc7946_geometry(g, scene.crs)}
         for p, g in zip(props, scene.geoms)
@@ -76,8 +101,10 @@ def export_item(item: str, raster: str, scene: Scene, rows: list[dict], out_dir:
     for r in rows:
         for e in r.get("evidence") or []:
             evidence.append(shapely.geometry.shape(e["geometry"]))
-    from georeason.geo.crs import LONLAT, reproject
+    from georeason.geo.vector.crs import LONLAT, reproject
 
     ev_native = [reproject(g, LONLAT, scene.crs) for g in evidence]
-    files["quicklook"] = str(write_quicklook(raster, out / "quicklook.png", objects=list(scene.geoms), evidence=ev_native))
+    files["quicklook"] = str(
+        write_quicklook(raster, out / "quicklook.png", objects=list(scene.geoms), evidence=ev_native)
+    )
     return files

@@ -1,6 +1,6 @@
 """Prefect tasks for the raster half: plan tiles, fit the grounder, ground tile batches, merge.
 
-Thin wrappers around :mod:`georeason.geo.pipeline`; retries only where I/O happens.
+Thin wrappers around :mod:`georeason.pipeline`; retries only where I/O happens.
 
 Caching that is right, not just on. The tile-batch task's cache key is the task's source
 (:data:`prefect.cache_policies.TASK_SOURCE`) plus :class:`TileBatchKey`: the raster's
@@ -22,10 +22,10 @@ from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
 from georeason.errors import TileReadError
-from georeason.geo.pipeline import BatchResult, ground_batch, merge_batches
-from georeason.geo.raster import as_dataset
-from georeason.geo.tiling import Tile, plan_tiles
+from georeason.geo.raster.io import as_dataset
+from georeason.geo.raster.tiling import Tile, plan_tiles
 from georeason.models.registry import GrounderSpec, build_grounder, prepare_spec
+from georeason.pipeline import BatchResult, ground_batch, merge_batches
 
 __all__ = ["TileBatchKey", "GROUND_CACHE", "plan_item_tiles", "fit_grounder", "ground_tiles", "merge_tiles"]
 
@@ -34,7 +34,11 @@ GROUND_RETRIES = 2
 
 def _tile_key(t: Tile) -> tuple:
     w, c = t.window, t.core
-    return (tuple(t.index), (w.col_off, w.row_off, w.width, w.height), (c.col_off, c.row_off, c.width, c.height))
+    return (
+        tuple(t.index),
+        (w.col_off, w.row_off, w.width, w.height),
+        (c.col_off, c.row_off, c.width, c.height),
+    )
 
 
 @dataclass
@@ -81,8 +85,14 @@ def fit_grounder(raster: str, name: str, options: dict[str, Any]) -> GrounderSpe
     cache_policy=GROUND_CACHE,
     persist_result=True,
 )
-def ground_tiles(raster: str, raster_sha256: str, tiles: list[Tile], spec: GrounderSpec, classes: list[str],
-                 bands: list[str]) -> BatchResult:
+def ground_tiles(
+    raster: str,
+    raster_sha256: str,
+    tiles: list[Tile],
+    spec: GrounderSpec,
+    classes: list[str],
+    bands: list[str],
+) -> BatchResult:
     """Ground one batch of tiles.
 
     A tile that fails to read triggers a task retry (I/O is often transient); if it still
@@ -109,7 +119,11 @@ def ground_tiles(raster: str, raster_sha256: str, tiles: list[Tile], spec: Groun
 def merge_tiles(batches: list[BatchResult], classes: list[str], spec: GrounderSpec):
     """Seam-merge the batches of one raster into objects (see :func:`merge_batches`)."""
     cfg = spec.config
-    objects, failures = merge_batches(batches, classes, min_area_m2=float(cfg.get("min_area_m2", 0.0)),
-                                      simplify_m=float(cfg.get("simplify_m", 0.0)))
+    objects, failures = merge_batches(
+        batches,
+        classes,
+        min_area_m2=float(cfg.get("min_area_m2", 0.0)),
+        simplify_m=float(cfg.get("simplify_m", 0.0)),
+    )
     get_run_logger().info("merged into %d objects (%d tile failures)", len(objects), len(failures))
     return objects, failures

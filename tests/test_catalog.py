@@ -32,7 +32,9 @@ runner = CliRunner()
 TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)  # UTM 33N, 10 m pixels
 
 
-def make_tif(path: Path, *, crs="EPSG:32633", transform=TRANSFORM, size=64, tiled=False, count=3, descriptions=None):
+def make_tif(
+    path: Path, *, crs="EPSG:32633", transform=TRANSFORM, size=64, tiled=False, count=3, descriptions=None
+):
     profile = dict(driver="GTiff", width=size, height=size, count=count, dtype="uint8")
     if crs is not None:
         profile["crs"] = crs
@@ -55,8 +57,11 @@ def make_vectors(path: Path) -> Path:
     fc = {
         "type": "FeatureCollection",
         "features": [
-            {"type": "Feature", "properties": {"id": "b1", "class": "building"},
-             "geometry": {"type": "Point", "coordinates": [15.0, 45.1]}},
+            {
+                "type": "Feature",
+                "properties": {"id": "b1", "class": "building"},
+                "geometry": {"type": "Point", "coordinates": [15.0, 45.1]},
+            },
         ],
     }
     path.write_text(json.dumps(fc))
@@ -66,9 +71,11 @@ def make_vectors(path: Path) -> Path:
 def tree_hash(folder: Path) -> dict[str, str]:
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()} | {
-        str(p.relative_to(folder)) + "/": "dir" for p in folder.rglob("*") if p.is_dir()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    } | {str(p.relative_to(folder)) + "/": "dir" for p in folder.rglob("*") if p.is_dir()}
 
 
 @pytest.fixture
@@ -101,9 +108,15 @@ def test_add_ok_item_fields(tmp_path, src):
     assert d["properties"]["gsd"] == pytest.approx(10.0, rel=2e-3)  # ground size (UTM scale factor)
     assert d["assets"]["image"]["href"] == "./scene.tif"
     assert [b["name"] for b in d["assets"]["image"]["eo:bands"]] == ["red", "green", "blue"]
-    assert d["assets"]["image"]["file:checksum"] == sha256_multihash(hashlib.sha256(raster.read_bytes()).hexdigest())
+    assert d["assets"]["image"]["file:checksum"] == sha256_multihash(
+        hashlib.sha256(raster.read_bytes()).hexdigest()
+    )
     vec = d["assets"]["vector-roads"]
-    assert vec["type"] == "application/geo+json" and "vector" in vec["roles"] and vec["href"] == "./roads.geojson"
+    assert (
+        vec["type"] == "application/geo+json"
+        and "vector" in vec["roles"]
+        and vec["href"] == "./roads.geojson"
+    )
     cat_json = json.loads((cat / "catalog.json").read_text())
     assert cat_json["type"] == "Catalog"
     assert all(not l["href"].startswith("/") for l in cat_json["links"])
@@ -127,8 +140,16 @@ def test_add_ok_item_fields(tmp_path, src):
 
 
 def test_add_second_item_and_default_id(catalog, src):
-    add_item(catalog, make_tif(src / "Other Scene.tif", crs="EPSG:4326",
-                               transform=Affine(1e-4, 0, 15, 0, -1e-4, 45.0), count=1, descriptions=["pan"]))
+    add_item(
+        catalog,
+        make_tif(
+            src / "Other Scene.tif",
+            crs="EPSG:4326",
+            transform=Affine(1e-4, 0, 15, 0, -1e-4, 45.0),
+            count=1,
+            descriptions=["pan"],
+        ),
+    )
     items = {i.id: i for i in list_items(catalog)}
     assert set(items) == {"scene", "Other-Scene"}
     assert items["Other-Scene"].crs == "EPSG:4326" and items["Other-Scene"].bands == ["pan"]
@@ -138,8 +159,19 @@ def test_add_second_item_and_default_id(catalog, src):
 
 def test_cli_add_list_validate(tmp_path, src):
     cat = tmp_path / "cat"
-    r = runner.invoke(catalog_app, ["add", str(make_tif(src / "a.tif")), "--catalog", str(cat), "--id", "a",
-                                    "--vectors", str(make_vectors(src / "b.geojson"))])
+    r = runner.invoke(
+        catalog_app,
+        [
+            "add",
+            str(make_tif(src / "a.tif")),
+            "--catalog",
+            str(cat),
+            "--id",
+            "a",
+            "--vectors",
+            str(make_vectors(src / "b.geojson")),
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(catalog_app, ["list", "--catalog", str(cat)])
     assert r.exit_code == 0 and "EPSG:32633" in r.stdout and "b.geojson" in r.stdout and "red" in r.stdout
@@ -159,7 +191,10 @@ def test_raster_inside_catalog_referenced_in_place(tmp_path):
     assert d["assets"]["image"]["href"] == "./img.tif"
     # another item may reference a file of another folder in place, relatively
     add_item(cat, raster, item_id="again")
-    assert json.loads((cat / "again" / "again.json").read_text())["assets"]["image"]["href"] == "../landsat/img.tif"
+    assert (
+        json.loads((cat / "again" / "again.json").read_text())["assets"]["image"]["href"]
+        == "../landsat/img.tif"
+    )
     assert validate_catalog(cat) == []
 
 
@@ -233,7 +268,9 @@ def test_refuse_existing_id_unless_replace(catalog, src):
     _refused(catalog, [str(other), "--id", "scene"], "--replace")
     with pytest.raises(CatalogError, match="already exists"):
         add_item(catalog, other, item_id="scene")
-    r = runner.invoke(catalog_app, ["add", str(other), "--id", "scene", "--replace", "--catalog", str(catalog)])
+    r = runner.invoke(
+        catalog_app, ["add", str(other), "--id", "scene", "--replace", "--catalog", str(catalog)]
+    )
     assert r.exit_code == 0, r.output
     (info,) = list_items(catalog)
     assert info.raster_path.name == "scene2.tif" and info.vector_paths == []

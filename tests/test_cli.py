@@ -18,8 +18,14 @@ SAMPLE = REPO / "data_catalog" / "sample"
 def georeason(*args: str, env=None, timeout=300) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("georeason")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "georeason.cli"]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})), cwd=REPO)
+    return subprocess.run(
+        cmd + list(args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, **(env or {})),
+        cwd=REPO,
+    )
 
 
 def test_ask_json_is_one_object_with_the_contract_keys():
@@ -101,7 +107,9 @@ def test_questions_file_answers_500_questions_in_one_process(tmp_path):
     assert len(rows) == 500
     assert [r["question"] for r in rows] == qs
     errors = [r for r in rows if r.get("error")]
-    assert len(errors) == qs.count("Why is the sky blue?") and all("cannot parse" in e["error"] for e in errors)
+    assert len(errors) == qs.count("Why is the sky blue?") and all(
+        "cannot parse" in e["error"] for e in errors
+    )
     answered = [r for r in rows if not r.get("error") and not r["abstained"]]
     assert len(answered) == 500 - len(errors) - qs.count("What is the area of the lake?")
 
@@ -120,8 +128,17 @@ def test_ask_on_a_raster_grounds_the_classes_it_needs(tmp_path):
     assert json.loads(r.stdout)["answer"] == truth_lakes
     # combined with a vector layer (roads) and a pixel answer written as a mask
     mask = tmp_path / "water.tif"
-    r = georeason("ask", "Which pixels are water within 150 m of #road-1?", "--raster", str(SAMPLE / "sample_scene.tif"),
-                  "--objects", str(SAMPLE / "sample_roads.geojson"), "--mask", str(mask), "--json")
+    r = georeason(
+        "ask",
+        "Which pixels are water within 150 m of #road-1?",
+        "--raster",
+        str(SAMPLE / "sample_scene.tif"),
+        "--objects",
+        str(SAMPLE / "sample_roads.geojson"),
+        "--mask",
+        str(mask),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["kind"] == "pixel" and d["answer"] > 0 and mask.exists()
@@ -131,8 +148,16 @@ def test_ask_on_a_raster_grounds_the_classes_it_needs(tmp_path):
 def test_run_command_writes_answers(prefect_harness, tmp_path):
     qfile = tmp_path / "q.txt"
     qfile.write_text("How many lakes are there?\nWhat is the length of #road-1 in km?\n")
-    r = georeason("run", "--item", "sample", "--questions", str(qfile), "--out", str(tmp_path / "out"),
-                  env={"PREFECT_API_URL": prefect_harness})
+    r = georeason(
+        "run",
+        "--item",
+        "sample",
+        "--questions",
+        str(qfile),
+        "--out",
+        str(tmp_path / "out"),
+        env={"PREFECT_API_URL": prefect_harness},
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rows = [json.loads(x) for x in (tmp_path / "out" / "answers.jsonl").read_text().splitlines()]
     assert [x["answer"] for x in rows][0] == 3

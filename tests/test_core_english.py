@@ -22,8 +22,8 @@ from georeason.errors import (
     MissingCRSError,
     QuestionParseError,
 )
-from georeason.geo.english import SUPPORTED_FORMS, ask, compile_question
-from georeason.geo.scene import Scene
+from georeason.geo.language.english import SUPPORTED_FORMS, ask, compile_question
+from georeason.geo.vector.scene import Scene
 
 G = Geod(ellps="WGS84")
 REL = 1e-3
@@ -186,7 +186,9 @@ def test_distance_to_the_river(scene):
 
 
 def test_distance_to_wkt_and_coordinate_list(scene):
-    assert value(scene, "How far is #w1 from POINT (10 50.02)?").value == pytest.approx(inv(*W1, 10, 50.02), rel=1e-6)
+    assert value(scene, "How far is #w1 from POINT (10 50.02)?").value == pytest.approx(
+        inv(*W1, 10, 50.02), rel=1e-6
+    )
     # polyline given as a coordinate list: nearest point is its east end
     ans = value(scene, "What is the distance between #w1 and [[9.9, 50.0], [9.95, 50.0]]?")
     assert ans.value == pytest.approx(inv(*W1, 9.95, 50.0), rel=REL)
@@ -348,7 +350,10 @@ def test_predicates(scene, question, expected):
         ("How many buildings are within 135 m of #w1?", 0),
         ("How many buildings are there within 1 km of the river?", 2),
         ("How many buildings are within 0 m of #sh1?", 1),  # b1 touches the shed
-        ("How many buildings are inside the region POLYGON ((9.99 49.99, 10.01 49.99, 10.01 50.02, 9.99 50.02, 9.99 49.99))?", 2),
+        (
+            "How many buildings are inside the region POLYGON ((9.99 49.99, 10.01 49.99, 10.01 50.02, 9.99 50.02, 9.99 49.99))?",
+            2,
+        ),
         ("How many buildings are inside [9.9, 49.95, 10.1, 50.05]?", 3),
         ("How many benches are inside #park?", 1),
         ("How many statues are inside #park?", 0),
@@ -387,8 +392,15 @@ def test_show_within_sorted_by_distance(scene):
 
 def test_show_inside(scene):
     assert value(scene, "Show all buildings inside [9.9, 49.95, 10.1, 50.05]").value == ["b1", "b2", "b3"]
-    assert value(scene, "Which masts are inside the region [10.0, 50.0, 10.02, 50.01]?").value == ["m30", "m40", "m50", "m70"]
-    assert value(scene, "List all lakes within the region POLYGON ((10 50, 10.1 50, 10.1 50.1, 10 50.1, 10 50))").value == ["lake-big"]
+    assert value(scene, "Which masts are inside the region [10.0, 50.0, 10.02, 50.01]?").value == [
+        "m30",
+        "m40",
+        "m50",
+        "m70",
+    ]
+    assert value(
+        scene, "List all lakes within the region POLYGON ((10 50, 10.1 50, 10.1 50.1, 10 50.1, 10 50))"
+    ).value == ["lake-big"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -475,7 +487,8 @@ A_SMALL = ring_area(LAKE_SMALL)
         ("What is the area of [10.0, 50.0, 10.01, 50.01]?", ring_area(box(10.0, 50.0, 10.01, 50.01)), "m2"),
         (
             "What is the area of [[10, 50], [10.01, 50], [10.01, 50.01], [10, 50.01], [10, 50]]?",
-            ring_area(box(10.0, 50.0, 10.01, 50.01)), "m2",
+            ring_area(box(10.0, 50.0, 10.01, 50.01)),
+            "m2",
         ),
         ("What is the area of the lake at [10.06, 49.98, 10.065, 49.986]?", A_SMALL, "m2"),
         ("What is the area of #w1?", 0.0, "m2"),
@@ -499,9 +512,14 @@ def test_area(scene, question, expected, unit):
         ("What is the perimeter of #park?", ring_perimeter(PARK_OUT) + ring_perimeter(PARK_HOLE), "m"),
         (
             "How long is the line [[10, 50], [10, 50.1], [10.1, 50.1]]?",
-            inv(10, 50, 10, 50.1) + inv(10, 50.1, 10.1, 50.1), "m",
+            inv(10, 50, 10, 50.1) + inv(10, 50.1, 10.1, 50.1),
+            "m",
         ),
-        ("What is the length of the polyline [[10, 50], [10.1, 50]] in km?", inv(10, 50, 10.1, 50) / 1000, "km"),
+        (
+            "What is the length of the polyline [[10, 50], [10.1, 50]] in km?",
+            inv(10, 50, 10.1, 50) / 1000,
+            "km",
+        ),
     ],
 )
 def test_length(scene, question, expected, unit):
@@ -519,7 +537,9 @@ def test_total_area(scene):
     clipped = ring_area(box(10.02, 50.02, 10.035, 50.04))
     ans = value(scene, "What is the total area of lakes inside [10.0, 50.0, 10.035, 50.05]?")
     assert ans.value == pytest.approx(clipped, rel=REL)
-    ans = value(scene, "What is the total area of the lakes within the region [10.0, 49.9, 10.1, 50.1] in hectares?")
+    ans = value(
+        scene, "What is the total area of the lakes within the region [10.0, 49.9, 10.1, 50.1] in hectares?"
+    )
     assert ans.unit == "ha"
     assert ans.value == pytest.approx((A_BIG + A_SMALL) / 1e4, rel=REL)
 
@@ -531,7 +551,7 @@ def test_total_area_counts_overlap_once(scene):
         {"id": "x", "op": "area", "args": {"of": "$s"}},
         {"id": "out", "op": "answer", "args": {"value": "$x"}},
     ]
-    from georeason.geo.executor import execute
+    from georeason.geo.language.executor import execute
 
     overlap = ring_area(box(10.045, 50.035, 10.05, 50.04))
     expected = A_BIG + ring_area(WETLAND) - overlap
@@ -580,7 +600,11 @@ def test_pixel_coordinates(scene):
     assert ans.value == pytest.approx(inv(*W1, 10.0, 50.02), rel=1e-6)
     ans = value(scene, "What is the area of [1000, 900, 1100, 1000] in pixels?", pixel=pixel)
     assert ans.value == pytest.approx(ring_area(box(10.0, 50.0, 10.01, 50.01)), rel=REL)
-    ans = value(scene, "How many buildings are inside the region [900, 800, 1100, 1100] in pixel coordinates?", pixel=pixel)
+    ans = value(
+        scene,
+        "How many buildings are inside the region [900, 800, 1100, 1100] in pixel coordinates?",
+        pixel=pixel,
+    )
     assert ans.value == 2  # lon 9.99..10.01, lat 49.99..50.02: b1, b2
 
 
@@ -653,7 +677,14 @@ def pacific():
     return Scene(
         ["p0", "s1", "s2", "s3", "isl", "pseam"],
         ["buoy", "ship", "ship", "ship", "island", "beacon"],
-        [Point(179.99, 0.0), Point(-179.99, 0.0), Point(179.95, 0.0), Point(-179.8, 0.05), ISLAND, Point(180.0, 0.05)],
+        [
+            Point(179.99, 0.0),
+            Point(-179.99, 0.0),
+            Point(179.95, 0.0),
+            Point(-179.8, 0.05),
+            ISLAND,
+            Point(180.0, 0.05),
+        ],
         "EPSG:4326",
     )
 
@@ -707,7 +738,9 @@ def test_antimeridian_island_measures(pacific):
     # by symmetry about the axis, the same box centred on lon 0
     expected = ring_area(box(-0.1, -0.1, 0.1, 0.1))
     assert value(pacific, "What is the area of #isl?").value == pytest.approx(expected, rel=REL)
-    assert value(pacific, "How far is #s3 from #isl?").value == pytest.approx(inv(-179.8, 0.05, -179.9, 0.05), rel=REL)
+    assert value(pacific, "How far is #s3 from #isl?").value == pytest.approx(
+        inv(-179.8, 0.05, -179.9, 0.05), rel=REL
+    )
     assert value(pacific, "How far is #p0 from #isl?").value == 0.0
 
 
@@ -719,7 +752,13 @@ BOWTIE = Polygon([(10, 50), (10.01, 50.01), (10.01, 50), (10, 50.01), (10, 50)])
 
 def test_invalid_geometry_is_repaired_with_a_warning():
     with pytest.warns(GeometryRepairedWarning, match="'bowtie'"):
-        s = Scene(["ok", "bowtie"], ["field", "field"], [box(0, 0, 1, 1), BOWTIE], "EPSG:4326", source="fields.geojson")
+        s = Scene(
+            ["ok", "bowtie"],
+            ["field", "field"],
+            [box(0, 0, 1, 1), BOWTIE],
+            "EPSG:4326",
+            source="fields.geojson",
+        )
     g = s.geoms[s.index("bowtie")]
     assert g.is_valid and g.geom_type == "MultiPolygon"
     # the two triangles of the bowtie

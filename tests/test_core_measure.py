@@ -15,8 +15,8 @@ import shapely
 from pyproj import CRS, Geod, Transformer
 from shapely import LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon, box
 
-from georeason.geo.executor import execute
-from georeason.geo.measure import (
+from georeason.geo.language.executor import execute
+from georeason.geo.vector.measure import (
     COMPASS_8,
     COMPASS_16,
     area_m2,
@@ -29,7 +29,7 @@ from georeason.geo.measure import (
     distance_m,
     length_m,
 )
-from georeason.geo.scene import Scene
+from georeason.geo.vector.scene import Scene
 
 G = Geod(ellps="WGS84")
 REL = 1e-3  # the 0.1 % accuracy bound
@@ -115,7 +115,9 @@ BOX_POINT_CASES = [
     pytest.param(box(179.9, -0.1, 180.0, 0.1), (-179.95, 0.0), (180.0, 0.0), id="antimeridian-east"),
     pytest.param(
         MultiPolygon([box(179.9, -0.1, 180.0, 0.1), box(-180.0, -0.1, -179.9, 0.1)]),
-        (-179.8, 0.0), (-179.9, 0.0), id="antimeridian-split-multipolygon",
+        (-179.8, 0.0),
+        (-179.9, 0.0),
+        id="antimeridian-split-multipolygon",
     ),
     pytest.param(box(-180.0, 10.0, -179.95, 10.1), (179.97, 10.05), (-180.0, 10.05), id="antimeridian-west"),
 ]
@@ -192,7 +194,8 @@ def test_polygon_polygon_across_antimeridian():
         pytest.param(box(0, 0, 1, 1), LineString([(-1, 0.5), (2, 0.5)]), id="line-through-box"),
         pytest.param(
             MultiPolygon([box(179.9, -0.1, 180.0, 0.1), box(-180.0, -0.1, -179.9, 0.1)]),
-            Point(-179.95, 0.0), id="antimeridian-point-inside",
+            Point(-179.95, 0.0),
+            id="antimeridian-point-inside",
         ),
         pytest.param(box(179.9, -0.1, 180, 0.1), box(-180, -0.1, -179.9, 0.1), id="antimeridian-touching"),
     ],
@@ -289,10 +292,28 @@ def test_bearing_of_coinciding_centroids_is_nan():
 @pytest.mark.parametrize(
     "az, name",
     [
-        (0.0, "N"), (22.49, "N"), (22.5, "NE"), (45.0, "NE"), (67.49, "NE"), (67.5, "E"),
-        (90.0, "E"), (112.5, "SE"), (157.49, "SE"), (157.5, "S"), (180.0, "S"), (202.5, "SW"),
-        (247.5, "W"), (292.49, "W"), (292.5, "NW"), (337.49, "NW"), (337.5, "N"), (359.99, "N"),
-        (360.0, "N"), (-10.0, "N"), (-22.6, "NW"), (450.0, "E"),
+        (0.0, "N"),
+        (22.49, "N"),
+        (22.5, "NE"),
+        (45.0, "NE"),
+        (67.49, "NE"),
+        (67.5, "E"),
+        (90.0, "E"),
+        (112.5, "SE"),
+        (157.49, "SE"),
+        (157.5, "S"),
+        (180.0, "S"),
+        (202.5, "SW"),
+        (247.5, "W"),
+        (292.49, "W"),
+        (292.5, "NW"),
+        (337.49, "NW"),
+        (337.5, "N"),
+        (359.99, "N"),
+        (360.0, "N"),
+        (-10.0, "N"),
+        (-22.6, "NW"),
+        (450.0, "E"),
     ],
 )
 def test_compass_8_sector_boundaries(az, name):
@@ -302,10 +323,27 @@ def test_compass_8_sector_boundaries(az, name):
 @pytest.mark.parametrize(
     "az, name",
     [
-        (0.0, "N"), (11.24, "N"), (11.25, "NNE"), (22.5, "NNE"), (33.74, "NNE"), (33.75, "NE"),
-        (56.25, "ENE"), (78.75, "E"), (101.25, "ESE"), (123.75, "SE"), (146.25, "SSE"),
-        (168.75, "S"), (191.25, "SSW"), (213.75, "SW"), (236.25, "WSW"), (258.75, "W"),
-        (281.25, "WNW"), (303.75, "NW"), (326.25, "NNW"), (348.74, "NNW"), (348.75, "N"),
+        (0.0, "N"),
+        (11.24, "N"),
+        (11.25, "NNE"),
+        (22.5, "NNE"),
+        (33.74, "NNE"),
+        (33.75, "NE"),
+        (56.25, "ENE"),
+        (78.75, "E"),
+        (101.25, "ESE"),
+        (123.75, "SE"),
+        (146.25, "SSE"),
+        (168.75, "S"),
+        (191.25, "SSW"),
+        (213.75, "SW"),
+        (236.25, "WSW"),
+        (258.75, "W"),
+        (281.25, "WNW"),
+        (303.75, "NW"),
+        (326.25, "NNW"),
+        (348.74, "NNW"),
+        (348.75, "N"),
     ],
 )
 def test_compass_16_sector_boundaries(az, name):
@@ -338,18 +376,40 @@ def test_direction_returns_azimuth_and_name():
     "az, name, ok",
     [
         # cardinal names +-45
-        (0.0, "N", True), (45.0, "N", True), (45.01, "N", False), (315.0, "N", True),
-        (314.99, "N", False), (359.0, "N", True), (90.0, "E", True), (135.0, "E", True),
-        (180.0, "S", True), (224.0, "S", True), (270.0, "W", True), (200.0, "W", False),
+        (0.0, "N", True),
+        (45.0, "N", True),
+        (45.01, "N", False),
+        (315.0, "N", True),
+        (314.99, "N", False),
+        (359.0, "N", True),
+        (90.0, "E", True),
+        (135.0, "E", True),
+        (180.0, "S", True),
+        (224.0, "S", True),
+        (270.0, "W", True),
+        (200.0, "W", False),
         # intercardinal +-22.5
-        (45.0, "NE", True), (22.5, "NE", True), (67.5, "NE", True), (22.49, "NE", False),
-        (67.51, "NE", False), (30.0, "NE", True), (70.0, "NE", False), (225.0, "SW", True),
-        (315.0, "NW", True), (340.0, "NW", False), (135.0, "SE", True),
+        (45.0, "NE", True),
+        (22.5, "NE", True),
+        (67.5, "NE", True),
+        (22.49, "NE", False),
+        (67.51, "NE", False),
+        (30.0, "NE", True),
+        (70.0, "NE", False),
+        (225.0, "SW", True),
+        (315.0, "NW", True),
+        (340.0, "NW", False),
+        (135.0, "SE", True),
         # 16-point names +-11.25
-        (22.5, "NNE", True), (11.25, "NNE", True), (33.75, "NNE", True), (34.0, "NNE", False),
-        (350.0, "NNW", False), (337.5, "NNW", True),
+        (22.5, "NNE", True),
+        (11.25, "NNE", True),
+        (33.75, "NNE", True),
+        (34.0, "NNE", False),
+        (350.0, "NNW", False),
+        (337.5, "NNW", True),
         # case-insensitive
-        (10.0, "n", True), (50.0, "ne", True),
+        (10.0, "n", True),
+        (50.0, "ne", True),
     ],
 )
 def test_azimuth_matches(az, name, ok):
@@ -488,19 +548,24 @@ def _obj(sid, oid):
     "steps, expected",
     [
         pytest.param(
-            [_obj("a", "a"), _obj("b", "b"),
-             {"id": "x", "op": "distance", "args": {"a": "$a", "b": "$b"}}],
+            [_obj("a", "a"), _obj("b", "b"), {"id": "x", "op": "distance", "args": {"a": "$a", "b": "$b"}}],
             # facing meridian edges converge northward: closest at the top corners
-            inv(15.01, 48.01, 15.05, 48.01), id="distance-min",
+            inv(15.01, 48.01, 15.05, 48.01),
+            id="distance-min",
         ),
         pytest.param(
-            [_obj("a", "a"), _obj("p", "p"),
-             {"id": "x", "op": "distance", "args": {"a": "$a", "b": "$p", "mode": "centroid"}}],
-            inv(15.005, 48.005, 15.1, 48.2), id="distance-centroid",
+            [
+                _obj("a", "a"),
+                _obj("p", "p"),
+                {"id": "x", "op": "distance", "args": {"a": "$a", "b": "$p", "mode": "centroid"}},
+            ],
+            inv(15.005, 48.005, 15.1, 48.2),
+            id="distance-centroid",
         ),
         pytest.param(
             [_obj("r", "r"), {"id": "x", "op": "length", "args": {"of": "$r"}}],
-            inv(14.9, 47.9, 15.0, 48.1) + inv(15.0, 48.1, 15.2, 48.15), id="length",
+            inv(14.9, 47.9, 15.0, 48.1) + inv(15.0, 48.1, 15.2, 48.15),
+            id="length",
         ),
         pytest.param(
             [_obj("h", "h"), {"id": "x", "op": "area", "args": {"of": "$h"}}],

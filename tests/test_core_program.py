@@ -5,16 +5,22 @@ from __future__ import annotations
 import copy
 import json
 
+import jsonschema  # noqa: E402  (installed with prefect, a core dependency)
 import pytest
-from shapely import LineString, Point, box
+from shapely import LineString, box
 
 from georeason.errors import InputError, ProgramValidationError
-from georeason.geo.english import compile_question
-from georeason.geo.executor import execute
-from georeason.geo.program import OPS, T, Program, parse_program, program_json_schema, validate_program
-from georeason.geo.scene import Scene
-
-import jsonschema  # noqa: E402  (installed with prefect, a core dependency)
+from georeason.geo.language.english import compile_question
+from georeason.geo.language.executor import execute
+from georeason.geo.language.program import (
+    OPS,
+    Program,
+    T,
+    parse_program,
+    program_json_schema,
+    validate_program,
+)
+from georeason.geo.vector.scene import Scene
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +88,20 @@ def test_schema_accepts_valid_program(validator):
     "bad",
     [
         pytest.param([{"id": "x", "op": "teleport", "args": {}}], id="unknown-op"),
-        pytest.param([{"id": "x", "op": "distance", "args": {"a": "$a", "b": "$b", "unit": "furlong"}}], id="bad-unit"),
+        pytest.param(
+            [{"id": "x", "op": "distance", "args": {"a": "$a", "b": "$b", "unit": "furlong"}}], id="bad-unit"
+        ),
         pytest.param([{"id": "x", "op": "distance", "args": {"a": "a", "b": "$b"}}], id="ref-without-dollar"),
         pytest.param([{"id": "x", "op": "object", "args": {"id": "b1", "colour": "red"}}], id="extra-arg"),
         pytest.param([{"id": "x", "op": "object"}], id="no-args"),
         pytest.param([{"id": "1x", "op": "object", "args": {"id": "b1"}}], id="bad-step-id"),
-        pytest.param([{"id": "x", "op": "nearest", "args": {"objects": "$a", "to": "$b", "k": 0}}], id="k-zero"),
-        pytest.param([{"id": "x", "op": "within_distance", "args": {"objects": "$a", "of": "$b", "distance": -1}}], id="negative-distance"),
+        pytest.param(
+            [{"id": "x", "op": "nearest", "args": {"objects": "$a", "to": "$b", "k": 0}}], id="k-zero"
+        ),
+        pytest.param(
+            [{"id": "x", "op": "within_distance", "args": {"objects": "$a", "of": "$b", "distance": -1}}],
+            id="negative-distance",
+        ),
         pytest.param({"id": "x"}, id="not-a-list"),
     ],
 )
@@ -224,8 +237,21 @@ def test_question_forms_cover_every_query_op():
     """Each SUPPORTED_FORMS family is exercised: the final ops of QUESTIONS cover them all."""
     final_ops = {compile_question(q)[-2]["op"] for q in QUESTIONS}
     assert final_ops >= {
-        "distance", "direction", "bearing", "is_direction", "relation", "predicate", "count",
-        "within_distance", "inside", "nearest", "farthest", "argmax", "argmin", "area", "length",
+        "distance",
+        "direction",
+        "bearing",
+        "is_direction",
+        "relation",
+        "predicate",
+        "count",
+        "within_distance",
+        "inside",
+        "nearest",
+        "farthest",
+        "argmax",
+        "argmin",
+        "area",
+        "length",
         "total_area",
     }
     all_ops = {s["op"] for q in QUESTIONS for s in compile_question(q)}
@@ -244,7 +270,12 @@ def test_program_types():
         ]
     )
     assert program.types() == {
-        "s": T.OBJECTS, "o": T.OBJECT, "n1": T.OBJECT, "n2": T.OBJECTS, "c": T.COUNT, "out": T.ANSWER,
+        "s": T.OBJECTS,
+        "o": T.OBJECT,
+        "n1": T.OBJECT,
+        "n2": T.OBJECTS,
+        "c": T.COUNT,
+        "out": T.ANSWER,
     }
 
 
@@ -414,7 +445,11 @@ def test_last_step_not_answer():
 
 
 def test_answer_before_the_end():
-    prog = copy.deepcopy(VALID[:3]) + [answer(sid="early"), {"id": "y", "op": "object", "args": {"id": "b1"}}, answer("$y")]
+    prog = copy.deepcopy(VALID[:3]) + [
+        answer(sid="early"),
+        {"id": "y", "op": "object", "args": {"id": "b1"}},
+        answer("$y"),
+    ]
     exc = _rejected(prog)
     assert exc.step == "early" and exc.arg == "op"
 

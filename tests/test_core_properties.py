@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from pyproj import CRS, Geod, Transformer
 from shapely import LineString, MultiPoint, Point, Polygon, box
 
-from georeason.geo.measure import bearing_deg, distance_m
-from georeason.geo.topology import PREDICATES, RELATIONS, de9im, predicate, relate, relation
+from georeason.geo.vector.measure import bearing_deg, distance_m
+from georeason.geo.vector.topology import PREDICATES, RELATIONS, de9im, predicate, relate, relation
 
 G = Geod(ellps="WGS84")
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -206,7 +206,7 @@ def test_relation_is_invariant_across_the_antimeridian(a, b, shift_seed):
 
     ma, mb = move(a), move(b)
     # a shape cut by the seam would need splitting into parts; keep those out
-    for g, m in ((a, ma), (b, mb)):
+    for g, _m in ((a, ma), (b, mb)):
         xs = shapely.get_coordinates(g)[:, 0] + offset
         assume(not (xs.min() < 180.0 < xs.max()) or g.geom_type in ("Point", "MultiPoint"))
     assert relation(ma, mb, geographic=True) == base
@@ -266,8 +266,8 @@ def test_geodesic_and_utm_distance_agree(lon, lat, az, dist, size_a, size_b):
 # ---------------------------------------------------------------------------------------
 # group queries (STRtree + projected pre-filter) agree with brute-force geodesic distances
 # ---------------------------------------------------------------------------------------
-from georeason.geo import group  # noqa: E402
-from georeason.geo.scene import Scene  # noqa: E402
+from georeason.geo.vector import group  # noqa: E402
+from georeason.geo.vector.scene import Scene  # noqa: E402
 
 
 @st.composite

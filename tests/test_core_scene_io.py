@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import warnings
 
+import geopandas as gpd  # noqa: E402
 import numpy as np
+import pyogrio  # noqa: E402,F401
 import pytest
 from pyproj import Geod
-
-import geopandas as gpd  # noqa: E402
-import pyogrio  # noqa: E402,F401
-
 from shapely import LineString, Point, Polygon, box  # noqa: E402
 
 from georeason.errors import InputError, MissingCRSError, VectorReadError  # noqa: E402
-from georeason.geo.english import ask  # noqa: E402
-from georeason.geo.executor import execute  # noqa: E402
-from georeason.geo.scene import read_scene  # noqa: E402
+from georeason.geo.language.english import ask  # noqa: E402
+from georeason.geo.language.executor import execute  # noqa: E402
+from georeason.geo.vector.scene import read_scene  # noqa: E402
 
 G = Geod(ellps="WGS84")
 REL = 1e-3
@@ -42,7 +40,9 @@ B2 = box(9.9999, 50.0109, 10.0001, 50.0111)
 B3 = box(9.9479, 49.9999, 9.9481, 50.0001)
 LAKE_BIG = box(10.02, 50.02, 10.05, 50.04)
 LAKE_SMALL = box(10.06, 49.98, 10.065, 49.985)
-PARK = Polygon(box(9.97, 49.97, 9.99, 49.99).exterior.coords, [box(9.975, 49.975, 9.985, 49.985).exterior.coords])
+PARK = Polygon(
+    box(9.97, 49.97, 9.99, 49.99).exterior.coords, [box(9.975, 49.975, 9.985, 49.985).exterior.coords]
+)
 RIVER = LineString([(9.98, 50.005), (10.02, 50.005)])
 
 ROWS = [
@@ -62,9 +62,16 @@ ROWS = [
 def _gdf(crs="EPSG:4326"):
     ids, classes, names, codes, heights, scores, geoms = zip(*ROWS)
     gdf = gpd.GeoDataFrame(
-        {"id": ids, "class": classes, "name": names, "code": codes, "height": heights,
-         "score": [np.nan if s is None else s for s in scores]},
-        geometry=list(geoms), crs="EPSG:4326",
+        {
+            "id": ids,
+            "class": classes,
+            "name": names,
+            "code": codes,
+            "height": heights,
+            "score": [np.nan if s is None else s for s in scores],
+        },
+        geometry=list(geoms),
+        crs="EPSG:4326",
     )
     return gdf.to_crs(crs) if crs != "EPSG:4326" else gdf
 
@@ -123,7 +130,10 @@ QUESTIONS = [
     ("What is the total area of lakes?", ring_area(LAKE_BIG) + ring_area(LAKE_SMALL)),
     ("What is the bearing from #w1 to #b1?", G.inv(10.0, 50.0, 10.002, 50.0)[0]),
     ("How many buildings are within 2 km of #w1?", 2),
-    ("How many buildings are inside the region POLYGON ((9.99 49.99, 10.01 49.99, 10.01 50.02, 9.99 50.02, 9.99 49.99))?", 2),
+    (
+        "How many buildings are inside the region POLYGON ((9.99 49.99, 10.01 49.99, 10.01 50.02, 9.99 50.02, 9.99 49.99))?",
+        2,
+    ),
     ("How many lakes are there?", 2),
     ("Which building is nearest to #w1?", "b1"),
     ("Which building is farthest from #w1?", "b3"),
@@ -144,7 +154,9 @@ def test_same_answers_from_every_format(scenes, question, expected):
     for fmt, ans in answers.items():
         assert not ans.abstained, (fmt, ans.reason)
         if isinstance(expected, float):
-            assert ans.value == pytest.approx(expected, rel=REL, abs=0.05 if "bearing" in question else 0), fmt
+            assert ans.value == pytest.approx(expected, rel=REL, abs=0.05 if "bearing" in question else 0), (
+                fmt
+            )
         else:
             assert ans.value == expected, fmt
     # and the formats agree with one another
@@ -187,7 +199,9 @@ def test_shapefile_polygons(tmp_path):
     assert list(s.ids) == ["b1", "b2", "b3", "lake-big", "lake-small", "park"]
     assert ask("Which is the largest lake?", s).value == "lake-big"
     assert ask("What is the area of #park?", s).value == pytest.approx(ring_area(PARK), rel=REL)
-    assert ask("How far is #b1 from #b3?", s).value == pytest.approx(inv(9.9481, 50.0, 10.0019, 50.0), rel=REL)
+    assert ask("How far is #b1 from #b3?", s).value == pytest.approx(
+        inv(9.9481, 50.0, 10.0019, 50.0), rel=REL
+    )
 
 
 def test_geoparquet_lonlat(tmp_path):
@@ -219,14 +233,21 @@ def test_id_from_first_unique_field(tmp_path):
     # 'kind' (class) and 'zone' repeat; 'name' is the first field with unique values
     path = _write(
         tmp_path,
-        {"zone": ["n", "n", "s"], "kind": ["tree", "tree", "rock"], "name": ["oak", "elm", "big rock"], "ref": ["1", "2", "3"]},
+        {
+            "zone": ["n", "n", "s"],
+            "kind": ["tree", "tree", "rock"],
+            "name": ["oak", "elm", "big rock"],
+            "ref": ["1", "2", "3"],
+        },
         PTS,
     )
     s = read_scene(path)
     assert list(s.ids) == ["oak", "elm", "big rock"]
     assert list(s.labels) == ["tree", "tree", "rock"]
     assert ask("How far is #oak from #elm?", s).value == pytest.approx(inv(10, 50, 10.01, 50), rel=1e-9)
-    assert ask("How far is object elm from the rock?", s).value == pytest.approx(inv(10.01, 50, 10.02, 50), rel=1e-9)
+    assert ask("How far is object elm from the rock?", s).value == pytest.approx(
+        inv(10.01, 50, 10.02, 50), rel=1e-9
+    )
 
 
 def test_id_from_position_when_nothing_is_unique(tmp_path):
@@ -276,7 +297,9 @@ def test_file_without_crs_with_crs_given(tmp_path):
     path = _no_crs_shapefile(tmp_path)
     s = read_scene(path, crs=UTM)
     assert s.crs.to_epsg() == 32632
-    assert ask("What is the area of the largest lake?", s).value == pytest.approx(ring_area(LAKE_BIG), rel=REL)
+    assert ask("What is the area of the largest lake?", s).value == pytest.approx(
+        ring_area(LAKE_BIG), rel=REL
+    )
 
 
 def test_crs_given_that_contradicts_the_file(files):

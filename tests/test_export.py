@@ -4,7 +4,6 @@ atomic writes."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -14,9 +13,9 @@ import shapely
 from pyproj import CRS, Transformer
 
 from georeason.errors import ExportError
-from georeason.geo.english import ask
-from georeason.geo.export import atomic_path, write_answer
-from georeason.geo.scene import Scene
+from georeason.geo.export.layers import atomic_path, write_answer
+from georeason.geo.language.english import ask
+from georeason.geo.vector.scene import Scene
 
 
 def _ring_is_ccw(ring) -> bool:
@@ -34,7 +33,13 @@ def check_rfc7946(doc: dict) -> None:
     for feat in doc["features"]:
         assert feat["type"] == "Feature"
         g = feat["geometry"]
-        polys = [g["coordinates"]] if g["type"] == "Polygon" else g["coordinates"] if g["type"] == "MultiPolygon" else []
+        polys = (
+            [g["coordinates"]]
+            if g["type"] == "Polygon"
+            else g["coordinates"]
+            if g["type"] == "MultiPolygon"
+            else []
+        )
         for rings in polys:
             for k, ring in enumerate(rings):
                 assert ring[0] == ring[-1]
@@ -46,12 +51,17 @@ def check_rfc7946(doc: dict) -> None:
 @pytest.fixture
 def utm_scene() -> Scene:
     """Objects in UTM 33N; the park has a hole and its exterior is written clockwise."""
-    park = shapely.Polygon([(500000, 5000000), (500000, 5000400), (500400, 5000400), (500400, 5000000)],
-                           [[(500100, 5000100), (500300, 5000100), (500300, 5000300), (500100, 5000300)]])
+    park = shapely.Polygon(
+        [(500000, 5000000), (500000, 5000400), (500400, 5000400), (500400, 5000000)],
+        [[(500100, 5000100), (500300, 5000100), (500300, 5000300), (500100, 5000300)]],
+    )
     assert not _ring_is_ccw(park.exterior.coords)
-    return Scene(["park-1", "b1", "b2"], ["park", "building", "building"],
-                 [park, shapely.box(500150, 5000150, 500250, 5000250), shapely.box(501000, 5000000, 501050, 5000050)],
-                 "EPSG:32633")
+    return Scene(
+        ["park-1", "b1", "b2"],
+        ["park", "building", "building"],
+        [park, shapely.box(500150, 5000150, 500250, 5000250), shapely.box(501000, 5000000, 501050, 5000050)],
+        "EPSG:32633",
+    )
 
 
 def test_geojson_is_rfc7946_and_reads_back(utm_scene, tmp_path):

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 import rasterio
-import shapely
 
-from georeason.geo.english import ask
-from georeason.geo.scene import read_scene
+from georeason.geo.vector.scene import read_scene
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data_catalog" / "sample"
@@ -62,8 +60,13 @@ def _run(catalog, questions, out, results, **kw):
 
     runner = kw.pop("runner", ThreadPoolTaskRunner(max_workers=2))
     return answer.with_options(task_runner=runner)(
-        catalog=str(catalog), questions=str(questions), out=str(out), results_dir=str(results),
-        tile_px=kw.pop("tile_px", 512), overlap_px=kw.pop("overlap_px", 64), **kw,
+        catalog=str(catalog),
+        questions=str(questions),
+        out=str(out),
+        results_dir=str(results),
+        tile_px=kw.pop("tile_px", 512),
+        overlap_px=kw.pop("overlap_px", 64),
+        **kw,
     )
 
 
@@ -99,7 +102,9 @@ def test_artifacts_visible_through_the_api(prefect_harness, mini_catalog, tmp_pa
     from prefect.artifacts import Artifact
 
     catalog, _ = mini_catalog
-    _run(catalog, _write_questions(tmp_path / "q.jsonl", QUESTIONS[:2]), tmp_path / "out", tmp_path / "results")
+    _run(
+        catalog, _write_questions(tmp_path / "q.jsonl", QUESTIONS[:2]), tmp_path / "out", tmp_path / "results"
+    )
     summary = Artifact.get("georeason-summary")
     table = Artifact.get("georeason-answers")
     link = Artifact.get("georeason-outputs")
@@ -115,8 +120,13 @@ def test_failing_tile_does_not_sink_the_others(prefect_harness, mini_catalog, tm
     monkeypatch.setenv("GEOREASON_TEST_FAIL_TILE", "1,1")
     catalog, _ = mini_catalog
     qs = ["How many lakes are there?", "Does the river intersect #road-1?", "What is the length of #road-1?"]
-    result = _run(catalog, _write_questions(tmp_path / "q.jsonl", qs), tmp_path / "out", tmp_path / "results",
-                  grounder="logging-spectral")
+    result = _run(
+        catalog,
+        _write_questions(tmp_path / "q.jsonl", qs),
+        tmp_path / "out",
+        tmp_path / "results",
+        grounder="logging-spectral",
+    )
     rows = {r["question"]: r for r in result["rows"]}
     assert result["failed_tiles"] == 1
     # answers that need grounded classes abstain, naming the failed tile ...
@@ -146,8 +156,13 @@ def _child(tmp_path, catalog, questions, out, results, log, die_after=None, api_
     env.pop("GEOREASON_TEST_DIE_AFTER", None)
     if die_after:
         env["GEOREASON_TEST_DIE_AFTER"] = str(die_after)
-    code = _CHILD.format(tests=str(Path(__file__).parent), catalog=str(catalog), questions=str(questions),
-                         out=str(out), results=str(results))
+    code = _CHILD.format(
+        tests=str(Path(__file__).parent),
+        catalog=str(catalog),
+        questions=str(questions),
+        out=str(out),
+        results=str(results),
+    )
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -162,20 +177,42 @@ def test_rerun_after_kill_reuses_cached_tiles(prefect_harness, mini_catalog, tmp
     catalog, _ = mini_catalog
     qs = _write_questions(tmp_path / "q.jsonl", QUESTIONS[:4])
     # reference: one uninterrupted run
-    ref = _child(tmp_path, catalog, qs, tmp_path / "ref", tmp_path / "ref-results", tmp_path / "ref.log",
-                 api_url=prefect_harness)
+    ref = _child(
+        tmp_path,
+        catalog,
+        qs,
+        tmp_path / "ref",
+        tmp_path / "ref-results",
+        tmp_path / "ref.log",
+        api_url=prefect_harness,
+    )
     assert ref.returncode == 0, ref.stderr[-3000:]
     all_tiles = _tiles(tmp_path / "ref.log")
     assert len(all_tiles) > 20
     # killed midway (os._exit after 60% of the tiles: no cleanup at all)
-    killed = _child(tmp_path, catalog, qs, tmp_path / "out", tmp_path / "results", tmp_path / "run1.log",
-                    die_after=int(len(all_tiles) * 0.6), api_url=prefect_harness)
+    killed = _child(
+        tmp_path,
+        catalog,
+        qs,
+        tmp_path / "out",
+        tmp_path / "results",
+        tmp_path / "run1.log",
+        die_after=int(len(all_tiles) * 0.6),
+        api_url=prefect_harness,
+    )
     assert killed.returncode == 137
     first = _tiles(tmp_path / "run1.log")
     assert not (tmp_path / "out" / "answers.jsonl").exists()
     # rerun with the same result storage: finished batches come from the cache
-    again = _child(tmp_path, catalog, qs, tmp_path / "out", tmp_path / "results", tmp_path / "run2.log",
-                   api_url=prefect_harness)
+    again = _child(
+        tmp_path,
+        catalog,
+        qs,
+        tmp_path / "out",
+        tmp_path / "results",
+        tmp_path / "run2.log",
+        api_url=prefect_harness,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     second = _tiles(tmp_path / "run2.log")
     # One worker thread: batches run in plan order, each persisted when it returns. The kill
@@ -206,8 +243,13 @@ def test_flow_runs_on_a_dask_local_cluster(prefect_harness, mini_catalog, tmp_pa
     catalog, truth = mini_catalog
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         runner = task_runner(dask_address=cluster.scheduler_address)
-        result = _run(catalog, _write_questions(tmp_path / "q.jsonl"), tmp_path / "out", tmp_path / "results",
-                      runner=runner)
+        result = _run(
+            catalog,
+            _write_questions(tmp_path / "q.jsonl"),
+            tmp_path / "out",
+            tmp_path / "results",
+            runner=runner,
+        )
     _check_against_truth(result["rows"], truth)
 
 

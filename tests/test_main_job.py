@@ -13,7 +13,7 @@ import pytest
 import rasterio
 
 from georeason.config import read_questions
-from georeason.geo.scene import read_scene
+from georeason.geo.vector.scene import read_scene
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG = REPO / "data_catalog"
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_shipped_questions_cover_every_kind():
-    from georeason.geo.english import compile_question
-    from georeason.geo.program import validate_program
+    from georeason.geo.language.english import compile_question
+    from georeason.geo.language.program import validate_program
 
     specs = read_questions(CATALOG / "questions.yaml")
     assert len(specs) >= 10
@@ -43,7 +43,8 @@ def test_main_job_answers_the_sample_like_the_ground_truth(prefect_harness, tmp_
 
     out = tmp_path / "outputs"
     result = answer.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(
-        out=str(out), results_dir=str(tmp_path / "results"))
+        out=str(out), results_dir=str(tmp_path / "results")
+    )
     assert result["errors"] == 0 and result["failed_tiles"] == 0
     rows = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
     specs = read_questions(CATALOG / "questions.yaml")
@@ -58,7 +59,10 @@ def test_main_job_answers_the_sample_like_the_ground_truth(prefect_harness, tmp_
     land = {r["question"]: r for r in rows if r["item"] == "landsat"}
     assert land["What is the area of the largest water body in km2?"]["answer"] > 1000
     mask_row = land["Which pixels are water?"]
-    with rasterio.open(mask_row["outputs"]["mask"]) as m, rasterio.open(CATALOG / "landsat" / "landsat_rgb_utm18n.tif") as s:
+    with (
+        rasterio.open(mask_row["outputs"]["mask"]) as m,
+        rasterio.open(CATALOG / "landsat" / "landsat_rgb_utm18n.tif") as s,
+    ):
         assert (m.width, m.height, m.transform, m.crs) == (s.width, s.height, s.transform, s.crs)
         assert int((m.read(1) == 1).sum()) == mask_row["answer"] > 0
     for item in ("sample", "landsat"):

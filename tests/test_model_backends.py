@@ -1,4 +1,4 @@
-"""models/hf.py: the transformers grounders, end to end on tiny random models.
+"""models/backends/hf.py: the transformers grounders, end to end on tiny random models.
 
 Every backend is built from a config with random weights (no download), saved with
 ``save_pretrained`` next to a locally built tokenizer and processor, and then run the way
@@ -16,39 +16,55 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np  # noqa: E402
 import pytest
+import rasterio  # noqa: E402
+import shapely  # noqa: E402
 
 # The vlm extra is part of the README's install command: these run in CI, never skipped.
 import torch  # noqa: E402,F401
 import transformers  # noqa: E402,F401
-
-import numpy as np  # noqa: E402
-import rasterio  # noqa: E402
-import shapely  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 
 from georeason.errors import ModelError, ModelNotFoundError, ParseWarning  # noqa: E402
-from georeason.geo.english import ask  # noqa: E402
-from georeason.geo.grounding import pixel_to_world  # noqa: E402
-from georeason.geo.pipeline import grounded_scene, ground_batch, plan_batches  # noqa: E402
-from georeason.geo.raster import band_names  # noqa: E402
-from georeason.geo.seams import merge_detections  # noqa: E402
-from georeason.geo.tiling import plan_tiles, read_tile  # noqa: E402
-from georeason.models import hf, registry  # noqa: E402
+from georeason.geo.grounding.detections import pixel_to_world  # noqa: E402
+from georeason.geo.grounding.seams import merge_detections  # noqa: E402
+from georeason.geo.language.english import ask  # noqa: E402
+from georeason.geo.raster.io import band_names  # noqa: E402
+from georeason.geo.raster.tiling import plan_tiles, read_tile  # noqa: E402
+from georeason.models import registry
+from georeason.models.backends import hf  # noqa: E402
 from georeason.models.parsers import smart_resize  # noqa: E402
 from georeason.models.registry import GrounderSpec, build_grounder  # noqa: E402
+from georeason.pipeline import ground_batch, grounded_scene, plan_batches  # noqa: E402
 
 T = transformers
 CLASSES = ["building"]
-QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                "<|image_pad|>", "<|video_pad|>", "<|box_start|>", "<|box_end|>", "<|object_ref_start|>",
-                "<|object_ref_end|>"]
-CORPUS = ['[{"bbox_2d": [10, 20, 30, 40], "label": "building"}]', "Locate every building lake in the image.",
-          "Find the bounding box of a photo of", "user assistant (,) {}[]: 0123456789 Answer with a JSON list"]
-QWEN_CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
-             "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|>"
-             "<|vision_end|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+QWEN_SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+]
+CORPUS = [
+    '[{"bbox_2d": [10, 20, 30, 40], "label": "building"}]',
+    "Locate every building lake in the image.",
+    "Find the bounding box of a photo of",
+    "user assistant (,) {}[]: 0123456789 Answer with a JSON list",
+]
+QWEN_CHAT = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|>"
+    "<|vision_end|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -60,9 +76,15 @@ def bpe(special: list[str], extra_tokens: list[str] = (), vocab_size: int = 360,
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
+    tok.train_from_iterator(
+        CORPUS,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=special,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     if extra_tokens:
         tok.add_tokens(list(extra_tokens))
     if post is not None:
@@ -73,38 +95,79 @@ def bpe(special: list[str], extra_tokens: list[str] = (), vocab_size: int = 360,
 def build_qwen(path: Path, variant: str) -> Path:
     tk = bpe(QWEN_SPECIAL, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     ids = {t: tk.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
-    tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    text = dict(vocab_size=len(tk), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                num_key_value_heads=1, max_position_embeddings=512, bos_token_id=ids["<|endoftext|>"],
-                eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    tokens = dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    text = dict(
+        vocab_size=len(tk),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
     rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
     torch.manual_seed(0)
     if variant == "qwen3":
         ip = T.Qwen2VLImageProcessor(patch_size=16, min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 16)
-        proc = T.Qwen3VLProcessor(image_processor=ip, tokenizer=tk, video_processor=T.Qwen3VLVideoProcessor(),
-                                  chat_template=QWEN_CHAT)
+        proc = T.Qwen3VLProcessor(
+            image_processor=ip,
+            tokenizer=tk,
+            video_processor=T.Qwen3VLVideoProcessor(),
+            chat_template=QWEN_CHAT,
+        )
         cfg = T.Qwen3VLConfig(
             text_config=dict(text, head_dim=16, rope_parameters=dict(rope, mrope_interleaved=True)),
-            vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                               patch_size=16, num_position_embeddings=16, deepstack_visual_indexes=[0]), **tokens)
+            vision_config=dict(
+                depth=1,
+                hidden_size=32,
+                intermediate_size=64,
+                num_heads=2,
+                out_hidden_size=32,
+                patch_size=16,
+                num_position_embeddings=16,
+                deepstack_visual_indexes=[0],
+            ),
+            **tokens,
+        )
         model = T.Qwen3VLForConditionalGeneration(cfg)
     else:
         ip = T.Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
         video = T.Qwen2VLVideoProcessor()
         if variant == "qwen2.5":
-            proc = T.Qwen2_5_VLProcessor(image_processor=ip, tokenizer=tk, video_processor=video,
-                                         chat_template=QWEN_CHAT)
+            proc = T.Qwen2_5_VLProcessor(
+                image_processor=ip, tokenizer=tk, video_processor=video, chat_template=QWEN_CHAT
+            )
             cfg = T.Qwen2_5_VLConfig(
                 text_config=dict(text, rope_parameters=rope),
-                vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                                   window_size=56, fullatt_block_indexes=[0]), **tokens)
+                vision_config=dict(
+                    depth=1,
+                    hidden_size=32,
+                    intermediate_size=64,
+                    num_heads=2,
+                    out_hidden_size=32,
+                    window_size=56,
+                    fullatt_block_indexes=[0],
+                ),
+                **tokens,
+            )
             model = T.Qwen2_5_VLForConditionalGeneration(cfg)
         else:
-            proc = T.Qwen2VLProcessor(image_processor=ip, tokenizer=tk, video_processor=video, chat_template=QWEN_CHAT)
+            proc = T.Qwen2VLProcessor(
+                image_processor=ip, tokenizer=tk, video_processor=video, chat_template=QWEN_CHAT
+            )
             cfg = T.Qwen2VLConfig(
                 text_config=dict(text, rope_parameters=rope),
-                vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2), **tokens)
+                vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2),
+                **tokens,
+            )
             model = T.Qwen2VLForConditionalGeneration(cfg)
     model.save_pretrained(path)
     proc.save_pretrained(path)
@@ -112,23 +175,54 @@ def build_qwen(path: Path, variant: str) -> Path:
 
 
 def build_florence(path: Path) -> Path:
-    tk = bpe(["<s>", "<pad>", "</s>", "<unk>", "<image>"], [f"<loc_{i}>" for i in range(1000)]
-             + ["<poly>", "</poly>", "<sep>", "<od>", "</od>"], vocab_size=300,
-             bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-             extra_special_tokens={"image_token": "<image>"})
-    ip = T.CLIPImageProcessor(size={"height": 64, "width": 64}, do_center_crop=False,
-                              crop_size={"height": 64, "width": 64}, image_seq_length=5)
+    tk = bpe(
+        ["<s>", "<pad>", "</s>", "<unk>", "<image>"],
+        [f"<loc_{i}>" for i in range(1000)] + ["<poly>", "</poly>", "<sep>", "<od>", "</od>"],
+        vocab_size=300,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    ip = T.CLIPImageProcessor(
+        size={"height": 64, "width": 64},
+        do_center_crop=False,
+        crop_size={"height": 64, "width": 64},
+        image_seq_length=5,
+    )
     proc = T.Florence2Processor(image_processor=ip, tokenizer=tk)
     cfg = T.Florence2Config(
-        text_config=dict(model_type="bart", vocab_size=len(tk), d_model=32, encoder_layers=1, decoder_layers=1,
-                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
-                         decoder_ffn_dim=64, max_position_embeddings=128, bos_token_id=tk.bos_token_id,
-                         eos_token_id=tk.eos_token_id, pad_token_id=tk.pad_token_id,
-                         decoder_start_token_id=tk.eos_token_id, forced_eos_token_id=tk.eos_token_id),
-        vision_config=dict(depths=[1, 1, 1, 1], embed_dim=[8, 8, 16, 16], num_heads=[1, 1, 1, 1],
-                           num_groups=[1, 1, 1, 1], window_size=2, projection_dim=32, drop_path_rate=0.0,
-                           max_position_embeddings=8, max_temporal_embeddings=4),
-        image_token_id=tk.image_token_id)
+        text_config=dict(
+            model_type="bart",
+            vocab_size=len(tk),
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=128,
+            bos_token_id=tk.bos_token_id,
+            eos_token_id=tk.eos_token_id,
+            pad_token_id=tk.pad_token_id,
+            decoder_start_token_id=tk.eos_token_id,
+            forced_eos_token_id=tk.eos_token_id,
+        ),
+        vision_config=dict(
+            depths=[1, 1, 1, 1],
+            embed_dim=[8, 8, 16, 16],
+            num_heads=[1, 1, 1, 1],
+            num_groups=[1, 1, 1, 1],
+            window_size=2,
+            projection_dim=32,
+            drop_path_rate=0.0,
+            max_position_embeddings=8,
+            max_temporal_embeddings=4,
+        ),
+        image_token_id=tk.image_token_id,
+    )
     torch.manual_seed(0)
     T.Florence2ForConditionalGeneration(cfg).save_pretrained(path)
     proc.save_pretrained(path)
@@ -138,18 +232,44 @@ def build_florence(path: Path) -> Path:
 def build_owlv2(path: Path) -> Path:
     from tokenizers import processors
 
-    post = processors.TemplateProcessing(single="<|startoftext|> $A <|endoftext|>",
-                                         special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)])
-    tk = bpe(["<|startoftext|>", "<|endoftext|>"], vocab_size=300, post=post, bos_token="<|startoftext|>",
-             eos_token="<|endoftext|>", pad_token="<|endoftext|>", model_max_length=16)
-    proc = T.Owlv2Processor(image_processor=T.Owlv2ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tk)
+    post = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>",
+        special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)],
+    )
+    tk = bpe(
+        ["<|startoftext|>", "<|endoftext|>"],
+        vocab_size=300,
+        post=post,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        model_max_length=16,
+    )
+    proc = T.Owlv2Processor(
+        image_processor=T.Owlv2ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tk
+    )
     cfg = T.Owlv2Config(
-        text_config=dict(vocab_size=len(tk), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
-                         pad_token_id=1),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=64, patch_size=16),
-        projection_dim=16)
+        text_config=dict(
+            vocab_size=len(tk),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=64,
+            patch_size=16,
+        ),
+        projection_dim=16,
+    )
     torch.manual_seed(0)
     T.Owlv2ForObjectDetection(cfg).save_pretrained(path)
     proc.save_pretrained(path)
@@ -167,21 +287,56 @@ def build_grounding_dino(path: Path) -> Path:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-                                                       special_tokens=[("[CLS]", 101), ("[SEP]", 102)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 101), ("[SEP]", 102)],
+    )
     tok.decoder = decoders.WordPiece()
-    tk = T.PreTrainedTokenizerFast(tokenizer_object=tok, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
-                                   unk_token="[UNK]", mask_token="[MASK]", model_max_length=32)
+    tk = T.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        mask_token="[MASK]",
+        model_max_length=32,
+    )
     proc = T.GroundingDinoProcessor(
-        image_processor=T.GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 128}), tokenizer=tk)
+        image_processor=T.GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 128}),
+        tokenizer=tk,
+    )
     cfg = T.GroundingDinoConfig(
-        backbone_config=dict(model_type="swin", embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                             window_size=2, image_size=128, out_indices=[2, 3, 4]),
-        text_config=dict(model_type="bert", vocab_size=1100, hidden_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=32, max_position_embeddings=32),
-        d_model=32, num_queries=10, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_text_len=32, encoder_n_points=1,
-        decoder_n_points=1)
+        backbone_config=dict(
+            model_type="swin",
+            embed_dim=8,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 1, 1],
+            window_size=2,
+            image_size=128,
+            out_indices=[2, 3, 4],
+        ),
+        text_config=dict(
+            model_type="bert",
+            vocab_size=1100,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=32,
+        ),
+        d_model=32,
+        num_queries=10,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_text_len=32,
+        encoder_n_points=1,
+        decoder_n_points=1,
+    )
     torch.manual_seed(0)
     T.GroundingDinoForObjectDetection(cfg).save_pretrained(path)
     proc.save_pretrained(path)
@@ -189,15 +344,30 @@ def build_grounding_dino(path: Path) -> Path:
 
 
 def build_sam(path: Path) -> Path:
-    ip = T.SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
-                             mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})
+    ip = T.SamImageProcessor(
+        size={"longest_edge": 64},
+        pad_size={"height": 64, "width": 64},
+        mask_size={"longest_edge": 16},
+        mask_pad_size={"height": 16, "width": 16},
+    )
     cfg = T.SamConfig(
-        vision_config=dict(hidden_size=16, output_channels=16, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=64, patch_size=16, window_size=2, global_attn_indexes=[0], mlp_dim=32,
-                           num_pos_feats=8),
+        vision_config=dict(
+            hidden_size=16,
+            output_channels=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=64,
+            patch_size=16,
+            window_size=2,
+            global_attn_indexes=[0],
+            mlp_dim=32,
+            num_pos_feats=8,
+        ),
         prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4),
-        mask_decoder_config=dict(hidden_size=16, mlp_dim=32, num_hidden_layers=1, num_attention_heads=2,
-                                 iou_head_hidden_dim=16))
+        mask_decoder_config=dict(
+            hidden_size=16, mlp_dim=32, num_hidden_layers=1, num_attention_heads=2, iou_head_hidden_dim=16
+        ),
+    )
     torch.manual_seed(0)
     T.SamModel(cfg).save_pretrained(path)
     T.SamProcessor(image_processor=ip).save_pretrained(path)
@@ -237,8 +407,17 @@ def geotiff(path: Path, width: int = 64, height: int = 64) -> Path:
     """A 3-band uint8 RGB GeoTIFF in UTM 33N, 10 m pixels."""
     rng = np.random.default_rng(0)
     data = rng.integers(0, 255, (3, height, width), dtype=np.uint8)
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=from_origin(500000, 5_000_000, 10, 10)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(500000, 5_000_000, 10, 10),
+    ) as dst:
         dst.write(data)
         dst.descriptions = ("red", "green", "blue")
     return path
@@ -262,7 +441,9 @@ def run_pipeline(grounder, tif: Path, tile_px: int = 32):
 # ---------------------------------------------------------------------------------------
 # The whole path per backend, with the random model's own output
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["qwen2.5-vl", "qwen2-vl", "qwen3-vl", "florence-2", "owlv2", "grounding-dino"])
+@pytest.mark.parametrize(
+    "name", ["qwen2.5-vl", "qwen2-vl", "qwen3-vl", "florence-2", "owlv2", "grounding-dino"]
+)
 def test_backend_end_to_end(name, tiny, tmp_path):
     tif = geotiff(tmp_path / "scene.tif")
     g = build_grounder(spec(name, tiny(name)))
@@ -306,11 +487,15 @@ def test_qwen_coordinates_map_to_tile_pixels(name, tiny, tmp_path, monkeypatch):
     g = build_grounder(spec(name, tiny(name)))
     g.ensure_loaded()
     if name == "qwen2.5-vl":  # the input size the model saw is smart_resize's, read from image_grid_thw
-        assert g.input_size(32, 32, [1, 4, 4]) == (56, 56) == smart_resize(32, 32, 28, 56 * 56, 28 * 28 * 16)[::-1]
+        assert (
+            g.input_size(32, 32, [1, 4, 4])
+            == (56, 56)
+            == smart_resize(32, 32, 28, 56 * 56, 28 * 28 * 16)[::-1]
+        )
         assert g.input_size(32, 32) == (56, 56)
     _fixed_answer(monkeypatch, g, QWEN_ANSWERS[name])
     objects, tiles, res = run_pipeline(g, tif)
-    for tile, dets in res.results:
+    for _tile, dets in res.results:
         assert [d.geometry.bounds for d in dets] == [pytest.approx(QWEN_EXPECTED[name])]
         assert dets[0].label == "building"
     assert len(objects) == 4
@@ -337,20 +522,40 @@ def test_qwen25_min_max_pixels_follow_config(tiny, tmp_path, monkeypatch):
     _fixed_answer(monkeypatch, g, '[{"bbox_2d": [21, 42, 63, 84]}]')
     _, _, res = run_pipeline(g, tif)
     assert seen and all(thw == [1, 6, 6] for thw in seen)  # 84 x 84 input
-    assert all([d.geometry.bounds for d in dets] == [pytest.approx((8, 16, 24, 32))] for _, dets in res.results)
+    assert all(
+        [d.geometry.bounds for d in dets] == [pytest.approx((8, 16, 24, 32))] for _, dets in res.results
+    )
 
 
-@pytest.mark.parametrize("task, text, kind, bounds", [
-    ("<CAPTION_TO_PHRASE_GROUNDING>", "</s><s>building<loc_250><loc_500><loc_750><loc_999></s>", "box",
-     (8.016, 16.016, 24.016, 31.984)),
-    ("<OPEN_VOCABULARY_DETECTION>", "</s><s>building<loc_250><loc_500><loc_750><loc_999></s>", "box",
-     (8.016, 16.016, 24.016, 31.984)),
-    ("<OD>", "</s><s>buildings<loc_250><loc_500><loc_750><loc_999>car<loc_1><loc_1><loc_9><loc_9></s>", "box",
-     (8.016, 16.016, 24.016, 31.984)),
-    ("<REFERRING_EXPRESSION_SEGMENTATION>",
-     "</s><s><loc_250><loc_500><loc_750><loc_500><loc_750><loc_999><loc_250><loc_999></s>", "polygon",
-     (8.016, 16.016, 24.016, 31.984)),
-])
+@pytest.mark.parametrize(
+    "task, text, kind, bounds",
+    [
+        (
+            "<CAPTION_TO_PHRASE_GROUNDING>",
+            "</s><s>building<loc_250><loc_500><loc_750><loc_999></s>",
+            "box",
+            (8.016, 16.016, 24.016, 31.984),
+        ),
+        (
+            "<OPEN_VOCABULARY_DETECTION>",
+            "</s><s>building<loc_250><loc_500><loc_750><loc_999></s>",
+            "box",
+            (8.016, 16.016, 24.016, 31.984),
+        ),
+        (
+            "<OD>",
+            "</s><s>buildings<loc_250><loc_500><loc_750><loc_999>car<loc_1><loc_1><loc_9><loc_9></s>",
+            "box",
+            (8.016, 16.016, 24.016, 31.984),
+        ),
+        (
+            "<REFERRING_EXPRESSION_SEGMENTATION>",
+            "</s><s><loc_250><loc_500><loc_750><loc_500><loc_750><loc_999><loc_250><loc_999></s>",
+            "polygon",
+            (8.016, 16.016, 24.016, 31.984),
+        ),
+    ],
+)
 def test_florence_tasks_map_bins_to_tile_pixels(task, text, kind, bounds, tiny, tmp_path, monkeypatch):
     tif = geotiff(tmp_path / "scene.tif")
     g = build_grounder(spec("florence-2", tiny("florence-2"), task=task))
@@ -463,7 +668,11 @@ def test_six_tiles_two_batches_one_load(tiny, tmp_path, monkeypatch):
             g = build_grounder(s)
             if not calls:
                 real = g.predict
-                monkeypatch.setattr(g, "predict", lambda images, classes: calls.append(len(images)) or real(images, classes))
+                monkeypatch.setattr(
+                    g,
+                    "predict",
+                    lambda images, classes: calls.append(len(images)) or real(images, classes),  # noqa: B023
+                )
             res = ground_batch(src, batch, g, ["building"], list(band_names(src)))
             assert not res.failures and len(res.results) == 3
     assert g.load_count == 1 and calls == [3, 3]
@@ -504,7 +713,9 @@ def test_model_from_local_hf_cache(tiny, tmp_path):
     shutil.copytree(tiny("owlv2"), snap)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
-    g = build_grounder(GrounderSpec.of("owlv2", {"model_path": "tiny/owlv2", "cache_dir": str(hub), "device": "cpu"}))
+    g = build_grounder(
+        GrounderSpec.of("owlv2", {"model_path": "tiny/owlv2", "cache_dir": str(hub), "device": "cpu"})
+    )
     assert g.model_dir == snap
     g.ensure_loaded()
     assert g.load_count == 1
@@ -522,9 +733,11 @@ def test_registry_lists_backends_open_vocabulary():
 
 
 def test_registry_and_cli_import_no_torch():
-    code = ("import sys, georeason.cli; from georeason.models.registry import available; "
-            "assert 'qwen2.5-vl' in available(); "
-            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, georeason.cli; from georeason.models.registry import available; "
+        "assert 'qwen2.5-vl' in available(); "
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

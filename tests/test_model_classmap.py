@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import pytest
 
-from georeason.models.classmap import SYNONYMS, map_class, map_program_classes
+from georeason.models.language.classmap import SYNONYMS, map_class, map_program_classes
 
 KNOWN = ["building", "lake", "river", "road", "vegetation", "field", "water"]
 
 
-@pytest.mark.parametrize("name, cls, method", [
-    ("building", "building", "exact"),
-    ("Buildings", "building", "exact"),
-    ("the lakes", "lake", "exact"),
-    ("houses", "building", "synonym"),
-    ("a house", "building", "synonym"),
-    ("reservoir", "lake", "synonym"),
-    ("Ponds", "lake", "synonym"),
-    ("streams", "river", "synonym"),
-    ("creek", "river", "synonym"),
-    ("streets", "road", "synonym"),
-    ("forest", "vegetation", "synonym"),
-    ("trees", "vegetation", "synonym"),
-    ("farmland", "field", "synonym"),
-    ("water bodies", "water", "synonym"),
-    ("buildngs", "building", "fuzzy"),
-    ("vegetaton", "vegetation", "fuzzy"),
-])
+@pytest.mark.parametrize(
+    "name, cls, method",
+    [
+        ("building", "building", "exact"),
+        ("Buildings", "building", "exact"),
+        ("the lakes", "lake", "exact"),
+        ("houses", "building", "synonym"),
+        ("a house", "building", "synonym"),
+        ("reservoir", "lake", "synonym"),
+        ("Ponds", "lake", "synonym"),
+        ("streams", "river", "synonym"),
+        ("creek", "river", "synonym"),
+        ("streets", "road", "synonym"),
+        ("forest", "vegetation", "synonym"),
+        ("trees", "vegetation", "synonym"),
+        ("farmland", "field", "synonym"),
+        ("water bodies", "water", "synonym"),
+        ("buildngs", "building", "fuzzy"),
+        ("vegetaton", "vegetation", "fuzzy"),
+    ],
+)
 def test_maps_free_names(name, cls, method):
     got, score, how = map_class(name, KNOWN, embedder=False)
     assert (got, how) == (cls, method)
@@ -80,7 +83,7 @@ def test_embedding_path_with_a_given_embedder():
 
 def test_embedding_path_with_the_packaged_minilm():
     # installed with the vlm extra (README command 1), so this runs in CI
-    from georeason.models.classmap import load_embedder
+    from georeason.models.language.classmap import load_embedder
 
     emb = load_embedder()
     assert emb is not None

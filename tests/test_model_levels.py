@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from georeason.errors import InputError, ModelError, ParseWarning
-from georeason.geo.grounding import Detection
-from georeason.geo.seams import box_iou
+from georeason.geo.grounding.detections import Detection
+from georeason.geo.grounding.seams import box_iou
 from georeason.models.levels import (
     LEVEL_KINDS,
     LEVELS,
@@ -39,7 +39,7 @@ def half_segmenter(calls=None):
         out = []
         for x1, y1, x2, y2 in boxes:
             m = np.zeros(image.shape[:2], bool)
-            m[int(y1):int(y2), int(x1):int((x1 + x2) // 2)] = True
+            m[int(y1) : int(y2), int(x1) : int((x1 + x2) // 2)] = True
             out.append(m)
         return out
 
@@ -205,7 +205,9 @@ def test_segmenter_problems():
         out = to_region(det, lambda image, boxes: [np.zeros(SHAPE, bool)], IMAGE)
     assert out.geometry.equals(det.geometry)
     # SAM-style (1, rows, cols) float masks are accepted
-    sam = lambda image, boxes: [np.ones((1,) + SHAPE, np.float32) * 0 + (np.arange(SHAPE[1]) < 3)[None, None, :]]  # noqa: E731
+    sam = lambda image, boxes: [
+        np.ones((1,) + SHAPE, np.float32) * 0 + (np.arange(SHAPE[1]) < 3)[None, None, :]
+    ]  # noqa: E731
     assert to_region(det, sam, IMAGE).geometry.bounds == (0, 0, 3, 40)
 
 
@@ -233,7 +235,12 @@ def test_levels_give_the_target_kind_and_keep_order_labels_scores(level):
 
 def test_object_level_boxes():
     out = detections_to_level(mixed(), "object")
-    assert [d.geometry.bounds for d in out] == [(2, 2, 10, 8), (40, 2, 50, 12), (30, 20, 40, 25), (55, 35, 56, 36)]
+    assert [d.geometry.bounds for d in out] == [
+        (2, 2, 10, 8),
+        (40, 2, 50, 12),
+        (30, 20, 40, 25),
+        (55, 35, 56, 36),
+    ]
 
 
 def test_pixel_level_counts():
@@ -248,7 +255,9 @@ def test_segmenter_is_called_once_for_all_boxes():
     assert len(calls) == 1 and len(calls[0]) == 2
     assert region[0].geometry.bounds == (2, 2, 6, 8) and region[4].geometry.bounds == (20, 20, 25, 30)
     calls.clear()
-    pixel = detections_to_level(dets, "pixel", segmenter=half_segmenter(calls), image=IMAGE)  # shape from image
+    pixel = detections_to_level(
+        dets, "pixel", segmenter=half_segmenter(calls), image=IMAGE
+    )  # shape from image
     assert len(calls) == 1
     assert int(pixel[0].geometry.sum()) == 4 * 6 and pixel[0].geometry.shape == SHAPE
 
@@ -261,8 +270,11 @@ def test_pixel_level_falls_back_to_the_box_when_the_segmenter_finds_nothing():
 
 
 def test_empty_and_off_grid_detections_are_dropped_with_a_warning():
-    dets = [Detection("e", 1.0, "mask", np.zeros(SHAPE, bool)), box_det(1, 1, 2, 2),
-            box_det(500, 500, 510, 510, "far")]
+    dets = [
+        Detection("e", 1.0, "mask", np.zeros(SHAPE, bool)),
+        box_det(1, 1, 2, 2),
+        box_det(500, 500, 510, 510, "far"),
+    ]
     with pytest.warns(ParseWarning, match="empty"):
         out = detections_to_level(dets, "object")
     assert len(out) == 2

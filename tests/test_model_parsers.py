@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from georeason.errors import InputError, ParseWarning
-from georeason.geo.grounding import Detection
+from georeason.geo.grounding.detections import Detection
 from georeason.models.parsers import (
     FORMATS,
     detect_format,
@@ -120,7 +120,9 @@ def test_qwen25_cookbook_output_maps_back_from_the_resized_input():
     (d,) = quiet(parse_qwen25, COOKBOOK, (1280, 720), input_size=(w_in, h_in))
     assert d.kind == "box" and d.label == "building with a red roof" and d.score == 1.0
     x1, y1, x2, y2 = d.geometry.bounds
-    assert (x1, y1, x2, y2) == pytest.approx((135 * 1280 / 1288, 114 * 720 / 728, 1016 * 1280 / 1288, 672 * 720 / 728))
+    assert (x1, y1, x2, y2) == pytest.approx(
+        (135 * 1280 / 1288, 114 * 720 / 728, 1016 * 1280 / 1288, 672 * 720 / 728)
+    )
 
 
 def test_qwen25_without_input_size_reads_original_pixels():
@@ -129,20 +131,27 @@ def test_qwen25_without_input_size_reads_original_pixels():
 
 
 def test_qwen25_several_objects_points_scores_and_prose():
-    text = ("Sure! Here are the objects:\n```json\n[\n"
-            '  {"bbox_2d": [10, 20, 110, 220], "label": "car", "score": 0.75},\n'
-            '  {"bbox_2d": [300, 40, 380, 90], "label": "truck", "confidence": 0.5},\n'
-            '  {"point_2d": [500, 250], "label": "well"}\n]\n```\nLet me know if you need more.')
+    text = (
+        "Sure! Here are the objects:\n```json\n[\n"
+        '  {"bbox_2d": [10, 20, 110, 220], "label": "car", "score": 0.75},\n'
+        '  {"bbox_2d": [300, 40, 380, 90], "label": "truck", "confidence": 0.5},\n'
+        '  {"point_2d": [500, 250], "label": "well"}\n]\n```\nLet me know if you need more.'
+    )
     dets = quiet(parse_qwen25, text, SIZE)
-    assert [(d.label, d.kind, d.score) for d in dets] == [("car", "box", 0.75), ("truck", "box", 0.5),
-                                                        ("well", "point", 1.0)]
+    assert [(d.label, d.kind, d.score) for d in dets] == [
+        ("car", "box", 0.75),
+        ("truck", "box", 0.5),
+        ("well", "point", 1.0),
+    ]
     assert dets[2].geometry.equals(shapely.Point(500, 250))
 
 
 def test_qwen25_single_quotes_trailing_commas_single_object():
     dets = quiet(parse_qwen25, "{'bbox_2d': [1, 2, 30, 40], 'label': \"the pier's end\",}", SIZE)
     assert [(d.label, d.geometry.bounds) for d in dets] == [("the pier's end", (1, 2, 30, 40))]
-    dets = quiet(parse_qwen25, "[{'bbox_2d': [1, 2, 30, 40], 'label': 'a'}, {'bbox_2d': [5, 6, 70, 80],},]", SIZE)
+    dets = quiet(
+        parse_qwen25, "[{'bbox_2d': [1, 2, 30, 40], 'label': 'a'}, {'bbox_2d': [5, 6, 70, 80],},]", SIZE
+    )
     assert bounds(dets) == [(1, 2, 30, 40), (5, 6, 70, 80)]
 
 
@@ -153,15 +162,21 @@ def test_qwen25_label_fallbacks():
 
 
 def test_qwen25_truncated_json_keeps_complete_objects():
-    text = ('```json\n[\n  {"bbox_2d": [10, 20, 30, 40], "label": "a"},\n  {"bbox_2d": [50, 60, 70, 80], "label": "b"},\n'
-            '  {"bbox_2d": [90, 100, 1')
+    text = (
+        '```json\n[\n  {"bbox_2d": [10, 20, 30, 40], "label": "a"},\n  {"bbox_2d": [50, 60, 70, 80], "label": "b"},\n'
+        '  {"bbox_2d": [90, 100, 1'
+    )
     dets, msgs = warned(parse_qwen25, text, SIZE, match="truncated")
     assert [d.label for d in dets] == ["a", "b"]
 
 
 def test_qwen25_truncated_inside_a_string():
-    dets, _ = warned(parse_qwen25, '[{"bbox_2d": [1, 2, 3, 4], "label": "a"}, {"bbox_2d": [5, 6, 7, 8], "label": "unfin', SIZE,
-                     match="truncated")
+    dets, _ = warned(
+        parse_qwen25,
+        '[{"bbox_2d": [1, 2, 3, 4], "label": "a"}, {"bbox_2d": [5, 6, 7, 8], "label": "unfin',
+        SIZE,
+        match="truncated",
+    )
     assert [d.label for d in dets] == ["a"]
 
 
@@ -179,21 +194,28 @@ def test_qwen25_empty_list_is_a_valid_answer():
     assert quiet(parse_qwen25, "```json\n[]\n```", SIZE) == []
 
 
-@pytest.mark.parametrize("value, match", [
-    ("[NaN, 2, 3, 4]", "non-finite"),
-    ("[1, 2, Infinity, 4]", "non-finite"),
-    ("[1, 2, -Infinity, 4]", "non-finite"),
-    ("[1, 2, nan, 4]", "non-finite"),
-    ("[5, 5, 5, 9]", "zero area"),
-    ("[5, 5, 9, 5]", "zero area"),
-    ("[2000, 600, 3000, 900]", "outside"),
-    ("[-50, -50, -10, -10]", "outside"),
-    ("[1, 2, 3]", "expected 4 numbers"),
-    ('["a", "b", "c", "d"]', "expected 4 numbers"),
-])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("[NaN, 2, 3, 4]", "non-finite"),
+        ("[1, 2, Infinity, 4]", "non-finite"),
+        ("[1, 2, -Infinity, 4]", "non-finite"),
+        ("[1, 2, nan, 4]", "non-finite"),
+        ("[5, 5, 5, 9]", "zero area"),
+        ("[5, 5, 9, 5]", "zero area"),
+        ("[2000, 600, 3000, 900]", "outside"),
+        ("[-50, -50, -10, -10]", "outside"),
+        ("[1, 2, 3]", "expected 4 numbers"),
+        ('["a", "b", "c", "d"]', "expected 4 numbers"),
+    ],
+)
 def test_qwen25_bad_boxes_are_dropped_with_a_warning(value, match):
-    dets, msgs = warned(parse_qwen25, f'[{{"bbox_2d": {value}, "label": "bad"}}, {{"bbox_2d": [1, 2, 3, 4], "label": "ok"}}]',
-                        SIZE, match=match)
+    dets, msgs = warned(
+        parse_qwen25,
+        f'[{{"bbox_2d": {value}, "label": "bad"}}, {{"bbox_2d": [1, 2, 3, 4], "label": "ok"}}]',
+        SIZE,
+        match=match,
+    )
     assert [d.label for d in dets] == ["ok"]
 
 
@@ -219,15 +241,18 @@ def test_qwen25_point_outside_is_dropped():
     assert dets == []
 
 
-@pytest.mark.parametrize("text, match", [
-    ("", "empty"),
-    ("   \n", "empty"),
-    (None, "empty"),
-    ("I cannot find any buildings in this image.", "no grounding"),
-    ("{this is not json}", "unparseable"),
-    ('[{"label": "car"}]', "no bbox_2d"),
-    ("[1, 2, 3, 4, 5, 6]", "not a grounding object"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "empty"),
+        ("   \n", "empty"),
+        (None, "empty"),
+        ("I cannot find any buildings in this image.", "no grounding"),
+        ("{this is not json}", "unparseable"),
+        ('[{"label": "car"}]', "no bbox_2d"),
+        ("[1, 2, 3, 4, 5, 6]", "not a grounding object"),
+    ],
+)
 def test_qwen25_garbage_warns_and_returns_nothing(text, match):
     dets, _ = warned(parse_qwen25, text, SIZE, match=match)
     assert dets == []
@@ -274,9 +299,11 @@ def test_qwen3_truncated_and_garbage():
 # Qwen2-VL
 # ---------------------------------------------------------------------------------------
 def test_qwen2_box_tokens():
-    text = ("<|object_ref_start|>the red roof<|object_ref_end|><|box_start|>(100,200),(300,400)<|box_end|>"
-            " and <|object_ref_start|>the pool<|object_ref_end|><|box_start|>(500,500),(600,700)<|box_end|>"
-            "<|box_start|>(700,100),(800,200)<|box_end|><|im_end|>")
+    text = (
+        "<|object_ref_start|>the red roof<|object_ref_end|><|box_start|>(100,200),(300,400)<|box_end|>"
+        " and <|object_ref_start|>the pool<|object_ref_end|><|box_start|>(500,500),(600,700)<|box_end|>"
+        "<|box_start|>(700,100),(800,200)<|box_end|><|im_end|>"
+    )
     dets = quiet(parse_qwen2_boxes, text, SIZE)
     assert [d.label for d in dets] == ["the red roof", "the pool", "the pool"]
     assert bounds(dets) == [(100, 100, 300, 200), (500, 250, 600, 350), (700, 50, 800, 100)]
@@ -288,14 +315,22 @@ def test_qwen2_without_reference_uses_label_argument():
 
 
 def test_qwen2_several_boxes_in_one_span_and_stray_numbers():
-    dets, _ = warned(parse_qwen2_boxes, "<|box_start|>(0,0),(100,100),(200,200),(300,300),(5<|box_end|>", SIZE,
-                     match="stray")
+    dets, _ = warned(
+        parse_qwen2_boxes,
+        "<|box_start|>(0,0),(100,100),(200,200),(300,300),(5<|box_end|>",
+        SIZE,
+        match="stray",
+    )
     assert bounds(dets) == [(0, 0, 100, 50), (200, 100, 300, 150)]
 
 
 def test_qwen2_truncated_box():
-    dets, _ = warned(parse_qwen2_boxes, "<|object_ref_start|>a<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
-                     "<|box_start|>(5,6),(7", SIZE, match="truncated")
+    dets, _ = warned(
+        parse_qwen2_boxes,
+        "<|object_ref_start|>a<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|><|box_start|>(5,6),(7",
+        SIZE,
+        match="truncated",
+    )
     assert [d.label for d in dets] == ["a"]
 
 
@@ -305,7 +340,10 @@ def test_qwen2_decoded_without_special_tokens():
 
 
 def test_qwen2_garbage():
-    assert warned(parse_qwen2_boxes, "<|box_start|>nothing here<|box_end|>", SIZE, match="no coordinates")[0] == []
+    assert (
+        warned(parse_qwen2_boxes, "<|box_start|>nothing here<|box_end|>", SIZE, match="no coordinates")[0]
+        == []
+    )
     assert warned(parse_qwen2_boxes, "just words", SIZE, match="no grounding")[0] == []
 
 
@@ -313,8 +351,10 @@ def test_qwen2_garbage():
 # RemoteReasoner
 # ---------------------------------------------------------------------------------------
 def test_remotereasoner_answer_boxes_in_pixels():
-    text = ("<think>The question asks for storage tanks next to the harbour. I see two round white "
-            "structures near the pier.</think>\n<answer>[[120, 45, 180, 101], [200, 300, 260, 350]]</answer>")
+    text = (
+        "<think>The question asks for storage tanks next to the harbour. I see two round white "
+        "structures near the pier.</think>\n<answer>[[120, 45, 180, 101], [200, 300, 260, 350]]</answer>"
+    )
     dets = quiet(parse_remotereasoner, text, SIZE, label="storage tank")
     assert [d.label for d in dets] == ["storage tank"] * 2
     assert bounds(dets) == [(120, 45, 180, 101), (200, 300, 260, 350)]
@@ -325,20 +365,28 @@ def test_remotereasoner_empty_answer_means_no_match():
     assert quiet(parse_remotereasoner, "<think>none</think><answer> [ ] </answer>", SIZE) == []
 
 
-@pytest.mark.parametrize("text", [
-    "<think>reasoning without an end <answer>[[1, 2, 3, 4]]</answer>",
-    "<think>r</think><answer>[1, 2, 3, 4]</answer>",
-    "<think>r</think> <answer> [ [ 1 , 2 , 3 , 4 ] ] </answer>",
-    "<think>r</think>[[1, 2, 3, 4]]",
-    "<answer>[[1.0, 2.0, 3.0, 4.0]]",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<think>reasoning without an end <answer>[[1, 2, 3, 4]]</answer>",
+        "<think>r</think><answer>[1, 2, 3, 4]</answer>",
+        "<think>r</think> <answer> [ [ 1 , 2 , 3 , 4 ] ] </answer>",
+        "<think>r</think>[[1, 2, 3, 4]]",
+        "<answer>[[1.0, 2.0, 3.0, 4.0]]",
+    ],
+)
 def test_remotereasoner_tolerates_sloppy_tags(text):
     assert bounds(quiet(parse_remotereasoner, text, SIZE)) == [(1, 2, 3, 4)]
 
 
 def test_remotereasoner_bad_output():
     assert warned(parse_remotereasoner, "<think>I am still thinking", SIZE, match="no answer")[0] == []
-    assert warned(parse_remotereasoner, "<think>x</think><answer>no boxes</answer>", SIZE, match="no grounding")[0] == []
+    assert (
+        warned(parse_remotereasoner, "<think>x</think><answer>no boxes</answer>", SIZE, match="no grounding")[
+            0
+        ]
+        == []
+    )
     dets, _ = warned(parse_remotereasoner, "<answer>[[1, 2, 3, 4], [5, 6,", SIZE, match="truncated")
     assert len(dets) == 1
 
@@ -358,50 +406,78 @@ def test_florence_od_raw_text_bin_centres():
 
 
 def test_florence_phrase_grounding_several_boxes_per_phrase():
-    text = ("A green car<loc_100><loc_100><loc_200><loc_200><loc_300><loc_300><loc_400><loc_400>"
-            "a yellow building<loc_500><loc_500><loc_900><loc_900>")
+    text = (
+        "A green car<loc_100><loc_100><loc_200><loc_200><loc_300><loc_300><loc_400><loc_400>"
+        "a yellow building<loc_500><loc_500><loc_900><loc_900>"
+    )
     dets = quiet(parse_florence, text, "CAPTION_TO_PHRASE_GROUNDING", (1000, 1000))
     assert [d.label for d in dets] == ["A green car", "A green car", "a yellow building"]
     assert bounds(dets)[1] == (300.5, 300.5, 400.5, 400.5)
 
 
 def test_florence_open_vocabulary_detection():
-    dets = quiet(parse_florence, "building<loc_10><loc_20><loc_30><loc_40>", "<OPEN_VOCABULARY_DETECTION>", (100, 100))
+    dets = quiet(
+        parse_florence, "building<loc_10><loc_20><loc_30><loc_40>", "<OPEN_VOCABULARY_DETECTION>", (100, 100)
+    )
     assert [(d.label, d.kind) for d in dets] == [("building", "box")]
 
 
 def test_florence_referring_segmentation_polygons_with_sep():
-    text = ("<loc_100><loc_100><loc_300><loc_100><loc_300><loc_300><loc_100><loc_300><sep>"
-            "<loc_600><loc_600><loc_800><loc_600><loc_800><loc_800></s>")
+    text = (
+        "<loc_100><loc_100><loc_300><loc_100><loc_300><loc_300><loc_100><loc_300><sep>"
+        "<loc_600><loc_600><loc_800><loc_600><loc_800><loc_800></s>"
+    )
     (d,) = quiet(parse_florence, text, "<REFERRING_EXPRESSION_SEGMENTATION>", (1000, 1000), label="lake")
     assert d.kind == "polygon" and d.label == "lake" and d.geometry.geom_type == "MultiPolygon"
     assert d.geometry.area == pytest.approx(200 * 200 + 200 * 200 / 2)
 
 
 def test_florence_poly_tokens_delimit_objects():
-    text = ("ponds<poly><loc_0><loc_0><loc_100><loc_0><loc_100><loc_100></poly>"
-            "<poly><loc_500><loc_500><loc_600><loc_500><loc_600><loc_600></poly>")
+    text = (
+        "ponds<poly><loc_0><loc_0><loc_100><loc_0><loc_100><loc_100></poly>"
+        "<poly><loc_500><loc_500><loc_600><loc_500><loc_600><loc_600></poly>"
+    )
     dets = quiet(parse_florence, text, "<OPEN_VOCABULARY_DETECTION>", (1000, 1000))
     assert [(d.label, d.kind) for d in dets] == [("ponds", "polygon"), ("ponds", "polygon")]
 
 
 def test_florence_post_processed_dicts():
-    od = {"<OD>": {"bboxes": [[33.6, 160.0, 596.8, 371.2], [272.0, 242.0, 303.0, 247.0]], "labels": ["car", "door handle"]}}
+    od = {
+        "<OD>": {
+            "bboxes": [[33.6, 160.0, 596.8, 371.2], [272.0, 242.0, 303.0, 247.0]],
+            "labels": ["car", "door handle"],
+        }
+    }
     dets = quiet(parse_florence, od, "<OD>", (640, 480))
     assert [d.label for d in dets] == ["car", "door handle"]
     assert dets[0].geometry.bounds == pytest.approx((33.6, 160.0, 596.8, 371.2))
-    res = {"<REFERRING_EXPRESSION_SEGMENTATION>": {"polygons": [[[10, 10, 50, 10, 50, 50, 10, 50]]], "labels": [""]}}
+    res = {
+        "<REFERRING_EXPRESSION_SEGMENTATION>": {
+            "polygons": [[[10, 10, 50, 10, 50, 50, 10, 50]]],
+            "labels": [""],
+        }
+    }
     (d,) = quiet(parse_florence, res, "<REFERRING_EXPRESSION_SEGMENTATION>", (100, 100), label="field")
     assert d.kind == "polygon" and d.label == "field" and d.geometry.area == 1600
-    ovd = {"<OPEN_VOCABULARY_DETECTION>": {"bboxes": [[1, 2, 3, 4]], "bboxes_labels": ["tank"], "polygons": [],
-                                          "polygons_labels": []}}
+    ovd = {
+        "<OPEN_VOCABULARY_DETECTION>": {
+            "bboxes": [[1, 2, 3, 4]],
+            "bboxes_labels": ["tank"],
+            "polygons": [],
+            "polygons_labels": [],
+        }
+    }
     assert [d.label for d in quiet(parse_florence, ovd, "<OPEN_VOCABULARY_DETECTION>", (10, 10))] == ["tank"]
 
 
 def test_florence_dict_garbage():
-    for bad in ({"<OD>": {"bboxes": [[1, 2, "x", 4]], "labels": ["a"]}}, {"<OD>": {"bboxes": ["oops"], "labels": []}},
-                {"<OD>": 17}, {"<OD>": {"nothing": 1}},
-                {"<REFERRING_EXPRESSION_SEGMENTATION>": {"polygons": [[[1, 2, 3]]], "labels": [""]}}):
+    for bad in (
+        {"<OD>": {"bboxes": [[1, 2, "x", 4]], "labels": ["a"]}},
+        {"<OD>": {"bboxes": ["oops"], "labels": []}},
+        {"<OD>": 17},
+        {"<OD>": {"nothing": 1}},
+        {"<REFERRING_EXPRESSION_SEGMENTATION>": {"polygons": [[[1, 2, 3]]], "labels": [""]}},
+    ):
         dets, _ = warned(parse_florence, bad, "<OD>", (10, 10))
         assert dets == []
 
@@ -409,14 +485,20 @@ def test_florence_dict_garbage():
 def test_florence_self_intersecting_polygon_is_repaired():
     # a bow-tie: make_valid splits it into two triangles
     text = "<loc_0><loc_0><loc_999><loc_999><loc_999><loc_0><loc_0><loc_999>"
-    (d,), _ = warned(parse_florence, text, "<REFERRING_EXPRESSION_SEGMENTATION>", (1000, 1000), match="make_valid")
+    (d,), _ = warned(
+        parse_florence, text, "<REFERRING_EXPRESSION_SEGMENTATION>", (1000, 1000), match="make_valid"
+    )
     assert d.geometry.is_valid and d.geometry.area > 0
 
 
 def test_florence_stray_locations_and_out_of_range_bins():
-    dets, _ = warned(parse_florence, "car<loc_1><loc_2><loc_3><loc_4><loc_5>", "<OD>", (1000, 1000), match="stray")
+    dets, _ = warned(
+        parse_florence, "car<loc_1><loc_2><loc_3><loc_4><loc_5>", "<OD>", (1000, 1000), match="stray"
+    )
     assert len(dets) == 1
-    (d,), _ = warned(parse_florence, "car<loc_1><loc_2><loc_1500><loc_4>", "<OD>", (1000, 1000), match="clipped")
+    (d,), _ = warned(
+        parse_florence, "car<loc_1><loc_2><loc_1500><loc_4>", "<OD>", (1000, 1000), match="clipped"
+    )
     assert d.geometry.bounds[2] == 1000
 
 
@@ -437,7 +519,9 @@ def test_geochat_relative_0_100():
 
 
 def test_geochat_missing_angle_and_several_boxes():
-    dets = quiet(parse_geochat, "There are two ships <p>ships</p>{<10><20><30><40>}{<50><50><60><70>|<0>}.", (200, 100))
+    dets = quiet(
+        parse_geochat, "There are two ships <p>ships</p>{<10><20><30><40>}{<50><50><60><70>|<0>}.", (200, 100)
+    )
     assert [d.label for d in dets] == ["ships", "ships"]
     assert bounds(dets) == [(20, 20, 60, 40), (100, 50, 120, 70)]
 
@@ -478,17 +562,23 @@ def test_geochat_bad_output():
 # ---------------------------------------------------------------------------------------
 def test_plain_boxes_and_points():
     assert bounds(quiet(parse_boxes, "[10, 20, 30, 40]", SIZE)) == [(10, 20, 30, 40)]
-    assert bounds(quiet(parse_boxes, "[[10, 20, 30, 40], [50.5, 60, 70, 80.25]]", SIZE)) == [(10, 20, 30, 40),
-                                                                                             (50.5, 60, 70, 80.25)]
+    assert bounds(quiet(parse_boxes, "[[10, 20, 30, 40], [50.5, 60, 70, 80.25]]", SIZE)) == [
+        (10, 20, 30, 40),
+        (50.5, 60, 70, 80.25),
+    ]
     pts = quiet(parse_boxes, "wells at (10, 20) and [30, 40]", SIZE, label="well")
-    assert [(d.kind, d.label, d.geometry.coords[0]) for d in pts] == [("point", "well", (10, 20)),
-                                                                     ("point", "well", (30, 40))]
+    assert [(d.kind, d.label, d.geometry.coords[0]) for d in pts] == [
+        ("point", "well", (10, 20)),
+        ("point", "well", (30, 40)),
+    ]
 
 
 def test_plain_relative_scales():
     assert bounds(quiet(parse_boxes, "[100, 100, 500, 500]", SIZE, relative=1000)) == [(100, 50, 500, 250)]
     assert bounds(quiet(parse_boxes, "[10, 10, 50, 50]", SIZE, relative=100)) == [(100, 50, 500, 250)]
-    assert bounds(quiet(parse_boxes, "[0.1, 0.1, 0.5, 0.5]", SIZE)) == [(100, 50, 500, 250)]  # auto: fractions
+    assert bounds(quiet(parse_boxes, "[0.1, 0.1, 0.5, 0.5]", SIZE)) == [
+        (100, 50, 500, 250)
+    ]  # auto: fractions
     assert bounds(quiet(parse_boxes, "[0, 0, 1, 1]", SIZE)) == [(0, 0, 1, 1)]  # whole numbers: pixels
     with pytest.raises(InputError):
         parse_boxes("[1, 2, 3, 4]", SIZE, relative=0)
@@ -535,7 +625,9 @@ def test_parse_output_aliases_and_keywords():
     b = parse_qwen25(COOKBOOK, (1280, 720), input_size=(w_in, h_in))
     assert bounds(a) == bounds(b)
     assert bounds(parse_output('[{"bbox_2d": [0, 0, 500, 500]}]', "qwen3-vl", (100, 100))) == [(0, 0, 50, 50)]
-    assert [d.label for d in parse_output("car<loc_1><loc_2><loc_3><loc_4>", "florence-2", (10, 10), task="OD")] == ["car"]
+    assert [
+        d.label for d in parse_output("car<loc_1><loc_2><loc_3><loc_4>", "florence-2", (10, 10), task="OD")
+    ] == ["car"]
     # auto ignores keywords the detected parser does not take
     assert len(parse_output("[1, 2, 3, 4]", "auto", (10, 10), input_size=(5, 5), task="<OD>")) == 1
     # florence without a task: guessed from the text
@@ -546,18 +638,57 @@ def test_parse_output_aliases_and_keywords():
 def test_parse_output_unknown_format():
     with pytest.raises(InputError, match="unknown model output format"):
         parse_output("[]", "llava", (10, 10))
-    assert set(FORMATS) >= {"qwen2.5", "qwen2", "qwen3", "remotereasoner", "florence", "geochat", "plain", "auto"}
+    assert set(FORMATS) >= {
+        "qwen2.5",
+        "qwen2",
+        "qwen3",
+        "remotereasoner",
+        "florence",
+        "geochat",
+        "plain",
+        "auto",
+    }
 
 
 # ---------------------------------------------------------------------------------------
 # never raise: garbage and fuzzing
 # ---------------------------------------------------------------------------------------
 GARBAGE = [
-    "", " ", "\x00\x01", "null", "[", "]", "{", "}", "[[[[", "{{{{", "```json", "```json\n[{", "<answer>", "</think>",
-    "<|box_start|>", "<|box_start|>(1,2),(3", "<loc_", "<loc_999999999999999999999>", "<p>", "{<", "{<1><2><3><4>|<",
-    "[NaN, NaN, NaN, NaN]", "[1e999, 0, 1e999, 5]", "[-1e308, -1e308, 1e308, 1e308]", "[[1, 2, 3, 4]" * 50,
-    '{"bbox_2d": {"x": 1}}', '{"bbox_2d": null}', '{"bbox_2d": [true, false, 1, 2]}', '{"point_2d": "here"}',
-    "[" * 3000 + "]" * 3000, "{" * 3000, "'" * 7, '"' * 7, "<think>" * 5, "\u202e\u2066 ünïcödé 🚀 [1,2,3,4]",
+    "",
+    " ",
+    "\x00\x01",
+    "null",
+    "[",
+    "]",
+    "{",
+    "}",
+    "[[[[",
+    "{{{{",
+    "```json",
+    "```json\n[{",
+    "<answer>",
+    "</think>",
+    "<|box_start|>",
+    "<|box_start|>(1,2),(3",
+    "<loc_",
+    "<loc_999999999999999999999>",
+    "<p>",
+    "{<",
+    "{<1><2><3><4>|<",
+    "[NaN, NaN, NaN, NaN]",
+    "[1e999, 0, 1e999, 5]",
+    "[-1e308, -1e308, 1e308, 1e308]",
+    "[[1, 2, 3, 4]" * 50,
+    '{"bbox_2d": {"x": 1}}',
+    '{"bbox_2d": null}',
+    '{"bbox_2d": [true, false, 1, 2]}',
+    '{"point_2d": "here"}',
+    "[" * 3000 + "]" * 3000,
+    "{" * 3000,
+    "'" * 7,
+    '"' * 7,
+    "<think>" * 5,
+    "\u202e\u2066 ünïcödé 🚀 [1,2,3,4]",
 ]
 
 
@@ -586,17 +717,65 @@ def test_garbage_never_raises(fmt, text):
     assert not [w for w in rec if "parser bug" in str(w.message)]
 
 
-TOKENS = st.sampled_from([
-    "[", "]", "{", "}", "(", ")", ",", ":", '"', "'", "<", ">", "|", " ", "\n", "```json\n", "```",
-    '"bbox_2d"', '"point_2d"', '"label"', '"score"', "bbox_2d", "NaN", "Infinity", "-", ".", "e",
-    "<loc_", "<sep>", "<poly>", "</poly>", "</s>", "<|box_start|>", "<|box_end|>", "<|object_ref_start|>",
-    "<|object_ref_end|>", "<think>", "</think>", "<answer>", "</answer>", "<p>", "</p>", "car",
-]) | st.integers(-2000, 3000).map(str) | st.floats(allow_nan=True, allow_infinity=True).map(repr)
+TOKENS = (
+    st.sampled_from(
+        [
+            "[",
+            "]",
+            "{",
+            "}",
+            "(",
+            ")",
+            ",",
+            ":",
+            '"',
+            "'",
+            "<",
+            ">",
+            "|",
+            " ",
+            "\n",
+            "```json\n",
+            "```",
+            '"bbox_2d"',
+            '"point_2d"',
+            '"label"',
+            '"score"',
+            "bbox_2d",
+            "NaN",
+            "Infinity",
+            "-",
+            ".",
+            "e",
+            "<loc_",
+            "<sep>",
+            "<poly>",
+            "</poly>",
+            "</s>",
+            "<|box_start|>",
+            "<|box_end|>",
+            "<|object_ref_start|>",
+            "<|object_ref_end|>",
+            "<think>",
+            "</think>",
+            "<answer>",
+            "</answer>",
+            "<p>",
+            "</p>",
+            "car",
+        ]
+    )
+    | st.integers(-2000, 3000).map(str)
+    | st.floats(allow_nan=True, allow_infinity=True).map(repr)
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(TOKENS, max_size=60).map("".join), st.sampled_from(PARSE_FORMATS),
-       st.tuples(st.integers(1, 3000), st.integers(1, 3000)))
+@given(
+    st.lists(TOKENS, max_size=60).map("".join),
+    st.sampled_from(PARSE_FORMATS),
+    st.tuples(st.integers(1, 3000), st.integers(1, 3000)),
+)
 def test_fuzz_structured_text_never_raises(text, fmt, size):
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
@@ -616,10 +795,18 @@ def test_fuzz_random_text_never_raises(text, fmt):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.floats(allow_nan=True, allow_infinity=True), st.floats(allow_nan=True, allow_infinity=True),
-                          st.floats(allow_nan=True, allow_infinity=True), st.floats(allow_nan=True, allow_infinity=True)),
-                max_size=6),
-       st.sampled_from(["qwen2.5", "qwen3"]))
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.floats(allow_nan=True, allow_infinity=True),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(["qwen2.5", "qwen3"]),
+)
 def test_fuzz_json_boxes_any_numbers(boxes, fmt):
     import json
 
@@ -632,12 +819,19 @@ def test_fuzz_json_boxes_any_numbers(boxes, fmt):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
-                    max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+        max_leaves=20,
+    )
+)
 def test_fuzz_florence_dicts_never_raise(value):
-    for result in ({"<OD>": value}, {"<REFERRING_EXPRESSION_SEGMENTATION>": {"polygons": value, "labels": value}},
-                   {"bboxes": value, "labels": value}):
+    for result in (
+        {"<OD>": value},
+        {"<REFERRING_EXPRESSION_SEGMENTATION>": {"polygons": value, "labels": value}},
+        {"bboxes": value, "labels": value},
+    ):
         with warnings.catch_warnings(record=True) as rec:
             warnings.simplefilter("always")
             dets = parse_florence(result, "<OD>", (50, 50))
@@ -646,6 +840,8 @@ def test_fuzz_florence_dicts_never_raise(value):
 
 
 def test_models_import_neither_torch_nor_prefect():
-    code = ("import sys, georeason.models.parsers, georeason.models.levels; "
-            "bad = [m for m in ('torch', 'prefect') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, georeason.models.parsers, georeason.models.levels; "
+        "bad = [m for m in ('torch', 'prefect') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

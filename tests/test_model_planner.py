@@ -10,31 +10,43 @@ import json
 from pathlib import Path
 
 import pytest
-
-from georeason.geo.english import ask
-from georeason.geo.program import Program
-from georeason.geo.scene import read_scene
 from test_model_remote import FakeOpenAI
+
+from georeason.geo.language.english import ask
+from georeason.geo.language.program import Program
+from georeason.geo.vector.scene import read_scene
 
 REPO = Path(__file__).resolve().parents[1]
 TOWN = REPO / "examples" / "town.geojson"
 QUESTION = "Tell me the number of buildings that stand no more than 300 metres from the biggest lake"
 
-VALID = {"steps": [
-    {"id": "lakes", "op": "select", "args": {"cls": "lake"}},
-    {"id": "lake", "op": "the", "args": {"objects": "$lakes", "pick": "largest"}},
-    {"id": "bld", "op": "select", "args": {"cls": "building"}},
-    {"id": "near", "op": "within_distance", "args": {"objects": "$bld", "of": "$lake", "distance": 300, "unit": "m"}},
-    {"id": "n", "op": "count", "args": {"objects": "$near"}},
-    {"id": "out", "op": "answer", "args": {"value": "$n"}},
-]}
+VALID = {
+    "steps": [
+        {"id": "lakes", "op": "select", "args": {"cls": "lake"}},
+        {"id": "lake", "op": "the", "args": {"objects": "$lakes", "pick": "largest"}},
+        {"id": "bld", "op": "select", "args": {"cls": "building"}},
+        {
+            "id": "near",
+            "op": "within_distance",
+            "args": {"objects": "$bld", "of": "$lake", "distance": 300, "unit": "m"},
+        },
+        {"id": "n", "op": "count", "args": {"objects": "$near"}},
+        {"id": "out", "op": "answer", "args": {"value": "$n"}},
+    ]
+}
 #: refers to a later step: structurally invalid
-INVALID = {"steps": [
-    {"id": "n", "op": "count", "args": {"objects": "$near"}},
-    {"id": "lakes", "op": "select", "args": {"cls": "lake"}},
-    {"id": "near", "op": "within_distance", "args": {"objects": "$lakes", "of": "$lakes", "distance": 300}},
-    {"id": "out", "op": "answer", "args": {"value": "$n"}},
-]}
+INVALID = {
+    "steps": [
+        {"id": "n", "op": "count", "args": {"objects": "$near"}},
+        {"id": "lakes", "op": "select", "args": {"cls": "lake"}},
+        {
+            "id": "near",
+            "op": "within_distance",
+            "args": {"objects": "$lakes", "of": "$lakes", "distance": 300},
+        },
+        {"id": "out", "op": "answer", "args": {"value": "$n"}},
+    ]
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +66,7 @@ def server():
 @pytest.fixture
 def executed(monkeypatch):
     """Calls of ``execute``; each must get a validated Program."""
-    import georeason.geo.executor as ex
+    import georeason.geo.language.executor as ex
 
     calls = []
     real = ex.execute
@@ -69,13 +81,13 @@ def executed(monkeypatch):
 
 
 def _client(server):
-    from georeason.models.planner import chat_client
+    from georeason.models.language.planner import chat_client
 
     return chat_client(server.base_url, retries=0, timeout=10)
 
 
 def test_valid_program_answers(server, scene, executed):
-    from georeason.models.planner import plan_and_answer
+    from georeason.models.language.planner import plan_and_answer
 
     want = ask("How many buildings are within 300 m of the largest lake?", scene)
     executed.clear()
@@ -87,14 +99,16 @@ def test_valid_program_answers(server, scene, executed):
     (req,) = server.requests
     # the schema constrains the reply (response_format) and is in the prompt, with examples
     rf = req["response_format"]
-    assert rf["type"] == "json_schema" and rf["json_schema"]["schema"]["properties"]["steps"]["type"] == "array"
+    assert (
+        rf["type"] == "json_schema" and rf["json_schema"]["schema"]["properties"]["steps"]["type"] == "array"
+    )
     prompt = req["messages"][-1]["content"]
     assert '"within_distance"' in prompt and "Question: How many buildings are within 500 m" in prompt
     assert QUESTION in prompt and "building (8)" in prompt  # the scene's classes
 
 
 def test_invalid_program_is_repaired_once_with_the_error(server, scene, executed):
-    from georeason.models.planner import plan_and_answer
+    from georeason.models.language.planner import plan_and_answer
 
     server.replies = [json.dumps(INVALID), json.dumps(VALID)]
     ans = plan_and_answer(QUESTION, scene, _client(server))
@@ -108,7 +122,7 @@ def test_invalid_program_is_repaired_once_with_the_error(server, scene, executed
 
 
 def test_still_invalid_abstains_and_nothing_runs(server, scene, executed):
-    from georeason.models.planner import plan_and_answer
+    from georeason.models.language.planner import plan_and_answer
 
     bad_class = json.loads(json.dumps(VALID))
     bad_class["steps"][2]["args"]["cls"] = "aircraft"
@@ -122,7 +136,7 @@ def test_still_invalid_abstains_and_nothing_runs(server, scene, executed):
 
 
 def test_prose_without_json_is_repaired(scene, executed):
-    from georeason.models.planner import plan_and_answer
+    from georeason.models.language.planner import plan_and_answer
 
     replies = iter(["I think there are about 3 buildings.", json.dumps(VALID["steps"])])
     seen = []
@@ -137,7 +151,7 @@ def test_prose_without_json_is_repaired(scene, executed):
 
 
 def test_free_class_names_are_mapped_before_validation(scene, executed):
-    from georeason.models.planner import plan_and_answer
+    from georeason.models.language.planner import plan_and_answer
 
     prog = json.loads(json.dumps(VALID))
     prog["steps"][2]["args"]["cls"] = "houses"
@@ -151,7 +165,7 @@ def test_free_class_names_are_mapped_before_validation(scene, executed):
 
 def test_templates_first_planner_only_for_unparsed(scene, executed):
     from georeason.errors import QuestionParseError
-    from georeason.models.planner import answer_with_fallback
+    from georeason.models.language.planner import answer_with_fallback
 
     def chat(messages):
         raise AssertionError("the planner must not be asked a template question")
@@ -171,16 +185,23 @@ def test_cli_ask_with_planner(server, monkeypatch):
 
     monkeypatch.delenv("GEOREASON_PLANNER_MODEL", raising=False)
     server.replies = [json.dumps(VALID)]
-    res = CliRunner().invoke(app, ["ask", QUESTION, "--objects", str(TOWN), "--planner", server.base_url, "--json"])
+    res = CliRunner().invoke(
+        app, ["ask", QUESTION, "--objects", str(TOWN), "--planner", server.base_url, "--json"]
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output.strip().splitlines()[-1])
-    assert out["answer"] == ask("How many buildings are within 300 m of the largest lake?", read_scene(TOWN)).value
+    assert (
+        out["answer"]
+        == ask("How many buildings are within 300 m of the largest lake?", read_scene(TOWN)).value
+    )
     assert out["details"]["planner"]["attempts"] == 1
     assert server.requests[0]["model"] == "fake-planner"  # discovered from /v1/models
     # a template question never reaches the server
     n = len(server.requests)
-    res = CliRunner().invoke(app, ["ask", "How many lakes are there?", "--objects", str(TOWN), "--planner",
-                                   server.base_url, "--json"])
+    res = CliRunner().invoke(
+        app,
+        ["ask", "How many lakes are there?", "--objects", str(TOWN), "--planner", server.base_url, "--json"],
+    )
     assert res.exit_code == 0 and len(server.requests) == n
     # without --planner the same question is a parse error (exit 2)
     res = CliRunner().invoke(app, ["ask", QUESTION, "--objects", str(TOWN)])

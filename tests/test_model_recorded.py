@@ -17,7 +17,7 @@ import pytest
 import shapely
 
 from georeason.errors import InputError, ModelError
-from georeason.geo.scene import read_scene
+from georeason.geo.vector.scene import read_scene
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data_catalog" / "sample"
@@ -28,11 +28,13 @@ RASTER = SAMPLE / "sample_scene.tif"
 def _sample_questions() -> list[str]:
     from georeason.config import read_questions
 
-    return [s.question for s in read_questions(REPO / "data_catalog" / "questions.yaml") if s.item == "sample"]
+    return [
+        s.question for s in read_questions(REPO / "data_catalog" / "questions.yaml") if s.item == "sample"
+    ]
 
 
 def test_shipped_file_is_small_valid_and_reproducible(tmp_path):
-    from georeason.models.recorded import read_outputs
+    from georeason.models.backends.recorded import read_outputs
 
     assert RECORDED.stat().st_size < 300_000
     entries = read_outputs(RECORDED)
@@ -53,21 +55,31 @@ def _write(path: Path, lines: list) -> Path:
     return path
 
 
-GOOD = {"item": "s", "tile": [0, 0], "window": [0, 0, 64, 64], "class": "building", "format": "qwen2.5",
-        "input_size": [56, 56], "text": '[{"bbox_2d": [7, 7, 21, 14], "label": "building"}]'}
+GOOD = {
+    "item": "s",
+    "tile": [0, 0],
+    "window": [0, 0, 64, 64],
+    "class": "building",
+    "format": "qwen2.5",
+    "input_size": [56, 56],
+    "text": '[{"bbox_2d": [7, 7, 21, 14], "label": "building"}]',
+}
 
 
-@pytest.mark.parametrize("bad, needle", [
-    ("{not json", "line 2 is not valid JSON"),
-    ({k: v for k, v in GOOD.items() if k != "window"}, "line 2: missing field(s) window"),
-    ({**GOOD, "window": [0, 0, 64]}, "line 2: 'window' must be a list of 4 integers"),
-    ({**GOOD, "format": "gpt-9"}, "line 2: unknown model output format 'gpt-9'"),
-    ({**GOOD, "format": "florence"}, "line 2: a florence entry needs 'task'"),
-    ({**GOOD, "class": "building"}, "line 2: duplicate entry"),
-    ({**GOOD, "text": 5}, "line 2: 'text' must be"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ("{not json", "line 2 is not valid JSON"),
+        ({k: v for k, v in GOOD.items() if k != "window"}, "line 2: missing field(s) window"),
+        ({**GOOD, "window": [0, 0, 64]}, "line 2: 'window' must be a list of 4 integers"),
+        ({**GOOD, "format": "gpt-9"}, "line 2: unknown model output format 'gpt-9'"),
+        ({**GOOD, "format": "florence"}, "line 2: a florence entry needs 'task'"),
+        ({**GOOD, "class": "building"}, "line 2: duplicate entry"),
+        ({**GOOD, "text": 5}, "line 2: 'text' must be"),
+    ],
+)
 def test_bad_files_name_file_and_line(tmp_path, bad, needle):
-    from georeason.models.recorded import read_outputs
+    from georeason.models.backends.recorded import read_outputs
 
     p = _write(tmp_path / "rec.jsonl", [GOOD, bad])
     with pytest.raises(InputError) as e:
@@ -90,7 +102,7 @@ def test_prepare_checks_item_and_adds_content_hash(tmp_path):
 
 
 def _tiles(tile_px=1024, overlap_px=128):
-    from georeason.geo.tiling import plan_tiles
+    from georeason.geo.raster.tiling import plan_tiles
 
     return list(plan_tiles(str(RASTER), tile_px, overlap_px))
 
@@ -98,11 +110,13 @@ def _tiles(tile_px=1024, overlap_px=128):
 def _grounder(**opts):
     from georeason.models.registry import build_grounder, prepare_spec
 
-    return build_grounder(prepare_spec("recorded", str(RASTER), {"outputs": str(RECORDED), "item": "sample", **opts}))
+    return build_grounder(
+        prepare_spec("recorded", str(RASTER), {"outputs": str(RECORDED), "item": "sample", **opts})
+    )
 
 
 def test_lookup_by_window_labels_with_the_class_asked():
-    from georeason.geo.tiling import read_tile
+    from georeason.geo.raster.tiling import read_tile
 
     g = _grounder()
     tile = next(t for t in _tiles() if tuple(t.index) == (1, 1))
@@ -118,7 +132,7 @@ def test_lookup_by_window_labels_with_the_class_asked():
 
 
 def test_class_never_recorded_and_other_tile_plan_are_errors_not_silence():
-    from georeason.geo.tiling import read_tile
+    from georeason.geo.raster.tiling import read_tile
 
     g = _grounder()
     tile = _tiles()[0]
@@ -131,7 +145,7 @@ def test_class_never_recorded_and_other_tile_plan_are_errors_not_silence():
 
 def test_recorded_objects_match_truth_geometry():
     """Every truth building comes back once (two sources, seams), lakes as polygons."""
-    from georeason.geo.pipeline import sequential_ground
+    from georeason.pipeline import sequential_ground
 
     found, failures = sequential_ground(str(RASTER), _grounder(), ["building", "lake"], 1024, 128)
     assert failures == []
@@ -150,18 +164,23 @@ def test_recorded_objects_match_truth_geometry():
 @pytest.mark.e2e
 def test_flow_with_recorded_outputs_answers_like_the_truth(prefect_harness, tmp_path):
     from prefect.task_runners import ThreadPoolTaskRunner
+    from tests_flow_helpers import check_against_truth
 
     from georeason.flows.answer import answer
-    from tests_flow_helpers import check_against_truth
 
     questions = _sample_questions()
     assert len(questions) >= 10
     qfile = tmp_path / "q.jsonl"
     qfile.write_text("".join(json.dumps({"question": q, "item": "sample"}) + "\n" for q in questions))
     result = answer.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(
-        questions=str(qfile), out=str(tmp_path / "out"), results_dir=str(tmp_path / "results"),
-        items=["sample"], grounder="recorded", grounder_options={"outputs": str(RECORDED)},
-        tile_px=1024, overlap_px=128,
+        questions=str(qfile),
+        out=str(tmp_path / "out"),
+        results_dir=str(tmp_path / "results"),
+        items=["sample"],
+        grounder="recorded",
+        grounder_options={"outputs": str(RECORDED)},
+        tile_px=1024,
+        overlap_px=128,
     )
     assert result["errors"] == 0 and result["failed_tiles"] == 0
     rows = result["rows"]
@@ -181,9 +200,14 @@ def test_flow_with_another_tile_plan_abstains_naming_the_plan(prefect_harness, t
     qfile = tmp_path / "q.jsonl"
     qfile.write_text(json.dumps({"question": "How many lakes are there?", "item": "sample"}) + "\n")
     result = answer.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(
-        questions=str(qfile), out=str(tmp_path / "out"), results_dir=str(tmp_path / "results"),
-        items=["sample"], grounder="recorded", grounder_options={"outputs": str(RECORDED)},
-        tile_px=2048, overlap_px=128,  # one tile, whose window was never recorded
+        questions=str(qfile),
+        out=str(tmp_path / "out"),
+        results_dir=str(tmp_path / "results"),
+        items=["sample"],
+        grounder="recorded",
+        grounder_options={"outputs": str(RECORDED)},
+        tile_px=2048,
+        overlap_px=128,  # one tile, whose window was never recorded
     )
     (row,) = result["rows"]
     assert row["abstained"] and "--tile-px" in row["reason"]
@@ -192,16 +216,32 @@ def test_flow_with_another_tile_plan_abstains_naming_the_plan(prefect_harness, t
 @pytest.mark.e2e
 def test_cli_run_with_recorded_outputs(prefect_harness, tmp_path):
     """``georeason run --grounder recorded --outputs FILE --item sample --tile-px 1024 --overlap-px 128``."""
+    from tests_flow_helpers import check_against_truth
     from typer.testing import CliRunner
 
     from georeason.cli import app
-    from tests_flow_helpers import check_against_truth
 
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, [
-        "run", "--grounder", "recorded", "--outputs", str(RECORDED), "--item", "sample",
-        "--tile-px", "1024", "--overlap-px", "128", "--out", str(out), "--results", str(tmp_path / "results"),
-    ])
+    res = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--grounder",
+            "recorded",
+            "--outputs",
+            str(RECORDED),
+            "--item",
+            "sample",
+            "--tile-px",
+            "1024",
+            "--overlap-px",
+            "128",
+            "--out",
+            str(out),
+            "--results",
+            str(tmp_path / "results"),
+        ],
+    )
     assert res.exit_code == 0, res.output[-3000:]
     rows = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     questions = _sample_questions()

@@ -24,7 +24,6 @@ import shapely
 
 from georeason.errors import InputError, ModelError
 
-
 _DECODE_LOCK = threading.Lock()
 
 
@@ -86,9 +85,21 @@ class FakeOpenAI:
                         self._send(404, {"error": {"message": f"model {body.get('model')!r} does not exist"}})
                         return
                     text = fake.answer(body)
-                    self._send(200, {"id": "x", "object": "chat.completion", "model": fake.model,
-                                     "choices": [{"index": 0, "finish_reason": "stop",
-                                                  "message": {"role": "assistant", "content": text}}]})
+                    self._send(
+                        200,
+                        {
+                            "id": "x",
+                            "object": "chat.completion",
+                            "model": fake.model,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": text},
+                                }
+                            ],
+                        },
+                    )
                 finally:
                     with fake._lock:
                         fake.in_flight -= 1
@@ -101,7 +112,7 @@ class FakeOpenAI:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         self.thread.start()
         return self
 
@@ -129,8 +140,8 @@ class FakeOpenAI:
         """Qwen2.5-VL-style answer: bright blobs as bbox_2d in smart_resized input pixels."""
         from scipy import ndimage
 
+        from georeason.models.backends.remote import decode_png
         from georeason.models.parsers import smart_resize
-        from georeason.models.remote import decode_png
 
         assert data_url.startswith("data:image/png;base64,")
         with _DECODE_LOCK:  # warnings.catch_warnings in decode_png is not thread-safe
@@ -158,16 +169,17 @@ def fake_server():
 
 # -- units ------------------------------------------------------------------------------------
 
+
 def _image_with_squares(size=(200, 300), squares=((20, 30, 8), (100, 150, 10), (170, 10, 6))):
     """RGB uint8 (rows, cols, 3), black with white squares (row, col, side)."""
     img = np.zeros(size + (3,), np.uint8)
     for r, c, s in squares:
-        img[r:r + s, c:c + s] = 255
+        img[r : r + s, c : c + s] = 255
     return img
 
 
 def test_png_round_trip_without_pillow():
-    from georeason.models.remote import decode_png, encode_png, png_data_url
+    from georeason.models.backends.remote import decode_png, encode_png, png_data_url
 
     img = _image_with_squares()
     assert np.array_equal(decode_png(encode_png(img)), img)
@@ -237,7 +249,7 @@ def test_connection_refused_is_a_model_error():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
-    from georeason.models.remote import ChatClient
+    from georeason.models.backends.remote import ChatClient
 
     client = ChatClient(f"http://127.0.0.1:{port}/v1", "m", retries=1, backoff=0.01, timeout=2)
     with pytest.raises(ModelError, match="failed after 2 attempts"):
@@ -258,7 +270,7 @@ def test_config_errors():
     with pytest.raises(InputError, match="base_url"):
         prepare_spec("remote", None, {})
     with pytest.raises(InputError, match="not an http"):
-        from georeason.models.remote import ChatClient
+        from georeason.models.backends.remote import ChatClient
 
         ChatClient("127.0.0.1:8000")
 
@@ -266,9 +278,20 @@ def test_config_errors():
 # -- end to end through the answer flow -----------------------------------------------------
 
 SQUARES_PX = [  # (col, row, side) of bright "buildings" on a 600 x 600 px, 10 m scene
-    (40, 40, 8), (120, 60, 6), (210, 100, 8), (220, 220, 8), (300, 150, 6), (330, 400, 10),
-    (410, 410, 7), (500, 80, 8), (90, 500, 6), (250, 520, 8), (520, 300, 9), (440, 220, 6),
-    (186, 300, 8), (380, 186, 8),
+    (40, 40, 8),
+    (120, 60, 6),
+    (210, 100, 8),
+    (220, 220, 8),
+    (300, 150, 6),
+    (330, 400, 10),
+    (410, 410, 7),
+    (500, 80, 8),
+    (90, 500, 6),
+    (250, 520, 8),
+    (520, 300, 9),
+    (440, 220, 6),
+    (186, 300, 8),
+    (380, 186, 8),
 ]
 ORIGIN = (500_000.0, 5_100_000.0)
 
@@ -286,10 +309,19 @@ def building_catalog(tmp_path_factory):
     tr = from_origin(ORIGIN[0], ORIGIN[1], 10.0, 10.0)
     data = np.full((3, 600, 600), 500, np.uint16)
     for c, r, s in SQUARES_PX:
-        data[:, r:r + s, c:c + s] = 3000
+        data[:, r : r + s, c : c + s] = 3000
     tif = root / "squares.tif"
-    with rasterio.open(tif, "w", driver="GTiff", width=600, height=600, count=3, dtype="uint16",
-                       crs="EPSG:32633", transform=tr) as dst:
+    with rasterio.open(
+        tif,
+        "w",
+        driver="GTiff",
+        width=600,
+        height=600,
+        count=3,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=tr,
+    ) as dst:
         dst.write(data)
         dst.descriptions = ("red", "green", "blue")
 
@@ -301,9 +333,14 @@ def building_catalog(tmp_path_factory):
     roads_path = root / "roads.geojson"
     roads.to_crs("EPSG:4326").to_file(roads_path, driver="GeoJSON")
     blds = [shapely.box(*px(c, r + s), *px(c + s, r)) for c, r, s in SQUARES_PX]
-    truth = gpd.GeoDataFrame({"id": [f"b{i}" for i in range(len(blds))] + ["road-1"],
-                              "class": ["building"] * len(blds) + ["road"]},
-                             geometry=blds + [road], crs="EPSG:32633")
+    truth = gpd.GeoDataFrame(
+        {
+            "id": [f"b{i}" for i in range(len(blds))] + ["road-1"],
+            "class": ["building"] * len(blds) + ["road"],
+        },
+        geometry=blds + [road],
+        crs="EPSG:32633",
+    )
     truth_path = root / "truth.gpkg"
     truth.to_file(truth_path, driver="GPKG")
     add_item(root / "cat", tif, vectors=[roads_path], item_id="squares")
@@ -312,11 +349,11 @@ def building_catalog(tmp_path_factory):
 
 def test_answer_flow_with_the_remote_grounder(prefect_harness, fake_server, building_catalog, tmp_path):
     from prefect.task_runners import ThreadPoolTaskRunner
+    from tests_flow_helpers import check_against_truth
 
     from georeason.flows.answer import answer
-    from georeason.geo.scene import read_scene
-    from georeason.geo.tiling import plan_tiles
-    from tests_flow_helpers import check_against_truth
+    from georeason.geo.raster.tiling import plan_tiles
+    from georeason.geo.vector.scene import read_scene
 
     catalog, truth_path = building_catalog
     questions = [
@@ -329,11 +366,20 @@ def test_answer_flow_with_the_remote_grounder(prefect_harness, fake_server, buil
     qfile.write_text("".join(json.dumps({"question": q, "item": "squares"}) + "\n" for q in questions))
     fake_server.fail_next = 1  # the first request fails: the client retries it
     result = answer.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(
-        catalog=str(catalog), questions=str(qfile), out=str(tmp_path / "out"),
-        results_dir=str(tmp_path / "results"), grounder="remote",
-        grounder_options={"base_url": fake_server.base_url, "format": "qwen2.5", "retries": 2, "backoff": 0.01,
-                          "batch_size": 3},
-        tile_px=256, overlap_px=64,
+        catalog=str(catalog),
+        questions=str(qfile),
+        out=str(tmp_path / "out"),
+        results_dir=str(tmp_path / "results"),
+        grounder="remote",
+        grounder_options={
+            "base_url": fake_server.base_url,
+            "format": "qwen2.5",
+            "retries": 2,
+            "backoff": 0.01,
+            "batch_size": 3,
+        },
+        tile_px=256,
+        overlap_px=64,
     )
     assert result["errors"] == 0 and result["failed_tiles"] == 0
     rows = result["rows"]

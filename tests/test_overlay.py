@@ -12,7 +12,7 @@ import rasterio
 from affine import Affine
 from pyproj import Geod
 
-from georeason.geo.overlay import find_markers
+from georeason.models.overlay import find_markers
 
 
 def _scene(path: Path) -> Path:
@@ -25,8 +25,17 @@ def _scene(path: Path) -> Path:
     img[:, 98:100, 40:80] = red
     img[:, 60:100, 40:42] = red
     img[:, 60:100, 78:80] = red
-    with rasterio.open(path, "w", driver="GTiff", width=200, height=200, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5_000_000)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=200,
+        height=200,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 500000, 0, -10, 5_000_000),
+    ) as dst:
         dst.write(img)
         for i, n in enumerate(("red", "green", "blue"), 1):
             dst.set_band_description(i, n)
@@ -44,8 +53,23 @@ def test_outline_becomes_the_enclosed_region(tmp_path):
 def test_ask_about_the_marked_region_on_a_raster(tmp_path):
     tif = _scene(tmp_path / "s.tif")
     exe = Path(sys.executable).with_name("georeason")
-    r = subprocess.run([str(exe), "ask", "What is the area of the marked region?", "--raster", str(tif), "--json",
-                        "--tile-px", "128", "--overlap-px", "64"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            str(exe),
+            "ask",
+            "What is the area of the marked region?",
+            "--raster",
+            str(tif),
+            "--json",
+            "--tile-px",
+            "128",
+            "--overlap-px",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     # independent value: the 400 m x 400 m square, measured on the ellipsoid from its corners

@@ -1,4 +1,4 @@
-"""geo/raster.py: refusals, path forms, raster_info, checksums, pixel sizes."""
+"""geo/raster/io.py: refusals, path forms, raster_info, checksums, pixel sizes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from affine import Affine
 from rasterio.io import MemoryFile
 
 from georeason.errors import NotGeoreferencedError, RasterReadError, RotatedRasterError
-from georeason.geo.raster import (
+from georeason.geo.raster.io import (
     band_names,
     file_sha256,
     normalize_path,
@@ -28,8 +28,16 @@ def write(path, arr, transform=UTM, crs="EPSG:32633", nodata=None, **kw):
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[None]
-    profile = dict(driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
-                   dtype=arr.dtype, transform=transform, nodata=nodata, **kw)
+    profile = dict(
+        driver="GTiff",
+        width=arr.shape[2],
+        height=arr.shape[1],
+        count=arr.shape[0],
+        dtype=arr.dtype,
+        transform=transform,
+        nodata=nodata,
+        **kw,
+    )
     if crs is not None:
         profile["crs"] = crs
     with warnings.catch_warnings():
@@ -67,8 +75,14 @@ def test_rotated_refused(tmp_path):
 @pytest.mark.parametrize("frac", [0.3, 0.7, 0.95])
 def test_truncated_refused(tmp_path, frac):
     rng = np.random.default_rng(0)
-    p = write(tmp_path / "full.tif", rng.integers(0, 5000, (2, 512, 512)).astype("uint16"),
-              tiled=True, blockxsize=128, blockysize=128, compress="deflate")
+    p = write(
+        tmp_path / "full.tif",
+        rng.integers(0, 5000, (2, 512, 512)).astype("uint16"),
+        tiled=True,
+        blockxsize=128,
+        blockysize=128,
+        compress="deflate",
+    )
     data = p.read_bytes()
     q = tmp_path / f"cut_{frac}.tif"
     q.write_bytes(data[: int(len(data) * frac)])
@@ -98,7 +112,9 @@ def test_path_forms(tmp_path):
         assert src.width == 8
     # GDAL virtual paths (/vsimem/ here, /vsicurl/ in real use) go through the same code.
     with MemoryFile() as mem:
-        with mem.open(driver="GTiff", width=4, height=4, count=1, dtype="uint8", crs="EPSG:32633", transform=UTM) as d:
+        with mem.open(
+            driver="GTiff", width=4, height=4, count=1, dtype="uint8", crs="EPSG:32633", transform=UTM
+        ) as d:
             d.write(np.ones((1, 4, 4), "uint8"))
         assert mem.name.startswith("/vsimem/")
         with open_raster(mem.name) as src:

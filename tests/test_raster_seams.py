@@ -1,4 +1,4 @@
-"""geo/seams.py: results do not depend on the tiling; boxes deduplicated; stable ids."""
+"""geo/grounding/seams.py: results do not depend on the tiling; boxes deduplicated; stable ids."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import shapely
 from affine import Affine
 
 from georeason.errors import CRSMismatchError, InputError
-from georeason.geo.grounding import Detection, GroundedObject
-from georeason.geo.seams import assign_ids, ground_raster, merge_detections, nms
-from georeason.geo.spectral import SpectralGrounder
-from georeason.geo.tiling import plan_tiles
+from georeason.geo.grounding.detections import Detection, GroundedObject
+from georeason.geo.grounding.seams import assign_ids, ground_raster, merge_detections, nms
+from georeason.geo.raster.tiling import plan_tiles
+from georeason.models.spectral import SpectralGrounder
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_catalog" / "sample" / "sample_scene.tif"
@@ -25,8 +25,17 @@ UTM = Affine(10, 0, 500000, 0, -10, 5_000_000)
 def blank(path, h=300, w=400, transform=UTM):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
-                           crs="EPSG:32633", transform=transform) as d:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=w,
+            height=h,
+            count=1,
+            dtype="uint8",
+            crs="EPSG:32633",
+            transform=transform,
+        ) as d:
             d.write(np.ones((1, h, w), "uint8"))
     return path
 
@@ -77,14 +86,16 @@ class BoxGrounder:
         w = tile.window
         win = shapely.box(w.col_off, w.row_off, w.col_off + w.width, w.row_off + w.height)
         out = []
-        for i, b in enumerate(self.boxes):
+        for _i, b in enumerate(self.boxes):
             seen = win.intersection(b)
             if seen.is_empty or seen.area == 0:
                 continue
             local = shapely.affinity.translate(seen, -w.col_off, -w.row_off)
             score = 0.9 if seen.area == b.area else 0.5  # truncated boxes score lower
             geom = local if self.kind == "box" else local.centroid
-            out.append(Detection("car", score, self.kind, shapely.box(*geom.bounds) if self.kind == "box" else geom))
+            out.append(
+                Detection("car", score, self.kind, shapely.box(*geom.bounds) if self.kind == "box" else geom)
+            )
         return out
 
 
@@ -130,7 +141,7 @@ def test_mask_detections_merge_to_whole(tmp_path):
         def ground(self, pixels, tile, classes, bands):
             w = tile.window
             m = np.zeros(tile.shape, bool)
-            sub = ring[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width]
+            sub = ring[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width]
             m[: sub.shape[0], : sub.shape[1]] = sub
             return [Detection("pond", 1.0, "mask", m)] if m.any() else []
 
@@ -178,7 +189,9 @@ def test_min_area_and_simplify_after_merge(tmp_path):
                     out.append(Detection("lake", 1.0, "polygon", loc))
             return out
 
-    objs = ground_raster(p, PolyGrounder(), ["lake"], tile_px=64, overlap_px=8, min_area_m2=1000, simplify_m=5)
+    objs = ground_raster(
+        p, PolyGrounder(), ["lake"], tile_px=64, overlap_px=8, min_area_m2=1000, simplify_m=5
+    )
     assert len(objs) == 1 and objs[0].id == "lake-1"
     assert len(objs[0].geometry.exterior.coords) < 60  # simplified once, as a whole
     assert abs(objs[0].geometry.area - np.pi * 1000**2) / (np.pi * 1000**2) < 0.015

@@ -1,4 +1,4 @@
-"""geo/spectral.py and geo/grounding.py: indices, per-scene thresholds, objects in metres."""
+"""models/spectral.py and geo/grounding/detections.py: indices, per-scene thresholds, objects in metres."""
 
 from __future__ import annotations
 
@@ -14,18 +14,24 @@ from affine import Affine
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from georeason.errors import InputError
-from georeason.geo.crs import to_lonlat
-from georeason.geo.grounding import Detection, Grounder, config_key, to_crs_geometry, world_to_pixel
-from georeason.geo.measure import area_m2
-from georeason.geo.seams import ground_raster
-from georeason.geo.spectral import (
+from georeason.geo.grounding.detections import (
+    Detection,
+    Grounder,
+    config_key,
+    to_crs_geometry,
+    world_to_pixel,
+)
+from georeason.geo.grounding.seams import ground_raster
+from georeason.geo.raster.tiling import plan_tiles, read_tile
+from georeason.geo.vector.crs import to_lonlat
+from georeason.geo.vector.measure import area_m2
+from georeason.models.spectral import (
     SpectralGrounder,
     band_roles,
     compute_index,
     fit_thresholds,
     otsu_threshold,
 )
-from georeason.geo.tiling import plan_tiles, read_tile
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_catalog" / "sample" / "sample_scene.tif"
@@ -68,8 +74,17 @@ def _one_tile(tmp=None):
 
     d = Path(tempfile.mkdtemp())
     p = d / "one.tif"
-    with rasterio.open(p, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8", crs="EPSG:32633",
-                       transform=Affine(10, 0, 5e5, 0, -10, 5e6)) as ds:
+    with rasterio.open(
+        p,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 5e5, 0, -10, 5e6),
+    ) as ds:
         ds.write(np.ones((1, 8, 8), "uint8"))
     return plan_tiles(p, 8, 0)
 
@@ -132,9 +147,19 @@ def _write_blobs(path):
     arr = np.empty((4, 120, 160), "uint16")
     arr[:] = np.array(LAND, "uint16")[:, None, None]
     for r, c, s in [(10, 10, 4), (10, 60, 4), (70, 20, 4), (40, 100, 12), (90, 120, 12)]:
-        arr[:, r:r + s, c:c + s] = np.array(WATER, "uint16")[:, None, None]
-    with rasterio.open(path, "w", driver="GTiff", width=160, height=120, count=4, dtype="uint16",
-                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5_000_000), nodata=0) as d:
+        arr[:, r : r + s, c : c + s] = np.array(WATER, "uint16")[:, None, None]
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=160,
+        height=120,
+        count=4,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 500000, 0, -10, 5_000_000),
+        nodata=0,
+    ) as d:
         d.write(arr)
         for i, n in enumerate(("blue", "green", "red", "nir"), 1):
             d.set_band_description(i, n)
@@ -178,8 +203,18 @@ def test_detections_never_cover_nodata(tmp_path):
     arr[:] = np.array(WATER, "uint16")[:, None, None]
     arr[:, :, 40:] = 0  # nodata on the right
     p = tmp_path / "nd.tif"
-    with rasterio.open(p, "w", driver="GTiff", width=64, height=64, count=4, dtype="uint16",
-                       crs="EPSG:32633", transform=Affine(10, 0, 5e5, 0, -10, 5e6), nodata=0) as d:
+    with rasterio.open(
+        p,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=4,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 5e5, 0, -10, 5e6),
+        nodata=0,
+    ) as d:
         d.write(arr)
     g = SpectralGrounder({"ndwi": 0.0})
     with rasterio.open(p) as src:

@@ -1,4 +1,4 @@
-"""geo/tiling.py: cores partition the raster, edges kept, nodata skipped safely."""
+"""geo/raster/tiling.py: cores partition the raster, edges kept, nodata skipped safely."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from georeason.errors import InputError, RotatedRasterError
-from georeason.geo.tiling import plan_tiles, read_tile, stride_px
+from georeason.geo.raster.tiling import plan_tiles, read_tile, stride_px
 
 UTM = Affine(10, 0, 500000, 0, -10, 5_000_000)
 
@@ -23,9 +23,19 @@ def write(path, arr, transform=UTM, crs="EPSG:32633", nodata=None, **kw):
         arr = arr[None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
-                           count=arr.shape[0], dtype=arr.dtype, transform=transform, crs=crs,
-                           nodata=nodata, **kw) as d:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=arr.shape[2],
+            height=arr.shape[1],
+            count=arr.shape[0],
+            dtype=arr.dtype,
+            transform=transform,
+            crs=crs,
+            nodata=nodata,
+            **kw,
+        ) as d:
             d.write(arr)
     return path
 
@@ -34,7 +44,7 @@ def core_counts(tiles, shape):
     counts = np.zeros(shape, int)
     for t in tiles:
         c = t.core
-        counts[c.row_off:c.row_off + c.height, c.col_off:c.col_off + c.width] += 1
+        counts[c.row_off : c.row_off + c.height, c.col_off : c.col_off + c.width] += 1
         # the core lies inside the window
         assert t.window.col_off <= c.col_off and c.col_off + c.width <= t.window.col_off + t.window.width
         assert t.window.row_off <= c.row_off and c.row_off + c.height <= t.window.row_off + t.window.height
@@ -43,8 +53,10 @@ def core_counts(tiles, shape):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    h=st.integers(1, 700), w=st.integers(1, 700),
-    tile=st.integers(16, 300), frac=st.floats(0, 0.9),
+    h=st.integers(1, 700),
+    w=st.integers(1, 700),
+    tile=st.integers(16, 300),
+    frac=st.floats(0, 0.9),
 )
 def test_cores_partition_raster(tmp_path_factory, h, w, tile, frac):
     overlap = min(int(tile * frac), tile - 1)
@@ -90,7 +102,9 @@ def test_nodata_tiles_skipped_single_pixel_kept(tmp_path):
     arr = np.zeros((3000, 3000), "uint8")
     arr[1234, 2345] = 7
     arr[:40, :40] = 5
-    p = write(tmp_path / "n.tif", arr, nodata=0, tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    p = write(
+        tmp_path / "n.tif", arr, nodata=0, tiled=True, blockxsize=256, blockysize=256, compress="deflate"
+    )
     tiles = list(plan_tiles(p, 512, 64))
     counts = core_counts(tiles, arr.shape)
     assert (counts[arr != 0] == 1).all()
@@ -105,8 +119,19 @@ def test_internal_mask_single_pixel_kept(tmp_path):
     m[2400, 10] = 255
     p = tmp_path / "m.tif"
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(p, "w", driver="GTiff", width=2500, height=2500, count=1, dtype="uint8",
-                           crs="EPSG:32633", transform=UTM, tiled=True, compress="deflate") as d:
+        with rasterio.open(
+            p,
+            "w",
+            driver="GTiff",
+            width=2500,
+            height=2500,
+            count=1,
+            dtype="uint8",
+            crs="EPSG:32633",
+            transform=UTM,
+            tiled=True,
+            compress="deflate",
+        ) as d:
             d.write(arr, 1)
             d.write_mask(m)
     tiles = list(plan_tiles(p, 1024, 128))
@@ -131,8 +156,11 @@ def test_geographic_and_south_up(tmp_path, transform, crs):
         for t in tiles:
             px = read_tile(src, t)
             c = t.core_in_tile
-            got = px[0, c.row_off:c.row_off + c.height, c.col_off:c.col_off + c.width]
-            want = arr[t.core.row_off:t.core.row_off + t.core.height, t.core.col_off:t.core.col_off + t.core.width]
+            got = px[0, c.row_off : c.row_off + c.height, c.col_off : c.col_off + c.width]
+            want = arr[
+                t.core.row_off : t.core.row_off + t.core.height,
+                t.core.col_off : t.core.col_off + t.core.width,
+            ]
             assert np.array_equal(got, want)
             # the tile transform maps tile pixel (0, 0) to the window's corner
             assert t.transform @ (0, 0) == transform @ (t.window.col_off, t.window.row_off)

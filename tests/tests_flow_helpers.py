@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import threading
 
-from georeason.geo.spectral import SpectralGrounder, class_family
 from georeason.models.registry import prepare_spectral, register
+from georeason.models.spectral import SpectralGrounder, class_family
 
 _lock = threading.Lock()
 _count = 0
@@ -43,12 +43,17 @@ class LoggingGrounder(SpectralGrounder):
 
 
 def _factory(cfg):
-    return LoggingGrounder(cfg.get("thresholds"), min_area_m2=float(cfg.get("min_area_m2", 0.0)),
-                           simplify_m=float(cfg.get("simplify_m", 0.0)))
+    return LoggingGrounder(
+        cfg.get("thresholds"),
+        min_area_m2=float(cfg.get("min_area_m2", 0.0)),
+        simplify_m=float(cfg.get("simplify_m", 0.0)),
+    )
 
 
 def register_logging_grounder() -> None:
-    register("logging-spectral", _factory, lambda label: class_family(label) is not None, prepare=prepare_spectral)
+    register(
+        "logging-spectral", _factory, lambda label: class_family(label) is not None, prepare=prepare_spectral
+    )
 
 
 def check_against_truth(rows, truth, questions):
@@ -61,7 +66,7 @@ def check_against_truth(rows, truth, questions):
     import pytest
     import shapely
 
-    from georeason.geo.english import ask
+    from georeason.geo.language.english import ask
 
     by_q = {r["question"]: r for r in rows}
     for q in questions:

@@ -3,7 +3,7 @@
 Approach: clip to cores, then union
 -----------------------------------
 Tiles overlap, so an object near a seam is seen by several tiles. Every tile keeps only
-what lies in its *core* (:class:`georeason.geo.tiling.Tile`; the cores partition the
+what lies in its *core* (:class:`georeason.geo.raster.tiling.Tile`; the cores partition the
 raster), and the pieces of one class are then unioned, so pieces that meet across a core
 boundary become one object again; the union is split into its connected parts, one
 object each.
@@ -48,18 +48,18 @@ from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import CRSMismatchError, InputError
-from georeason.geo.crs import to_lonlat
-from georeason.geo.grounding import (
+from georeason.geo.grounding.detections import (
     Detection,
-    Grounder,
     GroundedObject,
+    Grounder,
     mask_to_polygons,
     pixel_to_world,
     to_crs_geometry,
 )
-from georeason.geo.measure import area_m2
-from georeason.geo.raster import as_dataset, band_names, pixel_sizes_m
-from georeason.geo.tiling import Tile, plan_tiles, read_tile
+from georeason.geo.raster.io import as_dataset, band_names, pixel_sizes_m
+from georeason.geo.raster.tiling import Tile, plan_tiles, read_tile
+from georeason.geo.vector.crs import to_lonlat
+from georeason.geo.vector.measure import area_m2
 
 __all__ = ["box_iou", "nms", "merge_detections", "assign_ids", "ground_raster"]
 
@@ -118,7 +118,9 @@ def assign_ids(objects: Iterable[GroundedObject]) -> list[GroundedObject]:
     Spaces in labels become dashes (``water body`` -> ``water-body-1``) so ids can be
     written as ``#id`` in questions.
     """
-    objs = sorted(objects, key=lambda o: (o.label, tuple(round(v, 6) for v in o.geometry.bounds), o.geometry.area))
+    objs = sorted(
+        objects, key=lambda o: (o.label, tuple(round(v, 6) for v in o.geometry.bounds), o.geometry.area)
+    )
     counter: dict[str, int] = defaultdict(int)
     out = []
     for o in objs:
@@ -201,8 +203,12 @@ def merge_detections(
                 if not _in_core(tile, c.x + dx, c.y + dy):
                     continue
                 obj = GroundedObject(
-                    label=d.label, score=float(d.score), geometry=to_crs_geometry(d, tile),
-                    kind=d.kind, tile_index=tile.index, tiles=(tile.index,),
+                    label=d.label,
+                    score=float(d.score),
+                    geometry=to_crs_geometry(d, tile),
+                    kind=d.kind,
+                    tile_index=tile.index,
+                    tiles=(tile.index,),
                 )
                 (points if d.kind == "point" else boxes).append(obj)
         for label, (gl, sl) in by_label.items():
@@ -254,8 +260,10 @@ def _clip_to_core(g: np.ndarray, scores: np.ndarray, tile: Tile) -> _Pieces | No
     b = shapely.bounds(parts)
     h, w = tile.raster_shape
     on_seam = (
-        ((b[:, 0] <= c0) & (c0 > 0)) | ((b[:, 2] >= c1) & (c1 < w))
-        | ((b[:, 1] <= r0) & (r0 > 0)) | ((b[:, 3] >= r1) & (r1 < h))
+        ((b[:, 0] <= c0) & (c0 > 0))
+        | ((b[:, 2] >= c1) & (c1 < w))
+        | ((b[:, 1] <= r0) & (r0 > 0))
+        | ((b[:, 3] >= r1) & (r1 < h))
     )
     return _Pieces(parts, scores[idx], tile.index, on_seam)
 
@@ -278,7 +286,9 @@ def _fill_small_holes(poly: BaseGeometry, min_hole_px: float) -> BaseGeometry:
     return shapely.normalize(shapely.Polygon(poly.exterior, holes))
 
 
-def _union_pieces(label, chunks: list[_Pieces], transform, crs, min_area_m2, simplify_m) -> list[GroundedObject]:
+def _union_pieces(
+    label, chunks: list[_Pieces], transform, crs, min_area_m2, simplify_m
+) -> list[GroundedObject]:
     geoms = np.concatenate([p.geoms for p in chunks])
     scores = np.concatenate([p.scores for p in chunks])
     seam = np.concatenate([p.on_seam for p in chunks])
@@ -324,7 +334,9 @@ def _union_pieces(label, chunks: list[_Pieces], transform, crs, min_area_m2, sim
             objs_arr[i] = _fill_small_holes(objs_arr[i], min_area_m2 / (w[i] * h[i]))
     if simplify_m > 0:
         tol = simplify_m / ((w + h) / 2)
-        objs_arr[keep] = shapely.normalize(shapely.simplify(objs_arr[keep], tol[keep], preserve_topology=True))
+        objs_arr[keep] = shapely.normalize(
+            shapely.simplify(objs_arr[keep], tol[keep], preserve_topology=True)
+        )
     out = []
     for i in np.flatnonzero(keep):
         idx = members[i]
@@ -375,4 +387,6 @@ def ground_raster(
             for tile in plan_tiles(src, tile_px, overlap_px, skip_nodata):
                 yield tile, grounder.ground(read_tile(src, tile), tile, list(classes), names)
 
-        return merge_detections(results(), iou_threshold=iou_threshold, min_area_m2=min_area, simplify_m=simplify)
+        return merge_detections(
+            results(), iou_threshold=iou_threshold, min_area_m2=min_area, simplify_m=simplify
+        )

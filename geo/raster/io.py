@@ -254,9 +254,11 @@ def pixel_size_m(transform: Affine, crs, col: float = 0.5, row: float = 0.5) -> 
     return float(w[0]), float(h[0])
 
 
-def pixel_sizes_m(transform: Affine, crs, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pixel_sizes_m(
+    transform: Affine, crs, cols: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised :func:`pixel_size_m`: ground width and height (metres) at many pixels."""
-    from georeason.geo.crs import LONLAT, transformer
+    from georeason.geo.vector.crs import LONLAT, transformer
 
     crs = to_pyproj_crs(crs)
     cols = np.asarray(cols, float)
@@ -347,7 +349,10 @@ def raster_info(path_or_url: str | os.PathLike, *, checksum: bool = False) -> Ra
     with open_raster(name) as src:
         crs = to_pyproj_crs(src.crs)
         t = src.transform
-        corners_x, corners_y = t @ (np.array([0, src.width, 0, src.width]), np.array([0, 0, src.height, src.height]))
+        corners_x, corners_y = t @ (
+            np.array([0, src.width, 0, src.width]),
+            np.array([0, 0, src.height, src.height]),
+        )
         bounds = (float(min(corners_x)), float(min(corners_y)), float(max(corners_x)), float(max(corners_y)))
         info = RasterInfo(
             path=name,

@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from shapely import STRtree
 
 from georeason.errors import ExportError
-from georeason.geo.export import atomic_path
+from georeason.geo.export.layers import atomic_path
 
 __all__ = ["Grid", "MaskResult", "write_mask"]
 
@@ -39,7 +39,7 @@ class Grid:
     crs: CRS
 
     @classmethod
-    def of(cls, src) -> "Grid":
+    def of(cls, src) -> Grid:
         return cls(src.transform, src.width, src.height, CRS.from_user_input(src.crs.to_wkt()))
 
 
@@ -65,12 +65,24 @@ def write_mask(
     pixels invalid there are written as nodata (255).
     """
     path = Path(path)
-    geoms = np.asarray([g for g in np.atleast_1d(np.asarray(geoms, dtype=object)) if g is not None and not g.is_empty], dtype=object)
+    geoms = np.asarray(
+        [g for g in np.atleast_1d(np.asarray(geoms, dtype=object)) if g is not None and not g.is_empty],
+        dtype=object,
+    )
     tree = STRtree(geoms) if len(geoms) else None
     profile = {
-        "driver": "GTiff", "width": grid.width, "height": grid.height, "count": 1, "dtype": "uint8",
-        "crs": grid.crs.to_wkt(), "transform": grid.transform, "nodata": MASK_NODATA,
-        "tiled": True, "blockxsize": block_px, "blockysize": block_px, "compress": "deflate",
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": grid.crs.to_wkt(),
+        "transform": grid.transform,
+        "nodata": MASK_NODATA,
+        "tiled": True,
+        "blockxsize": block_px,
+        "blockysize": block_px,
+        "compress": "deflate",
     }
     total = 0
     valid = rasterio.open(valid_source) if valid_source is not None else None
@@ -79,15 +91,23 @@ def write_mask(
             with rasterio.open(tmp, "w", **profile) as dst:
                 for row in range(0, grid.height, block_px):
                     for col in range(0, grid.width, block_px):
-                        win = Window(col, row, min(block_px, grid.width - col), min(block_px, grid.height - row))
+                        win = Window(
+                            col, row, min(block_px, grid.width - col), min(block_px, grid.height - row)
+                        )
                         wt = rasterio.windows.transform(win, grid.transform)
                         out = np.zeros((int(win.height), int(win.width)), dtype=np.uint8)
                         if tree is not None:
                             l, b, r, t = rasterio.windows.bounds(win, grid.transform)
                             hits = tree.query(shapely.box(min(l, r), min(b, t), max(l, r), max(b, t)))
                             if len(hits):
-                                out = rasterize(((g, 1) for g in geoms[hits]), out_shape=out.shape, transform=wt,
-                                                fill=0, dtype="uint8", all_touched=all_touched)
+                                out = rasterize(
+                                    ((g, 1) for g in geoms[hits]),
+                                    out_shape=out.shape,
+                                    transform=wt,
+                                    fill=0,
+                                    dtype="uint8",
+                                    all_touched=all_touched,
+                                )
                         if valid is not None:
                             ok = valid.dataset_mask(window=win) > 0
                             out[~ok] = MASK_NODATA
@@ -109,7 +129,7 @@ def write_mask(
 
 def grid_of(raster) -> Grid:
     """The grid of a georeferenced raster (refused, naming it, when not georeferenced)."""
-    from georeason.geo.raster import as_dataset
+    from georeason.geo.raster.io import as_dataset
 
     with as_dataset(str(raster), check_read=False) as src:
         return Grid.of(src)
@@ -127,13 +147,13 @@ def pixel_transform(grid: Grid):
 
 
 def mask_writer(raster, grid: Grid, path_for):
-    """A writer for pixel answers (see ``georeason.geo.executor.MaskWriter``).
+    """A writer for pixel answers (see ``georeason.geo.language.executor.MaskWriter``).
 
     ``path_for(step_id) -> Path`` names the mask file; the answer's geometry is
     reprojected to the grid's CRS and burnt with :func:`write_mask`, nodata where the
     source raster has none.
     """
-    from georeason.geo.crs import reproject
+    from georeason.geo.vector.crs import reproject
 
     def writer(geom, crs, sid):
         res = write_mask([reproject(geom, crs, grid.crs)], grid, path_for(sid), valid_source=str(raster))

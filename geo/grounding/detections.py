@@ -27,7 +27,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import InputError
-from georeason.geo.tiling import Tile
+from georeason.geo.raster.tiling import Tile
 
 __all__ = [
     "KINDS",
@@ -71,7 +71,9 @@ class Detection:
             if not isinstance(self.geometry, np.ndarray) or self.geometry.ndim != 2:
                 raise InputError("a 'mask' detection needs a 2-D boolean array as geometry")
         elif not isinstance(self.geometry, BaseGeometry):
-            raise InputError(f"a {self.kind!r} detection needs a shapely geometry, got {type(self.geometry).__name__}")
+            raise InputError(
+                f"a {self.kind!r} detection needs a shapely geometry, got {type(self.geometry).__name__}"
+            )
 
 
 @runtime_checkable
@@ -120,7 +122,7 @@ class GroundedObject:
 
     ``tiles`` lists the indices of the tiles that contributed (one for a single
     detection, several for an object merged across seams); ``id`` is set by
-    :func:`georeason.geo.seams.merge_detections` (``"water-1"``, ...).
+    :func:`georeason.geo.grounding.seams.merge_detections` (``"water-1"``, ...).
     """
 
     label: str
@@ -184,11 +186,19 @@ def pixel_rasterize(geoms, out_shape: tuple[int, int], all_touched: bool = False
     """Burn pixel-space geometries into a uint8 array of ``out_shape`` (1 inside, 0 outside)."""
     from rasterio.features import rasterize
 
-    return rasterize([(_shift(g, PIXEL_OFFSET), 1) for g in geoms], out_shape=out_shape,
-                     transform=_PIXEL_TRANSFORM, fill=0, dtype="uint8", all_touched=all_touched)
+    return rasterize(
+        [(_shift(g, PIXEL_OFFSET), 1) for g in geoms],
+        out_shape=out_shape,
+        transform=_PIXEL_TRANSFORM,
+        fill=0,
+        dtype="uint8",
+        all_touched=all_touched,
+    )
 
 
-def mask_to_polygons(mask: np.ndarray, transform: Affine = Affine.identity(), connectivity: int = 4) -> list[BaseGeometry]:
+def mask_to_polygons(
+    mask: np.ndarray, transform: Affine = Affine.identity(), connectivity: int = 4
+) -> list[BaseGeometry]:
     """Polygons of the ``True`` regions of a boolean mask (one per connected component).
 
     With the identity transform the result is in pixel ``(col, row)`` coordinates.
@@ -204,7 +214,11 @@ def mask_to_polygons(mask: np.ndarray, transform: Affine = Affine.identity(), co
     if not mask.any():
         return []
     if transform.is_identity:
-        return [g for g, value in pixel_shapes(mask.astype(np.uint8), mask=mask, connectivity=connectivity) if value]
+        return [
+            g
+            for g, value in pixel_shapes(mask.astype(np.uint8), mask=mask, connectivity=connectivity)
+            if value
+        ]
     found = shapes(mask.astype(np.uint8), mask=mask, connectivity=connectivity, transform=transform)
     return [shape(geom) for geom, value in found if value]
 

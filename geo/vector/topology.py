@@ -12,7 +12,7 @@ from typing import NamedTuple
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from georeason.geo.crs import unwrap_antimeridian
+from georeason.geo.vector.crs import unwrap_antimeridian
 
 __all__ = ["RELATIONS", "PREDICATES", "Relation", "de9im", "relation", "predicate", "relate"]
 
@@ -21,8 +21,16 @@ RELATIONS = ("equals", "within", "contains", "overlaps", "crosses", "touches", "
 
 #: Yes/no predicates understood by :func:`predicate`.
 PREDICATES = (
-    "equals", "intersects", "within", "contains", "touches", "overlaps", "crosses",
-    "disjoint", "covers", "covered_by",
+    "equals",
+    "intersects",
+    "within",
+    "contains",
+    "touches",
+    "overlaps",
+    "crosses",
+    "disjoint",
+    "covers",
+    "covered_by",
 )
 
 
@@ -49,7 +57,7 @@ def _prepare(a: BaseGeometry, b: BaseGeometry, geographic: bool):
 def merge_seam(g: BaseGeometry) -> BaseGeometry:
     """Dissolve the shared edges of a polygonal multi-geometry whose parts touch along a line.
 
-    After :func:`~georeason.geo.crs.unwrap_antimeridian`, a polygon split at the antimeridian
+    After :func:`~georeason.geo.vector.crs.unwrap_antimeridian`, a polygon split at the antimeridian
     becomes parts sharing an edge on lon 180 (an invalid MultiPolygon). Their union is the
     one shape they represent on the Earth. Valid geometries are returned unchanged.
     """

@@ -20,8 +20,8 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.features import rasterize
 
-from georeason.geo.export import atomic_path
-from georeason.geo.raster import as_dataset, band_names
+from georeason.geo.export.layers import atomic_path
+from georeason.geo.raster.io import as_dataset, band_names
 
 __all__ = ["write_quicklook", "rgb_band_indexes", "stretch_to_uint8"]
 
@@ -68,14 +68,24 @@ def write_quicklook(raster, path: str | Path, objects=(), evidence=(), max_px: i
     min_side = 2.0 * max(abs(transform.a), abs(transform.e))
     for geoms, colour in ((objects, YELLOW), (evidence, MAGENTA)):
         geoms = [g for g in geoms if g is not None and not g.is_empty]
-        geoms = [g for g in geoms if g.geom_type in ("Point", "MultiPoint", "LineString", "MultiLineString")
-                 or max(g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]) >= min_side]
+        geoms = [
+            g
+            for g in geoms
+            if g.geom_type in ("Point", "MultiPoint", "LineString", "MultiLineString")
+            or max(g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]) >= min_side
+        ]
         lines = [shapely.boundary(g) if g.geom_type.endswith("Polygon") else g for g in geoms]
         lines = [g for g in lines if not g.is_empty]
         if not lines:
             continue
-        burn = rasterize(((g, 1) for g in lines), out_shape=(h, w), transform=transform, fill=0, dtype="uint8",
-                         all_touched=True).astype(bool)
+        burn = rasterize(
+            ((g, 1) for g in lines),
+            out_shape=(h, w),
+            transform=transform,
+            fill=0,
+            dtype="uint8",
+            all_touched=True,
+        ).astype(bool)
         for i, c in enumerate(colour):
             rgb[i][burn] = c
     with atomic_path(path) as tmp, warnings.catch_warnings():

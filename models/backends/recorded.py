@@ -15,14 +15,14 @@ skipped)::
 ``item`` (str)
     catalog item id (or any scene name) the tile belongs to.
 ``window`` ([col_off, row_off, width, height], ints)
-    the tile's window in raster pixels, as :func:`georeason.geo.tiling.plan_tiles` gives it
+    the tile's window in raster pixels, as :func:`georeason.geo.raster.tiling.plan_tiles` gives it
     (``width``/``height`` are the full tile, padding included). **Entries are keyed on item
     and window**, not on the tile index, so a renumbered plan still finds them.
 ``tile`` ([row, col], optional)
     the tile index, informational only.
 ``class`` (str)
     the class the model was asked about; detections are labelled with the class the
-    question asks (matched through :func:`georeason.models.classmap.map_class`, so
+    question asks (matched through :func:`georeason.models.language.classmap.map_class`, so
     ``houses`` finds the ``building`` entries).
 ``format`` (str)
     the model's output format: ``qwen2.5`` (JSON ``bbox_2d`` in absolute pixels of the
@@ -67,8 +67,8 @@ from typing import Any
 import numpy as np
 
 from georeason.errors import InputError, ModelError
-from georeason.geo.grounding import Detection
-from georeason.geo.tiling import Tile
+from georeason.geo.grounding.detections import Detection
+from georeason.geo.raster.tiling import Tile
 from georeason.models.base import ModelGrounder, drop_nodata_detections
 
 __all__ = ["RecordedGrounder", "Entry", "read_outputs", "prepare_recorded", "REQUIRED_FIELDS"]
@@ -89,8 +89,13 @@ class Entry:
 
 
 def _ints(value, n: int, what: str, where: str, positive_from: int = 0) -> tuple[int, ...]:
-    if not isinstance(value, list) or len(value) != n or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == int(v) for v in value):
+    if (
+        not isinstance(value, list)
+        or len(value) != n
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == int(v) for v in value
+        )
+    ):
         raise InputError(f"{where}: {what!r} must be a list of {n} integers, got {value!r}")
     out = tuple(int(v) for v in value)
     if any(v <= 0 for v in out[positive_from:]):
@@ -114,7 +119,9 @@ def read_outputs(path: str | Path) -> list[Entry]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"cannot read recorded outputs {str(path)!r}: {exc}; give the JSONL file with --outputs") from exc
+        raise InputError(
+            f"cannot read recorded outputs {str(path)!r}: {exc}; give the JSONL file with --outputs"
+        ) from exc
     entries: list[Entry] = []
     seen: dict[tuple, int] = {}
     for n, line in enumerate(text.splitlines(), 1):
@@ -130,7 +137,9 @@ def read_outputs(path: str | Path) -> list[Entry]:
             raise InputError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
         missing = [f for f in REQUIRED_FIELDS if f not in obj]
         if missing:
-            raise InputError(f"{where}: missing field(s) {', '.join(missing)} (each line needs {', '.join(REQUIRED_FIELDS)})")
+            raise InputError(
+                f"{where}: missing field(s) {', '.join(missing)} (each line needs {', '.join(REQUIRED_FIELDS)})"
+            )
         if not isinstance(obj["item"], str) or not obj["item"]:
             raise InputError(f"{where}: 'item' must be a non-empty string")
         if not isinstance(obj["class"], str) or not obj["class"].strip():
@@ -156,18 +165,26 @@ def read_outputs(path: str | Path) -> list[Entry]:
             from georeason.models.parsers import FLORENCE_TASKS
 
             if str(task).strip().upper() not in FLORENCE_TASKS:
-                raise InputError(f"{where}: unknown Florence-2 task {task!r}; known: {', '.join(FLORENCE_TASKS)}")
-        input_size = _ints(obj["input_size"], 2, "input_size", where) if obj.get("input_size") is not None else None
-        image_size = _ints(obj["image_size"], 2, "image_size", where) if obj.get("image_size") is not None else None
+                raise InputError(
+                    f"{where}: unknown Florence-2 task {task!r}; known: {', '.join(FLORENCE_TASKS)}"
+                )
+        input_size = (
+            _ints(obj["input_size"], 2, "input_size", where) if obj.get("input_size") is not None else None
+        )
+        image_size = (
+            _ints(obj["image_size"], 2, "image_size", where) if obj.get("image_size") is not None else None
+        )
         if "tile" in obj and obj["tile"] is not None:
             _ints(obj["tile"], 2, "tile", where, positive_from=2)
-        from georeason.geo.scene import normalise_class
+        from georeason.geo.vector.scene import normalise_class
 
         cls = normalise_class(obj["class"])
         key = (obj["item"], window, cls, fmt, str(task))
         if key in seen:
-            raise InputError(f"{where}: duplicate entry for item {obj['item']!r}, window {list(window)}, "
-                             f"class {cls!r}, format {fmt!r} (first on line {seen[key]})")
+            raise InputError(
+                f"{where}: duplicate entry for item {obj['item']!r}, window {list(window)}, "
+                f"class {cls!r}, format {fmt!r} (first on line {seen[key]})"
+            )
         seen[key] = n
         entries.append(Entry(obj["item"], window, cls, fmt, body, task, input_size, image_size, n))
     if not entries:
@@ -187,26 +204,34 @@ def prepare_recorded(raster, options: dict[str, Any]) -> dict[str, Any]:
     """Validate the recorded outputs once per scene; the config names file, content hash and item."""
     opts = dict(options)
     if not opts.get("outputs"):
-        raise InputError("the recorded grounder needs the outputs file: --outputs FILE (grounder option 'outputs')")
+        raise InputError(
+            "the recorded grounder needs the outputs file: --outputs FILE (grounder option 'outputs')"
+        )
     path = Path(opts["outputs"]).expanduser().resolve()
     entries = read_outputs(path)
     items = sorted({e.item for e in entries})
     item = opts.get("item")
     if item is None:
         if len(items) != 1:
-            raise InputError(f"recorded outputs {str(path)!r} hold items {', '.join(items)}; say which (--item)")
+            raise InputError(
+                f"recorded outputs {str(path)!r} hold items {', '.join(items)}; say which (--item)"
+            )
         item = items[0]
     if item not in items:
-        raise InputError(f"recorded outputs {str(path)!r} have no entries for item {item!r}; items: {', '.join(items)}")
+        raise InputError(
+            f"recorded outputs {str(path)!r} have no entries for item {item!r}; items: {', '.join(items)}"
+        )
     if raster is not None:
-        from georeason.geo.raster import as_dataset
+        from georeason.geo.raster.io import as_dataset
 
         with as_dataset(str(raster), check_read=False) as src:
             h, w = src.height, src.width
         for e in entries:
             if e.item == item and (e.window[0] >= w or e.window[1] >= h):
-                raise InputError(f"{path} line {e.line}: window {list(e.window)} starts outside raster "
-                                 f"{raster} ({w} x {h} px); is this the right item?")
+                raise InputError(
+                    f"{path} line {e.line}: window {list(e.window)} starts outside raster "
+                    f"{raster} ({w} x {h} px); is this the right item?"
+                )
     opts["outputs"] = str(path)
     opts["outputs_sha256"] = _sha256(path)
     opts["item"] = item
@@ -221,7 +246,9 @@ class RecordedGrounder(ModelGrounder):
     def __init__(self, config: Mapping[str, Any] | None = None):
         super().__init__(config)
         if not self.config.get("outputs"):
-            raise InputError("the recorded grounder needs the outputs file: --outputs FILE (grounder option 'outputs')")
+            raise InputError(
+                "the recorded grounder needs the outputs file: --outputs FILE (grounder option 'outputs')"
+            )
         self._by_window: dict[tuple, dict[str, list[Entry]]] = {}
         self._classes: set[str] = set()
         self._item: str | None = self.config.get("item")
@@ -236,7 +263,9 @@ class RecordedGrounder(ModelGrounder):
         if self._item is None:
             items = {e.item for e in entries}
             if len(items) != 1:
-                raise InputError(f"recorded outputs {str(path)!r} hold items {', '.join(sorted(items))}; say which (item)")
+                raise InputError(
+                    f"recorded outputs {str(path)!r} hold items {', '.join(sorted(items))}; say which (item)"
+                )
             self._item = items.pop()
         by_window: dict[tuple, dict[str, list[Entry]]] = defaultdict(lambda: defaultdict(list))
         for e in entries:
@@ -250,14 +279,16 @@ class RecordedGrounder(ModelGrounder):
             super().ensure_loaded()
 
     def _recorded_class(self, label: str) -> str:
-        from georeason.geo.scene import normalise_class
-        from georeason.models.classmap import map_class
+        from georeason.geo.vector.scene import normalise_class
+        from georeason.models.language.classmap import map_class
 
         cls, _, _ = map_class(normalise_class(label), sorted(self._classes), embedder=False)
         if cls is None:
-            raise ModelError(f"recorded outputs {self.config['outputs']!r} have no entries for class {label!r} "
-                             f"(item {self._item!r} has: {', '.join(sorted(self._classes))}); record that class "
-                             "or ground it with another grounder")
+            raise ModelError(
+                f"recorded outputs {self.config['outputs']!r} have no entries for class {label!r} "
+                f"(item {self._item!r} has: {', '.join(sorted(self._classes))}); record that class "
+                "or ground it with another grounder"
+            )
         return cls
 
     def detections(self, tile: Tile, classes: Sequence[str]) -> list[Detection]:
@@ -280,7 +311,9 @@ class RecordedGrounder(ModelGrounder):
             rec = self._recorded_class(label)
             entries = per_class.get(rec, [])
             if not entries:
-                log.debug("recorded: no %r entry for window %s of %s; no detections", rec, list(key), self._item)
+                log.debug(
+                    "recorded: no %r entry for window %s of %s; no detections", rec, list(key), self._item
+                )
             for e in entries:
                 size = e.image_size or (key[2], key[3])
                 kw: dict[str, Any] = {"label": label}
@@ -291,21 +324,33 @@ class RecordedGrounder(ModelGrounder):
                 try:
                     dets = parse_output(e.text, e.format, tuple(size), **kw)
                 except Exception as exc:
-                    raise ModelError(f"{self.config['outputs']} line {e.line}: cannot parse the {e.format} output: {exc}") from exc
+                    raise ModelError(
+                        f"{self.config['outputs']} line {e.line}: cannot parse the {e.format} output: {exc}"
+                    ) from exc
                 if tuple(size) != (key[2], key[3]):  # recorded on a resized image: back to tile pixels
                     from shapely import affinity
 
                     fx, fy = key[2] / size[0], key[3] / size[1]
-                    dets = [d if d.kind == "mask" else Detection(d.label, d.score, d.kind,
-                            affinity.scale(d.geometry, fx, fy, origin=(0, 0))) for d in dets]
-                out.extend(d if d.label == label else Detection(label, float(d.score), d.kind, d.geometry) for d in dets)
+                    dets = [
+                        d
+                        if d.kind == "mask"
+                        else Detection(
+                            d.label, d.score, d.kind, affinity.scale(d.geometry, fx, fy, origin=(0, 0))
+                        )
+                        for d in dets
+                    ]
+                out.extend(
+                    d if d.label == label else Detection(label, float(d.score), d.kind, d.geometry)
+                    for d in dets
+                )
         return out
 
     def predict(self, images, classes):  # pragma: no cover - tiles, not images, are the key here
         raise ModelError("the recorded grounder looks outputs up by tile window; call ground/ground_tiles")
 
-    def ground_tiles(self, items: Sequence[tuple[np.ma.MaskedArray, Tile]], classes: list[str],
-                     bands: list[str]) -> list[list[Detection]]:
+    def ground_tiles(
+        self, items: Sequence[tuple[np.ma.MaskedArray, Tile]], classes: list[str], bands: list[str]
+    ) -> list[list[Detection]]:
         out = []
         for px, tile in items:
             dets = self.detections(tile, classes)

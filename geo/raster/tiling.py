@@ -16,7 +16,7 @@ neighbouring windows share ``tile_px - S`` pixels (the overlap).
   ``h = (tile_px - S) // 2``; the first core starts at 0 and the last ends at the raster
   edge. So the cores partition the raster: every pixel lies in exactly one core, and
   every core lies inside its window with at least ``h`` pixels of context on each inner
-  side. Seam merging (:mod:`georeason.geo.seams`) keeps from each tile only what falls in
+  side. Seam merging (:mod:`georeason.geo.grounding.seams`) keeps from each tile only what falls in
   its core.
 * **Stride**: ``S = tile_px - overlap_px``. With ``align_to_blocks=True`` (default) and a
   raster stored in square internal blocks of ``B`` pixels (tiled GeoTIFF/COG, not strips)
@@ -57,9 +57,10 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from georeason.errors import InputError, TileReadError
-from georeason.geo.raster import as_dataset, to_pyproj_crs
+from georeason.geo.raster.io import as_dataset, to_pyproj_crs
 
 __all__ = ["Tile", "plan_tiles", "read_tile", "tile_grid", "stride_px"]
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -138,7 +139,9 @@ def _bounds(window: Window, transform: Affine) -> tuple[float, float, float, flo
     return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
 
 
-def stride_px(tile_px: int, overlap_px: int, block_shape: tuple[int, int] | None = None, align: bool = True) -> int:
+def stride_px(
+    tile_px: int, overlap_px: int, block_shape: tuple[int, int] | None = None, align: bool = True
+) -> int:
     """The stride used for ``tile_px``/``overlap_px`` on a raster with ``block_shape`` blocks.
 
     See the module docstring for the alignment rule.
@@ -230,7 +233,7 @@ def plan_tiles(
     Parameters
     ----------
     src_or_path : rasterio dataset, path or URL
-        Opened and checked with :func:`georeason.geo.raster.open_raster` if a path.
+        Opened and checked with :func:`georeason.geo.raster.io.open_raster` if a path.
     tile_px : int
         Tile side in pixels (square tiles). Default 1024.
     overlap_px : int

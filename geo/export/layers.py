@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import shapely
@@ -22,7 +23,7 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import ExportError
-from georeason.geo.crs import LONLAT, reproject
+from georeason.geo.vector.crs import LONLAT, reproject
 
 __all__ = [
     "atomic_path",
@@ -36,7 +37,13 @@ __all__ = [
 ]
 
 #: File suffix -> format name understood by :func:`write_answer`.
-FORMATS = {".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".parquet": "parquet", ".geoparquet": "parquet"}
+FORMATS = {
+    ".geojson": "geojson",
+    ".json": "geojson",
+    ".gpkg": "gpkg",
+    ".parquet": "parquet",
+    ".geoparquet": "parquet",
+}
 
 
 @contextmanager
@@ -50,7 +57,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(f"cannot create the folder for {str(path)!r}: {exc}; choose a writable location") from exc
+        raise ExportError(
+            f"cannot create the folder for {str(path)!r}: {exc}; choose a writable location"
+        ) from exc
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     os.unlink(tmp)  # writers such as GDAL want to create the file themselves
@@ -99,8 +108,9 @@ def write_geojson(obj: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def write_table(rows: list[dict[str, Any]], geoms: list[BaseGeometry], crs: CRS, path: str | Path,
-                layer: str = "answer") -> Path:
+def write_table(
+    rows: list[dict[str, Any]], geoms: list[BaseGeometry], crs: CRS, path: str | Path, layer: str = "answer"
+) -> Path:
     """Write features to GeoPackage or GeoParquet (by suffix) in ``crs``, atomically.
 
     Property values that are lists or dicts are stored as JSON text (neither format has a
@@ -135,7 +145,9 @@ def answer_rows(answer) -> list[tuple[dict[str, Any], BaseGeometry, CRS]]:
         "abstained": answer.abstained,
         "reason": answer.reason,
     }
-    return [({"id": e.id, "class": e.label, "role": e.role, **base}, e.geometry, e.crs) for e in answer.evidence]
+    return [
+        ({"id": e.id, "class": e.label, "role": e.role, **base}, e.geometry, e.crs) for e in answer.evidence
+    ]
 
 
 def write_answer(answer, path: str | Path) -> Path:

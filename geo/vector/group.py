@@ -1,11 +1,11 @@
 """Group queries over many objects, indexed with :class:`shapely.STRtree`.
 
-Each query works on a subset of a :class:`~georeason.geo.scene.Scene` (an index array) and
+Each query works on a subset of a :class:`~georeason.geo.vector.scene.Scene` (an index array) and
 a reference geometry. Candidates are found in an AEQD projection centred on the reference
 (vectorised shapely calls and an STRtree, never a per-pair Python loop over the scene);
 only the few objects whose projected value lies within the projection's error band of a
 decision threshold are re-measured exactly on the ellipsoid with
-:func:`georeason.geo.measure.distance_m`. Results are therefore the same as measuring every
+:func:`georeason.geo.vector.measure.distance_m`. Results are therefore the same as measuring every
 pair geodesically, at the cost of an index query.
 """
 
@@ -18,10 +18,10 @@ import shapely
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
 
-from georeason.geo.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat
-from georeason.geo.measure import area_m2, distance_m, length_m
-from georeason.geo.scene import Scene
-from georeason.geo.topology import merge_seam
+from georeason.geo.vector.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat
+from georeason.geo.vector.measure import area_m2, distance_m, length_m
+from georeason.geo.vector.scene import Scene
+from georeason.geo.vector.topology import merge_seam
 
 __all__ = [
     "Ranked",
@@ -246,8 +246,10 @@ def extreme(scene: Scene, idx: np.ndarray, by: str = "area", largest: bool = Tru
     k = min(k, len(idx))
     proj = aeqd_crs(*spherical_mean_lonlat(scene.lonlat[idx]))
     planar = reproject(scene.lonlat[idx], LONLAT, proj)
-    approx = shapely.area(planar) if by == "area" else shapely.length(
-        np.where(shapely.get_dimensions(planar) == 2, shapely.boundary(planar), planar)
+    approx = (
+        shapely.area(planar)
+        if by == "area"
+        else shapely.length(np.where(shapely.get_dimensions(planar) == 2, shapely.boundary(planar), planar))
     )
     if not np.isfinite(approx).all():  # extreme extents where AEQD breaks down: measure all
         cand = np.arange(len(idx))

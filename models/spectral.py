@@ -1,6 +1,6 @@
 """Spectral-index grounding: water, vegetation and bright (built-up/bare) surfaces.
 
-:class:`SpectralGrounder` implements :class:`georeason.geo.grounding.Grounder` with band
+:class:`SpectralGrounder` implements :class:`georeason.geo.grounding.detections.Grounder` with band
 ratios, thresholds and connected components; no model, no training.
 
 Classes and indices
@@ -31,7 +31,7 @@ turquoise and shallow water reliably; deep, very dark water has a weak blue exce
 is only partly found. Clouds are neutral grey/white and are not water.
 
 Lengths and areas are in metres: ``min_area_m2`` and ``simplify_m`` are converted with
-the pixel size in metres (:func:`georeason.geo.raster.pixel_size_m`, geodesic for
+the pixel size in metres (:func:`georeason.geo.raster.io.pixel_size_m`, geodesic for
 geographic CRSs), never in degrees.
 """
 
@@ -48,9 +48,9 @@ from rasterio.errors import RasterioError
 from scipy import ndimage
 
 from georeason.errors import InputError, RasterReadError
-from georeason.geo.grounding import Detection, pixel_shapes
-from georeason.geo.raster import as_dataset, band_names, pixel_size_m
-from georeason.geo.tiling import Tile
+from georeason.geo.grounding.detections import Detection, pixel_shapes
+from georeason.geo.raster.io import as_dataset, band_names, pixel_size_m
+from georeason.geo.raster.tiling import Tile
 
 __all__ = [
     "SYNONYMS",
@@ -73,13 +73,44 @@ HIGH = "_high"
 SYNONYMS: Mapping[str, str] = MappingProxyType(
     {
         **dict.fromkeys(
-            ["water", "lake", "lakes", "pond", "ponds", "river", "rivers", "reservoir", "sea", "ocean",
-             "lagoon", "stream", "canal", "waterbody", "water body"],
+            [
+                "water",
+                "lake",
+                "lakes",
+                "pond",
+                "ponds",
+                "river",
+                "rivers",
+                "reservoir",
+                "sea",
+                "ocean",
+                "lagoon",
+                "stream",
+                "canal",
+                "waterbody",
+                "water body",
+            ],
             "water",
         ),
         **dict.fromkeys(
-            ["vegetation", "forest", "forests", "tree", "trees", "woods", "woodland", "grass",
-             "grassland", "park", "meadow", "green", "crop", "crops", "field", "fields"],
+            [
+                "vegetation",
+                "forest",
+                "forests",
+                "tree",
+                "trees",
+                "woods",
+                "woodland",
+                "grass",
+                "grassland",
+                "park",
+                "meadow",
+                "green",
+                "crop",
+                "crops",
+                "field",
+                "fields",
+            ],
             "vegetation",
         ),
         **dict.fromkeys(
@@ -87,8 +118,20 @@ SYNONYMS: Mapping[str, str] = MappingProxyType(
             "bright",
         ),
         **dict.fromkeys(
-            ["building", "buildings", "built-up", "built up", "builtup", "urban", "settlement", "roof",
-             "roofs", "house", "houses", "built"],
+            [
+                "building",
+                "buildings",
+                "built-up",
+                "built up",
+                "builtup",
+                "urban",
+                "settlement",
+                "roof",
+                "roofs",
+                "house",
+                "houses",
+                "built",
+            ],
             "built",
         ),
     }
@@ -130,7 +173,7 @@ def class_family(label: str) -> str | None:
     >>> class_family("marked region")  # a coloured outline drawn on the image (geo.overlay)
     'marker'
     """
-    from georeason.geo.overlay import is_marker_class
+    from georeason.models.overlay import is_marker_class
 
     if is_marker_class(label):
         return "marker"
@@ -218,7 +261,9 @@ def compute_index(name: str, pixels: np.ma.MaskedArray, roles: Mapping[str, int]
     elif name == "exg":
         with np.errstate(divide="ignore", invalid="ignore"):
             s = data["red"] + data["green"] + data["blue"]
-            out = np.where(s != 0, (2 * data["green"] - data["red"] - data["blue"]) / np.where(s != 0, s, 1), np.nan)
+            out = np.where(
+                s != 0, (2 * data["green"] - data["red"] - data["blue"]) / np.where(s != 0, s, 1), np.nan
+            )
     elif name == "ndbi":
         out = _nd(data["swir"], data["nir"])
     elif name == "brightness":
@@ -292,14 +337,18 @@ def fit_thresholds(
         try:
             pixels = src.read(out_shape=shape_, masked=True, resampling=Resampling.nearest)
         except RasterioError as exc:
-            raise RasterReadError(f"raster {src.name} could not be read for threshold fitting ({exc})") from exc
+            raise RasterReadError(
+                f"raster {src.name} could not be read for threshold fitting ({exc})"
+            ) from exc
     wanted: set[str] | None = None
     if classes is not None:
         wanted = set()
         for c in classes:
             fam = class_family(c)
             if fam is None:
-                raise InputError(f"class {c!r} has no spectral index; supported: {', '.join(sorted(set(SYNONYMS)))}")
+                raise InputError(
+                    f"class {c!r} has no spectral index; supported: {', '.join(sorted(set(SYNONYMS)))}"
+                )
             if fam != "marker":  # drawn overlays need no threshold
                 wanted.add(index_for(fam, roles))
     # Fit in order water -> vegetation -> bright, each on the pixels not claimed by the
@@ -323,7 +372,9 @@ def fit_thresholds(
             # Built-up is the brightest mode of the bright pixels: a second Otsu split above
             # the first separates roofs from bare soil (both bright against dry grass).
             upper = values[values > t]
-            out[name + HIGH] = round(otsu_threshold(upper), 6) if upper.size >= 16 and np.ptp(upper) > 0 else t
+            out[name + HIGH] = (
+                round(otsu_threshold(upper), 6) if upper.size >= 16 and np.ptp(upper) > 0 else t
+            )
         claimed |= (np.ma.getdata(idx) > t) & ~np.ma.getmaskarray(idx)
     if wanted is not None:
         missing = wanted - out.keys()
@@ -344,7 +395,7 @@ class SpectralGrounder:
         indices fall back to :data:`DEFAULT_THRESHOLDS`; brightness has no fallback.
     min_area_m2 : float
         Objects smaller than this are dropped. Authoritatively after seam merging
-        (:func:`georeason.geo.seams.merge_detections` uses the geodesic area); here in
+        (:func:`georeason.geo.grounding.seams.merge_detections` uses the geodesic area); here in
         :meth:`ground` only components that lie wholly inside the tile and are clearly
         below it (pixel count x pixel area < half the minimum) are dropped early, which
         can never remove a piece of a larger object.
@@ -400,7 +451,9 @@ class SpectralGrounder:
         return f"SpectralGrounder({self.config})"
 
     @classmethod
-    def from_raster(cls, src_or_path, classes: Iterable[str] | None = None, bands: list[str] | None = None, **kwargs):
+    def from_raster(
+        cls, src_or_path, classes: Iterable[str] | None = None, bands: list[str] | None = None, **kwargs
+    ):
         """A grounder with thresholds fitted on the whole raster (see :func:`fit_thresholds`)."""
         return cls(fit_thresholds(src_or_path, classes, bands), **kwargs)
 
@@ -421,11 +474,15 @@ class SpectralGrounder:
             "with fit_thresholds(raster) or SpectralGrounder.from_raster(raster)"
         )
 
-    def ground(self, pixels: np.ma.MaskedArray, tile: Tile, classes: list[str], bands: list[str]) -> list[Detection]:
+    def ground(
+        self, pixels: np.ma.MaskedArray, tile: Tile, classes: list[str], bands: list[str]
+    ) -> list[Detection]:
         """Polygons (tile pixel coordinates) of the connected components of each class."""
         pixels = np.ma.asarray(pixels)
         if pixels.ndim != 3 or pixels.shape[0] != len(bands):
-            raise InputError(f"pixels must be (bands, rows, cols) with {len(bands)} bands, got shape {pixels.shape}")
+            raise InputError(
+                f"pixels must be (bands, rows, cols) with {len(bands)} bands, got shape {pixels.shape}"
+            )
         roles = band_roles(bands)
         groups: dict[tuple[str, str], list[str]] = {}  # (index, threshold key) -> labels asking
         out: list[Detection] = []
@@ -437,7 +494,7 @@ class SpectralGrounder:
                     f"{', '.join(sorted(set(SYNONYMS)))}"
                 )
             if fam == "marker":  # a coloured outline drawn on the image: the region it encloses
-                from georeason.geo.overlay import find_markers
+                from georeason.models.overlay import find_markers
 
                 out.extend(find_markers(pixels, bands, label=label, colour=self.marker_colour))
                 continue
@@ -460,7 +517,9 @@ class SpectralGrounder:
             # water both asked: the same water bodies, once per name; the pipeline then
             # keeps compact ones as lakes and elongated ones as rivers)
             for other in labels[1:]:
-                out.extend(Detection(label=other, score=d.score, kind=d.kind, geometry=d.geometry) for d in dets)
+                out.extend(
+                    Detection(label=other, score=d.score, kind=d.kind, geometry=d.geometry) for d in dets
+                )
         return out
 
     def _components(self, member, values, t, scale, label, px_area_m2) -> list[Detection]:

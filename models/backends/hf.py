@@ -51,13 +51,12 @@ Configuration keys (JSON values; all optional):
 
 from __future__ import annotations
 
-from abc import abstractmethod
-
 import importlib.util
 import json
 import re
 import threading
 import warnings
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,9 +65,9 @@ import numpy as np
 import shapely
 
 from georeason.errors import InputError, ModelError, ModelNotFoundError, ParseWarning
-from georeason.geo.grounding import Detection
-from georeason.models.base import ModelGrounder
+from georeason.geo.grounding.detections import Detection
 from georeason.models import parsers
+from georeason.models.base import ModelGrounder
 
 __all__ = [
     "BACKENDS",
@@ -129,12 +128,15 @@ def require_vlm(name: str) -> None:
     """Raise :class:`ModelError` with install instructions if torch or transformers is missing."""
     missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
     if missing:
-        raise ModelError(f"grounder {name!r} needs {' and '.join(missing)}, which "
-                         f"{'is' if len(missing) == 1 else 'are'} not installed: {VLM_INSTALL_HINT}")
+        raise ModelError(
+            f"grounder {name!r} needs {' and '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: {VLM_INSTALL_HINT}"
+        )
 
 
-def resolve_model_path(model_path: str | Path, *, backend: str, cache_dir: str | None = None,
-                       revision: str | None = None) -> Path:
+def resolve_model_path(
+    model_path: str | Path, *, backend: str, cache_dir: str | None = None, revision: str | None = None
+) -> Path:
     """The local folder holding the weights for ``model_path``; never downloads.
 
     ``model_path`` is a folder (as written by ``save_pretrained``) or a Hugging Face model
@@ -155,20 +157,24 @@ def resolve_model_path(model_path: str | Path, *, backend: str, cache_dir: str |
     if p.is_dir():
         folder = p
     elif p.exists():
-        raise ModelNotFoundError(f"model path {text!r} for grounder {backend!r} is a file; give the folder "
-                                 "that holds config.json and the weights")
+        raise ModelNotFoundError(
+            f"model path {text!r} for grounder {backend!r} is a file; give the folder "
+            "that holds config.json and the weights"
+        )
     elif _REPO_ID_RE.match(text) and not text.startswith((".", "~")):
         folder = _from_hf_cache(text, backend, cache_dir, revision)
     else:
         raise ModelNotFoundError(
             f"model folder {str(p)!r} for grounder {backend!r} does not exist. georeason never downloads "
             "weights: save the model there with save_pretrained, or download it on a connected machine "
-            f"(hf download {DEFAULT_MODELS.get(backend, 'MODEL_ID')} --local-dir DIR) and pass --model-path DIR")
+            f"(hf download {DEFAULT_MODELS.get(backend, 'MODEL_ID')} --local-dir DIR) and pass --model-path DIR"
+        )
     cfg = folder / "config.json"
     if not cfg.is_file():
         raise ModelNotFoundError(
             f"model folder {str(folder)!r} for grounder {backend!r} has no config.json: give the folder "
-            "written by save_pretrained (or by hf download ID --local-dir DIR)")
+            "written by save_pretrained (or by hf download ID --local-dir DIR)"
+        )
     try:
         model_type = json.loads(cfg.read_text()).get("model_type")
     except (OSError, ValueError) as exc:
@@ -177,8 +183,10 @@ def resolve_model_path(model_path: str | Path, *, backend: str, cache_dir: str |
     if ok and model_type not in ok:
         other = [k for k, v in MODEL_TYPES.items() if model_type in v and k != "sam"]
         hint = f"; use grounder {other[0]!r}" if other else ""
-        raise ModelError(f"model in {str(folder)!r} is a {model_type!r} model, but grounder {backend!r} "
-                         f"reads {' / '.join(ok)} models{hint}")
+        raise ModelError(
+            f"model in {str(folder)!r} is a {model_type!r} model, but grounder {backend!r} "
+            f"reads {' / '.join(ok)} models{hint}"
+        )
     return folder
 
 
@@ -196,7 +204,8 @@ def _from_hf_cache(repo_id: str, backend: str, cache_dir: str | None, revision: 
             f"cache ({where}); georeason never downloads weights. On a connected machine run "
             f"`hf download {repo_id}` (older huggingface_hub: `huggingface-cli download {repo_id}`) and copy "
             "the cache here (or set HF_HUB_CACHE), or pass --model-path DIR (model_path=DIR) with a folder "
-            "written by save_pretrained") from exc
+            "written by save_pretrained"
+        ) from exc
 
 
 def select_device(preference: str | None = "auto") -> str:
@@ -225,8 +234,15 @@ def select_dtype(preference: str | None, device: str):
         if device.startswith("cuda"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "half": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     if pref not in names:
         raise InputError(f"dtype {preference!r} is not one of auto, {', '.join(names)}")
     return names[pref]
@@ -272,8 +288,12 @@ class HFGrounder(ModelGrounder):
         require_vlm(self.name)
         self.model_ref = str(self.config.get("model_path") or DEFAULT_MODELS[self.name])
         # resolved now, so a missing model fails when the grounder is built, not per tile
-        self.model_dir = resolve_model_path(self.model_ref, backend=self.name, cache_dir=self.config.get("cache_dir"),
-                                            revision=self.config.get("revision"))
+        self.model_dir = resolve_model_path(
+            self.model_ref,
+            backend=self.name,
+            cache_dir=self.config.get("cache_dir"),
+            revision=self.config.get("revision"),
+        )
         self.prompt = str(self.config.get("prompt") or self.default_prompt)
         self.load_count = 0
         self.model = None
@@ -308,7 +328,8 @@ class HFGrounder(ModelGrounder):
             except Exception as exc:  # transformers raises OSError/ValueError/KeyError/...
                 self._load_error = ModelError(
                     f"grounder {self.name!r} could not load the model in {str(self.model_dir)!r} "
-                    f"(from {self.model_ref!r}): {type(exc).__name__}: {exc}")
+                    f"(from {self.model_ref!r}): {type(exc).__name__}: {exc}"
+                )
                 raise self._load_error from exc
             self.load_count += 1
             with _LOAD_LOCK:
@@ -363,8 +384,10 @@ class QwenVLGrounder(HFGrounder):
     """
 
     variant = "qwen2.5"
-    default_prompt = ('Locate every {label} in the image. Answer with a JSON list only, one object per {label}: '
-                      '[{"bbox_2d": [x1, y1, x2, y2], "label": "{label}"}]. Answer [] if there is none.')
+    default_prompt = (
+        "Locate every {label} in the image. Answer with a JSON list only, one object per {label}: "
+        '[{"bbox_2d": [x1, y1, x2, y2], "label": "{label}"}]. Answer [] if there is none.'
+    )
 
     def _load(self, path: str):
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -413,20 +436,26 @@ class QwenVLGrounder(HFGrounder):
         if getattr(self.processor, "chat_template", None):
             return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # no template saved with the model: the Qwen chat format
-        return ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
-                f"{prompt}<|im_end|>\n<|im_start|>assistant\n")
+        return (
+            "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
+            f"{prompt}<|im_end|>\n<|im_start|>assistant\n"
+        )
 
     def generate(self, images: list[np.ndarray], prompt: str) -> tuple[list[str], list]:
         """Raw answers for one prompt over a batch of images, and each image's ``grid_thw``."""
         import torch
 
         text = self._chat_text(prompt)
-        inputs = self.processor(text=[text] * len(images), images=[_pil(i) for i in images],
-                                return_tensors="pt", padding=True)
+        inputs = self.processor(
+            text=[text] * len(images), images=[_pil(i) for i in images], return_tensors="pt", padding=True
+        )
         grids = inputs["image_grid_thw"].tolist() if "image_grid_thw" in inputs else [None] * len(images)
         n_in = inputs["input_ids"].shape[1]
-        gen_kw = dict(max_new_tokens=int(self.config.get("max_new_tokens", 512)), do_sample=False,
-                      num_beams=int(self.config.get("num_beams", 1)))
+        gen_kw = dict(
+            max_new_tokens=int(self.config.get("max_new_tokens", 512)),
+            do_sample=False,
+            num_beams=int(self.config.get("num_beams", 1)),
+        )
         with torch.inference_mode():
             out = self.model.generate(**_to_device(inputs, self.device, self.dtype), **gen_kw)
         keep_special = self.variant == "qwen2"
@@ -486,15 +515,21 @@ class Florence2Grounder(HFGrounder):
 
     name = "florence-2"
     default_prompt = "{label}"
-    TASKS = ("<CAPTION_TO_PHRASE_GROUNDING>", "<OPEN_VOCABULARY_DETECTION>", "<OD>",
-             "<REFERRING_EXPRESSION_SEGMENTATION>")
+    TASKS = (
+        "<CAPTION_TO_PHRASE_GROUNDING>",
+        "<OPEN_VOCABULARY_DETECTION>",
+        "<OD>",
+        "<REFERRING_EXPRESSION_SEGMENTATION>",
+    )
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         super().__init__(config)
         task = str(self.config.get("task", "<CAPTION_TO_PHRASE_GROUNDING>")).strip().upper()
         task = task if task.startswith("<") else f"<{task}>"
         if task not in self.TASKS:
-            raise InputError(f"florence-2 task {self.config.get('task')!r} is not one of {', '.join(self.TASKS)}")
+            raise InputError(
+                f"florence-2 task {self.config.get('task')!r} is not one of {', '.join(self.TASKS)}"
+            )
         self.task = task
 
     def _load(self, path: str):
@@ -507,14 +542,22 @@ class Florence2Grounder(HFGrounder):
     def generate(self, images: list[np.ndarray], prompt: str) -> list[str]:
         import torch
 
-        inputs = self.processor(text=[prompt] * len(images), images=[_pil(i) for i in images],
-                                return_tensors="pt", padding=True)
+        inputs = self.processor(
+            text=[prompt] * len(images), images=[_pil(i) for i in images], return_tensors="pt", padding=True
+        )
         inputs = _to_device(inputs, self.device, self.dtype)
-        gen_kw = dict(max_new_tokens=int(self.config.get("max_new_tokens", 1024)), do_sample=False,
-                      num_beams=int(self.config.get("num_beams", 3)))
+        gen_kw = dict(
+            max_new_tokens=int(self.config.get("max_new_tokens", 1024)),
+            do_sample=False,
+            num_beams=int(self.config.get("num_beams", 3)),
+        )
         with torch.inference_mode():
-            out = self.model.generate(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
-                                      attention_mask=inputs.get("attention_mask"), **gen_kw)
+            out = self.model.generate(
+                input_ids=inputs["input_ids"],
+                pixel_values=inputs["pixel_values"],
+                attention_mask=inputs.get("attention_mask"),
+                **gen_kw,
+            )
         return self.processor.batch_decode(out, skip_special_tokens=False)
 
     def predict(self, images: list[np.ndarray], classes: list[str]) -> list[list[Detection]]:
@@ -531,19 +574,21 @@ class Florence2Grounder(HFGrounder):
         for label in classes:
             texts = self.generate(images, self.task + self._prompt(label))
             for k, text in enumerate(texts):
-                per_image[k].extend(_relabel(parsers.parse_florence(text, self.task, sizes[k], label=label), label))
+                per_image[k].extend(
+                    _relabel(parsers.parse_florence(text, self.task, sizes[k], label=label), label)
+                )
         return self._finish(images, per_image)
 
 
 def _norm(label: str) -> str:
-    from georeason.geo.scene import normalise_class
+    from georeason.geo.vector.scene import normalise_class
 
     return normalise_class(label)
 
 
 def _match_class(label: str, wanted: Mapping[str, str]) -> str | None:
     """The class asked (``wanted``: normalised -> as asked) that a model label names, if any."""
-    from georeason.geo.scene import _singulars
+    from georeason.geo.vector.scene import _singulars
 
     forms = set(_singulars(_norm(label)))
     for key, cls in wanted.items():
@@ -567,21 +612,28 @@ class Owlv2Grounder(HFGrounder):
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
         processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        model = AutoModelForZeroShotObjectDetection.from_pretrained(path, local_files_only=True, dtype=self.dtype)
+        model = AutoModelForZeroShotObjectDetection.from_pretrained(
+            path, local_files_only=True, dtype=self.dtype
+        )
         return model, processor
 
     def predict(self, images: list[np.ndarray], classes: list[str]) -> list[list[Detection]]:
         import torch
 
         queries = [self._prompt(c) for c in classes]
-        inputs = self.processor(text=[queries] * len(images), images=[_pil(i) for i in images], return_tensors="pt")
+        inputs = self.processor(
+            text=[queries] * len(images), images=[_pil(i) for i in images], return_tensors="pt"
+        )
         with torch.inference_mode():
             outputs = self.model(**_to_device(inputs, self.device, self.dtype))
         outputs.logits = outputs.logits.float()
         outputs.pred_boxes = outputs.pred_boxes.float()
         results = self.processor.post_process_grounded_object_detection(
-            outputs, threshold=float(self.config.get("score_threshold", 0.1)),
-            target_sizes=[img.shape[:2] for img in images], text_labels=[classes] * len(images))
+            outputs,
+            threshold=float(self.config.get("score_threshold", 0.1)),
+            target_sizes=[img.shape[:2] for img in images],
+            text_labels=[classes] * len(images),
+        )
         per_image = []
         for img, res in zip(images, results):
             dets = []
@@ -608,7 +660,9 @@ class GroundingDinoGrounder(HFGrounder):
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
         processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        model = AutoModelForZeroShotObjectDetection.from_pretrained(path, local_files_only=True, dtype=self.dtype)
+        model = AutoModelForZeroShotObjectDetection.from_pretrained(
+            path, local_files_only=True, dtype=self.dtype
+        )
         return model, processor
 
     def prompt_spans(self, classes: list[str]) -> tuple[str, list[tuple[int, int]]]:
@@ -627,26 +681,37 @@ class GroundingDinoGrounder(HFGrounder):
         prompt, spans = self.prompt_spans(classes)
         enc = self.processor.tokenizer(prompt, return_offsets_mapping=True)
         offsets = enc["offset_mapping"]
-        token_class = [[i for i, (s, e) in enumerate(offsets) if e > s and s >= a and e <= b] for a, b in spans]
-        inputs = self.processor(text=[prompt] * len(images), images=[_pil(i) for i in images],
-                                return_tensors="pt", padding=True)
-        if list(inputs["input_ids"][0].tolist()[:len(enc["input_ids"])]) != list(enc["input_ids"]):
-            raise ModelError("grounding-dino: the processor tokenised the prompt differently from its tokenizer")
+        token_class = [
+            [i for i, (s, e) in enumerate(offsets) if e > s and s >= a and e <= b] for a, b in spans
+        ]
+        inputs = self.processor(
+            text=[prompt] * len(images), images=[_pil(i) for i in images], return_tensors="pt", padding=True
+        )
+        if list(inputs["input_ids"][0].tolist()[: len(enc["input_ids"])]) != list(enc["input_ids"]):
+            raise ModelError(
+                "grounding-dino: the processor tokenised the prompt differently from its tokenizer"
+            )
         with torch.inference_mode():
             outputs = self.model(**_to_device(inputs, self.device, self.dtype))
         outputs.logits = outputs.logits.float()
         outputs.pred_boxes = outputs.pred_boxes.float()
         results = self.processor.post_process_grounded_object_detection(
-            outputs, inputs["input_ids"], threshold=-1.0, text_threshold=1.0,
-            target_sizes=[img.shape[:2] for img in images])
+            outputs,
+            inputs["input_ids"],
+            threshold=-1.0,
+            text_threshold=1.0,
+            target_sizes=[img.shape[:2] for img in images],
+        )
         box_t = float(self.config.get("score_threshold", 0.35))
         text_t = float(self.config.get("text_threshold", 0.25))
         probs = outputs.logits.sigmoid().cpu().numpy()  # (batch, queries, text positions)
         per_image = []
         for k, (img, res) in enumerate(zip(images, results)):
             boxes = res["boxes"].tolist()
-            cls_scores = np.stack([probs[k][:, idx].max(axis=1) if idx else np.zeros(probs.shape[1])
-                                   for idx in token_class], axis=1)  # (queries, classes)
+            cls_scores = np.stack(
+                [probs[k][:, idx].max(axis=1) if idx else np.zeros(probs.shape[1]) for idx in token_class],
+                axis=1,
+            )  # (queries, classes)
             best = cls_scores.argmax(axis=1)
             dets = []
             for q, c in enumerate(best):
@@ -693,8 +758,12 @@ class SamSegmenter:
         self.config = dict(config or {})
         require_vlm(self.name)
         self.model_ref = str(self.config.get("model_path") or DEFAULT_MODELS["sam"])
-        self.model_dir = resolve_model_path(self.model_ref, backend="sam", cache_dir=self.config.get("cache_dir"),
-                                            revision=self.config.get("revision"))
+        self.model_dir = resolve_model_path(
+            self.model_ref,
+            backend="sam",
+            cache_dir=self.config.get("cache_dir"),
+            revision=self.config.get("revision"),
+        )
         self.model = None
         self.processor = None
         self.load_count = 0
@@ -710,10 +779,13 @@ class SamSegmenter:
             self.dtype = select_dtype(self.config.get("dtype", "auto"), self.device)
             try:
                 self.processor = AutoProcessor.from_pretrained(str(self.model_dir), local_files_only=True)
-                self.model = SamModel.from_pretrained(str(self.model_dir), local_files_only=True, dtype=self.dtype)
+                self.model = SamModel.from_pretrained(
+                    str(self.model_dir), local_files_only=True, dtype=self.dtype
+                )
             except Exception as exc:
-                raise ModelError(f"SAM could not load the model in {str(self.model_dir)!r}: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+                raise ModelError(
+                    f"SAM could not load the model in {str(self.model_dir)!r}: {type(exc).__name__}: {exc}"
+                ) from exc
             self.model.to(self.device).eval()
             self.load_count += 1
             with _LOAD_LOCK:
@@ -730,8 +802,12 @@ class SamSegmenter:
         original, reshaped = inputs["original_sizes"], inputs["reshaped_input_sizes"]
         with torch.inference_mode():
             out = self.model(**_to_device(inputs, self.device, self.dtype), multimask_output=False)
-        masks = self.processor.post_process_masks(out.pred_masks.float().cpu(), original, reshaped,
-                                                  mask_threshold=float(self.config.get("mask_threshold", 0.0)))
+        masks = self.processor.post_process_masks(
+            out.pred_masks.float().cpu(),
+            original,
+            reshaped,
+            mask_threshold=float(self.config.get("mask_threshold", 0.0)),
+        )
         m = masks[0].numpy().astype(bool)  # (boxes, 1, rows, cols)
         return [m[i, 0] for i in range(m.shape[0])]
 

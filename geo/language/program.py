@@ -71,8 +71,16 @@ SET_LIKE = (T.OBJECTS, T.OBJECT)
 DistanceUnit = Literal["m", "km"]
 AreaUnit = Literal["m2", "km2", "ha"]
 Predicate = Literal[
-    "equals", "intersects", "within", "contains", "touches", "overlaps", "crosses",
-    "disjoint", "covers", "covered_by",
+    "equals",
+    "intersects",
+    "within",
+    "contains",
+    "touches",
+    "overlaps",
+    "crosses",
+    "disjoint",
+    "covers",
+    "covered_by",
 ]
 Compass = Literal[
     "N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW"
@@ -324,7 +332,7 @@ def _step_model(op: str, args_model: type[_Args]) -> type[BaseModel]:
 
 
 _STEP_MODELS = {op: _step_model(op, m) for op, (m, _) in OPS.items()}
-Step = Annotated[Union[tuple(_STEP_MODELS.values())], Field(discriminator="op")]  # type: ignore[misc]
+Step = Annotated[Union[tuple(_STEP_MODELS.values())], Field(discriminator="op")]  # type: ignore[misc]  # noqa: UP007
 
 
 class Program(BaseModel):
@@ -376,7 +384,9 @@ def parse_program(raw: Any) -> list[BaseModel]:
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ProgramValidationError(f"program is not valid JSON ({exc}); give a JSON list of steps") from exc
+            raise ProgramValidationError(
+                f"program is not valid JSON ({exc}); give a JSON list of steps"
+            ) from exc
     if isinstance(raw, dict) and "steps" in raw:
         raw = raw["steps"]
     if not isinstance(raw, list) or not raw:
@@ -409,7 +419,9 @@ def validate_program(raw: Any, scene=None) -> Program:
     types: dict[str, T] = {}
     for step in steps:
         if step.id in types:
-            raise ProgramValidationError("step id used twice; give each step its own id", step=step.id, arg="id")
+            raise ProgramValidationError(
+                "step id used twice; give each step its own id", step=step.id, arg="id"
+            )
         args_model = OPS[step.op][0]
         for name, accepted in args_model.REFS.items():
             value = getattr(step.args, name)
@@ -419,7 +431,9 @@ def validate_program(raw: Any, scene=None) -> Program:
             if ref not in types:
                 later = any(s.id == ref for s in steps)
                 why = "refers to a later step" if later else "refers to no step"
-                raise ProgramValidationError(f"{value!r} {why}; reference an earlier step's id", step=step.id, arg=name)
+                raise ProgramValidationError(
+                    f"{value!r} {why}; reference an earlier step's id", step=step.id, arg=name
+                )
             if types[ref] not in accepted:
                 raise ProgramValidationError(
                     f"{value!r} is a {types[ref].value}, but this argument takes "
@@ -462,7 +476,7 @@ def _check_scene(step, scene) -> None:
         )
 
 
-def literal_geometry(args: "GeometryArgs"):
+def literal_geometry(args: GeometryArgs):
     """The shapely geometry a :class:`GeometryArgs` describes, in ``args.crs`` coordinates."""
     import shapely
 
@@ -480,7 +494,9 @@ def literal_geometry(args: "GeometryArgs"):
         pts = args.coords
         if any(len(p) != 2 for p in pts):
             raise ValueError("coords must be [x, y] pairs")
-        shape = args.shape or ("point" if len(pts) == 1 else "polygon" if len(pts) >= 4 and pts[0] == pts[-1] else "line")
+        shape = args.shape or (
+            "point" if len(pts) == 1 else "polygon" if len(pts) >= 4 and pts[0] == pts[-1] else "line"
+        )
         try:
             g = {"point": shapely.Point, "line": shapely.LineString, "polygon": shapely.Polygon}[shape](
                 pts[0] if shape == "point" else pts

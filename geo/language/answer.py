@@ -15,7 +15,7 @@ import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from georeason.geo.crs import LONLAT, reproject
+from georeason.geo.vector.crs import LONLAT, reproject
 
 __all__ = ["Kind", "Evidence", "Answer"]
 
@@ -59,9 +59,16 @@ class Answer:
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def abstain(cls, reason: str, kind: Kind = "scalar", query=None, question=None, evidence=None) -> "Answer":
-        return cls(value=None, kind=kind, abstained=True, reason=reason, query=query,
-                   question=question, evidence=list(evidence or []))
+    def abstain(cls, reason: str, kind: Kind = "scalar", query=None, question=None, evidence=None) -> Answer:
+        return cls(
+            value=None,
+            kind=kind,
+            abstained=True,
+            reason=reason,
+            query=query,
+            question=question,
+            evidence=list(evidence or []),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The ``ask --json`` object: question, answer, unit, kind, evidence, abstained, reason, query."""
@@ -85,7 +92,11 @@ class Answer:
         if isinstance(v, bool):
             return "yes" if v else "no"
         if isinstance(v, float):
-            return f"{v:,.6g} {self.unit or ''}".strip() if abs(v) < 1e6 else f"{v:,.0f} {self.unit or ''}".strip()
+            return (
+                f"{v:,.6g} {self.unit or ''}".strip()
+                if abs(v) < 1e6
+                else f"{v:,.0f} {self.unit or ''}".strip()
+            )
         if isinstance(v, list):
             return ", ".join(map(str, v)) if v else "(none)"
         return f"{v} {self.unit or ''}".strip()

@@ -7,8 +7,9 @@ an empty set to rank) stops the program with an abstention whose reason names th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import shapely
@@ -16,10 +17,11 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import InputError
-from georeason.geo import group
-from georeason.geo.answer import Answer, Evidence
-from georeason.geo.crs import LONLAT, aeqd_crs, parse_crs, reproject, spherical_mean_lonlat
-from georeason.geo.measure import (
+from georeason.geo.language.answer import Answer, Evidence
+from georeason.geo.language.program import Program, T, literal_geometry, validate_program
+from georeason.geo.vector import group
+from georeason.geo.vector.crs import LONLAT, aeqd_crs, parse_crs, reproject, spherical_mean_lonlat
+from georeason.geo.vector.measure import (
     area_m2,
     azimuth_matches,
     bearing_deg,
@@ -28,10 +30,9 @@ from georeason.geo.measure import (
     distance_m,
     length_m,
 )
-from georeason.geo.program import T, Program, literal_geometry, validate_program
-from georeason.geo.scene import Scene
-from georeason.geo.topology import predicate as topo_predicate
-from georeason.geo.topology import relate
+from georeason.geo.vector.scene import Scene
+from georeason.geo.vector.topology import predicate as topo_predicate
+from georeason.geo.vector.topology import relate
 
 __all__ = ["Abstain", "execute", "PixelTransform"]
 
@@ -162,7 +163,9 @@ class _Run:
         by = "area" if a.pick in ("largest", "smallest") else "length"
         r = group.extreme(self.scene, idx, by=by, largest=a.pick in ("largest", "longest"), k=2)
         if len(r.idx) > 1 and np.isclose(r.values[0], r.values[1], rtol=1e-9, atol=0):
-            raise Abstain(f"the {a.pick} {what} is a tie between {self.scene.ids[r.idx[0]]} and {self.scene.ids[r.idx[1]]}")
+            raise Abstain(
+                f"the {a.pick} {what} is a tie between {self.scene.ids[r.idx[0]]} and {self.scene.ids[r.idx[1]]}"
+            )
         v = self.object_value(r.idx[0], role="reference")
         v.details = {by + ("_m2" if by == "area" else "_m"): float(r.values[0])}
         return v
@@ -194,30 +197,50 @@ class _Run:
         va, vb = self.ref(a.a), self.ref(a.b)
         ga, gb = self.lonlat(va), self.lonlat(vb)
         d = distance_m(ga, gb) if a.mode == "min" else centroid_distance_m(ga, gb)
-        return Value(T.NUMBER, d / _DIST[a.unit], evidence=self.refs_evidence(va, vb), unit=a.unit,
-                     details={"mode": a.mode})
+        return Value(
+            T.NUMBER,
+            d / _DIST[a.unit],
+            evidence=self.refs_evidence(va, vb),
+            unit=a.unit,
+            details={"mode": a.mode},
+        )
 
     def _azimuth(self, a, sid) -> tuple[float, Value, Value]:
         va, vb = self.ref(a.a), self.ref(a.b)
         az = bearing_deg(self.lonlat(va), self.lonlat(vb))
         if np.isnan(az):
-            raise Abstain(f"{self.name(va)} and {self.name(vb)} have the same centroid; direction is undefined")
+            raise Abstain(
+                f"{self.name(va)} and {self.name(vb)} have the same centroid; direction is undefined"
+            )
         return az, va, vb
 
     def op_bearing(self, a, sid):
         az, va, vb = self._azimuth(a, sid)
-        return Value(T.NUMBER, az, evidence=self.refs_evidence(va, vb), unit="deg",
-                     details={"compass_8": compass_point(az, 8), "compass_16": compass_point(az, 16)})
+        return Value(
+            T.NUMBER,
+            az,
+            evidence=self.refs_evidence(va, vb),
+            unit="deg",
+            details={"compass_8": compass_point(az, 8), "compass_16": compass_point(az, 16)},
+        )
 
     def op_direction(self, a, sid):
         az, va, vb = self._azimuth(a, sid)
-        return Value(T.STRING, compass_point(az, a.points), evidence=self.refs_evidence(va, vb),
-                     details={"azimuth_deg": az})
+        return Value(
+            T.STRING,
+            compass_point(az, a.points),
+            evidence=self.refs_evidence(va, vb),
+            details={"azimuth_deg": az},
+        )
 
     def op_is_direction(self, a, sid):
         az, va, vb = self._azimuth(a, sid)
-        return Value(T.BOOLEAN, azimuth_matches(az, a.direction), evidence=self.refs_evidence(va, vb),
-                     details={"azimuth_deg": az, "direction": a.direction})
+        return Value(
+            T.BOOLEAN,
+            azimuth_matches(az, a.direction),
+            evidence=self.refs_evidence(va, vb),
+            details={"azimuth_deg": az, "direction": a.direction},
+        )
 
     def op_relation(self, a, sid):
         va, vb = self.ref(a.a), self.ref(a.b)
@@ -228,8 +251,12 @@ class _Run:
         va, vb = self.ref(a.a), self.ref(a.b)
         yes = topo_predicate(self.geom(va), self.geom(vb), a.predicate, geographic=self.scene.is_geographic)
         rel = relate(self.geom(va), self.geom(vb), geographic=self.scene.is_geographic)
-        return Value(T.BOOLEAN, yes, evidence=self.refs_evidence(va, vb),
-                     details={"predicate": a.predicate, "de9im": rel.de9im, "relation": rel.name})
+        return Value(
+            T.BOOLEAN,
+            yes,
+            evidence=self.refs_evidence(va, vb),
+            details={"predicate": a.predicate, "de9im": rel.de9im, "relation": rel.name},
+        )
 
     def op_area(self, a, sid):
         v = self.ref(a.of)
@@ -241,7 +268,9 @@ class _Run:
 
     def op_length(self, a, sid):
         v = self.ref(a.of)
-        return Value(T.NUMBER, length_m(self.lonlat(v)) / _DIST[a.unit], evidence=self.refs_evidence(v), unit=a.unit)
+        return Value(
+            T.NUMBER, length_m(self.lonlat(v)) / _DIST[a.unit], evidence=self.refs_evidence(v), unit=a.unit
+        )
 
     def op_within_distance(self, a, sid):
         objs, ref = self.ref(a.objects), self.ref(a.of)
@@ -249,8 +278,15 @@ class _Run:
         r = group.within_distance(self.scene, idx, self.lonlat(ref), a.distance * _DIST[a.unit])
         ev = self.refs_evidence(ref)
         ev.update(self.ev_objects(r.idx, "result"))
-        return Value(T.OBJECTS, r.idx, evidence=ev, details={"cls": objs.details.get("cls"),
-                     "distances_m": dict(zip(self.scene.ids[r.idx].tolist(), r.values.tolist()))})
+        return Value(
+            T.OBJECTS,
+            r.idx,
+            evidence=ev,
+            details={
+                "cls": objs.details.get("cls"),
+                "distances_m": dict(zip(self.scene.ids[r.idx].tolist(), r.values.tolist())),
+            },
+        )
 
     def op_inside(self, a, sid):
         objs, region = self.ref(a.objects), self.ref(a.region)
@@ -323,7 +359,11 @@ class _Run:
 
     def op_buffer(self, a, sid):
         v = self.ref(a.of)
-        base = self.lonlat(v) if v.type is not T.OBJECTS else shapely.union_all(self.scene.lonlat[self.as_set(v)])
+        base = (
+            self.lonlat(v)
+            if v.type is not T.OBJECTS
+            else shapely.union_all(self.scene.lonlat[self.as_set(v)])
+        )
         if base is None or base.is_empty:
             raise Abstain(f"nothing to buffer in step {sid!r}")
         proj = aeqd_crs(*spherical_mean_lonlat([base]))
@@ -350,7 +390,9 @@ class _Run:
     def op_pixels(self, a, sid):
         v = self.ref(a.of)
         if self.mask_writer is None:
-            raise InputError(f"step {sid!r} asks for a pixel answer, which needs a raster grid; pass --raster FILE")
+            raise InputError(
+                f"step {sid!r} asks for a pixel answer, which needs a raster grid; pass --raster FILE"
+            )
         g = self._region(v)
         path, n = self.mask_writer(g, self.scene.crs, sid)
         ev = dict(v.evidence)
@@ -410,8 +452,13 @@ def execute(
                 break
             run.values[step.id] = getattr(run, f"op_{step.op}")(step.args, step.id)
     except Abstain as why:
-        return Answer.abstain(str(why), kind=kind, query=query, question=question,
-                              evidence=[e for v in run.values.values() for e in v.evidence.values() if e.role == "reference"])
+        return Answer.abstain(
+            str(why),
+            kind=kind,
+            query=query,
+            question=question,
+            evidence=[e for v in run.values.values() for e in v.evidence.values() if e.role == "reference"],
+        )
     final = run.values[program.steps[-1].args.value[1:]]
     value: Any = final.data
     if final.type is T.OBJECT:
@@ -427,5 +474,12 @@ def execute(
     elif final.type is T.BOOLEAN:
         value = bool(value)
     unit = {"m2": "m2", "km2": "km2", "ha": "ha"}.get(final.unit, final.unit)
-    return Answer(value=value, kind=_KIND[final.type], unit=unit, evidence=list(final.evidence.values()),
-                  query=query, question=question, details=final.details)
+    return Answer(
+        value=value,
+        kind=_KIND[final.type],
+        unit=unit,
+        evidence=list(final.evidence.values()),
+        query=query,
+        question=question,
+        details=final.details,
+    )

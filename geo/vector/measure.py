@@ -3,7 +3,7 @@
 Every function here takes geometries in EPSG:4326 (x = longitude, y = latitude) and
 returns metres, square metres or degrees, as its name says. Planar work (finding the
 nearest points of two shapes, centroids) happens in an azimuthal equidistant projection
-centred on the inputs (:func:`georeason.geo.crs.aeqd_crs`); the number returned is then
+centred on the inputs (:func:`georeason.geo.vector.crs.aeqd_crs`); the number returned is then
 measured geodesically with :class:`pyproj.Geod`, never in degrees.
 """
 
@@ -17,7 +17,7 @@ from pyproj import Geod
 from shapely import Point
 from shapely.geometry.base import BaseGeometry
 
-from georeason.geo.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat, unwrap_antimeridian
+from georeason.geo.vector.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat, unwrap_antimeridian
 
 __all__ = [
     "GEOD",
@@ -38,8 +38,22 @@ __all__ = [
 GEOD = Geod(ellps="WGS84")
 
 COMPASS_16 = (
-    "N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE",
-    "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW",
+    "N",
+    "NNE",
+    "NE",
+    "ENE",
+    "E",
+    "ESE",
+    "SE",
+    "SSE",
+    "S",
+    "SSW",
+    "SW",
+    "WSW",
+    "W",
+    "WNW",
+    "NW",
+    "NNW",
 )
 COMPASS_8 = COMPASS_16[::2]
 
@@ -70,7 +84,7 @@ def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
     geometries (re-centred once on the nearest points found, which removes the
     projection's distortion to second order), then measured on the WGS84 ellipsoid.
     Geometries that intersect are 0 m apart (as given, the same test
-    :func:`georeason.geo.topology.predicate` makes with ``geographic=True``, or in the
+    :func:`georeason.geo.vector.topology.predicate` makes with ``geographic=True``, or in the
     AEQD plane).
 
     Examples

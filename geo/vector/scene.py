@@ -9,10 +9,11 @@ copy is derived once for metric work on the ellipsoid.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import shapely
@@ -26,7 +27,7 @@ from georeason.errors import (
     MissingCRSError,
     VectorReadError,
 )
-from georeason.geo.crs import LONLAT, parse_crs, reproject
+from georeason.geo.vector.crs import LONLAT, parse_crs, reproject
 
 __all__ = ["GeoObject", "Scene", "read_scene", "normalise_class", "ID_FIELDS", "CLASS_FIELDS"]
 
@@ -149,11 +150,16 @@ class Scene:
         return out
 
     @classmethod
-    def from_objects(cls, objects: Iterable[GeoObject], crs: Any, source: str = "<objects>") -> "Scene":
+    def from_objects(cls, objects: Iterable[GeoObject], crs: Any, source: str = "<objects>") -> Scene:
         objs = list(objects)
         return cls(
-            [o.id for o in objs], [o.label for o in objs], [o.geometry for o in objs], crs,
-            scores=[o.score for o in objs], attrs=[dict(o.attrs) for o in objs], source=source,
+            [o.id for o in objs],
+            [o.label for o in objs],
+            [o.geometry for o in objs],
+            crs,
+            scores=[o.score for o in objs],
+            attrs=[dict(o.attrs) for o in objs],
+            source=source,
         )
 
     # -- access ------------------------------------------------------------------------
@@ -214,7 +220,7 @@ class Scene:
     def get(self, i: int) -> GeoObject:
         return GeoObject(self.ids[i], self.labels[i], self.geoms[i], self.scores[i], self.attrs[i])
 
-    def subset(self, idx: np.ndarray) -> "Scene":
+    def subset(self, idx: np.ndarray) -> Scene:
         idx = np.asarray(idx, dtype=np.intp)
         s = Scene.__new__(Scene)
         s.source, s.crs = self.source, self.crs
@@ -225,13 +231,16 @@ class Scene:
             s.__dict__["lonlat"] = self.lonlat[idx]
         return s
 
-    def extend(self, other: "Scene") -> "Scene":
+    def extend(self, other: Scene) -> Scene:
         """A new scene with ``other``'s objects added (reprojected into this scene's CRS)."""
         geoms = reproject(other.geoms, other.crs, self.crs)
         return Scene(
-            list(self.ids) + list(other.ids), list(self.labels) + list(other.labels),
-            list(self.geoms) + list(geoms), self.crs,
-            scores=list(self.scores) + list(other.scores), attrs=self.attrs + other.attrs,
+            list(self.ids) + list(other.ids),
+            list(self.labels) + list(other.labels),
+            list(self.geoms) + list(geoms),
+            self.crs,
+            scores=list(self.scores) + list(other.scores),
+            attrs=self.attrs + other.attrs,
             source=f"{self.source} + {other.source}",
         )
 
@@ -320,7 +329,9 @@ def read_scene(
     labels = [str(v) for v in gdf[clf]] if clf is not None else ["object"] * len(gdf)
     scores = None
     if "score" in columns:
-        scores = [None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v) for v in gdf["score"]]
+        scores = [
+            None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v) for v in gdf["score"]
+        ]
     extra = [c for c in columns if c not in (idf, clf, "score")]
     attrs = gdf[extra].to_dict("records") if extra else None
     geoms = np.asarray(gdf.geometry.array, dtype=object)

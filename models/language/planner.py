@@ -1,18 +1,18 @@
 """A chat model as planner: questions the English templates do not cover, written as query programs.
 
 The model never answers; it *writes the program*, which is validated against the scene
-(:func:`georeason.geo.program.validate_program`) before anything runs, and the executor
+(:func:`georeason.geo.language.program.validate_program`) before anything runs, and the executor
 computes the answer exactly as for a template question. Protocol:
 
 1. The prompt gives the program's JSON Schema (:func:`program_json_schema`, always in the
    prompt), the scene's classes and (some) ids, and a few worked examples compiled from
-   English questions with :func:`georeason.geo.english.compile_question`. Servers that
+   English questions with :func:`georeason.geo.language.english.compile_question`. Servers that
    support it also get the schema as ``response_format={"type": "json_schema", ...}``
    (constrained decoding in vLLM, llama.cpp, Ollama, OpenAI); the root is an object
    ``{"steps": [...]}`` because some servers only accept object roots.
 2. The reply is parsed (the first JSON value in it, code fences allowed) and validated.
    Class names the scene does not have are first mapped with
-   :func:`georeason.models.classmap.map_program_classes` ("houses" -> ``building``);
+   :func:`georeason.models.language.classmap.map_program_classes` ("houses" -> ``building``);
    what that could not map fails validation like any other error.
 3. An invalid program is sent back **once** with the validation error for repair.
 4. Still invalid: the answer is an abstention whose reason is the error. A program that
@@ -22,7 +22,7 @@ The answer records ``details["planner"] = {"attempts": n, "raw": [reply texts],
 "errors": [...], "class_map": {...}}``.
 
 ``chat`` is any callable ``chat(messages) -> str`` (OpenAI-style message dicts); a
-:class:`georeason.models.remote.ChatClient` is one, and :func:`chat_client` builds it
+:class:`georeason.models.backends.remote.ChatClient` is one, and :func:`chat_client` builds it
 with the ``response_format`` set.
 """
 
@@ -36,9 +36,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from georeason.errors import ProgramValidationError, QuestionParseError
-from georeason.geo import executor as _executor
-from georeason.geo.answer import Answer
-from georeason.geo.program import Program, program_json_schema, validate_program
+from georeason.geo.language import executor as _executor
+from georeason.geo.language.answer import Answer
+from georeason.geo.language.program import Program, program_json_schema, validate_program
 
 __all__ = [
     "EXAMPLE_QUESTIONS",
@@ -80,11 +80,14 @@ def response_format() -> dict[str, Any]:
         "additionalProperties": False,
         "$defs": defs,
     }
-    return {"type": "json_schema", "json_schema": {"name": "georeason_query_program", "schema": schema, "strict": False}}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "georeason_query_program", "schema": schema, "strict": False},
+    }
 
 
 def _examples(questions: Sequence[str]) -> list[tuple[str, list[dict]]]:
-    from georeason.geo.english import compile_question
+    from georeason.geo.language.english import compile_question
 
     out = []
     for q in questions:
@@ -111,8 +114,9 @@ def _scene_summary(scene, max_ids: int = 40) -> str:
     return "\n".join(lines)
 
 
-def planner_messages(question: str, scene=None, examples: Sequence[str] = EXAMPLE_QUESTIONS,
-                     schema: dict | None = None) -> list[dict]:
+def planner_messages(
+    question: str, scene=None, examples: Sequence[str] = EXAMPLE_QUESTIONS, schema: dict | None = None
+) -> list[dict]:
     """The chat messages asking for ``question``'s program (system + user)."""
     schema = schema if schema is not None else program_json_schema()
     parts = [
@@ -160,15 +164,23 @@ def _check(text: str, scene, class_map: dict) -> Program:
     raw = extract_program(text)
     steps = raw.get("steps") if isinstance(raw, dict) else raw
     if scene is not None and isinstance(steps, list):
-        from georeason.models.classmap import map_program_classes
+        from georeason.models.language.classmap import map_program_classes
 
         steps, mapping = map_program_classes(steps, scene.classes)
         class_map.update({k: v for k, v in mapping.items() if v["method"] != "exact"})
     return validate_program(steps, scene)
 
 
-def plan_and_answer(question: str, scene, chat: Chat, *, examples: Sequence[str] = EXAMPLE_QUESTIONS,
-                    repairs: int = 1, pixel=None, mask_writer=None) -> Answer:
+def plan_and_answer(
+    question: str,
+    scene,
+    chat: Chat,
+    *,
+    examples: Sequence[str] = EXAMPLE_QUESTIONS,
+    repairs: int = 1,
+    pixel=None,
+    mask_writer=None,
+) -> Answer:
     """Ask ``chat`` for ``question``'s program, validate it (repairing once), run it.
 
     Returns the executed :class:`Answer`, or an abstention whose reason is the last
@@ -192,15 +204,19 @@ def plan_and_answer(question: str, scene, chat: Chat, *, examples: Sequence[str]
             log.info("planner attempt %d for %r invalid: %s", attempt + 1, question, exc)
             messages = messages + [
                 {"role": "assistant", "content": text},
-                {"role": "user", "content": f"That program is invalid: {exc}\n"
-                                            "Return the corrected program, JSON only: {\"steps\": [...]}"},
+                {
+                    "role": "user",
+                    "content": f"That program is invalid: {exc}\n"
+                    'Return the corrected program, JSON only: {"steps": [...]}',
+                },
             ]
     info: dict[str, Any] = {"attempts": len(raw), "raw": raw, "errors": errors}
     if class_map:
         info["class_map"] = class_map
     if program is None:
-        ans = Answer.abstain(f"the planner's program is invalid after {len(raw)} attempts: {errors[-1]}",
-                             question=question)
+        ans = Answer.abstain(
+            f"the planner's program is invalid after {len(raw)} attempts: {errors[-1]}", question=question
+        )
     else:
         ans = _executor.execute(program, scene, question=question, pixel=pixel, mask_writer=mask_writer)
     ans.details = dict(ans.details or {})
@@ -209,8 +225,8 @@ def plan_and_answer(question: str, scene, chat: Chat, *, examples: Sequence[str]
 
 
 def chat_client(base_url: str, model: str | None = None, *, constrained: bool = True, **kw):
-    """A :class:`~georeason.models.remote.ChatClient` for planning (``response_format`` set when ``constrained``)."""
-    from georeason.models.remote import ChatClient
+    """A :class:`~georeason.models.backends.remote.ChatClient` for planning (``response_format`` set when ``constrained``)."""
+    from georeason.models.backends.remote import ChatClient
 
     kw.setdefault("max_tokens", 2048)
     return ChatClient(base_url, model, response_format=response_format() if constrained else None, **kw)
@@ -218,7 +234,7 @@ def chat_client(base_url: str, model: str | None = None, *, constrained: bool = 
 
 def answer_with_fallback(question: str, scene, chat: Chat | None, *, pixel=None, mask_writer=None) -> Answer:
     """Templates first; the planner only when no template understands the question."""
-    from georeason.geo.english import ask, compile_question
+    from georeason.geo.language.english import ask, compile_question
 
     try:
         compile_question(question)

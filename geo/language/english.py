@@ -21,7 +21,8 @@ References (A, B below) may be:
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from georeason.errors import ProgramValidationError, QuestionParseError
 
@@ -47,24 +48,70 @@ SUPPORTED_FORMS = [
 
 _NUM = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _UNITS = {
-    "m": ("m", 1.0), "meter": ("m", 1.0), "meters": ("m", 1.0), "metre": ("m", 1.0), "metres": ("m", 1.0),
-    "km": ("km", 1.0), "kilometer": ("km", 1.0), "kilometers": ("km", 1.0), "kilometre": ("km", 1.0),
-    "kilometres": ("km", 1.0), "ft": ("m", 0.3048), "feet": ("m", 0.3048), "foot": ("m", 0.3048),
-    "mi": ("km", 1.609344), "mile": ("km", 1.609344), "miles": ("km", 1.609344),
+    "m": ("m", 1.0),
+    "meter": ("m", 1.0),
+    "meters": ("m", 1.0),
+    "metre": ("m", 1.0),
+    "metres": ("m", 1.0),
+    "km": ("km", 1.0),
+    "kilometer": ("km", 1.0),
+    "kilometers": ("km", 1.0),
+    "kilometre": ("km", 1.0),
+    "kilometres": ("km", 1.0),
+    "ft": ("m", 0.3048),
+    "feet": ("m", 0.3048),
+    "foot": ("m", 0.3048),
+    "mi": ("km", 1.609344),
+    "mile": ("km", 1.609344),
+    "miles": ("km", 1.609344),
 }
 _UNIT_RE = "|".join(sorted(_UNITS, key=len, reverse=True))
 _DIST_RE = rf"(?P<d>{_NUM})\s*(?P<u>{_UNIT_RE})\b"
 _DIRECTIONS = {
-    "north": "N", "south": "S", "east": "E", "west": "W",
-    "northeast": "NE", "north-east": "NE", "north east": "NE", "northwest": "NW", "north-west": "NW",
-    "north west": "NW", "southeast": "SE", "south-east": "SE", "south east": "SE",
-    "southwest": "SW", "south-west": "SW", "south west": "SW",
+    "north": "N",
+    "south": "S",
+    "east": "E",
+    "west": "W",
+    "northeast": "NE",
+    "north-east": "NE",
+    "north east": "NE",
+    "northwest": "NW",
+    "north-west": "NW",
+    "north west": "NW",
+    "southeast": "SE",
+    "south-east": "SE",
+    "south east": "SE",
+    "southwest": "SW",
+    "south-west": "SW",
+    "south west": "SW",
 }
-for _c in ("N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW"):
+for _c in (
+    "N",
+    "NNE",
+    "NE",
+    "ENE",
+    "E",
+    "ESE",
+    "SE",
+    "SSE",
+    "S",
+    "SSW",
+    "SW",
+    "WSW",
+    "W",
+    "WNW",
+    "NW",
+    "NNW",
+):
     _DIRECTIONS[_c.lower()] = _c
 _DIR_RE = "|".join(sorted((re.escape(k) for k in _DIRECTIONS), key=len, reverse=True))
-_SELECTORS = {"largest": "largest", "biggest": "largest", "smallest": "smallest", "longest": "longest",
-              "shortest": "shortest"}
+_SELECTORS = {
+    "largest": "largest",
+    "biggest": "largest",
+    "smallest": "smallest",
+    "longest": "longest",
+    "shortest": "shortest",
+}
 _WKT_RE = re.compile(
     r"\b(POINT|LINESTRING|POLYGON|MULTIPOINT|MULTILINESTRING|MULTIPOLYGON|GEOMETRYCOLLECTION)\s*(Z\s*|M\s*|ZM\s*)?\(",
     re.IGNORECASE,
@@ -95,20 +142,28 @@ class _Builder:
         t = _clean_ref(text)
         if not t:
             raise QuestionParseError(f"empty reference in the question near {text!r}")
-        m = re.fullmatch(r"(?:the\s+)?(?:[a-z][\w \-]*?\s+)?#(?P<id>[\w.:\-]+)", t, re.IGNORECASE) or re.fullmatch(
-            r"(?:the\s+)?(?:object|feature)\s+(?P<id>[\w.:\-]+)", t, re.IGNORECASE
-        )
+        m = re.fullmatch(
+            r"(?:the\s+)?(?:[a-z][\w \-]*?\s+)?#(?P<id>[\w.:\-]+)", t, re.IGNORECASE
+        ) or re.fullmatch(r"(?:the\s+)?(?:object|feature)\s+(?P<id>[\w.:\-]+)", t, re.IGNORECASE)
         if m:
             return self.add("object", id=m.group("id"))
-        m = re.fullmatch(r"(?:the\s+)?(?:region|area|geometry|location|place)\s+(?P<g>.+)", t, re.IGNORECASE | re.DOTALL)
+        m = re.fullmatch(
+            r"(?:the\s+)?(?:region|area|geometry|location|place)\s+(?P<g>.+)", t, re.IGNORECASE | re.DOTALL
+        )
         if m and _looks_like_geometry(m.group("g")):
             return self.geometry(m.group("g"))
-        m = re.fullmatch(r"(?:the\s+)?(?P<cls>[a-z][\w \-]*?)\s+(?:at|located at|in)\s+(?P<g>.+)", t, re.IGNORECASE | re.DOTALL)
+        m = re.fullmatch(
+            r"(?:the\s+)?(?P<cls>[a-z][\w \-]*?)\s+(?:at|located at|in)\s+(?P<g>.+)",
+            t,
+            re.IGNORECASE | re.DOTALL,
+        )
         if m and _looks_like_geometry(m.group("g")):
             return self.add("at", cls=m.group("cls").strip(), geometry=self.geometry(m.group("g")))
         if _looks_like_geometry(t):
             return self.geometry(t)
-        m = re.fullmatch(r"(?:the\s+)?(?P<sel>" + "|".join(_SELECTORS) + r")\s+(?P<cls>[a-z][\w \-]*)", t, re.IGNORECASE)
+        m = re.fullmatch(
+            r"(?:the\s+)?(?P<sel>" + "|".join(_SELECTORS) + r")\s+(?P<cls>[a-z][\w \-]*)", t, re.IGNORECASE
+        )
         if m:
             objs = self.add("select", cls=m.group("cls").strip())
             return self.add("the", objects=objs, pick=_SELECTORS[m.group("sel").lower()])
@@ -127,14 +182,22 @@ class _Builder:
         m = re.search(r"\(?\b(EPSG:\d+)\)?", t, re.IGNORECASE)
         if m:
             crs = m.group(1).upper()
-            t = (t[: m.start()] + t[m.end():]).strip()
+            t = (t[: m.start()] + t[m.end() :]).strip()
         t = re.sub(r"\(?\b(?:in\s+)?pixels?(?:\s+coordinates)?\)?", "", t, flags=re.IGNORECASE).strip()
         shape = None
-        m = re.match(r"(?:a\s+|the\s+)?(polyline|line|linestring|polygon|point|bbox|box)\s+", t, re.IGNORECASE)
+        m = re.match(
+            r"(?:a\s+|the\s+)?(polyline|line|linestring|polygon|point|bbox|box)\s+", t, re.IGNORECASE
+        )
         if m:
             word = m.group(1).lower()
-            shape = {"polyline": "line", "linestring": "line", "line": "line", "polygon": "polygon", "point": "point"}.get(word)
-            t = t[m.end():].strip()
+            shape = {
+                "polyline": "line",
+                "linestring": "line",
+                "line": "line",
+                "polygon": "polygon",
+                "point": "point",
+            }.get(word)
+            t = t[m.end() :].strip()
         if _WKT_RE.match(t):
             return self.add("geometry", wkt=t, crs=crs)
         nums = [float(x) for x in re.findall(_NUM, t)]
@@ -170,7 +233,9 @@ def _clean_class(text: str) -> str:
 
 def _looks_like_geometry(t: str) -> bool:
     t = t.strip()
-    t2 = re.sub(r"^(?:a\s+|the\s+)?(?:polyline|line|linestring|polygon|point|bbox|box)\s+", "", t, flags=re.IGNORECASE)
+    t2 = re.sub(
+        r"^(?:a\s+|the\s+)?(?:polyline|line|linestring|polygon|point|bbox|box)\s+", "", t, flags=re.IGNORECASE
+    )
     return bool(_WKT_RE.match(t2) or re.match(r"^[\[\(]\s*[\[\(]?\s*-?\d", t2))
 
 
@@ -181,8 +246,12 @@ def _dist(m: re.Match) -> tuple[float, str]:
 
 def _unit_suffix(q: str) -> tuple[str, str | None]:
     """Strip a trailing 'in km' / 'in square kilometres' and return the unit asked for."""
-    m = re.search(r",?\s+in\s+(?P<u>square\s+kilomet(?:er|re)s|square\s+met(?:er|re)s|km2|km²|m2|m²|hectares?|ha|"
-                  r"kilomet(?:er|re)s|km|met(?:er|re)s|m)\s*$", q, re.IGNORECASE)
+    m = re.search(
+        r",?\s+in\s+(?P<u>square\s+kilomet(?:er|re)s|square\s+met(?:er|re)s|km2|km²|m2|m²|hectares?|ha|"
+        r"kilomet(?:er|re)s|km|met(?:er|re)s|m)\s*$",
+        q,
+        re.IGNORECASE,
+    )
     if not m:
         return q, None
     u = m.group("u").lower().replace("²", "2")
@@ -213,7 +282,13 @@ def _r(pattern: str) -> re.Pattern:
 
 def _distance(b: _Builder, m: re.Match, unit: str | None) -> list:
     mode = "centroid" if m.groupdict().get("c") else "min"
-    d = b.add("distance", a=b.ref(m.group("a")), b=b.ref(m.group("b")), mode=mode, unit=unit if unit in ("m", "km") else "m")
+    d = b.add(
+        "distance",
+        a=b.ref(m.group("a")),
+        b=b.ref(m.group("b")),
+        mode=mode,
+        unit=unit if unit in ("m", "km") else "m",
+    )
     return b.answer(d)
 
 
@@ -237,11 +312,25 @@ def _relation(b: _Builder, m: re.Match, unit) -> list:
 
 
 _PRED_WORDS = {
-    "intersect": "intersects", "intersects": "intersects", "touch": "touches", "touches": "touches",
-    "overlap": "overlaps", "overlaps": "overlaps", "cross": "crosses", "crosses": "crosses",
-    "contain": "contains", "contains": "contains", "cover": "covers", "covers": "covers",
-    "within": "within", "inside": "within", "contained in": "within", "disjoint from": "disjoint",
-    "disjoint with": "disjoint", "equal to": "equals", "covered by": "covered_by",
+    "intersect": "intersects",
+    "intersects": "intersects",
+    "touch": "touches",
+    "touches": "touches",
+    "overlap": "overlaps",
+    "overlaps": "overlaps",
+    "cross": "crosses",
+    "crosses": "crosses",
+    "contain": "contains",
+    "contains": "contains",
+    "cover": "covers",
+    "covers": "covers",
+    "within": "within",
+    "inside": "within",
+    "contained in": "within",
+    "disjoint from": "disjoint",
+    "disjoint with": "disjoint",
+    "equal to": "equals",
+    "covered by": "covered_by",
 }
 
 
@@ -259,7 +348,9 @@ def _predicate_pair(pred: str):
 
 def _within(b: _Builder, m: re.Match) -> str:
     d, u = _dist(m)
-    return b.add("within_distance", objects=b.objects(m.group("cls")), of=b.ref(m.group("a")), distance=d, unit=u)
+    return b.add(
+        "within_distance", objects=b.objects(m.group("cls")), of=b.ref(m.group("a")), distance=d, unit=u
+    )
 
 
 def _count_within(b: _Builder, m: re.Match, unit) -> list:
@@ -336,56 +427,230 @@ _CLS = r"(?P<cls>[a-z][\w \-]*?)"
 
 RULES: list[Rule] = [
     # pixel-level answers
-    (_r(r"(?:which|what|show(?:\s+me)?|find|mask)\s+(?:all\s+)?(?:the\s+)?pixels\s+(?:are|that\s+are|of)\s+" + _CLS + r"\s+(?:(?:with)?in\s+" + _DIST_RE + r"\s+(?:of|from|around)\s+" + _A + r")"), _pixels),
-    (_r(r"(?:which|what|show(?:\s+me)?|find|mask)\s+(?:all\s+)?(?:the\s+)?pixels\s+(?:are|that\s+are|of)\s+" + _CLS + r"\s+(?:inside|in|within)\s+" + _A), _pixels),
-    (_r(r"(?:which|what|show(?:\s+me)?|find|mask)\s+(?:all\s+)?(?:the\s+)?pixels\s+(?:are|that\s+are|of)\s+" + _CLS), _pixels),
-    (_r(r"(?:show|find|mask)\s+(?:me\s+)?(?:all\s+)?(?:the\s+)?" + _CLS + r"\s+pixels(?:\s+(?:with)?in\s+" + _DIST_RE + r"\s+(?:of|from|around)\s+" + _A + r")?"), _pixels),
+    (
+        _r(
+            r"(?:which|what|show(?:\s+me)?|find|mask)\s+(?:all\s+)?(?:the\s+)?pixels\s+(?:are|that\s+are|of)\s+"
+            + _CLS
+            + r"\s+(?:(?:with)?in\s+"
+            + _DIST_RE
+            + r"\s+(?:of|from|around)\s+"
+            + _A
+            + r")"
+        ),
+        _pixels,
+    ),
+    (
+        _r(
+            r"(?:which|what|show(?:\s+me)?|find|mask)\s+(?:all\s+)?(?:the\s+)?pixels\s+(?:are|that\s+are|of)\s+"
+            + _CLS
+            + r"\s+(?:inside|in|within)\s+"
+            + _A
+        ),
+        _pixels,
+    ),
+    (
+        _r(
+            r"(?:which|what|show(?:\s+me)?|find|mask)\s+(?:all\s+)?(?:the\s+)?pixels\s+(?:are|that\s+are|of)\s+"
+            + _CLS
+        ),
+        _pixels,
+    ),
+    (
+        _r(
+            r"(?:show|find|mask)\s+(?:me\s+)?(?:all\s+)?(?:the\s+)?"
+            + _CLS
+            + r"\s+pixels(?:\s+(?:with)?in\s+"
+            + _DIST_RE
+            + r"\s+(?:of|from|around)\s+"
+            + _A
+            + r")?"
+        ),
+        _pixels,
+    ),
     # distance
-    (_r(_WH + r"(?:geodesic\s+|minimum\s+|shortest\s+|straight[- ]line\s+)?distance\s+between\s+" + _CENTRES + _A + r"\s+and\s+" + _B), _distance),
-    (_r(_WH + r"(?:geodesic\s+|minimum\s+|shortest\s+)?distance\s+from\s+" + _CENTRES + _A + r"\s+to\s+" + _B), _distance),
+    (
+        _r(
+            _WH
+            + r"(?:geodesic\s+|minimum\s+|shortest\s+|straight[- ]line\s+)?distance\s+between\s+"
+            + _CENTRES
+            + _A
+            + r"\s+and\s+"
+            + _B
+        ),
+        _distance,
+    ),
+    (
+        _r(
+            _WH
+            + r"(?:geodesic\s+|minimum\s+|shortest\s+)?distance\s+from\s+"
+            + _CENTRES
+            + _A
+            + r"\s+to\s+"
+            + _B
+        ),
+        _distance,
+    ),
     (_r(r"how\s+far\s+(?:away\s+)?is\s+" + _CENTRES + _A + r"\s+from\s+" + _B), _distance),
     (_r(r"how\s+far\s+apart\s+are\s+" + _CENTRES + _A + r"\s+and\s+" + _B), _distance),
     (_r(r"how\s+far\s+is\s+it\s+from\s+" + _A + r"\s+to\s+" + _B), _distance),
     # direction / bearing
-    (_r(r"(?:in\s+)?(?:which|what)\s+(?P<p16>16[- ]point\s+)?(?:compass\s+)?direction\s+is\s+(?P<to>.+?)\s+(?:from|of|relative\s+to|with\s+respect\s+to)\s+(?P<frm>.+)"), _direction),
-    (_r(_WH + r"(?P<p16>16[- ]point\s+)?(?:compass\s+)?direction\s+(?:of|to)\s+(?P<to>.+?)\s+(?:from|relative\s+to|as\s+seen\s+from)\s+(?P<frm>.+)"), _direction),
-    (_r(_WH + r"(?P<p16>16[- ]point\s+)?(?:compass\s+)?direction\s+from\s+(?P<frm>.+?)\s+to\s+(?P<to>.+)"), _direction),
+    (
+        _r(
+            r"(?:in\s+)?(?:which|what)\s+(?P<p16>16[- ]point\s+)?(?:compass\s+)?direction\s+is\s+(?P<to>.+?)\s+(?:from|of|relative\s+to|with\s+respect\s+to)\s+(?P<frm>.+)"
+        ),
+        _direction,
+    ),
+    (
+        _r(
+            _WH
+            + r"(?P<p16>16[- ]point\s+)?(?:compass\s+)?direction\s+(?:of|to)\s+(?P<to>.+?)\s+(?:from|relative\s+to|as\s+seen\s+from)\s+(?P<frm>.+)"
+        ),
+        _direction,
+    ),
+    (
+        _r(_WH + r"(?P<p16>16[- ]point\s+)?(?:compass\s+)?direction\s+from\s+(?P<frm>.+?)\s+to\s+(?P<to>.+)"),
+        _direction,
+    ),
     (_r(r"where\s+is\s+(?P<to>.+?)\s+(?:relative\s+to|with\s+respect\s+to|from)\s+(?P<frm>.+)"), _direction),
     (_r(_WH + r"(?:bearing|azimuth|heading)\s+from\s+(?P<frm>.+?)\s+to\s+(?P<to>.+)"), _bearing),
     (_r(_WH + r"(?:bearing|azimuth)\s+of\s+(?P<to>.+?)\s+(?:from|relative\s+to)\s+(?P<frm>.+)"), _bearing),
-    (_r(r"(?:is|does)\s+(?P<to>.+?)\s+(?:lie\s+|located\s+|situated\s+|lying\s+)?(?:to\s+the\s+|in\s+the\s+)?(?P<dir>" + _DIR_RE + r")\s+(?:of|from)\s+(?P<frm>.+)"), _is_direction),
+    (
+        _r(
+            r"(?:is|does)\s+(?P<to>.+?)\s+(?:lie\s+|located\s+|situated\s+|lying\s+)?(?:to\s+the\s+|in\s+the\s+)?(?P<dir>"
+            + _DIR_RE
+            + r")\s+(?:of|from)\s+(?P<frm>.+)"
+        ),
+        _is_direction,
+    ),
     # topology
-    (_r(_WH + r"(?:topological\s+|spatial\s+|DE-?9IM\s+)?relation(?:ship)?\s+(?:between|of)\s+" + _A + r"\s+(?:and|to|with)\s+" + _B), _relation),
+    (
+        _r(
+            _WH
+            + r"(?:topological\s+|spatial\s+|DE-?9IM\s+)?relation(?:ship)?\s+(?:between|of)\s+"
+            + _A
+            + r"\s+(?:and|to|with)\s+"
+            + _B
+        ),
+        _relation,
+    ),
     (_r(r"how\s+(?:is|does)\s+" + _A + r"\s+relate(?:d)?\s+to\s+" + _B), _relation),
-    (_r(r"(?:does|do)\s+" + _A + r"\s+(?P<p>intersects?|touch(?:es)?|overlaps?|cross(?:es)?|contains?|covers?)\s+" + _B), _predicate),
-    (_r(r"is\s+" + _A + r"\s+(?:completely\s+|entirely\s+|fully\s+)?(?P<p>within|inside|contained\s+in|disjoint\s+(?:from|with)|equal\s+to|covered\s+by)\s+" + _B), _predicate),
+    (
+        _r(
+            r"(?:does|do)\s+"
+            + _A
+            + r"\s+(?P<p>intersects?|touch(?:es)?|overlaps?|cross(?:es)?|contains?|covers?)\s+"
+            + _B
+        ),
+        _predicate,
+    ),
+    (
+        _r(
+            r"is\s+"
+            + _A
+            + r"\s+(?:completely\s+|entirely\s+|fully\s+)?(?P<p>within|inside|contained\s+in|disjoint\s+(?:from|with)|equal\s+to|covered\s+by)\s+"
+            + _B
+        ),
+        _predicate,
+    ),
     (_r(r"are\s+" + _A + r"\s+and\s+" + _B + r"\s+disjoint"), _predicate_pair("disjoint")),
-    (_r(r"are\s+" + _A + r"\s+and\s+" + _B + r"\s+(?:equal|the\s+same|identical)"), _predicate_pair("equals")),
+    (
+        _r(r"are\s+" + _A + r"\s+and\s+" + _B + r"\s+(?:equal|the\s+same|identical)"),
+        _predicate_pair("equals"),
+    ),
     (_r(r"do\s+" + _A + r"\s+and\s+" + _B + r"\s+(?:intersect|overlap)"), _predicate_pair("intersects")),
     (_r(r"do\s+" + _A + r"\s+and\s+" + _B + r"\s+touch"), _predicate_pair("touches")),
     # counts and sets
-    (_r(_HOWMANY + _CLS + r"\s+" + _BE + r"(?:with)?in\s+(?:a\s+distance\s+of\s+)?" + _DIST_RE + r"\s+(?:of|from|around)\s+" + _A), _count_within),
-    (_r(_HOWMANY + _CLS + r"\s+(?:are\s+|is\s+)?(?:there\s+)?in\s+the\s+(?:scene|image|picture)"), _count_all),
+    (
+        _r(
+            _HOWMANY
+            + _CLS
+            + r"\s+"
+            + _BE
+            + r"(?:with)?in\s+(?:a\s+distance\s+of\s+)?"
+            + _DIST_RE
+            + r"\s+(?:of|from|around)\s+"
+            + _A
+        ),
+        _count_within,
+    ),
+    (
+        _r(_HOWMANY + _CLS + r"\s+(?:are\s+|is\s+)?(?:there\s+)?in\s+the\s+(?:scene|image|picture)"),
+        _count_all,
+    ),
     (_r(_HOWMANY + _CLS + r"\s+" + _BE + r"(?:inside|in|within|contained\s+in)\s+" + _A), _count_inside),
     (_r(_HOWMANY + _CLS + r"(?:\s+(?:are\s+there|exist|are\s+in\s+the\s+(?:scene|image)))?"), _count_all),
     # nearest / farthest
-    (_r(r"(?:which|what)\s+" + _CLS + r"\s+(?:is|lies|is\s+located)\s+(?:the\s+)?(?:nearest|closest)\s+to\s+" + _A), _rank("nearest")),
+    (
+        _r(
+            r"(?:which|what)\s+"
+            + _CLS
+            + r"\s+(?:is|lies|is\s+located)\s+(?:the\s+)?(?:nearest|closest)\s+to\s+"
+            + _A
+        ),
+        _rank("nearest"),
+    ),
     (_r(_WH + r"(?:nearest|closest)\s+" + _CLS + r"\s+to\s+" + _A), _rank("nearest")),
-    (_r(r"(?:which|what)\s+" + _CLS + r"\s+(?:is|lies|is\s+located)\s+(?:the\s+)?(?:farthest|furthest|most\s+distant)\s+(?:from|to)\s+" + _A), _rank("farthest")),
-    (_r(_WH + r"(?:farthest|furthest|most\s+distant)\s+" + _CLS + r"\s+(?:from|to)\s+" + _A), _rank("farthest")),
+    (
+        _r(
+            r"(?:which|what)\s+"
+            + _CLS
+            + r"\s+(?:is|lies|is\s+located)\s+(?:the\s+)?(?:farthest|furthest|most\s+distant)\s+(?:from|to)\s+"
+            + _A
+        ),
+        _rank("farthest"),
+    ),
+    (
+        _r(_WH + r"(?:farthest|furthest|most\s+distant)\s+" + _CLS + r"\s+(?:from|to)\s+" + _A),
+        _rank("farthest"),
+    ),
     # extremes
     (_r(r"(?:which|what)\s+is\s+the\s+(?P<sel>" + "|".join(_SELECTORS) + r")\s+" + _CLS), _extreme),
-    (_r(r"(?:which|what)\s+" + _CLS + r"\s+is\s+(?:the\s+)?(?P<sel>" + "|".join(_SELECTORS) + r")"), _extreme),
+    (
+        _r(r"(?:which|what)\s+" + _CLS + r"\s+is\s+(?:the\s+)?(?P<sel>" + "|".join(_SELECTORS) + r")"),
+        _extreme,
+    ),
     (_r(r"(?:find|show|give\s+me|name)\s+the\s+(?P<sel>" + "|".join(_SELECTORS) + r")\s+" + _CLS), _extreme),
     # measures
-    (_r(_WH + r"total\s+area\s+(?:of|covered\s+by)\s+(?:all\s+)?(?:the\s+)?" + _CLS + r"(?:\s+(?:inside|in|within)\s+" + _A + r")?"), _total_area),
+    (
+        _r(
+            _WH
+            + r"total\s+area\s+(?:of|covered\s+by)\s+(?:all\s+)?(?:the\s+)?"
+            + _CLS
+            + r"(?:\s+(?:inside|in|within)\s+"
+            + _A
+            + r")?"
+        ),
+        _total_area,
+    ),
     (_r(_WH + r"(?:geodesic\s+|surface\s+)?area\s+of\s+" + _A), _area),
     (_r(r"how\s+(?:large|big)\s+is\s+" + _A), _area),
     (_r(_WH + r"(?:geodesic\s+)?(?:length|perimeter)\s+of\s+" + _A), _length),
     (_r(r"how\s+long\s+is\s+" + _A), _length),
     # generic set queries last: "what ... in ..." would otherwise swallow the forms above
-    (_r(r"(?:show|list|find|give|display|return|highlight|select|which|what)\s+(?:me\s+)?(?:all\s+|every\s+|the\s+)*" + _CLS + r"\s+" + _BE + r"(?:that\s+are\s+|which\s+are\s+)?(?:with)?in\s+" + _DIST_RE + r"\s+(?:of|from|around)\s+" + _A), _show_within),
-    (_r(r"(?:show|list|find|give|display|return|highlight|select|which|what)\s+(?:me\s+)?(?:all\s+|every\s+|the\s+)*" + _CLS + r"\s+" + _BE + r"(?:that\s+are\s+|which\s+are\s+)?(?:inside|within|in|contained\s+in)\s+" + _A), _show_inside),
+    (
+        _r(
+            r"(?:show|list|find|give|display|return|highlight|select|which|what)\s+(?:me\s+)?(?:all\s+|every\s+|the\s+)*"
+            + _CLS
+            + r"\s+"
+            + _BE
+            + r"(?:that\s+are\s+|which\s+are\s+)?(?:with)?in\s+"
+            + _DIST_RE
+            + r"\s+(?:of|from|around)\s+"
+            + _A
+        ),
+        _show_within,
+    ),
+    (
+        _r(
+            r"(?:show|list|find|give|display|return|highlight|select|which|what)\s+(?:me\s+)?(?:all\s+|every\s+|the\s+)*"
+            + _CLS
+            + r"\s+"
+            + _BE
+            + r"(?:that\s+are\s+|which\s+are\s+)?(?:inside|within|in|contained\s+in)\s+"
+            + _A
+        ),
+        _show_inside,
+    ),
 ]
 
 
@@ -424,15 +689,19 @@ def ask(question: str, scene, pixel=None, mask_writer=None):
     A reference to an id or class the scene does not have gives an abstention (the
     reference matches no object), not an error.
     """
-    from georeason.geo.answer import Answer
-    from georeason.geo.executor import _expected_kind, execute
-    from georeason.geo.program import validate_program
+    from georeason.geo.language.answer import Answer
+    from georeason.geo.language.executor import _expected_kind, execute
+    from georeason.geo.language.program import validate_program
 
     steps = compile_question(question)
     program = validate_program(steps)  # structure and types: a failure here is a template bug
     try:
         validate_program(steps, scene)
     except ProgramValidationError as exc:
-        return Answer.abstain(f"the question refers to something not in the scene: {exc}",
-                              kind=_expected_kind(program), query=program.to_json(), question=question)
+        return Answer.abstain(
+            f"the question refers to something not in the scene: {exc}",
+            kind=_expected_kind(program),
+            query=program.to_json(),
+            question=question,
+        )
     return execute(program, scene, question=question, pixel=pixel, mask_writer=mask_writer)

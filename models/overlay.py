@@ -21,19 +21,37 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from georeason.geo.grounding import Detection, mask_to_polygons
+from georeason.geo.grounding.detections import Detection, mask_to_polygons
 
 __all__ = ["MARKER_CLASSES", "COLOURS", "is_marker_class", "find_markers"]
 
 #: Class names that mean "the region drawn on the image".
-MARKER_CLASSES = frozenset({
-    "marker", "markers", "marked region", "marked area", "outlined region", "outlined area",
-    "highlighted region", "highlighted area", "overlay", "annotation", "drawn region", "box drawn",
-})
+MARKER_CLASSES = frozenset(
+    {
+        "marker",
+        "markers",
+        "marked region",
+        "marked area",
+        "outlined region",
+        "outlined area",
+        "highlighted region",
+        "highlighted area",
+        "overlay",
+        "annotation",
+        "drawn region",
+        "box drawn",
+    }
+)
 
 #: Named marker colours (8-bit RGB).
-COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
-           "magenta": (255, 0, 255), "cyan": (0, 255, 255)}
+COLOURS = {
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+    "magenta": (255, 0, 255),
+    "cyan": (0, 255, 255),
+}
 
 
 def is_marker_class(label: str) -> bool:
@@ -62,9 +80,15 @@ def _rgb8(pixels: np.ma.MaskedArray, bands: Sequence[str]) -> np.ndarray | None:
     return rgb
 
 
-def find_markers(pixels: np.ma.MaskedArray, bands: Sequence[str], label: str = "marker",
-                 colour: str | tuple[int, int, int] = "red", tolerance: int = 40,
-                 min_pixels: int = 4, whole_tile: bool = False) -> list[Detection]:
+def find_markers(
+    pixels: np.ma.MaskedArray,
+    bands: Sequence[str],
+    label: str = "marker",
+    colour: str | tuple[int, int, int] = "red",
+    tolerance: int = 40,
+    min_pixels: int = 4,
+    whole_tile: bool = False,
+) -> list[Detection]:
     """Regions enclosed by outlines of ``colour`` in a tile, as polygon detections.
 
     ``whole_tile=True`` keeps components that touch the window edge too (for an image that

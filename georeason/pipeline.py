@@ -2,7 +2,7 @@
 
 The flow (``georeason.flows.answer``) runs these steps as tasks — tile batches mapped in
 parallel, cached per batch — and ``georeason ask --raster`` runs them in one process
-without Prefect. Either way the result is the same :class:`~georeason.geo.scene.Scene`.
+without Prefect. Either way the result is the same :class:`~georeason.geo.vector.scene.Scene`.
 
 Steps:
 
@@ -11,7 +11,7 @@ Steps:
 3. :func:`plan_batches` — the tile plan cut into at most ``max_batches`` batches;
 4. :func:`ground_batch` — read and ground the tiles of one batch; a tile that fails is
    recorded as a :class:`TileFailure` and the other tiles carry on;
-5. :func:`merge_batches` — seam merge (:func:`georeason.geo.seams.merge_detections`) and
+5. :func:`merge_batches` — seam merge (:func:`georeason.geo.grounding.seams.merge_detections`) and
    water bodies split into areal (lake, pond, ...) and linear (river, canal, ...) by shape;
 6. :func:`grounded_scene` — grounded objects plus vector-layer objects in one scene.
 """
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import shapely
 
 from georeason.errors import GeoreasonError
-from georeason.geo.crs import reproject
-from georeason.geo.grounding import Detection, Grounder, GroundedObject
-from georeason.geo.scene import Scene, normalise_class
-from georeason.geo.seams import merge_detections
-from georeason.geo.tiling import Tile, read_tile
+from georeason.geo.grounding.detections import Detection, GroundedObject, Grounder
+from georeason.geo.grounding.seams import merge_detections
+from georeason.geo.raster.tiling import Tile, read_tile
+from georeason.geo.vector.crs import reproject
+from georeason.geo.vector.scene import Scene, normalise_class
 
 __all__ = [
     "TileFailure",
@@ -47,8 +47,26 @@ __all__ = [
 ]
 
 #: Water classes that are long and thin; the others are areal water bodies.
-LINEAR_WATER = frozenset({"river", "rivers", "stream", "streams", "canal", "canals", "creek", "creeks", "channel", "channels"})
-AREAL_WATER = frozenset({"lake", "lakes", "pond", "ponds", "reservoir", "reservoirs", "sea", "water body", "water bodies", "lagoon", "lagoons", "basin", "basins"})
+LINEAR_WATER = frozenset(
+    {"river", "rivers", "stream", "streams", "canal", "canals", "creek", "creeks", "channel", "channels"}
+)
+AREAL_WATER = frozenset(
+    {
+        "lake",
+        "lakes",
+        "pond",
+        "ponds",
+        "reservoir",
+        "reservoirs",
+        "sea",
+        "water body",
+        "water bodies",
+        "lagoon",
+        "lagoons",
+        "basin",
+        "basins",
+    }
+)
 #: A water body is linear when its area is this many times that of its largest inscribed
 #: circle: about 1 for a round lake, 2-10 for lobed lakes and coasts, hundreds for a river
 #: (a 90 m wide, 38 km long river: ~500). Unlike perimeter-based elongation, this is not
@@ -102,7 +120,7 @@ def classes_of_questions(questions: Iterable[str]) -> list[str]:
     ['lakes', 'lake']
     """
     from georeason.errors import QuestionParseError
-    from georeason.geo.english import compile_question
+    from georeason.geo.language.english import compile_question
 
     out: list[str] = []
     for q in questions:
@@ -116,7 +134,9 @@ def classes_of_questions(questions: Iterable[str]) -> list[str]:
     return out
 
 
-def split_classes(classes: Sequence[str], vector_scene: Scene | None, can_ground) -> tuple[list[str], list[str], list[str]]:
+def split_classes(
+    classes: Sequence[str], vector_scene: Scene | None, can_ground
+) -> tuple[list[str], list[str], list[str]]:
     """Split classes into (from vector layers, to ground, unavailable).
 
     A class present in the vector layers is taken from them (exact geometry beats
@@ -147,7 +167,7 @@ def canonical_class(label: str, can_ground) -> str | None:
     >>> canonical_class("Buildings", lambda c: c in {"building", "buildings"})
     'building'
     """
-    from georeason.geo.scene import _singulars
+    from georeason.geo.vector.scene import _singulars
 
     name = normalise_class(label)
     forms = _singulars(name)
@@ -172,7 +192,9 @@ def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int =
     return [list(tiles[i : i + size]) for i in range(0, n, size)]
 
 
-def ground_batch(src, tiles: Sequence[Tile], grounder: Grounder, classes: list[str], bands: list[str]) -> BatchResult:
+def ground_batch(
+    src, tiles: Sequence[Tile], grounder: Grounder, classes: list[str], bands: list[str]
+) -> BatchResult:
     """Read and ground each tile of a batch from an open dataset ``src``.
 
     A tile that fails (read error, grounder error) becomes a :class:`TileFailure`;
@@ -243,50 +265,82 @@ def is_linear(g) -> bool:
     return bool(r <= 0 or a / (math.pi * r * r) > LINEAR_AREA_RATIO)
 
 
-def merge_batches(batches: Iterable[BatchResult], classes: Sequence[str], *, iou_threshold: float = 0.5,
-                  min_area_m2: float = 0.0, simplify_m: float = 0.0) -> tuple[list[GroundedObject], list[TileFailure]]:
+def merge_batches(
+    batches: Iterable[BatchResult],
+    classes: Sequence[str],
+    *,
+    iou_threshold: float = 0.5,
+    min_area_m2: float = 0.0,
+    simplify_m: float = 0.0,
+) -> tuple[list[GroundedObject], list[TileFailure]]:
     """Seam-merge all batches of one raster; return (objects with ids, failures)."""
-    from georeason.geo.seams import assign_ids
+    from georeason.geo.grounding.seams import assign_ids
 
     pairs, failures = [], []
     for b in batches:
         pairs.extend(b.results)
         failures.extend(b.failures)
-    objects = merge_detections(pairs, iou_threshold=iou_threshold, min_area_m2=min_area_m2, simplify_m=simplify_m)
+    objects = merge_detections(
+        pairs, iou_threshold=iou_threshold, min_area_m2=min_area_m2, simplify_m=simplify_m
+    )
     return assign_ids(relabel_water(objects, classes)), failures
 
 
-def grounded_scene(objects: Sequence[GroundedObject], crs, vectors: Scene | None = None, source: str = "grounded") -> Scene:
+def grounded_scene(
+    objects: Sequence[GroundedObject], crs, vectors: Scene | None = None, source: str = "grounded"
+) -> Scene:
     """One scene of grounded objects (ids like ``lake-1``) plus vector-layer objects.
 
     Vector objects keep their ids; a grounded id that collides with one gets a ``g:`` prefix.
     """
     taken = set(vectors.ids) if vectors is not None else set()
     ids = [(f"g:{o.id}" if o.id in taken else o.id) for o in objects]
-    scene = Scene(ids, [o.label for o in objects], [o.geometry for o in objects], crs,
-                  scores=[o.score for o in objects],
-                  attrs=[{"source": "grounded", "kind": o.kind, "tiles": len(o.tiles)} for o in objects],
-                  source=source)
+    scene = Scene(
+        ids,
+        [o.label for o in objects],
+        [o.geometry for o in objects],
+        crs,
+        scores=[o.score for o in objects],
+        attrs=[{"source": "grounded", "kind": o.kind, "tiles": len(o.tiles)} for o in objects],
+        source=source,
+    )
     if vectors is None or len(vectors) == 0:
         return scene
     if len(scene) == 0:
-        return Scene(vectors.ids, vectors.labels, reproject(vectors.geoms, vectors.crs, scene.crs), scene.crs,
-                     scores=vectors.scores, attrs=vectors.attrs, source=vectors.source)
+        return Scene(
+            vectors.ids,
+            vectors.labels,
+            reproject(vectors.geoms, vectors.crs, scene.crs),
+            scene.crs,
+            scores=vectors.scores,
+            attrs=vectors.attrs,
+            source=vectors.source,
+        )
     return scene.extend(vectors)
 
 
-def sequential_ground(raster, grounder: Grounder, classes: list[str], tile_px: int = 1024, overlap_px: int = 128,
-                      max_batches: int = 200) -> tuple[list[GroundedObject], list[TileFailure]]:
+def sequential_ground(
+    raster,
+    grounder: Grounder,
+    classes: list[str],
+    tile_px: int = 1024,
+    overlap_px: int = 128,
+    max_batches: int = 200,
+) -> tuple[list[GroundedObject], list[TileFailure]]:
     """The whole grounding path in one process (no Prefect): plan, ground, merge."""
-    from georeason.geo.raster import as_dataset, band_names
-    from georeason.geo.tiling import plan_tiles
+    from georeason.geo.raster.io import as_dataset, band_names
+    from georeason.geo.raster.tiling import plan_tiles
 
     with as_dataset(raster) as src:
         bands = list(band_names(src))
         tiles = list(plan_tiles(src, tile_px, overlap_px))
         batches = [ground_batch(src, b, grounder, classes, bands) for b in plan_batches(tiles, max_batches)]
-    return merge_batches(batches, classes, min_area_m2=getattr(grounder, "min_area_m2", 0.0),
-                         simplify_m=getattr(grounder, "simplify_m", 0.0))
+    return merge_batches(
+        batches,
+        classes,
+        min_area_m2=getattr(grounder, "min_area_m2", 0.0),
+        simplify_m=getattr(grounder, "simplify_m", 0.0),
+    )
 
 
 def _slug(text: str, n: int = 40) -> str:
@@ -316,19 +370,19 @@ def answer_questions(
     from pathlib import Path
 
     from georeason.errors import GeoreasonError
-    from georeason.geo.answer import Answer
-    from georeason.geo.english import ask, compile_question
-    from georeason.geo.export import write_answer
+    from georeason.geo.export.layers import write_answer
+    from georeason.geo.language.answer import Answer
+    from georeason.geo.language.english import ask, compile_question
 
     out_dir = Path(out_dir)
     grid = pixel = None
     if raster is not None:
-        from georeason.geo.rasterize import grid_of, pixel_transform
+        from georeason.geo.raster.masks import grid_of, pixel_transform
 
         grid = grid_of(raster)
         pixel = pixel_transform(grid)
     rows: list[dict] = []
-    from georeason.geo.scene import _singulars
+    from georeason.geo.vector.scene import _singulars
 
     grounded_set = {normalise_class(c) for c in grounded}
 
@@ -340,7 +394,7 @@ def answer_questions(
 
         writer = None
         if grid is not None:
-            from georeason.geo.rasterize import mask_writer
+            from georeason.geo.raster.masks import mask_writer
 
             writer = mask_writer(raster, grid, lambda sid, stem=stem: out_dir / "masks" / f"{stem}.tif")
 
@@ -352,7 +406,8 @@ def answer_questions(
                 ans = Answer.abstain(
                     f"{len(failures)} tile(s) failed to ground ({first.index}: {first.error}); an answer about "
                     f"{', '.join(sorted(uses_grounded))} from the remaining tiles could be wrong",
-                    question=q, query=steps,
+                    question=q,
+                    query=steps,
                 )
             else:
                 ans = ask(q, scene, pixel=pixel, mask_writer=writer)

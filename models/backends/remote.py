@@ -66,23 +66,31 @@ from typing import Any
 import numpy as np
 
 from georeason.errors import InputError, ModelError
-from georeason.geo.grounding import Detection
+from georeason.geo.grounding.detections import Detection
 from georeason.models.base import ModelGrounder
 
-__all__ = ["ChatClient", "RemoteGrounder", "encode_png", "decode_png", "png_data_url", "PROMPTS", "prepare_remote"]
+__all__ = [
+    "ChatClient",
+    "RemoteGrounder",
+    "encode_png",
+    "decode_png",
+    "png_data_url",
+    "PROMPTS",
+    "prepare_remote",
+]
 
 log = logging.getLogger(__name__)
 
 #: Default prompts per output format (``{label}``: the class asked).
 PROMPTS: dict[str, str] = {
     "qwen2.5": "Locate every {label} in the image and output the bbox coordinates of each in JSON format "
-               "as [{{\"bbox_2d\": [x1, y1, x2, y2], \"label\": \"{label}\"}}, ...].",
+    'as [{{"bbox_2d": [x1, y1, x2, y2], "label": "{label}"}}, ...].',
     "qwen3": "Locate every {label} in the image and output the bbox coordinates of each in JSON format "
-             "as [{{\"bbox_2d\": [x1, y1, x2, y2], \"label\": \"{label}\"}}, ...].",
+    'as [{{"bbox_2d": [x1, y1, x2, y2], "label": "{label}"}}, ...].',
     "qwen2": "Detect every {label} in the image. Output <|object_ref_start|>{label}<|object_ref_end|> "
-             "<|box_start|>(x1,y1),(x2,y2)<|box_end|> for each.",
+    "<|box_start|>(x1,y1),(x2,y2)<|box_end|> for each.",
     "remotereasoner": "Find every {label} in this remote sensing image. Think in <think></think>, then "
-                      "give the boxes as <answer>[[x1, y1, x2, y2], ...]</answer>.",
+    "give the boxes as <answer>[[x1, y1, x2, y2], ...]</answer>.",
     "geochat": "[refer] give me the location of every {label}",
     "florence": "<OPEN_VOCABULARY_DETECTION>{label}",
 }
@@ -95,6 +103,7 @@ QWEN_MAX_PIXELS = 14 * 14 * 4 * 16384
 
 
 # -- images ---------------------------------------------------------------------------------
+
 
 def encode_png(image: np.ndarray) -> bytes:
     """PNG bytes of an 8-bit image ``(rows, cols, 3)`` or ``(rows, cols)`` (GDAL's PNG driver).
@@ -136,20 +145,33 @@ def png_data_url(image: np.ndarray) -> str:
 
 # -- the chat client ------------------------------------------------------------------------
 
+
 class ChatClient:
     """A minimal OpenAI-compatible chat client (``POST {base_url}/chat/completions``).
 
     Callable as ``client(messages, **kw) -> str`` (the first choice's message content), so
-    it can be handed to :func:`georeason.models.planner.plan_and_answer`. Thread-safe.
+    it can be handed to :func:`georeason.models.language.planner.plan_and_answer`. Thread-safe.
     Retries HTTP 5xx/429 and connection errors; raises :class:`ModelError` otherwise.
     """
 
-    def __init__(self, base_url: str, model: str | None = None, *, api_key_env: str | None = "OPENAI_API_KEY",
-                 timeout: float = 120.0, retries: int = 3, backoff: float = 1.0, max_tokens: int | None = None,
-                 temperature: float | None = 0.0, response_format: dict | None = None,
-                 extra_body: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        *,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_tokens: int | None = None,
+        temperature: float | None = 0.0,
+        response_format: dict | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ):
         if not base_url or not str(base_url).startswith(("http://", "https://")):
-            raise InputError(f"base_url {base_url!r} is not an http(s) URL; give e.g. http://127.0.0.1:8000/v1")
+            raise InputError(
+                f"base_url {base_url!r} is not an http(s) URL; give e.g. http://127.0.0.1:8000/v1"
+            )
         self.base_url = str(base_url).rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
@@ -191,7 +213,7 @@ class ChatClient:
                 time.sleep(self.backoff * (2 ** (attempt - 1)) * (0.75 + 0.5 * random.random()))
             try:
                 resp = self._http().request(method, url, json=payload)
-            except (httpx.TransportError,) as exc:  # connection refused/reset, timeouts
+            except httpx.TransportError as exc:  # connection refused/reset, timeouts
                 last = exc
                 log.warning("%s %s: %s (attempt %d of %d)", method, url, exc, attempt + 1, self.retries + 1)
                 continue
@@ -200,8 +222,10 @@ class ChatClient:
                 log.warning("%s (attempt %d of %d)", last, attempt + 1, self.retries + 1)
                 continue
             if resp.status_code >= 400:
-                raise ModelError(f"{method} {url} answered HTTP {resp.status_code}: {resp.text[:500]}; "
-                                 "check the model name, the request options and the server's log")
+                raise ModelError(
+                    f"{method} {url} answered HTTP {resp.status_code}: {resp.text[:500]}; "
+                    "check the model name, the request options and the server's log"
+                )
             try:
                 return resp.json()
             except ValueError as exc:
@@ -216,11 +240,19 @@ class ChatClient:
         try:
             self.model = str(data["data"][0]["id"])
         except (KeyError, IndexError, TypeError) as exc:
-            raise ModelError(f"{self.base_url}/models lists no model ({str(data)[:200]}); give the model name") from exc
+            raise ModelError(
+                f"{self.base_url}/models lists no model ({str(data)[:200]}); give the model name"
+            ) from exc
         return self.model
 
-    def __call__(self, messages: list[dict], *, response_format: dict | None = None, max_tokens: int | None = None,
-                 **extra: Any) -> str:
+    def __call__(
+        self,
+        messages: list[dict],
+        *,
+        response_format: dict | None = None,
+        max_tokens: int | None = None,
+        **extra: Any,
+    ) -> str:
         body: dict[str, Any] = {"model": self.resolve_model(), "messages": messages}
         if self.temperature is not None:
             body["temperature"] = self.temperature
@@ -236,14 +268,17 @@ class ChatClient:
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
-            raise ModelError(f"{self.base_url}/chat/completions answered without choices[0].message.content: "
-                             f"{str(data)[:300]}") from exc
+            raise ModelError(
+                f"{self.base_url}/chat/completions answered without choices[0].message.content: "
+                f"{str(data)[:300]}"
+            ) from exc
         if isinstance(content, list):  # content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         return content or ""
 
 
 # -- the grounder ---------------------------------------------------------------------------
+
 
 def _input_size(cfg: Mapping[str, Any], width: int, height: int) -> tuple[int, int] | None:
     if cfg.get("input_size"):
@@ -254,9 +289,13 @@ def _input_size(cfg: Mapping[str, Any], width: int, height: int) -> tuple[int, i
     if _norm_format(str(cfg.get("format", "qwen2.5"))) != "qwen2.5" or not cfg.get("server_resize", True):
         return None
 
-    h, w = smart_resize(height, width, factor=int(cfg.get("factor", QWEN_FACTOR)),
-                        min_pixels=int(cfg.get("min_pixels", QWEN_MIN_PIXELS)),
-                        max_pixels=int(cfg.get("max_pixels", QWEN_MAX_PIXELS)))
+    h, w = smart_resize(
+        height,
+        width,
+        factor=int(cfg.get("factor", QWEN_FACTOR)),
+        min_pixels=int(cfg.get("min_pixels", QWEN_MIN_PIXELS)),
+        max_pixels=int(cfg.get("max_pixels", QWEN_MAX_PIXELS)),
+    )
     return int(w), int(h)
 
 
@@ -269,13 +308,20 @@ class RemoteGrounder(ModelGrounder):
         super().__init__(config)
         cfg = self.config
         if not cfg.get("base_url"):
-            raise InputError("the remote grounder needs base_url (e.g. --grounder-option base_url=http://127.0.0.1:8000/v1)")
+            raise InputError(
+                "the remote grounder needs base_url (e.g. --grounder-option base_url=http://127.0.0.1:8000/v1)"
+            )
         self.format = str(cfg.get("format", "qwen2.5"))
         self.client = ChatClient(
-            cfg["base_url"], cfg.get("model"), api_key_env=cfg.get("api_key_env", "OPENAI_API_KEY"),
-            timeout=float(cfg.get("timeout", 120.0)), retries=int(cfg.get("retries", 3)),
-            backoff=float(cfg.get("backoff", 1.0)), max_tokens=cfg.get("max_tokens"),
-            temperature=cfg.get("temperature", 0.0), extra_body=cfg.get("extra_body"),
+            cfg["base_url"],
+            cfg.get("model"),
+            api_key_env=cfg.get("api_key_env", "OPENAI_API_KEY"),
+            timeout=float(cfg.get("timeout", 120.0)),
+            retries=int(cfg.get("retries", 3)),
+            backoff=float(cfg.get("backoff", 1.0)),
+            max_tokens=cfg.get("max_tokens"),
+            temperature=cfg.get("temperature", 0.0),
+            extra_body=cfg.get("extra_body"),
         )
 
     def load(self) -> None:
@@ -283,16 +329,25 @@ class RemoteGrounder(ModelGrounder):
 
     def prompt_for(self, label: str) -> str:
         prompts = self.config.get("prompts") or {}
-        tmpl = prompts.get(label) or self.config.get("prompt") or PROMPTS.get(self.format.lower(), _DEFAULT_PROMPT)
+        tmpl = (
+            prompts.get(label)
+            or self.config.get("prompt")
+            or PROMPTS.get(self.format.lower(), _DEFAULT_PROMPT)
+        )
         return tmpl.replace("{label}", label)
 
     def _one(self, image: np.ndarray, url: str, label: str) -> list[Detection]:
         from georeason.models.parsers import parse_output
 
-        messages = [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": url}},
-            {"type": "text", "text": self.prompt_for(label)},
-        ]}]
+        messages = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": url}},
+                    {"type": "text", "text": self.prompt_for(label)},
+                ],
+            }
+        ]
         text = self.client(messages)
         h, w = image.shape[:2]
         kw: dict[str, Any] = {"label": label}
@@ -323,7 +378,9 @@ def prepare_remote(raster, options: dict[str, Any]) -> dict[str, Any]:
     """Check the remote grounder's options once per scene (no network: the server is asked lazily)."""
     opts = {k: v for k, v in dict(options).items() if k != "item"}
     if not opts.get("base_url"):
-        raise InputError("the remote grounder needs base_url (e.g. --grounder-option base_url=http://127.0.0.1:8000/v1)")
+        raise InputError(
+            "the remote grounder needs base_url (e.g. --grounder-option base_url=http://127.0.0.1:8000/v1)"
+        )
     for k in ("timeout", "backoff"):
         if k in opts:
             opts[k] = float(opts[k])
@@ -336,5 +393,7 @@ def prepare_remote(raster, options: dict[str, Any]) -> dict[str, Any]:
         try:
             opts["prompts"] = json.loads(opts["prompts"])
         except json.JSONDecodeError as exc:
-            raise InputError(f"grounder option prompts must be a JSON object {{class: prompt}}: {exc}") from exc
+            raise InputError(
+                f"grounder option prompts must be a JSON object {{class: prompt}}: {exc}"
+            ) from exc
     return opts
