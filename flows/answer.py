@@ -1,13 +1,15 @@
 """Prefect flows: ``answer`` (catalog items x questions -> answers and files) and ``batch``.
 
-Orchestration only: which tasks, in what order, on which runner. The work is in
-:mod:`georeason.tasks` (thin tasks) over :mod:`georeason.geo` (pure logic).
+Orchestration only: which tasks, in what order, on which runner. Each item goes through
+the one path of :class:`georeason.pipeline.Pipeline` (the same as ``georeason ask``), with
+tile batches fanned out by :func:`georeason.tasks.raster.prefect_map` on the flow's task
+runner (threads, or Dask through prefect-dask).
 
-``answer``: for each catalog item, the questions for it are compiled to find the classes
-they need; classes present in the item's vector assets are read from them, the others are
-grounded on the raster: tiles are planned, cut into at most ``max_task_runs`` batches
-(orchestration stays cheap whatever the raster size), grounded in parallel (cached per
-batch, keyed on raster content), seam-merged, and the questions answered. Outputs: per
+``answer``: every question is compiled once; for each catalog item, classes present in
+the item's vector assets are read from them, the others are grounded on the raster: tiles
+are planned, cut into at most ``max_task_runs`` batches (orchestration stays cheap
+whatever the raster size), grounded in parallel (cached per batch, keyed on raster
+content), seam-merged, and the questions answered. Outputs: per
 answer a GeoJSON (and a mask GeoTIFF for pixel answers), per item a GeoPackage, an
 objects GeoJSON and a quicklook PNG, and ``answers.jsonl``; in the Prefect UI a markdown
 summary, a table of answers and a link to the outputs.
@@ -20,104 +22,41 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from georeason.catalog import ItemInfo, default_catalog_dir, list_items
 from georeason.config import default_results_dir, read_questions
 from georeason.geo.export.layers import atomic_path
-from georeason.models.registry import can_ground
-from georeason.pipeline import TileFailure, classes_of_questions, plan_batches, split_classes
-from georeason.tasks.answer import answer_item, export_item, load_vectors
-from georeason.tasks.raster import fit_grounder, ground_tiles, merge_tiles, plan_item_tiles
+from georeason.geo.export.names import answer_stem, slug
+from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, compile_questions, row_text
+from georeason.tasks.answer import export_item, load_vectors
+from georeason.tasks.raster import prefect_map
 
 __all__ = ["answer", "batch", "run_item"]
 
 
 def run_item(
-    info,
-    questions: list[str],
+    info: ItemInfo,
+    questions: list[CompiledQuestion],
     out: Path,
-    grounder: str,
-    grounder_options: dict[str, Any],
+    pipeline: Pipeline,
     objects: list[str],
-    tile_px: int,
-    overlap_px: int,
-    max_task_runs: int,
-    results_dir: Path,
-):
-    """Answer the questions for one catalog item (tasks submitted to the flow's runner)."""
-    log = get_run_logger()
-    raster = str(info.raster_path)
+) -> tuple[list[dict[str, Any]], dict[str, str], list[TileFailure]]:
+    """Answer the compiled questions for one catalog item through ``pipeline``, then export."""
     item_out = out / info.id
-    from georeason.geo.raster.io import as_dataset
-
-    with as_dataset(raster, check_read=False) as src:
-        crs_wkt = src.crs.to_wkt()
     vector_paths = [str(p) for p in info.vector_paths] + list(objects)
-    vectors = load_vectors(vector_paths, crs_wkt) if vector_paths else None
-    classes = classes_of_questions(questions)
-    _, to_ground, missing = split_classes(classes, vectors, lambda c: can_ground(grounder, c))
-    if missing:
-        log.warning(
-            "[%s] no vector layer has, and grounder %r cannot find: %s (those questions abstain)",
-            info.id,
-            grounder,
-            ", ".join(missing),
-        )
-    objects_found, failures = [], []
-    if to_ground:
-        # the item id goes to the grounder's per-scene set-up (recorded outputs are keyed on it)
-        spec = fit_grounder(raster, grounder, {**grounder_options, "item": info.id})
-        tiles = plan_item_tiles(raster, tile_px, overlap_px)
-        batches = plan_batches(tiles, max_task_runs)
-        task = ground_tiles.with_options(result_storage=results_dir)
-        log.info(
-            "[%s] grounding %s on %d tiles in %d batches",
-            info.id,
-            ", ".join(to_ground),
-            len(tiles),
-            len(batches),
-        )
-        futures = task.map(
-            unmapped(raster),
-            unmapped(info.sha256),
-            batches,
-            unmapped(spec),
-            unmapped(to_ground),
-            unmapped(list(info.bands)),
-        )
-        done = []
-        for b, fut in zip(batches, futures):
-            fut.wait()
-            if fut.state.is_completed():
-                done.append(fut.result())
-                continue
-            # A failed batch is re-run tile by tile: only the tiles that really fail are lost.
-            log.warning("[%s] batch of %d tiles failed; retrying tile by tile", info.id, len(b))
-            singles = task.map(
-                unmapped(raster),
-                unmapped(info.sha256),
-                [[t] for t in b],
-                unmapped(spec),
-                unmapped(to_ground),
-                unmapped(list(info.bands)),
-            )
-            for t, f in zip(b, singles):
-                f.wait()
-                if f.state.is_completed():
-                    done.append(f.result())
-                else:
-                    err = f.result(raise_on_failure=False)
-                    failures.append(TileFailure(tuple(t.index), f"{type(err).__name__}: {err}"))
-        objects_found, merge_failures = merge_tiles(done, to_ground, spec)
-        failures += merge_failures
-        if failures:
-            log.error("[%s] %d tiles failed to ground; dependent answers abstain", info.id, len(failures))
-    rows, scene = answer_item(
-        info.id, raster, crs_wkt, objects_found, failures, vectors, questions, to_ground, str(item_out)
+    vectors = load_vectors(vector_paths) if vector_paths else None
+    result = pipeline.run(
+        questions,
+        raster=str(info.raster_path),
+        vectors=vectors,
+        item=info.id,
+        raster_sha256=info.sha256,
+        mask_path=lambda n, q: item_out / "masks" / f"{answer_stem(n, q)}.tif",
     )
-    files = export_item(info.id, raster, scene, rows, str(item_out))
-    return rows, files, failures
+    rows, files = export_item(info.id, result.answers, result.scene, result.grid, str(item_out))
+    return rows, files, result.failures
 
 
 @flow(name="georeason-answer", log_prints=True)
@@ -135,8 +74,6 @@ def answer(
     results_dir: str | None = None,
 ) -> dict[str, Any]:
     """Answer the questions about the items of a STAC catalog; write ``OUT/answers.jsonl`` and files."""
-    from georeason.catalog import default_catalog_dir, list_items
-
     log = get_run_logger()
     cat_dir = Path(catalog) if catalog else default_catalog_dir()
     out_dir = Path(out).resolve()
@@ -150,25 +87,25 @@ def answer(
         if unknown:
             raise ValueError(f"no item(s) {', '.join(sorted(unknown))} in catalog {cat_dir}")
         infos = [i for i in infos if i.id in items]
-    all_rows: list[dict] = []
+    pipeline = Pipeline(
+        grounder=grounder,
+        grounder_options=dict(grounder_options or {}),
+        tile_px=tile_px,
+        overlap_px=overlap_px,
+        max_batches=max_task_runs,
+        map=prefect_map(results),
+        logger=log,
+    )
+    # every question is compiled once per run, whatever the number of items it is asked of
+    compiled = dict(zip([s.question for s in specs], compile_questions([s.question for s in specs])))
+    all_rows: list[dict[str, Any]] = []
     outputs: dict[str, dict[str, str]] = {}
     failed_tiles = 0
     for info in infos:
-        qs = [s.question for s in specs if s.item in (None, info.id)]
+        qs = [compiled[s.question] for s in specs if s.item in (None, info.id)]
         if not qs:
             continue
-        rows, files, failures = run_item(
-            info,
-            qs,
-            out_dir,
-            grounder,
-            grounder_options or {},
-            list(objects or []),
-            tile_px,
-            overlap_px,
-            max_task_runs,
-            results,
-        )
+        rows, files, failures = run_item(info, qs, out_dir, pipeline, list(objects or []))
         all_rows.extend(rows)
         outputs[info.id] = files
         failed_tiles += len(failures)
@@ -178,19 +115,6 @@ def answer(
     summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
     log.info("wrote %d answers to %s", len(all_rows), jsonl)
     return {"answers": str(jsonl), "rows": all_rows, "outputs": outputs, **summary}
-
-
-def _fmt(r: dict) -> str:
-    if r.get("error"):
-        return f"error: {r['error'].splitlines()[0]}"
-    if r.get("abstained"):
-        return f"abstained: {r.get('reason')}"
-    v = r.get("answer")
-    if isinstance(v, float):
-        v = f"{v:,.6g}"
-    elif isinstance(v, list):
-        v = ", ".join(map(str, v[:10])) + (" ..." if len(v) > 10 else "")
-    return f"{v} {r.get('unit') or ''}".strip()
 
 
 def _artifacts(rows, outputs, out_dir: Path, cat_dir: Path, qpath: Path, failed_tiles: int) -> dict[str, int]:
@@ -207,7 +131,7 @@ def _artifacts(rows, outputs, out_dir: Path, cat_dir: Path, qpath: Path, failed_
     ]
     for r in rows:
         md.append(
-            f"| {r.get('item')} | {r['question']} | {_fmt(r).replace('|', '/')} | {r.get('kind', '')} |"
+            f"| {r.get('item')} | {r['question']} | {row_text(r).replace('|', '/')} | {r.get('kind', '')} |"
         )
     for item, files in outputs.items():
         md.append(f"\n**{item}**: " + ", ".join(f"[{k}]({Path(v).as_uri()})" for k, v in files.items()))
@@ -217,7 +141,7 @@ def _artifacts(rows, outputs, out_dir: Path, cat_dir: Path, qpath: Path, failed_
             {
                 "item": r.get("item"),
                 "question": r["question"],
-                "answer": _fmt(r),
+                "answer": row_text(r),
                 "kind": r.get("kind"),
                 "unit": r.get("unit"),
                 "abstained": bool(r.get("abstained")),
@@ -233,15 +157,9 @@ def _artifacts(rows, outputs, out_dir: Path, cat_dir: Path, qpath: Path, failed_
             create_link_artifact(
                 Path(files["quicklook"]).as_uri(),
                 link_text=f"{item} quicklook",
-                key=f"georeason-quicklook-{_key(item)}",
+                key=f"georeason-quicklook-{slug(item, fallback='item')}",
             )
     return {"answered": answered, "abstained": abstained, "errors": errors, "failed_tiles": failed_tiles}
-
-
-def _key(text: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "item"
 
 
 @flow(name="georeason-batch", log_prints=True)

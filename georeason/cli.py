@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from georeason.errors import GeoreasonError
+
+if TYPE_CHECKING:
+    from georeason.pipeline import ItemResult
 
 app = typer.Typer(
     name="georeason",
@@ -66,13 +70,6 @@ def _grounder_options(outputs: Path | None, model_path: str | None, pairs: list[
     return opts
 
 
-def _pixel_transform(raster: Path):
-    """(fn, crs) mapping raster column/row (pixel corner convention) to world coordinates."""
-    from georeason.geo.raster.masks import grid_of, pixel_transform
-
-    return pixel_transform(grid_of(raster))
-
-
 def _read_questions(path: Path) -> list[str]:
     """Questions from a text (one per line), JSONL (``question`` field) or YAML file."""
     from georeason.config import read_questions
@@ -109,7 +106,7 @@ def _print_answer(answer) -> None:
     console.print(table)
 
 
-def _build_scene(
+def _run_pipeline(
     questions: list[str],
     objects: Path | None,
     raster: Path | None,
@@ -121,14 +118,14 @@ def _build_scene(
     grounder: str,
     tile_px: int,
     overlap_px: int,
-    grounder_options: dict | None = None,
-):
-    """The scene to answer against: vector objects, plus classes grounded on the raster.
-
-    Grounding runs in this process (no Prefect) and only for the classes the questions
-    need that no vector layer provides.
-    """
+    grounder_options: dict[str, Any],
+    mask_path: Callable[[int, str], Path],
+    fallback: Callable[..., Any] | None = None,
+) -> ItemResult:
+    """Answer ``questions`` through the one pipeline (:class:`georeason.pipeline.Pipeline`),
+    grounding in this process (a plain loop over tile batches, no Prefect)."""
     from georeason.geo.vector.scene import read_scene
+    from georeason.pipeline import Pipeline, read_vectors
 
     vector_paths: list[Path] = []
     if item is not None:
@@ -141,46 +138,19 @@ def _build_scene(
     vectors = None
     if objects is not None:
         vectors = read_scene(objects, crs=crs, id_field=id_field, class_field=class_field)
-    for p in vector_paths:
-        s = read_scene(p)
-        vectors = s if vectors is None else vectors.extend(s)
-    if raster is None:
-        if vectors is None:
-            raise typer.BadParameter(
-                "give --objects FILE, --raster FILE or --item ID (what the question is about)"
-            )
-        return vectors, None
-    from georeason.models.registry import build_grounder, can_ground, prepare_spec
-    from georeason.pipeline import classes_of_questions, grounded_scene, sequential_ground, split_classes
-
-    classes = classes_of_questions(questions)
-    _, to_ground, _ = split_classes(classes, vectors, lambda c: can_ground(grounder, c))
-    fn, rcrs = _pixel_transform(raster)
-    if not to_ground:
-        if vectors is None:
-            from georeason.geo.vector.scene import Scene
-
-            vectors = Scene([], [], [], rcrs, source=str(raster))
-        return vectors, raster
-    opts = dict(grounder_options or {})
-    if item is not None:
-        opts["item"] = item
-    g = build_grounder(prepare_spec(grounder, str(raster), opts))
-    found, failures = sequential_ground(str(raster), g, to_ground, tile_px=tile_px, overlap_px=overlap_px)
-    if failures:
-        first = failures[0]
-        raise GeoreasonError(
-            f"{len(failures)} tiles of {raster} failed to ground (first {first.index}: {first.error})"
+    more = read_vectors(vector_paths)
+    if more is not None:
+        vectors = more if vectors is None else vectors.extend(more)
+    if raster is None and vectors is None:
+        raise typer.BadParameter(
+            "give --objects FILE, --raster FILE or --item ID (what the question is about)"
         )
-    return grounded_scene(found, rcrs, vectors, source=str(raster)), raster
-
-
-def _mask_writer(raster: Path | None, mask: Path):
-    if raster is None:
-        return None
-    from georeason.geo.raster.masks import grid_of, mask_writer
-
-    return mask_writer(raster, grid_of(raster), lambda sid: mask)
+    pipeline = Pipeline(
+        grounder=grounder, grounder_options=grounder_options, tile_px=tile_px, overlap_px=overlap_px
+    )
+    return pipeline.run(
+        questions, raster=raster, vectors=vectors, item=item, mask_path=mask_path, fallback=fallback
+    )
 
 
 @app.command()
@@ -250,15 +220,31 @@ def ask(
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
     from georeason.geo.export.layers import atomic_path, write_answer
-    from georeason.geo.language.english import ask as ask_english
     from georeason.geo.language.executor import execute
+    from georeason.pipeline import QuestionError, outcome_row
 
     given = sum(x is not None for x in (question, query, questions))
     if given != 1:
         _fail(typer.BadParameter("give exactly one of QUESTION, --query FILE or --questions FILE"))
     try:
         lines = _read_questions(questions) if questions is not None else ([question] if question else [])
-        scene, grid_raster = _build_scene(
+        fallback = None
+        if planner is not None:
+            import os
+
+            from georeason.models.language.planner import chat_client, plan_and_answer
+
+            chat = chat_client(planner, os.environ.get("GEOREASON_PLANNER_MODEL") or None)
+
+            def fallback(q, scene, ctx, n):  # questions no template understands go to the planner
+                return plan_and_answer(q, scene, chat, pixel=ctx.pixel, mask_writer=ctx.mask_writer(n, q))
+
+        def mask_path(n: int, q: str) -> Path:
+            if questions is None:
+                return mask
+            return mask.with_name(f"{mask.stem}-{n:03d}{mask.suffix}")
+
+        result = _run_pipeline(
             lines,
             objects,
             raster,
@@ -271,36 +257,17 @@ def ask(
             tile_px,
             overlap_px,
             _grounder_options(outputs, model_path, grounder_option),
+            mask_path,
+            fallback,
         )
-        if planner is not None:
-            import os
-
-            from georeason.models.language.planner import answer_with_fallback, chat_client
-
-            chat = chat_client(planner, os.environ.get("GEOREASON_PLANNER_MODEL") or None)
-
-            def ask_english(q, scene, pixel=None, mask_writer=None):  # templates first, then the planner
-                return answer_with_fallback(q, scene, chat, pixel=pixel, mask_writer=mask_writer)
-
-        pixel = _pixel_transform(grid_raster) if grid_raster is not None else None
-        writer = _mask_writer(grid_raster, mask)
         if questions is not None:
-            sink = []
-            for n, q in enumerate(lines, 1):
-                w = _mask_writer(grid_raster, mask.with_name(f"{mask.stem}-{n:03d}{mask.suffix}"))
-                try:
-                    sink.append(json.dumps(ask_english(q, scene, pixel=pixel, mask_writer=w).to_json()))
-                except GeoreasonError as exc:
-                    sink.append(
-                        json.dumps({"question": q, "error": str(exc), "abstained": True, "answer": None})
-                    )
-            text = "\n".join(sink) + "\n"
+            text = "".join(json.dumps(outcome_row(a)) + "\n" for a in result.answers)
             if out is None:
                 sys.stdout.write(text)
             else:
                 with atomic_path(out) as tmp:
                     tmp.write_text(text, encoding="utf-8")
-                typer.echo(f"wrote {len(sink)} answers to {out}", err=True)
+                typer.echo(f"wrote {len(result.answers)} answers to {out}", err=True)
             return
         if query is not None:
             try:
@@ -309,9 +276,17 @@ def ask(
                 raise GeoreasonError(
                     f"cannot read query program {str(query)!r}: {exc}; give a JSON list of steps"
                 ) from exc
-            answer = execute(program, scene, pixel=pixel, mask_writer=writer)
+            grid = result.grid
+            answer = execute(
+                program,
+                result.scene,
+                pixel=grid.pixel if grid else None,
+                mask_writer=grid.mask_writer(lambda sid: mask) if grid else None,
+            )
         else:
-            answer = ask_english(question, scene, pixel=pixel, mask_writer=writer)
+            (answer,) = result.answers
+            if isinstance(answer, QuestionError):
+                raise GeoreasonError(answer.error)
         if out is not None:
             write_answer(answer, out)
     except (GeoreasonError, typer.BadParameter) as exc:
@@ -467,14 +442,14 @@ def _print_run(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from georeason.flows.answer import _fmt
+    from georeason.pipeline import row_text
 
     table = Table(title="georeason answers", show_lines=False)
     for col in ("item", "question", "answer", "kind"):
         table.add_column(col, overflow="fold")
     for r in result["rows"]:
         style = "red" if r.get("error") else "yellow" if r.get("abstained") else ""
-        table.add_row(str(r.get("item")), r["question"], _fmt(r), str(r.get("kind") or ""), style=style)
+        table.add_row(str(r.get("item")), r["question"], row_text(r), str(r.get("kind") or ""), style=style)
     console = Console()
     console.print(table)
     console.print(

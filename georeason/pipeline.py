@@ -1,77 +1,223 @@
-"""Rasters to scenes: the pure steps the Prefect flow and ``ask --raster`` share.
+"""The one path from questions and a raster to answers, shared by ``ask`` and the flows.
 
-The flow (``georeason.flows.answer``) runs these steps as tasks — tile batches mapped in
-parallel, cached per batch — and ``georeason ask --raster`` runs them in one process
-without Prefect. Either way the result is the same :class:`~georeason.geo.vector.scene.Scene`.
+:class:`Pipeline` answers the questions about one item (a raster and/or vector layers):
 
-Steps:
-
-1. :func:`classes_needed` — which classes a question's program selects;
-2. :func:`split_classes` — which of those come from vector layers and which must be grounded;
-3. :func:`plan_batches` — the tile plan cut into at most ``max_batches`` batches;
-4. :func:`ground_batch` — read and ground the tiles of one batch; a tile that fails is
-   recorded as a :class:`TileFailure` and the other tiles carry on;
-5. :func:`merge_batches` — seam merge (:func:`georeason.geo.grounding.seams.merge_detections`) and
-   water bodies split into areal (lake, pond, ...) and linear (river, canal, ...) by shape;
-6. :func:`grounded_scene` — grounded objects plus vector-layer objects in one scene.
+1. **compile** — each question becomes a validated program once
+   (:func:`compile_questions`); the classes it needs, its execution and its export all use
+   that :class:`CompiledQuestion`;
+2. **split classes** — classes in the vector layers are read from them, the others are
+   grounded on the raster if the grounder can find them (:func:`split_classes`);
+3. **fit** — the grounder's per-scene set-up, once (:func:`georeason.models.registry.prepare_spec`):
+   its :class:`~georeason.models.registry.GrounderSpec` is the one place grounder settings
+   (``min_area_m2``, ``simplify_m``, thresholds, ...) come from;
+4. **plan and ground** — the tile plan cut into at most ``max_batches`` batches
+   (:func:`plan_batches`), each grounded by :func:`ground_job_batch` through a pluggable
+   :data:`Mapper`: :func:`local_map` (a plain loop, used by ``georeason ask``) or the
+   Prefect ``task.map`` of :func:`georeason.tasks.raster.prefect_map` (thread pool, or
+   Dask through prefect-dask). A tile whose read or grounding raises — any exception type
+   — is a :class:`TileFailure`; the other tiles carry on;
+5. **merge** — seams merged and water split into lakes and rivers by shape
+   (:func:`merge_batches`);
+6. **scene** — grounded objects plus vector-layer objects (:func:`grounded_scene`);
+7. **answer** — each compiled question executed against the scene (:func:`answer_questions`),
+   giving :class:`~georeason.geo.language.answer.Answer` objects (geometry in the scene's
+   CRS; exporters convert to lon/lat when they need it). Answers that depend on a grounded
+   class abstain, naming the failed tile, when a tile failed; the others answer.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import shapely
+from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
 
-from georeason.errors import GeoreasonError
+from georeason.errors import GeoreasonError, InputError, QuestionParseError
 from georeason.geo.grounding.detections import Detection, GroundedObject, Grounder
-from georeason.geo.grounding.seams import merge_detections
-from georeason.geo.raster.tiling import Tile, read_tile
+from georeason.geo.grounding.seams import assign_ids, merge_detections
+from georeason.geo.language.answer import Answer
+from georeason.geo.language.english import compile_program
+from georeason.geo.language.executor import answer_program
+from georeason.geo.language.program import Program
+from georeason.geo.raster.grid import RasterGrid
+from georeason.geo.raster.io import as_dataset
+from georeason.geo.raster.tiling import Tile, plan_tiles, read_tile
+from georeason.geo.vector.classnames import class_forms, singular
 from georeason.geo.vector.crs import reproject
-from georeason.geo.vector.scene import Scene, normalise_class
+from georeason.geo.vector.scene import Scene, normalise_class, read_scene
+from georeason.models.registry import GrounderSpec, build_grounder, can_ground, prepare_spec
 
 __all__ = [
     "TileFailure",
     "BatchResult",
+    "CompiledQuestion",
+    "QuestionError",
+    "Outcome",
+    "GroundJob",
+    "Mapper",
+    "AnswerContext",
+    "ItemResult",
+    "Grounding",
+    "Pipeline",
+    "compile_questions",
     "classes_needed",
     "classes_of_questions",
     "split_classes",
+    "canonical_class",
     "plan_batches",
     "ground_batch",
+    "ground_job_batch",
+    "local_map",
     "merge_batches",
     "relabel_water",
+    "is_linear",
     "grounded_scene",
+    "answer_questions",
+    "outcome_row",
+    "row_text",
+    "read_vectors",
     "LINEAR_WATER",
     "AREAL_WATER",
 ]
 
-#: Water classes that are long and thin; the others are areal water bodies.
-LINEAR_WATER = frozenset(
-    {"river", "rivers", "stream", "streams", "canal", "canals", "creek", "creeks", "channel", "channels"}
-)
-AREAL_WATER = frozenset(
-    {
-        "lake",
-        "lakes",
-        "pond",
-        "ponds",
-        "reservoir",
-        "reservoirs",
-        "sea",
-        "water body",
-        "water bodies",
-        "lagoon",
-        "lagoons",
-        "basin",
-        "basins",
-    }
-)
+log = logging.getLogger("georeason.pipeline")
+
+#: Water classes that are long and thin; the others are areal water bodies (singular forms).
+LINEAR_WATER = frozenset({"river", "stream", "canal", "creek", "channel"})
+AREAL_WATER = frozenset({"lake", "pond", "reservoir", "sea", "water body", "lagoon", "basin"})
 #: A water body is linear when its area is this many times that of its largest inscribed
 #: circle: about 1 for a round lake, 2-10 for lobed lakes and coasts, hundreds for a river
 #: (a 90 m wide, 38 km long river: ~500). Unlike perimeter-based elongation, this is not
 #: fooled by a ragged coastline.
 LINEAR_AREA_RATIO = 25.0
+
+
+# --------------------------------------------------------------------------- questions
+
+
+@dataclass(frozen=True)
+class CompiledQuestion:
+    """A question compiled once: its validated program, or why it could not be compiled.
+
+    ``program`` is ``None`` when no template understands the question (``error`` says
+    why); such a question may still be answered by a planner, else it is reported.
+    """
+
+    text: str
+    program: Program | None
+    error: str | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        """Classes the program selects, normalised, in order (none for an uncompiled question)."""
+        return [] if self.program is None else classes_needed(self.program.to_json())
+
+
+def compile_questions(questions: Iterable[str]) -> list[CompiledQuestion]:
+    """Compile each question once (:func:`georeason.geo.language.english.compile_program`).
+
+    Examples
+    --------
+    >>> [c.program is not None for c in compile_questions(["How many lakes are there?", "Why?"])]
+    [True, False]
+    """
+    out = []
+    for q in questions:
+        try:
+            out.append(CompiledQuestion(q, compile_program(q)))
+        except QuestionParseError as exc:
+            out.append(CompiledQuestion(q, None, str(exc)))
+    return out
+
+
+def classes_needed(program_steps: Iterable[dict[str, Any]]) -> list[str]:
+    """Class names a program selects (``select``/``at`` steps), normalised, in order.
+
+    Examples
+    --------
+    >>> classes_needed([{"op": "select", "args": {"cls": "Buildings"}}, {"op": "at", "args": {"cls": "lake"}}])
+    ['buildings', 'lake']
+    """
+    out: list[str] = []
+    for s in program_steps:
+        cls = (s.get("args") or {}).get("cls")
+        if cls and s.get("op") in ("select", "at"):
+            c = normalise_class(cls)
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def classes_of_questions(questions: Iterable[CompiledQuestion]) -> list[str]:
+    """Classes the programs of compiled questions select, in order, each once.
+
+    A question no template understands contributes nothing here; it is reported when it
+    is answered.
+
+    Examples
+    --------
+    >>> classes_of_questions(compile_questions(["How many lakes are there?", "Why?", "Which lake is nearest to #r1?"]))
+    ['lakes', 'lake']
+    """
+    out: list[str] = []
+    for cq in questions:
+        for c in cq.classes:
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def split_classes(
+    classes: Sequence[str], vector_scene: Scene | None, can_ground: Callable[[str], bool]
+) -> tuple[list[str], list[str], list[str]]:
+    """Split classes into (from vector layers, to ground, unavailable).
+
+    A class present in the vector layers is taken from them (exact geometry beats
+    detection); otherwise it is grounded if ``can_ground(cls)``; else it is unavailable
+    and questions about it abstain.
+    """
+    vec: list[str] = []
+    ground: list[str] = []
+    missing: list[str] = []
+    for c in classes:
+        if vector_scene is not None and vector_scene.resolve_class(c) is not None:
+            vec.append(c)
+            continue
+        canon = canonical_class(c, can_ground)
+        if canon is None:
+            missing.append(c)
+        elif canon not in ground:
+            ground.append(canon)
+    return vec, ground, missing
+
+
+def canonical_class(label: str, can_ground: Callable[[str], bool]) -> str | None:
+    """The singular of a class name if a grounder supports it, else the name, else ``None``.
+
+    Grounded objects are labelled with this form (and a model is prompted with it), so
+    ``lakes`` and ``lake`` in two questions ground once as ``lake`` and both resolve.
+
+    Examples
+    --------
+    >>> canonical_class("Geese", lambda c: True), canonical_class("Buses", lambda c: True)
+    ('goose', 'bus')
+    >>> canonical_class("Buildings", lambda c: c in {"building", "buildings"})
+    'building'
+    """
+    name = normalise_class(label)
+    for cand in dict.fromkeys([singular(name), name]):
+        if can_ground(cand):
+            return cand
+    return None
+
+
+# --------------------------------------------------------------------------- grounding
 
 
 @dataclass(frozen=True)
@@ -90,91 +236,23 @@ class BatchResult:
     failures: tuple[TileFailure, ...] = ()
 
 
-def classes_needed(program_steps: Iterable[dict]) -> list[str]:
-    """Class names a program selects (``select``/``at`` steps), normalised, in order.
+@dataclass(frozen=True)
+class GroundJob:
+    """What a worker needs to ground batches of one raster (small, picklable, hashable).
 
-    Examples
-    --------
-    >>> classes_needed([{"op": "select", "args": {"cls": "Buildings"}}, {"op": "at", "args": {"cls": "lake"}}])
-    ['buildings', 'lake']
+    ``raster_sha256`` (content, not path) keys the flow's tile cache; ``None`` when
+    not known (``ask`` does not cache).
     """
-    out: list[str] = []
-    for s in program_steps:
-        cls = (s.get("args") or {}).get("cls")
-        if cls and s.get("op") in ("select", "at"):
-            c = normalise_class(cls)
-            if c not in out:
-                out.append(c)
-    return out
+
+    raster: str
+    spec: GrounderSpec
+    classes: tuple[str, ...]
+    bands: tuple[str, ...]
+    raster_sha256: str | None = None
 
 
-def classes_of_questions(questions: Iterable[str]) -> list[str]:
-    """Classes the programs of English questions select, in order, each once.
-
-    A question no template understands contributes nothing here; it is reported when it
-    is answered.
-
-    Examples
-    --------
-    >>> classes_of_questions(["How many lakes are there?", "Why?", "Which lake is nearest to #r1?"])
-    ['lakes', 'lake']
-    """
-    from georeason.errors import QuestionParseError
-    from georeason.geo.language.english import compile_question
-
-    out: list[str] = []
-    for q in questions:
-        try:
-            steps = compile_question(q)
-        except QuestionParseError:
-            continue
-        for c in classes_needed(steps):
-            if c not in out:
-                out.append(c)
-    return out
-
-
-def split_classes(
-    classes: Sequence[str], vector_scene: Scene | None, can_ground
-) -> tuple[list[str], list[str], list[str]]:
-    """Split classes into (from vector layers, to ground, unavailable).
-
-    A class present in the vector layers is taken from them (exact geometry beats
-    detection); otherwise it is grounded if ``can_ground(cls)``; else it is unavailable
-    and questions about it abstain.
-    """
-    vec, ground, missing = [], [], []
-    for c in classes:
-        if vector_scene is not None and vector_scene.resolve_class(c) is not None:
-            vec.append(c)
-            continue
-        canon = canonical_class(c, can_ground)
-        if canon is None:
-            missing.append(c)
-        elif canon not in ground:
-            ground.append(canon)
-    return vec, ground, missing
-
-
-def canonical_class(label: str, can_ground) -> str | None:
-    """The singular form of a class name that a grounder supports, else the name, else ``None``.
-
-    Grounded objects are labelled with this form, so ``lakes`` and ``lake`` in two
-    questions ground once and both resolve (:meth:`Scene.resolve_class` tries singulars).
-
-    Examples
-    --------
-    >>> canonical_class("Buildings", lambda c: c in {"building", "buildings"})
-    'building'
-    """
-    from georeason.geo.vector.scene import _singulars
-
-    name = normalise_class(label)
-    forms = _singulars(name)
-    for cand in forms[1:] + forms[:1]:
-        if can_ground(cand):
-            return cand
-    return None
+#: ``map(job, batches) -> one BatchResult per batch``: how batches are farmed out.
+Mapper = Callable[[GroundJob, list[list[Tile]]], list[BatchResult]]
 
 
 def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int = 1) -> list[list[Tile]]:
@@ -192,40 +270,58 @@ def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int =
     return [list(tiles[i : i + size]) for i in range(0, n, size)]
 
 
+def _failure(tile: Tile, exc: BaseException) -> TileFailure:
+    return TileFailure((int(tile.index[0]), int(tile.index[1])), f"{type(exc).__name__}: {exc}")
+
+
 def ground_batch(
-    src, tiles: Sequence[Tile], grounder: Grounder, classes: list[str], bands: list[str]
+    src: Any, tiles: Sequence[Tile], grounder: Grounder, classes: Sequence[str], bands: Sequence[str]
 ) -> BatchResult:
     """Read and ground each tile of a batch from an open dataset ``src``.
 
-    A tile that fails (read error, grounder error) becomes a :class:`TileFailure`;
-    the remaining tiles are still processed.
+    A tile that fails — a read error or *any* exception the grounder raises (a model
+    grounder's ``KeyError`` as much as a ``TileReadError``) — becomes a
+    :class:`TileFailure`; the remaining tiles are still processed. Model grounders with
+    ``ground_tiles`` get the batch in one call; if that call fails, the tiles are
+    grounded one at a time so that only the tiles that really fail are lost.
     """
-    results, failures = [], []
+    results: list[tuple[Tile, tuple[Detection, ...]]] = []
+    failures: list[TileFailure] = []
     batched = getattr(grounder, "ground_tiles", None)
     if batched is not None and len(tiles) > 1:
-        # model grounders batch several tiles per model call; a failing batch falls back
-        # to one tile at a time below, so only the tiles that really fail are lost
-        read: list[tuple] = []
+        read: list[tuple[Any, Tile]] = []
         for tile in tiles:
             try:
                 read.append((read_tile(src, tile), tile))
-            except (GeoreasonError, OSError, ValueError, RuntimeError, MemoryError) as exc:
-                failures.append(TileFailure(tuple(tile.index), f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - any read error is this tile's failure
+                failures.append(_failure(tile, exc))
         try:
             per_tile = batched(read, list(classes), list(bands))
             results = [(tile, tuple(dets)) for (_, tile), dets in zip(read, per_tile)]
             return BatchResult(tuple(results), tuple(failures))
-        except (GeoreasonError, OSError, ValueError, RuntimeError, MemoryError):
+        except Exception:  # noqa: BLE001 - retried tile by tile below
             tiles = [t for _, t in read]
     for tile in tiles:
         try:
             pixels = read_tile(src, tile)
             dets = tuple(grounder.ground(pixels, tile, list(classes), list(bands)))
-        except (GeoreasonError, OSError, ValueError, RuntimeError, MemoryError) as exc:
-            failures.append(TileFailure(tuple(tile.index), f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - any grounder error is this tile's failure
+            failures.append(_failure(tile, exc))
             continue
         results.append((tile, dets))
     return BatchResult(tuple(results), tuple(failures))
+
+
+def ground_job_batch(job: GroundJob, tiles: Sequence[Tile]) -> BatchResult:
+    """Ground one batch of ``job`` (the grounder is built once per process and reused)."""
+    grounder = build_grounder(job.spec)
+    with as_dataset(job.raster, check_read=False) as src:
+        return ground_batch(src, tiles, grounder, job.classes, job.bands)
+
+
+def local_map(job: GroundJob, batches: list[list[Tile]]) -> list[BatchResult]:
+    """The plain-loop :data:`Mapper`: batches one after another in this process."""
+    return [ground_job_batch(job, b) for b in batches]
 
 
 def relabel_water(objects: list[GroundedObject], asked: Sequence[str] = ()) -> list[GroundedObject]:
@@ -240,7 +336,7 @@ def relabel_water(objects: list[GroundedObject], asked: Sequence[str] = ()) -> l
     """
     out: list[GroundedObject] = []
     for o in objects:
-        lab = normalise_class(o.label)
+        lab = singular(normalise_class(o.label))
         linear, areal = lab in LINEAR_WATER, lab in AREAL_WATER
         if (linear or areal) and (is_linear(o.geometry) != linear):
             continue
@@ -248,7 +344,7 @@ def relabel_water(objects: list[GroundedObject], asked: Sequence[str] = ()) -> l
     return out
 
 
-def is_linear(g) -> bool:
+def is_linear(g: BaseGeometry) -> bool:
     """Whether a polygon is long and thin (see :data:`LINEAR_AREA_RATIO`).
 
     Examples
@@ -268,26 +364,32 @@ def is_linear(g) -> bool:
 def merge_batches(
     batches: Iterable[BatchResult],
     classes: Sequence[str],
+    spec: GrounderSpec | None = None,
     *,
     iou_threshold: float = 0.5,
-    min_area_m2: float = 0.0,
-    simplify_m: float = 0.0,
 ) -> tuple[list[GroundedObject], list[TileFailure]]:
-    """Seam-merge all batches of one raster; return (objects with ids, failures)."""
-    from georeason.geo.grounding.seams import assign_ids
+    """Seam-merge all batches of one raster; return (objects with ids, failures).
 
-    pairs, failures = [], []
+    The minimum mapping unit (``min_area_m2``) and simplification (``simplify_m``) come
+    from ``spec.config`` — the one place grounder settings live — whatever the grounder.
+    """
+    cfg = spec.config if spec is not None else {}
+    pairs: list[tuple[Tile, tuple[Detection, ...]]] = []
+    failures: list[TileFailure] = []
     for b in batches:
         pairs.extend(b.results)
         failures.extend(b.failures)
     objects = merge_detections(
-        pairs, iou_threshold=iou_threshold, min_area_m2=min_area_m2, simplify_m=simplify_m
+        pairs,
+        iou_threshold=iou_threshold,
+        min_area_m2=float(cfg.get("min_area_m2", 0.0)),
+        simplify_m=float(cfg.get("simplify_m", 0.0)),
     )
     return assign_ids(relabel_water(objects, classes)), failures
 
 
 def grounded_scene(
-    objects: Sequence[GroundedObject], crs, vectors: Scene | None = None, source: str = "grounded"
+    objects: Sequence[GroundedObject], crs: CRS, vectors: Scene | None = None, source: str = "grounded"
 ) -> Scene:
     """One scene of grounded objects (ids like ``lake-1``) plus vector-layer objects.
 
@@ -319,106 +421,280 @@ def grounded_scene(
     return scene.extend(vectors)
 
 
-def sequential_ground(
-    raster,
-    grounder: Grounder,
-    classes: list[str],
-    tile_px: int = 1024,
-    overlap_px: int = 128,
-    max_batches: int = 200,
-) -> tuple[list[GroundedObject], list[TileFailure]]:
-    """The whole grounding path in one process (no Prefect): plan, ground, merge."""
-    from georeason.geo.raster.io import as_dataset, band_names
-    from georeason.geo.raster.tiling import plan_tiles
-
-    with as_dataset(raster) as src:
-        bands = list(band_names(src))
-        tiles = list(plan_tiles(src, tile_px, overlap_px))
-        batches = [ground_batch(src, b, grounder, classes, bands) for b in plan_batches(tiles, max_batches)]
-    return merge_batches(
-        batches,
-        classes,
-        min_area_m2=getattr(grounder, "min_area_m2", 0.0),
-        simplify_m=getattr(grounder, "simplify_m", 0.0),
-    )
+# --------------------------------------------------------------------------- answering
 
 
-def _slug(text: str, n: int = 40) -> str:
-    import re
+@dataclass(frozen=True)
+class QuestionError:
+    """A question that could not be answered at all (no template, bad input): reported, not raised."""
 
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return s[:n].rstrip("-") or "q"
+    question: str
+    error: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"question": self.question, "error": self.error, "abstained": True, "answer": None}
+
+
+#: What answering one question gives.
+Outcome = Answer | QuestionError
+
+
+@dataclass(frozen=True)
+class AnswerContext:
+    """What answering needs beyond the scene: the item's grid (pixel coordinates and
+    pixel-answer masks) and where the ``n``-th question's mask goes."""
+
+    grid: RasterGrid | None = None
+    mask_path: Callable[[int, str], Path] | None = None
+    #: answers English questions no template understands (e.g. an LLM planner)
+    fallback: Callable[[str, Scene, AnswerContext, int], Answer] | None = None
+
+    def mask_writer(self, n: int, question: str) -> Any:
+        if self.grid is None or self.mask_path is None:
+            return None
+        mask_path = self.mask_path
+        return self.grid.mask_writer(lambda sid: mask_path(n, question))
+
+    @property
+    def pixel(self) -> Any:
+        return self.grid.pixel if self.grid is not None else None
 
 
 def answer_questions(
+    compiled: Sequence[CompiledQuestion],
     scene: Scene,
-    questions: Sequence[str],
-    out_dir,
-    raster=None,
+    ctx: AnswerContext | None = None,
+    *,
     grounded: Sequence[str] = (),
     failures: Sequence[TileFailure] = (),
-    item: str | None = None,
-) -> list[dict]:
-    """Answer questions against one scene; write each answer's GeoJSON (and mask) under ``out_dir``.
+) -> list[Outcome]:
+    """Answer compiled questions against one scene, in order.
 
-    Returns one JSON object per question (the ``ask --json`` object plus ``item`` and
-    ``outputs``); a question that cannot be parsed gives ``{"question", "item", "error"}``
-    without stopping the rest. When tiles failed to ground, answers that depend on a
-    grounded class abstain: counting or ranking with part of the raster missing would be
-    a guess.
+    A question that cannot be compiled (and that no ``ctx.fallback`` answers) or that
+    hits bad input gives a :class:`QuestionError` without stopping the rest. When tiles
+    failed to ground, answers that depend on a grounded class abstain naming the failed
+    tile: counting or ranking with part of the raster missing would be a guess; answers
+    from vector layers alone are still given.
     """
-    from pathlib import Path
-
-    from georeason.errors import GeoreasonError
-    from georeason.geo.export.layers import write_answer
-    from georeason.geo.language.answer import Answer
-    from georeason.geo.language.english import ask, compile_question
-
-    out_dir = Path(out_dir)
-    grid = pixel = None
-    if raster is not None:
-        from georeason.geo.raster.masks import grid_of, pixel_transform
-
-        grid = grid_of(raster)
-        pixel = pixel_transform(grid)
-    rows: list[dict] = []
-    from georeason.geo.vector.scene import _singulars
-
-    grounded_set = {normalise_class(c) for c in grounded}
-
-    def _grounded_in(steps) -> set[str]:
-        return {c for c in classes_needed(steps) if grounded_set & set(_singulars(c))}
-
-    for n, q in enumerate(questions, 1):
-        stem = f"q{n:02d}-{_slug(q)}"
-
-        writer = None
-        if grid is not None:
-            from georeason.geo.raster.masks import mask_writer
-
-            writer = mask_writer(raster, grid, lambda sid, stem=stem: out_dir / "masks" / f"{stem}.tif")
-
+    ctx = ctx or AnswerContext()
+    grounded_set = {singular(normalise_class(c)) for c in grounded}
+    out: list[Outcome] = []
+    for n, cq in enumerate(compiled, 1):
         try:
-            steps = compile_question(q)
-            uses_grounded = _grounded_in(steps)
-            if failures and uses_grounded:
+            if cq.program is None:
+                if ctx.fallback is None:
+                    out.append(QuestionError(cq.text, cq.error or "cannot parse the question"))
+                    continue
+                out.append(ctx.fallback(cq.text, scene, ctx, n))
+                continue
+            uses = {c for c in cq.classes if grounded_set & {singular(f) for f in class_forms(c)}}
+            if failures and uses:
                 first = failures[0]
-                ans = Answer.abstain(
-                    f"{len(failures)} tile(s) failed to ground ({first.index}: {first.error}); an answer about "
-                    f"{', '.join(sorted(uses_grounded))} from the remaining tiles could be wrong",
-                    question=q,
-                    query=steps,
+                out.append(
+                    Answer.abstain(
+                        f"{len(failures)} tile(s) failed to ground (tile {first.index}: {first.error}); "
+                        f"an answer about {', '.join(sorted(uses))} from the remaining tiles could be wrong",
+                        question=cq.text,
+                        query=cq.program.to_json(),
+                    )
                 )
-            else:
-                ans = ask(q, scene, pixel=pixel, mask_writer=writer)
+                continue
+            out.append(
+                answer_program(
+                    cq.program,
+                    scene,
+                    question=cq.text,
+                    pixel=ctx.pixel,
+                    mask_writer=ctx.mask_writer(n, cq.text),
+                )
+            )
         except GeoreasonError as exc:
-            rows.append({"question": q, "item": item, "error": str(exc), "abstained": True, "answer": None})
-            continue
-        row = ans.to_json()
+            out.append(QuestionError(cq.text, str(exc)))
+    return out
+
+
+def row_text(row: dict[str, Any]) -> str:
+    """A one-line rendering of an answer row (terminal tables, Prefect artifacts).
+
+    Examples
+    --------
+    >>> row_text({"answer": 1234.5678, "unit": "m"}), row_text({"abstained": True, "reason": "no lake"})
+    ('1,234.57 m', 'abstained: no lake')
+    """
+    if row.get("error"):
+        return f"error: {str(row['error']).splitlines()[0]}"
+    if row.get("abstained"):
+        return f"abstained: {row.get('reason')}"
+    v = row.get("answer")
+    if isinstance(v, float):
+        v = f"{v:,.6g}"
+    elif isinstance(v, list):
+        v = ", ".join(map(str, v[:10])) + (" ..." if len(v) > 10 else "")
+    return f"{v} {row.get('unit') or ''}".strip()
+
+
+def read_vectors(paths: Iterable[str | Path]) -> Scene | None:
+    """One scene of the objects in vector files (each in its own CRS, joined in the first's).
+
+    ``None`` when no path is given. The pipeline reprojects it to the raster's CRS.
+    """
+    scene: Scene | None = None
+    for p in paths:
+        s = read_scene(p)
+        scene = s if scene is None else scene.extend(s)
+    return scene
+
+
+def outcome_row(outcome: Outcome, item: str | None = None) -> dict[str, Any]:
+    """The JSON object of an answer (``ask --json``; one line of ``answers.jsonl``), with ``item``."""
+    row = outcome.to_json()
+    if item is not None:
         row["item"] = item
-        outputs = {"geojson": str(write_answer(ans, out_dir / f"{stem}.geojson"))}
-        if "mask" in ans.details:
-            outputs["mask"] = ans.details["mask"]
-        row["outputs"] = outputs
-        rows.append(row)
-    return rows
+    return row
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+@dataclass
+class Grounding:
+    """Objects grounded on one raster (merged, with ids), the tiles that failed, and how."""
+
+    objects: list[GroundedObject]
+    failures: list[TileFailure]
+    spec: GrounderSpec | None = None
+    tiles: int = 0
+
+
+@dataclass
+class ItemResult:
+    """What :meth:`Pipeline.run` produced for one item."""
+
+    answers: list[Outcome]
+    scene: Scene
+    grid: RasterGrid | None
+    questions: list[CompiledQuestion]
+    grounding: Grounding = field(default_factory=lambda: Grounding([], []))
+    grounded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[TileFailure]:
+        """Tiles that failed to ground."""
+        return self.grounding.failures
+
+    @property
+    def objects(self) -> list[GroundedObject]:
+        """The grounded objects (merged, with ids)."""
+        return self.grounding.objects
+
+
+@dataclass
+class Pipeline:
+    """Questions about one item -> answers, through one path (see the module doc).
+
+    ``grounder`` and ``grounder_options`` name the grounder and its options (the
+    :class:`GrounderSpec` built from them is the only source of grounder settings);
+    ``map`` farms out tile batches (:func:`local_map` by default).
+    """
+
+    grounder: str = "spectral"
+    grounder_options: dict[str, Any] = field(default_factory=dict)
+    tile_px: int = 1024
+    overlap_px: int = 128
+    max_batches: int = 200
+    map: Mapper = local_map
+    logger: logging.Logger | logging.LoggerAdapter[Any] = log
+
+    def ground(
+        self,
+        raster: str | Path,
+        classes: Sequence[str],
+        *,
+        grid: RasterGrid | None = None,
+        item: str | None = None,
+        raster_sha256: str | None = None,
+    ) -> Grounding:
+        """Fit the grounder, plan tiles, ground the batches through :attr:`map`, merge seams.
+
+        The one grounding loop (``ask``, the flows, the tests and the benchmarks all come
+        here). ``classes`` are the class names to ask the grounder for.
+        """
+        if not classes:
+            raise InputError("no classes to ground; pass at least one class name")
+        raster = str(raster)
+        grid = grid or RasterGrid.read(raster)
+        where = f"[{item}] " if item else ""
+        options = dict(self.grounder_options)
+        if item is not None:  # the grounder's per-scene set-up may key on it (recorded outputs)
+            options["item"] = item
+        spec = prepare_spec(self.grounder, raster, options)
+        self.logger.info("%sgrounder %s config %s", where, spec.name, spec.config_json[:300])
+        with as_dataset(raster) as src:
+            tiles = list(plan_tiles(src, self.tile_px, self.overlap_px))
+        batches = plan_batches(tiles, self.max_batches)
+        self.logger.info(
+            "%sgrounding %s on %d tiles of %d px (overlap %d) in %d batches",
+            where,
+            ", ".join(classes),
+            len(tiles),
+            self.tile_px,
+            self.overlap_px,
+            len(batches),
+        )
+        job = GroundJob(raster, spec, tuple(classes), grid.bands, raster_sha256)
+        objects, failures = merge_batches(self.map(job, batches), classes, spec)
+        self.logger.info("%smerged into %d objects (%d tile failures)", where, len(objects), len(failures))
+        if failures:
+            self.logger.error(
+                "%s%d tile(s) failed to ground (first: tile %s: %s); dependent answers abstain",
+                where,
+                len(failures),
+                failures[0].index,
+                failures[0].error,
+            )
+        return Grounding(objects, failures, spec, len(tiles))
+
+    def run(
+        self,
+        questions: Sequence[str] | Sequence[CompiledQuestion],
+        *,
+        raster: str | Path | None = None,
+        vectors: Scene | None = None,
+        item: str | None = None,
+        raster_sha256: str | None = None,
+        mask_path: Callable[[int, str], Path] | None = None,
+        fallback: Callable[[str, Scene, AnswerContext, int], Answer] | None = None,
+        grid: RasterGrid | None = None,
+    ) -> ItemResult:
+        """Answer ``questions`` about ``raster`` and/or ``vectors`` (at least one of them)."""
+        compiled = [q if isinstance(q, CompiledQuestion) else None for q in questions]
+        if any(c is None for c in compiled):
+            compiled = compile_questions([str(q) for q in questions])
+        cqs: list[CompiledQuestion] = [c for c in compiled if c is not None]
+        if raster is None:
+            if vectors is None:
+                raise InputError(
+                    "give --objects FILE, --raster FILE or --item ID (what the question is about)"
+                )
+            ctx = AnswerContext(None, mask_path, fallback)
+            return ItemResult(answer_questions(cqs, vectors, ctx), vectors, None, cqs)
+        raster = str(raster)
+        grid = grid or RasterGrid.read(raster)
+        where = f"[{item}] " if item else ""
+        classes = classes_of_questions(cqs)
+        _, to_ground, missing = split_classes(classes, vectors, lambda c: can_ground(self.grounder, c))
+        if missing:
+            self.logger.warning(
+                "%sno vector layer has, and grounder %r cannot find: %s (those questions abstain)",
+                where,
+                self.grounder,
+                ", ".join(missing),
+            )
+        g = Grounding([], [])
+        if to_ground:
+            g = self.ground(raster, to_ground, grid=grid, item=item, raster_sha256=raster_sha256)
+        scene = grounded_scene(g.objects, grid.crs, vectors, source=f"item {item}" if item else raster)
+        ctx = AnswerContext(grid, mask_path, fallback)
+        answers = answer_questions(cqs, scene, ctx, grounded=to_ground, failures=g.failures)
+        return ItemResult(answers, scene, grid, cqs, g, to_ground, missing)

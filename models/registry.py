@@ -61,10 +61,14 @@ def register(
     ``prepare(raster, options) -> config`` does per-scene set-up once, before tiles are
     farmed out (e.g. fitting spectral thresholds on the whole scene).
     """
-    _FACTORIES[name] = factory
-    _SUPPORTS[name] = supports
-    if prepare is not None:
-        _PREPARE[name] = prepare
+    with _LOCK:
+        _FACTORIES[name] = factory
+        _SUPPORTS[name] = supports
+        _PREPARE.pop(name, None)
+        if prepare is not None:
+            _PREPARE[name] = prepare
+        for spec in [s for s in _CACHE if s.name == name]:  # a re-registered name builds anew
+            del _CACHE[spec]
 
 
 def available() -> list[str]:

@@ -1,83 +1,66 @@
-"""Prefect tasks for the reasoning half: load vectors, build the scene, answer, export."""
+"""Prefect tasks for the reasoning half: load vector layers, export an item's answers."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from georeason.geo.vector.scene import Scene, read_scene
-from georeason.pipeline import answer_questions, grounded_scene
+from georeason.geo.export.layers import (
+    feature_collection,
+    rfc7946_geometry,
+    write_answer,
+    write_geojson,
+    write_table,
+)
+from georeason.geo.export.names import answer_stem
+from georeason.geo.export.quicklook import write_quicklook
+from georeason.geo.language.answer import Answer
+from georeason.geo.raster.grid import RasterGrid
+from georeason.geo.vector.crs import reproject
+from georeason.geo.vector.scene import Scene
+from georeason.pipeline import Outcome, outcome_row, read_vectors
 
-__all__ = ["load_vectors", "answer_item", "export_item"]
+__all__ = ["load_vectors", "export_item"]
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], name="load-vectors", cache_policy=NO_CACHE)
-def load_vectors(paths: list[str], crs_wkt: str) -> Scene | None:
-    """Objects from an item's vector assets (and ``--objects``), reprojected to the raster CRS.
+def load_vectors(paths: list[str]) -> Scene | None:
+    """Objects from an item's vector assets (and ``--objects``) (:func:`georeason.pipeline.read_vectors`).
 
     Ids come from each file's ``id`` field (else its first unique field), so questions
     can say ``#id``.
     """
-    scene: Scene | None = None
-    for p in paths:
-        s = read_scene(p)
-        scene = s if scene is None else scene.extend(s)
+    scene = read_vectors(paths)
     if scene is not None:
-        from pyproj import CRS
-
-        from georeason.geo.vector.crs import reproject
-
-        target = CRS.from_wkt(crs_wkt)
-        scene = Scene(
-            scene.ids,
-            scene.labels,
-            reproject(scene.geoms, scene.crs, target),
-            target,
-            scores=scene.scores,
-            attrs=scene.attrs,
-            source=scene.source,
-        )
         get_run_logger().info("loaded %d vector objects from %s", len(scene), ", ".join(paths))
     return scene
 
 
-@task(name="answer-questions", cache_policy=NO_CACHE)
-def answer_item(
-    item: str,
-    raster: str,
-    crs_wkt: str,
-    objects,
-    failures,
-    vectors: Scene | None,
-    questions: list[str],
-    grounded: list[str],
-    out_dir: str,
-) -> tuple[list[dict], Scene]:
-    """Build the item's scene and answer its questions; writes per-answer GeoJSON and masks."""
-    from pyproj import CRS
-
-    scene = grounded_scene(objects, CRS.from_wkt(crs_wkt), vectors, source=f"item {item}")
-    rows = answer_questions(
-        scene, questions, Path(out_dir), raster=raster, grounded=grounded, failures=failures, item=item
-    )
-    log = get_run_logger()
-    for r in rows:
-        log.info("[%s] %s -> %s", item, r["question"], r.get("error") or r.get("reason") or r["answer"])
-    return rows, scene
-
-
 @task(retries=1, name="export-item", cache_policy=NO_CACHE)
-def export_item(item: str, raster: str, scene: Scene, rows: list[dict], out_dir: str) -> dict[str, str]:
-    """Write the item's GeoPackage (objects + answer evidence, raster CRS), GeoJSON of
-    all objects (RFC 7946) and a quicklook PNG."""
-    import shapely
+def export_item(
+    item: str, answers: list[Outcome], scene: Scene, grid: RasterGrid | None, out_dir: str
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Write an item's files from its :class:`~georeason.geo.language.answer.Answer` objects.
 
-    from georeason.geo.export.layers import feature_collection, rfc7946_geometry, write_geojson, write_table
-    from georeason.geo.export.quicklook import write_quicklook
-
+    Per answer a GeoJSON of its evidence (``q01-how-many-lakes.geojson``, RFC 7946); per
+    item a GeoPackage of all objects (raster CRS), their GeoJSON and a quicklook PNG with
+    the evidence outlined (evidence geometry taken in its own CRS, reprojected to the
+    raster's: no lon/lat round trip). Returns the ``answers.jsonl`` rows (with ``item``
+    and ``outputs``) and the item's files.
+    """
     out = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    for n, a in enumerate(answers, 1):
+        row = outcome_row(a, item)
+        if isinstance(a, Answer):
+            outputs = {"geojson": str(write_answer(a, out / f"{answer_stem(n, a.question or '')}.geojson"))}
+            if "mask" in a.details:
+                outputs["mask"] = str(a.details["mask"])
+            row["outputs"] = outputs
+        rows.append(row)
     files: dict[str, str] = {}
     props = [
         {
@@ -97,14 +80,17 @@ def export_item(item: str, raster: str, scene: Scene, rows: list[dict], out_dir:
         for p, g in zip(props, scene.geoms)
     )
     files["objects_geojson"] = str(write_geojson(fc, out / "objects.geojson"))
-    evidence = []
+    if grid is not None and grid.path is not None:
+        evidence = [
+            reproject(e.geometry, e.crs, grid.crs)
+            for a in answers
+            if isinstance(a, Answer)
+            for e in a.evidence
+        ]
+        files["quicklook"] = str(
+            write_quicklook(grid.path, out / "quicklook.png", objects=list(scene.geoms), evidence=evidence)
+        )
+    log = get_run_logger()
     for r in rows:
-        for e in r.get("evidence") or []:
-            evidence.append(shapely.geometry.shape(e["geometry"]))
-    from georeason.geo.vector.crs import LONLAT, reproject
-
-    ev_native = [reproject(g, LONLAT, scene.crs) for g in evidence]
-    files["quicklook"] = str(
-        write_quicklook(raster, out / "quicklook.png", objects=list(scene.geoms), evidence=ev_native)
-    )
-    return files
+        log.info("[%s] %s -> %s", item, r["question"], r.get("error") or r.get("reason") or r["answer"])
+    return rows, files

@@ -1,6 +1,9 @@
-"""Prefect tasks for the raster half: plan tiles, fit the grounder, ground tile batches, merge.
+"""Prefect tasks for the raster half: ground tile batches, and the Prefect :data:`Mapper`.
 
-Thin wrappers around :mod:`georeason.pipeline`; retries only where I/O happens.
+Thin wrappers around :mod:`georeason.pipeline`: :func:`prefect_map` is the ``map`` the
+flow gives :class:`~georeason.pipeline.Pipeline`, so the flow grounds through the same
+path as ``georeason ask`` — only the fan-out differs (``task.map`` on the flow's task
+runner: threads, or Dask through prefect-dask). Retries only where I/O happens.
 
 Caching that is right, not just on. The tile-batch task's cache key is the task's source
 (:data:`prefect.cache_policies.TASK_SOURCE`) plus :class:`TileBatchKey`: the raster's
@@ -14,25 +17,24 @@ what lets a rerun after a kill skip the batches that finished.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE, TASK_SOURCE, CachePolicy
+from prefect import get_run_logger, task, unmapped
+from prefect.cache_policies import TASK_SOURCE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
 from georeason.errors import TileReadError
-from georeason.geo.raster.io import as_dataset
-from georeason.geo.raster.tiling import Tile, plan_tiles
-from georeason.models.registry import GrounderSpec, build_grounder, prepare_spec
-from georeason.pipeline import BatchResult, ground_batch, merge_batches
+from georeason.geo.raster.tiling import Tile
+from georeason.pipeline import BatchResult, GroundJob, Mapper, TileFailure, ground_job_batch
 
-__all__ = ["TileBatchKey", "GROUND_CACHE", "plan_item_tiles", "fit_grounder", "ground_tiles", "merge_tiles"]
+__all__ = ["TileBatchKey", "GROUND_CACHE", "BatchFailed", "ground_tiles", "prefect_map"]
 
 GROUND_RETRIES = 2
 
 
-def _tile_key(t: Tile) -> tuple:
+def _tile_key(t: Tile) -> tuple[Any, ...]:
     w, c = t.window, t.core
     return (
         tuple(t.index),
@@ -45,15 +47,17 @@ def _tile_key(t: Tile) -> tuple:
 class TileBatchKey(CachePolicy):
     """Cache key from raster content, tile windows, grounder spec, classes and bands."""
 
-    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any):
-        spec: GrounderSpec = inputs["spec"]
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+    ) -> str | None:
+        job: GroundJob = inputs["job"]
         return hash_objects(
-            inputs["raster_sha256"],
+            job.raster_sha256 or job.raster,
             [_tile_key(t) for t in inputs["tiles"]],
-            spec.name,
-            spec.config_json,
-            sorted(inputs["classes"]),
-            list(inputs["bands"]),
+            job.spec.name,
+            job.spec.config_json,
+            sorted(job.classes),
+            list(job.bands),
             raise_on_failure=True,
         )
 
@@ -61,21 +65,22 @@ class TileBatchKey(CachePolicy):
 GROUND_CACHE = TASK_SOURCE + TileBatchKey()
 
 
-@task(retries=2, retry_delay_seconds=[1, 5], name="plan-tiles", cache_policy=NO_CACHE)
-def plan_item_tiles(raster: str, tile_px: int, overlap_px: int) -> list[Tile]:
-    """The tile plan of a raster (all-nodata tiles skipped)."""
-    with as_dataset(raster) as src:
-        tiles = list(plan_tiles(src, tile_px, overlap_px))
-    get_run_logger().info("%s: %d tiles of %d px (overlap %d)", raster, len(tiles), tile_px, overlap_px)
-    return tiles
+class BatchFailed(TileReadError):
+    """Some tiles of a batch failed (the task fails so that it is retried and not cached).
 
+    ``failures`` are the :class:`~georeason.pipeline.TileFailure` of the last attempt.
+    """
 
-@task(retries=2, retry_delay_seconds=[1, 5], name="fit-grounder", cache_policy=NO_CACHE)
-def fit_grounder(raster: str, name: str, options: dict[str, Any]) -> GrounderSpec:
-    """Per-scene grounder set-up (e.g. spectral thresholds) as a spec for the workers."""
-    spec = prepare_spec(name, raster, options)
-    get_run_logger().info("grounder %s config %s", spec.name, spec.config_json[:300])
-    return spec
+    def __init__(self, message: str, failures: tuple[TileFailure, ...] = ()):
+        super().__init__(message)
+        self.message = message
+        self.failures = failures
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep ``failures`` through pickling (results, Dask)
+        return (type(self), (self.message, self.failures))
 
 
 @task(
@@ -85,45 +90,58 @@ def fit_grounder(raster: str, name: str, options: dict[str, Any]) -> GrounderSpe
     cache_policy=GROUND_CACHE,
     persist_result=True,
 )
-def ground_tiles(
-    raster: str,
-    raster_sha256: str,
-    tiles: list[Tile],
-    spec: GrounderSpec,
-    classes: list[str],
-    bands: list[str],
-) -> BatchResult:
-    """Ground one batch of tiles.
+def ground_tiles(job: GroundJob, tiles: list[Tile]) -> BatchResult:
+    """Ground one batch of tiles (:func:`georeason.pipeline.ground_job_batch`).
 
-    A tile that fails to read triggers a task retry (I/O is often transient); if it still
-    fails on the last attempt, the task fails, is not cached, and the flow re-runs that
-    batch tile by tile so only the tiles that really fail are lost.
+    A tile that fails triggers a task retry (I/O is often transient); if it still fails
+    on the last attempt, the task fails, is not cached, and :func:`prefect_map` re-runs
+    that batch tile by tile so only the tiles that really fail are lost.
     """
-    grounder = build_grounder(spec)
-    with as_dataset(raster, check_read=False) as src:
-        result = ground_batch(src, tiles, grounder, classes, bands)
+    result = ground_job_batch(job, tiles)
     if result.failures:
         ctx = TaskRunContext.get()
         attempt = ctx.task_run.run_count if ctx else 1
         first = result.failures[0]
-        raise TileReadError(
-            f"{len(result.failures)} of {len(tiles)} tiles of {raster} failed (attempt {attempt}); "
-            f"first: tile {first.index}: {first.error}"
+        raise BatchFailed(
+            f"{len(result.failures)} of {len(tiles)} tiles of {job.raster} failed (attempt {attempt}); "
+            f"first: tile {first.index}: {first.error}",
+            result.failures,
         )
     n = sum(len(d) for _, d in result.results)
-    get_run_logger().info("grounded %d tiles of %s: %d detections", len(tiles), raster, n)
+    get_run_logger().info("grounded %d tiles of %s: %d detections", len(tiles), job.raster, n)
     return result
 
 
-@task(name="merge-seams", cache_policy=NO_CACHE)
-def merge_tiles(batches: list[BatchResult], classes: list[str], spec: GrounderSpec):
-    """Seam-merge the batches of one raster into objects (see :func:`merge_batches`)."""
-    cfg = spec.config
-    objects, failures = merge_batches(
-        batches,
-        classes,
-        min_area_m2=float(cfg.get("min_area_m2", 0.0)),
-        simplify_m=float(cfg.get("simplify_m", 0.0)),
-    )
-    get_run_logger().info("merged into %d objects (%d tile failures)", len(objects), len(failures))
-    return objects, failures
+def prefect_map(results_dir: str | Path | None = None) -> Mapper:
+    """The Prefect :data:`~georeason.pipeline.Mapper`: ``ground_tiles.map`` on the flow's runner.
+
+    Call inside a flow. A batch whose task fails is re-run tile by tile; a tile that
+    still fails becomes a :class:`~georeason.pipeline.TileFailure` carrying the
+    grounder's own error, exactly as :func:`georeason.pipeline.local_map` reports it.
+    """
+    mapped = ground_tiles.with_options(result_storage=Path(results_dir)) if results_dir else ground_tiles
+
+    def map_batches(job: GroundJob, batches: list[list[Tile]]) -> list[BatchResult]:
+        log = get_run_logger()
+        out: list[BatchResult] = []
+        futures = mapped.map(unmapped(job), batches)
+        for batch, fut in zip(batches, futures):
+            fut.wait()
+            if fut.state.is_completed():
+                out.append(fut.result())
+                continue
+            log.warning("batch of %d tiles of %s failed; retrying tile by tile", len(batch), job.raster)
+            singles = mapped.map(unmapped(job), [[t] for t in batch])
+            for t, f in zip(batch, singles):
+                f.wait()
+                if f.state.is_completed():
+                    out.append(f.result())
+                    continue
+                err = f.result(raise_on_failure=False)
+                lost = getattr(err, "failures", None) or (
+                    TileFailure((int(t.index[0]), int(t.index[1])), f"{type(err).__name__}: {err}"),
+                )
+                out.append(BatchResult((), tuple(lost)))
+        return out
+
+    return map_batches

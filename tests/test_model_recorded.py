@@ -145,9 +145,11 @@ def test_class_never_recorded_and_other_tile_plan_are_errors_not_silence():
 
 def test_recorded_objects_match_truth_geometry():
     """Every truth building comes back once (two sources, seams), lakes as polygons."""
-    from georeason.pipeline import sequential_ground
+    from georeason.pipeline import Pipeline
 
-    found, failures = sequential_ground(str(RASTER), _grounder(), ["building", "lake"], 1024, 128)
+    pipeline = Pipeline("recorded", {"outputs": str(RECORDED)}, tile_px=1024, overlap_px=128)
+    grounding = pipeline.ground(str(RASTER), ["building", "lake"], item="sample")
+    found, failures = grounding.objects, grounding.failures
     assert failures == []
     truth = read_scene(SAMPLE / "sample_truth.gpkg")
     tb = [g for g, lab in zip(truth.geoms, truth.labels) if lab == "building"]

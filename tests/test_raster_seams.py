@@ -10,10 +10,11 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
+from grounding_helpers import ground_raster
 
 from georeason.errors import CRSMismatchError, InputError
 from georeason.geo.grounding.detections import Detection, GroundedObject
-from georeason.geo.grounding.seams import assign_ids, ground_raster, merge_detections, nms
+from georeason.geo.grounding.seams import assign_ids, merge_detections, nms
 from georeason.geo.raster.tiling import plan_tiles
 from georeason.models.spectral import SpectralGrounder
 
@@ -50,14 +51,17 @@ def summary(objs):
 
 @pytest.mark.slow
 def test_seams_sample_tiling_invariant():
-    g = SpectralGrounder.from_raster(SAMPLE, min_area_m2=2000, simplify_m=5)
+    mmu = {"min_area_m2": 2000, "simplify_m": 5}
+    g = SpectralGrounder.from_raster(SAMPLE, **mmu)
     classes = ["water", "vegetation", "building"]
-    whole = ground_raster(SAMPLE, g, classes, tile_px=2048, overlap_px=0)  # one tile: plain vectorisation
+    whole = ground_raster(
+        SAMPLE, g, classes, tile_px=2048, overlap_px=0, **mmu
+    )  # one tile: plain vectorisation
     assert len(list(plan_tiles(SAMPLE, 2048, 0))) == 1
     ref = summary(whole)
     assert ref["water"][0] == 4 and ref["vegetation"][0] == 6
     for tile_px, overlap in ((256, 32), (1024, 128), (300, 50)):
-        objs = ground_raster(SAMPLE, g, classes, tile_px=tile_px, overlap_px=overlap)
+        objs = ground_raster(SAMPLE, g, classes, tile_px=tile_px, overlap_px=overlap, **mmu)
         got = summary(objs)
         assert got.keys() == ref.keys()
         for label, (n, area) in ref.items():
@@ -67,7 +71,11 @@ def test_seams_sample_tiling_invariant():
         assert [o.id for o in objs] == [o.id for o in whole]
         assert all(shapely.equals_exact(a.geometry, b.geometry, 1e-6) for a, b in zip(objs, whole))
     # the lake that crosses seams came from several tiles
-    water = [o for o in ground_raster(SAMPLE, g, ["water"], tile_px=256, overlap_px=32) if o.label == "water"]
+    water = [
+        o
+        for o in ground_raster(SAMPLE, g, ["water"], tile_px=256, overlap_px=32, **mmu)
+        if o.label == "water"
+    ]
     assert max(len(o.tiles) for o in water) > 4
 
 

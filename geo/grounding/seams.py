@@ -51,17 +51,16 @@ from georeason.errors import CRSMismatchError, InputError
 from georeason.geo.grounding.detections import (
     Detection,
     GroundedObject,
-    Grounder,
     mask_to_polygons,
     pixel_to_world,
     to_crs_geometry,
 )
-from georeason.geo.raster.io import as_dataset, band_names, pixel_sizes_m
-from georeason.geo.raster.tiling import Tile, plan_tiles, read_tile
+from georeason.geo.raster.io import pixel_sizes_m
+from georeason.geo.raster.tiling import Tile
 from georeason.geo.vector.crs import to_lonlat
 from georeason.geo.vector.measure import area_m2
 
-__all__ = ["box_iou", "nms", "merge_detections", "assign_ids", "ground_raster"]
+__all__ = ["box_iou", "nms", "merge_detections", "assign_ids"]
 
 
 def box_iou(a: BaseGeometry, b: BaseGeometry) -> float:
@@ -354,39 +353,3 @@ def _union_pieces(
             )
         )
     return out
-
-
-def ground_raster(
-    src_or_path,
-    grounder: Grounder,
-    classes: list[str],
-    *,
-    bands: list[str] | None = None,
-    tile_px: int = 1024,
-    overlap_px: int = 128,
-    skip_nodata: bool = True,
-    iou_threshold: float = 0.5,
-    min_area_m2: float | None = None,
-    simplify_m: float | None = None,
-) -> list[GroundedObject]:
-    """Tile a raster, run a grounder on every tile and merge the results.
-
-    ``min_area_m2`` and ``simplify_m`` default to the grounder's attributes of those
-    names (0 if it has none). Memory: one tile of pixels at a time plus the detections.
-    """
-    if not classes:
-        raise InputError("no classes to ground; pass at least one class name")
-    min_area = float(getattr(grounder, "min_area_m2", 0.0) if min_area_m2 is None else min_area_m2)
-    simplify = float(getattr(grounder, "simplify_m", 0.0) if simplify_m is None else simplify_m)
-    with as_dataset(src_or_path) as src:
-        names = list(bands) if bands is not None else list(band_names(src))
-        if len(names) != src.count:
-            raise InputError(f"{len(names)} band names given for raster {src.name} with {src.count} bands")
-
-        def results():
-            for tile in plan_tiles(src, tile_px, overlap_px, skip_nodata):
-                yield tile, grounder.ground(read_tile(src, tile), tile, list(classes), names)
-
-        return merge_detections(
-            results(), iou_threshold=iou_threshold, min_area_m2=min_area, simplify_m=simplify
-        )

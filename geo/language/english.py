@@ -24,9 +24,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from georeason.errors import ProgramValidationError, QuestionParseError
+from georeason.errors import QuestionParseError
+from georeason.geo.language.answer import Answer
+from georeason.geo.language.executor import MaskWriter, PixelTransform, answer_program
+from georeason.geo.language.program import Program, validate_program
+from georeason.geo.vector.scene import Scene
 
-__all__ = ["compile_question", "ask", "SUPPORTED_FORMS"]
+__all__ = ["compile_question", "compile_program", "ask", "SUPPORTED_FORMS"]
 
 SUPPORTED_FORMS = [
     "What is the distance between A and B?  (also: how far is A from B, distance from A to B, ... in km)",
@@ -683,25 +687,31 @@ def compile_question(question: str) -> list[dict[str, Any]]:
     )
 
 
-def ask(question: str, scene, pixel=None, mask_writer=None):
-    """Answer an English question about a scene: compile, validate, execute.
+def compile_program(question: str) -> Program:
+    """Compile an English question to a validated :class:`Program` (the one compilation).
+
+    Raises :class:`QuestionParseError` when no template fits; a program that fails
+    validation is a template bug and raises :class:`ProgramValidationError`.
+
+    Examples
+    --------
+    >>> compile_program("How many lakes are there?").steps[-1].op
+    'answer'
+    """
+    return validate_program(compile_question(question))
+
+
+def ask(
+    question: str,
+    scene: Scene,
+    pixel: PixelTransform | None = None,
+    mask_writer: MaskWriter | None = None,
+) -> Answer:
+    """Answer an English question about a scene: compile and validate once, then execute.
 
     A reference to an id or class the scene does not have gives an abstention (the
     reference matches no object), not an error.
     """
-    from georeason.geo.language.answer import Answer
-    from georeason.geo.language.executor import _expected_kind, execute
-    from georeason.geo.language.program import validate_program
-
-    steps = compile_question(question)
-    program = validate_program(steps)  # structure and types: a failure here is a template bug
-    try:
-        validate_program(steps, scene)
-    except ProgramValidationError as exc:
-        return Answer.abstain(
-            f"the question refers to something not in the scene: {exc}",
-            kind=_expected_kind(program),
-            query=program.to_json(),
-            question=question,
-        )
-    return execute(program, scene, question=question, pixel=pixel, mask_writer=mask_writer)
+    return answer_program(
+        compile_program(question), scene, question=question, pixel=pixel, mask_writer=mask_writer
+    )

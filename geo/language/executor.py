@@ -7,18 +7,17 @@ an empty set to rank) stops the program with an abstention whose reason names th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import shapely
-from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from georeason.errors import InputError
-from georeason.geo.language.answer import Answer, Evidence
-from georeason.geo.language.program import Program, T, literal_geometry, validate_program
+from georeason.errors import InputError, ProgramValidationError
+from georeason.geo.language.answer import Answer, Evidence, Kind
+from georeason.geo.language.program import Program, T, check_scene, literal_geometry, validate_program
+from georeason.geo.raster.grid import MaskWriter, PixelTransform
 from georeason.geo.vector import group
 from georeason.geo.vector.crs import LONLAT, aeqd_crs, parse_crs, reproject, spherical_mean_lonlat
 from georeason.geo.vector.measure import (
@@ -34,12 +33,7 @@ from georeason.geo.vector.scene import Scene
 from georeason.geo.vector.topology import predicate as topo_predicate
 from georeason.geo.vector.topology import relate
 
-__all__ = ["Abstain", "execute", "PixelTransform"]
-
-#: Maps raster (col, row) pixel coordinates to (x, y) in ``crs``: ``(fn, crs)``.
-PixelTransform = tuple[Callable[[np.ndarray], np.ndarray], CRS]
-#: Writes a pixel answer: ``(geometry in the scene CRS, scene CRS, step id) -> (path, pixel count)``.
-MaskWriter = Callable[[BaseGeometry, CRS, str], tuple[str, int]]
+__all__ = ["Abstain", "execute", "answer_program", "expected_kind", "PixelTransform", "MaskWriter"]
 
 _DIST = {"m": 1.0, "km": 1000.0}
 _AREA = {"m2": 1.0, "km2": 1e6, "ha": 1e4}
@@ -411,7 +405,7 @@ class _Run:
         return Value(T.NUMBER, m2 / _AREA[a.unit], evidence=ev, unit=a.unit)
 
 
-_KIND = {
+_KIND: dict[T, Kind] = {
     T.NUMBER: "scalar",
     T.COUNT: "count",
     T.BOOLEAN: "boolean",
@@ -423,7 +417,8 @@ _KIND = {
 }
 
 
-def _expected_kind(program: Program) -> str:
+def expected_kind(program: Program) -> Kind:
+    """The kind of answer a validated program gives (its last step's type)."""
     types = program.types()
     last = program.steps[-1]
     return _KIND[types[last.args.value[1:]]]
@@ -445,7 +440,7 @@ def execute(
         program = validate_program(program, scene)
     query = program.to_json()
     run = _Run(scene, pixel, mask_writer)
-    kind = _expected_kind(program)
+    kind = expected_kind(program)
     try:
         for step in program.steps:
             if step.op == "answer":
@@ -483,3 +478,28 @@ def execute(
         question=question,
         details=final.details,
     )
+
+
+def answer_program(
+    program: Program,
+    scene: Scene,
+    question: str | None = None,
+    pixel: PixelTransform | None = None,
+    mask_writer: MaskWriter | None = None,
+) -> Answer:
+    """Answer a validated program (e.g. a compiled question) against a scene.
+
+    The program is not validated again: only the ids and classes it names are checked
+    against the scene (:func:`~georeason.geo.language.program.check_scene`). A reference
+    the scene does not have gives an abstention (it matches no object), not an error.
+    """
+    try:
+        check_scene(program, scene)
+    except ProgramValidationError as exc:
+        return Answer.abstain(
+            f"the question refers to something not in the scene: {exc}",
+            kind=expected_kind(program),
+            query=program.to_json(),
+            question=question,
+        )
+    return execute(program, scene, question=question, pixel=pixel, mask_writer=mask_writer)

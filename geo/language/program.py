@@ -42,6 +42,7 @@ __all__ = [
     "Program",
     "parse_program",
     "validate_program",
+    "check_scene",
     "program_json_schema",
     "REF_PATTERN",
 ]
@@ -451,6 +452,17 @@ def validate_program(raw: Any, scene=None) -> Program:
         first = next(s for s in steps if s.op == "answer")
         raise ProgramValidationError("only the last step may be 'answer'", step=first.id, arg="op")
     return Program(steps=steps)
+
+
+def check_scene(program: Program, scene: Any) -> None:
+    """Check that the ids and classes a validated program names exist in ``scene``.
+
+    The scene half of :func:`validate_program`, for a program validated once without a
+    scene (a compiled question answered against a scene built later). Raises
+    :class:`ProgramValidationError` naming the step and argument.
+    """
+    for step in program.steps:
+        _check_scene(step, scene)
 
 
 def _check_scene(step, scene) -> None:

@@ -15,32 +15,17 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import shapely
-from affine import Affine
-from pyproj import CRS
 from rasterio.features import rasterize
 from rasterio.windows import Window
 from shapely import STRtree
 
 from georeason.errors import ExportError
 from georeason.geo.export.layers import atomic_path
+from georeason.geo.raster.grid import RasterGrid
 
-__all__ = ["Grid", "MaskResult", "write_mask"]
+__all__ = ["MaskResult", "write_mask", "MASK_NODATA"]
 
 MASK_NODATA = 255
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A raster grid: transform, size and CRS (pixel corner convention)."""
-
-    transform: Affine
-    width: int
-    height: int
-    crs: CRS
-
-    @classmethod
-    def of(cls, src) -> Grid:
-        return cls(src.transform, src.width, src.height, CRS.from_user_input(src.crs.to_wkt()))
 
 
 @dataclass(frozen=True)
@@ -52,7 +37,7 @@ class MaskResult:
 
 def write_mask(
     geoms,
-    grid: Grid,
+    grid: RasterGrid,
     path: str | Path,
     valid_source: str | Path | None = None,
     block_px: int = 512,
@@ -125,38 +110,3 @@ def write_mask(
         if valid is not None:
             valid.close()
     return MaskResult(path, total)
-
-
-def grid_of(raster) -> Grid:
-    """The grid of a georeferenced raster (refused, naming it, when not georeferenced)."""
-    from georeason.geo.raster.io import as_dataset
-
-    with as_dataset(str(raster), check_read=False) as src:
-        return Grid.of(src)
-
-
-def pixel_transform(grid: Grid):
-    """``(fn, crs)``: ``fn`` maps raster (col, row) arrays (pixel corner convention) to ``crs``."""
-    tr = grid.transform
-
-    def fn(coords: np.ndarray) -> np.ndarray:
-        x, y = tr * (coords[:, 0], coords[:, 1])
-        return np.column_stack([x, y])
-
-    return fn, grid.crs
-
-
-def mask_writer(raster, grid: Grid, path_for):
-    """A writer for pixel answers (see ``georeason.geo.language.executor.MaskWriter``).
-
-    ``path_for(step_id) -> Path`` names the mask file; the answer's geometry is
-    reprojected to the grid's CRS and burnt with :func:`write_mask`, nodata where the
-    source raster has none.
-    """
-    from georeason.geo.vector.crs import reproject
-
-    def writer(geom, crs, sid):
-        res = write_mask([reproject(geom, crs, grid.crs)], grid, path_for(sid), valid_source=str(raster))
-        return str(res.path), res.pixels
-
-    return writer

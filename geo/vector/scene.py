@@ -27,6 +27,7 @@ from georeason.errors import (
     MissingCRSError,
     VectorReadError,
 )
+from georeason.geo.vector.classnames import class_forms
 from georeason.geo.vector.crs import LONLAT, parse_crs, reproject
 
 __all__ = ["GeoObject", "Scene", "read_scene", "normalise_class", "ID_FIELDS", "CLASS_FIELDS"]
@@ -212,7 +213,7 @@ class Scene:
         """
         name = normalise_class(label)
         known = set(self.classes)
-        for cand in _singulars(name):
+        for cand in class_forms(name):
             if cand in known:
                 return cand
         return None
@@ -243,21 +244,6 @@ class Scene:
             attrs=self.attrs + other.attrs,
             source=f"{self.source} + {other.source}",
         )
-
-
-def _singulars(name: str) -> list[str]:
-    out = [name]
-    words = name.split(" ")
-    last = words[-1]
-    stems = []
-    if last.endswith("ies") and len(last) > 3:
-        stems.append(last[:-3] + "y")
-    if last.endswith("es") and len(last) > 2:
-        stems.append(last[:-2])
-    if last.endswith("s") and not last.endswith("ss") and len(last) > 1:
-        stems.append(last[:-1])
-    out += [" ".join(words[:-1] + [s]) for s in stems]
-    return out
 
 
 def _pick_field(columns: list[str], wanted: tuple[str, ...], explicit: str | None, what: str, path: str):

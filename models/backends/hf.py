@@ -588,11 +588,11 @@ def _norm(label: str) -> str:
 
 def _match_class(label: str, wanted: Mapping[str, str]) -> str | None:
     """The class asked (``wanted``: normalised -> as asked) that a model label names, if any."""
-    from georeason.geo.vector.scene import _singulars
+    from georeason.geo.vector.classnames import class_forms
 
-    forms = set(_singulars(_norm(label)))
+    forms = set(class_forms(_norm(label)))
     for key, cls in wanted.items():
-        if forms & set(_singulars(key)):
+        if forms & set(class_forms(key)):
             return cls
     return None
 

@@ -35,6 +35,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from georeason.geo.vector.classnames import class_forms
+
 __all__ = [
     "SYNONYMS",
     "map_class",
@@ -120,9 +122,7 @@ def normalise_name(name: str) -> str:
 
 
 def _forms(name: str) -> list[str]:
-    from georeason.geo.vector.scene import _singulars
-
-    return _singulars(name)
+    return class_forms(name)
 
 
 def _group_of(name: str) -> str | None:
