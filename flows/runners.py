@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from georeason.errors import InputError
+
 __all__ = ["task_runner"]
 
 
-def task_runner(dask_address: str | None = None, dask_workers: int | None = None, threads: int = 4):
+def task_runner(dask_address: str | None = None, dask_workers: int | None = None, threads: int = 4) -> Any:
     """The task runner for a run.
 
     - ``dask_address``: an existing Dask scheduler (``tcp://host:8786``) — a cluster;
@@ -14,11 +20,9 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
     - neither: a thread pool of ``threads`` workers in this process.
     """
     if dask_address and dask_workers:
-        from georeason.errors import InputError
-
         raise InputError("give either --dask-address or --dask-workers, not both")
     if dask_address or dask_workers:
-        from prefect_dask import DaskTaskRunner
+        from prefect_dask import DaskTaskRunner  # dask is heavy: imported only when asked for
 
         if dask_address:
             return DaskTaskRunner(address=dask_address)
@@ -30,6 +34,4 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
                 "dashboard_address": None,
             }
         )
-    from prefect.task_runners import ThreadPoolTaskRunner
-
     return ThreadPoolTaskRunner(max_workers=max(1, int(threads)))

@@ -20,7 +20,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import shapely
 
+from georeason.geo.export.quicklook import rgb_band_indexes, stretch_to_uint8
 from georeason.geo.grounding.detections import Detection, pixel_rasterize
 from georeason.geo.raster.tiling import Tile
 
@@ -39,8 +41,6 @@ def tile_to_rgb(
     valid pixels (the same rendering as the quicklook). Masked pixels (nodata, padding)
     are black.
     """
-    from georeason.geo.export.quicklook import rgb_band_indexes, stretch_to_uint8
-
     idx = rgb_band_indexes(bands)
     return np.stack([stretch_to_uint8(pixels[i], lo_pct, hi_pct) for i in idx], axis=-1)
 
@@ -49,8 +49,6 @@ def drop_nodata_detections(
     dets: list[Detection], valid: np.ndarray, min_valid: float = 0.5
 ) -> list[Detection]:
     """Drop detections whose footprint is mostly over nodata/padding (``valid`` is a bool mask)."""
-    import shapely
-
     keep = []
     h, w = valid.shape
     for d in dets:

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from georeason.errors import InputError
+from georeason.geo.raster.io import raster_info
+from georeason.models.backends import hf
+from georeason.models.backends.recorded import RecordedGrounder, prepare_recorded
+from georeason.models.backends.remote import RemoteGrounder, prepare_remote
+from georeason.models.spectral import SpectralGrounder, class_family, fit_thresholds
 
 __all__ = ["GrounderSpec", "register", "build_grounder", "available", "can_ground", "load_counts"]
 
@@ -108,53 +113,24 @@ def _ensure_builtin() -> None:
     if _BUILTIN_DONE:
         return
     _BUILTIN_DONE = True
-    from georeason.models.spectral import SpectralGrounder, class_family
-
-    def spectral(cfg: dict[str, Any]):
-        return SpectralGrounder(
-            cfg.get("thresholds"),
-            min_area_m2=float(cfg.get("min_area_m2", 0.0)),
-            simplify_m=float(cfg.get("simplify_m", 0.0)),
-            connectivity=int(cfg.get("connectivity", 4)),
-            marker_colour=str(cfg.get("marker_colour", "red")),
-        )
-
-    register("spectral", spectral, lambda label: class_family(label) is not None, prepare=prepare_spectral)
-    _register_model_backends()
-    try:  # transformers grounders (georeason[vlm]); registering imports no torch
-        from georeason.models.backends.hf import register_hf_backends
-
-        register_hf_backends()
-    except ImportError:
-        pass
-
-
-def _register_model_backends() -> None:
-    """The remote (OpenAI-compatible API) and recorded-outputs grounders; imported lazily."""
-
-    def remote(cfg: dict[str, Any]):
-        from georeason.models.backends.remote import RemoteGrounder
-
-        return RemoteGrounder(cfg)
-
-    def prepare_remote(raster, options: dict[str, Any]) -> dict[str, Any]:
-        from georeason.models.backends.remote import prepare_remote as prep
-
-        return prep(raster, options)
-
-    def recorded(cfg: dict[str, Any]):
-        from georeason.models.backends.recorded import RecordedGrounder
-
-        return RecordedGrounder(cfg)
-
-    def prepare_recorded(raster, options: dict[str, Any]) -> dict[str, Any]:
-        from georeason.models.backends.recorded import prepare_recorded as prep
-
-        return prep(raster, options)
-
+    register("spectral", _spectral, lambda label: class_family(label) is not None, prepare=prepare_spectral)
     # open vocabulary: any class can be asked (recorded: a class never recorded fails the tile)
-    register("remote", remote, lambda label: True, prepare=prepare_remote)
-    register("recorded", recorded, lambda label: True, prepare=prepare_recorded)
+    register("remote", RemoteGrounder, lambda label: True, prepare=prepare_remote)
+    register("recorded", RecordedGrounder, lambda label: True, prepare=prepare_recorded)
+    # transformers grounders (georeason[vlm]): registering them imports neither torch nor
+    # transformers; building one without them raises a ModelError saying how to install them
+    for name, cls in hf.BACKENDS.items():
+        register(name, cls, hf.open_vocabulary)
+
+
+def _spectral(cfg: dict[str, Any]) -> SpectralGrounder:
+    return SpectralGrounder(
+        cfg.get("thresholds"),
+        min_area_m2=float(cfg.get("min_area_m2", 0.0)),
+        simplify_m=float(cfg.get("simplify_m", 0.0)),
+        connectivity=int(cfg.get("connectivity", 4)),
+        marker_colour=str(cfg.get("marker_colour", "red")),
+    )
 
 
 def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
@@ -169,14 +145,10 @@ def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
     if not opts.get("thresholds"):
         if raster is None:
             raise InputError("the spectral grounder needs a raster to fit its thresholds on")
-        from georeason.models.spectral import fit_thresholds
-
         opts["thresholds"] = {k: round(float(v), 6) for k, v in fit_thresholds(raster).items()}
     if "min_area_m2" not in opts:
         # minimum mapping unit: 3 pixels, measured in metres on the ground (never degrees);
         # single-pixel specks of an index threshold are noise, not objects
-        from georeason.geo.raster.io import raster_info
-
         if raster is None:
             opts["min_area_m2"] = 0.0
         else:

@@ -21,7 +21,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 import shapely
 from affine import Affine
-from rasterio.features import shapes
+from rasterio.features import rasterize, shapes
 from shapely import affinity
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
@@ -184,7 +184,6 @@ def pixel_shapes(array: np.ndarray, mask: np.ndarray | None = None, connectivity
 
 def pixel_rasterize(geoms, out_shape: tuple[int, int], all_touched: bool = False) -> np.ndarray:
     """Burn pixel-space geometries into a uint8 array of ``out_shape`` (1 inside, 0 outside)."""
-    from rasterio.features import rasterize
 
     return rasterize(
         [(_shift(g, PIXEL_OFFSET), 1) for g in geoms],

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import shapely
@@ -130,8 +131,6 @@ def assign_ids(objects: Iterable[GroundedObject]) -> list[GroundedObject]:
 
 
 def _replace(o: GroundedObject, **kw) -> GroundedObject:
-    from dataclasses import replace
-
     return replace(o, **kw)
 
 

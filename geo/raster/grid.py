@@ -19,6 +19,10 @@ from affine import Affine
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
+from georeason.geo.raster.io import as_dataset, band_names, to_pyproj_crs
+from georeason.geo.raster.masks import write_mask
+from georeason.geo.vector.crs import reproject
+
 __all__ = ["RasterGrid", "PixelTransform", "MaskWriter"]
 
 #: Maps raster (col, row) pixel coordinates to (x, y) in ``crs``: ``(fn, crs)``.
@@ -54,8 +58,6 @@ class RasterGrid:
     @classmethod
     def of(cls, src: Any, path: str | None = None) -> RasterGrid:
         """The grid of an open rasterio dataset."""
-        from georeason.geo.raster.io import band_names, to_pyproj_crs
-
         return cls(
             src.transform,
             int(src.height),
@@ -73,8 +75,6 @@ class RasterGrid:
         Raises the errors of :func:`georeason.geo.raster.io.open_raster` (not
         georeferenced, unreadable, rotated), naming the file.
         """
-        from georeason.geo.raster.io import as_dataset
-
         with as_dataset(str(raster), check_read=False) as src:
             return cls.of(src, str(raster))
 
@@ -107,8 +107,6 @@ class RasterGrid:
         and burnt with :func:`georeason.geo.raster.masks.write_mask`, nodata where the
         source raster (:attr:`path`) has none.
         """
-        from georeason.geo.raster.masks import write_mask
-        from georeason.geo.vector.crs import reproject
 
         def writer(geom: BaseGeometry, crs: CRS, sid: str) -> tuple[str, int]:
             res = write_mask([reproject(geom, crs, self.crs)], self, path_for(sid), valid_source=self.path)

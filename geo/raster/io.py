@@ -34,9 +34,12 @@ from pyproj import CRS, Geod
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader
+from rasterio.warp import transform_geom
 from shapely import Polygon
+from shapely.geometry import shape
 
 from georeason.errors import NotGeoreferencedError, RasterReadError, RotatedRasterError
+from georeason.geo.vector.crs import LONLAT, transformer
 
 __all__ = [
     "RasterInfo",
@@ -258,8 +261,6 @@ def pixel_sizes_m(
     transform: Affine, crs, cols: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised :func:`pixel_size_m`: ground width and height (metres) at many pixels."""
-    from georeason.geo.vector.crs import LONLAT, transformer
-
     crs = to_pyproj_crs(crs)
     cols = np.asarray(cols, float)
     rows = np.asarray(rows, float)
@@ -325,8 +326,6 @@ class RasterInfo:
 
 
 def _footprint_lonlat(transform: Affine, crs: CRS, width: int, height: int, n: int = 32) -> Polygon:
-    from rasterio.warp import transform_geom
-
     t = np.linspace(0.0, 1.0, n + 1)[:-1]
     cols = np.concatenate([t * width, np.full(n, width), (1 - t) * width, np.zeros(n)])
     rows = np.concatenate([np.zeros(n), t * height, np.full(n, height), (1 - t) * height])
@@ -334,8 +333,6 @@ def _footprint_lonlat(transform: Affine, crs: CRS, width: int, height: int, n: i
     ring = list(zip(np.asarray(xs).tolist(), np.asarray(ys).tolist()))
     ring.append(ring[0])
     geom = {"type": "Polygon", "coordinates": [ring]}
-    from shapely.geometry import shape
-
     out = shape(transform_geom(crs.to_wkt(), "EPSG:4326", geom))
     return out.buffer(0) if not out.is_valid else out
 

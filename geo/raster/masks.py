@@ -11,17 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
 import shapely
 from rasterio.features import rasterize
+from rasterio.shutil import copy as rio_copy
 from rasterio.windows import Window
 from shapely import STRtree
 
 from georeason.errors import ExportError
 from georeason.geo.export.layers import atomic_path
-from georeason.geo.raster.grid import RasterGrid
+
+if TYPE_CHECKING:
+    from georeason.geo.raster.grid import RasterGrid
 
 __all__ = ["MaskResult", "write_mask", "MASK_NODATA"]
 
@@ -99,8 +103,6 @@ def write_mask(
                         total += int((out == 1).sum())
                         dst.write(out, 1, window=win)
             if max(grid.width, grid.height) >= cog_min_px:
-                from rasterio.shutil import copy as rio_copy
-
                 cog = tmp.with_name(tmp.stem + ".cog.tif")
                 rio_copy(tmp, cog, driver="COG", compress="deflate")
                 cog.replace(tmp)

@@ -82,7 +82,7 @@ __all__ = [
     "resolve_model_path",
     "select_device",
     "select_dtype",
-    "register_hf_backends",
+    "open_vocabulary",
     "load_counts",
 ]
 
@@ -826,17 +826,6 @@ BACKENDS: dict[str, type[HFGrounder]] = {
 }
 
 
-def _open_vocabulary(label: str) -> bool:
+def open_vocabulary(label: str) -> bool:
+    """Whether an open-vocabulary model can be asked for ``label`` (any non-empty name)."""
     return bool(str(label).strip())
-
-
-def register_hf_backends() -> None:
-    """Register the transformers grounders with :mod:`georeason.models.registry`.
-
-    Imports neither torch nor transformers: building a grounder without them raises a
-    :class:`~georeason.errors.ModelError` that says how to install them.
-    """
-    from georeason.models.registry import register
-
-    for name, cls in BACKENDS.items():
-        register(name, cls, _open_vocabulary)
