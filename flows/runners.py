@@ -28,7 +28,7 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
             return DaskTaskRunner(address=dask_address)
         return DaskTaskRunner(
             cluster_kwargs={
-                "n_workers": int(dask_workers),
+                "n_workers": int(dask_workers or 1),
                 "threads_per_worker": 1,
                 "processes": True,
                 "dashboard_address": None,

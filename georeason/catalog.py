@@ -286,7 +286,7 @@ class ItemInfo:
     bands: list[str]
     sha256: str | None
     footprint: BaseGeometry
-    bbox: tuple[float, float, float, float]
+    bbox: tuple[float, ...] | None
     shape: tuple[int, int] | None = None
     gsd: float | None = None
     size_bytes: int | None = None
@@ -335,7 +335,7 @@ def _item_info(item: pystac.Item) -> ItemInfo:
         if not data:
             raise CatalogError(f"item {item.id!r} has no raster asset ({RASTER_ASSET_KEY!r} or role 'data')")
         raster_asset = data[0]
-    raster_path = Path(raster_asset.get_absolute_href())
+    raster_path = Path(raster_asset.get_absolute_href() or raster_asset.href)
     vectors = [
         a
         for k, a in item.assets.items()
@@ -351,7 +351,7 @@ def _item_info(item: pystac.Item) -> ItemInfo:
     return ItemInfo(
         id=item.id,
         raster_path=raster_path,
-        vector_paths=[Path(a.get_absolute_href()) for a in vectors],
+        vector_paths=[Path(a.get_absolute_href() or a.href) for a in vectors],
         crs=_crs_label(props),
         bands=bands,
         sha256=_hex_from_multihash(raster_asset.extra_fields.get("file:checksum")),
@@ -361,7 +361,7 @@ def _item_info(item: pystac.Item) -> ItemInfo:
         gsd=props.get("gsd"),
         size_bytes=raster_asset.extra_fields.get("file:size"),
         datetime=props.get("datetime") or props.get("start_datetime"),
-        item_path=Path(item.get_self_href()) if item.get_self_href() else None,
+        item_path=Path(str(item.get_self_href())) if item.get_self_href() else None,
         vector_sha256=[_hex_from_multihash(a.extra_fields.get("file:checksum")) for a in vectors],
     )
 
@@ -500,7 +500,7 @@ def add_item(
     catalog_dir = Path(catalog_dir) if catalog_dir is not None else default_catalog_dir()
     catalog_dir = catalog_dir.absolute()
     raster = Path(raster)
-    vectors = [Path(v) for v in (vectors or [])]
+    vector_files = [Path(v) for v in (vectors or [])]
 
     # ---- validate everything (no writes) ------------------------------------------------
     if catalog_dir.exists() and not catalog_dir.is_dir():
@@ -543,14 +543,14 @@ def add_item(
             "pass --replace to overwrite it, or --id to choose another id"
         )
 
-    vector_infos = [_check_vector(v) for v in vectors]
+    vector_infos = [_check_vector(v) for v in vector_files]
 
     item_dir = catalog_dir / item_id
     item_file = item_dir / f"{item_id}.json"
     if item_dir.exists() and not item_dir.is_dir():
         raise CatalogError(f"{str(item_dir)!r} exists and is not a folder; remove it or choose another --id")
     placements = [_plan(raster, catalog_dir, item_dir, replace)]
-    placements += [_plan(v, catalog_dir, item_dir, replace) for v in vectors]
+    placements += [_plan(v, catalog_dir, item_dir, replace) for v in vector_files]
     dests = [p.dest for p in placements]
     if len(set(dests)) != len(dests):
         raise CatalogError(
@@ -559,7 +559,7 @@ def add_item(
         )
     if any(d == item_file for d in dests):
         raise CatalogError(f"an input file is named {item_file.name!r}, the item's own JSON; rename it")
-    keys = [VECTOR_ASSET_PREFIX + re.sub(r"[^A-Za-z0-9_.-]+", "-", v.stem) for v in vectors]
+    keys = [VECTOR_ASSET_PREFIX + re.sub(r"[^A-Za-z0-9_.-]+", "-", v.stem) for v in vector_files]
     if len(set(keys)) != len(keys):
         raise CatalogError("two vector files have the same name stem; rename one so each asset key is unique")
 
@@ -584,7 +584,7 @@ def add_item(
         when = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
 
     # ---- build the item (in memory) -------------------------------------------------------
-    item = _build_item(item_id, info, placements, vectors, vector_infos, keys, when, source)
+    item = _build_item(item_id, info, placements, vector_files, vector_infos, keys, when, source)
     if cat is None:
         cat = pystac.Catalog(
             id=catalog_dir.name or "catalog",
@@ -676,7 +676,7 @@ def _build_item(item_id, info, placements, vectors, vector_infos, keys, when, so
         RASTER_ASSET_KEY,
         pystac.Asset(
             href=str(rp.dest),
-            media_type=_RASTER_MEDIA.get(driver, None),
+            media_type=_RASTER_MEDIA.get(driver or "", None),
             roles=["data"],
             title=rp.src.name,
             extra_fields={

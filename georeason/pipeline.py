@@ -32,7 +32,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import shapely
 from pyproj import CRS
@@ -436,7 +436,7 @@ class QuestionError:
 
 
 #: What answering one question gives.
-Outcome = Answer | QuestionError
+Outcome: TypeAlias = Answer | QuestionError
 
 
 @dataclass(frozen=True)
@@ -668,10 +668,10 @@ class Pipeline:
         grid: RasterGrid | None = None,
     ) -> ItemResult:
         """Answer ``questions`` about ``raster`` and/or ``vectors`` (at least one of them)."""
-        compiled = [q if isinstance(q, CompiledQuestion) else None for q in questions]
-        if any(c is None for c in compiled):
-            compiled = compile_questions([str(q) for q in questions])
-        cqs: list[CompiledQuestion] = [c for c in compiled if c is not None]
+        if all(isinstance(q, CompiledQuestion) for q in questions):
+            cqs = [q for q in questions if isinstance(q, CompiledQuestion)]
+        else:
+            cqs = compile_questions([str(q) for q in questions])
         if raster is None:
             if vectors is None:
                 raise InputError(

@@ -120,6 +120,6 @@ class ModelGrounder(ABC):
             chunk = items[start : start + self.batch_size]
             images = [tile_to_rgb(px, bands) for px, _ in chunk]
             for (px, _), dets in zip(chunk, self.predict(images, list(classes))):
-                valid = ~np.ma.getmaskarray(px).all(axis=0)
+                valid = np.asarray(~np.ma.getmaskarray(px).all(axis=0), dtype=bool)
                 out.append(drop_nodata_detections(dets, valid))
         return out

@@ -324,6 +324,7 @@ def detections_to_level(
                         ParseWarning,
                         stacklevel=2,
                     )
+                assert shape is not None  # checked above for the pixel level
                 new = to_mask(d, shape)
             if not new.geometry.any():
                 warnings.warn(

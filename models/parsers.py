@@ -254,8 +254,9 @@ class _Builder:
         self, raw: Sequence[Any], where: str, label: Any = None, score: float = 1.0, mapped: bool = False
     ) -> None:
         """Add a box from four model numbers ``x1, y1, x2, y2`` (``mapped``: already pixels)."""
-        vals = [_num(v) for v in raw]
-        if len(vals) != 4 or any(v is None for v in vals):
+        nums = [_num(v) for v in raw]
+        vals = [v for v in nums if v is not None]
+        if len(nums) != 4 or len(vals) != 4:
             self.warn(f"{where}: dropped box {list(raw)!r}: expected 4 numbers x1, y1, x2, y2")
             return
         if not all(math.isfinite(v) for v in vals):
@@ -285,8 +286,9 @@ class _Builder:
     def point(
         self, raw: Sequence[Any], where: str, label: Any = None, score: float = 1.0, mapped: bool = False
     ) -> None:
-        vals = [_num(v) for v in raw]
-        if len(vals) != 2 or any(v is None for v in vals):
+        nums = [_num(v) for v in raw]
+        vals = [v for v in nums if v is not None]
+        if len(nums) != 2 or len(vals) != 2:
             self.warn(f"{where}: dropped point {list(raw)!r}: expected 2 numbers x, y")
             return
         if not all(math.isfinite(v) for v in vals):
@@ -311,8 +313,9 @@ class _Builder:
         parts: list[BaseGeometry] = []
         for k, ring in enumerate(rings):
             tag = where if len(rings) == 1 else f"{where} polygon {k + 1}"
-            vals = [_num(v) for v in ring] if isinstance(ring, (list, tuple)) else [None]
-            if any(v is None for v in vals):
+            nums = [_num(v) for v in ring] if isinstance(ring, (list, tuple)) else [None]
+            vals = [v for v in nums if v is not None]
+            if len(vals) != len(nums):
                 self.warn(f"{tag}: dropped polygon: expected a flat list of numbers x, y, x, y, ...")
                 continue
             if len(vals) % 2:

@@ -267,7 +267,7 @@ def compute_index(name: str, pixels: np.ma.MaskedArray, roles: Mapping[str, int]
     elif name == "ndbi":
         out = _nd(data["swir"], data["nir"])
     elif name == "brightness":
-        out = sum(data.values()) / len(data)
+        out = np.asarray(sum(data.values()), dtype=np.float32) / len(data)
     else:
         raise InputError(f"unknown spectral index {name!r}")
     out = np.asarray(out, dtype=np.float32)

@@ -179,7 +179,7 @@ def merge_detections(
     transform: Affine | None = None
     crs: CRS | None = None
     for tile, dets in tile_results:
-        if transform is None:
+        if transform is None or crs is None:
             transform, crs = tile.raster_transform, tile.crs
         elif tile.raster_transform != transform or (tile.crs is not crs and tile.crs != crs):
             raise CRSMismatchError(

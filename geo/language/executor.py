@@ -468,7 +468,7 @@ def execute(
         value = int(value)
     elif final.type is T.BOOLEAN:
         value = bool(value)
-    unit = {"m2": "m2", "km2": "km2", "ha": "ha"}.get(final.unit, final.unit)
+    unit = final.unit
     return Answer(
         value=value,
         kind=_KIND[final.type],

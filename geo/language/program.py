@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from enum import Enum
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -333,7 +333,10 @@ def _step_model(op: str, args_model: type[_Args]) -> type[BaseModel]:
 
 
 _STEP_MODELS = {op: _step_model(op, m) for op, (m, _) in OPS.items()}
-Step = Annotated[Union[tuple(_STEP_MODELS.values())], Field(discriminator="op")]  # type: ignore[misc]  # noqa: UP007
+if TYPE_CHECKING:  # a union built at run time from OPS: opaque to a static checker
+    Step = Any
+else:
+    Step = Annotated[Union[tuple(_STEP_MODELS.values())], Field(discriminator="op")]  # noqa: UP007
 
 
 class Program(BaseModel):
@@ -379,7 +382,7 @@ def _first_error(exc: ValidationError) -> tuple[str | None, str]:
     return arg, msg
 
 
-def parse_program(raw: Any) -> list[BaseModel]:
+def parse_program(raw: Any) -> list[Step]:
     """Structural check of each step (op known, argument names/types/units right)."""
     if isinstance(raw, (str, bytes)):
         try:
@@ -503,7 +506,7 @@ def literal_geometry(args: GeometryArgs):
             raise ValueError(f"bbox {args.bbox} needs minx < maxx and miny < maxy")
         g = shapely.box(x0, y0, x1, y1)
     else:
-        pts = args.coords
+        pts = args.coords or []
         if any(len(p) != 2 for p in pts):
             raise ValueError("coords must be [x, y] pairs")
         shape = args.shape or (

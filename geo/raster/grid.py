@@ -19,7 +19,7 @@ from affine import Affine
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from georeason.geo.raster.io import as_dataset, band_names, to_pyproj_crs
+from georeason.geo.raster.io import apply_transform, as_dataset, band_names, to_pyproj_crs
 from georeason.geo.raster.masks import write_mask
 from georeason.geo.vector.crs import reproject
 
@@ -86,8 +86,8 @@ class RasterGrid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """``(left, bottom, right, top)`` in the grid CRS, whatever the transform's signs."""
-        xs, ys = self.transform @ (np.array([0, self.width]), np.array([0, self.height]))  # type: ignore[operator]
-        return (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))
+        xs, ys = apply_transform(self.transform, np.array([0.0, self.width]), np.array([0.0, self.height]))
+        return (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
 
     @property
     def pixel(self) -> PixelTransform:
@@ -95,7 +95,7 @@ class RasterGrid:
         tr = self.transform
 
         def fn(coords: np.ndarray) -> np.ndarray:
-            x, y = tr @ (coords[:, 0], coords[:, 1])  # type: ignore[operator]
+            x, y = apply_transform(tr, coords[:, 0], coords[:, 1])
             return np.column_stack([x, y])
 
         return fn, self.crs

@@ -42,6 +42,7 @@ from georeason.errors import NotGeoreferencedError, RasterReadError, RotatedRast
 from georeason.geo.vector.crs import LONLAT, transformer
 
 __all__ = [
+    "apply_transform",
     "RasterInfo",
     "normalize_path",
     "open_raster",
@@ -266,7 +267,7 @@ def pixel_sizes_m(
     rows = np.asarray(rows, float)
     cc = np.concatenate([cols - 0.5, cols + 0.5, cols, cols])
     rr = np.concatenate([rows, rows, rows - 0.5, rows + 0.5])
-    xs, ys = transform @ (cc, rr)
+    xs, ys = apply_transform(transform, cc, rr)
     if crs.is_geographic:
         lon, lat = xs, ys
     else:
@@ -325,11 +326,23 @@ class RasterInfo:
     sha256: str | None = None
 
 
+def apply_transform(transform: Affine, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` arrays of pixel ``(col, row)`` arrays under an affine transform (``transform @``).
+
+    Examples
+    --------
+    >>> apply_transform(Affine(10, 0, 500, 0, -10, 900), np.array([0.0, 2.0]), np.array([0.0, 1.0]))
+    (array([500., 520.]), array([900., 890.]))
+    """
+    xs, ys = transform @ (cols, rows)  # type: ignore[operator]  # affine's stubs say floats; arrays work
+    return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+
+
 def _footprint_lonlat(transform: Affine, crs: CRS, width: int, height: int, n: int = 32) -> Polygon:
     t = np.linspace(0.0, 1.0, n + 1)[:-1]
     cols = np.concatenate([t * width, np.full(n, width), (1 - t) * width, np.zeros(n)])
     rows = np.concatenate([np.zeros(n), t * height, np.full(n, height), (1 - t) * height])
-    xs, ys = transform @ (cols, rows)
+    xs, ys = apply_transform(transform, cols, rows)
     ring = list(zip(np.asarray(xs).tolist(), np.asarray(ys).tolist()))
     ring.append(ring[0])
     geom = {"type": "Polygon", "coordinates": [ring]}

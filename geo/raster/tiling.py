@@ -57,7 +57,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from georeason.errors import InputError, TileReadError
-from georeason.geo.raster.io import as_dataset, to_pyproj_crs
+from georeason.geo.raster.io import apply_transform, as_dataset, to_pyproj_crs
 
 __all__ = ["Tile", "plan_tiles", "read_tile", "tile_grid", "stride_px"]
 
@@ -135,7 +135,7 @@ class Tile:
 def _bounds(window: Window, transform: Affine) -> tuple[float, float, float, float]:
     c0, r0 = window.col_off, window.row_off
     c1, r1 = c0 + window.width, r0 + window.height
-    xs, ys = transform @ (np.array([c0, c1, c0, c1], float), np.array([r0, r0, r1, r1], float))
+    xs, ys = apply_transform(transform, np.array([c0, c1, c0, c1], float), np.array([r0, r0, r1, r1], float))
     return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
 
 

@@ -104,7 +104,7 @@ def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
     if shapely.intersects(*unwrap_antimeridian(a, b)):
         return 0.0
     center = spherical_mean_lonlat([a, b])
-    ends = None
+    ends: np.ndarray | None = None
     # Re-centre on the nearest points found until they settle: for small shapes the second
     # pass repeats the first; for long edges the first frame (centred on the shapes) can
     # put them metres off, and one re-centring still leaves millimetres.
@@ -122,6 +122,7 @@ def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
         if settled:
             break
         center = spherical_mean_lonlat([Point(ends[0]), Point(ends[1])])
+    assert ends is not None  # the loop runs at least once
     (x1, y1), (x2, y2) = ends
     return float(GEOD.inv(x1, y1, x2, y2)[2])
 

@@ -128,7 +128,7 @@ class Scene:
         if valid.all():
             return geoms
         out = geoms.copy()
-        for i in np.flatnonzero(~valid):
+        for i in np.flatnonzero(~valid).tolist():
             why = shapely.is_valid_reason(geoms[i])
             if on_invalid == "error":
                 raise InvalidGeometryError(

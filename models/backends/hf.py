@@ -296,10 +296,10 @@ class HFGrounder(ModelGrounder):
         )
         self.prompt = str(self.config.get("prompt") or self.default_prompt)
         self.load_count = 0
-        self.model = None
-        self.processor = None
+        self.model: Any = None  # a transformers model, loaded lazily
+        self.processor: Any = None
         self.device = "cpu"
-        self.dtype = None
+        self.dtype: Any = None
         self._load_error: Exception | None = None
         self._lock = threading.Lock()
         self.segmenter: SamSegmenter | None = None
@@ -764,8 +764,8 @@ class SamSegmenter:
             cache_dir=self.config.get("cache_dir"),
             revision=self.config.get("revision"),
         )
-        self.model = None
-        self.processor = None
+        self.model: Any = None
+        self.processor: Any = None
         self.load_count = 0
         self._lock = threading.Lock()
 

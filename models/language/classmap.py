@@ -166,7 +166,7 @@ def map_class(
     True
     """
     known_list = [str(k) for k in known_classes]
-    known = {}
+    known: dict[str, str] = {}
     for k in known_list:
         known.setdefault(normalise_name(k), k)
     n = normalise_name(name)
