@@ -11,17 +11,28 @@ Contract (scripts and schedulers depend on it):
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
+from georeason.catalog import get_item
+from georeason.cli_catalog import catalog_app
+from georeason.config import RunConfig, default_results_dir, read_questions
 from georeason.errors import GeoreasonError
+from georeason.geo.export.layers import atomic_path, write_answer
+from georeason.geo.language.executor import execute
+from georeason.geo.language.program import program_json_schema
+from georeason.geo.vector.scene import read_scene
+from georeason.models.language.planner import chat_client, plan_and_answer
+from georeason.pipeline import ItemResult, Pipeline, QuestionError, outcome_row, read_vectors, row_text
 
-if TYPE_CHECKING:
-    from georeason.pipeline import ItemResult
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="georeason",
@@ -34,8 +45,6 @@ app = typer.Typer(
 
 def _local_prefect_defaults() -> None:
     """No network but loopback: the temporary/local Prefect server must not phone home."""
-    import os
-
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     # the temporary server (SQLite migrations, ~10-30 s on 2 busy cores) may start slowly
@@ -72,14 +81,11 @@ def _grounder_options(outputs: Path | None, model_path: str | None, pairs: list[
 
 def _read_questions(path: Path) -> list[str]:
     """Questions from a text (one per line), JSONL (``question`` field) or YAML file."""
-    from georeason.config import read_questions
 
     return [spec.question for spec in read_questions(path)]
 
 
 def _print_answer(answer) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -124,13 +130,9 @@ def _run_pipeline(
 ) -> ItemResult:
     """Answer ``questions`` through the one pipeline (:class:`georeason.pipeline.Pipeline`),
     grounding in this process (a plain loop over tile batches, no Prefect)."""
-    from georeason.geo.vector.scene import read_scene
-    from georeason.pipeline import Pipeline, read_vectors
 
     vector_paths: list[Path] = []
     if item is not None:
-        from georeason.catalog import get_item
-
         info = get_item(item, catalog)
         if raster is None:
             raster = info.raster_path
@@ -219,9 +221,6 @@ def ask(
     ] = None,
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
-    from georeason.geo.export.layers import atomic_path, write_answer
-    from georeason.geo.language.executor import execute
-    from georeason.pipeline import QuestionError, outcome_row
 
     given = sum(x is not None for x in (question, query, questions))
     if given != 1:
@@ -230,10 +229,6 @@ def ask(
         lines = _read_questions(questions) if questions is not None else ([question] if question else [])
         fallback = None
         if planner is not None:
-            import os
-
-            from georeason.models.language.planner import chat_client, plan_and_answer
-
             chat = chat_client(planner, os.environ.get("GEOREASON_PLANNER_MODEL") or None)
 
             def fallback(q, scene, ctx, n):  # questions no template understands go to the planner
@@ -300,8 +295,6 @@ def ask(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of query programs (for constraining a model to valid programs)."""
-    from georeason.geo.language.program import program_json_schema
-
     sys.stdout.write(json.dumps(program_json_schema(), indent=2) + "\n")
 
 
@@ -359,9 +352,6 @@ def run(
     ] = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
-    import os
-
-    from georeason.config import RunConfig, default_results_dir
 
     try:
         cfg = RunConfig.load(
@@ -439,10 +429,6 @@ def serve(
 
 
 def _print_run(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from georeason.pipeline import row_text
 
     table = Table(title="georeason answers", show_lines=False)
     for col in ("item", "question", "answer", "kind"):
@@ -459,8 +445,6 @@ def _print_run(result) -> None:
 
 
 def _register_subcommands() -> None:
-    from georeason.cli_catalog import catalog_app
-
     app.add_typer(catalog_app, name="catalog")
 
 

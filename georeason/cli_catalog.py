@@ -13,6 +13,8 @@ import typer
 
 from georeason.errors import GeoreasonError
 
+__all__ = ["catalog_app"]
+
 catalog_app = typer.Typer(
     name="catalog",
     help="The STAC catalog of scenes: add a georeferenced raster, list items, validate assets.",

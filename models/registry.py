@@ -21,7 +21,16 @@ from georeason.models.backends.recorded import RecordedGrounder, prepare_recorde
 from georeason.models.backends.remote import RemoteGrounder, prepare_remote
 from georeason.models.spectral import SpectralGrounder, class_family, fit_thresholds
 
-__all__ = ["GrounderSpec", "register", "build_grounder", "available", "can_ground", "load_counts"]
+__all__ = [
+    "GrounderSpec",
+    "register",
+    "build_grounder",
+    "available",
+    "can_ground",
+    "load_counts",
+    "prepare_spec",
+    "prepare_spectral",
+]
 
 
 @dataclass(frozen=True)

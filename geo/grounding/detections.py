@@ -31,6 +31,8 @@ from georeason.geo.raster.tiling import Tile
 
 __all__ = [
     "KINDS",
+    "pixel_rasterize",
+    "pixel_shapes",
     "Detection",
     "Grounder",
     "GroundedObject",

@@ -43,6 +43,7 @@ __all__ = [
     "parse_program",
     "validate_program",
     "check_scene",
+    "literal_geometry",
     "program_json_schema",
     "REF_PATTERN",
 ]

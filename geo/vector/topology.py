@@ -14,7 +14,7 @@ from shapely.geometry.base import BaseGeometry
 
 from georeason.geo.vector.crs import unwrap_antimeridian
 
-__all__ = ["RELATIONS", "PREDICATES", "Relation", "de9im", "relation", "predicate", "relate"]
+__all__ = ["RELATIONS", "PREDICATES", "Relation", "de9im", "relation", "predicate", "relate", "merge_seam"]
 
 #: Named relations, in the order of precedence used by :func:`relation`.
 RELATIONS = ("equals", "within", "contains", "overlaps", "crosses", "touches", "intersects", "disjoint")
