@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from georeason.errors import InputError
-from georeason.geo.raster.io import raster_info
+from georeason.geo.raster.grid import RasterGrid
 from georeason.models.backends import hf
 from georeason.models.backends.recorded import RecordedGrounder, prepare_recorded
 from georeason.models.backends.remote import RemoteGrounder, prepare_remote
@@ -161,7 +161,7 @@ def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
         if raster is None:
             opts["min_area_m2"] = 0.0
         else:
-            w_m, h_m = raster_info(raster).res_m
+            w_m, h_m = RasterGrid.read(raster).res_m
             opts["min_area_m2"] = round(3.0 * w_m * h_m, 3)
     opts.setdefault("simplify_m", 0.0)
     return opts

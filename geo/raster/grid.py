@@ -19,7 +19,7 @@ from affine import Affine
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from georeason.geo.raster.io import apply_transform, as_dataset, band_names, to_pyproj_crs
+from georeason.geo.raster.io import apply_transform, as_dataset, band_names, pixel_size_m, to_pyproj_crs
 from georeason.geo.raster.masks import write_mask
 from georeason.geo.vector.crs import reproject
 
@@ -88,6 +88,11 @@ class RasterGrid:
         """``(left, bottom, right, top)`` in the grid CRS, whatever the transform's signs."""
         xs, ys = apply_transform(self.transform, np.array([0.0, self.width]), np.array([0.0, self.height]))
         return (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+
+    @property
+    def res_m(self) -> tuple[float, float]:
+        """Pixel width and height on the ground, in metres, at the raster centre (WGS84)."""
+        return pixel_size_m(self.transform, self.crs, self.width / 2, self.height / 2)
 
     @property
     def pixel(self) -> PixelTransform:
