@@ -7,7 +7,8 @@ GeoTIFF, and in a fresh subprocess per run (so peak RSS is per run) measures:
 * ``import``: importing torch + transformers (RSS after it is the floor);
 * ``load``: ``build_grounder(spec)`` + the first ``ensure_loaded()`` (processor + weights);
 * ``ground``: ``--tiles`` tiles in batches of ``--batch`` as each Prefect task does it
-  (``build_grounder(spec)`` then ``ground_batch``) -- the model is loaded once;
+  (``georeason.pipeline.ground_job_batch``: ``build_grounder(spec)`` then ``ground_batch``) --
+  the model is loaded once;
 * ``per-tile``: the anti-pattern, a new grounder (a new load) for every tile.
 
 Then ``--workers`` processes (spawned, as Dask/Prefect process workers are) each ground a
@@ -84,7 +85,7 @@ def child(args) -> dict:
     from georeason.geo.raster.tiling import plan_tiles
     from georeason.models.backends import hf
     from georeason.models.registry import GrounderSpec, build_grounder
-    from georeason.pipeline import ground_batch, plan_batches
+    from georeason.pipeline import GroundJob, ground_batch, ground_job_batch, plan_batches
 
     warnings.simplefilter("ignore", ParseWarning)
     torch.set_num_threads(1 if args.mode == "worker" else torch.get_num_threads())
@@ -119,9 +120,11 @@ def child(args) -> dict:
             res["rss_loaded_mb"] = round(rss_mb(), 1)
             t2 = time.perf_counter()
             n = 0
+            job = GroundJob(str(work / "scene.tif"), spec, ("building",), tuple(bands))
             for batch in batches:
-                g = build_grounder(spec)  # as each Prefect task does: the cached instance comes back
-                r = ground_batch(src, batch, g, ["building"], bands)
+                # as the pipeline's map does for each batch (a loop in `ask`, a Prefect task in
+                # flows): build_grounder(spec) returns the cached instance, no new load
+                r = ground_job_batch(job, batch)
                 assert not r.failures, r.failures
                 n += sum(len(d) for _, d in r.results)
             res["ground_s"] = round(time.perf_counter() - t2, 3)
