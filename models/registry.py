@@ -102,7 +102,7 @@ def can_ground(name: str, label: str) -> bool:
     return bool(_SUPPORTS[name](label))
 
 
-def build_grounder(spec: GrounderSpec):
+def build_grounder(spec: GrounderSpec) -> Any:
     """The grounder for ``spec``, built once per process and reused."""
     _check(spec.name)
     with _LOCK:
@@ -142,7 +142,7 @@ def _spectral(cfg: dict[str, Any]) -> SpectralGrounder:
     )
 
 
-def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
+def prepare_spectral(raster: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """Fit Otsu thresholds once on the whole scene, for every index family the bands allow.
 
     Fitting all families (not only the classes asked) keeps the config — and the tile cache
@@ -167,7 +167,7 @@ def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-def prepare_spec(name: str, raster=None, options: dict[str, Any] | None = None) -> GrounderSpec:
+def prepare_spec(name: str, raster: str | None = None, options: dict[str, Any] | None = None) -> GrounderSpec:
     """The spec to run grounder ``name`` on ``raster``, with its per-scene set-up done."""
     _check(name)
     opts = dict(options or {})

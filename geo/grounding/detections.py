@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import shapely
@@ -178,13 +178,15 @@ def _shift(geom, d: float):
     return shapely.transform(geom, lambda xy: xy + d)
 
 
-def pixel_shapes(array: np.ndarray, mask: np.ndarray | None = None, connectivity: int = 4):
+def pixel_shapes(
+    array: np.ndarray, mask: np.ndarray | None = None, connectivity: int = 4
+) -> list[tuple[BaseGeometry, float]]:
     """``rasterio.features.shapes`` in pixel ``(col, row)`` space: ``(shapely geometry, value)`` pairs."""
     found = shapes(array, mask=mask, connectivity=connectivity, transform=_PIXEL_TRANSFORM)
     return [(_shift(shape(g), -PIXEL_OFFSET), v) for g, v in found]
 
 
-def pixel_rasterize(geoms, out_shape: tuple[int, int], all_touched: bool = False) -> np.ndarray:
+def pixel_rasterize(geoms: Any, out_shape: tuple[int, int], all_touched: bool = False) -> np.ndarray:
     """Burn pixel-space geometries into a uint8 array of ``out_shape`` (1 inside, 0 outside)."""
 
     return rasterize(

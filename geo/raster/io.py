@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
@@ -88,7 +89,7 @@ def _is_local(name: str) -> bool:
     return not name.startswith(_GDAL_PREFIXES)
 
 
-def to_pyproj_crs(crs) -> CRS:
+def to_pyproj_crs(crs: Any) -> CRS:
     """A :class:`pyproj.CRS` from a rasterio CRS (or anything pyproj accepts)."""
     if isinstance(crs, CRS):
         return crs
@@ -200,7 +201,9 @@ def open_raster(path_or_url: str | os.PathLike, *, check_read: bool = True) -> I
 
 
 @contextmanager
-def as_dataset(src_or_path, *, check_read: bool = True) -> Iterator[DatasetReader]:
+def as_dataset(
+    src_or_path: DatasetReader | str | os.PathLike[str], *, check_read: bool = True
+) -> Iterator[DatasetReader]:
     """Yield a checked dataset: an open one as is (not closed on exit), or open a path."""
     if isinstance(src_or_path, DatasetReader) or hasattr(src_or_path, "read_masks"):
         check_raster(src_or_path, check_read=False)
@@ -237,7 +240,7 @@ def band_names(src: DatasetReader) -> tuple[str, ...]:
     return tuple(names)
 
 
-def pixel_size_m(transform: Affine, crs, col: float = 0.5, row: float = 0.5) -> tuple[float, float]:
+def pixel_size_m(transform: Affine, crs: Any, col: float = 0.5, row: float = 0.5) -> tuple[float, float]:
     """Width and height on the ground of the pixel at ``(col, row)``, in metres.
 
     The midpoints of the pixel's sides are taken to lon/lat and their separations
@@ -259,7 +262,7 @@ def pixel_size_m(transform: Affine, crs, col: float = 0.5, row: float = 0.5) -> 
 
 
 def pixel_sizes_m(
-    transform: Affine, crs, cols: np.ndarray, rows: np.ndarray
+    transform: Affine, crs: Any, cols: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised :func:`pixel_size_m`: ground width and height (metres) at many pixels."""
     crs = to_pyproj_crs(crs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -40,7 +40,7 @@ class MaskResult:
 
 
 def write_mask(
-    geoms,
+    geoms: Any,
     grid: RasterGrid,
     path: str | Path,
     valid_source: str | Path | None = None,

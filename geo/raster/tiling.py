@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -221,7 +222,7 @@ def _core_has_valid(src, core: Window, sample_px: int = 64, chunk_rows: int = 10
 
 
 def plan_tiles(
-    src_or_path,
+    src_or_path: Any,
     tile_px: int = 1024,
     overlap_px: int = 128,
     skip_nodata: bool = True,
@@ -292,7 +293,7 @@ def plan_tiles(
                 )
 
 
-def read_tile(src_or_path, tile: Tile, indexes: list[int] | None = None) -> np.ma.MaskedArray:
+def read_tile(src_or_path: Any, tile: Tile, indexes: list[int] | None = None) -> np.ma.MaskedArray:
     """Read a tile as a masked array of shape ``(bands, tile_px, tile_px)``.
 
     Pixels that are nodata (per-band masks: nodata value, mask band or alpha) are masked,
