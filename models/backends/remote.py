@@ -5,7 +5,7 @@ This is how people usually serve Qwen-VL and similar models: vLLM
 hosted endpoint. Each tile is rendered to 8-bit RGB (:func:`georeason.models.base.tile_to_rgb`),
 encoded as PNG and sent as a base64 ``data:`` URL in an ``image_url`` content part of
 ``POST {base_url}/chat/completions``, one request per tile and class; the reply text is
-parsed with :mod:`georeason.models.parsers` into pixel-space detections of that tile.
+parsed with :mod:`georeason.models.formats` into pixel-space detections of that tile.
 Geometry is never left to the model: seam merging and reasoning happen in
 :mod:`georeason.geo` as for every grounder.
 
@@ -22,7 +22,7 @@ Configuration (``--grounder-option KEY=VALUE`` or ``grounder_options``):
 ``format``
     output format the model prints: ``qwen2.5`` (default), ``qwen3``, ``qwen2``,
     ``florence``, ``remotereasoner``, ``geochat``... (any format
-    :func:`georeason.models.parsers.parse_output` knows).
+    :func:`georeason.models.formats.parse_output` knows).
 ``prompt``
     the text sent with the image; ``{label}`` is replaced by the class asked (a default
     per format, see :data:`PROMPTS`). ``prompts``: ``{class: prompt}`` overrides.
@@ -284,9 +284,9 @@ def _input_size(cfg: Mapping[str, Any], width: int, height: int) -> tuple[int, i
     if cfg.get("input_size"):
         w, h = cfg["input_size"]
         return int(w), int(h)
-    from georeason.models.parsers import _norm_format, smart_resize
+    from georeason.models.formats import normalize_format, smart_resize
 
-    if _norm_format(str(cfg.get("format", "qwen2.5"))) != "qwen2.5" or not cfg.get("server_resize", True):
+    if normalize_format(str(cfg.get("format", "qwen2.5"))) != "qwen2.5" or not cfg.get("server_resize", True):
         return None
 
     h, w = smart_resize(
@@ -337,7 +337,7 @@ class RemoteGrounder(ModelGrounder):
         return tmpl.replace("{label}", label)
 
     def _one(self, image: np.ndarray, url: str, label: str) -> list[Detection]:
-        from georeason.models.parsers import parse_output
+        from georeason.models.formats import parse_output
 
         messages = [
             {
