@@ -66,6 +66,7 @@ LABEL_KEYS = (
     "ref",
     "phrase",
     "text",
+    "text_content",
     "description",
 )
 SCORE_KEYS = ("score", "confidence", "conf", "probability", "prob")

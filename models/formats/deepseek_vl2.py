@@ -25,7 +25,7 @@ from georeason.models.formats.core import (
     nothing,
     short,
 )
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_deepseek_vl2", "FORMAT"]
 
@@ -62,7 +62,8 @@ def _parse(text: Any, b: Builder) -> list[Detection]:
             )
             if not m.group("end"):
                 cut = "truncated"
-            b.warn(f"{where}: dropped the {cut} box {short(open_tail.group(0).strip(), 40)}")
+            shown = open_tail.group(0).strip().replace("nan", "<runaway>")
+            b.warn(f"{where}: dropped the {cut} box {short(shown, 40)}")
             rest = rest[: open_tail.start()]
         stray = [v for v in NUM_RE.findall(rest) if v.lower() != "nan"]
         if stray:
@@ -105,6 +106,98 @@ def parse_deepseek_vl2(text: str, image_size: tuple[int, int], label: str | None
     )
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "deepseek-ai/DeepSeek-VL2 README (single-image visual grounding example, "
+            "'<|ref|>The giraffe at the back.<|/ref|>.' on images/visual_grounding_1.jpeg), "
+            "the answer as the README prints it; the README gives no image size, "
+            "so the 0-999 box is scaled to an assumed 1000x667 by DeepSeek's int(x / 999 * w)"
+        ),
+        text=(
+            "<|ref|>The giraffe at the back.<|/ref|><|det|>[[580, 270, 999, "
+            "900]]<|/det|><｜end▁of▁sentence｜>"
+        ),
+        image_size=(1000, 667),
+        expected=((580, 180, 1000, 600),),
+        labels=("The giraffe at the back.",),
+    ),
+    Case(
+        source=(
+            "deepseek-ai/DeepSeek-VL2 issue #96 (comment by erdongchendou, "
+            "2025-02-26): a 9999 on the 0-999 grid, "
+            "then a five-number box running into endless 9s; neither box is valid, "
+            "each is named in a warning"
+        ),
+        text=(
+            "<|Assistant|>:: <|ref|>head without helmet<|/ref|><|det|>[[0, 50, 55, 9999], [0, 5, "
+            "533, 17, "
+            "9999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+        ),
+        image_size=(999, 999),
+        expected=(),
+        warns=("impossible value 9999", "runaway number"),
+    ),
+    Case(
+        source="deepseek-ai/DeepSeek-VL2 issue #123 (deepseek-vl2-tiny/small answers on RefCOCO quoted by the reporter): '99999' on the 0-999 grid; the box is dropped with a warning naming the value",
+        text=(
+            "<|ref|>A girl in stands between two boys, focused on game.<|/ref|><|det|>[[2, 311, "
+            "99999, 98]]<|/det|><｜end▁of▁sentence｜>"
+        ),
+        image_size=(999, 999),
+        expected=(),
+        warns=("impossible value 99999",),
+    ),
+    Case(
+        source="deepseek-ai/DeepSeek-VL2 issue #123 (deepseek-vl2-tiny/small answers on RefCOCO quoted by the reporter): a one-number box '[[470,]]'",
+        text=(
+            "<|ref|>The decorated cake sits the table, "
+            "ready for the celebration.<|/ref|><|det|>[[470,]]<|/det|><｜end▁of▁sentence｜>"
+        ),
+        image_size=(999, 999),
+        expected=(),
+        warns=("[470]",),
+    ),
+    Case(
+        source="deepseek-ai/DeepSeek-VL2 issue #123 (deepseek-vl2-tiny/small answers on RefCOCO quoted by the reporter): a five-number box with 5329/5310/99999",
+        text=(
+            "<|ref|>Individual at the workstation on the workstation banana in their hand<|/ref|><|det|>[[0, "
+            "5329, 5310, 9, 99999]]<|/det|><｜end▁of▁sentence｜>"
+        ),
+        image_size=(999, 999),
+        expected=(),
+        warns=("5 numbers",),
+    ),
+    Case(
+        source=(
+            "DeepSeek-OCR output published in transformers' test suite (tests/models/deepseek_ocr2, "
+            "EXPECTED_DECODED_TEXT, same <|ref|>/<|det|> 0-999 format); no image size in the test, "
+            "scaled to 999x999"
+        ),
+        text="<|ref|>title<|/ref|><|det|>[[330, 198, 559, 230]]<|/det|>\n# R",
+        image_size=(999, 999),
+        expected=((330, 198, 559, 230),),
+        labels=("title",),
+    ),
+    Case(
+        source=(
+            "CONSTRUCTED (no published example found): a box cut by a nested <|ref|>, "
+            "shaped after the malformations of issues #96/#123; the whole box before and after is kept, "
+            "the cut one is named"
+        ),
+        text=(
+            "<|ref|>car<|/ref|><|det|>[[100, 200, 300, 400], [512, 37, "
+            "<|ref|>truck<|/ref|><|det|>[[600, 600, 900, 800]]<|/det|>"
+        ),
+        image_size=(999, 999),
+        expected=((100, 200, 300, 400), (600, 600, 900, 800)),
+        labels=("car", "truck"),
+        warns=("[512, 37",),
+        real=False,
+    ),
+)
+
 FORMAT = register(
     Format(
         name="deepseek-vl2",
@@ -116,6 +209,6 @@ FORMAT = register(
         models=(r"deepseek[-_]?(vl2?|ocr)",),
         marker=r"<\|det\|>|<\|ref\|>",
         specificity=90,
-        cases=(),
+        cases=CASES,
     )
 )

@@ -15,7 +15,7 @@ from typing import Any
 from georeason.errors import InputError
 from georeason.geo.grounding.detections import Detection
 from georeason.models.formats.core import Builder, as_text, check_size, guard, nothing, short
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["FLORENCE_TASKS", "parse_florence", "guess_florence_task", "FORMAT"]
 
@@ -243,6 +243,52 @@ def _parse_ocr(text: Any, image_size: tuple[int, int], label: str | None = None)
     return parse_florence(text, "<OCR_WITH_REGION>", image_size, label=label)
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "huggingface/transformers tests/models/florence2/test_modeling_florence2.py, "
+            "test_base_model_batching_inference_sdpa: '<OD>' on the car image (640x480); expected = the test's EXPECTED_PARSED_ANSWER (post_process_generation, "
+            "bin centres truncated to int)"
+        ),
+        text="</s><s>car<loc_53><loc_333><loc_933><loc_774>door handle<loc_425><loc_503><loc_474><loc_515>wheel<loc_709><loc_576><loc_865><loc_772><loc_150><loc_584><loc_309><loc_773></s><pad><pad><pad>",
+        image_size=(640, 480),
+        expected=((34, 160, 597, 371), (272, 241, 303, 247), (454, 276, 553, 370), (96, 280, 198, 371)),
+        labels=("car", "door handle", "wheel", "wheel"),
+        options={"task": "<OD>"},
+    ),
+    Case(
+        source=(
+            "huggingface/transformers tests/models/florence2/test_modeling_florence2.py, "
+            "test_large_model_batching_inference_eager: '<REGION_PROPOSAL>' on the street image; size 1300x876 recovered from the parsed answer (loc_999 -> "
+            "1299, loc_675 -> 591); expected = EXPECTED_PARSED_ANSWER_0"
+        ),
+        text="</s><s><s><s><loc_0><loc_0><loc_999><loc_675><loc_0><loc_0><loc_310><loc_671><loc_763><loc_0><loc_999><loc_663><loc_524><loc_544><loc_921><loc_762><loc_163><loc_132><loc_363><loc_422><loc_802><loc_674><loc_890><loc_758><loc_566><loc_677><loc_646><loc_760></s>",
+        image_size=(1300, 876),
+        expected=(
+            (0, 0, 1299, 591),
+            (0, 0, 403, 588),
+            (992, 0, 1299, 581),
+            (681, 476, 1197, 667),
+            (212, 116, 472, 370),
+            (1043, 590, 1157, 664),
+            (736, 593, 840, 666),
+        ),
+        options={"task": "<REGION_PROPOSAL>"},
+    ),
+    Case(
+        source=(
+            "huggingface/transformers tests/models/florence2/test_modeling_florence2.py, "
+            "test_large_model_batching_inference_eager: '<OPEN_VOCABULARY_DETECTION>car' on the car image (640x480); expected = EXPECTED_PARSED_ANSWER_1"
+        ),
+        text="</s><s>car<loc_52><loc_334><loc_932><loc_774></s><pad><pad><pad>",
+        image_size=(640, 480),
+        expected=((33, 160, 596, 371),),
+        labels=("car",),
+        options={"task": "<OPEN_VOCABULARY_DETECTION>"},
+    ),
+)
+
 FORMAT = register(
     Format(
         name="florence",
@@ -260,8 +306,181 @@ FORMAT = register(
         models=(r"florence-?2",),
         marker=r"<loc_\d+>",
         specificity=80,
-        cases=(),
+        cases=CASES,
     )
+)
+
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+OCR_CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "huggingface/transformers tests/models/florence2/test_modeling_florence2.py, "
+            "test_large_model_batching_inference_sdpa: '<OCR_WITH_REGION>' on the street image (1300x876); expected = bounds of the test's EXPECTED_PARSED_ANSWER quad_boxes"
+        ),
+        text="</s><s><s><s>中新中<loc_533><loc_68><loc_653><loc_68><loc_653><loc_128><loc_533><loc_128>88<loc_1><loc_103><loc_19><loc_103><loc_19><loc_125><loc_1><loc_125>DAT<loc_132><loc_186><loc_177><loc_188><loc_177><loc_214><loc_132><loc_213>STOP<loc_177><loc_226><loc_345><loc_224><loc_345><loc_327><loc_177><loc_331>KUO<loc_961><loc_371><loc_992><loc_371><loc_992><loc_397><loc_961><loc_397>OPTUS<loc_120><loc_414><loc_192><loc_415><loc_192><loc_450><loc_120><loc_448>OD COUKT<loc_438><loc_399><loc_486><loc_399><loc_486><loc_413><loc_438><loc_413>yes<loc_21><loc_439><loc_64><loc_437><loc_65><loc_482><loc_21><loc_484>88<loc_859><loc_435><loc_880><loc_435><loc_880><loc_460><loc_859><loc_460></s>",
+        image_size=(1300, 876),
+        expected=(
+            (693, 60, 849, 112),
+            (1, 90, 25, 109),
+            (172, 163, 230, 187),
+            (230, 196, 449, 290),
+            (1249, 325, 1290, 348),
+            (156, 363, 250, 394),
+            (570, 349, 632, 362),
+            (27, 383, 85, 424),
+            (1117, 381, 1144, 403),
+        ),
+        labels=("中新中", "88", "DAT", "STOP", "KUO", "OPTUS", "OD COUKT", "yes", "88"),
+    ),
+    Case(
+        source=(
+            "Florence-2 model card sample (microsoft/Florence-2-large, "
+            "'CUDA for engineers' cover) as quoted in a published script (GitHub, "
+            "code search id 40972683268): the post_process_generation dict; size 403x500 recovered by inverting the bin centres (N + 0.5) * size / 1000; expected = the quads' own bounds"
+        ),
+        text={
+            "<OCR_WITH_REGION>": {
+                "quad_boxes": [
+                    [
+                        167.0435028076172,
+                        50.25,
+                        375.7974853515625,
+                        50.25,
+                        375.7974853515625,
+                        114.75,
+                        167.0435028076172,
+                        114.75,
+                    ],
+                    [
+                        144.8784942626953,
+                        120.75,
+                        375.7974853515625,
+                        120.75,
+                        375.7974853515625,
+                        149.25,
+                        144.8784942626953,
+                        149.25,
+                    ],
+                    [
+                        115.86249542236328,
+                        165.25,
+                        376.6034851074219,
+                        166.25,
+                        376.6034851074219,
+                        184.25,
+                        115.86249542236328,
+                        183.25,
+                    ],
+                    [
+                        239.9864959716797,
+                        184.25,
+                        376.6034851074219,
+                        186.25,
+                        376.6034851074219,
+                        204.25,
+                        239.9864959716797,
+                        202.25,
+                    ],
+                    [
+                        266.1814880371094,
+                        441.25,
+                        376.6034851074219,
+                        441.25,
+                        376.6034851074219,
+                        456.25,
+                        266.1814880371094,
+                        456.25,
+                    ],
+                    [
+                        252.0764923095703,
+                        460.25,
+                        376.6034851074219,
+                        460.25,
+                        376.6034851074219,
+                        475.25,
+                        252.0764923095703,
+                        475.25,
+                    ],
+                ],
+                "labels": [
+                    "</s>CUDA",
+                    "FOR ENGINEERS",
+                    "An Introduction to High-Performance",
+                    "Parallel Computing",
+                    "DUANE STORTI",
+                    "METE YURTOGLU",
+                ],
+            }
+        },
+        image_size=(403, 500),
+        expected=(
+            (167.044, 50.25, 375.797, 114.75),
+            (144.878, 120.75, 375.797, 149.25),
+            (115.862, 165.25, 376.603, 184.25),
+            (239.986, 184.25, 376.603, 204.25),
+            (266.181, 441.25, 376.603, 456.25),
+            (252.076, 460.25, 376.603, 475.25),
+        ),
+        labels=(
+            "CUDA",
+            "FOR ENGINEERS",
+            "An Introduction to High-Performance",
+            "Parallel Computing",
+            "DUANE STORTI",
+            "METE YURTOGLU",
+        ),
+    ),
+    Case(
+        source=(
+            "Florence-2 run published in a tutorial README (GitHub, code search id 2976352176, "
+            "'Task 9: OCR with region', "
+            "the 'I CAN HAS CHEEZBURGER' image); size 273x398 recovered by inverting the bin centres; expected = the quads' bounds"
+        ),
+        text={
+            "<OCR_WITH_REGION>": {
+                "quad_boxes": [
+                    [
+                        62.653499603271484,
+                        10.54699993133545,
+                        196.96949768066406,
+                        10.54699993133545,
+                        196.96949768066406,
+                        38.80500030517578,
+                        62.653499603271484,
+                        38.80500030517578,
+                    ],
+                    [
+                        28.528499603271484,
+                        48.755001068115234,
+                        234.09750366210938,
+                        48.755001068115234,
+                        234.09750366210938,
+                        78.6050033569336,
+                        28.528499603271484,
+                        78.6050033569336,
+                    ],
+                    [
+                        2.5935001373291016,
+                        386.6570129394531,
+                        163.3905029296875,
+                        386.6570129394531,
+                        163.3905029296875,
+                        396.60699462890625,
+                        2.5935001373291016,
+                        396.60699462890625,
+                    ],
+                ],
+                "labels": ["</s>I CAN HAS", "CHEEZBURGER?", "ICANHASCHEEZEURGER.COM C"],
+            }
+        },
+        image_size=(273, 398),
+        expected=(
+            (62.653, 10.547, 196.969, 38.805),
+            (28.528, 48.755, 234.098, 78.605),
+            (2.594, 386.657, 163.391, 396.607),
+        ),
+        labels=("I CAN HAS", "CHEEZBURGER?", "ICANHASCHEEZEURGER.COM C"),
+    ),
 )
 
 OCR_FORMAT = register(
@@ -277,6 +496,6 @@ OCR_FORMAT = register(
         ),
         prompt="<OCR_WITH_REGION>",
         parse=_parse_ocr,
-        cases=(),
+        cases=OCR_CASES,
     )
 )

@@ -20,7 +20,7 @@ from georeason.models.formats.core import (
     json_objects,
     nothing,
 )
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_gemini", "FORMAT"]
 
@@ -89,6 +89,61 @@ def parse_gemini(text: str, image_size: tuple[int, int], label: str | None = Non
     )
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "google-gemini/cookbook quickstarts/Spatial_understanding.ipynb @ 0f26ec88 (gemini-2.0-flash, "
+            "'Socks.jpg'; the cell prints the image size (640, "
+            "482)); boxes by the notebook's plot_bounding_boxes: int(y / 1000 * height), "
+            "int(x / 1000 * width)"
+        ),
+        text=(
+            '```json\n[\n  {"box_2d": [53, 248, 388, 527], "label": "sock with face"},\n'
+            '  {"box_2d": [236, 662, 653, 862], "label": "sock with face"}\n]\n```'
+        ),
+        image_size=(640, 482),
+        expected=((158, 25, 337, 187), (423, 113, 551, 314)),
+        labels=("sock with face", "sock with face"),
+    ),
+    Case(
+        source=(
+            "google-gemini/cookbook quickstarts/Spatial_understanding.ipynb @ 0f26ec88 ('Spill.jpg', "
+            "prose before and after the fenced JSON, "
+            "a value of 1000; the plotting cell prints (640, 480)); same post-processing"
+        ),
+        text=(
+            'Here are the bounding box detections:\n```json\n[\n  {"box_2d": [447, 0, 1000, 418], '
+            '"label": "pink cloth"},\n  {"box_2d": [197, 300, 510, 514], "label": "sugar bowl"},\n'
+            '  {"box_2d": [433, 607, 664, 871], "label": "spill"},\n  {"box_2d": [0, 465, 325, '
+            '807], "label": "sugar container"}\n]\n```\nHere\'s how to clean the table:\n\n'
+            "1.  **Grab the pink cloth**: Use the pink cloth to wipe up the spill.\n"
+            "2.  **Wipe the spill**: Gently wipe the spill, "
+            "starting from the outside and working your way inward to prevent spreading it further.\n"
+            "3.  **Clean the area**: Once you've removed the majority of the spill, use a clean, "
+            "damp cloth or sponge with a mild dish soap to clean the affected area.\n"
+            "4.  **Rinse**: Rinse the area with a clean, damp cloth to remove any soap residue.\n"
+            "5.  **Dry**: Dry the surface thoroughly with a clean towel.\n"
+        ),
+        image_size=(640, 480),
+        expected=((0, 214, 267, 480), (192, 94, 328, 244), (388, 207, 557, 318), (297, 0, 516, 156)),
+        labels=("pink cloth", "sugar bowl", "spill", "sugar container"),
+    ),
+    Case(
+        source=(
+            "google-gemini/cookbook quickstarts/Spatial_understanding.ipynb @ 07c72f7f (gemini-2.5-flash, "
+            "thinking_budget=0, 'Socks.jpg', printed size (640, 482)); same post-processing"
+        ),
+        text=(
+            '```json\n[\n  {"box_2d": [46, 246, 385, 526], '
+            '"label": "light blue sock with cat face on left"},\n  {"box_2d": [233, 661, 650, '
+            '862], "label": "light blue and grey sock with cat face on right"}\n]\n```'
+        ),
+        image_size=(640, 482),
+        expected=((157, 22, 336, 185), (423, 112, 551, 313)),
+    ),
+)
+
 FORMAT = register(
     Format(
         name="gemini",
@@ -103,6 +158,6 @@ FORMAT = register(
         models=(r"gemini",),
         marker=r"\"box_2d\"|'box_2d'",
         specificity=60,
-        cases=(),
+        cases=CASES,
     )
 )

@@ -22,7 +22,7 @@ from georeason.models.formats.core import (
     nothing,
     short,
 )
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_geochat", "FORMAT"]
 
@@ -120,6 +120,86 @@ def parse_geochat(text: str, image_size: tuple[int, int], label: str | None = No
     )
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "GeoChat caption published in a user's script (GitHub, code search id 1356136426), "
+            "two boxes joined by <delim>, angles 1 and 90; no image size given, "
+            "GeoChat's 504x504 input used; GeoChat demo post-processing (geochat_demo.py visualize_all_bbox_together: x / 100 * side, "
+            "then rotate_bbox = cv2.getRotationMatrix2D(centre, angle))"
+        ),
+        text=(
+            "In the satellite image, there are <p>some buildings</p> "
+            "{<40><77><52><85>|<1>}<delim>{<45><64><57><72>|<90>}  located close to each other at the bottom of the scene."
+        ),
+        image_size=(504, 504),
+        expected=((201.253, 387.555, 262.427, 428.925), (236.88, 312.48, 277.2, 372.96)),
+        labels=("some buildings", "some buildings"),
+    ),
+    Case(
+        source=(
+            "GeoChat-7B (4-bit) raw answers recorded in a project's measurement table (GitHub, "
+            "code search id 57491032703, 11760.jpg, "
+            "'[refer] where is the buildings?'): three boxes concatenated as '}{'; image size not given, "
+            "504x504 used; GeoChat demo post-processing (geochat_demo.py visualize_all_bbox_together: x / 100 * side, "
+            "then rotate_bbox = cv2.getRotationMatrix2D(centre, angle))"
+        ),
+        text="{<10><13><18><21>|<90>}{<16><10><20><14>|<90>}{<10><10><14><14>|<90>}",
+        image_size=(504, 504),
+        expected=((50.4, 65.52, 90.72, 105.84), (80.64, 50.4, 100.8, 70.56), (50.4, 50.4, 70.56, 70.56)),
+    ),
+    Case(
+        source=(
+            "Same table (11760.jpg, '[refer] give me the location of the buildings'), "
+            "a single 90-degree box; 504x504; GeoChat demo post-processing (geochat_demo.py visualize_all_bbox_together: x / 100 * side, "
+            "then rotate_bbox = cv2.getRotationMatrix2D(centre, angle))"
+        ),
+        text="{<5><12><13><24>|<90>}",
+        image_size=(504, 504),
+        expected=((15.12, 70.56, 75.6, 110.88),),
+    ),
+    Case(
+        source=(
+            "GeoChat answers on DOTA tiles (1024x1024, "
+            "IMAGE_SIZE = 1024 in the script) kept in a user's script (GitHub, "
+            "code search id 62855519551), "
+            "cut off mid-box by the generation limit; the cut box is dropped with a warning; GeoChat demo post-processing (geochat_demo.py visualize_all_bbox_together: x / 100 * side, "
+            "then rotate_bbox = cv2.getRotationMatrix2D(centre, angle))"
+        ),
+        text=(
+            "<p>1 white plane</p> "
+            "{<49><48><57><56>|<90>}<delim>{<35><54><43><62>|<90>}<delim>{<24><56><32><64>|<90>}<delim>{<18><60><26><68>|<90>}<delim>{<13><63><21><71>|<90>}  at the center\n"
+            "<p>1 silver large-vehicle</p> {<70><93><74><97>|<90>} at the bottom\n"
+            "<p>1 white large-vehicle</p> {<70><90><74><94>|<90>} at the bottom\n"
+            "<p>1 white large-vehicle</p> {<70><87><74><91>|<90>} at the bottom\n"
+            "<p>1 white large-vehicle</p> {<70><8"
+        ),
+        image_size=(1024, 1024),
+        expected=(
+            (501.76, 491.52, 583.68, 573.44),
+            (358.4, 552.96, 440.32, 634.88),
+            (245.76, 573.44, 327.68, 655.36),
+            (184.32, 614.4, 266.24, 696.32),
+            (133.12, 645.12, 215.04, 727.04),
+            (716.8, 952.32, 757.76, 993.28),
+            (716.8, 921.6, 757.76, 962.56),
+            (716.8, 890.88, 757.76, 931.84),
+        ),
+        labels=(
+            "1 white plane",
+            "1 white plane",
+            "1 white plane",
+            "1 white plane",
+            "1 white plane",
+            "1 silver large-vehicle",
+            "1 white large-vehicle",
+            "1 white large-vehicle",
+        ),
+        warns=("truncated",),
+    ),
+)
+
 FORMAT = register(
     Format(
         name="geochat",
@@ -135,6 +215,6 @@ FORMAT = register(
         models=(r"geochat",),
         marker=r"\{\s*<\s*[-+.\d]|<p>[^<]*</p>\s*\{",
         specificity=50,
-        cases=(),
+        cases=CASES,
     )
 )

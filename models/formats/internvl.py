@@ -8,7 +8,7 @@ from __future__ import annotations
 from georeason.geo.grounding.detections import Detection
 from georeason.models.formats.core import Builder, check_size, guard
 from georeason.models.formats.qwen_vl import parse_ref_boxes
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_internvl", "FORMAT"]
 
@@ -28,6 +28,38 @@ def parse_internvl(text: str, image_size: tuple[int, int], label: str | None = N
     return guard("internvl", parse_ref_boxes, text, b, False)
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "CONSTRUCTED after InternVL's documented grounding answer '<ref>..</ref><box>[[x1, y1, "
+            "x2, y2]]</box>' (0-1000, "
+            "evaluate_grounding.py divides by 1000); no published raw model answer found"
+        ),
+        text="<ref>tiger</ref><box>[[81, 160, 912, 870]]</box>",
+        image_size=(1024, 683),
+        expected=((82.944, 109.28, 933.888, 594.21),),
+        labels=("tiger",),
+        real=False,
+    ),
+    Case(
+        source="CONSTRUCTED: several boxes in one <box>, the shape InternVL's detection answers use",
+        text="<ref>car</ref><box>[[10, 20, 110, 220], [500, 500, 600, 700]]</box>",
+        image_size=(1000, 500),
+        expected=((10, 10, 110, 110), (500, 250, 600, 350)),
+        labels=("car", "car"),
+        real=False,
+    ),
+    Case(
+        source="CONSTRUCTED: prose around the answer and a value of 1000 (the far edge)",
+        text="The <ref>lake</ref><box>[[0, 250, 1000, 1000]]</box> covers the lower part.",
+        image_size=(640, 480),
+        expected=((0, 120, 640, 480),),
+        labels=("lake",),
+        real=False,
+    ),
+)
+
 FORMAT = register(
     Format(
         name="internvl",
@@ -39,6 +71,6 @@ FORMAT = register(
         models=(r"internvl", r"earthdial"),
         marker=r"<box>\s*\[",
         specificity=70,
-        cases=(),
+        cases=CASES,
     )
 )

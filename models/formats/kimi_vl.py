@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from georeason.geo.grounding.detections import Detection
 from georeason.models.formats.core import Builder, check_size, guard, parse_json_grounding
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_kimi_vl", "FORMAT"]
 
@@ -29,6 +29,49 @@ def parse_kimi_vl(text: str, image_size: tuple[int, int], label: str | None = No
     return guard("kimi-vl", parse_json_grounding, text, b)
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "MoonshotAI/Kimi-VL issue #56 ('predicted bbox seems to be normalized'): a Kimi-VL-Instruct answer quoted by its user; the issue gives no image size, "
+            "so the fractions are scaled to 1000x750"
+        ),
+        text='{"bbox_2d": [0.280, 0.500, 0.520, 0.700]}',
+        image_size=(1000, 750),
+        expected=((280, 375, 520, 525),),
+    ),
+    Case(
+        source=(
+            "0-1 bbox_2d answers 'measured live' from a remote describer model (not named by the source) and recorded verbatim in a test suite (GitHub, "
+            "code search id 68306764114, MEASURED t2i_001, "
+            "896x1152); same 0-1 convention as Kimi-VL, x * width"
+        ),
+        text='{"bbox_2d": [0.431, 0.306, 0.571, 0.430]}',
+        image_size=(896, 1152),
+        expected=((386.176, 352.512, 511.616, 495.36),),
+    ),
+    Case(
+        source=(
+            "0-1 bbox_2d answers 'measured live' from a remote describer model (not named by the source) and recorded verbatim in a test suite (GitHub, "
+            "code search id 68306764114, MEASURED t2i_002, "
+            "832x1024); same 0-1 convention as Kimi-VL, x * width"
+        ),
+        text='{"bbox_2d": [0.387, 0.052, 0.777, 0.429]}',
+        image_size=(832, 1024),
+        expected=((321.984, 53.248, 646.464, 439.296),),
+    ),
+    Case(
+        source=(
+            "0-1 bbox_2d answers 'measured live' from a remote describer model (not named by the source) and recorded verbatim in a test suite (GitHub, "
+            "code search id 68306764114, MEASURED t2i_003, "
+            "1024x1024); same 0-1 convention as Kimi-VL, x * width"
+        ),
+        text='{"bbox_2d": [0.349,0.070,0.694,0.533]}',
+        image_size=(1024, 1024),
+        expected=((357.376, 71.68, 710.656, 545.792),),
+    ),
+)
+
 FORMAT = register(
     Format(
         name="kimi-vl",
@@ -41,6 +84,6 @@ FORMAT = register(
         models=(r"kimi[-_]?vl",),
         marker=r"bbox_2d|point_2d",
         specificity=55,
-        cases=(),
+        cases=CASES,
     )
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 from georeason.geo.grounding.detections import Detection
 from georeason.models.formats.core import Builder, as_text, check_size, guard, nothing
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_kosmos2", "patch_box", "FORMAT"]
 
@@ -78,6 +78,71 @@ def parse_kosmos2(text: str, image_size: tuple[int, int], label: str | None = No
     return guard("kosmos-2", _parse, text, Builder("kosmos-2", size, label))
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "huggingface/transformers tests/models/kosmos2/test_modeling_kosmos2.py, "
+            "test_snowman_image_captioning: EXPECTED_PROCESSED_TEXT and EXPECTED_ENTITIES (fractions, "
+            "from processor.post_process_generation) scaled to the 224x224 model input"
+        ),
+        text=(
+            "<grounding> An image of<phrase> "
+            "a snowman</phrase><object><patch_index_0044><patch_index_0863></object> "
+            "warming himself by<phrase> "
+            "a fire</phrase><object><patch_index_0005><patch_index_0911></object>."
+        ),
+        image_size=(224, 224),
+        expected=((87.5, 10.5, 220.5, 185.5), (38.5, 3.5, 108.5, 199.5)),
+        labels=("a snowman", "a fire"),
+    ),
+    Case(
+        source=(
+            "huggingface/transformers tests/models/kosmos2/test_modeling_kosmos2.py, "
+            "test_snowman_image_captioning (detailed caption): EXPECTED_PROCESSED_TEXT_LONG and EXPECTED_ENTITIES_LONG scaled to 640x640"
+        ),
+        text=(
+            "<grounding> "
+            "Describe this image in detail: The image features a snowman sitting by<phrase> "
+            "a campfire</phrase><object><patch_index_0005><patch_index_1007></object> "
+            "in the snow. He is wearing<phrase> "
+            "a hat</phrase><object><patch_index_0048><patch_index_0250></object>,<phrase> "
+            "scarf</phrase><object><patch_index_0240><patch_index_0604></object>, and<phrase> "
+            "gloves</phrase><object><patch_index_0400><patch_index_0532></object>, with<phrase> "
+            "a pot</phrase><object><patch_index_0610><patch_index_0872></object> "
+            "nearby and<phrase> "
+            "a cup</phrase><object><patch_index_0796><patch_index_1023></object> "
+            "placed nearby. The snowman appears to be enjoying the warmth of the fire, "
+            "and it appears to have a warm and cozy atmosphere."
+        ),
+        image_size=(640, 640),
+        expected=(
+            (110, 10, 310, 630),
+            (330, 30, 530, 150),
+            (330, 150, 570, 370),
+            (330, 250, 410, 330),
+            (50, 390, 170, 550),
+            (570, 490, 630, 630),
+        ),
+        labels=("a campfire", "a hat", "scarf", "gloves", "a pot", "a cup"),
+    ),
+    Case(
+        source=(
+            "Kosmos-2 run published in project notes (GitHub, code search id 11124389236, "
+            "Italian notes on evaluating Kosmos-2): the raw text and the printed entities [('God', "
+            "(0, 3), [(0.578125, 0.296875, 0.734375, "
+            "0.515625)])] scaled to the 224x224 model input (the source gives no image size)"
+        ),
+        text=(
+            "<grounding><phrase> God</phrase><object><patch_index_0306><patch_index_0535></object> "
+            "bless the bathroom"
+        ),
+        image_size=(224, 224),
+        expected=((129.5, 66.5, 164.5, 115.5),),
+        labels=("God",),
+    ),
+)
+
 FORMAT = register(
     Format(
         name="kosmos-2",
@@ -94,6 +159,6 @@ FORMAT = register(
         models=(r"kosmos-?2(?!\.5)",),
         marker=r"<patch_index_\d+>",
         specificity=80,
-        cases=(),
+        cases=CASES,
     )
 )

@@ -13,7 +13,7 @@ from typing import Any
 
 from georeason.geo.grounding.detections import Detection
 from georeason.models.formats.core import Builder, as_text, check_size, guard, nothing
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_paligemma", "FORMAT"]
 
@@ -59,6 +59,43 @@ def parse_paligemma(text: str, image_size: tuple[int, int], label: str | None = 
     )
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "huggingface/transformers tests/models/paligemma/test_modeling_paligemma.py, "
+            "test_integration_detection_bug ('detect shoe', "
+            "google/paligemma-3b-pt-224); no image size in the test, "
+            "scaled to the 224x224 model input with the big_vision convention y / 1024 * height"
+        ),
+        text="detect shoe\n<loc0051><loc0309><loc0708><loc0646> shoe",
+        image_size=(224, 224),
+        expected=((67.594, 11.156, 141.312, 154.875),),
+        labels=("shoe",),
+    ),
+    Case(
+        source=(
+            "modelscope/ms-swift tests (test_paligemma: 'detect cat' on AI-ModelScope/paligemma-3b-mix-224, "
+            "asserted response); scaled to 224x224"
+        ),
+        text="<loc0000><loc0000><loc1022><loc1022> cat",
+        image_size=(224, 224),
+        expected=((0, 0, 223.562, 223.562),),
+        labels=("cat",),
+    ),
+    Case(
+        source=(
+            "PaliGemma2 grounding log published in a project's notes (GitHub, "
+            "code search id 60907638702: raw_output '<loc0000><loc0000><loc1011><loc1022> "
+            "gray basket<eos>', image 224x224)"
+        ),
+        text="<loc0000><loc0000><loc1011><loc1022> gray basket<eos>",
+        image_size=(224, 224),
+        expected=((0, 0, 223.562, 221.156),),
+        labels=("gray basket",),
+    ),
+)
+
 FORMAT = register(
     Format(
         name="paligemma",
@@ -70,6 +107,6 @@ FORMAT = register(
         models=(r"pali-?gemma",),
         marker=r"<loc\d{4}>",
         specificity=80,
-        cases=(),
+        cases=CASES,
     )
 )

@@ -17,7 +17,7 @@ from georeason.models.formats.core import (
     guard,
     nothing,
 )
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_boxes", "FORMAT"]
 
@@ -79,6 +79,39 @@ def parse_boxes(
     return guard("plain", _parse_plain, text, relative, Builder("plain", size, label))
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "NVlabs/VILA issue #128: the box VILA replied with, "
+            "quoted by the reporter as 'normalized_bbox = [0.34, 0.7, 0.46, "
+            "0.78]' (fractions read as 0-1 because all lie in [0, "
+            "1] with fractions); the issue's image size is not given, 1000x750 used"
+        ),
+        text="[0.34, 0.7, 0.46, 0.78]",
+        image_size=(1000, 750),
+        expected=((340, 525, 460, 585),),
+    ),
+    Case(
+        source=(
+            "A bare 0-1000 answer recorded in a test suite as real describer output (GitHub, "
+            "code search id 68306764114, 'comfy' describer on t2i_002, 832x1024), "
+            "read with relative=1000"
+        ),
+        text="[435, 68, 799, 487]",
+        image_size=(832, 1024),
+        expected=((361.92, 69.632, 664.768, 498.688),),
+        options={"relative": 1000},
+    ),
+    Case(
+        source="CONSTRUCTED: pixel boxes in prose",
+        text="boxes: [[1, 2, 3, 4], [5, 6, 7, 8]]",
+        image_size=(10, 10),
+        expected=((1, 2, 3, 4), (5, 6, 7, 8)),
+        real=False,
+    ),
+)
+
 FORMAT = register(
     Format(
         name="plain",
@@ -93,6 +126,6 @@ FORMAT = register(
         prompt="Give the bounding box of every {label} in the image as [x1, y1, x2, y2] in pixels.",
         parse=parse_boxes,
         options=("relative",),
-        cases=(),
+        cases=CASES,
     )
 )

@@ -17,7 +17,7 @@ from georeason.models.formats.core import (
     nothing,
     short,
 )
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_qwen2_boxes", "FORMAT"]
 
@@ -90,6 +90,41 @@ def parse_qwen2_boxes(text: str, image_size: tuple[int, int], label: str | None 
     )
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "Qwen2-VL grounding example ('the eyes on a giraffe') as quoted from the Qwen2-VL release material in a published study note (code search id 57180298048); no image size given, "
+            "scaled to 1000x667"
+        ),
+        text="<|object_ref_start|>the eyes on a giraffe<|object_ref_end|><|box_start|>(176,106),(232,160)<|box_end|>",
+        image_size=(1000, 667),
+        expected=((176, 70.702, 232, 106.72),),
+        labels=("the eyes on a giraffe",),
+    ),
+    Case(
+        source=(
+            "CONSTRUCTED: Qwen2-VL box tokens decoded with skip_special_tokens=True (the tokens vanish, "
+            "the text stays); no published raw example found"
+        ),
+        text="the eyes on a giraffe(176,106),(232,160)",
+        image_size=(1000, 667),
+        expected=((176, 70.702, 232, 106.72),),
+        real=False,
+    ),
+    Case(
+        source=(
+            "CONSTRUCTED: two boxes after one reference, "
+            "a shape the Qwen2-VL technical report describes; no published raw example found"
+        ),
+        text="<|object_ref_start|>cars<|object_ref_end|><|box_start|>(10,20),(110,220)<|box_end|><|box_start|>(500,500),(600,700)<|box_end|>",
+        image_size=(2000, 1000),
+        expected=((20, 20, 220, 220), (1000, 500, 1200, 700)),
+        labels=("cars", "cars"),
+        real=False,
+    ),
+)
+
 FORMAT = register(
     Format(
         name="qwen2",
@@ -102,6 +137,6 @@ FORMAT = register(
         models=(r"qwen2(-|_)?vl",),
         marker=r"<\|box_start\|>|<\|object_ref_start\|>",
         specificity=90,
-        cases=(),
+        cases=CASES,
     )
 )

@@ -21,7 +21,7 @@ from georeason.models.formats.core import (
     nothing,
     short,
 )
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_qwen_vl", "parse_ref_boxes", "FORMAT"]
 
@@ -79,6 +79,42 @@ def parse_qwen_vl(text: str, image_size: tuple[int, int], label: str | None = No
     return guard("qwen-vl", parse_ref_boxes, text, b, True)
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source=(
+            "QwenLM/Qwen-VL README (Qwen-VL-Chat / Qwen-VL quick start): 2nd dialogue turn '框出图中击掌的位置' on demo.jpeg; the README does not state the image size, "
+            "the relative 0-1000 boxes are scaled to an assumed 2048x1365 by the tokenizer's int(x / 1000 * w)"
+        ),
+        text="<ref>击掌</ref><box>(536,509),(588,602)</box>",
+        image_size=(2048, 1365),
+        expected=((1097, 694, 1204, 821),),
+        labels=("击掌",),
+    ),
+    Case(
+        source="QwenLM/Qwen-VL README (Qwen-VL-Chat / Qwen-VL quick start): Qwen-VL pretrained 'Generate the caption in English with grounding:' on demo.jpeg (decoded with special tokens); size assumed 2048x1365 as above",
+        text=(
+            "<img>https://qianwen-res.oss-cn-beijing.aliyuncs.com/Qwen-VL/assets/demo.jpeg</img>Generate the caption in English with grounding:<ref> "
+            "Woman</ref><box>(451,379),(731,806)</box> and<ref> "
+            "her dog</ref><box>(219,424),(576,896)</box> playing on the beach<|endoftext|>"
+        ),
+        image_size=(2048, 1365),
+        expected=((923, 517, 1497, 1100), (448, 578, 1179, 1223)),
+        labels=("Woman", "her dog"),
+    ),
+    Case(
+        source=(
+            "A Qwen-VL-Chat response recorded in a user's grounding script (GitHub, "
+            "code search id 352935440: '# response = \"<ref> "
+            "man</ref><box>(241,354),(707,999)</box>\"'); image size not given, scaled to 1000x1000"
+        ),
+        text="<ref> man</ref><box>(241,354),(707,999)</box>",
+        image_size=(1000, 1000),
+        expected=((241, 354, 707, 999),),
+        labels=("man",),
+    ),
+)
+
 FORMAT = register(
     Format(
         name="qwen-vl",
@@ -90,6 +126,6 @@ FORMAT = register(
         models=(r"qwen[-_]vl(?![-_]?\d)(-chat)?(?![-_]?(max|plus))",),
         marker=r"<box>\s*\(",
         specificity=70,
-        cases=(),
+        cases=CASES,
     )
 )

@@ -23,7 +23,7 @@ from georeason.models.formats.core import (
     guard,
     nothing,
 )
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_r1", "FORMAT"]
 
@@ -103,6 +103,32 @@ def parse_r1(
     return guard("r1", _parse, text, b)
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source="CONSTRUCTED: no published raw R1-style '(x1,y1),(x2,y2)' answer was found; Qwen2-VL-based GRPO models keep their base's 0-1000 pairs",
+        text="<think>The red car is at the lower left.</think><answer>(120,540),(360,880)</answer>",
+        image_size=(1000, 500),
+        expected=((120, 270, 360, 440),),
+        real=False,
+    ),
+    Case(
+        source="CONSTRUCTED: two boxes as four pairs",
+        text="<think>two ships</think>\n<answer>(10,20),(110,220), (500,500),(600,700)</answer>",
+        image_size=(2000, 1000),
+        expected=((20, 20, 220, 220), (1000, 500, 1200, 700)),
+        real=False,
+    ),
+    Case(
+        source="CONSTRUCTED: answer without the closing tag (cut by the token limit)",
+        text="<think>x</think><answer>(100,100),(200,300)",
+        image_size=(1000, 1000),
+        expected=((100, 100, 200, 300),),
+        warns=("truncated",),
+        real=False,
+    ),
+)
+
 FORMAT = register(
     Format(
         name="r1",
@@ -120,6 +146,6 @@ FORMAT = register(
         options=("scale", "input_size"),
         marker=r"<answer>\s*\(",
         specificity=60,
-        cases=(),
+        cases=CASES,
     )
 )

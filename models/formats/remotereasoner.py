@@ -15,7 +15,7 @@ from georeason.models.formats.core import (
     guard,
     nothing,
 )
-from georeason.models.formats.registry import Convention, Format, register
+from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["parse_remotereasoner", "FORMAT"]
 
@@ -66,6 +66,34 @@ def parse_remotereasoner(text: str, image_size: tuple[int, int], label: str | No
     return guard("remotereasoner", _parse_remotereasoner, text, Builder("remotereasoner", size, label))
 
 
+#: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
+CASES: tuple[Case, ...] = (
+    Case(
+        source="CONSTRUCTED after the RemoteReasoner paper's answer format (pixel boxes in <answer>[[..]]</answer>); no published raw answer found",
+        text=(
+            "<think>Two storage tanks near the pier.</think><answer>[[10, 20, 50, 60], "
+            "[70,80,90,100]]</answer>"
+        ),
+        image_size=(128, 128),
+        expected=((10, 20, 50, 60), (70, 80, 90, 100)),
+        real=False,
+    ),
+    Case(
+        source="CONSTRUCTED: 'no object' answer",
+        text="<think>none</think><answer>[]</answer>",
+        image_size=(128, 128),
+        expected=(),
+        real=False,
+    ),
+    Case(
+        source="CONSTRUCTED: single flat box, no closing </answer>",
+        text="<think>a ship</think><answer>[5, 5, 20, 30]",
+        image_size=(64, 64),
+        expected=((5, 5, 20, 30),),
+        real=False,
+    ),
+)
+
 FORMAT = register(
     Format(
         name="remotereasoner",
@@ -78,6 +106,6 @@ FORMAT = register(
         models=(r"remote-?reasoner",),
         marker=r"</?answer>|</?think>",
         specificity=58,
-        cases=(),
+        cases=CASES,
     )
 )
