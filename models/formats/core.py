@@ -182,8 +182,9 @@ class Builder:
         self, raw: Sequence[Any], where: str, label: Any = None, score: float = 1.0, mapped: bool = False
     ) -> None:
         """Add a box from four model numbers ``x1, y1, x2, y2`` (``mapped``: already pixels)."""
-        vals = [num(v) for v in raw]
-        if len(vals) != 4 or any(v is None for v in vals):
+        got = [num(v) for v in raw]
+        vals = [v for v in got if v is not None]
+        if len(got) != 4 or len(vals) != 4:
             self.warn(f"{where}: dropped box {list(raw)!r}: expected 4 numbers x1, y1, x2, y2")
             return
         if not all(math.isfinite(v) for v in vals):
@@ -215,8 +216,9 @@ class Builder:
     def point(
         self, raw: Sequence[Any], where: str, label: Any = None, score: float = 1.0, mapped: bool = False
     ) -> None:
-        vals = [num(v) for v in raw]
-        if len(vals) != 2 or any(v is None for v in vals):
+        got = [num(v) for v in raw]
+        vals = [v for v in got if v is not None]
+        if len(got) != 2 or len(vals) != 2:
             self.warn(f"{where}: dropped point {list(raw)!r}: expected 2 numbers x, y")
             return
         if not all(math.isfinite(v) for v in vals):
@@ -243,8 +245,9 @@ class Builder:
         parts: list[BaseGeometry] = []
         for k, ring in enumerate(rings):
             tag = where if len(rings) == 1 else f"{where} polygon {k + 1}"
-            vals = [num(v) for v in ring] if isinstance(ring, (list, tuple)) else [None]
-            if any(v is None for v in vals):
+            got = [num(v) for v in ring] if isinstance(ring, (list, tuple)) else [None]
+            vals = [v for v in got if v is not None]
+            if len(vals) != len(got):
                 self.warn(f"{tag}: dropped polygon: expected a flat list of numbers x, y, x, y, ...")
                 continue
             if len(vals) % 2:

@@ -14,7 +14,7 @@ from typing import Any
 
 from georeason.errors import InputError
 from georeason.geo.grounding.detections import Detection
-from georeason.models.formats.core import Builder, as_text, check_size, guard, nothing, short
+from georeason.models.formats.core import Builder, as_text, check_size, guard, nothing, short, warn
 from georeason.models.formats.registry import Case, Convention, Format, register
 
 __all__ = ["FLORENCE_TASKS", "parse_florence", "guess_florence_task", "FORMAT"]
@@ -236,7 +236,20 @@ def guess_florence_task(text: Any) -> str:
 def _parse(
     text: Any, image_size: tuple[int, int], task: str | None = None, label: str | None = None
 ) -> list[Detection]:
-    return parse_florence(text, task or guess_florence_task(text), image_size, label=label)
+    if task is None:
+        task = guess_florence_task(text)
+        if task == "<OD>" and isinstance(text, str) and _looks_like_quads(text):
+            warn(
+                "florence: guessed the task <OD> (no task given), but every run of <loc_> tokens "
+                "holds a multiple of 8, which <OCR_WITH_REGION> reads as text quads, not pairs of "
+                "boxes: pass task= (or format='florence-ocr')"
+            )
+    return parse_florence(text, task, image_size, label=label)
+
+
+def _looks_like_quads(text: str) -> bool:
+    runs = [len(re.findall(r"<loc_\d+>", r)) for r in re.findall(r"(?:<loc_\d+>)+", text)]
+    return bool(runs) and all(n % 8 == 0 for n in runs)
 
 
 def _parse_ocr(text: Any, image_size: tuple[int, int], label: str | None = None) -> list[Detection]:

@@ -95,10 +95,12 @@ class Format:
     cases: tuple[Case, ...] = ()
 
     def example(self) -> str:
-        """A short real output of this format (the first real case), for the README table."""
-        for case in self.cases:
-            if case.real and isinstance(case.text, str):
-                return " ".join(case.text.split())
+        """A short output of this format for the README: the first real case, else a constructed one (marked)."""
+        for real in (True, False):
+            for case in self.cases:
+                if case.real == real and isinstance(case.text, str):
+                    text = " ".join(case.text.split())
+                    return text if real else f"(constructed) {text}"
         return ""
 
 
@@ -233,6 +235,13 @@ def choose_format(text: Any, model: str | None = None) -> tuple[str | None, str,
         if f.marker and f.specificity > 0 and re.search(f.marker, text, re.IGNORECASE)
     ]
     if not hits:
+        if _PAIRS_RE.search(text):
+            return (
+                "plain",
+                "no format marker; '(x1,y1),(x2,y2)' pairs read as pixels, but Qwen2-VL or Qwen-VL text "
+                "decoded without its special tokens means 0-1000 (name the format if so)",
+                ("qwen2", "qwen-vl"),
+            )
         return "plain", "no format marker in the text: plain number lists", ()
     top = max(f.specificity for f in hits)
     best = [f for f in hits if f.specificity == top]
@@ -252,6 +261,11 @@ def choose_format(text: Any, model: str | None = None) -> tuple[str | None, str,
             others,
         )
     return None, f"{', '.join(names)} share the marker but map it to different pixels", names
+
+
+_PAIRS_RE = re.compile(
+    r"\(\s*\d+(?:\.\d+)?\s*,\s*\d+(?:\.\d+)?\s*\)\s*,\s*\(\s*\d+(?:\.\d+)?\s*,\s*\d+(?:\.\d+)?\s*\)"
+)
 
 
 def _all_unit_fractions(text: str) -> bool:
@@ -337,15 +351,23 @@ def parse_output(
 def format_table() -> str:
     """The README's table of formats (Markdown), generated from the registry."""
     rows = [
-        "| format (aliases) | coordinates | order | shapes | to pixels | real example |",
-        "|---|---|---|---|---|---|",
+        "| format (aliases) | family | coordinates | order | shapes | to pixels | example output |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for f in _REGISTRY.values():
         c = f.convention
         names = f"`{f.name}`" + (f" ({', '.join(f'`{a}`' for a in f.aliases)})" if f.aliases else "")
         ex = f.example()
-        if len(ex) > 90:
-            ex = ex[:87] + "..."
-        ex = ex.replace("|", "\\|").replace("`", "'")
-        rows.append(f"| {names} | {c.scale} | {c.order} | {', '.join(c.shapes)} | {c.to_pixels} | `{ex}` |")
+        if len(ex) > 80:
+            ex = ex[:77] + "..."
+        cells = [
+            names,
+            f.family,
+            c.scale,
+            c.order,
+            ", ".join(c.shapes),
+            c.to_pixels,
+            f"`{ex.replace('`', chr(39))}`",
+        ]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(rows)
