@@ -388,3 +388,39 @@ def test_readme_format_table_is_the_registry():
     assert format_table() in readme
     for f in formats():
         assert re.search(rf"\| `{re.escape(f.name)}`", readme), f.name
+
+
+# ---------------------------------------------------------------------------------------
+# the remote backend asks each family in its own format and resizes per convention
+# ---------------------------------------------------------------------------------------
+def test_remote_prompts_come_from_the_registry():
+    from georeason.models.backends.remote import PROMPTS, RemoteGrounder
+
+    assert PROMPTS == {f.name: f.prompt for f in formats()}
+    for fmt in ("gemini", "deepseek-vl2", "paligemma", "internvl", "qwen3"):
+        g = RemoteGrounder({"base_url": "http://127.0.0.1:9/v1", "model": "m", "format": fmt})
+        assert g.prompt_for("ship") == get_format(fmt).prompt.replace("{label}", "ship")
+
+
+def test_remote_format_follows_the_served_model_name():
+    from georeason.models.backends.remote import RemoteGrounder
+
+    g = RemoteGrounder({"base_url": "http://127.0.0.1:9/v1", "model": "google/paligemma2-3b-mix-448"})
+    assert g.output_format() == "paligemma" and g.prompt_for("car") == "detect car"
+    g = RemoteGrounder({"base_url": "http://127.0.0.1:9/v1", "model": "my-finetune"})
+    assert g.output_format() == "auto"
+
+
+def test_remote_resize_rule_uses_the_servers_min_max_pixels():
+    from georeason.models.backends.remote import _input_size
+    from georeason.models.formats import smart_resize
+
+    # 2000 x 1500 with the processor defaults, then with a server started with max_pixels=1003520
+    h, w = smart_resize(1500, 2000, 28, 56 * 56, 14 * 14 * 4 * 16384)
+    assert _input_size({}, 2000, 1500, "qwen2.5") == (w, h)
+    h2, w2 = smart_resize(1500, 2000, 28, 3136, 1003520)
+    assert _input_size({"max_pixels": 1003520}, 2000, 1500, "qwen2.5-html") == (w2, h2) != (w, h)
+    # by hand: sqrt(2000*1500/1003520) = 1.7290; floor(1500/1.7290/28)*28 = 840, floor(2000/1.7290/28)*28 = 1148
+    assert (w2, h2) == (1148, 840)
+    assert _input_size({}, 2000, 1500, "qwen3") is None  # 0-1000: no resize to undo
+    assert _input_size({"input_size": [100, 50]}, 2000, 1500, "qwen3") == (100, 50)
