@@ -1,4 +1,4 @@
-"""models/parsers.py: model text -> pixel detections, exact mappings, never raising on junk.
+"""models/formats (was models/parsers.py): model text -> pixel detections, exact mappings, never raising on junk.
 
 Model outputs below are hand-written in the shapes the model cards and cookbooks show
 (Qwen2.5-VL grounding cookbook, Qwen2-VL box tokens, Florence-2 ``<loc_N>`` text and

@@ -3,7 +3,7 @@
 Raw model texts computed elsewhere (a GPU box, a hosted API, last month's run) are kept in
 a JSONL file and post-processed here — parsed, mapped to the CRS, seam-merged, reasoned
 over — reproducibly and without the model. The parsing is the same code the live
-backends use (:mod:`georeason.models.parsers`), so a recorded run and a live run with the
+backends use (:mod:`georeason.models.formats`), so a recorded run and a live run with the
 same texts give the same answers.
 
 File format: one JSON object per line (blank lines and lines starting with ``#`` are

@@ -1,7 +1,11 @@
 """GeoChat: ``<p>phrase</p>{<x1><y1><x2><y2>|<θ>}``, percentages (0..100), θ in degrees.
 
 GeoChat's demo (``geochat_demo.py``, ``bbox_and_angle_to_polygon``) rotates the box
-corners about the centre with ``[[cos θ, -sin θ], [sin θ, cos θ]]`` in image coordinates.
+corners about the centre with ``[[cos θ, -sin θ], [sin θ, cos θ]]`` in image coordinates;
+that is the sense used here. Caveat: the same demo *draws* with
+``cv2.getRotationMatrix2D(centre, θ)``, which turns the other way. The two agree for
+θ = 0, 90, 180 (almost every real GeoChat answer says ``|<90>``) and on the bounds of any
+unclipped box; they differ for other angles on a box clipped by the image edge.
 """
 
 from __future__ import annotations
