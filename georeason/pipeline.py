@@ -320,8 +320,14 @@ def ground_job_batch(job: GroundJob, tiles: Sequence[Tile]) -> BatchResult:
 
 
 def local_map(job: GroundJob, batches: list[list[Tile]]) -> list[BatchResult]:
-    """The plain-loop :data:`Mapper`: batches one after another in this process."""
-    return [ground_job_batch(job, b) for b in batches]
+    """The plain-loop :data:`Mapper`: batches one after another in this process.
+
+    The raster is opened once for all batches (a Prefect or Dask worker opens it per
+    batch, :func:`ground_job_batch`).
+    """
+    grounder = build_grounder(job.spec)
+    with as_dataset(job.raster, check_read=False) as src:
+        return [ground_batch(src, b, grounder, job.classes, job.bands) for b in batches]
 
 
 def relabel_water(objects: list[GroundedObject], asked: Sequence[str] = ()) -> list[GroundedObject]:
