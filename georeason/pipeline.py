@@ -326,13 +326,18 @@ def sequential_ground(
     tile_px: int = 1024,
     overlap_px: int = 128,
     max_batches: int = 200,
+    bands: Sequence[str] | None = None,
 ) -> tuple[list[GroundedObject], list[TileFailure]]:
-    """The whole grounding path in one process (no Prefect): plan, ground, merge."""
+    """The whole grounding path in one process (no Prefect): plan, ground, merge.
+
+    ``bands`` names the raster's bands (``--bands``, STAC ``eo:bands``); default: the file's
+    band descriptions.
+    """
     from georeason.geo.raster.io import as_dataset, band_names
     from georeason.geo.raster.tiling import plan_tiles
 
     with as_dataset(raster) as src:
-        bands = list(band_names(src))
+        bands = list(bands) if bands else list(band_names(src))
         tiles = list(plan_tiles(src, tile_px, overlap_px))
         batches = [ground_batch(src, b, grounder, classes, bands) for b in plan_batches(tiles, max_batches)]
     return merge_batches(

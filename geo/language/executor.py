@@ -105,6 +105,21 @@ class _Run:
             return idx[idx != ref.data]
         return idx
 
+    def require_instances(self, step) -> None:
+        """Counting/ranking needs countable objects: abstain on land-cover objects.
+
+        Grounders mark objects that are pieces of land cover (``attrs["extent"] == "cover"``,
+        see :mod:`georeason.models.fitness`), with the reason and the fix in ``extent_reason``.
+        """
+        ref = getattr(step.args, "objects", None)
+        v = self.values.get(ref[1:]) if isinstance(ref, str) and ref.startswith("$") else None
+        if v is None or v.type is not T.OBJECTS:
+            return
+        for i in self.as_set(v):
+            attrs = self.scene.attrs[i]
+            if attrs.get("extent") == "cover":
+                raise Abstain(attrs.get("extent_reason") or f"{self.scene.labels[i]!r} objects are land cover")
+
     def object_value(self, i: int, *context: Value, role: str = "result") -> Value:
         ev = self.refs_evidence(*context)
         ev.update(self.ev_objects([i], role))
@@ -411,6 +426,9 @@ class _Run:
         return Value(T.NUMBER, m2 / _AREA[a.unit], evidence=ev, unit=a.unit)
 
 
+#: Ops that need countable objects (instances), not pieces of land cover.
+_NEEDS_INSTANCES = frozenset({"count", "nearest", "farthest", "argmax", "argmin", "the"})
+
 _KIND = {
     T.NUMBER: "scalar",
     T.COUNT: "count",
@@ -450,6 +468,8 @@ def execute(
         for step in program.steps:
             if step.op == "answer":
                 break
+            if step.op in _NEEDS_INSTANCES:
+                run.require_instances(step)
             run.values[step.id] = getattr(run, f"op_{step.op}")(step.args, step.id)
     except Abstain as why:
         return Answer.abstain(
