@@ -512,6 +512,9 @@ def _register_subcommands() -> None:
     from georeason.cli_catalog import catalog_app
 
     app.add_typer(catalog_app, name="catalog")
+    from georeason.cli_eval import eval_command
+
+    app.command(name="eval")(eval_command)
 
 
 _register_subcommands()

@@ -397,6 +397,13 @@ def _ground(inp: EvalInput, grounder: str, options: dict[str, Any], tile_px: int
     classes = sorted({str(c) for c in inp.truth.labels})
     vec = set(inp.vectors.labels) if inp.vectors is not None else set()
     to_ground = [c for c in classes if c not in vec and can_ground(grounder, c)]
+    if grounder == "recorded" and options.get("outputs"):
+        # replayed outputs hold only the classes the model was asked for: the rest is not found
+        from georeason.models.backends.recorded import read_outputs
+
+        item = options.get("item", inp.item)
+        have = {str(e.cls).lower() for e in read_outputs(options["outputs"]) if item is None or e.item == item}
+        to_ground = [c for c in to_ground if c in have]
     check_bands(grounder, to_ground, inp.bands, str(inp.raster))
     opts = dict(options)
     opts.setdefault("bands", inp.bands)
@@ -426,11 +433,9 @@ def _grounding_metrics(inp: EvalInput, grounder: str, found) -> dict[str, Any]:
         truth = [g for g, lab in zip(inp.truth.geoms, inp.truth.labels) if lab == c]
         pred = [o.geometry for o in found if o.label == c]
         extent, _ = class_extent(grounder, c)
-        if extent == "instance":
-            m = detection_metrics(pred, truth)
-        else:
-            m = cover_iou(pred, truth)
-        out["classes"][c] = {"extent": extent, **m}
+        # both figures for every class: for a cover class the detection figures show what
+        # counting its connected pieces as objects would give (why it abstains)
+        out["classes"][c] = {"extent": extent, **detection_metrics(pred, truth), **cover_iou(pred, truth)}
     return out
 
 
@@ -543,16 +548,14 @@ def render_markdown(report: dict[str, Any], charts: dict[str, str] | None = None
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for mode, gm in report["grounding"].items():
             for c, m in gm["classes"].items():
-                if m["extent"] == "instance":
-                    lines.append(
-                        f"| {mode} | {gm['grounder']} | {c} | instance | P/R/F1 @ IoU 0.5 | {_pct(m['precision'])} | "
-                        f"{_pct(m['recall'])} | {_pct(m['f1'])} | {m['predicted']} | {m['truth']} |"
-                    )
-                else:
-                    lines.append(
-                        f"| {mode} | {gm['grounder']} | {c} | cover | area IoU | - | - | {_pct(m['iou'])} | "
-                        f"{m['predicted_area'] / 1e4:.4g} ha | {m['truth_area'] / 1e4:.4g} ha |"
-                    )
+                lines.append(
+                    f"| {mode} | {gm['grounder']} | {c} | {m['extent']} | P/R/F1 @ IoU 0.5 | {_pct(m['precision'])} | "
+                    f"{_pct(m['recall'])} | {_pct(m['f1'])} | {m['predicted']} | {m['truth']} |"
+                )
+                lines.append(
+                    f"| {mode} | {gm['grounder']} | {c} | {m['extent']} | area IoU | - | - | {_pct(m['iou'])} | "
+                    f"{m['predicted_area'] / 1e4:.4g} ha | {m['truth_area'] / 1e4:.4g} ha |"
+                )
         lines.append("")
     return "\n".join(lines)
 
@@ -610,3 +613,84 @@ def write_report(report: dict[str, Any], questions: list[EvalQuestion], out: Pat
     return report["files"]
 
 
+
+
+def evaluate_items(
+    items: Sequence[str | None],
+    catalog: str | Path | None,
+    raster: str | Path | None,
+    truth: str | Path | None,
+    bands: str | None,
+    out: Path,
+    **kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """Run :func:`run_eval` for each item (or the one raster + truth); write ``OUT/<name>/`` and
+    ``OUT/summary.md`` (overall and grounding tables of every item: what the README shows).
+
+    ``recorded`` mode is skipped, with a note, for an item that has no recorded outputs.
+    """
+    reports: dict[str, dict[str, Any]] = {}
+    multi = len(items) > 1
+    for it in items:
+        inp = load_input(it, catalog, raster, truth, bands)
+        name = it or Path(inp.raster).stem
+        modes = list(kwargs.get("modes", ["oracle"]))
+        skipped = []
+        opts = kwargs.get("grounder_options") or {}
+        if "recorded" in modes and inp.recorded is None and "outputs" not in opts and multi:
+            modes.remove("recorded")
+            skipped.append("recorded (no recorded outputs for this item)")
+        rep = run_eval(inp, **{**kwargs, "modes": modes}, out=Path(out) / name if multi else Path(out))
+        rep["skipped"] = skipped
+        reports[name] = rep
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "summary.md").write_text(render_summary(reports) + "\n", encoding="utf-8")
+    return reports
+
+
+def render_summary(reports: dict[str, dict[str, Any]]) -> str:
+    """Markdown: one line per item x mode (overall figures), then per category, then grounding."""
+    lines = [
+        "| item | mode | questions | accuracy | answered | median rel. err | max rel. err | abstention P | abstention R |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in reports.items():
+        for m, t in r["tables"].items():
+            o = t["overall"]
+            lines.append(
+                f"| {name} | {m} | {o['n']} | {_pct(o['accuracy'])} | {_pct(o['answered'])} | "
+                f"{_err(o['median_rel_err'])} | {_err(o['max_rel_err'])} | {_pct(o['abstention_precision'])} | "
+                f"{_pct(o['abstention_recall'])} |"
+            )
+    cats = ["distance", "direction", "topology", "group", "unanswerable"]
+    lines += ["", "Accuracy by category:", "", "| item | mode | " + " | ".join(cats) + " |",
+              "|---|---|" + "---|" * len(cats)]
+    for name, r in reports.items():
+        for m, t in r["tables"].items():
+            by = {x["category"]: x for x in t["by_category"]}
+            cells = [f"{_pct(by[c]['accuracy'])} ({by[c]['n']})" if c in by else "-" for c in cats]
+            lines.append(f"| {name} | {m} | " + " | ".join(cells) + " |")
+    refs = ["id", "text", "bbox", "polygon", "polyline", "wkt", "overlay"]
+    lines += ["", "Accuracy by reference mode:", "", "| item | mode | " + " | ".join(refs) + " |",
+              "|---|---|" + "---|" * len(refs)]
+    for name, r in reports.items():
+        for m, t in r["tables"].items():
+            by = {x["ref_mode"]: x for x in t["by_ref_mode"]}
+            cells = [f"{_pct(by[c]['accuracy'])} ({by[c]['n']})" if c in by else "-" for c in refs]
+            lines.append(f"| {name} | {m} | " + " | ".join(cells) + " |")
+    g_lines = []
+    for name, r in reports.items():
+        for m, gm in r.get("grounding", {}).items():
+            for c, v in gm["classes"].items():
+                g_lines.append(
+                    f"| {name} | {m} | {gm['grounder']} | {c} | {v['extent']} | {_pct(v['precision'])} | "
+                    f"{_pct(v['recall'])} | {_pct(v['f1'])} | {v['predicted']} / {v['truth']} | {_pct(v['iou'])} |"
+                )
+    if g_lines:
+        lines += ["", "Grounding against the truth (detection P/R/F1 at IoU 0.5, the figure for instance classes; area IoU, the figure for cover classes; both shown for every class):",
+                  "", "| item | mode | grounder | class | extent | precision | recall | F1 | found / true | area IoU |",
+                  "|---|---|---|---|---|---|---|---|---|---|"] + g_lines
+    skipped = [f"{name}: {s}" for name, r in reports.items() for s in r.get("skipped", [])]
+    if skipped:
+        lines += ["", "Skipped: " + "; ".join(skipped) + "."]
+    return "\n".join(lines)

@@ -310,7 +310,7 @@ def _two_refs(gen: _Gen, mode: str, area_only: bool = False) -> tuple[int, int, 
         return None
     i, j = gen.pick(pool, 2)
     ra = gen.ref(i, mode)
-    rb = gen.any_ref(j, ["text", "id"] if mode != "id" else ["id"])
+    rb = gen.any_ref(j, [mode, "text", "id"] if mode != "id" else ["id"])
     if ra is None or rb is None:
         return None
     truth_ids = any(r.startswith("#") and r[1:] not in gen.public for r in (ra, rb[0]))
@@ -332,7 +332,7 @@ def _q_min(gen: _Gen, mode: str) -> EvalQuestion | None:
     if mode in ("polyline", "overlay"):
         r = _region_ref(gen, mode)
         i = gen.pick(range(len(gen.o)))[0]
-        rb = gen.any_ref(i, ["text", "id"])
+        rb = gen.any_ref(i, ["text", "bbox", "id"])
         if r is None or rb is None:
             return None
         d = gen.t.distance_m(gen.g(i), r[1])
@@ -373,7 +373,7 @@ def _q_closer(gen: _Gen, mode: str) -> EvalQuestion | None:
     if len(pool) < 3:
         return None
     x, a, b = gen.pick(pool, 3)
-    rx, ra, rb = gen.ref(x, mode), gen.any_ref(a, ["text", "id"]), gen.any_ref(b, ["text", "id"])
+    rx, ra, rb = gen.ref(x, mode), gen.any_ref(a, ["text", mode, "id"]), gen.any_ref(b, ["text", mode, "id"])
     if rx is None or ra is None or rb is None:
         return None
     da, db = gen.dist(a, x), gen.dist(b, x)
@@ -427,7 +427,7 @@ def _bearing_pair(gen: _Gen, mode: str) -> tuple[int, str, str, float, bool, dic
         if r is None or mode == "polyline":
             return None
         j = gen.pick(range(len(gen.o)))[0]
-        rb = gen.any_ref(j, ["text", "id"])
+        rb = gen.any_ref(j, ["text", "bbox", "id"])
         if rb is None:
             return None
         az = gen.t.bearing_deg(r[1], gen.g(j))
@@ -687,7 +687,7 @@ def _q_absent(gen: _Gen, mode: str) -> EvalQuestion | None:
         return None
     absent = [c for c in _ABSENT if c not in gen.by_cls]
     j = gen.pick(range(len(gen.o)))[0]
-    rb = gen.any_ref(j, ["text", "id"])
+    rb = gen.any_ref(j, ["text", "bbox", "id"])
     if not absent or rb is None:
         return None
     tid = rb[0].startswith("#") and rb[0][1:] not in gen.public
@@ -709,7 +709,7 @@ def _q_ambiguous(gen: _Gen, mode: str) -> EvalQuestion | None:
         return None
     classes = [c for c, v in gen.by_cls.items() if len(v) >= 2]
     j = gen.pick(range(len(gen.o)))[0]
-    rb = gen.any_ref(j, ["text", "id"])
+    rb = gen.any_ref(j, ["text", "bbox", "id"])
     if not classes or rb is None:
         return None
     cls = gen.rng.choice(classes)

@@ -76,15 +76,26 @@ class Truth:
     def __init__(self, crs) -> None:
         self.crs = CRS.from_user_input(crs)
         self._to_ll = Transformer.from_crs(self.crs, _LONLAT, always_xy=True)
+        self._aeqd_cache: dict[tuple[float, float], tuple[Transformer, Transformer]] = {}
 
     def lonlat(self, g: BaseGeometry) -> BaseGeometry:
         return shapely.transform(g, lambda xy: np.column_stack(self._to_ll.transform(xy[:, 0], xy[:, 1])))
 
     def _aeqd(self, *gs: BaseGeometry) -> tuple[Callable, Callable]:
+        """Forward/back maps through an AEQD projection centred near the geometries.
+
+        The centre is rounded to 0.02 degrees (a few km) so that one projection serves many
+        pairs; it only locates the nearest points, which are then measured on the ellipsoid.
+        """
         c = self.lonlat(shapely.union_all([shapely.centroid(g) for g in gs]).centroid)
-        aeqd = CRS.from_proj4(f"+proj=aeqd +lat_0={c.y} +lon_0={c.x} +datum=WGS84 +units=m")
-        fwd = Transformer.from_crs(self.crs, aeqd, always_xy=True)
-        inv = Transformer.from_crs(aeqd, _LONLAT, always_xy=True)
+        key = (round(c.x / 0.02) * 0.02, round(c.y / 0.02) * 0.02)
+        if key not in self._aeqd_cache:
+            aeqd = CRS.from_proj4(f"+proj=aeqd +lat_0={key[1]} +lon_0={key[0]} +datum=WGS84 +units=m")
+            self._aeqd_cache[key] = (
+                Transformer.from_crs(self.crs, aeqd, always_xy=True),
+                Transformer.from_crs(aeqd, _LONLAT, always_xy=True),
+            )
+        fwd, inv = self._aeqd_cache[key]
 
         def to(g: BaseGeometry) -> BaseGeometry:
             return shapely.transform(g, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
