@@ -50,7 +50,10 @@ SOURCE = (
 def read_boxes(path: Path = LABELS) -> list[tuple[float, float, float, float]]:
     """Pixel boxes ``(xmin, ymin, xmax, ymax)`` from the DeepForest-style CSV, in file order."""
     with open(path, newline="", encoding="utf-8") as f:
-        return [(float(r["xmin"]), float(r["ymin"]), float(r["xmax"]), float(r["ymax"])) for r in csv.DictReader(f)]
+        return [
+            (float(r["xmin"]), float(r["ymin"]), float(r["xmax"]), float(r["ymax"]))
+            for r in csv.DictReader(f)
+        ]
 
 
 def write_truth() -> int:
@@ -59,7 +62,10 @@ def write_truth() -> int:
 
     with rasterio.open(RASTER) as src:
         t, crs = src.transform, src.crs
-    geoms = [shapely.transform(shapely.box(*b), lambda xy: np.column_stack(t * (xy[:, 0], xy[:, 1]))) for b in read_boxes()]
+    geoms = [
+        shapely.transform(shapely.box(*b), lambda xy: np.column_stack(t * (xy[:, 0], xy[:, 1])))
+        for b in read_boxes()
+    ]
     gdf = gpd.GeoDataFrame(
         {"id": [f"tree-{i}" for i in range(1, len(geoms) + 1)], "class": ["tree"] * len(geoms)},
         geometry=geoms,
@@ -85,14 +91,18 @@ def write_recorded(tile_px: int = 1024, overlap_px: int = 128) -> int:
     for tile in tiles:
         w = tile.window
         size = (int(w.width), int(w.height))
-        frame = shapely.box(int(w.col_off), int(w.row_off), int(w.col_off) + size[0], int(w.row_off) + size[1])
+        frame = shapely.box(
+            int(w.col_off), int(w.row_off), int(w.col_off) + size[0], int(w.row_off) + size[1]
+        )
         inside = []
         for b in boxes:
             g = shapely.intersection(shapely.box(*b), frame)
             if not g.is_empty and g.area > 0:
                 x0, y0, x1, y1 = g.bounds
                 inside.append((x0 - w.col_off, y0 - w.row_off, x1 - w.col_off, y1 - w.row_off))
-        h_in, w_in = smart_resize(size[1], size[0], factor=28, min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS)
+        h_in, w_in = smart_resize(
+            size[1], size[0], factor=28, min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS
+        )
         lines.append(
             {
                 "item": ITEM,

@@ -463,6 +463,7 @@ def add_item(
     item_id: str | None = None,
     replace: bool = False,
     datetime: _dt.datetime | str | None = None,
+    bands: str | list[str] | None = None,
 ) -> pystac.Item:
     """Add a georeferenced raster (and optional vector layers) to the catalog.
 
@@ -481,6 +482,9 @@ def add_item(
         Overwrite an existing item of the same id (else ``CatalogError``).
     datetime : datetime or ISO string, optional
         Acquisition time when the file carries none (TIFF ``DATETIME`` tag wins).
+    bands : "red,green,blue" or list, optional
+        Band names in order, recorded as ``eo:bands`` instead of the file's own (for files
+        without band descriptions); one name per band.
 
     Returns
     -------
@@ -525,6 +529,13 @@ def add_item(
 
         raise RasterReadError(f"raster {str(raster)!r} does not exist or is not a file; check the path")
     info = raster_info(raster)  # raises NotGeoreferenced/RasterRead/Rotated errors naming the file
+    if bands is not None:
+        import dataclasses
+
+        from georeason.models.fitness import parse_bands
+
+        names = parse_bands(bands, len(info.band_names), where=f"--bands for {str(raster)!r}")
+        info = dataclasses.replace(info, band_names=tuple(names or ()))
 
     item_id = item_id if item_id is not None else _default_id(raster)
     if not _ID_RE.match(item_id) or item_id in (".", "..") or item_id == "catalog":

@@ -407,6 +407,10 @@ def run(
         Path | None,
         typer.Option(help="YAML settings (RunConfig fields and a 'model' section); flags override it."),
     ] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(help="Band names of the rasters in order, e.g. red,green,blue (overrides eo:bands)."),
+    ] = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
     import os
@@ -430,6 +434,10 @@ def run(
             model_path=model_path,
         )
         options = {**cfg.grounder_options, **_grounder_options(outputs, cfg.model_path, grounder_option)}
+        if bands is not None:
+            from georeason.models.fitness import parse_bands
+
+            options["bands"] = parse_bands(bands)
         _local_prefect_defaults()
         results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))

@@ -46,13 +46,17 @@ def eval_command(
     vlm_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible API of the VLM for --mode direct.")
     ] = None,
-    vlm_model: Annotated[str | None, typer.Option(help="Model name at --vlm-url (default: its first).")] = None,
+    vlm_model: Annotated[
+        str | None, typer.Option(help="Model name at --vlm-url (default: its first).")
+    ] = None,
     tile_px: Annotated[int, typer.Option(help="Tile size for grounding.")] = 1024,
     overlap_px: Annotated[int, typer.Option(help="Tile overlap for grounding.")] = 128,
     min_confidence: Annotated[
         float | None, typer.Option(help="Grounded answers below this confidence abstain (default 0.3).")
     ] = None,
-    flow: Annotated[bool, typer.Option("--flow", help="Run as the Prefect `evaluate` flow (artifacts).")] = False,
+    flow: Annotated[
+        bool, typer.Option("--flow", help="Run as the Prefect `evaluate` flow (artifacts).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the overall figures as JSON.")] = False,
 ) -> None:
     """Evaluate georeason on a labelled scene: EarthSpatialBench-style questions, scored per category."""
@@ -63,17 +67,29 @@ def eval_command(
     try:
         opts = _grounder_options(outputs, model_path, grounder_option)
         kwargs: dict[str, Any] = dict(
-            modes=modes, n=n, seed=seed, grounder=grounder, grounder_options=opts, vlm_url=vlm_url,
-            vlm_model=vlm_model, tile_px=tile_px, overlap_px=overlap_px, min_confidence=min_confidence,
+            modes=modes,
+            n=n,
+            seed=seed,
+            grounder=grounder,
+            grounder_options=opts,
+            vlm_url=vlm_url,
+            vlm_model=vlm_model,
+            tile_px=tile_px,
+            overlap_px=overlap_px,
+            min_confidence=min_confidence,
         )
         if flow:
             _local_prefect_defaults()
             from georeason.flows.evaluate import evaluate
 
             reports = evaluate(
-                items=[i for i in items if i], catalog=str(catalog) if catalog else None,
-                raster=str(raster) if raster else None, truth=str(truth) if truth else None, bands=bands,
-                out=str(out), **kwargs,
+                items=[i for i in items if i],
+                catalog=str(catalog) if catalog else None,
+                raster=str(raster) if raster else None,
+                truth=str(truth) if truth else None,
+                bands=bands,
+                out=str(out),
+                **kwargs,
             )
         else:
             from georeason.evaluation import evaluate_items
@@ -83,7 +99,9 @@ def eval_command(
         _fail(exc)
     if as_json:
         sys.stdout.write(
-            json.dumps({name: {m: t["overall"] for m, t in r["tables"].items()} for name, r in reports.items()})
+            json.dumps(
+                {name: {m: t["overall"] for m, t in r["tables"].items()} for name, r in reports.items()}
+            )
             + "\n"
         )
         return

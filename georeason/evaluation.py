@@ -52,7 +52,13 @@ from georeason.geo.vector.scene import Scene, read_scene
 __all__ = ["EvalInput", "load_input", "run_eval", "MODES", "render_markdown", "write_charts"]
 
 MODES = ("oracle", "grounded", "recorded", "direct")
-_UNIT_FACTORS = {("km", "m"): 1000.0, ("m", "km"): 1e-3, ("m2", "ha"): 1e-4, ("km2", "ha"): 100.0, ("ha", "m2"): 1e4}
+_UNIT_FACTORS = {
+    ("km", "m"): 1000.0,
+    ("m", "km"): 1e-3,
+    ("m2", "ha"): 1e-4,
+    ("km2", "ha"): 100.0,
+    ("ha", "m2"): 1e4,
+}
 
 
 @dataclass
@@ -107,11 +113,17 @@ def load_input(
         raise InputError(f"raster {str(raster)!r} does not exist; check the path")
     grid = grid_of(raster)
     t = read_scene(truth)
-    t = Scene(t.ids, t.labels, reproject(t.geoms, t.crs, grid.crs), grid.crs, attrs=t.attrs, source=str(truth))
+    t = Scene(
+        t.ids, t.labels, reproject(t.geoms, t.crs, grid.crs), grid.crs, attrs=t.attrs, source=str(truth)
+    )
     if vectors is not None:
         vectors = Scene(
-            vectors.ids, vectors.labels, reproject(vectors.geoms, vectors.crs, grid.crs), grid.crs,
-            attrs=vectors.attrs, source=vectors.source,
+            vectors.ids,
+            vectors.labels,
+            reproject(vectors.geoms, vectors.crs, grid.crs),
+            grid.crs,
+            attrs=vectors.attrs,
+            source=vectors.source,
         )
     names = raster_bands(str(raster), bands, item_bands)
     return EvalInput(raster, t, vectors, names, item, recorded)
@@ -160,8 +172,14 @@ def write_overlay_copy(raster: Path, rgb: np.ndarray, box: Sequence[int], out: P
 
     with rasterio.open(raster) as src:
         profile = {
-            "driver": "GTiff", "width": src.width, "height": src.height, "count": 3, "dtype": "uint8",
-            "crs": src.crs, "transform": src.transform, "compress": "deflate",
+            "driver": "GTiff",
+            "width": src.width,
+            "height": src.height,
+            "count": 3,
+            "dtype": "uint8",
+            "crs": src.crs,
+            "transform": src.transform,
+            "compress": "deflate",
         }
     out.parent.mkdir(parents=True, exist_ok=True)
     img = draw_overlay(rgb, box)
@@ -180,7 +198,9 @@ def find_marked_region(copy: Path) -> Scene:
 
     grid = grid_of(copy)
     side = max(grid.width, grid.height)
-    found, failures = sequential_ground(str(copy), SpectralGrounder(), ["marked region"], tile_px=side, overlap_px=0)
+    found, failures = sequential_ground(
+        str(copy), SpectralGrounder(), ["marked region"], tile_px=side, overlap_px=0
+    )
     if failures:
         raise InputError(f"overlay copy {copy} could not be read ({failures[0].error})")
     scene = grounded_scene(found, grid.crs, source=str(copy))
@@ -221,8 +241,16 @@ def _answer_georeason(
         if a.details.get("confidence"):
             confidence = a.details["confidence"]
         if a.abstained:
-            return {"value": None, "abstained": True, "reason": a.reason, "asked": q.asks, "confidence": confidence}
-        v = _to_unit(a.value, a.unit, q.unit if q.kind == "metric" else ("m" if q.combine != "single" else None))
+            return {
+                "value": None,
+                "abstained": True,
+                "reason": a.reason,
+                "asked": q.asks,
+                "confidence": confidence,
+            }
+        v = _to_unit(
+            a.value, a.unit, q.unit if q.kind == "metric" else ("m" if q.combine != "single" else None)
+        )
         if q.kind == "object" and isinstance(a.value, str):
             i = scene.index(a.value)
             answered_geom = scene.geoms[i] if i is not None else None
@@ -295,7 +323,9 @@ def run_eval(
         if m not in MODES:
             raise InputError(f"unknown mode {m!r}; use one of {', '.join(MODES)}")
     if "direct" in modes and not vlm_url:
-        raise InputError("--mode direct needs --vlm-url URL (an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1)")
+        raise InputError(
+            "--mode direct needs --vlm-url URL (an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1)"
+        )
     if n < 1:
         raise InputError(f"--n must be >= 1, got {n}")
     say = progress or (lambda s: None)
@@ -304,7 +334,12 @@ def run_eval(
     pixel = pixel_transform(grid)
     public = [str(i) for i in inp.vectors.ids] if inp.vectors is not None else []
     questions = generate(
-        _truth_objects(inp.truth), grid.crs, grid.transform, (grid.height, grid.width), n=n, seed=seed,
+        _truth_objects(inp.truth),
+        grid.crs,
+        grid.transform,
+        (grid.height, grid.width),
+        n=n,
+        seed=seed,
         public_ids=public,
     )
     say(f"{len(questions)} questions generated")
@@ -355,9 +390,18 @@ def run_eval(
             rows.append(_row(q, mode, res))
     report = {
         "settings": {
-            "item": inp.item, "raster": str(inp.raster), "truth": inp.truth.source, "n": n, "seed": seed,
-            "modes": list(modes), "grounder": grounder, "min_confidence": min_conf, "tile_px": tile_px,
-            "overlap_px": overlap_px, "vlm_url": vlm_url, "bands": inp.bands,
+            "item": inp.item,
+            "raster": str(inp.raster),
+            "truth": inp.truth.source,
+            "n": n,
+            "seed": seed,
+            "modes": list(modes),
+            "grounder": grounder,
+            "min_confidence": min_conf,
+            "tile_px": tile_px,
+            "overlap_px": overlap_px,
+            "vlm_url": vlm_url,
+            "bands": inp.bands,
         },
         "questions": len(questions),
         "rows": rows,
@@ -376,15 +420,28 @@ def _tmpdir() -> str:
 
 
 def _row(q: EvalQuestion, mode: str, res: dict[str, Any]) -> dict[str, Any]:
-    s = score(q.to_json(), res.get("value"), res.get("abstained", False), res.get("_geom"), res.get("_px_box"))
+    s = score(
+        q.to_json(), res.get("value"), res.get("abstained", False), res.get("_geom"), res.get("_px_box")
+    )
     value = res.get("value")
     if isinstance(value, (np.floating, np.integer)):
         value = value.item()
     return {
-        "qid": q.qid, "mode": mode, "category": q.category, "task": q.task, "ref_mode": q.ref_mode,
-        "kind": q.kind, "question": q.text, "asked": res.get("asked"), "expected": q.expected,
-        "unit": q.unit, "answer": value, "reason": res.get("reason"), "confidence": res.get("confidence"),
-        "raw": res.get("raw"), **s,
+        "qid": q.qid,
+        "mode": mode,
+        "category": q.category,
+        "task": q.task,
+        "ref_mode": q.ref_mode,
+        "kind": q.kind,
+        "question": q.text,
+        "asked": res.get("asked"),
+        "expected": q.expected,
+        "unit": q.unit,
+        "answer": value,
+        "reason": res.get("reason"),
+        "confidence": res.get("confidence"),
+        "raw": res.get("raw"),
+        **s,
     }
 
 
@@ -402,7 +459,9 @@ def _ground(inp: EvalInput, grounder: str, options: dict[str, Any], tile_px: int
         from georeason.models.backends.recorded import read_outputs
 
         item = options.get("item", inp.item)
-        have = {str(e.cls).lower() for e in read_outputs(options["outputs"]) if item is None or e.item == item}
+        have = {
+            str(e.cls).lower() for e in read_outputs(options["outputs"]) if item is None or e.item == item
+        }
         to_ground = [c for c in to_ground if c in have]
     check_bands(grounder, to_ground, inp.bands, str(inp.raster))
     opts = dict(options)
@@ -439,7 +498,9 @@ def _grounding_metrics(inp: EvalInput, grounder: str, found) -> dict[str, Any]:
     return out
 
 
-def _run_direct(questions, inp: EvalInput, rgb, markers, url: str, model: str | None, grid) -> list[dict[str, Any]]:
+def _run_direct(
+    questions, inp: EvalInput, rgb, markers, url: str, model: str | None, grid
+) -> list[dict[str, Any]]:
     from concurrent.futures import ThreadPoolExecutor
 
     from georeason.errors import GeoreasonError
@@ -459,10 +520,21 @@ def _run_direct(questions, inp: EvalInput, rgb, markers, url: str, model: str | 
         try:
             text = chat(_vlm_messages(q, data, size, gsd))
         except GeoreasonError as exc:
-            return _row(q, "direct", {"value": None, "abstained": True, "reason": f"error: {exc}", "raw": None})
+            return _row(
+                q, "direct", {"value": None, "abstained": True, "reason": f"error: {exc}", "raw": None}
+            )
         value, abstained, box = parse_free_text(text, q.to_json())
-        return _row(q, "direct", {"value": value, "abstained": abstained, "raw": text, "_px_box": box,
-                                  "reason": "the model declined" if abstained else None})
+        return _row(
+            q,
+            "direct",
+            {
+                "value": value,
+                "abstained": abstained,
+                "raw": text,
+                "_px_box": box,
+                "reason": "the model declined" if abstained else None,
+            },
+        )
 
     qs = [q for q in questions if not q.truth_ids]
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -504,8 +576,13 @@ def table_rows(report: dict[str, Any], mode: str, by: str = "by_category_ref") -
         out.append(
             keys
             + [
-                str(r["n"]), _pct(r["accuracy"]), _pct(r["answered"]), _err(r["median_rel_err"]),
-                _err(r["max_rel_err"]), _pct(r["abstention_precision"]), _pct(r["abstention_recall"]),
+                str(r["n"]),
+                _pct(r["accuracy"]),
+                _pct(r["answered"]),
+                _err(r["median_rel_err"]),
+                _err(r["max_rel_err"]),
+                _pct(r["abstention_precision"]),
+                _pct(r["abstention_recall"]),
             ]
         )
     return out
@@ -534,8 +611,11 @@ def render_markdown(report: dict[str, Any], charts: dict[str, str] | None = None
             f"abstention precision {_pct(o['abstention_precision'])} / recall {_pct(o['abstention_recall'])}.",
             "",
         ]
-        for by, keys in (("by_category", ["category"]), ("by_ref_mode", ["reference"]),
-                         ("by_category_ref", ["category", "reference"])):
+        for by, keys in (
+            ("by_category", ["category"]),
+            ("by_ref_mode", ["reference"]),
+            ("by_category_ref", ["category", "reference"]),
+        ):
             head = keys + _HEAD
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             lines += ["| " + " | ".join(r) + " |" for r in table_rows(report, mode, by)]
@@ -543,9 +623,12 @@ def render_markdown(report: dict[str, Any], charts: dict[str, str] | None = None
         if charts and mode in charts:
             lines += [f"![{mode}]({charts[mode]})", ""]
     if report["grounding"]:
-        lines += ["## Grounding against the truth", "",
-                  "| mode | grounder | class | extent | metric | precision | recall | F1 / IoU | predicted | truth |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Grounding against the truth",
+            "",
+            "| mode | grounder | class | extent | metric | precision | recall | F1 / IoU | predicted | truth |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for mode, gm in report["grounding"].items():
             for c, m in gm["classes"].items():
                 lines.append(
@@ -605,14 +688,16 @@ def write_report(report: dict[str, Any], questions: list[EvalQuestion], out: Pat
         "".join(json.dumps(q.to_json(), default=str) + "\n" for q in questions), encoding="utf-8"
     )
     files["answers"].write_text(
-        "".join(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, default=str) + "\n"
-                for r in report["rows"]),
+        "".join(
+            json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, default=str) + "\n"
+            for r in report["rows"]
+        ),
         encoding="utf-8",
     )
-    report["files"] = {k: str(v) for k, v in files.items()} | {f"chart_{m}": str(out / p) for m, p in charts.items()}
+    report["files"] = {k: str(v) for k, v in files.items()} | {
+        f"chart_{m}": str(out / p) for m, p in charts.items()
+    }
     return report["files"]
-
-
 
 
 def evaluate_items(
@@ -663,16 +748,26 @@ def render_summary(reports: dict[str, dict[str, Any]]) -> str:
                 f"{_pct(o['abstention_recall'])} |"
             )
     cats = ["distance", "direction", "topology", "group", "unanswerable"]
-    lines += ["", "Accuracy by category:", "", "| item | mode | " + " | ".join(cats) + " |",
-              "|---|---|" + "---|" * len(cats)]
+    lines += [
+        "",
+        "Accuracy by category:",
+        "",
+        "| item | mode | " + " | ".join(cats) + " |",
+        "|---|---|" + "---|" * len(cats),
+    ]
     for name, r in reports.items():
         for m, t in r["tables"].items():
             by = {x["category"]: x for x in t["by_category"]}
             cells = [f"{_pct(by[c]['accuracy'])} ({by[c]['n']})" if c in by else "-" for c in cats]
             lines.append(f"| {name} | {m} | " + " | ".join(cells) + " |")
     refs = ["id", "text", "bbox", "polygon", "polyline", "wkt", "overlay"]
-    lines += ["", "Accuracy by reference mode:", "", "| item | mode | " + " | ".join(refs) + " |",
-              "|---|---|" + "---|" * len(refs)]
+    lines += [
+        "",
+        "Accuracy by reference mode:",
+        "",
+        "| item | mode | " + " | ".join(refs) + " |",
+        "|---|---|" + "---|" * len(refs),
+    ]
     for name, r in reports.items():
         for m, t in r["tables"].items():
             by = {x["ref_mode"]: x for x in t["by_ref_mode"]}
@@ -687,9 +782,13 @@ def render_summary(reports: dict[str, dict[str, Any]]) -> str:
                     f"{_pct(v['recall'])} | {_pct(v['f1'])} | {v['predicted']} / {v['truth']} | {_pct(v['iou'])} |"
                 )
     if g_lines:
-        lines += ["", "Grounding against the truth (detection P/R/F1 at IoU 0.5, the figure for instance classes; area IoU, the figure for cover classes; both shown for every class):",
-                  "", "| item | mode | grounder | class | extent | precision | recall | F1 | found / true | area IoU |",
-                  "|---|---|---|---|---|---|---|---|---|---|"] + g_lines
+        lines += [
+            "",
+            "Grounding against the truth (detection P/R/F1 at IoU 0.5, the figure for instance classes; area IoU, the figure for cover classes; both shown for every class):",
+            "",
+            "| item | mode | grounder | class | extent | precision | recall | F1 | found / true | area IoU |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ] + g_lines
     skipped = [f"{name}: {s}" for name, r in reports.items() for s in r.get("skipped", [])]
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped) + "."]

@@ -138,7 +138,12 @@ def class_extent(grounder: str, label: str) -> tuple[str, str | None]:
         fam = class_family(n)
         if fam in (None, "marker") or n in _WATER_BODIES or n in _BUILDINGS:
             return INSTANCE, None
-        what = {"water": "water", "vegetation": "vegetation", "bright": "bright bare surfaces", "built": "built-up"}
+        what = {
+            "water": "water",
+            "vegetation": "vegetation",
+            "bright": "bright bare surfaces",
+            "built": "built-up",
+        }
         return COVER, (
             f"the spectral grounder finds {what.get(fam, fam)} cover (connected areas of an index "
             f"threshold), not individual {n} objects; counting, nearest/farthest, largest or 'which' "
@@ -179,7 +184,9 @@ class ClassFitness:
         }
 
 
-def parse_bands(text: str | Sequence[str] | None, count: int | None = None, where: str = "--bands") -> list[str] | None:
+def parse_bands(
+    text: str | Sequence[str] | None, count: int | None = None, where: str = "--bands"
+) -> list[str] | None:
     """Band names from ``"red,green,blue"`` (or a list), checked against the band count.
 
     Examples
@@ -196,7 +203,8 @@ def parse_bands(text: str | Sequence[str] | None, count: int | None = None, wher
     if count is not None and len(names) != count:
         raise InputError(
             f"{where} gives {len(names)} names ({','.join(names)}) but the raster has {count} band(s); "
-            "give one name per band, in band order, e.g. --bands " + ",".join(["red", "green", "blue", "nir"][:count] or ["gray"])
+            "give one name per band, in band order, e.g. --bands "
+            + ",".join(["red", "green", "blue", "nir"][:count] or ["gray"])
         )
     if len(set(names)) != len(names):
         raise InputError(f"{where}: band names must be unique, got {','.join(names)}")
@@ -234,7 +242,11 @@ def check_bands(grounder: str, classes: Iterable[str], bands: Sequence[str], ras
                 "base_url=http://127.0.0.1:8000/v1 (or qwen2.5-vl --model-path DIR)"
             )
         unnamed = all(re.fullmatch(r"band\d+|gray|undefined", b) for b in bands)
-        guess = ",".join(["red", "green", "blue", "nir"][: len(bands)]) if len(bands) <= 4 else "red,green,blue,..."
+        guess = (
+            ",".join(["red", "green", "blue", "nir"][: len(bands)])
+            if len(bands) <= 4
+            else "red,green,blue,..."
+        )
         if unnamed:
             raise InputError(
                 f"raster {raster} has {len(bands)} unnamed bands ({shown}); the spectral grounder finds {c!r} "
@@ -310,7 +322,9 @@ def assess(
                 )
             elif px < 4:
                 factor *= 0.75
-                notes.append(f"a {_singular(n)} (~{size:g} m) spans only {px:.1f} pixels: small ones are missed or merged")
+                notes.append(
+                    f"a {_singular(n)} (~{size:g} m) spans only {px:.1f} pixels: small ones are missed or merged"
+                )
         sep = None
         if grounder == "spectral":
             from georeason.models.spectral import class_family
@@ -330,12 +344,16 @@ def assess(
                     else:
                         notes.append(f"{index} histogram Otsu effectiveness {sep:.2f} (bimodal)")
                 if index == "vis_water":
-                    notes.append("water from visible bands only (blue over red): dark deep water is weakly separated")
+                    notes.append(
+                        "water from visible bands only (blue over red): dark deep water is weakly separated"
+                    )
         out[n] = ClassFitness(n, extent, float(factor), tuple(notes), blocked, reason, sep)
     return out
 
 
-def _separations(raster: str, bands: list[str] | None, max_px: int = 512) -> dict[str, tuple[str, float | None]]:
+def _separations(
+    raster: str, bands: list[str] | None, max_px: int = 512
+) -> dict[str, tuple[str, float | None]]:
     """Per spectral family: (index name, Otsu effectiveness on the pixels not claimed before)."""
     from rasterio.enums import Resampling
 
@@ -401,7 +419,9 @@ class _Summary:
     blocked: str | None = None
 
 
-def confidence_summary(answer: Any, scene: Any, fitness: Mapping[str, ClassFitness] | None = None) -> dict[str, Any] | None:
+def confidence_summary(
+    answer: Any, scene: Any, fitness: Mapping[str, ClassFitness] | None = None
+) -> dict[str, Any] | None:
     """The confidence of an answer that rests on grounded objects (``None`` if it rests on none).
 
     ``score`` = mean grounding score of the grounded evidence objects x the smallest
@@ -456,7 +476,10 @@ def _selected_classes(query: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def apply_confidence(
-    answer: Any, scene: Any, fitness: Mapping[str, ClassFitness] | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    answer: Any,
+    scene: Any,
+    fitness: Mapping[str, ClassFitness] | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> Any:
     """Attach ``details["confidence"]``; abstain when it is below ``min_confidence`` or blocked."""
     summary = confidence_summary(answer, scene, fitness)
@@ -491,7 +514,9 @@ def confident_asker(
     return wrapped
 
 
-def raster_bands(raster: str, given: str | Sequence[str] | None = None, recorded: Sequence[str] = ()) -> list[str]:
+def raster_bands(
+    raster: str, given: str | Sequence[str] | None = None, recorded: Sequence[str] = ()
+) -> list[str]:
     """The raster's band names: ``--bands`` if given (checked against the band count), else the
     catalog's ``eo:bands``, else the file's descriptions / colour interpretation."""
     from georeason.geo.raster.io import as_dataset, band_names

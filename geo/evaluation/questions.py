@@ -90,6 +90,11 @@ class EvalQuestion:
         return asdict(self)
 
 
+def _affine(t: Affine, xy: np.ndarray) -> np.ndarray:
+    """Apply an affine transform to an (N, 2) coordinate array."""
+    return np.column_stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f])
+
+
 def _plural(c: str) -> str:
     if c in _PLURAL:
         return _PLURAL[c]
@@ -131,11 +136,11 @@ class _Gen:
 
     def px(self, g: BaseGeometry) -> BaseGeometry:
         inv = self.inv
-        return shapely.transform(g, lambda xy: np.column_stack(inv * (xy[:, 0], xy[:, 1])))
+        return shapely.transform(g, lambda xy: _affine(inv, xy))
 
     def world(self, g: BaseGeometry) -> BaseGeometry:
         tf = self.tf
-        return shapely.transform(g, lambda xy: np.column_stack(tf * (xy[:, 0], xy[:, 1])))
+        return shapely.transform(g, lambda xy: _affine(tf, xy))
 
     # -- references to one object -----------------------------------------------------
     def ref(self, i: int, mode: str) -> str | None:
@@ -203,7 +208,10 @@ class _Gen:
     def polyline_px(self) -> list[list[int]]:
         n = self.rng.choice((2, 3))
         return [
-            [self.rng.randint(self.cols // 10, 9 * self.cols // 10), self.rng.randint(self.rows // 10, 9 * self.rows // 10)]
+            [
+                self.rng.randint(self.cols // 10, 9 * self.cols // 10),
+                self.rng.randint(self.rows // 10, 9 * self.rows // 10),
+            ]
             for _ in range(n)
         ]
 
@@ -340,7 +348,16 @@ def _q_min(gen: _Gen, mode: str) -> EvalQuestion | None:
             return None
         q = f"What is the distance between {rb[0]} and {r[0]}?"
         return EvalQuestion(
-            "", "distance", "min", mode, q, [q], d, "metric", "m", overlay_px=r[2].get("overlay_px"),
+            "",
+            "distance",
+            "min",
+            mode,
+            q,
+            [q],
+            d,
+            "metric",
+            "m",
+            overlay_px=r[2].get("overlay_px"),
             truth_ids=rb[0].startswith("#") and rb[0][1:] not in gen.public,
         )
     r2 = _two_refs(gen, mode)
@@ -380,10 +397,21 @@ def _q_closer(gen: _Gen, mode: str) -> EvalQuestion | None:
     if abs(da - db) < 0.02 * max(da, db) + 1e-6:
         return None
     text = f"Which is closer to {rx}: (first) {ra[0]} or (second) {rb[0]}?"
-    asks = [f"What is the distance between {ra[0]} and {rx}?", f"What is the distance between {rb[0]} and {rx}?"]
+    asks = [
+        f"What is the distance between {ra[0]} and {rx}?",
+        f"What is the distance between {rb[0]} and {rx}?",
+    ]
     tid = any(r.startswith("#") and r[1:] not in gen.public for r in (rx, ra[0], rb[0]))
     return EvalQuestion(
-        "", "distance", "closer", mode, text, asks, "first" if da < db else "second", "choice", combine="closer",
+        "",
+        "distance",
+        "closer",
+        mode,
+        text,
+        asks,
+        "first" if da < db else "second",
+        "choice",
+        combine="closer",
         truth_ids=tid,
     )
 
@@ -459,7 +487,15 @@ def _q_compass(gen: _Gen, mode: str) -> EvalQuestion | None:
         return None
     q = f"In which direction is {rb} from {ra}?"
     return EvalQuestion(
-        "", "direction", "compass", mode, q, [q], compass8(az), "categorical", truth_ids=tid,
+        "",
+        "direction",
+        "compass",
+        mode,
+        q,
+        [q],
+        compass8(az),
+        "categorical",
+        truth_ids=tid,
         overlay_px=extra.get("overlay_px"),
     )
 
@@ -471,7 +507,16 @@ def _q_bearing(gen: _Gen, mode: str) -> EvalQuestion | None:
     _, ra, rb, az, tid, extra = p
     q = f"What is the bearing from {ra} to {rb}?"
     return EvalQuestion(
-        "", "direction", "bearing", mode, q, [q], az, "metric", "deg", truth_ids=tid,
+        "",
+        "direction",
+        "bearing",
+        mode,
+        q,
+        [q],
+        az,
+        "metric",
+        "deg",
+        truth_ids=tid,
         overlay_px=extra.get("overlay_px"),
     )
 
@@ -487,11 +532,27 @@ def _q_yesno(gen: _Gen, mode: str) -> EvalQuestion | None:
     diff = abs(((az - centre + 180) % 360) - 180)
     if abs(diff - half) < 3.0:
         return None
-    words = {"N": "north", "S": "south", "E": "east", "W": "west", "NE": "northeast", "NW": "northwest",
-             "SE": "southeast", "SW": "southwest"}
+    words = {
+        "N": "north",
+        "S": "south",
+        "E": "east",
+        "W": "west",
+        "NE": "northeast",
+        "NW": "northwest",
+        "SE": "southeast",
+        "SW": "southwest",
+    }
     q = f"Is {rb} {words[name]} of {ra}?"
     return EvalQuestion(
-        "", "direction", "yesno", mode, q, [q], bool(diff <= half), "boolean", truth_ids=tid,
+        "",
+        "direction",
+        "yesno",
+        mode,
+        q,
+        [q],
+        bool(diff <= half),
+        "boolean",
+        truth_ids=tid,
         overlay_px=extra.get("overlay_px"),
     )
 
@@ -502,8 +563,17 @@ def _q_relation(gen: _Gen, mode: str) -> EvalQuestion | None:
         return None
     i, j, ra, rb, tid = r2
     q = f"What is the topological relation between {ra} and {rb}?"
-    return EvalQuestion("", "topology", "relation", mode, q, [q], relation_name(gen.g(i), gen.g(j)), "categorical",
-                        truth_ids=tid)
+    return EvalQuestion(
+        "",
+        "topology",
+        "relation",
+        mode,
+        q,
+        [q],
+        relation_name(gen.g(i), gen.g(j)),
+        "categorical",
+        truth_ids=tid,
+    )
 
 
 def _q_predicate(gen: _Gen, mode: str) -> EvalQuestion | None:
@@ -513,8 +583,13 @@ def _q_predicate(gen: _Gen, mode: str) -> EvalQuestion | None:
     i, j, ra, rb, tid = r2
     a, b = gen.g(i), gen.g(j)
     pred = gen.rng.choice(("intersect", "touch", "overlap", "contain", "within"))
-    fn = {"intersect": shapely.intersects, "touch": shapely.touches, "overlap": shapely.overlaps,
-          "contain": shapely.contains, "within": shapely.within}[pred]
+    fn = {
+        "intersect": shapely.intersects,
+        "touch": shapely.touches,
+        "overlap": shapely.overlaps,
+        "contain": shapely.contains,
+        "within": shapely.within,
+    }[pred]
     q = f"Is {ra} within {rb}?" if pred == "within" else f"Does {ra} {pred} {rb}?"
     return EvalQuestion("", "topology", "predicate", mode, q, [q], bool(fn(a, b)), "boolean", truth_ids=tid)
 
@@ -551,8 +626,18 @@ def _q_count_within(gen: _Gen, mode: str) -> EvalQuestion | None:
         return None
     q = f"How many {_plural(cls)} are within {dd:g} m of {ref_txt}?"
     del ref_i
-    return EvalQuestion("", "group", "count", mode, q, [q], int(sum(d <= dd for d in dists)), "count",
-                        truth_ids=tid, overlay_px=extra.get("overlay_px"))
+    return EvalQuestion(
+        "",
+        "group",
+        "count",
+        mode,
+        q,
+        [q],
+        int(sum(d <= dd for d in dists)),
+        "count",
+        truth_ids=tid,
+        overlay_px=extra.get("overlay_px"),
+    )
 
 
 def _q_count_inside(gen: _Gen, mode: str) -> EvalQuestion | None:
@@ -585,8 +670,9 @@ def _q_count_inside(gen: _Gen, mode: str) -> EvalQuestion | None:
     if any(edge):
         return None
     q = f"How many {_plural(cls)} are inside {ref_txt}?"
-    return EvalQuestion("", "group", "count", mode, q, [q], int(sum(inside)), "count",
-                        overlay_px=extra.get("overlay_px"))
+    return EvalQuestion(
+        "", "group", "count", mode, q, [q], int(sum(inside)), "count", overlay_px=extra.get("overlay_px")
+    )
 
 
 def _rank(gen: _Gen, mode: str, far: bool) -> EvalQuestion | None:
@@ -617,9 +703,20 @@ def _rank(gen: _Gen, mode: str, far: bool) -> EvalQuestion | None:
     q = f"Which {cls} is {word} {ref_txt}?"
     ob = gen.o[best]
     pb = gen.px(ob.geometry).bounds
-    return EvalQuestion("", "group", "farthest" if far else "nearest", mode, q, [q], ob.id, "object",
-                        expected_wkt=ob.geometry.wkt, expected_px_box=[float(v) for v in pb], truth_ids=tid,
-                        overlay_px=extra.get("overlay_px"))
+    return EvalQuestion(
+        "",
+        "group",
+        "farthest" if far else "nearest",
+        mode,
+        q,
+        [q],
+        ob.id,
+        "object",
+        expected_wkt=ob.geometry.wkt,
+        expected_px_box=[float(v) for v in pb],
+        truth_ids=tid,
+        overlay_px=extra.get("overlay_px"),
+    )
 
 
 def _q_nearest(gen: _Gen, mode: str) -> EvalQuestion | None:
@@ -644,8 +741,18 @@ def _q_largest(gen: _Gen, mode: str) -> EvalQuestion | None:
     ob = gen.o[cand[0][1]]
     q = f"Which is the {word} {cls}?"
     pb = gen.px(ob.geometry).bounds
-    return EvalQuestion("", "group", "largest", mode, q, [q], ob.id, "object", expected_wkt=ob.geometry.wkt,
-                        expected_px_box=[float(v) for v in pb])
+    return EvalQuestion(
+        "",
+        "group",
+        "largest",
+        mode,
+        q,
+        [q],
+        ob.id,
+        "object",
+        expected_wkt=ob.geometry.wkt,
+        expected_px_box=[float(v) for v in pb],
+    )
 
 
 def _q_aggregate(gen: _Gen, mode: str) -> EvalQuestion | None:
@@ -656,7 +763,9 @@ def _q_aggregate(gen: _Gen, mode: str) -> EvalQuestion | None:
     union = shapely.union_all([gen.g(k) for k in gen.by_cls[cls]])
     if mode == "text":
         q = f"What is the total area of {cls} in hectares?"
-        return EvalQuestion("", "group", "aggregate", mode, q, [q], gen.t.area_m2(union) / 1e4, "metric", "ha")
+        return EvalQuestion(
+            "", "group", "aggregate", mode, q, [q], gen.t.area_m2(union) / 1e4, "metric", "ha"
+        )
     if mode in ("overlay", "polygon"):
         b = gen.overlay_box()
         region = gen.world(shapely.box(*b))
@@ -669,8 +778,18 @@ def _q_aggregate(gen: _Gen, mode: str) -> EvalQuestion | None:
             else f"the polygon {[[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]]} in pixels"
         )
         q = f"What is the total area of {cls} inside {ref_txt} in hectares?"
-        return EvalQuestion("", "group", "aggregate", mode, q, [q], gen.t.area_m2(inter) / 1e4, "metric", "ha",
-                            overlay_px=b if mode == "overlay" else None)
+        return EvalQuestion(
+            "",
+            "group",
+            "aggregate",
+            mode,
+            q,
+            [q],
+            gen.t.area_m2(inter) / 1e4,
+            "metric",
+            "ha",
+            overlay_px=b if mode == "overlay" else None,
+        )
     if mode in ("id", "bbox", "wkt"):
         i = gen.pick([k for k in range(len(gen.o)) if gen.areas[k] > 0])[0]
         r = gen.ref(i, mode)
@@ -678,7 +797,9 @@ def _q_aggregate(gen: _Gen, mode: str) -> EvalQuestion | None:
             return None
         q = f"What is the area of {r} in hectares?"
         tid = r.startswith("#") and r[1:] not in gen.public
-        return EvalQuestion("", "group", "aggregate", mode, q, [q], gen.areas[i] / 1e4, "metric", "ha", truth_ids=tid)
+        return EvalQuestion(
+            "", "group", "aggregate", mode, q, [q], gen.areas[i] / 1e4, "metric", "ha", truth_ids=tid
+        )
     return None
 
 

@@ -142,7 +142,9 @@ def summarise(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> list[di
         errs = [r["rel_err"] for r in rs if r.get("rel_err") is not None]
         abst = [r for r in rs if r["abstained"]]
         unans = [r for r in rs if not r["answerable"]]
-        scored = [r for r in rs if r["kind"] in ("count", "boolean", "categorical", "choice", "object", "abstain")]
+        scored = [
+            r for r in rs if r["kind"] in ("count", "boolean", "categorical", "choice", "object", "abstain")
+        ]
         out.append(
             {
                 **dict(zip(keys, key)),
@@ -152,7 +154,9 @@ def summarise(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> list[di
                 "answered": sum(not r["abstained"] for r in rs) / len(rs),
                 "median_rel_err": statistics.median(errs) if errs else None,
                 "max_rel_err": max(errs) if errs else None,
-                "abstention_precision": (sum(not r["answerable"] for r in abst) / len(abst)) if abst else None,
+                "abstention_precision": (sum(not r["answerable"] for r in abst) / len(abst))
+                if abst
+                else None,
                 "abstention_recall": (sum(r["abstained"] for r in unans) / len(unans)) if unans else None,
             }
         )
@@ -211,8 +215,18 @@ def cover_iou(predicted: Sequence[BaseGeometry], truth: Sequence[BaseGeometry]) 
     }
 
 
-_REFUSALS = ("cannot answer", "can't answer", "cannot be answered", "not possible to", "unable to",
-             "no such", "not visible", "cannot determine", "there is no", "there are no")
+_REFUSALS = (
+    "cannot answer",
+    "can't answer",
+    "cannot be answered",
+    "not possible to",
+    "unable to",
+    "no such",
+    "not visible",
+    "cannot determine",
+    "there is no",
+    "there are no",
+)
 
 
 def parse_free_text(text: str, q: Mapping[str, Any]) -> tuple[Any, bool, list[float] | None]:
@@ -267,23 +281,46 @@ def parse_free_text(text: str, q: Mapping[str, Any]) -> tuple[Any, bool, list[fl
     if kind == "categorical":
         from georeason.geo.evaluation.truth import COMPASS8
 
-        words = {"north": "N", "south": "S", "east": "E", "west": "W", "northeast": "NE", "north-east": "NE",
-                 "northwest": "NW", "north-west": "NW", "southeast": "SE", "south-east": "SE",
-                 "southwest": "SW", "south-west": "SW"}
+        words = {
+            "north": "N",
+            "south": "S",
+            "east": "E",
+            "west": "W",
+            "northeast": "NE",
+            "north-east": "NE",
+            "northwest": "NW",
+            "north-west": "NW",
+            "southeast": "SE",
+            "south-east": "SE",
+            "southwest": "SW",
+            "south-west": "SW",
+        }
         for tok in re.findall(r"[a-z\-]+|[A-Z]{1,3}", t):
             if tok in COMPASS8:
                 return tok, False, None
             if tok.lower() in words:
                 return words[tok.lower()], False, None
-            if tok.lower() in ("equals", "within", "contains", "overlaps", "crosses", "touches", "intersects",
-                               "disjoint"):
+            if tok.lower() in (
+                "equals",
+                "within",
+                "contains",
+                "overlaps",
+                "crosses",
+                "touches",
+                "intersects",
+                "disjoint",
+            ):
                 return tok.lower(), False, None
         return None, False, None
     if kind == "object":
         nums = [float(x.replace(",", "")) for x in re.findall(r"-?\d+(?:\.\d+)?", t)]
         if len(nums) >= 4:
             box = nums[:4]
-            return "box", False, [min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])]
+            return (
+                "box",
+                False,
+                [min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])],
+            )
         return None, False, None
     if kind == "abstain":
         return t, False, None
