@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 
 from georeason.errors import InputError
 from georeason.geo.evaluation.questions import EvalQuestion, TruthObject, generate
@@ -486,6 +487,7 @@ def _grounding_metrics(inp: EvalInput, grounder: str, found) -> dict[str, Any]:
 
     out: dict[str, Any] = {"grounder": grounder, "classes": {}}
     vec = set(inp.vectors.labels) if inp.vectors is not None else set()
+    labelled = shapely.union_all(list(inp.truth.geoms))
     for c in sorted({str(x) for x in inp.truth.labels}):
         if c in vec:
             continue
@@ -494,7 +496,22 @@ def _grounding_metrics(inp: EvalInput, grounder: str, found) -> dict[str, Any]:
         extent, _ = class_extent(grounder, c)
         # both figures for every class: for a cover class the detection figures show what
         # counting its connected pieces as objects would give (why it abstains)
-        out["classes"][c] = {"extent": extent, **detection_metrics(pred, truth), **cover_iou(pred, truth)}
+        m: dict[str, Any] = {"extent": extent, **detection_metrics(pred, truth), **cover_iou(pred, truth)}
+        # inside the labelled areas (partial truth, e.g. the hand-made Landsat areas): the share
+        # of each class's truth found, and of the grounded area there that has the right class
+        pu = shapely.union_all(pred) if pred else shapely.GeometryCollection()
+        tu = shapely.union_all(truth)
+        hit = shapely.intersection(pu, tu).area if not pu.is_empty else 0.0
+        in_lab = shapely.intersection(pu, labelled).area if not pu.is_empty else 0.0
+        m["area_recall"] = hit / tu.area if tu.area > 0 else None
+        m["labelled_precision"] = hit / in_lab if in_lab > 0 else None
+        if len(truth) <= 30:
+            ids = [str(i) for i, lab in zip(inp.truth.ids, inp.truth.labels) if lab == c]
+            m["per_object_recall"] = {
+                i: (shapely.intersection(pu, g).area / g.area if g.area > 0 and not pu.is_empty else 0.0)
+                for i, g in zip(ids, truth)
+            }
+        out["classes"][c] = m
     return out
 
 
@@ -779,15 +796,17 @@ def render_summary(reports: dict[str, dict[str, Any]]) -> str:
             for c, v in gm["classes"].items():
                 g_lines.append(
                     f"| {name} | {m} | {gm['grounder']} | {c} | {v['extent']} | {_pct(v['precision'])} | "
-                    f"{_pct(v['recall'])} | {_pct(v['f1'])} | {v['predicted']} / {v['truth']} | {_pct(v['iou'])} |"
+                    f"{_pct(v['recall'])} | {_pct(v['f1'])} | {v['predicted']} / {v['truth']} | {_pct(v['iou'])} | "
+                    f"{_pct(v.get('area_recall'))} | {_pct(v.get('labelled_precision'))} |"
                 )
     if g_lines:
         lines += [
             "",
             "Grounding against the truth (detection P/R/F1 at IoU 0.5, the figure for instance classes; area IoU, the figure for cover classes; both shown for every class):",
             "",
-            "| item | mode | grounder | class | extent | precision | recall | F1 | found / true | area IoU |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| item | mode | grounder | class | extent | precision | recall | F1 | found / true | area IoU "
+            "| area recall | precision in labelled areas |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ] + g_lines
     skipped = [f"{name}: {s}" for name, r in reports.items() for s in r.get("skipped", [])]
     if skipped:

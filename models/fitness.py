@@ -347,14 +347,45 @@ def assess(
                     notes.append(
                         "water from visible bands only (blue over red): dark deep water is weakly separated"
                     )
+                    share = spectral_idx.get("dark_water", ("", None))[1]
+                    if share is not None and share > MAX_AMBIGUOUS_SHARE:
+                        blocked = (
+                            f"the visible-band water index misses dark open water on {raster}: {100 * share:.0f}% "
+                            f"of the valid pixels have a blue excess ((B-R)/(B+R) > {WEAK_BLUE_EXCESS}) typical of "
+                            "deep or green water but below the fitted water threshold, so water areas, counts and "
+                            "the largest water body would be wrong; use imagery with a near-infrared band (NDWI) "
+                            "or a model grounder (--grounder remote or qwen2.5-vl)"
+                        )
+                if index == "exg":
+                    share = spectral_idx.get("green_water", ("", None))[1]
+                    if share is not None and share > MAX_AMBIGUOUS_SHARE:
+                        blocked = (
+                            "the visible-band vegetation index (excess green) also claims green shallow water on "
+                            f"{raster}: {100 * share:.0f}% of the valid pixels are green with a blue excess "
+                            f"((B-R)/(B+R) > {WEAK_BLUE_EXCESS}) typical of water, so vegetation areas would "
+                            "include sea; use imagery with a near-infrared band (NDVI) or a model grounder"
+                        )
         out[n] = ClassFitness(n, extent, float(factor), tuple(notes), blocked, reason, sep)
     return out
+
+
+#: On visible-only imagery, a blue excess ``(B - R) / (B + R)`` above this, yet below the
+#: fitted water threshold, is the signature of dark (deep) or green (shallow, turbid) water.
+WEAK_BLUE_EXCESS = 0.1
+#: Share of the valid pixels in that zone above which water/vegetation answers abstain.
+MAX_AMBIGUOUS_SHARE = 0.05
 
 
 def _separations(
     raster: str, bands: list[str] | None, max_px: int = 512
 ) -> dict[str, tuple[str, float | None]]:
-    """Per spectral family: (index name, Otsu effectiveness on the pixels not claimed before)."""
+    """Per spectral family: (index name, Otsu effectiveness on the pixels not claimed before).
+
+    With visible bands only, two more entries: ``dark_water`` and ``green_water``, the share
+    of valid pixels whose blue excess says water (> :data:`WEAK_BLUE_EXCESS`) while the
+    water index does not find them (dark water) or the vegetation index claims them (green
+    water); ``(name, share)``.
+    """
     from rasterio.enums import Resampling
 
     from georeason.geo.raster.io import as_dataset, band_names
@@ -368,6 +399,7 @@ def _separations(
     roles = band_roles(names)
     out: dict[str, tuple[str, float | None]] = {}
     claimed = np.zeros(px.shape[1:], bool)
+    thresholds: dict[str, float] = {}
     for fam in FAMILIES:
         try:
             name = index_for(fam, roles)
@@ -381,7 +413,19 @@ def _separations(
             continue
         out[fam] = (name, otsu_effectiveness(values))
         t = otsu_threshold(values)
+        thresholds[name] = t
         claimed |= (np.ma.getdata(idx) > t) & ~np.ma.getmaskarray(idx)
+    if "vis_water" in thresholds:
+        vw = compute_index("vis_water", px, roles)
+        ok = ~np.ma.getmaskarray(vw)
+        v = np.ma.getdata(vw)
+        n = max(int(ok.sum()), 1)
+        weak = ok & (v > WEAK_BLUE_EXCESS) & (v <= thresholds["vis_water"])
+        out["dark_water"] = ("vis_water", float(weak.sum() / n))
+        if "exg" in thresholds:
+            exg = compute_index("exg", px, roles)
+            green = weak & (np.ma.getdata(exg) > thresholds["exg"]) & ~np.ma.getmaskarray(exg)
+            out["green_water"] = ("exg", float(green.sum() / n))
     return out
 
 
