@@ -121,8 +121,8 @@ def write_recorded(tile_px: int = 1024, overlap_px: int = 128) -> int:
 def write_item() -> None:
     from georeason.catalog import add_item, add_truth_asset
 
-    item = add_item(HERE, RASTER, item_id=ITEM, replace=True)
-    item_json = Path(item.get_self_href())
+    add_item(HERE, RASTER, item_id=ITEM, replace=True)
+    item_json = HERE / ITEM / f"{ITEM}.json"
     add_truth_asset(
         item_json,
         TRUTH,

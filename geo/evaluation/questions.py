@@ -363,11 +363,11 @@ def _q_min(gen: _Gen, mode: str) -> EvalQuestion | None:
     r2 = _two_refs(gen, mode)
     if r2 is None:
         return None
-    i, j, ra, rb, tid = r2
+    i, j, ra, rb_s, tid = r2
     d = gen.dist(i, j)
     if d <= 0:
         return None
-    q = f"What is the distance between {ra} and {rb}?"
+    q = f"What is the distance between {ra} and {rb_s}?"
     return EvalQuestion("", "distance", "min", mode, q, [q], d, "metric", "m", truth_ids=tid)
 
 
@@ -466,10 +466,10 @@ def _bearing_pair(gen: _Gen, mode: str) -> tuple[int, str, str, float, bool, dic
     r2 = _two_refs(gen, mode)
     if r2 is None:
         return None
-    i, j, ra, rb, tid = r2
+    i, j, ra, rb_s, tid = r2
     if gen.t.centroid_distance_m(gen.g(i), gen.g(j)) < 1:
         return None
-    return j, ra, rb, gen.t.bearing_deg(gen.g(i), gen.g(j)), tid, {}
+    return j, ra, rb_s, gen.t.bearing_deg(gen.g(i), gen.g(j)), tid, {}
 
 
 def _near_edge(az: float, half: float, centres: Sequence[float]) -> bool:
@@ -600,6 +600,7 @@ def _count_class(gen: _Gen) -> str | None:
 
 
 def _q_count_within(gen: _Gen, mode: str) -> EvalQuestion | None:
+    ref_txt: str | None
     cls = _count_class(gen)
     if cls is None:
         return None
@@ -676,6 +677,7 @@ def _q_count_inside(gen: _Gen, mode: str) -> EvalQuestion | None:
 
 
 def _rank(gen: _Gen, mode: str, far: bool) -> EvalQuestion | None:
+    ref_txt: str | None
     cls = _count_class(gen)
     if cls is None:
         return None
