@@ -349,3 +349,26 @@ def test_eval_cli_json_and_files(tmp_path):
     assert (tmp_path / "summary.md").is_file() and (tmp_path / "answers.jsonl").is_file()
     r = georeason("eval", "--item", "neon", "--mode", "direct", "--n", "5", "--out", str(tmp_path))
     assert r.returncode == 2 and "--vlm-url" in r.stderr
+
+
+def test_evaluate_flow_writes_summary_and_artifacts(prefect_harness, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from georeason.flows.evaluate import evaluate
+
+    reports = evaluate(items=["neon"], out=str(tmp_path), modes=["oracle"], n=20, seed=4)
+    assert reports["neon"]["tables"]["oracle"]["overall"]["accuracy"] == 1.0
+    assert "| neon | oracle | 20 | 100.0% |" in (tmp_path / "summary.md").read_text()
+
+    async def keys():
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        async with get_client() as c:
+            arts = await c.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["georeason-eval-summary", "georeason-eval-overall"]))
+            )
+            return {a.key for a in arts}
+
+    import asyncio
+
+    assert asyncio.run(keys()) == {"georeason-eval-summary", "georeason-eval-overall"}
