@@ -115,7 +115,18 @@ def run_item(
         if failures:
             log.error("[%s] %d tiles failed to ground; dependent answers abstain", info.id, len(failures))
     rows, scene = answer_item(
-        info.id, raster, crs_wkt, objects_found, failures, vectors, questions, to_ground, str(item_out)
+        info.id,
+        raster,
+        crs_wkt,
+        objects_found,
+        failures,
+        vectors,
+        questions,
+        to_ground,
+        str(item_out),
+        grounder=grounder,
+        bands=bands,
+        min_confidence=grounder_options.get("min_confidence"),
     )
     files = export_item(info.id, raster, scene, rows, str(item_out))
     return rows, files, failures

@@ -411,6 +411,10 @@ def run(
         str | None,
         typer.Option(help="Band names of the rasters in order, e.g. red,green,blue (overrides eo:bands)."),
     ] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(help="Answers from grounded objects below this confidence abstain (default 0.3)."),
+    ] = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
     import os
@@ -438,6 +442,8 @@ def run(
             from georeason.models.fitness import parse_bands
 
             options["bands"] = parse_bands(bands)
+        if min_confidence is not None:
+            options["min_confidence"] = float(min_confidence)
         _local_prefect_defaults()
         results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))

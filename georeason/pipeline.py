@@ -363,8 +363,12 @@ def answer_questions(
     grounded: Sequence[str] = (),
     failures: Sequence[TileFailure] = (),
     item: str | None = None,
+    post=None,
 ) -> list[dict]:
     """Answer questions against one scene; write each answer's GeoJSON (and mask) under ``out_dir``.
+
+    ``post(answer) -> answer``, if given, runs on each answer before it is written (the
+    confidence summary and threshold of :mod:`georeason.models.fitness`).
 
     Returns one JSON object per question (the ``ask --json`` object plus ``item`` and
     ``outputs``); a question that cannot be parsed gives ``{"question", "item", "error"}``
@@ -416,6 +420,8 @@ def answer_questions(
                 )
             else:
                 ans = ask(q, scene, pixel=pixel, mask_writer=writer)
+                if post is not None:
+                    ans = post(ans)
         except GeoreasonError as exc:
             rows.append({"question": q, "item": item, "error": str(exc), "abstained": True, "answer": None})
             continue
