@@ -746,7 +746,9 @@ def add_truth_asset(item_json: str | os.PathLike, truth: str | os.PathLike, desc
 
     item_json, truth = Path(item_json), Path(truth)
     if truth.parent.resolve() != item_json.parent.resolve():
-        raise CatalogError(f"truth file {str(truth)!r} must be in the item's folder {str(item_json.parent)!r}")
+        raise CatalogError(
+            f"truth file {str(truth)!r} must be in the item's folder {str(item_json.parent)!r}"
+        )
     info = _check_vector(truth)
     d = json.loads(item_json.read_text(encoding="utf-8"))
     data = truth.read_bytes()

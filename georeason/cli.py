@@ -262,7 +262,9 @@ def ask(
     ] = None,
     bands: Annotated[
         str | None,
-        typer.Option(help="Names of the raster's bands in order, e.g. red,green,blue (overrides the file's)."),
+        typer.Option(
+            help="Names of the raster's bands in order, e.g. red,green,blue (overrides the file's)."
+        ),
     ] = None,
     min_confidence: Annotated[
         float,
@@ -334,7 +336,9 @@ def ask(
                 raise GeoreasonError(
                     f"cannot read query program {str(query)!r}: {exc}; give a JSON list of steps"
                 ) from exc
-            answer = apply_confidence(execute(program, scene, pixel=pixel, mask_writer=writer), scene, fitness, min_confidence)
+            answer = apply_confidence(
+                execute(program, scene, pixel=pixel, mask_writer=writer), scene, fitness, min_confidence
+            )
         else:
             answer = ask_english(question, scene, pixel=pixel, mask_writer=writer)
         if out is not None:

@@ -79,7 +79,9 @@ def add(
     bands: Annotated[
         str | None,
         typer.Option(
-            "--bands", metavar="NAMES", help="Band names in order, e.g. red,green,blue (recorded as eo:bands)."
+            "--bands",
+            metavar="NAMES",
+            help="Band names in order, e.g. red,green,blue (recorded as eo:bands).",
         ),
     ] = None,
 ) -> None:

@@ -365,7 +365,9 @@ def test_evaluate_flow_writes_summary_and_artifacts(prefect_harness, tmp_path):
 
         async with get_client() as c:
             arts = await c.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["georeason-eval-summary", "georeason-eval-overall"]))
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["georeason-eval-summary", "georeason-eval-overall"])
+                )
             )
             return {a.key for a in arts}
 

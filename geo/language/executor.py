@@ -118,7 +118,9 @@ class _Run:
         for i in self.as_set(v):
             attrs = self.scene.attrs[i]
             if attrs.get("extent") == "cover":
-                raise Abstain(attrs.get("extent_reason") or f"{self.scene.labels[i]!r} objects are land cover")
+                raise Abstain(
+                    attrs.get("extent_reason") or f"{self.scene.labels[i]!r} objects are land cover"
+                )
 
     def object_value(self, i: int, *context: Value, role: str = "result") -> Value:
         ev = self.refs_evidence(*context)
