@@ -299,7 +299,7 @@ def _unnamed(path: Path, count: int, transform: Affine | None = None) -> Path:
 
 def test_unnamed_bands_error_advice_works_when_followed(tmp_path):
     tif = _unnamed(tmp_path / "unnamed.tif", 3)
-    q = "What is the total area of water in km2?"
+    q = "What is the total area of bare soil in km2?"
     r = georeason("ask", q, "--raster", str(tif), "--json")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     advice = re.search(r"pass (--bands \S+)", r.stderr)
@@ -374,3 +374,31 @@ def test_evaluate_flow_writes_summary_and_artifacts(prefect_harness, tmp_path):
     import asyncio
 
     assert asyncio.run(keys()) == {"georeason-eval-summary", "georeason-eval-overall"}
+
+
+def test_run_bands_option_names_unnamed_bands(prefect_harness, tmp_path):
+    from georeason.flows.answer import answer
+
+    tif = _unnamed(tmp_path / "u.tif", 3)
+    cat = tmp_path / "cat"
+    r = georeason("catalog", "add", str(tif), "--catalog", str(cat), "--id", "u")
+    assert r.returncode == 0, r.stderr
+    qf = tmp_path / "q.txt"
+    qf.write_text("What is the total area of water in km2?\n")
+
+    def run(options):
+        return answer(
+            catalog=str(cat),
+            questions=str(qf),
+            out=str(tmp_path / "out"),
+            grounder_options=options,
+            results_dir=str(tmp_path / "res"),
+        )["rows"][0]
+
+    without = run({})  # eo:bands are band1..band3: no index can be computed
+    assert without["abstained"] and "--bands" in json.dumps(without)
+    named = run({"bands": ["red", "green", "blue"]})  # what `georeason run --bands red,green,blue` passes
+    # the bands are understood: the answer is now judged on the imagery itself (the Landsat
+    # pixels' dark water is measurably missed by the visible-band index, so it abstains saying so)
+    assert named["abstained"] and "misses dark open water" in named["reason"]
+    assert named["details"]["abstained_value"] > 0
