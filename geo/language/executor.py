@@ -41,7 +41,7 @@ PixelTransform = tuple[Callable[[np.ndarray], np.ndarray], CRS]
 #: Writes a pixel answer: ``(geometry in the scene CRS, scene CRS, step id) -> (path, pixel count)``.
 MaskWriter = Callable[[BaseGeometry, CRS, str], tuple[str, int]]
 
-_DIST = {"m": 1.0, "km": 1000.0}
+_DIST = {"m": 1.0, "km": 1000.0, "mi": 1609.344, "ft": 0.3048}
 _AREA = {"m2": 1.0, "km2": 1e6, "ha": 1e4}
 
 

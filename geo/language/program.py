@@ -70,7 +70,7 @@ class T(str, Enum):
 GEOM_LIKE = (T.OBJECT, T.GEOMETRY)
 SET_LIKE = (T.OBJECTS, T.OBJECT)
 
-DistanceUnit = Literal["m", "km"]
+DistanceUnit = Literal["m", "km", "mi", "ft"]
 AreaUnit = Literal["m2", "km2", "ha"]
 # The schema's enums come from the tables the geometry code uses (one source of truth):
 # the yes/no predicates of :mod:`georeason.geo.vector.topology`, the compass names and
@@ -272,7 +272,7 @@ class AggregateArgs(_Args):
     measure: Literal["area", "length", "distance"]
     stat: Literal["mean", "sum", "min", "max", "median"]
     to: Ref | None = Field(None, description="Reference for measure='distance'")
-    unit: Literal["m", "km", "m2", "km2", "ha"] | None = None
+    unit: Literal["m", "km", "mi", "ft", "m2", "km2", "ha"] | None = None
 
     @model_validator(mode="after")
     def _fits(self):
@@ -292,7 +292,7 @@ class CompareArgs(_Args):
     relation: Literal["lt", "le", "gt", "ge"]
     b: Ref | None = None
     value: float | None = None
-    unit: Literal["m", "km", "m2", "km2", "ha", "deg"] | None = None
+    unit: Literal["m", "km", "mi", "ft", "m2", "km2", "ha", "deg"] | None = None
 
     @model_validator(mode="after")
     def _one(self):
