@@ -182,7 +182,9 @@ STATS = {
     "greatest": "max",
 }
 
+_NOT_VERBS = ("within", "inside", "in", "outside")
 _NUM = r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?"
+_CNUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"  # a coordinate (no thousands commas)
 _UNIT_RE = "|".join(sorted((re.escape(u) for u in UNITS), key=len, reverse=True))
 _AREA_RE = "|".join(sorted((re.escape(u).replace(r"\ ", r"\s+") for u in AREA_UNITS), key=len, reverse=True))
 _DIR_RE = "|".join(sorted((re.escape(d).replace(r"\ ", r"\s+") for d in DIRECTIONS), key=len, reverse=True))
@@ -200,8 +202,8 @@ _lead: "please"i | "tell"i "me"i | "can"i "you"i "tell"i? "me"i? | "could"i "you
      | "do"i "you"i "know"i | "i"i "want"i "to"i "know"i | "hey"i | "so"i | "ok"i | "compute"i
      | "calculate"i | "measure"i | "determine"i
 
-unit_suffix: ","? "in"i (DUNIT | AUNIT)
-question_unit: "in"i (DUNIT | AUNIT)
+unit_suffix: ","? "in"i (dunit_w | aunit_w)
+question_unit: "in"i (dunit_w | aunit_w)
 
 ?question: q_distance | q_direction | q_bearing | q_is | q_pair | q_relation | q_count
          | q_rank | q_extreme | q_area | q_length | q_total | q_aggregate | q_closer | q_list
@@ -215,15 +217,15 @@ ref_id: HASHID
       | "the"i? cls (HASHID | BAREID)
       | BAREID
 ref_the: "the"i cls
-ref_sel: "the"i SELECTOR set
+ref_sel: "the"i selector_w set
 ref_at: "the"i cls ("at"i | "located"i "at"i | "in"i | "covering"i) geom
 ref_geom: ("the"i | "a"i)? ("region"i | "zone"i | "location"i | "place"i | "geometry"i | "area"i)? geom
 ref_it: "it"i | "that"i | "there"i
-ref_its: "its"i RANK cls
-ref_rank: "the"i RANK cls _tofrom ref
-        | "the"i set ("that"i | "which"i)? ("is"i | "lies"i)? RANK _tofrom ref
+ref_its: "its"i rank_w cls
+ref_rank: "the"i rank_w cls _tofrom ref
+        | "the"i set ("that"i | "which"i)? ("is"i | "lies"i)? rank_w _tofrom ref
 
-geom: gtag* SHAPE? gtag* GEOMLIT gtag*
+geom: gtag* shape_w? gtag* GEOMLIT gtag*
 gtag: PIXELTAG | CRSTAG | LONLATTAG
 
 cls: WORD ~ 1..3
@@ -239,8 +241,8 @@ c_within: _lessthan DIST _away? _ofrom ref
 c_beyond: _morethan DIST _away? _ofrom ref
 c_between: "between"i (DIST | NUMBER) ("and"i | "to"i | "-") DIST _away? _ofrom ref
 c_dir: dirphrase ref method?
-c_pred: PREDWORD ref
-      | "do"i "not"i PREDWORD ref -> c_not_pred
+c_pred: predword_w ref
+      | "do"i "not"i predword_w ref -> c_not_pred
 
 _lessthan: "within"i ("a"i "distance"i "of"i)? | "less"i "than"i | "closer"i "than"i | "nearer"i "than"i
          | "under"i | "no"i "more"i "than"i | "not"i "more"i "than"i | "at"i "most"i | "up"i "to"i
@@ -251,12 +253,12 @@ _away: "away"i | "distant"i | "off"i
 _ofrom: "of"i | "from"i | "to"i | "around"i
 _tofrom: "to"i | "from"i
 
-dirphrase: ("to"i | "on"i | "in"i) "the"i DIR ("of"i | "from"i | "side"i "of"i)
-         | "due"i? DIR ("of"i | "from"i)
-         | "directly"i DIR ("of"i | "from"i)
-         | "directly"i? DIR
-method: ","? ("by"i | "using"i | "based"i "on"i | "from"i | "measured"i "between"i)? "the"i? CENTROIDWORD
-      | "(" CENTROIDWORD ")"
+dirphrase: ("to"i | "on"i | "in"i) "the"i dir_w ("of"i | "from"i | "side"i "of"i)
+         | "due"i? dir_w ("of"i | "from"i)
+         | "directly"i dir_w ("of"i | "from"i)
+         | "directly"i? dir_w
+method: ","? ("by"i | "using"i | "based"i "on"i | "from"i | "measured"i "between"i)? "the"i? centroidword_w
+      | "(" centroidword_w ")"
       | ","? ("by"i | "using"i)? "the"i? "nearest"i ("part"i | "parts"i | "point"i | "points"i)
 
 // ---- questions --------------------------------------------------------------------------
@@ -282,17 +284,17 @@ q_distance: _what? _the? cmode? _dmod? _dist_word cmode? ("between"i | "separati
           | _how_far _is "it"i "from"i ref "to"i ref method_dist?                                                 -> distance
           | _how_far "does"i ref "lie"i "from"i ref                                                               -> distance
           | "how"i ("close"i | "near"i) _is ref ("to"i | "from"i) ref                                             -> distance
-          | "how"i "many"i DUNIT ("separate"i | "separates"i) ref ("from"i | "and"i) ref                         -> distance_in
-          | "how"i "many"i DUNIT "apart"i _is ref "and"i ref                                                      -> distance_in
-          | "how"i "many"i DUNIT _is ref "from"i ref "away"i?                                                     -> distance_in
-          | "how"i "many"i DUNIT _is "it"i "from"i ref "to"i ref                                                  -> distance_in
-          | "how"i "many"i DUNIT _is "there"i "between"i ref "and"i ref                                           -> distance_in
+          | "how"i "many"i dunit_w ("separate"i | "separates"i) ref ("from"i | "and"i) ref                         -> distance_in
+          | "how"i "many"i dunit_w "apart"i _is ref "and"i ref                                                      -> distance_in
+          | "how"i "many"i dunit_w _is ref "from"i ref "away"i?                                                     -> distance_in
+          | "how"i "many"i dunit_w _is "it"i "from"i ref "to"i ref                                                  -> distance_in
+          | "how"i "many"i dunit_w _is "there"i "between"i ref "and"i ref                                           -> distance_in
 method_dist: ","? ("centre"i "to"i "centre"i | "center"i "to"i "center"i | "centre-to-centre"i | "center-to-center"i
-           | "between"i "centroids"i | "between"i "centres"i | "between"i "centers"i | "by"i "centroid"i | "(" CENTROIDWORD ")")
+           | "between"i "centroids"i | "between"i "centres"i | "between"i "centers"i | "by"i "centroid"i | "(" centroidword_w ")")
 
 _which: "which"i | "what"i
 _direction: "direction"i | "compass"i "direction"i | "cardinal"i "direction"i | "way"i | "side"i
-p16: "16-point"i | "16"i "point"i | "8-point"i | "8"i "point"i | "4-point"i | "4"i "point"i | "sixteen-point"i | "eight-point"i
+p16: P16
 q_direction: "in"i? _which p16? cmode? _direction _is ref ("from"i | "of"i | "relative"i "to"i | "with"i "respect"i "to"i | "as"i "seen"i "from"i) ref method?  -> direction_tf
            | "in"i? _which p16? cmode? _direction "does"i ref ("lie"i | "sit"i | "go"i)? ("from"i | "of"i | "relative"i "to"i) ref method?                    -> direction_tf
            | _what _the? p16? cmode? _direction ("of"i | "to"i) ref ("from"i | "relative"i "to"i | "as"i "seen"i "from"i) ref method?                 -> direction_tf
@@ -310,18 +312,18 @@ q_bearing: _what? _the? cmode? _bearing_word "from"i ref "to"i ref method?      
 q_is: _is ref ("located"i | "situated"i | "lying"i | "found"i)? cond (_join cond)*   -> is_q
     | "does"i ref ("lie"i | "sit"i | "fall"i | "stand"i) cond (_join cond)*        -> is_q
     | ref _is cond (_join cond)*                                                     -> is_q
-    | "does"i ref PREDVERB ref                                                       -> does_q
+    | "does"i ref predverb_w ref                                                       -> does_q
 ?cond: k_within | k_beyond | k_between | k_dir | k_pred | k_closer | k_bigger | k_closer_to_than
 k_within: _lessthan DIST _away? _ofrom ref
 k_beyond: _morethan DIST _away? _ofrom ref
 k_between: "between"i (DIST | NUMBER) ("and"i | "to"i | "-") DIST _away? _ofrom ref
 k_dir: dirphrase ref method?
-k_pred: ("completely"i | "entirely"i | "fully"i | "wholly"i | "totally"i)? PREDWORD ref
-k_closer: CLOSER _tofrom ref "than"i ref ("is"i | "does"i)?
-k_closer_to_than: CLOSER _tofrom ref "than"i _tofrom ref
-k_bigger: BIGGER "than"i ref
+k_pred: ("completely"i | "entirely"i | "fully"i | "wholly"i | "totally"i)? predword_w ref
+k_closer: closer_w _tofrom ref "than"i ref ("is"i | "does"i)?
+k_closer_to_than: closer_w _tofrom ref "than"i _tofrom ref
+k_bigger: bigger_w "than"i ref
 
-q_pair: ("are"i | "do"i) ref "and"i ref PAIRWORD                                   -> pair_q
+q_pair: ("are"i | "do"i) ref "and"i ref pairword_w                                   -> pair_q
 
 _relation_word: "relation"i | "relationship"i | "relations"i | "relationships"i | "topology"i | "topological"i "relation"i
               | "topological"i "relationship"i | "spatial"i "relation"i | "spatial"i "relationship"i
@@ -340,75 +342,63 @@ q_count: _howmany set _there_tail?                                            ->
 
 _rank_verb: "is"i | "are"i | "lies"i | "lie"i | "sits"i | "is"i "located"i | "is"i "situated"i
 k_num: NUMBER
-q_rank: _which set _rank_verb? _the? RANK _tofrom ref                          -> rank
-      | _which k_num cls _rank_verb? _the? RANK _tofrom ref                     -> rank_k
-      | _what (_is _the?)? RANK set _tofrom ref                                 -> rank_pre
-      | _which _is _the RANK set _tofrom ref                                    -> rank_pre
-      | _what (_is _the?)? k_num RANK set _tofrom ref                           -> rank_pre_k
-      | _the? RANK set _tofrom ref                                              -> rank_pre
+q_rank: _which set _rank_verb? _the? rank_w _tofrom ref                          -> rank
+      | _which k_num cls _rank_verb? _the? rank_w _tofrom ref                     -> rank_k
+      | _what (_is _the?)? rank_w set _tofrom ref                                 -> rank_pre
+      | _which _is _the rank_w set _tofrom ref                                    -> rank_pre
+      | _what (_is _the?)? k_num rank_w set _tofrom ref                           -> rank_pre_k
+      | _the? rank_w set _tofrom ref                                              -> rank_pre
 
-q_extreme: _which _is _the SELECTOR set                -> extreme
-         | _which set _is _the? SELECTOR               -> extreme_post
-         | ("find"i | "show"i | "name"i | "give"i "me"i | "get"i) _the SELECTOR set  -> extreme
-         | _the? SELECTOR set                          -> extreme
+q_extreme: _which _is _the selector_w set                -> extreme
+         | _which set _is _the? selector_w               -> extreme_post
+         | ("find"i | "show"i | "name"i | "give"i "me"i | "get"i) _the selector_w set  -> extreme
+         | _the? selector_w set                          -> extreme
 
 _area_word: "area"i | "size"i | "surface"i "area"i | "footprint"i
 q_area: _what? _the? ("geodesic"i | "surface"i)? _area_word ("of"i | "covered"i "by"i) ref  -> area
       | "how"i ("large"i | "big"i) _is ref                            -> area
       | "how"i "much"i "area"i "does"i ref ("cover"i | "take"i "up"i | "occupy"i)   -> area
-      | "how"i "many"i AUNIT ("is"i | "does"i) ref ("cover"i | "have"i | "occupy"i)?  -> area_in
+      | "how"i "many"i aunit_w ("is"i | "does"i) ref ("cover"i | "have"i | "occupy"i)?  -> area_in
       | ref "area"i                                                     -> area
 q_length: _what? _the? "geodesic"i? ("length"i | "perimeter"i | "circumference"i) "of"i ref   -> length
         | "how"i "long"i _is ref                                                  -> length
-        | "how"i "many"i DUNIT "long"i _is ref                                     -> length_in
+        | "how"i "many"i dunit_w "long"i _is ref                                     -> length_in
 q_total: _what? _the? ("total"i | "combined"i | "overall"i | "whole"i) _area_word ("of"i | "covered"i "by"i | "occupied"i "by"i) set -> total_area
        | "how"i "much"i "area"i "do"i set ("cover"i | "occupy"i | "take"i "up"i)        -> total_area
 
-q_aggregate: _what? _the? STAT _dist_word ("from"i | "of"i | "between"i) set ("to"i | "from"i | "and"i) ref  -> agg_distance
-           | _what? _the? STAT ("area"i | "size"i | "areas"i | "sizes"i) "of"i set                  -> agg_area
-           | _what? _the? STAT ("length"i | "lengths"i) "of"i set                                   -> agg_length
+q_aggregate: _what? _the? stat_w _dist_word ("from"i | "of"i | "between"i) set ("to"i | "from"i | "and"i) ref  -> agg_distance
+           | _what? _the? stat_w ("area"i | "size"i | "areas"i | "sizes"i) "of"i set                  -> agg_area
+           | _what? _the? stat_w ("length"i | "lengths"i) "of"i set                                   -> agg_length
            | _what? _the? "sum"i "of"i "the"i? ("areas"i | "sizes"i) "of"i set                       -> agg_area_sum
            | _what? _the? "sum"i "of"i "the"i? "lengths"i "of"i set                                 -> agg_length_sum
            | "on"i "average"i ","? _how_far ("are"i | "is"i) set ("from"i | "to"i) ref              -> agg_distance_mean
            | _how_far ("are"i | "is"i) set ("from"i | "to"i) ref "on"i "average"i                   -> agg_distance_mean
 
-q_closer: _which "of"i ref ("and"i | "or"i) ref _is CLOSER _tofrom ref        -> closer
-        | _which _is CLOSER _tofrom ref ("," | ":")? ref "or"i ref            -> closer_post
-        | _which "one"i _is CLOSER _tofrom ref ("," | ":")? ref "or"i ref     -> closer_post
-        | "is"i ref "or"i ref CLOSER _tofrom ref                              -> closer
+q_closer: _which "of"i ref ("and"i | "or"i) ref _is closer_w _tofrom ref        -> closer
+        | _which _is closer_w _tofrom ref ("," | ":")? ref "or"i ref            -> closer_post
+        | _which "one"i _is closer_w _tofrom ref ("," | ":")? ref "or"i ref     -> closer_post
+        | "is"i ref "or"i ref closer_w _tofrom ref                              -> closer
 
 _show: "show"i "me"i? | "list"i | "find"i | "give"i "me"i? | "display"i | "return"i | "highlight"i | "select"i
      | "which"i | "what"i | "name"i | "get"i | "enumerate"i | "identify"i
 q_list: _show ("all"i | "every"i | "the"i)* set _there_tail?                 -> list
 q_which_ref: (_which _is | "find"i | "show"i "me"i? | "name"i | "identify"i | _what _is) ref_rank  -> which_ref
 
-_pixels_word: "pixels"i | "pixel"i
+_pixels_word: PIXELTAG
 q_pixels: ("which"i | "what"i | "show"i "me"i? | "find"i | "mask"i) "all"i? "the"i? _pixels_word ("are"i | "that"i "are"i | "of"i | "belong"i "to"i) set  -> pixels
         | ("show"i | "find"i | "mask"i) "me"i? "all"i? "the"i? cls _pixels_word constraints?    -> pixels_of
 
 // ---- terminals ----------------------------------------------------------------------------
+P16: /(?:16|8|4|sixteen|eight|four)[\s\-]*points?(?![\w\-])/i
 HASHID: /#[\w][\w.:\-]*/
-BAREID: /(?!(?:EPSG|epsg):)(?!(?:km|m|mi|ft|sq)\d?(?![\w\-]))(?:[A-Za-z][\w.:\-]*\d[\w.:\-]*(?<![.:])|[A-HJ-Z])(?![\w\-])/
+BAREID: /(?!(?:EPSG|epsg):)(?!(?:de|DE)-?9(?:im|IM))(?!(?:km|m|mi|ft|sq)\d?(?![\w\-]))(?:[A-Za-z][\w.:\-]*\d[\w.:\-]*(?<![.:])|[A-DF-HJ-MO-RT-VX-Z])(?![\w\-])/
 NUMBER: /[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?![\w])/
 DIST: /(?:__NUM__)\s*(?:__UNIT__)__END__/i
-DUNIT: /(?:__UNIT__|kilometers|kilometres)__END__/i
-AUNIT: /(?:__AREA__)(?![\w\-²])/i
-DIR: /(?:__DIR__)__END__/i
-SELECTOR: /(?:largest|biggest|smallest|tiniest|longest|shortest)__END__/i
-RANK: /(?:nearest|closest|farthest|furthest|most\s+distant|remotest)__END__/i
-STAT: /(?:average|mean|median|sum|summed|minimum|min|maximum|max|greatest|smallest|largest|shortest|longest)__END__/i
-CLOSER: /(?:closer|nearer|farther|further|more\s+distant)__END__/i
-BIGGER: /(?:larger|bigger|smaller|longer|shorter)__END__/i
-CENTROIDWORD: /(?:centroids?|centres?|centers?)__END__/i
-SHAPE: /(?:point|line|polyline|linestring|polygon|bbox|box|bounding\s+box|rectangle)__END__/i
 PIXELTAG: /(?:\(\s*pixels?(?:\s+coordinates)?\s*\)|(?:in\s+)?(?:image\s+)?pixels?(?:\s+coordinates)?)(?![\w\-])/i
 CRSTAG: /(?:\(\s*(?:EPSG|epsg):\d+\s*\)|(?:in\s+)?(?:EPSG|epsg):\d+)/
 LONLATTAG: /(?:\(\s*(?:lon\/lat|lonlat|wgs84|wgs\s*84)\s*\)|(?:in\s+)?(?:lon\/lat|lonlat|wgs84|wgs\s*84))(?![\w\-])/i
-GEOMLIT: /(?:(?:POINT|LINESTRING|POLYGON|MULTIPOINT|MULTILINESTRING|MULTIPOLYGON)\s*(?:ZM|Z|M)?\s*\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)|\[\s*[\[\(][^\[\]]*?[\]\)](?:\s*,\s*[\[\(][^\[\]]*?[\]\)])*\s*\]|\(\s*\([^()]*?\)(?:\s*,\s*\([^()]*?\))*\s*\)|[\[\(]\s*__NUM__(?:\s*[,\s]\s*__NUM__){1,3}\s*[\]\)])/i
-PREDWORD: /(?:intersects?|intersecting|touch(?:es|ing)?|borders?|bordering|adjoins?|adjoining|adjacent\s+to|next\s+to|overlaps?|overlapping|cross(?:es|ing)?|contains?|containing|covers?|covering|within|inside(?:\s+of)?|in|contained\s+(?:in|within|by)|disjoint\s+(?:from|with)|separate\s+from|outside(?:\s+of)?|equal\s+to|identical\s+to|the\s+same\s+as|covered\s+by|part\s+of)__END__/i
-PREDVERB: /(?:intersects?|touch(?:es)?|borders?|adjoins?|overlaps?|cross(?:es)?|contains?|covers?|lie\s+(?:in|within|inside)|sit\s+(?:in|within|inside)|fall\s+(?:in|within|inside))__END__/i
-PAIRWORD: /(?:disjoint|touching|adjacent|bordering|equal|the\s+same|identical|overlapping|intersecting|connected|separate|apart|intersect|overlap|touch|cross|border|meet)__END__/i
-WORD: /(?!(?:__RESERVED__)(?![\w\-]))[A-Za-z]{2,}(?:-[A-Za-z]+)*(?![\w\-])/
+GEOMLIT: /(?:(?:POINT|LINESTRING|POLYGON|MULTIPOINT|MULTILINESTRING|MULTIPOLYGON)\s*(?:ZM|Z|M)?\s*\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)|\[\s*[\[\(][^\[\]]*?[\]\)](?:\s*,\s*[\[\(][^\[\]]*?[\]\)])*\s*\]|\(\s*\([^()]*?\)(?:\s*,\s*\([^()]*?\))*\s*\)|[\[\(]\s*__CNUM__(?:\s*[,\s]\s*__CNUM__){1,3}\s*[\]\)])/i
+WORD: /(?!(?i:__RESERVED__)(?![\w\-]))[A-Za-z]{2,}(?:-[A-Za-z]+)*(?![\w\-])/
 
 %import common.WS
 %ignore WS
@@ -424,28 +414,122 @@ _EXTRA_RESERVED = (
 ).split()
 
 
+#: Word classes of the grammar: rule name -> (terminal-like kind the compiler reads, phrases).
+_WORD_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "dir_w": ("DIR", tuple(DIRECTIONS)),
+    "selector_w": ("SELECTOR", tuple(SELECTORS)),
+    "rank_w": ("RANK", ("nearest", "closest", "farthest", "furthest", "most distant", "remotest")),
+    "stat_w": ("STAT", (*STATS, "smallest", "largest", "shortest", "longest")),
+    "closer_w": ("CLOSER", ("closer", "nearer", "farther", "further", "more distant")),
+    "bigger_w": ("BIGGER", ("larger", "bigger", "smaller", "longer", "shorter")),
+    "centroidword_w": ("CENTROIDWORD", ("centroid", "centroids", "centre", "centres", "center", "centers")),
+    "shape_w": (
+        "SHAPE",
+        ("point", "line", "polyline", "linestring", "polygon", "bbox", "box", "bounding box", "rectangle"),
+    ),
+    "predword_w": (
+        "PREDWORD",
+        (
+            *PREDICATE_WORDS,
+            "next to",
+            "inside of",
+            "contained within",
+            "contained by",
+            "part of",
+        ),
+    ),
+    "predverb_w": (
+        "PREDVERB",
+        (
+            *(w for w in PREDICATE_WORDS if " " not in w and not w.endswith("ing") and w not in _NOT_VERBS),
+            "lie in",
+            "lie within",
+            "lie inside",
+            "sit in",
+            "sit within",
+            "fall in",
+            "fall within",
+        ),
+    ),
+    "pairword_w": (
+        "PAIRWORD",
+        (
+            "disjoint",
+            "touching",
+            "adjacent",
+            "bordering",
+            "equal",
+            "the same",
+            "identical",
+            "overlapping",
+            "intersecting",
+            "connected",
+            "separate",
+            "apart",
+            "intersect",
+            "overlap",
+            "touch",
+            "cross",
+            "border",
+            "meet",
+        ),
+    ),
+    "dunit_w": ("DUNIT", tuple(UNITS)),
+    "aunit_w": ("AUNIT", tuple(AREA_UNITS)),
+}
+
+
+def _nullable_options(text: str) -> str:
+    """Rewrite ``x?`` and ``(a | b)?`` in rules as nullable helper rules.
+
+    Lark expands each optional into two copies of its rule, so a rule with k optionals
+    becomes 2**k rules and Earley prediction slows down accordingly; a nullable rule keeps
+    it one rule (the parse trees are the same: helper rules start with ``_`` and inline).
+    """
+    head, sep, tail = text.partition("// ---- terminals")
+    extra: dict[str, str] = {}
+
+    def group(m: re.Match) -> str:
+        body = m.group(1).strip()
+        name = extra.setdefault(body, f"_opt{len(extra)}")
+        return name
+
+    while True:
+        new = re.sub(r"\(([^()\n]*)\)\?", group, head)
+        new = re.sub(r"(?<![\w\"])([A-Za-z_][A-Za-z0-9_]*)\?(?![\w])", lambda m: group(re.match(r"(.*)", m.group(1))), new)
+        if new == head:
+            break
+        head = new
+    rules = "".join(f"{name}: {body} |\n" for body, name in extra.items())
+    return head + rules + sep + tail
+
+
+#: Keyword terminal name -> its word (for error messages).
+_KEYWORD_TEXT: dict[str, str] = {}
+
+
 @lru_cache(maxsize=1)
 def _grammar_text() -> str:
     text = _GRAMMAR
+    for rule, (_kind, phrases) in _WORD_RULES.items():
+        alts = sorted({" ".join(f'"{w}"i' for w in p.split()) for p in phrases})
+        text += f"{rule}: " + " | ".join(alts) + "\n"
     literals = sorted(set(re.findall(r'"([^"\s]+)"i', text)), key=len, reverse=True)
     words = set(_EXTRA_RESERVED) | {w.lower() for w in literals if re.fullmatch(r"[A-Za-z][\w'\-]*", w)}
-    words |= {d for d in DIRECTIONS if " " not in d} | set(SELECTORS) | set(STATS) | set(UNITS)
     words |= {"centroid", "centroids", "centre", "centres", "center", "centers", "closer", "nearer"}
-    words |= {"larger", "bigger", "smaller", "longer", "shorter", "remotest"}
-    words |= {
-        w for p in PREDICATE_WORDS for w in p.split() if w not in ("same",)
-    } | {"intersect", "touch", "border", "adjacent", "overlap", "cross", "contain", "cover", "disjoint"}
     reserved = "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
     defs = []
-    for lit in literals:
-        name = "_K_" + re.sub(r"\W", "_", lit.upper()).replace("-", "_")
-        if lit.startswith("'"):
-            name = "_K_APOS_" + re.sub(r"\W", "_", lit[1:].upper())
-        pattern = re.escape(lit) + (_END if lit[-1].isalnum() else "")
-        defs.append(f"{name}: /{pattern}/i")
+    for n, lit in enumerate(literals):
+        name = "K_" + re.sub(r"[^A-Z0-9]", "_", lit.upper()) + f"_{n}"
+        end = _END if lit[-1].isalnum() or lit[-1] == "²" else ""
+        flags = "" if lit == "a" else "i"  # "A" alone is an object id, "a" the article
+        defs.append(f"{name}: /{re.escape(lit)}{end}/{flags}")
+        _KEYWORD_TEXT[name] = lit
         text = text.replace(f'"{lit}"i', name)
+    text = _nullable_options(text)
     text = (
         text.replace("__NUM__", _NUM)
+        .replace("__CNUM__", _CNUM)
         .replace("__UNIT__", _UNIT_RE)
         .replace("__AREA__", _AREA_RE)
         .replace("__DIR__", _DIR_RE)
@@ -458,7 +542,7 @@ def _grammar_text() -> str:
 @lru_cache(maxsize=1)
 def parser() -> Lark:
     """The Earley parser of the question grammar (built once)."""
-    return Lark(_grammar_text(), start="start", parser="earley", lexer="dynamic", ambiguity="resolve")
+    return Lark(_grammar_text(), start="start", parser="earley", lexer="basic", ambiguity="resolve")
 
 
 # ---------------------------------------------------------------------------------------
@@ -549,6 +633,12 @@ class _Compiler(Transformer):
         self.b = builder
 
     # -- leaves ----------------------------------------------------------------------------
+    def __default__(self, data, children, meta):
+        kind = _WORD_RULES.get(str(data), (None,))[0]
+        if kind is not None:  # a word class: one token of that kind, its words joined
+            return Token(kind, " ".join(str(t) for t in children).lower())
+        return super().__default__(data, children, meta)
+
     def cls(self, ch):
         return " ".join(str(t).lower() for t in _tokens(ch))
 
@@ -666,7 +756,7 @@ class _Compiler(Transformer):
         lit = g.literal.strip()
         if re.match(r"[A-Za-z]", lit):
             return self.b.add("geometry", wkt=lit, crs=crs)
-        nums = [float(x) for x in re.findall(_NUM, lit)]
+        nums = [float(x) for x in re.findall(_CNUM, lit)]
         if re.match(r"^[\[\(]\s*[\[\(]", lit):
             if len(nums) % 2:
                 raise QuestionParseError(f"the coordinate list {lit!r} has an odd number of values")
@@ -1158,21 +1248,20 @@ def compile_tree(tree: Tree) -> list[dict[str, Any]]:
 
 
 def _explain(q: str, exc: UnexpectedInput) -> str:
-    if isinstance(exc, UnexpectedEOF):
-        expected = _readable(exc.expected)
+    token = getattr(exc, "token", None)
+    if isinstance(exc, UnexpectedEOF) or (token is not None and token.type == "$END"):
+        expected = _readable(getattr(exc, "expected", None) or set())
         return f"the question stops too early: after {q!r} the grammar expected {expected}"
-    pos = getattr(exc, "pos_in_stream", None)
+    pos = token.start_pos if token is not None else getattr(exc, "pos_in_stream", None)
     if pos is None:
         pos = len(q)
     done, rest = q[:pos].strip(), q[pos:].strip()
     words = " ".join(rest.split()[:6])
-    allowed = getattr(exc, "allowed", None) or getattr(exc, "expected", None) or set()
+    allowed = getattr(exc, "expected", None) or getattr(exc, "allowed", None) or set()
     expected = _readable(allowed)
-    if isinstance(exc, UnexpectedCharacters) and not done:
+    if not done:
         return f"the words {words!r} were not understood at the start of the question"
-    return (
-        f"the words {words!r} were not understood (after {done!r}); the grammar expected {expected} there"
-    )
+    return f"the words {words!r} were not understood (after {done!r}); the grammar expected {expected} there"
 
 
 _TERMINAL_NAMES = {
@@ -1200,8 +1289,10 @@ _TERMINAL_NAMES = {
 def _readable(names: Any) -> str:
     out = []
     for n in sorted(set(names)):
-        if n.startswith("_K_"):
-            out.append(repr(n[3:].lower().replace("_", " ").replace("apos ", "'")))
+        if n.startswith("K_"):
+            out.append(repr(_KEYWORD_TEXT.get(n, n)))
+        elif n.endswith("_w") and n in _WORD_RULES:
+            out.append(_TERMINAL_NAMES.get(_WORD_RULES[n][0], n))
         elif n in _TERMINAL_NAMES:
             out.append(_TERMINAL_NAMES[n])
     out = sorted(set(out))
