@@ -337,7 +337,7 @@ _howmany: "how"i "many"i | "count"i ("the"i | "all"i)? | "number"i "of"i | _what
         | _what _the "count"i "of"i
 _there_tail: "are"i? "there"i | "exist"i | "are"i? ("in"i | "on"i) "the"i ("scene"i | "image"i | "picture"i | "map"i)
            | "in"i "total"i | "altogether"i
-q_count: _howmany set _there_tail?                                            -> count
+q_count: _howmany set _there_tail*                                            -> count
        | "how"i "many"i cls ("does"i | "do"i) ref ("contain"i | "have"i | "hold"i | "include"i)   -> count_contained
 
 _rank_verb: "is"i | "are"i | "lies"i | "lie"i | "sits"i | "is"i "located"i | "is"i "situated"i
@@ -381,7 +381,7 @@ q_closer: _which "of"i ref ("and"i | "or"i) ref _is closer_w _tofrom ref        
 
 _show: "show"i "me"i? | "list"i | "find"i | "give"i "me"i? | "display"i | "return"i | "highlight"i | "select"i
      | "which"i | "what"i | "name"i | "get"i | "enumerate"i | "identify"i
-q_list: _show ("all"i | "every"i | "the"i)* set _there_tail?                 -> list
+q_list: _show ("all"i | "every"i | "the"i)* set _there_tail*                 -> list
 q_which_ref: (_which _is | "find"i | "show"i "me"i? | "name"i | "identify"i | _what _is) ref_rank  -> which_ref
 
 _pixels_word: PIXELTAG
@@ -779,7 +779,7 @@ class _Compiler(Transformer):
 
     def c_within(self, ch):
         d, u = _dist(_tokens(ch, "DIST")[0])
-        return ("distance_filter", {"of": _of(ch, _Ref)[-1].ref, "at_most": d, "unit": u})
+        return ("within_distance", {"of": _of(ch, _Ref)[-1].ref, "distance": d, "unit": u})
 
     def c_beyond(self, ch):
         d, u = _dist(_tokens(ch, "DIST")[0])
@@ -1050,15 +1050,13 @@ class _Compiler(Transformer):
 
     def _pixels(self, s: _Set):
         # pixel answers clip to the zone asked for (a buffer or a region), as masks should
-        if len(s.constraints) == 1 and s.constraints[0][0] in ("distance_filter", "inside"):
+        if len(s.constraints) == 1 and s.constraints[0][0] in ("within_distance", "inside"):
             op, args = s.constraints[0]
             objs = self.b.add("select", cls=s.cls)
             if op == "inside":
                 zone = args["region"]
-            elif args.get("at_least") is None:
-                zone = self.b.add("buffer", of=args["of"], distance=args["at_most"], unit=args["unit"])
             else:
-                return _Pending("pixels", {"of": self.b.select(s)})
+                zone = self.b.add("buffer", of=args["of"], distance=args["distance"], unit=args["unit"])
             return _Pending("pixels", {"of": self.b.add("intersection", a=objs, b=zone)})
         return _Pending("pixels", {"of": self.b.select(s)})
 
@@ -1218,9 +1216,7 @@ def _preprocess(question: str) -> str:
     q = question.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     q = q.replace("\u2013", "-").replace("\u2014", " - ")
     q = q.strip()
-    q = re.sub(r"[?!]+\s*$", "", q).strip()
-    q = re.sub(r"(?<![\d\s])\.+\s*$", "", q).strip()  # a final full stop (not a decimal point)
-    q = re.sub(r"\s+\.+$", "", q).strip()
+    q = re.sub(r"[?.!]+\s*$", "", q).strip()
     return q
 
 
