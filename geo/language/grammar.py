@@ -210,7 +210,8 @@ question_unit: "in"i (dunit_w | aunit_w)
          | q_pixels | q_which_ref
 
 // ---- references ------------------------------------------------------------------------
-?ref: ref_id | ref_the | ref_sel | ref_at | ref_geom | ref_it | ref_rank | ref_its
+?ref: sref | ref_rank
+?sref: ref_id | ref_the | ref_sel | ref_at | ref_geom | ref_it | ref_its
 
 ref_id: HASHID
       | ("object"i | "feature"i | "id"i) (HASHID | BAREID | WORD)
@@ -237,12 +238,12 @@ _be: "are"i | "is"i | "lie"i | "lies"i | "lying"i | "located"i | "situated"i | "
    | "standing"i | "stand"i
 
 ?constraint: c_within | c_beyond | c_between | c_dir | c_pred
-c_within: _lessthan DIST _away? _ofrom ref
-c_beyond: _morethan DIST _away? _ofrom ref
-c_between: "between"i (DIST | NUMBER) ("and"i | "to"i | "-") DIST _away? _ofrom ref
-c_dir: dirphrase ref method?
-c_pred: predword_w ref
-      | "do"i "not"i predword_w ref -> c_not_pred
+c_within: _lessthan DIST _away? _ofrom sref
+c_beyond: _morethan DIST _away? _ofrom sref
+c_between: "between"i (DIST | NUMBER) ("and"i | "to"i | "-") DIST _away? _ofrom sref
+c_dir: dirphrase sref method?
+c_pred: predword_w sref
+      | "do"i "not"i predword_w sref -> c_not_pred
 
 _lessthan: "within"i ("a"i "distance"i "of"i)? | "less"i "than"i | "closer"i "than"i | "nearer"i "than"i
          | "under"i | "no"i "more"i "than"i | "not"i "more"i "than"i | "at"i "most"i | "up"i "to"i
@@ -314,10 +315,10 @@ q_is: _is ref ("located"i | "situated"i | "lying"i | "found"i)? cond (_join cond
     | ref _is cond (_join cond)*                                                     -> is_q
     | "does"i ref predverb_w ref                                                       -> does_q
 ?cond: k_within | k_beyond | k_between | k_dir | k_pred | k_closer | k_bigger | k_closer_to_than
-k_within: _lessthan DIST _away? _ofrom ref
-k_beyond: _morethan DIST _away? _ofrom ref
-k_between: "between"i (DIST | NUMBER) ("and"i | "to"i | "-") DIST _away? _ofrom ref
-k_dir: dirphrase ref method?
+k_within: _lessthan DIST _away? _ofrom sref
+k_beyond: _morethan DIST _away? _ofrom sref
+k_between: "between"i (DIST | NUMBER) ("and"i | "to"i | "-") DIST _away? _ofrom sref
+k_dir: dirphrase sref method? _map_tail?
 k_pred: ("completely"i | "entirely"i | "fully"i | "wholly"i | "totally"i)? predword_w ref
 k_closer: closer_w _tofrom ref "than"i ref ("is"i | "does"i)?
 k_closer_to_than: closer_w _tofrom ref "than"i _tofrom ref
@@ -366,7 +367,8 @@ q_length: _what? _the? "geodesic"i? ("length"i | "perimeter"i | "circumference"i
 q_total: _what? _the? ("total"i | "combined"i | "overall"i | "whole"i) _area_word ("of"i | "covered"i "by"i | "occupied"i "by"i) set -> total_area
        | "how"i "much"i "area"i "do"i set ("cover"i | "occupy"i | "take"i "up"i)        -> total_area
 
-q_aggregate: _what? _the? stat_w _dist_word ("from"i | "of"i | "between"i) set ("to"i | "from"i | "and"i) ref  -> agg_distance
+_map_tail: ("on"i | "in"i) "the"i ("map"i | "image"i | "picture"i)
+q_aggregate.2: _what? _the? stat_w _dist_word ("from"i | "of"i | "between"i) set ("to"i | "from"i | "and"i) ref  -> agg_distance
            | _what? _the? stat_w ("area"i | "size"i | "areas"i | "sizes"i) "of"i set                  -> agg_area
            | _what? _the? stat_w ("length"i | "lengths"i) "of"i set                                   -> agg_length
            | _what? _the? "sum"i "of"i "the"i? ("areas"i | "sizes"i) "of"i set                       -> agg_area_sum
@@ -390,7 +392,7 @@ q_pixels: ("which"i | "what"i | "show"i "me"i? | "find"i | "mask"i) "all"i? "the
 
 // ---- terminals ----------------------------------------------------------------------------
 P16: /(?:16|8|4|sixteen|eight|four)[\s\-]*points?(?![\w\-])/i
-HASHID: /#[\w][\w.:\-]*/
+HASHID: /#[\w][\w.:\-]*(?<![.:])/
 BAREID: /(?!(?:EPSG|epsg):)(?!(?:de|DE)-?9(?:im|IM))(?!(?:km|m|mi|ft|sq)\d?(?![\w\-]))(?:[A-Za-z][\w.:\-]*\d[\w.:\-]*(?<![.:])|[A-DF-HJ-MO-RT-VX-Z])(?![\w\-])/
 NUMBER: /[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?![\w])/
 DIST: /(?:__NUM__)\s*(?:__UNIT__)__END__/i
@@ -716,14 +718,14 @@ class _Compiler(Transformer):
             raise QuestionParseError("'it' refers to nothing named before it; name the object instead")
         return self.b.last
 
-    def ref_its(self, ch):
+    def ref_its(self, ch):  # does not become 'it': "its nearest well" leaves 'it' the lake
         if self.b.last is None:
             raise QuestionParseError("'its' refers to nothing named before it; name the object instead")
         op = _rank_op(_tokens(ch, "RANK")[0])
         cls = [c for c in ch if isinstance(c, str) and not isinstance(c, (Token, _Marker))][-1]
         to = self.b.last
         ref = self.b.add(op, objects=self.b.add("select", cls=cls), to=to.ref, k=1)
-        return self._ref(ref, True, f"its {op} {cls}")
+        return _Ref(ref, True, f"its {op} {cls}")
 
     def ref_rank(self, ch):
         op = _rank_op(_tokens(ch, "RANK")[0])
@@ -734,7 +736,9 @@ class _Compiler(Transformer):
         else:
             cls = [c for c in ch if isinstance(c, str) and not isinstance(c, Token)][0]
             objs = self.b.add("select", cls=cls)
-        return self._ref(self.b.add(op, objects=objs, to=to.ref, k=1), True, f"the {op} ...")
+        # a ranked reference does not become 'it': in "the nearest building to the lake
+        # from it", 'it' is the lake
+        return _Ref(self.b.add(op, objects=objs, to=to.ref, k=1), True, f"the {op} ...")
 
     def _geometry(self, g: _Geom) -> str:
         crs = "EPSG:4326"
@@ -1283,19 +1287,19 @@ _TERMINAL_NAMES = {
 
 
 def _readable(names: Any) -> str:
-    out = []
-    for n in sorted(set(names)):
+    kinds, words = set(), set()
+    for n in set(names):
         if n.startswith("K_"):
-            out.append(repr(_KEYWORD_TEXT.get(n, n)))
-        elif n.endswith("_w") and n in _WORD_RULES:
-            out.append(_TERMINAL_NAMES.get(_WORD_RULES[n][0], n))
+            words.add(repr(_KEYWORD_TEXT.get(n, n)))
+        elif n in _WORD_RULES:
+            kinds.add(_TERMINAL_NAMES.get(_WORD_RULES[n][0], n))
         elif n in _TERMINAL_NAMES:
-            out.append(_TERMINAL_NAMES[n])
-    out = sorted(set(out))
+            kinds.add(_TERMINAL_NAMES[n])
+    out = sorted(kinds) + sorted(words)
     if not out:
         return "something else"
-    if len(out) > 10:
-        out = out[:10] + ["..."]
+    if len(out) > 12:
+        out = out[:12] + ["..."]
     return "one of: " + ", ".join(out)
 
 
@@ -1317,7 +1321,7 @@ FORMS: tuple[Form, ...] = (
         "minimum geodesic distance (centroid distance when asked: centres of, center-to-center)",
         (
             "What is the distance between #b1 and #lake-1?",
-            "How far apart are b7 and b20?",
+            "How far apart are b7 and b6?",
             "How many meters separate building b7 from building b2?",
             "distance b7 to b2 in kilometers",
             "How close is the river to #b1?",
@@ -1445,7 +1449,7 @@ FORMS: tuple[Form, ...] = (
         "the objects of a set meeting constraints",
         (
             "Show all buildings within 500 m of #lake-1.",
-            "Which buildings are north of the road?",
+            "Which buildings are south of road-1?",
             "List the buildings inside #park-1.",
         ),
     ),
@@ -1460,7 +1464,7 @@ FORMS: tuple[Form, ...] = (
         "<geometry>', 'the region <geometry>', WKT, [minx, miny, maxx, maxy], (x, y), [[x, y], ...]; lon/lat "
         "unless tagged 'pixel' or '(EPSG:nnnn)'",
         (
-            "How far is the lake at [9.16, 47.65, 9.19, 47.67] from #b1?",
+            "How far is the lake at [9.195, 47.672, 9.198, 47.674] from #b1?",
             "How far is #b1 from POINT (9.18 47.66)?",
             "How far is #well-1 from (9.18, 47.67)?",
         ),
