@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ def _frame(*geoms):
     return _frame_at(round(float(np.mean(xs)), 3), round(float(np.mean(ys)), 3))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _frame_at(lon: float, lat: float):
     crs = CRS.from_proj4(f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m +no_defs")
     fwd = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
@@ -84,7 +84,7 @@ def near_pts(a, b):
     return inv.transform(pa.x, pa.y), inv.transform(pb.x, pb.y)
 
 
-@lru_cache(maxsize=None)
+@cache
 def dist(a, b) -> float:
     pts = near_pts(a, b)
     if pts is None:
@@ -103,7 +103,7 @@ def cdist(a, b) -> float:
     return G.inv(*centroid(a), *centroid(b))[2]
 
 
-@lru_cache(maxsize=None)
+@cache
 def azimuth(a, b, method="nearest_part") -> float:
     """Azimuth of b seen from a (nearest parts, or centroids)."""
     pts = near_pts(a, b) if method == "nearest_part" else None
@@ -170,15 +170,15 @@ def lines_objects():
     large lake, a river running north from beside the large lake, a well."""
     lat0 = 48.0
     road = LineString([(10.0, lat0), (10.27, lat0)])  # ~20 km
-    # the small lake: 79 m south of the road, near its east end (centroid azimuth from the
-    # road's centroid is about 264... no: the lake is east of the road's centre)
+    # the small lake: 79 m south of the road, under its eastern part (seen from the road's
+    # centroid the lake is almost due east: the centroid definition says "east")
     top = G.fwd(10.25, lat0, 180.0, 79.0)[1]
     bottom = G.fwd(10.25, lat0, 180.0, 279.0)[1]
     lake_small = box(10.2485, bottom, 10.2515, top)
     lake_big = box(10.0, 47.90, 10.12, 47.95)  # ~9 km x 5.5 km
-    # river: starts 300 m east of the big lake's east shore, at its middle, runs 25 km north
+    # river: starts 300 m east of the big lake's east shore, at its middle, runs 14 km north
     x0 = G.fwd(10.12, 47.925, 90.0, 300.0)[0]
-    river = LineString([(x0, 47.925), (x0, 48.15)])
+    river = LineString([(x0, 47.925), (x0, 48.05)])
     well = Point(10.05, 47.97)
     return [
         ("road-1", "road", road),
@@ -224,7 +224,28 @@ def _say(oid: str, cls: str, style: int) -> str:
     return [f"#{oid}", oid, f"{cls} {oid}", f"the {cls} #{oid}", f"object {oid}"][style % 5]
 
 
-NICE_M = [50, 100, 150, 200, 250, 300, 400, 500, 600, 750, 800, 1000, 1200, 1500, 2000, 2500, 3000, 4000, 5000, 8000]
+NICE_M = [
+    50,
+    100,
+    150,
+    200,
+    250,
+    300,
+    400,
+    500,
+    600,
+    750,
+    800,
+    1000,
+    1200,
+    1500,
+    2000,
+    2500,
+    3000,
+    4000,
+    5000,
+    8000,
+]
 
 
 def _safe_thresholds(values: list[float], margin: float = 0.02) -> list[float]:
@@ -256,9 +277,14 @@ def cases() -> list[Case]:
     style = itertools.count()
 
     # --- distance paraphrases (town) ----------------------------------------------------
-    pairs = [("b1", "building", "lake-1", "lake"), ("b7", "building", "b6", "building"),
-             ("b3", "building", "well-1", "well"), ("b8", "building", "park-1", "park"),
-             ("b5", "building", "b2", "building"), ("b4", "building", "b1", "building")]
+    pairs = [
+        ("b1", "building", "lake-1", "lake"),
+        ("b7", "building", "b6", "building"),
+        ("b3", "building", "well-1", "well"),
+        ("b8", "building", "park-1", "park"),
+        ("b5", "building", "b2", "building"),
+        ("b4", "building", "b1", "building"),
+    ]
     dist_forms = [
         ("What is the distance between {A} and {B}?", "m", 1),
         ("How far is {A} from {B}?", "m", 1),
@@ -280,8 +306,12 @@ def cases() -> list[Case]:
         q = tmpl.format(A=_say(a, ca, next(style)), B=_say(b, cb, next(style)))
         out.append(Case("distance", "town", q, dist(tg[a], tg[b]) / f, unit=unit))
     # named single objects
-    for tmpl in ("How far is the well from the river?", "how close is the road to the river",
-                 "What is the distance between the park and the road?", "How far is the well from the road in km?"):
+    for tmpl in (
+        "How far is the well from the river?",
+        "how close is the road to the river",
+        "What is the distance between the park and the road?",
+        "How far is the well from the road in km?",
+    ):
         names = {"well": "well-1", "river": "river-1", "road": "road-1", "park": "park-1"}
         objs = [names[w] for w in names if f"the {w}" in tmpl]
         # order of mention
@@ -290,11 +320,14 @@ def cases() -> list[Case]:
         out.append(Case("distance", "town", tmpl, dist(tg[objs[0]], tg[objs[1]]) / f, unit=unit))
 
     # --- centroid distances --------------------------------------------------------------
-    for (a, ca, b, cb), tmpl in itertools.product(pairs[:5], [
-        "What is the center-to-center distance between {A} and {B}?",
-        "What is the distance between the centres of {A} and {B}?",
-        "How far apart are {A} and {B}, centre to centre?",
-    ]):
+    for (a, ca, b, cb), tmpl in itertools.product(
+        pairs[:5],
+        [
+            "What is the center-to-center distance between {A} and {B}?",
+            "What is the distance between the centres of {A} and {B}?",
+            "How far apart are {A} and {B}, centre to centre?",
+        ],
+    ):
         q = tmpl.format(A=_say(a, ca, next(style)), B=_say(b, cb, next(style)))
         out.append(Case("distance (centroid)", "town", q, cdist(tg[a], tg[b]), unit="m"))
 
@@ -315,7 +348,9 @@ def cases() -> list[Case]:
         tmpl = dir_forms[n % len(dir_forms)]
         ca = town.labels[town.index(a)]
         cb = town.labels[town.index(b)]
-        out.append(Case("direction", "town", tmpl.format(A=_say(a, ca, n), B=_say(b, cb, n + 1)), compass(az)))
+        out.append(
+            Case("direction", "town", tmpl.format(A=_say(a, ca, n), B=_say(b, cb, n + 1)), compass(az))
+        )
         n += 1
         if n >= 20:
             break
@@ -324,10 +359,22 @@ def cases() -> list[Case]:
         az = azimuth(tg[a], tg[b], "centroid")
         if near_edge(az, 16):
             continue
-        out.append(Case("direction (centroid)", "town",
-                         f"In which direction is #{b} from #{a} by centroid?", compass(az)))
-        out.append(Case("direction (centroid)", "town",
-                         f"What is the 16-point direction from {a} to {b}, by centroids?", compass(az, 16)))
+        out.append(
+            Case(
+                "direction (centroid)",
+                "town",
+                f"In which direction is #{b} from #{a} by centroid?",
+                compass(az),
+            )
+        )
+        out.append(
+            Case(
+                "direction (centroid)",
+                "town",
+                f"What is the 16-point direction from {a} to {b}, by centroids?",
+                compass(az, 16),
+            )
+        )
         n += 1
         if n >= 6:
             break
@@ -339,8 +386,16 @@ def cases() -> list[Case]:
         ("Does {B} lie {d} of {A}?", None),
         ("{B} is {d} of {A}?", None),
     ]
-    words = {"N": "north", "S": "south", "E": "east", "W": "west", "NE": "north-east", "NW": "northwest",
-             "SE": "south east", "SW": "southwest"}
+    words = {
+        "N": "north",
+        "S": "south",
+        "E": "east",
+        "W": "west",
+        "NE": "north-east",
+        "NW": "northwest",
+        "SE": "south east",
+        "SW": "southwest",
+    }
     n = 0
     for a, b in itertools.permutations(blds + ["well-1", "park-1"], 2):
         az = azimuth(tg[a], tg[b])
@@ -365,41 +420,75 @@ def cases() -> list[Case]:
     # --- long / large objects: direction as seen on the map --------------------------------
     out += [
         Case("direction (extended)", "lines", "Is the smallest lake south of road-1?", True),
-        Case("direction (extended)", "lines", "Is the small lake south of the road?".replace("small lake", "smallest lake"), True),
+        Case(
+            "direction (extended)",
+            "lines",
+            "Is the small lake south of the road?".replace("small lake", "smallest lake"),
+            True,
+        ),
         Case("direction (extended)", "lines", "In which direction is the smallest lake from the road?", "S"),
         Case("direction (extended)", "lines", "Is the road north of #lake-s?", True),
         Case("direction (extended)", "lines", "Is the river east of the largest lake?", True),
         Case("direction (extended)", "lines", "In which direction is the river from #lake-b?", "E"),
         Case("direction (extended)", "lines", "Is the largest lake west of the river?", True),
-        Case("direction (extended)", "lines", "Is #lake-s south of road-1 by centroid?",
-             in_sector(azimuth(lg["road-1"], lg["lake-s"], "centroid"), "S")),
-        Case("direction (extended)", "lines", "In which direction is the river from #lake-b by centroid?",
-             compass(azimuth(lg["lake-b"], lg["river-1"], "centroid"))),
+        Case(
+            "direction (extended)",
+            "lines",
+            "Is #lake-s south of road-1 by centroid?",
+            in_sector(azimuth(lg["road-1"], lg["lake-s"], "centroid"), "S"),
+        ),
+        Case(
+            "direction (extended)",
+            "lines",
+            "In which direction is the river from #lake-b by centroid?",
+            compass(azimuth(lg["lake-b"], lg["river-1"], "centroid")),
+        ),
         Case("direction (extended)", "lines", "Is the well north of the largest lake?", True),
     ]
 
     # --- bearing (centroids) ------------------------------------------------------------------
     for a, b in [("b1", "b6"), ("b3", "b7"), ("well-1", "b5"), ("b8", "b2")]:
         az = azimuth(tg[a], tg[b], "centroid")
-        out.append(Case("bearing", "town", f"What is the bearing from #{a} to #{b}?", az, rel=1e-4, unit="deg"))
+        out.append(
+            Case("bearing", "town", f"What is the bearing from #{a} to #{b}?", az, rel=1e-4, unit="deg")
+        )
         out.append(Case("bearing", "town", f"azimuth {a} to {b}", az, rel=1e-4, unit="deg"))
 
     # --- topology ----------------------------------------------------------------------------
-    topo_pairs = [("river-1", "lake-1"), ("river-1", "road-1"), ("b7", "park-1"), ("b1", "b2"),
-                  ("lake-2", "river-1"), ("park-1", "b7"), ("b5", "road-1"), ("well-1", "lake-1")]
-    rel_forms = ["What is the topological relation between {A} and {B}?", "How are {A} and {B} spatially related?",
-                 "what's the spatial relationship between {A} and {B}", "How does {A} relate to {B}?"]
+    topo_pairs = [
+        ("river-1", "lake-1"),
+        ("river-1", "road-1"),
+        ("b7", "park-1"),
+        ("b1", "b2"),
+        ("lake-2", "river-1"),
+        ("park-1", "b7"),
+        ("b5", "road-1"),
+        ("well-1", "lake-1"),
+    ]
+    rel_forms = [
+        "What is the topological relation between {A} and {B}?",
+        "How are {A} and {B} spatially related?",
+        "what's the spatial relationship between {A} and {B}",
+        "How does {A} relate to {B}?",
+    ]
     for i, (a, b) in enumerate(topo_pairs):
         ca, cb = town.labels[town.index(a)], town.labels[town.index(b)]
         q = rel_forms[i % 4].format(A=_say(a, ca, i), B=_say(b, cb, i + 1))
         out.append(Case("topology", "town", q, relation(tg[a], tg[b])))
     pred_forms = [
-        ("Does {A} touch {B}?", "touches"), ("Are {A} and {B} touching?", "touches"),
-        ("Is {A} adjacent to {B}?", "touches"), ("Does {A} border {B}?", "touches"),
-        ("Is {A} inside {B}?", "within"), ("Is {A} within {B}?", "within"), ("Is {A} in {B}?", "within"),
-        ("Does {A} cross {B}?", "crosses"), ("Do {A} and {B} intersect?", "intersects"),
-        ("Does {A} intersect {B}?", "intersects"), ("Are {A} and {B} disjoint?", "disjoint"),
-        ("Does {A} contain {B}?", "contains"), ("Does {A} overlap {B}?", "overlaps"),
+        ("Does {A} touch {B}?", "touches"),
+        ("Are {A} and {B} touching?", "touches"),
+        ("Is {A} adjacent to {B}?", "touches"),
+        ("Does {A} border {B}?", "touches"),
+        ("Is {A} inside {B}?", "within"),
+        ("Is {A} within {B}?", "within"),
+        ("Is {A} in {B}?", "within"),
+        ("Does {A} cross {B}?", "crosses"),
+        ("Do {A} and {B} intersect?", "intersects"),
+        ("Does {A} intersect {B}?", "intersects"),
+        ("Are {A} and {B} disjoint?", "disjoint"),
+        ("Does {A} contain {B}?", "contains"),
+        ("Does {A} overlap {B}?", "overlaps"),
     ]
     for (a, b), (tmpl, p) in itertools.product(topo_pairs, pred_forms):
         if (hash((a, b, tmpl)) % 3) and not (p == "within" and a == "b7"):
@@ -417,8 +506,13 @@ def cases() -> list[Case]:
         "Count the buildings closer than {D} to {A}.",
         "how many buildings are there within {D} of {A}",
     ]
-    refs = [("lake-1", "lake", "the largest lake"), ("well-1", "well", "the well"), ("river-1", "river", "the river"),
-            ("park-1", "park", "#park-1"), ("road-1", "road", "road-1")]
+    refs = [
+        ("lake-1", "lake", "the largest lake"),
+        ("well-1", "well", "the well"),
+        ("river-1", "river", "the river"),
+        ("park-1", "park", "#park-1"),
+        ("road-1", "road", "road-1"),
+    ]
     k = 0
     for oid, _c, said in refs:
         ds = [dist(tg[b], tg[oid]) for b in blds]
@@ -433,18 +527,41 @@ def cases() -> list[Case]:
         ds = [dist(tg[b], tg[oid]) for b in blds]
         safe = _safe_thresholds(ds)
         for t in safe[1::3]:
-            out.append(Case("count beyond", "town", f"How many buildings are more than {t:g} m away from {said}?",
-                            sum(d > t for d in ds)))
+            out.append(
+                Case(
+                    "count beyond",
+                    "town",
+                    f"How many buildings are more than {t:g} m away from {said}?",
+                    sum(d > t for d in ds),
+                )
+            )
         for lo, hi in zip(safe[::3], safe[2::3]):
-            out.append(Case("count range", "town", f"How many buildings are between {lo / 1000:g} and {hi / 1000:g} km from {said}?",
-                            sum(lo <= d <= hi for d in ds)))
+            out.append(
+                Case(
+                    "count range",
+                    "town",
+                    f"How many buildings are between {lo / 1000:g} and {hi / 1000:g} km from {said}?",
+                    sum(lo <= d <= hi for d in ds),
+                )
+            )
     # sample scene counts (32 buildings)
     sblds = _of_class(sample, "building")
-    for oid, said in [("lake-1", "#lake-1"), ("road-1", "road-1"), ("river-1", "the river"), ("lake-3", "lake-3")]:
+    for oid, said in [
+        ("lake-1", "#lake-1"),
+        ("road-1", "road-1"),
+        ("river-1", "the river"),
+        ("lake-3", "lake-3"),
+    ]:
         ds = [dist(sg[b], sg[oid]) for b in sblds]
         for t in _safe_thresholds(ds)[::3]:
-            out.append(Case("count within", "sample", f"How many buildings are within {t:g} m of {said}?",
-                            sum(d <= t for d in ds)))
+            out.append(
+                Case(
+                    "count within",
+                    "sample",
+                    f"How many buildings are within {t:g} m of {said}?",
+                    sum(d <= t for d in ds),
+                )
+            )
     # composite: within D and direction
     for oid, _c, said in refs[:4]:
         ds = {b: dist(tg[b], tg[oid]) for b in blds}
@@ -454,18 +571,36 @@ def cases() -> list[Case]:
                 if any(sector_margin(azs[b], name) < 3 for b in blds):
                     continue
                 want = sum(ds[b] <= t and in_sector(azs[b], name) for b in blds)
-                out.append(Case("count composite", "town",
-                                f"How many buildings are within {t:g} m of {said} and {word} of it?", want))
+                out.append(
+                    Case(
+                        "count composite",
+                        "town",
+                        f"How many buildings are within {t:g} m of {said} and {word} of it?",
+                        want,
+                    )
+                )
     for oid, said in [("river-1", "the river"), ("road-1", "the road"), ("lake-1", "#lake-1")]:
         azs = {b: azimuth(tg[oid], tg[b]) for b in blds}
         for name, word in (("N", "north"), ("S", "to the south"), ("E", "east"), ("W", "west")):
             if any(sector_margin(azs[b], name) < 3 for b in blds):
                 continue
-            out.append(Case("count direction", "town", f"How many buildings are {word} of {said}?",
-                            sum(in_sector(azs[b], name) for b in blds)))
+            out.append(
+                Case(
+                    "count direction",
+                    "town",
+                    f"How many buildings are {word} of {said}?",
+                    sum(in_sector(azs[b], name) for b in blds),
+                )
+            )
     # relations (sample: fields / vegetation / roads)
-    for cls, other in [("building", "road-1"), ("field", "road-1"), ("vegetation", "river-1"), ("building", "lake-1"),
-                       ("field", "vegetation-1"), ("building", "road-2")]:
+    for cls, other in [
+        ("building", "road-1"),
+        ("field", "road-1"),
+        ("vegetation", "river-1"),
+        ("building", "lake-1"),
+        ("field", "vegetation-1"),
+        ("building", "road-2"),
+    ]:
         members = _of_class(sample, cls)
         for word, p in [("intersect", "intersects"), ("touch", "touches"), ("are inside", "within")]:
             want = sum(bool(getattr(shapely, p)(sg[m], sg[other])) for m in members if m != other)
@@ -474,14 +609,23 @@ def cases() -> list[Case]:
     out.append(Case("count", "town", "how many lakes", 2))
     out.append(Case("count", "sample", "Count the fields.", 6))
     out.append(Case("count", "sample", "What is the number of buildings in the image?", 32))
-    out.append(Case("count", "town", "How many buildings does #park-1 contain?",
-                    sum(shapely.contains(tg["park-1"], tg[b]) for b in blds)))
+    out.append(
+        Case(
+            "count",
+            "town",
+            "How many buildings does #park-1 contain?",
+            sum(shapely.contains(tg["park-1"], tg[b]) for b in blds),
+        )
+    )
 
     # --- nearest / farthest -------------------------------------------------------------------
     rank_forms = [
-        ("Which building is nearest to {A}?", False), ("What is the closest building to {A}?", False),
-        ("closest building to {A}?", False), ("Which building is farthest from {A}?", True),
-        ("which building lies furthest from {A}", True), ("Which building is the closest to {A}?", False),
+        ("Which building is nearest to {A}?", False),
+        ("What is the closest building to {A}?", False),
+        ("closest building to {A}?", False),
+        ("Which building is farthest from {A}?", True),
+        ("which building lies furthest from {A}", True),
+        ("Which building is the closest to {A}?", False),
     ]
     for (oid, _c, said), (tmpl, far) in itertools.product(refs, rank_forms):
         ds = sorted(((dist(tg[b], tg[oid]), b) for b in blds if b != oid), reverse=far)
@@ -501,11 +645,39 @@ def cases() -> list[Case]:
     for scene_name, g, scene in (("town", tg, town), ("sample", sg, sample)):
         for cls in ("lake", "building"):
             members = _of_class(scene, cls)
-            out.append(Case("largest/smallest", scene_name, f"Which is the largest {cls}?", ext(g, members, area, True)))
-            out.append(Case("largest/smallest", scene_name, f"Which {cls} is the smallest?", ext(g, members, area, False)))
+            out.append(
+                Case(
+                    "largest/smallest",
+                    scene_name,
+                    f"Which is the largest {cls}?",
+                    ext(g, members, area, True),
+                )
+            )
+            out.append(
+                Case(
+                    "largest/smallest",
+                    scene_name,
+                    f"Which {cls} is the smallest?",
+                    ext(g, members, area, False),
+                )
+            )
             out.append(Case("largest/smallest", scene_name, f"biggest {cls}?", ext(g, members, area, True)))
-    out.append(Case("largest/smallest", "sample", "Which is the longest road?", ext(sg, ["road-1", "road-2"], length, True)))
-    out.append(Case("largest/smallest", "sample", "Which road is the shortest?", ext(sg, ["road-1", "road-2"], length, False)))
+    out.append(
+        Case(
+            "largest/smallest",
+            "sample",
+            "Which is the longest road?",
+            ext(sg, ["road-1", "road-2"], length, True),
+        )
+    )
+    out.append(
+        Case(
+            "largest/smallest",
+            "sample",
+            "Which road is the shortest?",
+            ext(sg, ["road-1", "road-2"], length, False),
+        )
+    )
 
     # --- measures --------------------------------------------------------------------------------
     for oid, cls in [("lake-1", "lake"), ("lake-2", "lake"), ("park-1", "park"), ("b1", "building")]:
@@ -529,22 +701,65 @@ def cases() -> list[Case]:
     for oid, said in [("well-1", "#well-1"), ("river-1", "the river"), ("lake-1", "the largest lake")]:
         ds = np.array([dist(tg[b], tg[oid]) for b in blds])
         out += [
-            Case("aggregate", "town", f"What is the average distance from the buildings to {said}?", ds.mean(), unit="m"),
-            Case("aggregate", "town", f"What is the maximum distance between the buildings and {said} in km?", ds.max() / 1000, unit="km"),
-            Case("aggregate", "town", f"what's the minimum distance from the buildings to {said}", ds.min(), unit="m"),
-            Case("aggregate", "town", f"On average, how far are the buildings from {said}?", ds.mean(), unit="m"),
+            Case(
+                "aggregate",
+                "town",
+                f"What is the average distance from the buildings to {said}?",
+                ds.mean(),
+                unit="m",
+            ),
+            Case(
+                "aggregate",
+                "town",
+                f"What is the maximum distance between the buildings and {said} in km?",
+                ds.max() / 1000,
+                unit="km",
+            ),
+            Case(
+                "aggregate",
+                "town",
+                f"what's the minimum distance from the buildings to {said}",
+                ds.min(),
+                unit="m",
+            ),
+            Case(
+                "aggregate",
+                "town",
+                f"On average, how far are the buildings from {said}?",
+                ds.mean(),
+                unit="m",
+            ),
         ]
     for scene_name, g, scene in (("town", tg, town), ("sample", sg, sample)):
         for cls in ("building", "lake"):
             a = np.array([area(g[m]) for m in _of_class(scene, cls)])
             out += [
                 Case("aggregate", scene_name, f"What is the mean area of the {cls}s?", a.mean(), unit="m2"),
-                Case("aggregate", scene_name, f"What is the sum of the areas of the {cls}s?", a.sum(), unit="m2"),
-                Case("aggregate", scene_name, f"What is the total area of {cls}s in hectares?",
-                     area(shapely.union_all([g[m] for m in _of_class(scene, cls)])) / 1e4, unit="ha"),
+                Case(
+                    "aggregate",
+                    scene_name,
+                    f"What is the sum of the areas of the {cls}s?",
+                    a.sum(),
+                    unit="m2",
+                ),
+                Case(
+                    "aggregate",
+                    scene_name,
+                    f"What is the total area of {cls}s in hectares?",
+                    area(shapely.union_all([g[m] for m in _of_class(scene, cls)])) / 1e4,
+                    unit="ha",
+                ),
             ]
     L = np.array([length(sg[r]) for r in ("road-1", "road-2")])
-    out.append(Case("aggregate", "sample", "What is the sum of the lengths of the roads in km?", L.sum() / 1000, unit="km"))
+    out.append(
+        Case(
+            "aggregate",
+            "sample",
+            "What is the sum of the lengths of the roads in km?",
+            L.sum() / 1000,
+            unit="km",
+        )
+    )
     out.append(Case("aggregate", "sample", "What is the average length of the roads?", L.mean(), unit="m"))
 
     # --- yes/no distance comparisons ------------------------------------------------------------
@@ -555,10 +770,17 @@ def cases() -> list[Case]:
             text, metres = _say_dist(t, i)
             out.append(Case("is within", "town", f"Is {A} within {text} of {B}?", d <= metres))
             out.append(Case("is beyond", "town", f"Is {A} more than {text} away from {B}?", d > metres))
-    out.append(Case("is within", "town", "Is b7 beyond 2 km of the river?", dist(tg["b7"], tg["river-1"]) > 2000))
+    out.append(
+        Case("is within", "town", "Is b7 beyond 2 km of the river?", dist(tg["b7"], tg["river-1"]) > 2000)
+    )
     # closer than
-    trip = [("b1", "b8", "river-1", "the river"), ("b3", "b7", "well-1", "the well"), ("b2", "b5", "road-1", "the road"),
-            ("b4", "b6", "lake-1", "#lake-1"), ("b6", "b1", "park-1", "the park")]
+    trip = [
+        ("b1", "b8", "river-1", "the river"),
+        ("b3", "b7", "well-1", "the well"),
+        ("b2", "b5", "road-1", "the road"),
+        ("b4", "b6", "lake-1", "#lake-1"),
+        ("b6", "b1", "park-1", "the park"),
+    ]
     for a, b, c, said in trip:
         da, db = dist(tg[a], tg[c]), dist(tg[b], tg[c])
         out += [
@@ -566,22 +788,53 @@ def cases() -> list[Case]:
             Case("closer than", "town", f"Is #{a} farther from {said} than #{b}?", da > db),
             Case("which of two", "town", f"Which of #{a} and #{b} is closer to {said}?", a if da < db else b),
             Case("which of two", "town", f"Which is farther from {said}: {a} or {b}?", a if da > db else b),
-            Case("which of two", "town", f"which one is nearer to {said}, building {a} or building {b}?", a if da < db else b),
+            Case(
+                "which of two",
+                "town",
+                f"which one is nearer to {said}, building {a} or building {b}?",
+                a if da < db else b,
+            ),
         ]
         d1, d2 = dist(tg[a], tg[c]), dist(tg[a], tg[b])
         out.append(Case("closer than", "town", f"Is #{a} closer to {said} than to #{b}?", d1 < d2))
-    out.append(Case("closer than", "town", "Is the largest lake bigger than #park-1?", area(tg["lake-1"]) > area(tg["park-1"])))
-    out.append(Case("closer than", "town", "Is the river longer than the road?", length(tg["river-1"]) > length(tg["road-1"])))
+    out.append(
+        Case(
+            "closer than",
+            "town",
+            "Is the largest lake bigger than #park-1?",
+            area(tg["lake-1"]) > area(tg["park-1"]),
+        )
+    )
+    out.append(
+        Case(
+            "closer than",
+            "town",
+            "Is the river longer than the road?",
+            length(tg["river-1"]) > length(tg["road-1"]),
+        )
+    )
 
     # --- chains ----------------------------------------------------------------------------------
     def nearest_of(g, members, ref):
         return min((dist(g[m], g[ref]), m) for m in members if m != ref)
 
-    for oid, said in [("lake-1", "#lake-1"), ("well-1", "the well"), ("park-1", "the park"), ("river-1", "the river")]:
+    for oid, said in [
+        ("lake-1", "#lake-1"),
+        ("well-1", "the well"),
+        ("park-1", "the park"),
+        ("river-1", "the river"),
+    ]:
         d, m = nearest_of(tg, blds, oid)
-        out.append(Case("chain", "town", f"What is the distance from {said} to its nearest building?", d, unit="m"))
+        out.append(
+            Case("chain", "town", f"What is the distance from {said} to its nearest building?", d, unit="m")
+        )
         out.append(Case("chain", "town", f"How far is the nearest building to {said} from it?", d, unit="m"))
-    for oid, said in [("river-1", "the river"), ("road-1", "the road"), ("well-1", "#well-1"), ("lake-1", "#lake-1")]:
+    for oid, said in [
+        ("river-1", "the river"),
+        ("road-1", "the road"),
+        ("well-1", "#well-1"),
+        ("lake-1", "#lake-1"),
+    ]:
         for name, word in (("E", "east"), ("S", "south"), ("W", "west"), ("N", "north")):
             azs = {b: azimuth(tg[oid], tg[b]) for b in blds}
             if any(sector_margin(azs[b], name) < 3 for b in blds):
@@ -597,34 +850,80 @@ def cases() -> list[Case]:
     for oid, said in [("lake-1", "#lake-1"), ("well-1", "the well"), ("river-1", "the river")]:
         ds = {b: dist(tg[b], tg[oid]) for b in blds}
         for t in _safe_thresholds(list(ds.values()))[1::4]:
-            out.append(Case("list", "town", f"Show all buildings within {t:g} m of {said}.",
-                            sorted(b for b in blds if ds[b] <= t)))
-    out.append(Case("list", "town", "List the buildings inside #park-1",
-                    sorted(b for b in blds if shapely.contains(tg["park-1"], tg[b]))))
+            out.append(
+                Case(
+                    "list",
+                    "town",
+                    f"Show all buildings within {t:g} m of {said}.",
+                    sorted(b for b in blds if ds[b] <= t),
+                )
+            )
+    out.append(
+        Case(
+            "list",
+            "town",
+            "List the buildings inside #park-1",
+            sorted(b for b in blds if shapely.contains(tg["park-1"], tg[b])),
+        )
+    )
     azs = {b: azimuth(tg["road-1"], tg[b]) for b in blds}
-    out.append(Case("list", "town", "Which buildings are south of road-1?", sorted(b for b in blds if in_sector(azs[b], "S"))))
+    out.append(
+        Case(
+            "list",
+            "town",
+            "Which buildings are south of road-1?",
+            sorted(b for b in blds if in_sector(azs[b], "S")),
+        )
+    )
 
     # --- references: WKT, bbox, coordinate lists, EPSG, pixels -------------------------------------
     utm = Transformer.from_crs("EPSG:4326", "EPSG:32632", always_xy=True)
-    for i, (lon, lat) in enumerate([(9.18, 47.66), (9.2, 47.67), (9.16, 47.655)]):
+    for lon, lat in [(9.18, 47.66), (9.2, 47.67), (9.16, 47.655)]:
         p = Point(lon, lat)
         x, y = utm.transform(lon, lat)
         out += [
-            Case("references", "town", f"How far is #b1 from POINT ({lon} {lat})?", dist(tg["b1"], p), unit="m"),
+            Case(
+                "references", "town", f"How far is #b1 from POINT ({lon} {lat})?", dist(tg["b1"], p), unit="m"
+            ),
             Case("references", "town", f"How far is #b1 from ({lon}, {lat})?", dist(tg["b1"], p), unit="m"),
-            Case("references", "town", f"How far is #well-1 from POINT ({x:.2f} {y:.2f}) (EPSG:32632)?",
-                 dist(tg["well-1"], p), rel=1e-5, unit="m"),
+            Case(
+                "references",
+                "town",
+                f"How far is #well-1 from POINT ({x:.2f} {y:.2f}) (EPSG:32632)?",
+                dist(tg["well-1"], p),
+                rel=1e-5,
+                unit="m",
+            ),
         ]
     bb = (9.17, 47.655, 9.19, 47.665)
-    out.append(Case("references", "town", f"How many buildings are inside [{bb[0]}, {bb[1]}, {bb[2]}, {bb[3]}]?",
-                    sum(box(*bb).contains(tg[b]) for b in blds)))
+    out.append(
+        Case(
+            "references",
+            "town",
+            f"How many buildings are inside [{bb[0]}, {bb[1]}, {bb[2]}, {bb[3]}]?",
+            sum(box(*bb).contains(tg[b]) for b in blds),
+        )
+    )
     line = [(9.15, 47.66), (9.2, 47.66)]
-    out.append(Case("references", "town", "How far is the well from the line [[9.15, 47.66], [9.2, 47.66]]?",
-                    dist(tg["well-1"], LineString(line)), unit="m"))
+    out.append(
+        Case(
+            "references",
+            "town",
+            "How far is the well from the line [[9.15, 47.66], [9.2, 47.66]]?",
+            dist(tg["well-1"], LineString(line)),
+            unit="m",
+        )
+    )
     lake2 = tg["lake-2"].bounds
-    out.append(Case("references", "town",
-                    f"What is the area of the lake at [{lake2[0]}, {lake2[1]}, {lake2[2]}, {lake2[3] + 0.0002}]?",
-                    area(tg["lake-2"]), unit="m2"))
+    out.append(
+        Case(
+            "references",
+            "town",
+            f"What is the area of the lake at [{lake2[0]}, {lake2[1]}, {lake2[2]}, {lake2[3] + 0.0002}]?",
+            area(tg["lake-2"]),
+            unit="m2",
+        )
+    )
     # pixels on the town grid: col = (lon - 9.14) / 1e-4, row = (47.70 - lat) / 1e-4
     inv_aff = ~TOWN_AFFINE
     for oid in ("b1", "b5", "b7"):
@@ -632,14 +931,38 @@ def cases() -> list[Case]:
         c0, r1 = inv_aff @ (x0, y0)
         c1, r0 = inv_aff @ (x1, y1)
         pix = f"[{c0:.0f}, {r0:.0f}, {c1:.0f}, {r1:.0f}]"
-        out.append(Case("pixel references", "town", f"How far is the building at pixel {pix} from the well?",
-                        dist(tg[oid], tg["well-1"]), unit="m", pixel=True))
+        out.append(
+            Case(
+                "pixel references",
+                "town",
+                f"How far is the building at pixel {pix} from the well?",
+                dist(tg[oid], tg["well-1"]),
+                unit="m",
+                pixel=True,
+            )
+        )
     for col, row in [(400, 350), (250, 420)]:
         lon, lat = TOWN_AFFINE @ (col, row)
-        out.append(Case("pixel references", "town", f"How far is #b1 from ({col}, {row}) in pixels?",
-                        dist(tg["b1"], Point(lon, lat)), unit="m", pixel=True))
-        out.append(Case("pixel references", "town", f"how far is the well from pixel ({col}, {row})",
-                        dist(tg["well-1"], Point(lon, lat)), unit="m", pixel=True))
+        out.append(
+            Case(
+                "pixel references",
+                "town",
+                f"How far is #b1 from ({col}, {row}) in pixels?",
+                dist(tg["b1"], Point(lon, lat)),
+                unit="m",
+                pixel=True,
+            )
+        )
+        out.append(
+            Case(
+                "pixel references",
+                "town",
+                f"how far is the well from pixel ({col}, {row})",
+                dist(tg["well-1"], Point(lon, lat)),
+                unit="m",
+                pixel=True,
+            )
+        )
     return _spread(out, PER_FORM)
 
 

@@ -38,7 +38,7 @@ from functools import lru_cache
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from lark.exceptions import UnexpectedEOF, UnexpectedInput, VisitError
 
 from georeason.errors import QuestionParseError
 
@@ -61,7 +61,11 @@ __all__ = [
 #: Distance unit words (typos people make included) -> (program unit, factor to it).
 UNITS: dict[str, tuple[str, float]] = {}
 for _names, _unit, _f in (
-    (("m", "meter", "meters", "metre", "metres", "mtr", "mtrs", "mts", "metrs", "meteres", "meterss"), "m", 1.0),
+    (
+        ("m", "meter", "meters", "metre", "metres", "mtr", "mtrs", "mts", "metrs", "meteres", "meterss"),
+        "m",
+        1.0,
+    ),
     (("metters", "mters", "meteres", "metes"), "m", 1.0),
     (("km", "kms", "kilometer", "kilometers", "kilometre", "kilometres", "klm", "kmt", "kmts"), "km", 1.0),
     (("kilometeres", "kilomters", "kilometrs", "kilomiters", "kilo", "kilos"), "km", 1.0),
@@ -106,7 +110,24 @@ for _name, _words in {
 }.items():
     for _w in _words:
         DIRECTIONS[_w] = _name
-for _c in ("N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW"):
+for _c in (
+    "N",
+    "NNE",
+    "NE",
+    "ENE",
+    "E",
+    "ESE",
+    "SE",
+    "SSE",
+    "S",
+    "SSW",
+    "SW",
+    "WSW",
+    "W",
+    "WNW",
+    "NW",
+    "NNW",
+):
     DIRECTIONS.setdefault(_c.lower(), _c)
 for _c in ("NNE", "ENE", "ESE", "SSE", "SSW", "WSW", "WNW", "NNW"):
     _full = {"N": "north", "E": "east", "S": "south", "W": "west"}
@@ -491,14 +512,12 @@ def _nullable_options(text: str) -> str:
     head, sep, tail = text.partition("// ---- terminals")
     extra: dict[str, str] = {}
 
-    def group(m: re.Match) -> str:
-        body = m.group(1).strip()
-        name = extra.setdefault(body, f"_opt{len(extra)}")
-        return name
+    def name_for(body: str) -> str:
+        return extra.setdefault(body.strip(), f"_opt{len(extra)}")
 
     while True:
-        new = re.sub(r"\(([^()\n]*)\)\?", group, head)
-        new = re.sub(r"(?<![\w\"])([A-Za-z_][A-Za-z0-9_]*)\?(?![\w])", lambda m: group(re.match(r"(.*)", m.group(1))), new)
+        new = re.sub(r"\(([^()\n]*)\)\?", lambda m: name_for(m.group(1)), head)
+        new = re.sub(r"(?<![\w\"])([A-Za-z_][A-Za-z0-9_]*)\?(?![\w])", lambda m: name_for(m.group(1)), new)
         if new == head:
             break
         head = new
@@ -807,7 +826,9 @@ class _Compiler(Transformer):
     def c_not_pred(self, ch):
         p = _pred(_tokens(ch, "PREDWORD")[0])
         if p != "intersects":
-            raise QuestionParseError(f"'do not {_tokens(ch, 'PREDWORD')[0]}' is not supported; ask for the relation")
+            raise QuestionParseError(
+                f"'do not {_tokens(ch, 'PREDWORD')[0]}' is not supported; ask for the relation"
+            )
         return ("related", {"to": _of(ch, _Ref)[-1].ref, "predicate": "disjoint"})
 
     def dirphrase(self, ch):
@@ -973,7 +994,9 @@ class _Compiler(Transformer):
         return _Pending("area", {"of": _of(ch, _Ref)[-1].ref}, "area")
 
     def area_in(self, ch):
-        return _Pending("area", {"of": _of(ch, _Ref)[-1].ref}, "area", _out_unit(str(_tokens(ch, "AUNIT")[0])))
+        return _Pending(
+            "area", {"of": _of(ch, _Ref)[-1].ref}, "area", _out_unit(str(_tokens(ch, "AUNIT")[0]))
+        )
 
     def length(self, ch):
         return _Pending("length", {"of": _of(ch, _Ref)[-1].ref}, "length")
@@ -1125,9 +1148,12 @@ def _range(ch: list[Any]) -> tuple[float, float, str]:
 
 def _pred(tok: Token) -> str:
     word = re.sub(r"\s+", " ", str(tok).lower())
-    word = {"next to": "touching", "inside of": "inside", "part of": "within", "contained within": "contained in"}.get(
-        word, word
-    )
+    word = {
+        "next to": "touching",
+        "inside of": "inside",
+        "part of": "within",
+        "contained within": "contained in",
+    }.get(word, word)
     if word == "contained by":
         word = "contained in"
     return PREDICATE_WORDS[word]
@@ -1168,7 +1194,9 @@ def _finish(b: _Builder, result: Any) -> list[dict[str, Any]]:
         return b.answer(args["objects"])
     if result.measure == "length":
         if unit in ("m2", "km2", "ha"):
-            raise QuestionParseError(f"a distance or length cannot be given in {unit}; ask in m, km, mi or ft")
+            raise QuestionParseError(
+                f"a distance or length cannot be given in {unit}; ask in m, km, mi or ft"
+            )
         args["unit"] = unit or "m"
     elif result.measure == "area":
         if unit is not None and unit not in ("m2", "km2", "ha"):
