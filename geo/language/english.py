@@ -49,7 +49,7 @@ def compile_question(question: str) -> list[dict[str, Any]]:
     >>> [s["op"] for s in compile_question("How far is #a from #b?")]
     ['object', 'object', 'distance', 'answer']
     >>> [s["op"] for s in compile_question("How many buildings lie within 0.5 km of A?")]
-    ['object', 'select', 'distance_filter', 'count', 'answer']
+    ['object', 'select', 'within_distance', 'count', 'answer']
     """
     try:
         return compile_tree(parse(question))
