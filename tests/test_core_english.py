@@ -810,3 +810,18 @@ def test_every_grammar_example_compiles_and_validates():
     assert len(examples) >= 50
     for question, steps in examples:
         assert validate_program(steps).steps[-1].op == "answer", question
+
+
+@pytest.mark.parametrize(
+    "question, value",
+    [
+        ("How far is #w1 from (50.0, 95.0)?", "latitude 95"),
+        ("How far is #w1 from POINT (500000 5280000)?", r"latitude 5\.28e\+06"),
+        ("How far is #w1 from [400, 10, 410, 20]?", "longitude 4[01]0"),
+    ],
+)
+def test_lonlat_out_of_range_is_an_input_error_naming_the_value(scene, question, value):
+    from georeason.errors import ProgramValidationError
+
+    with pytest.raises(ProgramValidationError, match=value):
+        ask(question, scene)

@@ -74,3 +74,45 @@ def test_nothing_unparsed_becomes_a_class():
     # 'the nearest well' (nearest to what?) never becomes a class named 'nearest well'
     with pytest.raises(QuestionParseError):
         ask("What is the area of the nearest well?", town)
+
+
+@pytest.mark.parametrize(
+    "question, op",
+    [
+        # the phrasings issue 12 lists as failing, with A, B, C, F as object ids
+        ("How far apart are A and B?", "distance"),
+        ("How many meters separate A from B?", "distance"),
+        ("What's the distance from building b7 to building b20?", "distance"),
+        ("distance b7 to b20 in kilometers", "distance"),
+        ("How close is the river to A?", "distance"),
+        ("What is the center-to-center distance between A and B?", "distance"),
+        ("In what direction does B lie from A?", "direction"),
+        ("Are A and B touching?", "predicate"),
+        ("How are A and B spatially related?", "relation"),
+        ("Number of buildings less than 500 meters from A?", "count"),
+        ("How far is the building at pixel [402, 293, 428, 345] from A?", "distance"),
+        ("How many buildings lie within 0.5 km of A?", "count"),
+        ("Which of A and B is closer to C?", "closer"),
+        ("Is A within 500 m of B?", "compare"),
+        ("Is A more than 2 km away from B?", "compare"),
+        ("Is A closer to C than B is?", "compare"),
+        ("How many buildings are within 1 km of A and north of it?", "count"),
+        ("How many buildings are between 1 and 2 km from A?", "count"),
+        ("What is the average distance from the buildings to A?", "aggregate"),
+        ("What is the distance from the lake to its nearest well?", "distance"),
+        ("Which is the building east of the road that is closest to it?", "nearest"),
+        ("How many fields intersect F?", "count"),
+    ],
+)
+def test_issue_phrasings_compile(question, op):
+    from georeason.geo.language.english import compile_question
+
+    steps = compile_question(question)
+    assert steps[-2]["op"] == op
+    if "pixel" in question:
+        geo = next(s for s in steps if s["op"] == "geometry")
+        assert geo["args"]["crs"] == "pixel" and geo["args"]["bbox"] == [402, 293, 428, 345]
+    # no class is made of words the grammar knows
+    for s in steps:
+        cls = s["args"].get("cls")
+        assert cls is None or cls in ("buildings", "river", "lake", "well", "road", "building", "fields"), cls

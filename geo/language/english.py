@@ -27,6 +27,7 @@ References (A, B below) may be:
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from georeason.errors import ProgramValidationError, QuestionParseError
@@ -51,8 +52,14 @@ def compile_question(question: str) -> list[dict[str, Any]]:
     >>> [s["op"] for s in compile_question("How many buildings lie within 0.5 km of A?")]
     ['object', 'select', 'within_distance', 'count', 'answer']
     """
+    return json.loads(_compiled_json(question))
+
+
+@lru_cache(maxsize=1024)
+def _compiled_json(question: str) -> str:
+    """The program of a question as JSON (cached: a run compiles each question more than once)."""
     try:
-        return compile_tree(parse(question))
+        return json.dumps(compile_tree(parse(question)))
     except QuestionParseError as exc:
         raise QuestionParseError(
             f"cannot parse the question {question.strip()!r}: {exc}. Supported forms:\n  - "

@@ -125,7 +125,9 @@ class GeometryArgs(_Args):
         given = [k for k in ("wkt", "bbox", "coords") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of wkt, bbox, coords")
-        literal_geometry(self)  # raises ValueError naming what is wrong
+        g = literal_geometry(self)  # raises ValueError naming what is wrong
+        if self.crs.upper() in _LONLAT_NAMES:
+            check_lonlat(g)
         return self
 
 
@@ -582,6 +584,43 @@ def _check_scene(step, scene) -> None:
             f"no class {cls!r} in the scene; classes are: {', '.join(scene.classes) or '(none)'}",
             step=step.id,
             arg="cls",
+        )
+
+
+_LONLAT_NAMES = ("EPSG:4326", "OGC:CRS84", "CRS84", "WGS84", "LONLAT")
+
+
+def check_lonlat(g: Any) -> None:
+    """Refuse lon/lat coordinates off the Earth, naming the value.
+
+    Latitudes must lie in [-90, 90]. Longitudes may run past +-180 up to +-360, because a
+    region that crosses the antimeridian can only be written that way
+    (``[179.9, -0.1, 180.1, 0.1]``); beyond that a value is a mistake (swapped axes,
+    projected metres given as degrees).
+
+    Examples
+    --------
+    >>> import shapely
+    >>> check_lonlat(shapely.Point(10, 95))
+    Traceback (most recent call last):
+    ...
+    ValueError: latitude 95 is outside [-90, 90]; give lon/lat in degrees (x = longitude, y = latitude) or name the CRS
+    """
+    import shapely
+
+    xy = shapely.get_coordinates(g)
+    if len(xy) == 0:
+        return
+    bad_lat = xy[abs(xy[:, 1]) > 90]
+    if len(bad_lat):
+        raise ValueError(
+            f"latitude {bad_lat[0, 1]:g} is outside [-90, 90]; give lon/lat in degrees "
+            "(x = longitude, y = latitude) or name the CRS"
+        )
+    bad_lon = xy[abs(xy[:, 0]) > 360]
+    if len(bad_lon):
+        raise ValueError(
+            f"longitude {bad_lon[0, 0]:g} is outside [-360, 360]; give lon/lat in degrees or name the CRS"
         )
 
 
