@@ -618,6 +618,14 @@ def cases() -> list[Case]:
         )
     )
 
+    # --- is there any ... (existence) ---------------------------------------------------------
+    for oid, _c, said in refs:
+        ds = [dist(tg[b], tg[oid]) for b in blds]
+        for t in _safe_thresholds(ds)[::3]:
+            out.append(
+                Case("exists", "town", f"Are there any buildings within {t:g} m of {said}?", min(ds) <= t)
+            )
+
     # --- nearest / farthest -------------------------------------------------------------------
     rank_forms = [
         ("Which building is nearest to {A}?", False),
@@ -632,6 +640,29 @@ def cases() -> list[Case]:
         if abs(ds[0][0] - ds[1][0]) < 1e-3 * max(ds[0][0], 1):
             continue
         out.append(Case("nearest/farthest", "town", tmpl.format(A=said), ds[0][1]))
+    for oid, said in (("well-1", "the well"), ("b7", "#b7"), ("road-1", "the road")):
+        d1, d2 = dist(tg["lake-1"], tg[oid]), dist(tg["lake-2"], tg[oid])
+        out.append(
+            Case(
+                "nearest/farthest",
+                "town",
+                f"Which lake is closer to {said}?",
+                "lake-1" if d1 < d2 else "lake-2",
+            )
+        )
+        out.append(
+            Case(
+                "nearest/farthest",
+                "town",
+                f"Which lake is farther from {said}?",
+                "lake-1" if d1 > d2 else "lake-2",
+            )
+        )
+        ds = sorted((dist(tg[b], tg[oid]), b) for b in blds if b != oid)
+        out.append(Case("nearest/farthest", "town", f"What's the nearest building to {said}?", ds[0][1]))
+        out.append(
+            Case("nearest/farthest", "town", f"Which building is furthest away from {said}?", ds[-1][1])
+        )
     for oid in ("lake-1", "road-2", "river-1", "field-3"):
         ds = sorted((dist(sg[b], sg[oid]), b) for b in sblds)
         out.append(Case("nearest/farthest", "sample", f"Which building is nearest to #{oid}?", ds[0][1]))

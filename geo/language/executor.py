@@ -506,6 +506,8 @@ class _Run:
             if va.unit != vb.unit:
                 raise Abstain(f"cannot compare {va.unit} with {vb.unit} (step {sid!r})")
             other, ev = float(vb.data), self.refs_evidence(va, vb)
+        elif va.unit is None and a.unit is None:  # counts
+            other, ev = float(a.value), self.refs_evidence(va)
         else:
             unit = a.unit or va.unit
             scales = {**_DIST, **_AREA, "deg": 1.0}

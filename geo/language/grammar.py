@@ -228,7 +228,7 @@ question_unit: "in"i (dunit_w | aunit_w)
 
 ?question: q_distance | q_direction | q_bearing | q_is | q_pair | q_relation | q_count
          | q_rank | q_extreme | q_area | q_length | q_total | q_aggregate | q_closer | q_list
-         | q_pixels | q_which_ref
+         | q_pixels | q_which_ref | q_exists
 
 // ---- references ------------------------------------------------------------------------
 ?ref: sref | ref_rank
@@ -364,12 +364,16 @@ q_count: _howmany set _there_tail*                                            ->
 
 _rank_verb: "is"i | "are"i | "lies"i | "lie"i | "sits"i | "is"i "located"i | "is"i "situated"i
 k_num: NUMBER
-q_rank: _which set _rank_verb? _the? rank_w _tofrom ref                          -> rank
-      | _which k_num cls _rank_verb? _the? rank_w _tofrom ref                     -> rank_k
-      | _what (_is _the?)? rank_w set _tofrom ref                                 -> rank_pre
-      | _which _is _the rank_w set _tofrom ref                                    -> rank_pre
-      | _what (_is _the?)? k_num rank_w set _tofrom ref                           -> rank_pre_k
-      | _the? rank_w set _tofrom ref                                              -> rank_pre
+q_rank: _which set _rank_verb? _the? rank_w "one"i? _away? _tofrom ref               -> rank
+      | _which set _rank_verb? closer_w _away? _tofrom ref                               -> rank_cmp
+      | _which k_num cls _rank_verb? _the? rank_w _away? _tofrom ref                   -> rank_k
+      | _what (_is? _the)? rank_w set _away? _tofrom ref                               -> rank_pre
+      | _which _is _the rank_w set _away? _tofrom ref                                  -> rank_pre
+      | _what (_is? _the)? k_num rank_w set _away? _tofrom ref                         -> rank_pre_k
+      | _the? rank_w set _away? _tofrom ref                                            -> rank_pre
+
+q_exists: ("are"i | "is"i) "there"i ("any"i | "some"i)? set                       -> exists
+        | ("does"i | "do"i) set "exist"i                                          -> exists
 
 q_extreme: _which _is _the selector_w set                -> extreme
          | _which set _is _the? selector_w               -> extreme_post
@@ -977,6 +981,18 @@ class _Compiler(Transformer):
         return _Pending(op, {"objects": objs, "to": to.ref, "k": k})
 
     rank = _rank
+
+    def rank_cmp(self, ch):  # "which lake is closer to the well": the nearer of the set
+        word = str(_tokens(ch, "CLOSER")[0]).lower()
+        to = _of(ch, _Ref)[-1]
+        objs = self.b.select(_of(ch, _Set)[0])
+        op = "nearest" if word in ("closer", "nearer") else "farthest"
+        return _Pending(op, {"objects": objs, "to": to.ref, "k": 1})
+
+    def exists(self, ch):
+        n = self.b.add("count", objects=self.b.select(_of(ch, _Set)[0]))
+        return _Pending("compare", {"a": n, "relation": "gt", "value": 0})
+
     rank_k = _rank
     rank_pre = _rank
     rank_pre_k = _rank
@@ -1405,6 +1421,11 @@ FORMS: tuple[Form, ...] = (
         ("Is #b6 within 2 km of #park-1 and north of it?",),
     ),
     Form(
+        "yes/no: any",
+        "is there any object of a class meeting constraints",
+        ("Are there any buildings within 100 m of the river?",),
+    ),
+    Form(
         "topology",
         "the DE-9IM relation, or one predicate (touch/adjacent/border, inside/within/in, cross, overlap ...)",
         (
@@ -1442,6 +1463,7 @@ FORMS: tuple[Form, ...] = (
         (
             "Which building is nearest to the river?",
             "What is the closest building to #well-1?",
+            "Which lake is closer to the well?",
             "Which building east of the river is closest to it?",
             "What is the distance from #lake-1 to its nearest building?",
         ),

@@ -289,7 +289,7 @@ class AggregateArgs(_Args):
 class CompareArgs(_Args):
     """Compare a number with another step's number (b) or a literal (value, in unit): a <relation> b."""
 
-    REFS = {"a": (T.NUMBER,), "b": (T.NUMBER,)}
+    REFS = {"a": (T.NUMBER, T.COUNT), "b": (T.NUMBER, T.COUNT)}
     a: Ref
     relation: Literal["lt", "le", "gt", "ge"]
     b: Ref | None = None
