@@ -250,7 +250,8 @@ ref_rank: "the"i rank_w cls _tofrom ref
 geom: gtag* shape_w? gtag* GEOMLIT gtag*
 gtag: PIXELTAG | CRSTAG | LONLATTAG
 
-cls: WORD ~ 1..3
+cls: WORD (WORD | _clsnoun) ~ 0..2
+_clsnoun: "region"i | "regions"i | "area"i | "areas"i | "zone"i | "zones"i | "place"i | "places"i
 set: ("all"i | "any"i | "every"i | "each"i)? "the"i? ("of"i "the"i)? cls constraints?
 constraints: _be* constraint (_join _be* constraint)*
 _join: ","? "and"i | ","
