@@ -298,7 +298,9 @@ def cases() -> list[Case]:
         ("How many kilometres apart are {A} and {B}?", "km", 1000),
         ("what is the shortest distance between {A} and {B} in miles", "mi", 1609.344),
         ("How far away is {A} from {B}?", "m", 1),
-        ("Could you tell me how far {A} is from {B}?", None, None),
+        ("What is the distance in kilometers between {A} and {B}?", "km", 1000),
+        ("What is the distance to {B} from {A}?", "m", 1),
+        ("How far is it between {A} and {B}?", "m", 1),
     ]
     for (a, ca, b, cb), (tmpl, unit, f) in itertools.product(pairs, dist_forms):
         if unit is None:

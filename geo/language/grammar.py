@@ -79,7 +79,6 @@ for _names, _unit, _f in (
 AREA_UNITS = {
     "m2": "m2",
     "m²": "m2",
-    "sq m": "m2",
     "square meters": "m2",
     "square metres": "m2",
     "square meter": "m2",
@@ -87,6 +86,9 @@ AREA_UNITS = {
     "km2": "km2",
     "km²": "km2",
     "sq km": "km2",
+    "square km": "km2",
+    "sq m": "m2",
+    "square m": "m2",
     "square kilometers": "km2",
     "square kilometres": "km2",
     "square kilometer": "km2",
@@ -225,6 +227,7 @@ _lead: "please"i | "tell"i "me"i | "can"i "you"i "tell"i? "me"i? | "could"i "you
 
 unit_suffix: ","? "in"i (dunit_w | aunit_w)
 question_unit: "in"i (dunit_w | aunit_w)
+unit_inline: "in"i (dunit_w | aunit_w)
 
 ?question: q_distance | q_direction | q_bearing | q_is | q_pair | q_relation | q_count
          | q_rank | q_extreme | q_area | q_length | q_total | q_aggregate | q_closer | q_list
@@ -237,6 +240,7 @@ question_unit: "in"i (dunit_w | aunit_w)
 ref_id: HASHID
       | ("object"i | "feature"i | "id"i) (HASHID | BAREID | WORD)
       | "the"i? cls (HASHID | BAREID)
+      | "the"i (HASHID | BAREID)
       | BAREID
 ref_the: "the"i cls
 ref_sel: "the"i selector_w set
@@ -297,8 +301,10 @@ centres: "the"i? ("centres"i | "centers"i | "centroids"i | "centre"i | "center"i
 cmode: "centre-to-centre"i | "center-to-center"i | "centroid-to-centroid"i | "centroid"i | "center"i | "centre"i
      | "centre"i "to"i "centre"i | "center"i "to"i "center"i
 
-q_distance: _what? _the? cmode? _dmod? _dist_word cmode? ("between"i | "separating"i) centres? ref "and"i ref method_dist?  -> distance
-          | _what? _the? cmode? _dmod? _dist_word cmode? "from"i centres? ref "to"i centres? ref method_dist?         -> distance
+q_distance: _what? _the? cmode? _dmod? _dist_word cmode? unit_inline? ("between"i | "separating"i) centres? ref "and"i ref method_dist?  -> distance
+          | _what? _the? _dmod? _dist_word unit_inline? "to"i ref "from"i ref                                         -> distance
+          | _how_far _is "it"i "between"i ref "and"i ref                                                            -> distance
+          | _what? _the? cmode? _dmod? _dist_word cmode? unit_inline? "from"i centres? ref "to"i centres? ref method_dist?         -> distance
           | _what? _the? cmode? _dmod? _dist_word cmode? "of"i centres? ref "from"i centres? ref method_dist?         -> distance
           | _what? _the? cmode? _dmod? _dist_word centres? ref ("to"i | "and"i | "-") ref method_dist?               -> distance
           | _how_far "away"i? _is centres? ref "from"i centres? ref "away"i? method_dist?                           -> distance
@@ -704,6 +710,7 @@ class _Compiler(Transformer):
         return _Marker("unit")
 
     question_unit = unit_suffix
+    unit_inline = unit_suffix
 
     def k_num(self, ch):
         return _Marker("k:" + str(int(_number(_tokens(ch)[0]))))
