@@ -29,6 +29,7 @@ from georeason.catalog import ItemInfo, default_catalog_dir, list_items
 from georeason.config import default_results_dir, read_questions
 from georeason.geo.export.layers import atomic_path
 from georeason.geo.export.names import answer_stem, slug
+from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
 from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, compile_questions, row_text
 from georeason.tasks.answer import export_item, load_vectors
 from georeason.tasks.raster import prefect_map
@@ -54,6 +55,7 @@ def run_item(
         item=info.id,
         raster_sha256=info.sha256,
         mask_path=lambda n, q: item_out / "masks" / f"{answer_stem(n, q)}.tif",
+        item_bands=info.bands,
     )
     rows, files = export_item(info.id, result.answers, result.scene, result.grid, str(item_out))
     return rows, files, result.failures
@@ -87,9 +89,15 @@ def answer(
         if unknown:
             raise ValueError(f"no item(s) {', '.join(sorted(unknown))} in catalog {cat_dir}")
         infos = [i for i in infos if i.id in items]
+    options = dict(grounder_options or {})
+    # not grounder settings: the raster's band names (--bands) and the answers' confidence floor
+    bands = options.pop("bands", None)
+    min_confidence = options.pop("min_confidence", None)
     pipeline = Pipeline(
         grounder=grounder,
-        grounder_options=dict(grounder_options or {}),
+        grounder_options=options,
+        bands=bands,
+        min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
         tile_px=tile_px,
         overlap_px=overlap_px,
         max_batches=max_task_runs,

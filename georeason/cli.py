@@ -29,10 +29,11 @@ from georeason.geo.export.layers import atomic_path, write_answer
 from georeason.geo.language.executor import execute
 from georeason.geo.language.program import program_json_schema
 from georeason.geo.vector.scene import read_scene
+from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE, apply_confidence, parse_bands
 from georeason.models.language.planner import chat_client, plan_and_answer
 from georeason.pipeline import ItemResult, Pipeline, QuestionError, outcome_row, read_vectors, row_text
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "fail", "grounder_options_of", "local_prefect_defaults"]
 
 app = typer.Typer(
     name="georeason",
@@ -43,7 +44,7 @@ app = typer.Typer(
 )
 
 
-def _local_prefect_defaults() -> None:
+def local_prefect_defaults() -> None:
     """No network but loopback: the temporary/local Prefect server must not phone home."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -51,13 +52,13 @@ def _local_prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
-def _fail(exc: Exception) -> None:
+def fail(exc: Exception) -> None:
     msg = str(exc).strip() or type(exc).__name__
     typer.echo(f"georeason: error: {msg}", err=True)
     raise typer.Exit(code=2)
 
 
-def _grounder_options(outputs: Path | None, model_path: str | None, pairs: list[str] | None) -> dict:
+def grounder_options_of(outputs: Path | None, model_path: str | None, pairs: list[str] | None) -> dict:
     """Grounder options from --outputs, --model-path and repeated --grounder-option KEY=VALUE.
 
     A VALUE that parses as JSON (numbers, true/false, lists, objects) is taken as such,
@@ -127,15 +128,19 @@ def _run_pipeline(
     grounder_options: dict[str, Any],
     mask_path: Callable[[int, str], Path],
     fallback: Callable[..., Any] | None = None,
+    bands: str | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> ItemResult:
     """Answer ``questions`` through the one pipeline (:class:`georeason.pipeline.Pipeline`),
     grounding in this process (a plain loop over tile batches, no Prefect)."""
 
     vector_paths: list[Path] = []
+    item_bands: list[str] = []
     if item is not None:
         info = get_item(item, catalog)
         if raster is None:
             raster = info.raster_path
+            item_bands = list(info.bands)
         vector_paths += list(info.vector_paths)
     vectors = None
     if objects is not None:
@@ -148,10 +153,21 @@ def _run_pipeline(
             "give --objects FILE, --raster FILE or --item ID (what the question is about)"
         )
     pipeline = Pipeline(
-        grounder=grounder, grounder_options=grounder_options, tile_px=tile_px, overlap_px=overlap_px
+        grounder=grounder,
+        grounder_options=grounder_options,
+        tile_px=tile_px,
+        overlap_px=overlap_px,
+        bands=bands,
+        min_confidence=min_confidence,
     )
     return pipeline.run(
-        questions, raster=raster, vectors=vectors, item=item, mask_path=mask_path, fallback=fallback
+        questions,
+        raster=raster,
+        vectors=vectors,
+        item=item,
+        mask_path=mask_path,
+        fallback=fallback,
+        item_bands=item_bands,
     )
 
 
@@ -219,12 +235,22 @@ def ask(
             help="OpenAI-compatible chat API (e.g. http://127.0.0.1:8000/v1) that writes programs for questions no template understands."
         ),
     ] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            help="Names of the raster's bands in order, e.g. red,green,blue (overrides the file's)."
+        ),
+    ] = None,
+    min_confidence: Annotated[
+        float,
+        typer.Option(help="Answers from grounded objects below this confidence abstain (0 answers always)."),
+    ] = DEFAULT_MIN_CONFIDENCE,
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
 
     given = sum(x is not None for x in (question, query, questions))
     if given != 1:
-        _fail(typer.BadParameter("give exactly one of QUESTION, --query FILE or --questions FILE"))
+        fail(typer.BadParameter("give exactly one of QUESTION, --query FILE or --questions FILE"))
     try:
         lines = _read_questions(questions) if questions is not None else ([question] if question else [])
         fallback = None
@@ -251,9 +277,11 @@ def ask(
             grounder,
             tile_px,
             overlap_px,
-            _grounder_options(outputs, model_path, grounder_option),
+            grounder_options_of(outputs, model_path, grounder_option),
             mask_path,
             fallback,
+            bands,
+            min_confidence,
         )
         if questions is not None:
             text = "".join(json.dumps(outcome_row(a)) + "\n" for a in result.answers)
@@ -272,11 +300,16 @@ def ask(
                     f"cannot read query program {str(query)!r}: {exc}; give a JSON list of steps"
                 ) from exc
             grid = result.grid
-            answer = execute(
-                program,
+            answer = apply_confidence(
+                execute(
+                    program,
+                    result.scene,
+                    pixel=grid.pixel if grid else None,
+                    mask_writer=grid.mask_writer(lambda sid: mask) if grid else None,
+                ),
                 result.scene,
-                pixel=grid.pixel if grid else None,
-                mask_writer=grid.mask_writer(lambda sid: mask) if grid else None,
+                result.fitness,
+                min_confidence,
             )
         else:
             (answer,) = result.answers
@@ -285,7 +318,7 @@ def ask(
         if out is not None:
             write_answer(answer, out)
     except (GeoreasonError, typer.BadParameter) as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         sys.stdout.write(json.dumps(answer.to_json()) + "\n")
     else:
@@ -350,6 +383,14 @@ def run(
         Path | None,
         typer.Option(help="YAML settings (RunConfig fields and a 'model' section); flags override it."),
     ] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(help="Band names of the rasters in order, e.g. red,green,blue (overrides eo:bands)."),
+    ] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(help="Answers from grounded objects below this confidence abstain (default 0.3)."),
+    ] = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
 
@@ -369,8 +410,12 @@ def run(
             threads=threads,
             model_path=model_path,
         )
-        options = {**cfg.grounder_options, **_grounder_options(outputs, cfg.model_path, grounder_option)}
-        _local_prefect_defaults()
+        options = {**cfg.grounder_options, **grounder_options_of(outputs, cfg.model_path, grounder_option)}
+        if bands is not None:
+            options["bands"] = parse_bands(bands)
+        if min_confidence is not None:
+            options["min_confidence"] = float(min_confidence)
+        local_prefect_defaults()
         results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
         from georeason.flows.answer import answer
@@ -393,7 +438,7 @@ def run(
             results_dir=str(results_dir),
         )
     except GeoreasonError as exc:
-        _fail(exc)
+        fail(exc)
     _print_run(result)
     if result["errors"]:
         raise typer.Exit(code=1)
@@ -415,7 +460,7 @@ def serve(
     grounder: Annotated[str, typer.Option(help="Grounder for classes not in vector layers.")] = "spectral",
 ) -> None:
     """Serve the `batch` flow on a cron schedule against the Prefect server in PREFECT_API_URL (blocks)."""
-    _local_prefect_defaults()
+    local_prefect_defaults()
     from georeason.flows.deploy import serve as serve_batch
 
     serve_batch(
@@ -446,6 +491,9 @@ def _print_run(result) -> None:
 
 def _register_subcommands() -> None:
     app.add_typer(catalog_app, name="catalog")
+    from georeason.cli_eval import eval_command  # cli_eval uses this module's helpers: imported last
+
+    app.command(name="eval")(eval_command)
 
 
 _register_subcommands()

@@ -21,7 +21,8 @@
 6. **scene** — grounded objects plus vector-layer objects (:func:`grounded_scene`);
 7. **answer** — each compiled question executed against the scene (:func:`answer_questions`),
    giving :class:`~georeason.geo.language.answer.Answer` objects (geometry in the scene's
-   CRS; exporters convert to lon/lat when they need it). Answers that depend on a grounded
+   CRS; exporters convert to lon/lat when they need it), each with the confidence summary
+   of :mod:`georeason.models.fitness` (below ``min_confidence`` it abstains). Answers that depend on a grounded
    class abstain, naming the failed tile, when a tile failed; the others answer.
 """
 
@@ -51,6 +52,15 @@ from georeason.geo.raster.tiling import Tile, plan_tiles, read_tile
 from georeason.geo.vector.classnames import class_forms, singular
 from georeason.geo.vector.crs import reproject
 from georeason.geo.vector.scene import Scene, normalise_class, read_scene
+from georeason.models.fitness import (
+    DEFAULT_MIN_CONFIDENCE,
+    ClassFitness,
+    annotate_scene,
+    apply_confidence,
+    assess,
+    check_bands,
+    raster_bands,
+)
 from georeason.models.registry import GrounderSpec, build_grounder, can_ground, prepare_spec
 
 __all__ = [
@@ -454,6 +464,12 @@ class AnswerContext:
     mask_path: Callable[[int, str], Path] | None = None
     #: answers English questions no template understands (e.g. an LLM planner)
     fallback: Callable[[str, Scene, AnswerContext, int], Answer] | None = None
+    #: runs on every executed answer (the confidence summary and threshold of
+    #: :mod:`georeason.models.fitness`)
+    post: Callable[[Answer], Answer] | None = None
+
+    def finish(self, answer: Answer) -> Answer:
+        return self.post(answer) if self.post is not None else answer
 
     def mask_writer(self, n: int, question: str) -> Any:
         if self.grid is None or self.mask_path is None:
@@ -491,7 +507,7 @@ def answer_questions(
                 if ctx.fallback is None:
                     out.append(QuestionError(cq.text, cq.error or "cannot parse the question"))
                     continue
-                out.append(ctx.fallback(cq.text, scene, ctx, n))
+                out.append(ctx.finish(ctx.fallback(cq.text, scene, ctx, n)))
                 continue
             uses = {c for c in cq.classes if grounded_set & {singular(f) for f in class_forms(c)}}
             if failures and uses:
@@ -505,15 +521,10 @@ def answer_questions(
                     )
                 )
                 continue
-            out.append(
-                answer_program(
-                    cq.program,
-                    scene,
-                    question=cq.text,
-                    pixel=ctx.pixel,
-                    mask_writer=ctx.mask_writer(n, cq.text),
-                )
+            answer = answer_program(
+                cq.program, scene, question=cq.text, pixel=ctx.pixel, mask_writer=ctx.mask_writer(n, cq.text)
             )
+            out.append(ctx.finish(answer))
         except GeoreasonError as exc:
             out.append(QuestionError(cq.text, str(exc)))
     return out
@@ -583,6 +594,7 @@ class ItemResult:
     grounding: Grounding = field(default_factory=lambda: Grounding([], []))
     grounded: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    fitness: dict[str, ClassFitness] | None = None
 
     @property
     def failures(self) -> list[TileFailure]:
@@ -611,6 +623,10 @@ class Pipeline:
     max_batches: int = 200
     map: Mapper = local_map
     logger: logging.Logger | logging.LoggerAdapter[Any] = log
+    #: band names overriding the raster's (``--bands``); else the catalog's, else the file's
+    bands: str | Sequence[str] | None = None
+    #: answers from grounded objects below this confidence abstain
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
 
     def ground(
         self,
@@ -620,11 +636,13 @@ class Pipeline:
         grid: RasterGrid | None = None,
         item: str | None = None,
         raster_sha256: str | None = None,
+        bands: Sequence[str] | None = None,
     ) -> Grounding:
         """Fit the grounder, plan tiles, ground the batches through :attr:`map`, merge seams.
 
         The one grounding loop (``ask``, the flows, the tests and the benchmarks all come
-        here). ``classes`` are the class names to ask the grounder for.
+        here). ``classes`` are the class names to ask the grounder for; ``bands`` name the
+        raster's bands (default: the file's).
         """
         if not classes:
             raise InputError("no classes to ground; pass at least one class name")
@@ -632,6 +650,8 @@ class Pipeline:
         grid = grid or RasterGrid.read(raster)
         where = f"[{item}] " if item else ""
         options = dict(self.grounder_options)
+        names = tuple(bands) if bands else grid.bands
+        options.setdefault("bands", list(names))
         if item is not None:  # the grounder's per-scene set-up may key on it (recorded outputs)
             options["item"] = item
         spec = prepare_spec(self.grounder, raster, options)
@@ -648,7 +668,7 @@ class Pipeline:
             self.overlap_px,
             len(batches),
         )
-        job = GroundJob(raster, spec, tuple(classes), grid.bands, raster_sha256)
+        job = GroundJob(raster, spec, tuple(classes), names, raster_sha256)
         objects, failures = merge_batches(self.map(job, batches), classes, spec)
         self.logger.info("%smerged into %d objects (%d tile failures)", where, len(objects), len(failures))
         if failures:
@@ -672,8 +692,13 @@ class Pipeline:
         mask_path: Callable[[int, str], Path] | None = None,
         fallback: Callable[[str, Scene, AnswerContext, int], Answer] | None = None,
         grid: RasterGrid | None = None,
+        item_bands: Sequence[str] = (),
     ) -> ItemResult:
-        """Answer ``questions`` about ``raster`` and/or ``vectors`` (at least one of them)."""
+        """Answer ``questions`` about ``raster`` and/or ``vectors`` (at least one of them).
+
+        ``item_bands`` are the band names a catalog records for the raster (STAC
+        ``eo:bands``); :attr:`bands` overrides them.
+        """
         if all(isinstance(q, CompiledQuestion) for q in questions):
             cqs = [q for q in questions if isinstance(q, CompiledQuestion)]
         else:
@@ -683,7 +708,7 @@ class Pipeline:
                 raise InputError(
                     "give --objects FILE, --raster FILE or --item ID (what the question is about)"
                 )
-            ctx = AnswerContext(None, mask_path, fallback)
+            ctx = AnswerContext(None, mask_path, fallback, self._post(vectors, None))
             return ItemResult(answer_questions(cqs, vectors, ctx), vectors, None, cqs)
         raster = str(raster)
         grid = grid or RasterGrid.read(raster)
@@ -698,9 +723,22 @@ class Pipeline:
                 ", ".join(missing),
             )
         g = Grounding([], [])
+        fitness = None
         if to_ground:
-            g = self.ground(raster, to_ground, grid=grid, item=item, raster_sha256=raster_sha256)
+            names = raster_bands(raster, self.bands, item_bands)
+            check_bands(self.grounder, to_ground, names, raster)  # before any work; advice that works
+            g = self.ground(raster, to_ground, grid=grid, item=item, raster_sha256=raster_sha256, bands=names)
         scene = grounded_scene(g.objects, grid.crs, vectors, source=f"item {item}" if item else raster)
-        ctx = AnswerContext(grid, mask_path, fallback)
+        if to_ground:
+            # grounded objects marked instance/cover, with what their confidence rests on
+            fitness = assess(raster, self.grounder, to_ground, names)
+            annotate_scene(scene, fitness, self.grounder)
+        ctx = AnswerContext(grid, mask_path, fallback, self._post(scene, fitness))
         answers = answer_questions(cqs, scene, ctx, grounded=to_ground, failures=g.failures)
-        return ItemResult(answers, scene, grid, cqs, g, to_ground, missing)
+        return ItemResult(answers, scene, grid, cqs, g, to_ground, missing, fitness)
+
+    def _post(self, scene: Scene, fitness: dict[str, ClassFitness] | None) -> Callable[[Answer], Answer]:
+        def post(answer: Answer) -> Answer:
+            return apply_confidence(answer, scene, fitness, self.min_confidence)
+
+        return post
