@@ -369,7 +369,9 @@ def _item_info(item: pystac.Item) -> ItemInfo:
         datetime=props.get("datetime") or props.get("start_datetime"),
         item_path=Path(str(item.get_self_href())) if item.get_self_href() else None,
         vector_sha256=[_hex_from_multihash(a.extra_fields.get("file:checksum")) for a in vectors],
-        truth_paths=[Path(a.get_absolute_href()) for a in item.assets.values() if a.has_role("truth")],
+        truth_paths=[
+            Path(a.get_absolute_href() or a.href) for a in item.assets.values() if a.has_role("truth")
+        ],
     )
 
 
