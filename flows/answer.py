@@ -98,6 +98,7 @@ def answer(
         grounder_options=options,
         bands=bands,
         min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
+        on_unusable_bands="abstain",
         tile_px=tile_px,
         overlap_px=overlap_px,
         max_batches=max_task_runs,

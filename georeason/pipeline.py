@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import shapely
 from pyproj import CRS
@@ -489,6 +489,7 @@ def answer_questions(
     *,
     grounded: Sequence[str] = (),
     failures: Sequence[TileFailure] = (),
+    not_grounded: str | None = None,
 ) -> list[Outcome]:
     """Answer compiled questions against one scene, in order.
 
@@ -496,7 +497,8 @@ def answer_questions(
     hits bad input gives a :class:`QuestionError` without stopping the rest. When tiles
     failed to ground, answers that depend on a grounded class abstain naming the failed
     tile: counting or ranking with part of the raster missing would be a guess; answers
-    from vector layers alone are still given.
+    from vector layers alone are still given. ``not_grounded`` (why the grounded classes
+    could not be grounded at all) makes the same answers abstain with that reason.
     """
     ctx = ctx or AnswerContext()
     grounded_set = {singular(normalise_class(c)) for c in grounded}
@@ -510,6 +512,9 @@ def answer_questions(
                 out.append(ctx.finish(ctx.fallback(cq.text, scene, ctx, n)))
                 continue
             uses = {c for c in cq.classes if grounded_set & {singular(f) for f in class_forms(c)}}
+            if not_grounded and uses:
+                out.append(Answer.abstain(not_grounded, question=cq.text, query=cq.program.to_json()))
+                continue
             if failures and uses:
                 first = failures[0]
                 out.append(
@@ -627,6 +632,10 @@ class Pipeline:
     bands: str | Sequence[str] | None = None
     #: answers from grounded objects below this confidence abstain
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    #: band names that cannot ground the classes asked: ``"raise"`` the advice (``ask``: exit 2,
+    #: before any work) or ``"abstain"`` with it on the answers that need them (a batch run:
+    #: one item's bad bands do not stop the others)
+    on_unusable_bands: Literal["raise", "abstain"] = "raise"
 
     def ground(
         self,
@@ -724,17 +733,27 @@ class Pipeline:
             )
         g = Grounding([], [])
         fitness = None
+        not_grounded = None
         if to_ground:
             names = raster_bands(raster, self.bands, item_bands)
-            check_bands(self.grounder, to_ground, names, raster)  # before any work; advice that works
+            try:
+                check_bands(self.grounder, to_ground, names, raster)  # before any work; advice that works
+            except InputError as exc:
+                if self.on_unusable_bands == "raise":
+                    raise
+                self.logger.error("%s%s", where, exc)
+                not_grounded = str(exc)
+        if to_ground and not_grounded is None:
             g = self.ground(raster, to_ground, grid=grid, item=item, raster_sha256=raster_sha256, bands=names)
         scene = grounded_scene(g.objects, grid.crs, vectors, source=f"item {item}" if item else raster)
-        if to_ground:
+        if to_ground and not_grounded is None:
             # grounded objects marked instance/cover, with what their confidence rests on
             fitness = assess(raster, self.grounder, to_ground, names)
             annotate_scene(scene, fitness, self.grounder)
         ctx = AnswerContext(grid, mask_path, fallback, self._post(scene, fitness))
-        answers = answer_questions(cqs, scene, ctx, grounded=to_ground, failures=g.failures)
+        answers = answer_questions(
+            cqs, scene, ctx, grounded=to_ground, failures=g.failures, not_grounded=not_grounded
+        )
         return ItemResult(answers, scene, grid, cqs, g, to_ground, missing, fitness)
 
     def _post(self, scene: Scene, fitness: dict[str, ClassFitness] | None) -> Callable[[Answer], Answer]:
