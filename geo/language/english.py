@@ -37,7 +37,14 @@ from georeason.geo.language.grammar import FORMS, compile_tree, parse
 from georeason.geo.language.program import Program, validate_program
 from georeason.geo.vector.scene import Scene
 
-__all__ = ["compile_question", "compile_program", "ask", "SUPPORTED_FORMS", "forms_table", "compiled_examples"]
+__all__ = [
+    "compile_question",
+    "compile_program",
+    "ask",
+    "SUPPORTED_FORMS",
+    "forms_table",
+    "compiled_examples",
+]
 
 #: One line per question form (name: description, e.g. first example); quoted in parse errors.
 SUPPORTED_FORMS = [f"{f.name}: {f.describe} (e.g. {f.examples[0]!r})" for f in FORMS]
