@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from georeason.config import default_results_dir, read_questions
-from georeason.geo.export.layers import atomic_path
+from georeason.geo.export.layers import atomic_path, relative_outputs
 from georeason.models.registry import can_ground
 from georeason.pipeline import TileFailure, classes_of_questions, plan_batches, split_classes
 from georeason.tasks.answer import answer_item, export_item, load_vectors
@@ -117,6 +117,9 @@ def run_item(
         info.id, raster, crs_wkt, objects_found, failures, vectors, questions, to_ground, str(item_out)
     )
     files = export_item(info.id, raster, scene, rows, str(item_out))
+    for r, png in zip(rows, files.pop("answer_quicklooks", None) or []):
+        if png:
+            r.setdefault("outputs", {})["quicklook"] = png
     return rows, files, failures
 
 
@@ -174,7 +177,12 @@ def answer(
         failed_tiles += len(failures)
     jsonl = out_dir / "answers.jsonl"
     with atomic_path(jsonl) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in all_rows), encoding="utf-8")
+        # paths relative to answers.jsonl: the folder can be moved or shared as a whole
+        lines = [
+            {**r, "outputs": relative_outputs(r["outputs"], out_dir)} if r.get("outputs") else r
+            for r in all_rows
+        ]
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
     summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
     log.info("wrote %d answers to %s", len(all_rows), jsonl)
     return {"answers": str(jsonl), "rows": all_rows, "outputs": outputs, **summary}

@@ -370,7 +370,7 @@ def answer_questions(
     from pathlib import Path
 
     from georeason.errors import GeoreasonError
-    from georeason.geo.export.layers import write_answer
+    from georeason.geo.export.layers import answer_stem, write_answer_files, write_error_record
     from georeason.geo.language.answer import Answer
     from georeason.geo.language.english import ask, compile_question
 
@@ -390,7 +390,7 @@ def answer_questions(
         return {c for c in classes_needed(steps) if grounded_set & set(_singulars(c))}
 
     for n, q in enumerate(questions, 1):
-        stem = f"q{n:02d}-{_slug(q)}"
+        stem = answer_stem(n, q)
 
         writer = None
         if grid is not None:
@@ -412,11 +412,25 @@ def answer_questions(
             else:
                 ans = ask(q, scene, pixel=pixel, mask_writer=writer)
         except GeoreasonError as exc:
-            rows.append({"question": q, "item": item, "error": str(exc), "abstained": True, "answer": None})
+            err = str(exc)
+            record = write_error_record(q, err, out_dir / f"{stem}.geojson")
+            rows.append(
+                {
+                    "question": q,
+                    "item": item,
+                    "error": err,
+                    "abstained": True,
+                    "answer": None,
+                    "outputs": {"geojson": str(record)},
+                }
+            )
             continue
         row = ans.to_json()
         row["item"] = item
-        outputs = {"geojson": str(write_answer(ans, out_dir / f"{stem}.geojson"))}
+        written = write_answer_files(ans, out_dir / f"{stem}.geojson")
+        outputs: dict = {"geojson": str(written[0])}
+        if len(written) > 1:
+            outputs["parts"] = [str(w) for w in written]
         if "mask" in ans.details:
             outputs["mask"] = ans.details["mask"]
         row["outputs"] = outputs
