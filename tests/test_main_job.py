@@ -60,11 +60,21 @@ def test_main_job_answers_the_sample_like_the_ground_truth(prefect_harness, tmp_
     assert land["What is the area of the largest water body in km2?"]["answer"] > 1000
     mask_row = land["Which pixels are water?"]
     with (
-        rasterio.open(mask_row["outputs"]["mask"]) as m,
+        rasterio.open(out / mask_row["outputs"]["mask"]) as m,  # paths relative to answers.jsonl
         rasterio.open(CATALOG / "landsat" / "landsat_rgb_utm18n.tif") as s,
     ):
         assert (m.width, m.height, m.transform, m.crs) == (s.width, s.height, s.transform, s.crs)
         assert int((m.read(1) == 1).sum()) == mask_row["answer"] > 0
     for item in ("sample", "landsat"):
-        for name in ("objects.gpkg", "objects.geojson", "quicklook.png"):
+        for name in ("objects.gpkg", "quicklook.png", f"{item}.qgs"):
             assert (out / item / name).stat().st_size > 0
+    # objects mixing polygons and lines (sample: roads) are one GeoJSON per geometry type
+    assert (out / "landsat" / "objects.geojson").stat().st_size > 0
+    assert {p.name for p in (out / "sample").glob("objects*.geojson")} == {
+        "objects.polygons.geojson",
+        "objects.lines.geojson",
+    }
+    for r in rows:
+        for v in (r.get("outputs") or {}).values():
+            for p in [v] if isinstance(v, str) else v:
+                assert not Path(p).is_absolute() and (out / p).exists(), p

@@ -37,7 +37,7 @@ from georeason.geo.export.layers import (
     write_layers,
 )
 from georeason.geo.export.qgis import ANSWER, EVIDENCE, LayerSpec, write_project, write_qml
-from georeason.geo.export.quicklook import write_quicklook
+from georeason.geo.export.quicklook import read_basemap, write_quicklook
 from georeason.geo.vector.crs import LONLAT, reproject
 
 __all__ = ["export_item_files", "answer_paths", "answer_subtitle"]
@@ -169,6 +169,7 @@ def export_item_files(
                 name = "objects.geojson" if one else f"objects.{fam}.geojson"
                 key = "objects_geojson" if one else f"objects_{fam}_geojson"
                 files[key] = str(write_geojson(feature_collection(feats[fam]), out / name))
+    basemap = read_basemap(raster, max_px)
     files["quicklook"] = str(
         write_quicklook(
             raster,
@@ -177,7 +178,7 @@ def export_item_files(
             classes=[p["class"] for p in props],
             title=f"{item}: {len(kept_geoms)} objects",
             subtitle=", ".join(f"{c} ({sum(p['class'] == c for p in props)})" for c in classes),
-            max_px=max_px,
+            basemap=basemap,
         )
     )
     answer_layers: list[LayerSpec] = []
@@ -198,7 +199,7 @@ def export_item_files(
                 region=region,
                 title=str(row.get("question")),
                 subtitle=answer_subtitle(row),
-                max_px=max_px,
+                basemap=basemap,
             )
             pngs[-1] = str(png)
         for apath in paths:
@@ -216,6 +217,7 @@ def export_item_files(
                 fill_alpha=80 if is_region else 0,
                 width_mm=0.6,
                 visible=False,
+                crs=LONLAT,
             )
             write_qml(apath.with_suffix(".qml"), spec.renderer())
             answer_layers.append(spec)
@@ -233,7 +235,12 @@ def export_item_files(
     # the first answer layer is shown, the others are listed (ticked off) to keep the map readable
     if answer_layers:
         answer_layers[0] = _visible(answer_layers[0])
-    layers = answer_layers + mask_layers + obj_layers + [LayerSpec(f"{item} raster", str(raster), "raster")]
+    layers = (
+        answer_layers
+        + mask_layers
+        + obj_layers
+        + [LayerSpec(f"{item} raster", str(raster), "raster", bands=basemap.bands, stretch=basemap.stretch)]
+    )
     files["answer_quicklooks"] = pngs
     files["project"] = str(write_project(out / f"{item}.qgs", f"georeason: {item}", crs, layers))
     return files

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -19,7 +19,16 @@ from pyproj import CRS
 
 from georeason.geo.export.layers import atomic_path
 
-__all__ = ["LayerSpec", "class_colour", "vector_renderer", "write_qml", "write_project", "EVIDENCE", "ANSWER"]
+__all__ = [
+    "LayerSpec",
+    "class_colour",
+    "vector_renderer",
+    "rgb_renderer",
+    "write_qml",
+    "write_project",
+    "EVIDENCE",
+    "ANSWER",
+]
 
 #: Colours (RGB) of the answer's evidence outline and of the answer region.
 EVIDENCE = (255, 0, 200)
@@ -127,6 +136,22 @@ def vector_renderer(
     )
 
 
+def rgb_renderer(bands: Sequence[int], stretch: Sequence[tuple[float, float]]) -> str:
+    """A ``multibandcolor`` raster renderer: ``bands`` (1-based) as red, green, blue, each
+    stretched linearly between its (low, high) (the quicklook's 2-98 percent stretch)."""
+    parts = []
+    for colour, (lo, hi) in zip(("red", "green", "blue"), stretch):
+        parts.append(
+            f"<{colour}ContrastEnhancement><minValue>{lo:g}</minValue><maxValue>{hi:g}</maxValue>"
+            f"<algorithm>StretchToMinimumMaximum</algorithm></{colour}ContrastEnhancement>"
+        )
+    r, g, b = bands
+    return (
+        f'<pipe><rasterrenderer type="multibandcolor" redBand="{r}" greenBand="{g}" blueBand="{b}" '
+        f'opacity="1" alphaBand="-1">{"".join(parts)}</rasterrenderer></pipe>'
+    )
+
+
 def _mask_renderer(colour: tuple[int, int, int] = ANSWER) -> str:
     hexc = "#{:02x}{:02x}{:02x}".format(*colour)
     return (
@@ -168,11 +193,17 @@ class LayerSpec:
     width_mm: float = 0.4
     mask: bool = False
     visible: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
+    #: raster: 1-based bands shown as red, green, blue and their (low, high) stretch
+    bands: tuple[int, ...] = ()
+    stretch: tuple[tuple[float, float], ...] = ()
+    #: the layer's CRS when not the project's (RFC 7946 GeoJSON: EPSG:4326)
+    crs: CRS | None = None
 
     def renderer(self) -> str:
         if self.kind == "raster":
-            return _mask_renderer(self.colour) if self.mask else ""
+            if self.mask:
+                return _mask_renderer(self.colour)
+            return rgb_renderer(self.bands, self.stretch) if len(self.bands) == 3 and self.stretch else ""
         return vector_renderer(
             self.family or "polygons",
             classes=self.classes,
@@ -196,18 +227,27 @@ def _rel(source: str, base: Path) -> str:
     return r.replace(os.sep, "/") + sep + rest
 
 
+def _srs(crs: CRS) -> str:
+    wkt = quoteattr(crs.to_wkt())[1:-1]
+    auth = crs.to_authority()
+    authid = f"{auth[0]}:{auth[1]}" if auth else ""
+    return f"<spatialrefsys><wkt>{wkt}</wkt><authid>{authid}</authid></spatialrefsys>"
+
+
 def write_project(path: str | Path, title: str, crs: CRS, layers: Sequence[LayerSpec]) -> Path:
     """Write a QGIS project (``.qgs``) with ``layers`` (first drawn on top), relative paths.
 
     Each layer carries its style, so the project opens styled; ``crs`` is the project CRS.
     """
     path = Path(path)
-    wkt = quoteattr(crs.to_wkt())[1:-1]
-    authid = ":".join(crs.to_authority() or ("", "")) if crs.to_authority() else ""
-    srs = f"<spatialrefsys><wkt>{wkt}</wkt><authid>{authid}</authid></spatialrefsys>"
+    srs = _srs(crs)
     tree, maps, order = [], [], []
     for k, spec in enumerate(layers):
-        lid = f"layer_{k}"
+        # QGIS replaces short layer ids by random ones (and the layer tree then loses its
+        # layers): ids are long and stable, from the position and the source
+        lid = (
+            f"georeason_{k:03d}_{zlib.crc32(spec.source.encode()):08x}{zlib.adler32(spec.name.encode()):08x}"
+        )
         src = quoteattr(_rel(spec.source, path.parent))
         provider = "ogr" if spec.kind == "vector" else "gdal"
         checked = "Qt::Checked" if spec.visible else "Qt::Unchecked"
@@ -219,7 +259,7 @@ def write_project(path: str | Path, title: str, crs: CRS, layers: Sequence[Layer
         maps.append(
             f'<maplayer type="{spec.kind}"{geom} hasScaleBasedVisibilityFlag="0" autoRefreshEnabled="0">'
             f"<id>{lid}</id><datasource>{src[1:-1]}</datasource><layername>{quoteattr(spec.name)[1:-1]}</layername>"
-            f'<srs>{srs}</srs><provider encoding="UTF-8">{provider}</provider>{spec.renderer()}</maplayer>'
+            f'<srs>{_srs(spec.crs) if spec.crs is not None else srs}</srs><provider encoding="UTF-8">{provider}</provider>{spec.renderer()}</maplayer>'
         )
         order.append(f'<layer id="{lid}"/>')
     xml = (
@@ -230,7 +270,8 @@ def write_project(path: str | Path, title: str, crs: CRS, layers: Sequence[Layer
         f'<custom-order enabled="0">{"".join(order)}</custom-order></layer-tree-group>'
         f"<projectlayers>{''.join(maps)}</projectlayers>"
         f"<layerorder>{''.join(order)}</layerorder>"
-        '<properties><Paths><Absolute type="bool">false</Absolute></Paths></properties>'
+        '<properties><Paths><Absolute type="bool">false</Absolute></Paths>'
+        '<SpatialRefSys><ProjectionsEnabled type="int">1</ProjectionsEnabled></SpatialRefSys></properties>'
         "</qgis>\n"
     )
     with atomic_path(path) as tmp:

@@ -31,7 +31,15 @@ from georeason.geo.export.layers import atomic_path
 from georeason.geo.export.qgis import ANSWER, EVIDENCE, class_colour
 from georeason.geo.raster.io import as_dataset, band_names
 
-__all__ = ["write_quicklook", "rgb_band_indexes", "stretch_to_uint8", "nice_length_m", "Overlay"]
+__all__ = [
+    "write_quicklook",
+    "read_basemap",
+    "Basemap",
+    "rgb_band_indexes",
+    "stretch_to_uint8",
+    "nice_length_m",
+    "Overlay",
+]
 
 MAGENTA = EVIDENCE
 
@@ -163,6 +171,42 @@ def _north_angle(transform: Affine, crs: CRS | None, w: int, h: int) -> float:
     return math.atan2(c1 - c0, -(r1 - r0))
 
 
+class Basemap:
+    """A raster read once for display: stretched RGB (``h x w x 3`` uint8), its display
+    transform and CRS. Reused for every quicklook of an item."""
+
+    def __init__(
+        self,
+        rgb: np.ndarray,
+        transform: Affine,
+        crs: CRS | None,
+        bands: Sequence[int] = (1, 2, 3),
+        stretch: Sequence[tuple[float, float]] = (),
+    ) -> None:
+        self.rgb, self.transform, self.crs = rgb, transform, crs
+        #: 1-based band numbers shown as red, green, blue, and each one's (low, high) stretch
+        self.bands, self.stretch = tuple(bands), tuple(stretch)
+
+
+def read_basemap(raster: Any, max_px: int = 1000) -> Basemap:
+    """Read ``raster`` at ``max_px`` on its long side (enlarged when smaller) as a :class:`Basemap`."""
+    with as_dataset(raster, check_read=False) as src:
+        scale = max(src.width, src.height) / max_px  # below 1: a small raster is enlarged
+        w, h = max(1, int(round(src.width / scale))), max(1, int(round(src.height / scale)))
+        idx = [i + 1 for i in rgb_band_indexes(band_names(src))]
+        how = Resampling.average if scale >= 1 else Resampling.nearest
+        data = src.read(idx, out_shape=(3, h, w), resampling=how, masked=True)
+        transform = src.transform @ Affine.scale(src.width / w, src.height / h)
+        crs = CRS.from_user_input(src.crs) if src.crs else None
+    rgb = np.stack([stretch_to_uint8(data[i]) for i in range(3)], axis=-1)
+    stretch = []
+    for i in range(3):
+        valid = np.ma.asarray(data[i]).compressed()
+        lo, hi = np.percentile(valid, [2.0, 98.0]) if valid.size else (0.0, 1.0)
+        stretch.append((float(lo), float(hi)))
+    return Basemap(rgb, transform, crs, idx, stretch)
+
+
 def write_quicklook(
     raster: Any,
     path: str | Path,
@@ -175,6 +219,7 @@ def write_quicklook(
     title: str | None = None,
     subtitle: str | None = None,
     dense_objects: int = 300,
+    basemap: Basemap | None = None,
 ) -> Path:
     """Write a PNG map of ``raster`` (``max_px`` on the map's long side) with overlays.
 
@@ -191,19 +236,16 @@ def write_quicklook(
         An answer region (filled in translucent cyan).
     title, subtitle
         Drawn above the map: the question and the answer, wrapped.
+    basemap
+        The raster already read by :func:`read_basemap` (then ``raster`` and ``max_px``
+        are not used): an item's quicklooks read it once.
     """
     from PIL import Image, ImageDraw
 
     path = Path(path)
-    with as_dataset(raster, check_read=False) as src:
-        scale = max(src.width, src.height) / max_px  # below 1: a small raster is enlarged
-        w, h = max(1, int(round(src.width / scale))), max(1, int(round(src.height / scale)))
-        idx = [i + 1 for i in rgb_band_indexes(band_names(src))]
-        how = Resampling.average if scale >= 1 else Resampling.nearest
-        data = src.read(idx, out_shape=(3, h, w), resampling=how, masked=True)
-        transform = src.transform @ Affine.scale(src.width / w, src.height / h)
-        crs = CRS.from_user_input(src.crs) if src.crs else None
-    rgb = np.stack([stretch_to_uint8(data[i]) for i in range(3)], axis=-1)
+    base = basemap if basemap is not None else read_basemap(raster, max_px)
+    rgb, transform, crs = base.rgb, base.transform, base.crs
+    h, w = rgb.shape[:2]
     img = Image.fromarray(rgb, "RGB").convert("RGBA")
     inv = ~transform
     min_side = 2.0 * max(abs(transform.a), abs(transform.e))
@@ -297,5 +339,5 @@ def write_quicklook(
             d.rectangle(box, outline=colour, width=3)
         d.text((x + (unit + pad if style != "note" else 0), yy), label, font=font, fill=(0, 0, 0))
     with atomic_path(path) as tmp:
-        page.save(tmp, format="PNG", optimize=True)
+        page.save(tmp, format="PNG", compress_level=3)  # optimize=True: ~5 s a picture
     return path
