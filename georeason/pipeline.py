@@ -19,7 +19,7 @@ Steps:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import shapely
@@ -326,15 +326,24 @@ def sequential_ground(
     tile_px: int = 1024,
     overlap_px: int = 128,
     max_batches: int = 200,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[GroundedObject], list[TileFailure]]:
-    """The whole grounding path in one process (no Prefect): plan, ground, merge."""
+    """The whole grounding path in one process (no Prefect): plan, ground, merge.
+
+    ``progress(n, total)`` (optional) is called after each batch with its number of tiles
+    and the raster's total.
+    """
     from georeason.geo.raster.io import as_dataset, band_names
     from georeason.geo.raster.tiling import plan_tiles
 
     with as_dataset(raster) as src:
         bands = list(band_names(src))
         tiles = list(plan_tiles(src, tile_px, overlap_px))
-        batches = [ground_batch(src, b, grounder, classes, bands) for b in plan_batches(tiles, max_batches)]
+        batches = []
+        for b in plan_batches(tiles, max_batches):
+            batches.append(ground_batch(src, b, grounder, classes, bands))
+            if progress is not None:
+                progress(len(b), len(tiles))
     return merge_batches(
         batches,
         classes,

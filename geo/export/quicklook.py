@@ -32,6 +32,7 @@ from georeason.geo.export.qgis import ANSWER, EVIDENCE, class_colour
 from georeason.geo.raster.io import as_dataset, band_names
 
 __all__ = [
+    "thumbnail_data_uri",
     "write_quicklook",
     "read_basemap",
     "Basemap",
@@ -341,3 +342,20 @@ def write_quicklook(
     with atomic_path(path) as tmp:
         page.save(tmp, format="PNG", compress_level=3)  # optimize=True: ~5 s a picture
     return path
+
+
+def thumbnail_data_uri(path: str | Path, max_px: int = 640, quality: int = 80) -> str:
+    """A ``data:image/jpeg;base64,...`` URI of a picture scaled to ``max_px`` on its long
+    side: small enough (tens of kB) to embed in a Prefect markdown artifact, which the
+    Prefect UI shows as an image (``file://`` links are refused by browsers)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(path) as src:
+        im = src.convert("RGB")
+    im.thumbnail((max_px, max_px))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
