@@ -54,7 +54,7 @@ def enabled() -> bool:
     return tty and verbosity() > Verbosity.QUIET
 
 
-def _progress():
+def _progress(transient: bool = False):
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -76,7 +76,7 @@ def _progress():
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=Console(stderr=True),
-        transient=False,
+        transient=transient,
     )
 
 
@@ -87,7 +87,7 @@ def task(description: str, total: int | None) -> Iterator[Callable[..., None]]:
     if not enabled():
         yield lambda n=1, total=None: None
         return
-    with _progress() as prog:
+    with _progress(transient=total is None) as prog:  # a bar without a count goes when done
         tid = prog.add_task(description, total=total)
 
         def advance(n: int = 1, total: int | None = None) -> None:
