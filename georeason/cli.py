@@ -331,7 +331,7 @@ def ask(
     ] = None,
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
-    from georeason.geo.export.layers import atomic_path, write_answer
+    from georeason.geo.export.layers import atomic_path, write_answer_files
     from georeason.geo.language.english import ask as ask_english
     from georeason.geo.language.executor import execute
 
@@ -393,7 +393,9 @@ def ask(
         else:
             answer = ask_english(question, scene, pixel=pixel, mask_writer=writer)
         if out is not None:
-            write_answer(answer, out)
+            written = write_answer_files(answer, out)
+            if written != [out]:  # one file per geometry type: say where they went
+                typer.echo("wrote " + ", ".join(str(w) for w in written), err=True)
     except (GeoreasonError, typer.BadParameter) as exc:
         _fail(exc)
     if as_json:
