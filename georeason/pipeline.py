@@ -327,17 +327,19 @@ def sequential_ground(
     overlap_px: int = 128,
     max_batches: int = 200,
     progress: Callable[[int, int], None] | None = None,
+    bands: Sequence[str] | None = None,
 ) -> tuple[list[GroundedObject], list[TileFailure]]:
     """The whole grounding path in one process (no Prefect): plan, ground, merge.
 
     ``progress(n, total)`` (optional) is called after each batch with its number of tiles
-    and the raster's total.
+    and the raster's total. ``bands`` names the raster's bands (``--bands``, STAC
+    ``eo:bands``); default: the file's band descriptions.
     """
     from georeason.geo.raster.io import as_dataset, band_names
     from georeason.geo.raster.tiling import plan_tiles
 
     with as_dataset(raster) as src:
-        bands = list(band_names(src))
+        bands = list(bands) if bands else list(band_names(src))
         tiles = list(plan_tiles(src, tile_px, overlap_px))
         batches = []
         for b in plan_batches(tiles, max_batches):
@@ -367,8 +369,12 @@ def answer_questions(
     grounded: Sequence[str] = (),
     failures: Sequence[TileFailure] = (),
     item: str | None = None,
+    post=None,
 ) -> list[dict]:
     """Answer questions against one scene; write each answer's GeoJSON (and mask) under ``out_dir``.
+
+    ``post(answer) -> answer``, if given, runs on each answer before it is written (the
+    confidence summary and threshold of :mod:`georeason.models.fitness`).
 
     Returns one JSON object per question (the ``ask --json`` object plus ``item`` and
     ``outputs``); a question that cannot be parsed gives ``{"question", "item", "error"}``
@@ -420,6 +426,8 @@ def answer_questions(
                 )
             else:
                 ans = ask(q, scene, pixel=pixel, mask_writer=writer)
+                if post is not None:
+                    ans = post(ans)
         except GeoreasonError as exc:
             err = str(exc)
             record = write_error_record(q, err, out_dir / f"{stem}.geojson")

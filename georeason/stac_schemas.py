@@ -2,8 +2,9 @@
 
 ``data_catalog/schemas/`` holds the STAC 1.1.0 core schemas and the GeoJSON schemas (the
 copies pystac ships in ``pystac/validation/jsonschemas``) and the schemas of the extensions
-the catalog uses (``extensions/<name>/<version>/schema.json``: projection v2.0.0, eo v2.0.0,
-raster v2.0.0, file v2.1.0, from the stac-extensions repositories at those tags; Apache-2.0).
+the catalog uses (``extensions/<name>/<version>/schema.json``: projection v2.0.0, eo v2.0.0
+and v1.1.0, raster v2.0.0 and v1.1.0, file v2.1.0, from the stac-extensions repositories at
+those tags; Apache-2.0).
 Every ``$ref`` resolves inside that folder (a ``referencing`` registry keyed by the
 schemas' canonical URLs), so validation never touches the network. An extension the
 catalog declares but whose schema is not shipped is reported as a problem, not skipped.
