@@ -9,7 +9,7 @@ copy is derived once for metric work on the ellipsoid.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -187,6 +187,34 @@ class Scene:
     def classes(self) -> list[str]:
         return sorted(set(self.labels))
 
+    @cached_property
+    def label_codes(self) -> np.ndarray:
+        """Each object's position in :attr:`classes` (int array, computed once)."""
+        codes = {c: k for k, c in enumerate(self.classes)}
+        return np.fromiter((codes[c] for c in self.labels), dtype=np.intp, count=len(self.labels))
+
+    def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """Work derived from this scene, computed once per ``key`` and kept on the scene.
+
+        Questions asked of the same scene (a ``--questions`` batch, a flow's questions on
+        one item) share it: per-class selections, planar projections and spatial indexes
+        (see :mod:`georeason.geo.vector.group`). A scene is never mutated after
+        construction, so entries stay valid; :meth:`subset` and :meth:`extend` start empty.
+        """
+        store = self.__dict__.setdefault("_derived", {})
+        if key not in store:
+            store[key] = build()
+        return store[key]
+
+    def lonlat_of(self, idx: np.ndarray) -> np.ndarray:
+        """Lon/lat geometries of the objects ``idx``: from :attr:`lonlat` when it has been
+        computed, else reprojecting only those objects (a few border cases of a query need
+        no lon/lat copy of the whole scene)."""
+        idx = np.asarray(idx, dtype=np.intp)
+        if "lonlat" in self.__dict__:
+            return self.lonlat[idx]
+        return np.asarray(reproject(self.geoms[idx], self.crs, LONLAT), dtype=object)
+
     def index(self, oid: str) -> int | None:
         """Position of object ``oid`` or ``None``."""
         return self._index.get(str(oid))
@@ -196,7 +224,9 @@ class Scene:
         resolved = self.resolve_class(label)
         if resolved is None:
             return np.array([], dtype=np.intp)
-        return np.flatnonzero(self.labels == resolved)
+        # computed once per class; a copy, so callers may modify what they get
+        sel = self.cached(("of_class", resolved), lambda: np.flatnonzero(self.labels == resolved))
+        return sel.copy()
 
     def resolve_class(self, label: str) -> str | None:
         """The scene class a free-text class name refers to, or ``None``.
