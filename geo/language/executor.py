@@ -7,7 +7,7 @@ an empty set to rank) stops the program with an abstention whose reason names th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +54,49 @@ class Value:
     type: T
     data: Any  # indices array, index, number, bool, str, or None for GEOMETRY
     geom: BaseGeometry | None = None  # GEOMETRY values: in the scene CRS
-    evidence: dict[str, Evidence] = field(default_factory=dict)
+    evidence: Mapping[str, Evidence] = field(default_factory=dict)
     unit: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+#: Selections larger than this keep their evidence lazily (built only if an answer uses it).
+_LAZY_EVIDENCE = 256
+
+
+class _LazyEvidence(Mapping[str, Evidence]):
+    """The evidence of a large selection, built on first use.
+
+    A ``select`` of 100k objects that a ``within_distance`` step narrows down never
+    needs its 100k Evidence records; a ``count`` of the whole selection does, and gets them.
+    """
+
+    def __init__(self, scene: Scene, idx: np.ndarray, role: str) -> None:
+        self._scene, self._idx, self._role = scene, idx, role
+        self._built: dict[str, Evidence] | None = None
+
+    def _all(self) -> dict[str, Evidence]:
+        if self._built is None:
+            s, role = self._scene, self._role
+            self._built = {
+                s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role) for i in self._idx
+            }
+        return self._built
+
+    def __getitem__(self, key: str) -> Evidence:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._idx)
+
+
+def _of_role(evidence: Mapping[str, Evidence], role: str) -> list[Evidence]:
+    """The evidence records with ``role`` (a lazy selection of another role is not built)."""
+    if isinstance(evidence, _LazyEvidence) and evidence._role != role:
+        return []
+    return [e for e in evidence.values() if e.role == role]
 
 
 class _Run:
@@ -67,12 +107,12 @@ class _Run:
         self.values: dict[str, Value] = {}
 
     # -- helpers -------------------------------------------------------------------
-    def ev_objects(self, idx, role: str = "object") -> dict[str, Evidence]:
+    def ev_objects(self, idx, role: str = "object") -> Mapping[str, Evidence]:
         s = self.scene
-        return {
-            s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role)
-            for i in np.atleast_1d(np.asarray(idx, dtype=np.intp))
-        }
+        idx = np.atleast_1d(np.asarray(idx, dtype=np.intp))
+        if len(idx) > _LAZY_EVIDENCE:
+            return _LazyEvidence(s, idx, role)
+        return {s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role) for i in idx}
 
     def ref(self, r: str) -> Value:
         return self.values[r[1:]]
@@ -113,11 +153,16 @@ class _Run:
     # -- ops ---------------------------------------------------------------------------
     def op_select(self, a, sid):
         s = self.scene
+        if a.ids is None and a.cls is not None and not a.where:  # one class: its cached selection
+            idx = s.of_class(a.cls)
+            return Value(T.OBJECTS, idx, evidence=self.ev_objects(idx), details={"cls": a.cls})
         mask = np.ones(len(s), dtype=bool)
         if a.ids is not None:
             mask &= np.isin(s.ids, np.array(a.ids, dtype=object))
         if a.cls is not None:
-            mask &= np.isin(np.arange(len(s)), s.of_class(a.cls))
+            in_cls = np.zeros(len(s), dtype=bool)
+            in_cls[s.of_class(a.cls)] = True
+            mask &= in_cls
         if a.where:
             for key, want in a.where.items():
                 mask &= np.array([attrs.get(key) == want for attrs in s.attrs], dtype=bool)
@@ -457,7 +502,7 @@ def execute(
             kind=kind,
             query=query,
             question=question,
-            evidence=[e for v in run.values.values() for e in v.evidence.values() if e.role == "reference"],
+            evidence=[e for v in run.values.values() for e in _of_role(v.evidence, "reference")],
         )
     final = run.values[program.steps[-1].args.value[1:]]
     value: Any = final.data
