@@ -114,5 +114,17 @@ def _evidence_json(evidence: list[Evidence]) -> list[dict[str, Any]]:
         geoms = np.array([evidence[n].geometry for n in ns], dtype=object)
         for n, g in zip(ns, reproject(geoms, crs, LONLAT)):
             e = evidence[n]
-            out[n] = {"id": e.id, "class": e.label, "role": e.role, "geometry": shapely.geometry.mapping(g)}
+            out[n] = {"id": e.id, "class": e.label, "role": e.role, "geometry": _geojson(g)}
     return out  # type: ignore[return-value]
+
+
+def _geojson(g: BaseGeometry) -> dict[str, Any]:
+    """``shapely.geometry.mapping(g)``; points and polygons without holes built directly
+    from their coordinate array (the same dict, several times faster)."""
+    tid = shapely.get_type_id(g)
+    if tid == 0 and not g.is_empty and not g.has_z:
+        return {"type": "Point", "coordinates": tuple(shapely.get_coordinates(g)[0].tolist())}
+    if tid == 3 and not g.is_empty and not g.has_z and shapely.get_num_interior_rings(g) == 0:
+        ring = tuple(map(tuple, shapely.get_coordinates(g).tolist()))
+        return {"type": "Polygon", "coordinates": (ring,)}
+    return shapely.geometry.mapping(g)

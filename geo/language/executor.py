@@ -63,6 +63,10 @@ class Value:
 _LAZY_EVIDENCE = 256
 
 
+def _is_sorted(idx: np.ndarray) -> bool:
+    return bool(len(idx) < 2 or (idx[1:] >= idx[:-1]).all())
+
+
 class _LazyEvidence(Mapping[str, Evidence]):
     """The evidence of a large selection, built on first use.
 
@@ -142,7 +146,13 @@ class _Run:
 
     def exclude_self(self, idx: np.ndarray, ref: Value) -> np.ndarray:
         if ref.type is T.OBJECT:
-            return idx[idx != ref.data]
+            i = int(ref.data)
+            # a sorted selection (a class) without the reference stays as it is (shared)
+            if _is_sorted(idx):
+                k = int(np.searchsorted(idx, i))
+                if k >= len(idx) or idx[k] != i:
+                    return idx
+            return idx[idx != i]
         return idx
 
     def object_value(self, i: int, *context: Value, role: str = "result") -> Value:
@@ -352,9 +362,12 @@ class _Run:
             raise Abstain(f"there are no {objs.details.get('cls') or 'objects'} to rank (step {sid!r})")
         if len(idx) < a.k:
             raise Abstain(f"only {len(idx)} candidate objects, fewer than k={a.k} (step {sid!r})")
-        r = (group.farthest if far else group.nearest)(self.scene, idx, self.lonlat(ref), a.k)
+        rank = group.farthest if far else group.nearest
+        # one query serves both the answer and the tie check (the first k of the k+1 ranked)
+        both = rank(self.scene, idx, self.lonlat(ref), max(a.k, 2) if len(idx) > 1 else a.k)
+        r = group.Ranked(both.idx[: a.k], both.values[: a.k])
         if a.k == 1 and len(idx) > 1:
-            second = (group.farthest if far else group.nearest)(self.scene, idx, self.lonlat(ref), 2)
+            second = both
             if np.isclose(second.values[0], second.values[1], rtol=1e-9, atol=1e-6):
                 raise Abstain(
                     f"{self.scene.ids[second.idx[0]]} and {self.scene.ids[second.idx[1]]} are equally "

@@ -446,10 +446,13 @@ def _selection(scene: Scene, frame: PlanarFrame, idx: np.ndarray) -> tuple[_Sel,
     A selection that is a class less a few objects (a class without the reference) shares
     the class's tree; the few are masked out of the results.
     """
+    for cls in scene.classes:  # the class's own (shared) selection: no O(n) checks
+        if scene.__dict__.get("_derived", {}).get(("of_class", cls)) is idx:
+            return scene.cached(("frame_tree", cls), lambda: _sel_entry(frame, idx)), None
     codes = scene.label_codes[idx]
     if codes.min() == codes.max():
         cls = scene.classes[int(codes[0])]
-        full = scene.cached(("of_class", cls), lambda: np.flatnonzero(scene.labels == cls))
+        full = scene.of_class(cls)
         if len(full) - len(idx) <= 64:
             entry = scene.cached(("frame_tree", cls), lambda: _sel_entry(frame, full))
             if len(full) == len(idx):

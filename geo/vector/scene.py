@@ -224,9 +224,9 @@ class Scene:
         resolved = self.resolve_class(label)
         if resolved is None:
             return np.array([], dtype=np.intp)
-        # computed once per class; a copy, so callers may modify what they get
-        sel = self.cached(("of_class", resolved), lambda: np.flatnonzero(self.labels == resolved))
-        return sel.copy()
+        # computed once per class and shared (read-only: copy it to modify), so that group
+        # queries recognise the class selection by identity
+        return self.cached(("of_class", resolved), lambda: _frozen(np.flatnonzero(self.labels == resolved)))
 
     def resolve_class(self, label: str) -> str | None:
         """The scene class a free-text class name refers to, or ``None``.
@@ -273,6 +273,11 @@ class Scene:
             attrs=self.attrs + other.attrs,
             source=f"{self.source} + {other.source}",
         )
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
 
 
 def _singulars(name: str) -> list[str]:
