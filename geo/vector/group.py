@@ -672,13 +672,16 @@ def _within_fast(scene, frame, entry: _Sel, bad, refs, refs_p, lat_hi, ext, dist
     n = len(refs)
     reach = np.full(n, distance)
     k_min, k_max, slack = _bounds(frame, refs_p, reach, lat_hi, ext, entry.extent)
-    r, t = entry.tree.query(refs_p, predicate="dwithin", distance=k_max * (distance + slack))
+    reach_p = k_max * (distance + slack)
+    r, t = _box_query(entry.tree, refs_p, reach_p)
     obj = entry.sel[t]
     if bad is not None:
         keep = ~bad[obj]
         r, t, obj = r[keep], t[keep], obj[keep]
     big = shapely.get_num_coordinates(refs_p) > _BIG_REF
     dp, _ = _pair_geometry(entry.geoms[t], refs_p, r, big, want_lines=False)
+    keep = dp <= reach_p[r]
+    r, t, obj, dp = r[keep], t[keep], obj[keep], dp[keep]
     lo = dp / k_max[r] - slack[r]
     hi = dp / k_min[r] + slack[r]
     border = (lo <= distance) & (hi > distance)
@@ -770,6 +773,15 @@ def nearest_many(scene: Scene, idx: np.ndarray, refs_lonlat: np.ndarray, k: int 
     return out  # type: ignore[return-value]
 
 
+def _box_query(tree: STRtree, refs_p: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """``(reference, tree position)`` pairs whose boxes meet the references' boxes grown by
+    ``reach``: every pair within ``reach`` and some farther (filtered by the caller with
+    the distances it computes anyway, cheaper than a ``dwithin`` predicate on each)."""
+    b = shapely.bounds(refs_p)
+    boxes = shapely.box(b[:, 0] - reach, b[:, 1] - reach, b[:, 2] + reach, b[:, 3] + reach)
+    return tree.query(boxes)
+
+
 def _kth_planar(tree: STRtree, refs_p: np.ndarray, kk: int) -> np.ndarray:
     """Each reference's kk-th smallest planar distance to the tree's geometries (with repeats)."""
     n = len(refs_p)
@@ -808,13 +820,16 @@ def _nearest_fast(
     k_min, k_max, slack = _bounds(frame, refs_p, np.where(ok, reach, 0.0), lat_hi, ext, entry.extent)
     radius = np.where(ok, k_max * (dk / k_min + 2 * slack) + 1e-9, 0.0)
     f = np.flatnonzero(ok)
-    r, t = entry.tree.query(refs_p[f], predicate="dwithin", distance=radius[f])
+    r, t = _box_query(entry.tree, refs_p[f], radius[f])
     r = f[r]
     obj = entry.sel[t]
     if bad is not None:
         keep = ~bad[obj]
         r, t, obj = r[keep], t[keep], obj[keep]
     big = shapely.get_num_coordinates(refs_p) > _BIG_REF
+    dp, _ = _pair_geometry(entry.geoms[t], refs_p, r, big, want_lines=False)
+    keep = dp <= radius[r]
+    r, t, obj = r[keep], t[keep], obj[keep]
     dp, lines = _pair_geometry(entry.geoms[t], refs_p, r, big, want_lines=True)
     e = _geodesic_of_lines(frame, lines)
     hi = dp / k_min[r] + slack[r]
