@@ -76,6 +76,14 @@ def add(
             help="Acquisition time (ISO 8601) if the file has no TIFF DATETIME tag.",
         ),
     ] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            "--bands",
+            metavar="NAMES",
+            help="Band names in order, e.g. red,green,blue (recorded as eo:bands).",
+        ),
+    ] = None,
 ) -> None:
     """Check a raster (CRS, geotransform, readable blocks) and add it as a STAC item.
 
@@ -86,7 +94,13 @@ def add(
     target = catalog if catalog is not None else default_catalog_dir()
     try:
         item = add_item(
-            target, path, vectors=vectors or None, item_id=item_id, replace=replace, datetime=datetime
+            target,
+            path,
+            vectors=vectors or None,
+            item_id=item_id,
+            replace=replace,
+            datetime=datetime,
+            bands=bands,
         )
     except (GeoreasonError, OSError) as exc:
         _fail(exc)
