@@ -26,9 +26,19 @@ def main() -> None:
     near = gpd.sjoin_nearest(refs, bld, distance_col="d")
     near = near[~near.index.duplicated()]
     with open(out, "w") as f:
-        for i, rid in zip(refs.index, refs["id_left"] if "id_left" in refs else refs["id"]):
-            f.write(json.dumps({"question": f"How many buildings are within 200 m of #{rid}?", "answer": int(counts[i])}) + "\n")
-            f.write(json.dumps({"question": f"Which building is nearest to #{rid}?", "answer": near.loc[i, "id_right"]}) + "\n")
+        for i, rid in zip(refs.index, refs["id"]):
+            f.write(
+                json.dumps(
+                    {"question": f"How many buildings are within 200 m of #{rid}?", "answer": int(counts[i])}
+                )
+                + "\n"
+            )
+            f.write(
+                json.dumps(
+                    {"question": f"Which building is nearest to #{rid}?", "answer": near.loc[i, "id_right"]}
+                )
+                + "\n"
+            )
 
 
 if __name__ == "__main__":
