@@ -189,3 +189,17 @@ def test_scene_too_wide_for_one_frame_takes_the_per_reference_path():
     r = group.within_distance(scene, np.array([1, 2]), pts[0], 200.0)
     assert r.idx.tolist() == [2]
     assert r.values[0] == pytest.approx(G.inv(0, 0, 0.001, 0)[2], rel=1e-9)
+
+
+def test_scene_caches_stay_behind_when_pickled():
+    """Workers get the scene without its indexes and projections, and rebuild them."""
+    import pickle
+
+    scene = _scene(3, PLACES[0], 20, 2, 500.0)
+    objs, refs = scene.of_class("building"), scene.lonlat[scene.of_class("site")]
+    before = group.nearest_many(scene, objs, refs, 1)
+    assert "_derived" in scene.__dict__
+    copy = pickle.loads(pickle.dumps(scene))
+    assert "_derived" not in copy.__dict__
+    after = group.nearest_many(copy, copy.of_class("building"), refs, 1)
+    assert [r.idx.tolist() for r in after] == [r.idx.tolist() for r in before]

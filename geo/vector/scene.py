@@ -207,6 +207,10 @@ class Scene:
             store[key] = build()
         return store[key]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # derived work (indexes, projections) is rebuilt on demand, not shipped to workers
+        return {k: v for k, v in self.__dict__.items() if k not in ("_derived", "lonlat_tree")}
+
     def lonlat_of(self, idx: np.ndarray) -> np.ndarray:
         """Lon/lat geometries of the objects ``idx``: from :attr:`lonlat` when it has been
         computed, else reprojecting only those objects (a few border cases of a query need
