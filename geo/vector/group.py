@@ -722,13 +722,15 @@ def _within_fast(scene, frame, entry: _Sel, bad, refs, refs_p, lat_hi, ext, dist
 
 
 def _k_local(frame: PlanarFrame, cands: np.ndarray, refs_p: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """TM scale factor midway between each pair, to second order in the distance from
-    the central meridian (radius sqrt(rho nu) at the latitude given)."""
+    """Mean TM scale factor along the segment joining each pair's box centres, to second
+    order in the distance from the central meridian (radius sqrt(rho nu) at the latitude given)."""
     if len(cands) == 0:
         return np.empty(0)
-    xa = shapely.bounds(cands)[:, [0, 2]].mean(axis=1)
-    xb = shapely.bounds(refs_p)[:, [0, 2]].mean(axis=1)
-    u = np.abs(0.5 * (xa + xb) - frame.x0)
+    a = shapely.bounds(cands)[:, [0, 2]].mean(axis=1) - frame.x0
+    b = shapely.bounds(refs_p)[:, [0, 2]].mean(axis=1) - frame.x0
+    # k grows as x^2: its mean along the segment takes the mean of x^2 over it, not the
+    # square of the midpoint (which is off by (b - a)^2 / 12: 1e-6 relative at 37 km)
+    u = np.sqrt((a * a + a * b + b * b) / 3.0)
     e2 = 1 / _WGS84_RF * (2 - 1 / _WGS84_RF)
     s2 = np.sin(np.radians(lat)) ** 2
     rho_nu = _WGS84_A**2 * (1 - e2) / (1 - e2 * s2) ** 2
