@@ -11,30 +11,46 @@ are planned, cut into at most ``max_task_runs`` batches (orchestration stays che
 whatever the raster size), grounded in parallel (cached per batch, keyed on raster
 content), seam-merged, and the questions answered. Outputs: per
 answer a GeoJSON (and a mask GeoTIFF for pixel answers), per item a GeoPackage, an
-objects GeoJSON and a quicklook PNG, and ``answers.jsonl``; in the Prefect UI a markdown
-summary, a table of answers and a link to the outputs.
+objects GeoJSON, quicklook PNGs (item and per answer), QGIS styles and project, and
+``answers.jsonl``. In the Prefect UI: a progress artifact per item while tiles ground,
+task runs named by item and tile range, a flow run named by catalog and time, a markdown
+summary (full answers), a table of answers (long reasons shortened), and per item a
+markdown artifact showing its quicklooks (embedded as small JPEG ``data:`` images: the
+UI renders them, while browsers refuse ``file://`` links).
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from georeason.catalog import ItemInfo, default_catalog_dir, list_items
 from georeason.config import default_results_dir, read_questions
-from georeason.geo.export.layers import atomic_path
-from georeason.geo.export.names import answer_stem, slug
+from georeason.geo.export.layers import answer_stem, atomic_path, relative_outputs
+from georeason.geo.export.names import slug
+from georeason.geo.export.quicklook import thumbnail_data_uri
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
 from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, compile_questions, row_text
+from georeason.progress import reporter
 from georeason.tasks.answer import export_item, load_vectors
 from georeason.tasks.raster import prefect_map
 
 __all__ = ["answer", "batch", "run_item"]
+
+
+def _flow_run_name() -> str:
+    """Flow run name: the catalog's folder name and the UTC start time."""
+    from prefect.runtime import flow_run
+
+    catalog = flow_run.parameters.get("catalog")
+    name = Path(catalog).name if catalog else "data_catalog"
+    return f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def run_item(
@@ -43,11 +59,15 @@ def run_item(
     out: Path,
     pipeline: Pipeline,
     objects: list[str],
-) -> tuple[list[dict[str, Any]], dict[str, str], list[TileFailure]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[TileFailure]]:
     """Answer the compiled questions for one catalog item through ``pipeline``, then export."""
     item_out = out / info.id
     vector_paths = [str(p) for p in info.vector_paths] + list(objects)
-    vectors = load_vectors(vector_paths) if vector_paths else None
+    vectors = (
+        load_vectors.with_options(task_run_name=f"{info.id}: load vectors")(vector_paths)
+        if vector_paths
+        else None
+    )
     result = pipeline.run(
         questions,
         raster=str(info.raster_path),
@@ -57,11 +77,14 @@ def run_item(
         mask_path=lambda n, q: item_out / "masks" / f"{answer_stem(n, q)}.tif",
         item_bands=info.bands,
     )
-    rows, files = export_item(info.id, result.answers, result.scene, result.grid, str(item_out))
+    reporter().advance("questions", len(questions))
+    rows, files = export_item.with_options(task_run_name=f"{info.id}: export")(
+        info.id, str(info.raster_path), result.answers, result.scene, str(item_out)
+    )
     return rows, files, result.failures
 
 
-@flow(name="georeason-answer", log_prints=True)
+@flow(name="georeason-answer", log_prints=True, flow_run_name=_flow_run_name)
 def answer(
     catalog: str | None = None,
     questions: str | None = None,
@@ -108,8 +131,10 @@ def answer(
     # every question is compiled once per run, whatever the number of items it is asked of
     compiled = dict(zip([s.question for s in specs], compile_questions([s.question for s in specs])))
     all_rows: list[dict[str, Any]] = []
-    outputs: dict[str, dict[str, str]] = {}
+    outputs: dict[str, dict[str, Any]] = {}
     failed_tiles = 0
+    n_questions = sum(1 for info in infos for s in specs if s.item in (None, info.id))
+    reporter().start("questions", "questions answered", total=n_questions)
     for info in infos:
         qs = [compiled[s.question] for s in specs if s.item in (None, info.id)]
         if not qs:
@@ -120,13 +145,33 @@ def answer(
         failed_tiles += len(failures)
     jsonl = out_dir / "answers.jsonl"
     with atomic_path(jsonl) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in all_rows), encoding="utf-8")
+        # paths relative to answers.jsonl: the folder can be moved or shared as a whole
+        lines = [
+            {**r, "outputs": relative_outputs(r["outputs"], out_dir)} if r.get("outputs") else r
+            for r in all_rows
+        ]
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
     summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
     log.info("wrote %d answers to %s", len(all_rows), jsonl)
     return {"answers": str(jsonl), "rows": all_rows, "outputs": outputs, **summary}
 
 
-def _artifacts(rows, outputs, out_dir: Path, cat_dir: Path, qpath: Path, failed_tiles: int) -> dict[str, int]:
+#: Longest answer text in the table artifact (the summary artifact has the full text).
+TABLE_TEXT = 90
+
+
+def _md_cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "/")
+
+
+def _artifacts(
+    rows: list[dict[str, Any]],
+    outputs: dict[str, dict[str, Any]],
+    out_dir: Path,
+    cat_dir: Path,
+    qpath: Path,
+    failed_tiles: int,
+) -> dict[str, int]:
     answered = sum(1 for r in rows if not r.get("abstained") and not r.get("error"))
     abstained = sum(1 for r in rows if r.get("abstained") and not r.get("error"))
     errors = sum(1 for r in rows if r.get("error"))
@@ -140,17 +185,24 @@ def _artifacts(rows, outputs, out_dir: Path, cat_dir: Path, qpath: Path, failed_
     ]
     for r in rows:
         md.append(
-            f"| {r.get('item')} | {r['question']} | {row_text(r).replace('|', '/')} | {r.get('kind', '')} |"
+            f"| {r.get('item')} | {_md_cell(r['question'])} | {_md_cell(row_text(r, full=True))} | {r.get('kind', '')} |"
         )
     for item, files in outputs.items():
-        md.append(f"\n**{item}**: " + ", ".join(f"[{k}]({Path(v).as_uri()})" for k, v in files.items()))
-    create_markdown_artifact("\n".join(md), key="georeason-summary", description="georeason run summary")
+        md.append(
+            f"\n**{item}** (in `{out_dir / item}`): "
+            + ", ".join(f"`{Path(v).name}`" for v in files.values() if isinstance(v, str))
+        )
+    create_markdown_artifact(
+        "\n".join(md),
+        key="georeason-summary",
+        description="georeason run: counts and every answer in full (errors and abstention reasons unabridged)",
+    )
     create_table_artifact(
         [
             {
                 "item": r.get("item"),
                 "question": r["question"],
-                "answer": row_text(r),
+                "answer": textwrap.shorten(row_text(r), TABLE_TEXT, placeholder=" ..."),
                 "kind": r.get("kind"),
                 "unit": r.get("unit"),
                 "abstained": bool(r.get("abstained")),
@@ -158,16 +210,30 @@ def _artifacts(rows, outputs, out_dir: Path, cat_dir: Path, qpath: Path, failed_
             for r in rows
         ],
         key="georeason-answers",
-        description="answers of this run",
+        description=f"answers of this run (texts over {TABLE_TEXT} characters shortened; full text in georeason-summary)",
     )
-    create_link_artifact(out_dir.as_uri(), link_text=f"outputs ({out_dir})", key="georeason-outputs")
+    create_markdown_artifact(
+        f"Outputs of this run are in `{out_dir}`: `answers.jsonl` (paths relative to it) and one folder per "
+        "item with GeoJSON/GeoPackage layers, quicklook PNGs, QGIS styles (`.qml`) and a QGIS project "
+        "(`<item>.qgs`).",
+        key="georeason-outputs",
+        description=f"where the outputs are: {out_dir}",
+    )
     for item, files in outputs.items():
-        if "quicklook" in files:
-            create_link_artifact(
-                Path(files["quicklook"]).as_uri(),
-                link_text=f"{item} quicklook",
-                key=f"georeason-quicklook-{slug(item, fallback='item')}",
-            )
+        if "quicklook" not in files:
+            continue
+        parts = [f"# {item}", f"![{item} quicklook]({thumbnail_data_uri(files['quicklook'])})"]
+        for r in rows:
+            png = (r.get("outputs") or {}).get("quicklook")
+            if r.get("item") == item and png and Path(png).exists():
+                parts.append(
+                    f"## {_md_cell(r['question'])}\n{_md_cell(row_text(r))}\n\n![answer]({thumbnail_data_uri(png, 480)})"
+                )
+        create_markdown_artifact(
+            "\n\n".join(parts),
+            key=f"georeason-quicklook-{slug(item, fallback='item')}",
+            description=f"{item}: quicklook of the objects and of each answer (files in {out_dir / item})",
+        )
     return {"answered": answered, "abstained": abstained, "errors": errors, "failed_tiles": failed_tiles}
 
 

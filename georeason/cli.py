@@ -20,18 +20,20 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperOption
 
 from georeason.catalog import get_item
 from georeason.cli_catalog import catalog_app
 from georeason.config import RunConfig, default_results_dir, read_questions
 from georeason.errors import GeoreasonError
-from georeason.geo.export.layers import atomic_path, write_answer
+from georeason.geo.export.layers import atomic_path, write_answer_files
 from georeason.geo.language.executor import execute
 from georeason.geo.language.program import program_json_schema
 from georeason.geo.vector.scene import read_scene
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE, apply_confidence, parse_bands
 from georeason.models.language.planner import chat_client, plan_and_answer
 from georeason.pipeline import ItemResult, Pipeline, QuestionError, outcome_row, read_vectors, row_text
+from georeason.progress import Verbosity, bars, enabled, live, set_verbosity, verbosity
 
 __all__ = ["app", "main", "fail", "grounder_options_of", "local_prefect_defaults"]
 
@@ -42,6 +44,40 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _flags_shown_as_flags() -> None:
+    """typer 0.29 lists boolean flags with a value type (``--json <bool>``) although they take
+    none (``--json true`` is refused): list them as flags."""
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_georeason", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._georeason = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_shown_as_flags()
+
+
+@app.callback()
+def _options(
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars (they show only on a terminal anyway).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log each step (Prefect task logs in `run`).")
+    ] = False,
+) -> None:
+    """Spatial reasoning on Earth imagery: exact answers to questions about georeferenced data."""
+    if quiet and verbose:
+        fail(typer.BadParameter("give --quiet or --verbose, not both"))
+    set_verbosity(Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL)
 
 
 def local_prefect_defaults() -> None:
@@ -105,12 +141,38 @@ def _print_answer(answer) -> None:
                 ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()),
             )
     if answer.evidence:
-        table.add_row(
-            "evidence",
-            ", ".join(f"{e.id} ({e.label})" for e in answer.evidence[:12])
-            + (" ..." if len(answer.evidence) > 12 else ""),
-        )
+        table.add_row("evidence", _evidence_text(answer.evidence))
     console.print(table)
+
+
+def _evidence_text(evidence, per_class: int = 8) -> str:
+    """Evidence as a person reads it: object ids grouped by class (``building: b1, b2;
+    road: road-1``); a computed region (an internal step, no id of its own) is named as
+    what it is, ``answer region``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as E
+    >>> _evidence_text([E(id="b1", label="building", role="object"), E(id="$s3", label="region", role="region"),
+    ...                 E(id="road-1", label="road", role="reference"), E(id="b2", label="building", role="object")])
+    'building: b1, b2; road: road-1; answer region'
+    """
+    groups: dict[str, list[str]] = {}
+    regions = 0
+    for e in evidence:
+        if e.role == "region" or str(e.id).startswith("$"):
+            regions += 1
+            continue
+        groups.setdefault(str(e.label), []).append(str(e.id))
+    parts = [
+        f"{cls}: "
+        + ", ".join(ids[:per_class])
+        + (f" ... ({len(ids)} in all)" if len(ids) > per_class else "")
+        for cls, ids in groups.items()
+    ]
+    if regions:
+        parts.append("answer region" if regions == 1 else f"{regions} answer regions")
+    return "; ".join(parts)
 
 
 def _run_pipeline(
@@ -132,7 +194,8 @@ def _run_pipeline(
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> ItemResult:
     """Answer ``questions`` through the one pipeline (:class:`georeason.pipeline.Pipeline`),
-    grounding in this process (a plain loop over tile batches, no Prefect)."""
+    grounding in this process (a plain loop over tile batches, no Prefect); progress bars
+    (tiles grounded, questions answered) on a terminal."""
 
     vector_paths: list[Path] = []
     item_bands: list[str] = []
@@ -152,23 +215,25 @@ def _run_pipeline(
         raise typer.BadParameter(
             "give --objects FILE, --raster FILE or --item ID (what the question is about)"
         )
-    pipeline = Pipeline(
-        grounder=grounder,
-        grounder_options=grounder_options,
-        tile_px=tile_px,
-        overlap_px=overlap_px,
-        bands=bands,
-        min_confidence=min_confidence,
-    )
-    return pipeline.run(
-        questions,
-        raster=raster,
-        vectors=vectors,
-        item=item,
-        mask_path=mask_path,
-        fallback=fallback,
-        item_bands=item_bands,
-    )
+    with bars() as progress:
+        pipeline = Pipeline(
+            grounder=grounder,
+            grounder_options=grounder_options,
+            tile_px=tile_px,
+            overlap_px=overlap_px,
+            bands=bands,
+            min_confidence=min_confidence,
+            progress=progress,
+        )
+        return pipeline.run(
+            questions,
+            raster=raster,
+            vectors=vectors,
+            item=item,
+            mask_path=mask_path,
+            fallback=fallback,
+            item_bands=item_bands,
+        )
 
 
 @app.command()
@@ -316,7 +381,9 @@ def ask(
             if isinstance(answer, QuestionError):
                 raise GeoreasonError(answer.error)
         if out is not None:
-            write_answer(answer, out)
+            written = write_answer_files(answer, out)
+            if written != [out]:  # one file per geometry type: say where they went
+                typer.echo("wrote " + ", ".join(str(w) for w in written), err=True)
     except (GeoreasonError, typer.BadParameter) as exc:
         fail(exc)
     if as_json:
@@ -416,6 +483,9 @@ def run(
         if min_confidence is not None:
             options["min_confidence"] = float(min_confidence)
         local_prefect_defaults()
+        if enabled() and verbosity() < Verbosity.VERBOSE:
+            # progress bars instead of a log line per task (--verbose shows the logs)
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
         from georeason.flows.answer import answer
@@ -424,24 +494,39 @@ def run(
         runner = task_runner(
             dask_address=cfg.dask_address, dask_workers=cfg.dask_workers, threads=cfg.threads
         )
-        result = answer.with_options(task_runner=runner)(
-            catalog=str(cfg.catalog) if cfg.catalog else None,
-            questions=str(cfg.questions) if cfg.questions else None,
-            out=str(cfg.out),
-            grounder=cfg.grounder,
-            grounder_options=options,
-            items=item,
-            objects=[str(p) for p in objects or []],
-            tile_px=cfg.tile_px,
-            overlap_px=cfg.overlap_px,
-            max_task_runs=cfg.max_task_runs,
-            results_dir=str(results_dir),
-        )
+        with live():
+            result = _run_flow(answer, runner, cfg, options, item, objects, results_dir)
     except GeoreasonError as exc:
         fail(exc)
     _print_run(result)
     if result["errors"]:
         raise typer.Exit(code=1)
+
+
+def _run_flow(
+    answer: Any,
+    runner: Any,
+    cfg: RunConfig,
+    options: dict[str, Any],
+    item: list[str] | None,
+    objects: list[Path] | None,
+    results_dir: Path,
+) -> dict[str, Any]:
+    """The `answer` flow with the run's settings (the CLI draws progress bars around it)."""
+    result: dict[str, Any] = answer.with_options(task_runner=runner)(
+        catalog=str(cfg.catalog) if cfg.catalog else None,
+        questions=str(cfg.questions) if cfg.questions else None,
+        out=str(cfg.out),
+        grounder=cfg.grounder,
+        grounder_options=options,
+        items=item,
+        objects=[str(p) for p in objects or []],
+        tile_px=cfg.tile_px,
+        overlap_px=cfg.overlap_px,
+        max_task_runs=cfg.max_task_runs,
+        results_dir=str(results_dir),
+    )
+    return result
 
 
 @app.command()

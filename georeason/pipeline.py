@@ -14,8 +14,10 @@
    (:func:`plan_batches`), each grounded by :func:`ground_job_batch` through a pluggable
    :data:`Mapper`: :func:`local_map` (a plain loop, used by ``georeason ask``) or the
    Prefect ``task.map`` of :func:`georeason.tasks.raster.prefect_map` (thread pool, or
-   Dask through prefect-dask). A tile whose read or grounding raises — any exception type
-   — is a :class:`TileFailure`; the other tiles carry on;
+   Dask through prefect-dask; it also names task runs by tile range and keeps a progress
+   artifact). A tile whose read or grounding raises — any exception type — is a
+   :class:`TileFailure`; the other tiles carry on. :attr:`Pipeline.progress` hears of each
+   finished batch (``ask`` draws terminal bars from it);
 5. **merge** — seams merged and water split into lakes and rivers by shape
    (:func:`merge_batches`);
 6. **scene** — grounded objects plus vector-layer objects (:func:`grounded_scene`);
@@ -71,6 +73,8 @@ __all__ = [
     "Outcome",
     "GroundJob",
     "Mapper",
+    "TileProgress",
+    "Progress",
     "AnswerContext",
     "ItemResult",
     "Grounding",
@@ -259,10 +263,18 @@ class GroundJob:
     classes: tuple[str, ...]
     bands: tuple[str, ...]
     raster_sha256: str | None = None
+    #: the catalog item (names task runs, progress artifacts and bars); not part of the cache key
+    item: str | None = None
 
 
-#: ``map(job, batches) -> one BatchResult per batch``: how batches are farmed out.
-Mapper = Callable[[GroundJob, list[list[Tile]]], list[BatchResult]]
+#: ``tiles_done(n)``: called as each batch finishes, with its number of tiles.
+TileProgress: TypeAlias = Callable[[int], None]
+#: ``progress(what, n, total)``: ``n`` more units of ``what`` done out of ``total``
+#: (``"grounding lake (tiles)"``, ``"questions"``); drawn as bars by :mod:`georeason.progress`.
+Progress: TypeAlias = Callable[[str, int, int], None]
+#: ``map(job, batches, tiles_done) -> one BatchResult per batch``: how batches are farmed
+#: out; ``tiles_done`` (may be ``None``) is called as each batch finishes.
+Mapper: TypeAlias = Callable[[GroundJob, list[list[Tile]], TileProgress | None], list[BatchResult]]
 
 
 def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int = 1) -> list[list[Tile]]:
@@ -329,15 +341,22 @@ def ground_job_batch(job: GroundJob, tiles: Sequence[Tile]) -> BatchResult:
         return ground_batch(src, tiles, grounder, job.classes, job.bands)
 
 
-def local_map(job: GroundJob, batches: list[list[Tile]]) -> list[BatchResult]:
+def local_map(
+    job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
+) -> list[BatchResult]:
     """The plain-loop :data:`Mapper`: batches one after another in this process.
 
     The raster is opened once for all batches (a Prefect or Dask worker opens it per
-    batch, :func:`ground_job_batch`).
+    batch, :func:`ground_job_batch`); ``tiles_done(n)`` is called after each batch.
     """
     grounder = build_grounder(job.spec)
+    out: list[BatchResult] = []
     with as_dataset(job.raster, check_read=False) as src:
-        return [ground_batch(src, b, grounder, job.classes, job.bands) for b in batches]
+        for b in batches:
+            out.append(ground_batch(src, b, grounder, job.classes, job.bands))
+            if tiles_done is not None:
+                tiles_done(len(b))
+    return out
 
 
 def relabel_water(objects: list[GroundedObject], asked: Sequence[str] = ()) -> list[GroundedObject]:
@@ -467,6 +486,8 @@ class AnswerContext:
     #: runs on every executed answer (the confidence summary and threshold of
     #: :mod:`georeason.models.fitness`)
     post: Callable[[Answer], Answer] | None = None
+    #: ``answered(n, total)``: ``n`` more questions answered out of ``total``
+    answered: Callable[[int, int], None] | None = None
 
     def finish(self, answer: Answer) -> Answer:
         return self.post(answer) if self.post is not None else answer
@@ -505,46 +526,58 @@ def answer_questions(
     out: list[Outcome] = []
     for n, cq in enumerate(compiled, 1):
         try:
-            if cq.program is None:
-                if ctx.fallback is None:
-                    out.append(QuestionError(cq.text, cq.error or "cannot parse the question"))
-                    continue
-                out.append(ctx.finish(ctx.fallback(cq.text, scene, ctx, n)))
-                continue
-            uses = {c for c in cq.classes if grounded_set & {singular(f) for f in class_forms(c)}}
-            if not_grounded and uses:
-                out.append(Answer.abstain(not_grounded, question=cq.text, query=cq.program.to_json()))
-                continue
-            if failures and uses:
-                first = failures[0]
-                out.append(
-                    Answer.abstain(
-                        f"{len(failures)} tile(s) failed to ground (tile {first.index}: {first.error}); "
-                        f"an answer about {', '.join(sorted(uses))} from the remaining tiles could be wrong",
-                        question=cq.text,
-                        query=cq.program.to_json(),
-                    )
-                )
-                continue
-            answer = answer_program(
-                cq.program, scene, question=cq.text, pixel=ctx.pixel, mask_writer=ctx.mask_writer(n, cq.text)
-            )
-            out.append(ctx.finish(answer))
+            out.append(_answer_one(n, cq, scene, ctx, grounded_set, failures, not_grounded))
         except GeoreasonError as exc:
             out.append(QuestionError(cq.text, str(exc)))
+        if ctx.answered is not None:
+            ctx.answered(1, len(compiled))
     return out
 
 
-def row_text(row: dict[str, Any]) -> str:
-    """A one-line rendering of an answer row (terminal tables, Prefect artifacts).
+def _answer_one(
+    n: int,
+    cq: CompiledQuestion,
+    scene: Scene,
+    ctx: AnswerContext,
+    grounded_set: set[str],
+    failures: Sequence[TileFailure],
+    not_grounded: str | None,
+) -> Outcome:
+    if cq.program is None:
+        if ctx.fallback is None:
+            return QuestionError(cq.text, cq.error or "cannot parse the question")
+        return ctx.finish(ctx.fallback(cq.text, scene, ctx, n))
+    uses = {c for c in cq.classes if grounded_set & {singular(f) for f in class_forms(c)}}
+    if not_grounded and uses:
+        return Answer.abstain(not_grounded, question=cq.text, query=cq.program.to_json())
+    if failures and uses:
+        first = failures[0]
+        return Answer.abstain(
+            f"{len(failures)} tile(s) failed to ground (tile {first.index}: {first.error}); "
+            f"an answer about {', '.join(sorted(uses))} from the remaining tiles could be wrong",
+            question=cq.text,
+            query=cq.program.to_json(),
+        )
+    answer = answer_program(
+        cq.program, scene, question=cq.text, pixel=ctx.pixel, mask_writer=ctx.mask_writer(n, cq.text)
+    )
+    return ctx.finish(answer)
+
+
+def row_text(row: dict[str, Any], full: bool = False) -> str:
+    """A one-line rendering of an answer row (terminal tables, Prefect artifacts); an error
+    by its first line unless ``full``.
 
     Examples
     --------
     >>> row_text({"answer": 1234.5678, "unit": "m"}), row_text({"abstained": True, "reason": "no lake"})
     ('1,234.57 m', 'abstained: no lake')
+    >>> row_text({"error": "bad\\nwhy"}), row_text({"error": "bad\\nwhy"}, full=True)
+    ('error: bad', 'error: bad\\nwhy')
     """
     if row.get("error"):
-        return f"error: {str(row['error']).splitlines()[0]}"
+        err = str(row["error"])
+        return f"error: {err if full else err.splitlines()[0]}"
     if row.get("abstained"):
         return f"abstained: {row.get('reason')}"
     v = row.get("answer")
@@ -628,6 +661,9 @@ class Pipeline:
     max_batches: int = 200
     map: Mapper = local_map
     logger: logging.Logger | logging.LoggerAdapter[Any] = log
+    #: ``progress(what, n, total)`` as tiles are grounded and (when more than one) questions
+    #: answered: ``ask`` draws it as terminal bars (:mod:`georeason.progress`)
+    progress: Progress | None = None
     #: band names overriding the raster's (``--bands``); else the catalog's, else the file's
     bands: str | Sequence[str] | None = None
     #: answers from grounded objects below this confidence abstain
@@ -677,8 +713,10 @@ class Pipeline:
             self.overlap_px,
             len(batches),
         )
-        job = GroundJob(raster, spec, tuple(classes), names, raster_sha256)
-        objects, failures = merge_batches(self.map(job, batches), classes, spec)
+        job = GroundJob(raster, spec, tuple(classes), names, raster_sha256, item)
+        objects, failures = merge_batches(
+            self.map(job, batches, self._tiles_done(classes, len(tiles))), classes, spec
+        )
         self.logger.info("%smerged into %d objects (%d tile failures)", where, len(objects), len(failures))
         if failures:
             self.logger.error(
@@ -717,7 +755,7 @@ class Pipeline:
                 raise InputError(
                     "give --objects FILE, --raster FILE or --item ID (what the question is about)"
                 )
-            ctx = AnswerContext(None, mask_path, fallback, self._post(vectors, None))
+            ctx = AnswerContext(None, mask_path, fallback, self._post(vectors, None), self._answered(cqs))
             return ItemResult(answer_questions(cqs, vectors, ctx), vectors, None, cqs)
         raster = str(raster)
         grid = grid or RasterGrid.read(raster)
@@ -750,11 +788,32 @@ class Pipeline:
             # grounded objects marked instance/cover, with what their confidence rests on
             fitness = assess(raster, self.grounder, to_ground, names)
             annotate_scene(scene, fitness, self.grounder)
-        ctx = AnswerContext(grid, mask_path, fallback, self._post(scene, fitness))
+        ctx = AnswerContext(grid, mask_path, fallback, self._post(scene, fitness), self._answered(cqs))
         answers = answer_questions(
             cqs, scene, ctx, grounded=to_ground, failures=g.failures, not_grounded=not_grounded
         )
         return ItemResult(answers, scene, grid, cqs, g, to_ground, missing, fitness)
+
+    def _tiles_done(self, classes: Sequence[str], total: int) -> TileProgress | None:
+        report = self.progress
+        if report is None:
+            return None
+        what = f"grounding {', '.join(classes)} (tiles)"
+
+        def tiles_done(n: int) -> None:
+            report(what, n, total)
+
+        return tiles_done
+
+    def _answered(self, questions: Sequence[CompiledQuestion]) -> Callable[[int, int], None] | None:
+        report = self.progress
+        if report is None or len(questions) < 2:  # one question: its answer is the progress
+            return None
+
+        def answered(n: int, total: int) -> None:
+            report("questions", n, total)
+
+        return answered
 
     def _post(self, scene: Scene, fitness: dict[str, ClassFitness] | None) -> Callable[[Answer], Answer]:
         def post(answer: Answer) -> Answer:

@@ -8,18 +8,9 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from georeason.geo.export.layers import (
-    feature_collection,
-    rfc7946_geometry,
-    write_answer,
-    write_geojson,
-    write_table,
-)
-from georeason.geo.export.names import answer_stem
-from georeason.geo.export.quicklook import write_quicklook
+from georeason.geo.export.item import export_item_files
+from georeason.geo.export.layers import answer_stem, write_answer_files, write_error_record
 from georeason.geo.language.answer import Answer
-from georeason.geo.raster.grid import RasterGrid
-from georeason.geo.vector.crs import reproject
 from georeason.geo.vector.scene import Scene
 from georeason.pipeline import Outcome, outcome_row, read_vectors
 
@@ -41,56 +32,52 @@ def load_vectors(paths: list[str]) -> Scene | None:
 
 @task(retries=1, name="export-item", cache_policy=NO_CACHE)
 def export_item(
-    item: str, answers: list[Outcome], scene: Scene, grid: RasterGrid | None, out_dir: str
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    item: str, raster: str, answers: list[Outcome], scene: Scene, out_dir: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write an item's files from its :class:`~georeason.geo.language.answer.Answer` objects.
 
-    Per answer a GeoJSON of its evidence (``q01-how-many-lakes.geojson``, RFC 7946); per
-    item a GeoPackage of all objects (raster CRS), their GeoJSON and a quicklook PNG with
-    the evidence outlined (evidence geometry taken in its own CRS, reprojected to the
-    raster's: no lon/lat round trip). Returns the ``answers.jsonl`` rows (with ``item``
-    and ``outputs``) and the item's files.
+    Per answer its GIS layers (``q01-how-many-lakes.geojson``, RFC 7946, one file per
+    geometry type; a null-geometry record for a question that failed); per item the
+    objects, quicklooks (item and per answer), QGIS styles and project
+    (:func:`georeason.geo.export.item.export_item_files`, evidence taken in its own CRS:
+    no lon/lat round trip). Returns the ``answers.jsonl`` rows (with ``item`` and
+    ``outputs``, absolute paths) and the item's files.
     """
     out = Path(out_dir)
     rows: list[dict[str, Any]] = []
+    outputs: list[dict[str, Any]] = []
     for n, a in enumerate(answers, 1):
         row = outcome_row(a, item)
+        path = out / f"{answer_stem(n, a.question or '')}.geojson"
         if isinstance(a, Answer):
-            outputs = {"geojson": str(write_answer(a, out / f"{answer_stem(n, a.question or '')}.geojson"))}
+            written = write_answer_files(a, path)
+            files: dict[str, Any] = {"geojson": str(written[0])}
+            if len(written) > 1:
+                files["parts"] = [str(w) for w in written]
             if "mask" in a.details:
-                outputs["mask"] = str(a.details["mask"])
-            row["outputs"] = outputs
+                files["mask"] = str(a.details["mask"])
+        else:
+            files = {"geojson": str(write_error_record(a.question, a.error, path))}
+        row["outputs"] = files
         rows.append(row)
-    files: dict[str, str] = {}
-    props = [
-        {
-            "id": str(scene.ids[i]),
-            "class": str(scene.labels[i]),
-            "score": None if scene.scores[i] is None else float(scene.scores[i]),
-            "source": scene.attrs[i].get("source", "vector"),
-        }
-        for i in range(len(scene))
-    ]
-    if len(scene):
-        files["gpkg"] = str(
-            write_table(props, list(scene.geoms), scene.crs, out / "objects.gpkg", layer="objects")
-        )
-    fc = feature_collection(
-        {"type": "Feature", "id": p["id"], "properties": p, "geometry": rfc7946_geometry(g, scene.crs)}
-        for p, g in zip(props, scene.geoms)
+        outputs.append(files)
+    item_files = export_item_files(
+        out,
+        raster,
+        [str(i) for i in scene.ids],
+        [str(lab) for lab in scene.labels],
+        list(scene.geoms),
+        scene.crs,
+        [a if isinstance(a, Answer) else None for a in answers],
+        outputs,
+        scores=list(scene.scores),
+        sources=[a.get("source", "vector") for a in scene.attrs],
+        item=item,
     )
-    files["objects_geojson"] = str(write_geojson(fc, out / "objects.geojson"))
-    if grid is not None and grid.path is not None:
-        evidence = [
-            reproject(e.geometry, e.crs, grid.crs)
-            for a in answers
-            if isinstance(a, Answer)
-            for e in a.evidence
-        ]
-        files["quicklook"] = str(
-            write_quicklook(grid.path, out / "quicklook.png", objects=list(scene.geoms), evidence=evidence)
-        )
+    for files, png in zip(outputs, item_files.pop("answer_quicklooks", None) or []):
+        if png:
+            files["quicklook"] = png
     log = get_run_logger()
     for r in rows:
         log.info("[%s] %s -> %s", item, r["question"], r.get("error") or r.get("reason") or r["answer"])
-    return rows, files
+    return rows, item_files

@@ -16,20 +16,24 @@ what lets a rerun after a kill skip the batches that finished.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task, unmapped
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import TASK_SOURCE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
 from georeason.errors import TileReadError
+from georeason.geo.export.names import slug
 from georeason.geo.raster.tiling import Tile
-from georeason.pipeline import BatchResult, GroundJob, Mapper, TileFailure, ground_job_batch
+from georeason.pipeline import BatchResult, GroundJob, Mapper, TileFailure, TileProgress, ground_job_batch
+from georeason.progress import reporter
 
-__all__ = ["TileBatchKey", "GROUND_CACHE", "BatchFailed", "ground_tiles", "prefect_map"]
+__all__ = ["TileBatchKey", "GROUND_CACHE", "BatchFailed", "ground_tiles", "batch_run_name", "prefect_map"]
 
 GROUND_RETRIES = 2
 
@@ -112,21 +116,58 @@ def ground_tiles(job: GroundJob, tiles: list[Tile]) -> BatchResult:
     return result
 
 
+def batch_run_name(item: str) -> Callable[[], str]:
+    """Run name of a tile batch: the item and the batch's tile range (tile grid row, col),
+    e.g. ``sample: ground tiles (0, 0)..(0, 2) (3)``."""
+
+    def name() -> str:
+        from prefect.runtime import task_run
+
+        tiles = task_run.parameters.get("tiles") or []
+        if not tiles:
+            return f"{item}: ground tiles"
+        first, last = tuple(tiles[0].index), tuple(tiles[-1].index)
+        span = f"tile {first}" if len(tiles) == 1 else f"tiles {first}..{last} ({len(tiles)})"
+        return f"{item}: ground {span}"
+
+    return name
+
+
 def prefect_map(results_dir: str | Path | None = None) -> Mapper:
     """The Prefect :data:`~georeason.pipeline.Mapper`: ``ground_tiles.map`` on the flow's runner.
 
-    Call inside a flow. A batch whose task fails is re-run tile by tile; a tile that
-    still fails becomes a :class:`~georeason.pipeline.TileFailure` carrying the
+    Call inside a flow. Task runs are named by item and tile range; a progress artifact
+    per item (``georeason-progress-<item>``) and a terminal bar (:func:`georeason.progress.reporter`)
+    follow the batches as they finish. A batch whose task fails is re-run tile by tile; a
+    tile that still fails becomes a :class:`~georeason.pipeline.TileFailure` carrying the
     grounder's own error, exactly as :func:`georeason.pipeline.local_map` reports it.
     """
-    mapped = ground_tiles.with_options(result_storage=Path(results_dir)) if results_dir else ground_tiles
+    stored = ground_tiles.with_options(result_storage=Path(results_dir)) if results_dir else ground_tiles
 
-    def map_batches(job: GroundJob, batches: list[list[Tile]]) -> list[BatchResult]:
+    def map_batches(
+        job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
+    ) -> list[BatchResult]:
         log = get_run_logger()
+        item = job.item or Path(job.raster).stem
+        mapped = stored.with_options(task_run_name=batch_run_name(item))
+        total = sum(len(b) for b in batches)
+        progress_id: Any = create_progress_artifact(
+            0.0,
+            key=f"georeason-progress-{slug(item, fallback='item')}",
+            description=f"{item}: tiles grounded ({total} tiles in {len(batches)} batches)",
+        )
+        bar, bar_key = reporter(), f"tiles:{item}"
+        bar.start(bar_key, f"{item}: grounding tiles", total=total)
+        done = 0
         out: list[BatchResult] = []
         futures = mapped.map(unmapped(job), batches)
         for batch, fut in zip(batches, futures):
             fut.wait()
+            done += len(batch)
+            update_progress_artifact(progress_id, 100.0 * done / max(1, total))
+            bar.advance(bar_key, len(batch))
+            if tiles_done is not None:
+                tiles_done(len(batch))
             if fut.state.is_completed():
                 out.append(fut.result())
                 continue

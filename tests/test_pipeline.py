@@ -132,8 +132,11 @@ def test_ask_and_run_agree_with_min_area_for_a_model_grounder(prefect_harness, t
     count = next(r for r in asked if r["question"] == "How many lakes are there?")
     assert count["answer"] == want
     # and the objects are the same: the run's objects layer holds exactly the lakes the answers name
-    objects = json.loads((tmp_path / "run" / "sample" / "objects.geojson").read_text())
-    lakes = sorted(f["id"] for f in objects["features"] if f["properties"]["class"] == "lake")
+    # (one GeoJSON per geometry type: objects.polygons.geojson beside the roads' lines)
+    layers = sorted((tmp_path / "run" / "sample").glob("objects*.geojson"))
+    assert layers
+    features = [f for p in layers for f in json.loads(p.read_text())["features"]]
+    lakes = sorted(f["id"] for f in features if f["properties"]["class"] == "lake")
     assert lakes == sorted(e["id"] for e in count["evidence"])
 
 

@@ -1,10 +1,14 @@
-"""File names from free text, by :mod:`slugify` (python-slugify): the one ``slug`` helper."""
+"""Names from free text, by :mod:`slugify` (python-slugify): the one ``slug`` helper.
+
+Answer file stems (ids kept, filler words dropped) are
+:func:`georeason.geo.export.layers.answer_stem`.
+"""
 
 from __future__ import annotations
 
 from slugify import slugify
 
-__all__ = ["slug", "answer_stem"]
+__all__ = ["slug"]
 
 
 def slug(text: str, max_length: int = 40, fallback: str = "q") -> str:
@@ -20,14 +24,3 @@ def slug(text: str, max_length: int = 40, fallback: str = "q") -> str:
     ('ou-est-le-lac', 'q')
     """
     return slugify(text, max_length=max_length, word_boundary=False) or fallback
-
-
-def answer_stem(n: int, question: str) -> str:
-    """The file stem of the ``n``-th answer of a run: ``q03-how-many-lakes-are-there``.
-
-    Examples
-    --------
-    >>> answer_stem(3, "How many lakes are there?")
-    'q03-how-many-lakes-are-there'
-    """
-    return f"q{n:02d}-{slug(question)}"
