@@ -32,6 +32,32 @@ CatalogOpt = Annotated[
 ]
 
 
+AllowExternalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-external",
+        help="Trust the catalog: follow absolute paths and symlinks leading outside its folder (URLs stay refused).",
+    ),
+]
+AssetRootOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--asset-root",
+        metavar="DIR",
+        help="Also allow assets and links inside DIR (repeatable); by default only the catalog folder.",
+    ),
+]
+
+
+def policy_of(allow_external: bool, asset_root: list[Path] | None):
+    """The :class:`~georeason.catalog.AssetPolicy` of the CLI flags (env defaults otherwise)."""
+    from georeason.catalog import AssetPolicy
+
+    env = AssetPolicy.from_env()
+    roots = tuple(Path(r).resolve() for r in asset_root or ()) + env.roots
+    return AssetPolicy(roots, allow_external or env.allow_external)
+
+
 def _fail(exc: Exception) -> None:
     msg = " ".join((str(exc) or type(exc).__name__).split())
     typer.echo(f"georeason: error: {msg}", err=True)
@@ -98,7 +124,9 @@ def add(
 
 
 @catalog_app.command("list")
-def list_(catalog: CatalogOpt = None) -> None:
+def list_(
+    catalog: CatalogOpt = None, allow_external: AllowExternalOpt = False, asset_root: AssetRootOpt = None
+) -> None:
     """List the catalog's items: id, CRS, size, bands, vector layers."""
     from rich.console import Console
     from rich.table import Table
@@ -107,7 +135,7 @@ def list_(catalog: CatalogOpt = None) -> None:
 
     target = catalog if catalog is not None else default_catalog_dir()
     try:
-        items = list_items(target)
+        items = list_items(target, policy_of(allow_external, asset_root))
     except GeoreasonError as exc:
         _fail(exc)
     console = Console()
@@ -128,19 +156,23 @@ def list_(catalog: CatalogOpt = None) -> None:
 
 
 @catalog_app.command("validate")
-def validate(catalog: CatalogOpt = None) -> None:
-    """Check every item: assets exist, checksums match, rasters georeferenced and readable."""
+def validate(
+    catalog: CatalogOpt = None, allow_external: AllowExternalOpt = False, asset_root: AssetRootOpt = None
+) -> None:
+    """Check every item: assets exist, checksums match, rasters georeferenced and readable,
+    ids are plain names, and every link and asset stays inside the catalog folder."""
     from georeason.catalog import default_catalog_dir, list_items, validate_catalog
 
     target = catalog if catalog is not None else default_catalog_dir()
-    problems = validate_catalog(target)
+    policy = policy_of(allow_external, asset_root)
+    problems = validate_catalog(target, policy=policy)
     if problems:
         for p in problems:
             typer.echo(f"georeason: problem: {' '.join(p.split())}", err=True)
         typer.echo(f"georeason: error: catalog {target} has {len(problems)} problem(s)", err=True)
         raise typer.Exit(code=2)
     try:
-        n = len(list_items(target))
+        n = len(list_items(target, policy))
     except GeoreasonError as exc:
         _fail(exc)
     typer.echo(f"catalog {target}: {n} item(s), all assets present and checksums match")
