@@ -3,7 +3,10 @@
 Contract (scripts and schedulers depend on it):
 
 - exit 0: an answer, or an abstention with its reason;
-- exit 2: bad input or a question no template understands (one message on stderr).
+- exit 1: a run that finished with errors or tile failures; an internal error (one line,
+  ``--debug`` shows the traceback);
+- exit 2: bad input or a question no template understands (one message on stderr), found
+  before any heavy work.
 
 ``ask`` and ``schema`` never import torch, transformers or prefect, so they start fast.
 """
@@ -11,6 +14,7 @@ Contract (scripts and schedulers depend on it):
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +32,71 @@ app = typer.Typer(
 )
 
 
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _main_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show Python tracebacks of errors (for bug reports).")
+    ] = False,
+) -> None:
+    """Spatial reasoning on Earth imagery: exact answers to questions about georeferenced data."""
+    _DEBUG["on"] = debug
+
+
+def _internal(exc: BaseException) -> None:
+    """An unexpected exception: one line (exit 1), the traceback only with ``--debug``."""
+    if _DEBUG["on"]:
+        import traceback
+
+        traceback.print_exception(exc)
+    msg = " ".join(str(exc).split()) or "(no message)"
+    typer.echo(
+        f"georeason: internal error: {type(exc).__name__}: {msg} (rerun with --debug for the traceback)",
+        err=True,
+    )
+    raise typer.Exit(code=1)
+
+
+def _finite_json(row: dict) -> str:
+    """``json.dumps`` of a result row; a NaN/Infinity anywhere becomes an error row instead."""
+    try:
+        return json.dumps(row, allow_nan=False)
+    except ValueError:
+        import math
+
+        bad = {k: v for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)}
+        return json.dumps(
+            {
+                "question": row.get("question"),
+                "error": f"the answer is not a finite number ({bad or 'non-finite value in details'}); "
+                "check the question's numbers",
+                "abstained": True,
+                "answer": None,
+            }
+        )
+
+
+def _policy(allow_external: bool, asset_root: list[Path] | None):
+    from georeason.cli_catalog import policy_of
+
+    return policy_of(allow_external, asset_root)
+
+
+AllowExternal = Annotated[
+    bool,
+    typer.Option(
+        "--allow-external",
+        help="Trust the catalog: follow absolute paths and symlinks leading outside its folder (URLs stay refused).",
+    ),
+]
+AssetRoot = Annotated[
+    list[Path] | None,
+    typer.Option("--asset-root", metavar="DIR", help="Also allow catalog assets inside DIR (repeatable)."),
+]
+
+
 def _local_prefect_defaults() -> None:
     """No network but loopback: the temporary/local Prefect server must not phone home."""
     import os
@@ -39,7 +108,11 @@ def _local_prefect_defaults() -> None:
 
 
 def _fail(exc: Exception) -> None:
-    msg = str(exc).strip() or type(exc).__name__
+    if _DEBUG["on"]:
+        import traceback
+
+        traceback.print_exception(exc)
+    msg = " ".join(str(exc).split()) or type(exc).__name__
     typer.echo(f"georeason: error: {msg}", err=True)
     raise typer.Exit(code=2)
 
@@ -122,6 +195,7 @@ def _build_scene(
     tile_px: int,
     overlap_px: int,
     grounder_options: dict | None = None,
+    policy=None,
 ):
     """The scene to answer against: vector objects, plus classes grounded on the raster.
 
@@ -134,7 +208,7 @@ def _build_scene(
     if item is not None:
         from georeason.catalog import get_item
 
-        info = get_item(item, catalog)
+        info = get_item(item, catalog, policy)
         if raster is None:
             raster = info.raster_path
         vector_paths += list(info.vector_paths)
@@ -173,6 +247,29 @@ def _build_scene(
             f"{len(failures)} tiles of {raster} failed to ground (first {first.index}: {first.error})"
         )
     return grounded_scene(found, rcrs, vectors, source=str(raster)), raster
+
+
+def _check_ask_outputs(out, mask, objects, raster, item, catalog, questions, query, outputs, policy) -> None:
+    """Refuse --out/--mask (and the numbered masks of --questions) that would overwrite an input."""
+    from georeason.preflight import check_outputs
+
+    inputs: list = [p for p in (objects, raster, questions, query, outputs) if p is not None]
+    if item is not None:
+        from georeason.catalog import get_item
+
+        info = get_item(item, catalog, policy)
+        inputs += [info.raster_path, *info.vector_paths]
+        if info.item_path is not None:
+            inputs.append(info.item_path)
+    outs = [("--out", out), ("--mask", mask)]
+    if questions is not None and mask is not None:
+        for i in inputs:
+            name = Path(i).name
+            if Path(i).parent.resolve() == Path(mask).parent.resolve() and re.fullmatch(
+                re.escape(Path(mask).stem) + r"-\d{3}" + re.escape(Path(mask).suffix), name
+            ):
+                outs.append(("--mask", i))
+    check_outputs(outs, inputs)
 
 
 def _mask_writer(raster: Path | None, mask: Path):
@@ -247,6 +344,8 @@ def ask(
             help="OpenAI-compatible chat API (e.g. http://127.0.0.1:8000/v1) that writes programs for questions no template understands."
         ),
     ] = None,
+    allow_external: AllowExternal = False,
+    asset_root: AssetRoot = None,
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
     from georeason.geo.export.layers import atomic_path, write_answer
@@ -257,6 +356,12 @@ def ask(
     if given != 1:
         _fail(typer.BadParameter("give exactly one of QUESTION, --query FILE or --questions FILE"))
     try:
+        policy = _policy(allow_external, asset_root)
+        _check_ask_outputs(out, mask, objects, raster, item, catalog, questions, query, outputs, policy)
+        if tile_px <= 0 or not (0 <= overlap_px < tile_px):
+            raise typer.BadParameter(
+                f"--tile-px {tile_px} --overlap-px {overlap_px}: need tile_px > 0 and 0 <= overlap_px < tile_px"
+            )
         lines = _read_questions(questions) if questions is not None else ([question] if question else [])
         scene, grid_raster = _build_scene(
             lines,
@@ -271,6 +376,7 @@ def ask(
             tile_px,
             overlap_px,
             _grounder_options(outputs, model_path, grounder_option),
+            policy,
         )
         if planner is not None:
             import os
@@ -289,11 +395,12 @@ def ask(
             for n, q in enumerate(lines, 1):
                 w = _mask_writer(grid_raster, mask.with_name(f"{mask.stem}-{n:03d}{mask.suffix}"))
                 try:
-                    sink.append(json.dumps(ask_english(q, scene, pixel=pixel, mask_writer=w).to_json()))
-                except GeoreasonError as exc:
-                    sink.append(
-                        json.dumps({"question": q, "error": str(exc), "abstained": True, "answer": None})
-                    )
+                    sink.append(_finite_json(ask_english(q, scene, pixel=pixel, mask_writer=w).to_json()))
+                except Exception as exc:  # noqa: BLE001 - one bad question never sinks the batch
+                    msg = " ".join(str(exc).split())
+                    if not isinstance(exc, GeoreasonError):
+                        msg = f"internal error {type(exc).__name__}: {msg}"
+                    sink.append(json.dumps({"question": q, "error": msg, "abstained": True, "answer": None}))
             text = "\n".join(sink) + "\n"
             if out is None:
                 sys.stdout.write(text)
@@ -316,8 +423,12 @@ def ask(
             write_answer(answer, out)
     except (GeoreasonError, typer.BadParameter) as exc:
         _fail(exc)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches a user without --debug
+        _internal(exc)
     if as_json:
-        sys.stdout.write(json.dumps(answer.to_json()) + "\n")
+        sys.stdout.write(_finite_json(answer.to_json()) + "\n")
     else:
         _print_answer(answer)
 
@@ -382,6 +493,8 @@ def run(
         Path | None,
         typer.Option(help="YAML settings (RunConfig fields and a 'model' section); flags override it."),
     ] = None,
+    allow_external: AllowExternal = False,
+    asset_root: AssetRoot = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
     import os
@@ -405,8 +518,29 @@ def run(
             model_path=model_path,
         )
         options = {**cfg.grounder_options, **_grounder_options(outputs, cfg.model_path, grounder_option)}
-        _local_prefect_defaults()
         results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
+        # every user mistake is found here, before Prefect starts or a tile is read
+        from georeason.catalog import ALLOW_EXTERNAL_ENV, ASSET_ROOTS_ENV
+        from georeason.preflight import preflight_run
+
+        policy = _policy(allow_external, asset_root)
+        preflight_run(
+            cfg.catalog,
+            cfg.questions,
+            cfg.out,
+            item,
+            list(objects or []),
+            cfg.grounder,
+            options,
+            policy,
+            results_dir,
+            config,
+        )
+        if policy.allow_external:
+            os.environ[ALLOW_EXTERNAL_ENV] = "1"
+        if policy.roots:
+            os.environ[ASSET_ROOTS_ENV] = os.pathsep.join(str(r) for r in policy.roots)
+        _local_prefect_defaults()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
         from georeason.flows.answer import answer
         from georeason.flows.runners import task_runner
@@ -427,8 +561,12 @@ def run(
             max_task_runs=cfg.max_task_runs,
             results_dir=str(results_dir),
         )
-    except GeoreasonError as exc:
+    except (GeoreasonError, typer.BadParameter) as exc:
         _fail(exc)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches a user without --debug
+        _internal(exc)
     _print_run(result)
     if result["errors"]:
         raise typer.Exit(code=1)
