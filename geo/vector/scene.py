@@ -320,6 +320,10 @@ def read_scene(
             f"objects file {src!r} is in {CRS.from_user_input(file_crs).to_string()} but --crs says "
             f"{parse_crs(crs).to_string()}; drop --crs or reproject the file"
         )
+    if len(gdf):
+        from georeason.geo.vector.crs import check_coordinates
+
+        check_coordinates(tuple(gdf.total_bounds), CRS.from_user_input(file_crs), f"objects file {src!r}")
     columns = [c for c in gdf.columns if c != gdf.geometry.name]
     idf = _pick_field(columns, ID_FIELDS, id_field, "object id", src)
     if idf is None:
