@@ -2,63 +2,34 @@
 
 Thin wrappers around :mod:`georeason.pipeline`; retries only where I/O happens.
 
-Caching that is right, not just on. The tile-batch task's cache key is the task's source
-(:data:`prefect.cache_policies.TASK_SOURCE`) plus :class:`TileBatchKey`: the raster's
-SHA-256 (content, not path: Prefect's ``INPUTS`` would hash the path string, so an edited
-file would hit a stale cache), the tile windows, the grounder's name and configuration,
-the classes and the band names. Results persist under the run's result folder
-(``PREFECT_RESULTS_LOCAL_STORAGE_PATH``, set by the flow from ``--results``), which is
-what lets a rerun after a kill skip the batches that finished.
+Caching that is right, and safe. Tile-batch results do not go through Prefect's result
+store (which unpickles whatever serializer a stored file names: a planted file would run
+code). ``ground-tiles`` looks batches up in :class:`georeason.tilecache.TileCache`, JSON
+files with WKB geometry under the run's results folder, keyed by
+:func:`georeason.tilecache.batch_key`: the raster's content SHA-256 (verified against the
+file before the run), the tile windows, the grounder's name and configuration, the
+classes and the band names. A corrupt or foreign cache file is recomputed, not trusted;
+a rerun after a kill skips the batches that finished.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE, TASK_SOURCE, CachePolicy
+from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
-from prefect.utilities.hashing import hash_objects
 
 from georeason.errors import TileReadError
 from georeason.geo.raster.io import as_dataset
 from georeason.geo.raster.tiling import Tile, plan_tiles
 from georeason.models.registry import GrounderSpec, build_grounder, prepare_spec
 from georeason.pipeline import BatchResult, ground_batch, merge_batches
+from georeason.tilecache import TileCache, batch_key
 
-__all__ = ["TileBatchKey", "GROUND_CACHE", "plan_item_tiles", "fit_grounder", "ground_tiles", "merge_tiles"]
+__all__ = ["plan_item_tiles", "fit_grounder", "ground_tiles", "merge_tiles"]
 
 GROUND_RETRIES = 2
-
-
-def _tile_key(t: Tile) -> tuple:
-    w, c = t.window, t.core
-    return (
-        tuple(t.index),
-        (w.col_off, w.row_off, w.width, w.height),
-        (c.col_off, c.row_off, c.width, c.height),
-    )
-
-
-@dataclass
-class TileBatchKey(CachePolicy):
-    """Cache key from raster content, tile windows, grounder spec, classes and bands."""
-
-    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any):
-        spec: GrounderSpec = inputs["spec"]
-        return hash_objects(
-            inputs["raster_sha256"],
-            [_tile_key(t) for t in inputs["tiles"]],
-            spec.name,
-            spec.config_json,
-            sorted(inputs["classes"]),
-            list(inputs["bands"]),
-            raise_on_failure=True,
-        )
-
-
-GROUND_CACHE = TASK_SOURCE + TileBatchKey()
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], name="plan-tiles", cache_policy=NO_CACHE)
@@ -82,8 +53,8 @@ def fit_grounder(raster: str, name: str, options: dict[str, Any]) -> GrounderSpe
     name="ground-tiles",
     retries=GROUND_RETRIES,
     retry_delay_seconds=[1, 5],
-    cache_policy=GROUND_CACHE,
-    persist_result=True,
+    cache_policy=NO_CACHE,  # cached as data in TileCache, never through Prefect's (pickle) store
+    persist_result=False,
 )
 def ground_tiles(
     raster: str,
@@ -92,6 +63,7 @@ def ground_tiles(
     spec: GrounderSpec,
     classes: list[str],
     bands: list[str],
+    cache_dir: str | None = None,
 ) -> BatchResult:
     """Ground one batch of tiles.
 
@@ -99,6 +71,13 @@ def ground_tiles(
     fails on the last attempt, the task fails, is not cached, and the flow re-runs that
     batch tile by tile so only the tiles that really fail are lost.
     """
+    cache = TileCache(cache_dir) if cache_dir else None
+    key = batch_key(raster_sha256, tiles, spec.name, spec.config_json, classes, bands)
+    if cache is not None:
+        hit = cache.get(key, tiles)
+        if hit is not None:
+            get_run_logger().info("cached: %d tiles of %s (%s)", len(tiles), raster, key[:12])
+            return hit
     grounder = build_grounder(spec)
     with as_dataset(raster, check_read=False) as src:
         result = ground_batch(src, tiles, grounder, classes, bands)
@@ -112,6 +91,8 @@ def ground_tiles(
         )
     n = sum(len(d) for _, d in result.results)
     get_run_logger().info("grounded %d tiles of %s: %d detections", len(tiles), raster, n)
+    if cache is not None:
+        cache.put(key, result)
     return result
 
 
