@@ -66,11 +66,15 @@ def run_item(
         )
     objects_found, failures = [], []
     if to_ground:
+        # the tile cache is keyed on the raster's content: check the file is what the catalog says
+        from georeason.runstate import verify_raster_checksum
+
+        verify_raster_checksum(info)
         # the item id goes to the grounder's per-scene set-up (recorded outputs are keyed on it)
         spec = fit_grounder(raster, grounder, {**grounder_options, "item": info.id})
         tiles = plan_item_tiles(raster, tile_px, overlap_px)
         batches = plan_batches(tiles, max_task_runs)
-        task = ground_tiles.with_options(result_storage=results_dir)
+        task = ground_tiles
         log.info(
             "[%s] grounding %s on %d tiles in %d batches",
             info.id,
@@ -85,6 +89,7 @@ def run_item(
             unmapped(spec),
             unmapped(to_ground),
             unmapped(list(info.bands)),
+            unmapped(str(results_dir)),
         )
         done = []
         for b, fut in zip(batches, futures):
@@ -101,6 +106,7 @@ def run_item(
                 unmapped(spec),
                 unmapped(to_ground),
                 unmapped(list(info.bands)),
+                unmapped(str(results_dir)),
             )
             for t, f in zip(b, singles):
                 f.wait()
@@ -121,7 +127,7 @@ def run_item(
 
 
 @flow(name="georeason-answer", log_prints=True)
-def answer(
+def answer(  # returns the result dict, or a Failed state named AnsweredWithErrors holding it
     catalog: str | None = None,
     questions: str | None = None,
     out: str = "outputs",
@@ -136,48 +142,67 @@ def answer(
 ) -> dict[str, Any]:
     """Answer the questions about the items of a STAC catalog; write ``OUT/answers.jsonl`` and files."""
     from georeason.catalog import default_catalog_dir, list_items
+    from georeason.errors import CatalogError
+    from georeason.runstate import OutputLock, finite_row, run_state, write_manifest
 
     log = get_run_logger()
     cat_dir = Path(catalog) if catalog else default_catalog_dir()
     out_dir = Path(out).resolve()
     results = Path(results_dir) if results_dir else default_results_dir(out_dir)
-    results.mkdir(parents=True, exist_ok=True)
     qpath = Path(questions) if questions else cat_dir / "questions.yaml"
     specs = read_questions(qpath)
     infos = list_items(cat_dir)
     if items:
         unknown = set(items) - {i.id for i in infos}
         if unknown:
-            raise ValueError(f"no item(s) {', '.join(sorted(unknown))} in catalog {cat_dir}")
+            raise CatalogError(
+                f"no item(s) {', '.join(sorted(unknown))} in catalog {cat_dir}; "
+                f"valid items: {', '.join(i.id for i in infos)}"
+            )
         infos = [i for i in infos if i.id in items]
-    all_rows: list[dict] = []
-    outputs: dict[str, dict[str, str]] = {}
-    failed_tiles = 0
-    for info in infos:
-        qs = [s.question for s in specs if s.item in (None, info.id)]
-        if not qs:
-            continue
-        rows, files, failures = run_item(
-            info,
-            qs,
-            out_dir,
-            grounder,
-            grounder_options or {},
-            list(objects or []),
-            tile_px,
-            overlap_px,
-            max_task_runs,
-            results,
-        )
-        all_rows.extend(rows)
-        outputs[info.id] = files
-        failed_tiles += len(failures)
-    jsonl = out_dir / "answers.jsonl"
-    with atomic_path(jsonl) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in all_rows), encoding="utf-8")
-    summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
+    with OutputLock(out_dir):  # one writer per output folder
+        results.mkdir(parents=True, exist_ok=True)
+        all_rows: list[dict] = []
+        outputs: dict[str, dict[str, str]] = {}
+        failed_tiles = 0
+        for info in infos:
+            qs = [s.question for s in specs if s.item in (None, info.id)]
+            if not qs:
+                continue
+            try:
+                rows, files, failures = run_item(
+                    info,
+                    qs,
+                    out_dir,
+                    grounder,
+                    grounder_options or {},
+                    list(objects or []),
+                    tile_px,
+                    overlap_px,
+                    max_task_runs,
+                    results,
+                )
+            except Exception as exc:  # noqa: BLE001 - one item's failure never loses the other answers
+                msg = " ".join(str(exc).split()) or type(exc).__name__
+                log.error("[%s] item failed: %s: %s", info.id, type(exc).__name__, msg)
+                err = f"item {info.id!r} failed: {msg}"
+                rows = [
+                    {"question": q, "item": info.id, "error": err, "abstained": True, "answer": None}
+                    for q in qs
+                ]
+                files, failures = {}, []
+            all_rows.extend(finite_row(r) for r in rows)
+            outputs[info.id] = files
+            failed_tiles += len(failures)
+        jsonl = out_dir / "answers.jsonl"
+        with atomic_path(jsonl) as tmp:
+            tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in all_rows), encoding="utf-8")
+        summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
+        written = [jsonl, *(f for files in outputs.values() for f in files.values())]
+        written += [o for r in all_rows for o in (r.get("outputs") or {}).values() if isinstance(o, str)]
+        write_manifest(out_dir, written, {"catalog": str(cat_dir), "questions": str(qpath), **summary})
     log.info("wrote %d answers to %s", len(all_rows), jsonl)
-    return {"answers": str(jsonl), "rows": all_rows, "outputs": outputs, **summary}
+    return run_state({"answers": str(jsonl), "rows": all_rows, "outputs": outputs, **summary})
 
 
 def _fmt(r: dict) -> str:
@@ -252,7 +277,7 @@ def batch(
     grounder: str = "spectral",
     tile_px: int = 1024,
     overlap_px: int = 128,
-) -> dict[str, Any]:
+) -> Any:
     """Scheduled batch: every catalog item x the questions file, into ``OUT/<UTC timestamp>/``.
 
     The tile cache is shared across runs (``OUT/.results``), so a scheduled rerun over
@@ -260,7 +285,7 @@ def batch(
     """
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(out) / stamp
-    result = answer(
+    state = answer(
         catalog=catalog,
         questions=questions,
         out=str(run_dir),
@@ -268,7 +293,13 @@ def batch(
         tile_px=tile_px,
         overlap_px=overlap_px,
         results_dir=str(default_results_dir(Path(out))),
+        return_state=True,
     )
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
     with atomic_path(Path(out) / "latest.txt") as tmp:
         tmp.write_text(str(run_dir.resolve()) + "\n", encoding="utf-8")
-    return {k: v for k, v in result.items() if k != "rows"}
+    from georeason.runstate import run_state
+
+    return run_state({k: v for k, v in result.items() if k != "rows"})

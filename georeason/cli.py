@@ -548,7 +548,7 @@ def run(
         runner = task_runner(
             dask_address=cfg.dask_address, dask_workers=cfg.dask_workers, threads=cfg.threads
         )
-        result = answer.with_options(task_runner=runner)(
+        state = answer.with_options(task_runner=runner)(
             catalog=str(cfg.catalog) if cfg.catalog else None,
             questions=str(cfg.questions) if cfg.questions else None,
             out=str(cfg.out),
@@ -560,7 +560,11 @@ def run(
             overlap_px=cfg.overlap_px,
             max_task_runs=cfg.max_task_runs,
             results_dir=str(results_dir),
+            return_state=True,
         )
+        result = state.result(raise_on_failure=False)
+        if isinstance(result, BaseException):  # the flow itself failed (after the checks above)
+            raise result
     except (GeoreasonError, typer.BadParameter) as exc:
         _fail(exc)
     except typer.Exit:
@@ -568,7 +572,8 @@ def run(
     except Exception as exc:  # noqa: BLE001 - no traceback reaches a user without --debug
         _internal(exc)
     _print_run(result)
-    if result["errors"]:
+    if result["errors"] or result["failed_tiles"]:
+        typer.echo(f"georeason: run ended in state {state.name}: {state.message}", err=True)
         raise typer.Exit(code=1)
 
 

@@ -94,6 +94,13 @@ def add(
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite an existing item with the same id.")
     ] = False,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Re-register an item whose raster changed in place (new checksum); same as --replace.",
+        ),
+    ] = False,
     datetime: Annotated[
         str | None,
         typer.Option(
@@ -112,7 +119,12 @@ def add(
     target = catalog if catalog is not None else default_catalog_dir()
     try:
         item = add_item(
-            target, path, vectors=vectors or None, item_id=item_id, replace=replace, datetime=datetime
+            target,
+            path,
+            vectors=vectors or None,
+            item_id=item_id,
+            replace=replace or update,
+            datetime=datetime,
         )
     except (GeoreasonError, OSError) as exc:
         _fail(exc)

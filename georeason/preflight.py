@@ -219,6 +219,10 @@ def preflight_run(
     if results_dir is not None:
         written.append(Path(results_dir))
     check_output_folder("--out", outp, written, inputs)
+    from georeason.runstate import verify_raster_checksum
+
+    for i in chosen:  # the tile cache is keyed on content: an edited raster must be re-registered
+        verify_raster_checksum(i)
     if outp.exists() and not outp.is_dir():
         raise InputError(f"--out {str(outp)!r} is a file; give a folder")
     return RunPlan(tuple(chosen), qpath, tuple(inputs))

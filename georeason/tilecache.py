@@ -133,7 +133,11 @@ def _det_from(obj: Any) -> Any:
         if not isinstance(m, dict):
             raise ValueError("mask missing")
         shape = m.get("shape")
-        if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(x, int) and 0 < x <= 1 << 16 for x in shape)):
+        if not (
+            isinstance(shape, list)
+            and len(shape) == 2
+            and all(isinstance(x, int) and 0 < x <= 1 << 16 for x in shape)
+        ):
             raise ValueError("bad mask shape")
         bits = np.frombuffer(base64.b64decode(str(m.get("bits", "")), validate=True), dtype=np.uint8)
         n = shape[0] * shape[1]
@@ -217,7 +221,9 @@ class TileCache:
         try:
             return loads_batch(data, key, tiles)
         except Exception as exc:  # noqa: BLE001 - any defect means: do not trust, recompute
-            warnings.warn(f"tile cache {p}: not a valid entry ({exc}); recomputing", CacheWarning, stacklevel=2)
+            warnings.warn(
+                f"tile cache {p}: not a valid entry ({exc}); recomputing", CacheWarning, stacklevel=2
+            )
             return None
 
     def put(self, key: str, result: Any) -> Path:

@@ -59,15 +59,21 @@ def _run(catalog, questions, out, results, **kw):
     from georeason.flows.answer import answer
 
     runner = kw.pop("runner", ThreadPoolTaskRunner(max_workers=2))
-    return answer.with_options(task_runner=runner)(
+    state = answer.with_options(task_runner=runner)(
         catalog=str(catalog),
         questions=str(questions),
         out=str(out),
         results_dir=str(results),
         tile_px=kw.pop("tile_px", 512),
         overlap_px=kw.pop("overlap_px", 64),
+        return_state=True,
         **kw,
     )
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    result["state"] = (state.type.value, state.name)  # a run with errors/tile failures is FAILED
+    return result
 
 
 def _check_against_truth(rows, truth):
@@ -129,6 +135,7 @@ def test_failing_tile_does_not_sink_the_others(prefect_harness, mini_catalog, tm
     )
     rows = {r["question"]: r for r in result["rows"]}
     assert result["failed_tiles"] == 1
+    assert result["state"] == ("FAILED", "AnsweredWithErrors")  # not a green run in the UI
     # answers that need grounded classes abstain, naming the failed tile ...
     assert rows[qs[0]]["abstained"] and "(1, 1)" in rows[qs[0]]["reason"]
     assert rows[qs[1]]["abstained"]
