@@ -114,7 +114,9 @@ def run_item(
                     done.append(f.result())
                 else:
                     err = f.result(raise_on_failure=False)
-                    failures.append(TileFailure(tuple(t.index), f"{type(err).__name__}: {err}"))
+                    failures.append(
+                        TileFailure(tuple(t.index), f"{type(err).__name__}: {err}", t.core_bounds)
+                    )
         objects_found, merge_failures = merge_tiles(done, to_ground, spec)
         failures += merge_failures
         if failures:

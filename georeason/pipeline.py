@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import shapely
 
-from georeason.errors import GeoreasonError
 from georeason.geo.grounding.detections import Detection, GroundedObject, Grounder
 from georeason.geo.grounding.seams import merge_detections
 from georeason.geo.raster.tiling import Tile, read_tile
@@ -80,6 +79,9 @@ class TileFailure:
 
     index: tuple[int, int]
     error: str
+    #: ``(left, bottom, right, top)`` of the tile's core in the raster CRS (the area whose
+    #: objects are lost); ``None`` when unknown (then every grounded answer abstains).
+    bounds: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -209,20 +211,22 @@ def ground_batch(
         for tile in tiles:
             try:
                 read.append((read_tile(src, tile), tile))
-            except (GeoreasonError, OSError, ValueError, RuntimeError, MemoryError) as exc:
-                failures.append(TileFailure(tuple(tile.index), f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - any grounder/read error is a tile failure
+                failures.append(
+                    TileFailure(tuple(tile.index), f"{type(exc).__name__}: {exc}", tile.core_bounds)
+                )
         try:
             per_tile = batched(read, list(classes), list(bands))
             results = [(tile, tuple(dets)) for (_, tile), dets in zip(read, per_tile)]
             return BatchResult(tuple(results), tuple(failures))
-        except (GeoreasonError, OSError, ValueError, RuntimeError, MemoryError):
+        except Exception:  # noqa: BLE001 - retried tile by tile below
             tiles = [t for _, t in read]
     for tile in tiles:
         try:
             pixels = read_tile(src, tile)
             dets = tuple(grounder.ground(pixels, tile, list(classes), list(bands)))
-        except (GeoreasonError, OSError, ValueError, RuntimeError, MemoryError) as exc:
-            failures.append(TileFailure(tuple(tile.index), f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - any grounder/read error is a tile failure
+            failures.append(TileFailure(tuple(tile.index), f"{type(exc).__name__}: {exc}", tile.core_bounds))
             continue
         results.append((tile, dets))
     return BatchResult(tuple(results), tuple(failures))
@@ -401,24 +405,87 @@ def answer_questions(
         try:
             steps = compile_question(q)
             uses_grounded = _grounded_in(steps)
+            ans = None
+            why = None
             if failures and uses_grounded:
+                if any(f.bounds is None for f in failures):
+                    why = "the failed tiles' extent is unknown"
+                else:
+                    ans = ask(q, scene, pixel=pixel, mask_writer=writer)
+                    why = failure_affects(steps, ans, failures, scene.crs, uses_grounded)
+            if why is not None:
                 first = failures[0]
                 ans = Answer.abstain(
                     f"{len(failures)} tile(s) failed to ground ({first.index}: {first.error}); an answer about "
-                    f"{', '.join(sorted(uses_grounded))} from the remaining tiles could be wrong",
+                    f"{', '.join(sorted(uses_grounded))} from the remaining tiles could be wrong ({why})",
                     question=q,
                     query=steps,
                 )
-            else:
+            elif ans is None:
                 ans = ask(q, scene, pixel=pixel, mask_writer=writer)
-        except GeoreasonError as exc:
-            rows.append({"question": q, "item": item, "error": str(exc), "abstained": True, "answer": None})
+            row = ans.to_json()
+            row["item"] = item
+            outputs = {"geojson": str(write_answer(ans, out_dir / f"{stem}.geojson"))}
+            if "mask" in ans.details:
+                outputs["mask"] = ans.details["mask"]
+            row["outputs"] = outputs
+        except Exception as exc:  # noqa: BLE001 - every question gets a line; one never sinks the rest
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            if not isinstance(exc, GeoreasonError):
+                msg = f"internal error {type(exc).__name__}: {msg}"
+            rows.append({"question": q, "item": item, "error": msg, "abstained": True, "answer": None})
             continue
-        row = ans.to_json()
-        row["item"] = item
-        outputs = {"geojson": str(write_answer(ans, out_dir / f"{stem}.geojson"))}
-        if "mask" in ans.details:
-            outputs["mask"] = ans.details["mask"]
-        row["outputs"] = outputs
         rows.append(row)
     return rows
+
+
+#: Ops that restrict a class to a place: objects in a failed tile matter only near it.
+_SCOPING_OPS = {"within_distance": "objects", "inside": "objects"}
+
+
+def failure_affects(steps, answer, failures: Sequence[TileFailure], crs, grounded: set[str]) -> str | None:
+    """Why failed tiles could change this answer, or ``None`` when they cannot.
+
+    The lost area is the union of the failed tiles' cores. An answer is affected when
+
+    * any of its evidence touches the lost area; or
+    * a grounded class is used whole (counted, ranked, its largest taken, ...): objects
+      in the lost area are missing from it; or
+    * a grounded class is restricted to a place (``within_distance``, ``inside``) that
+      reaches the lost area.
+
+    Answers whose evidence and scope lie away from every failed tile are kept.
+    """
+    from georeason.geo.vector.crs import LONLAT, reproject
+    from georeason.geo.vector.measure import distance_m
+    from georeason.geo.vector.scene import _singulars
+
+    lost = reproject(shapely.union_all([shapely.box(*f.bounds) for f in failures]), crs, LONLAT)
+    for e in answer.evidence:
+        if e.lonlat().intersects(lost):
+            return f"its evidence {e.id} lies on a failed tile"
+    selects = {
+        s["id"]
+        for s in steps
+        if s.get("op") in ("select", "at")
+        and grounded & set(_singulars(normalise_class((s.get("args") or {}).get("cls") or "")))
+    }
+    refs = {e.id: e for e in answer.evidence if e.role != "result"}
+    for s in steps:
+        args = s.get("args") or {}
+        used = {k for k, v in args.items() if isinstance(v, str) and v.startswith("$") and v[1:] in selects}
+        if not used:
+            continue
+        if s.get("op") not in _SCOPING_OPS or used != {_SCOPING_OPS[s["op"]]}:
+            return f"it uses every {', '.join(sorted(grounded))} object, and some are on failed tiles"
+        if not refs:
+            return "its place could not be checked against the failed tiles"
+        place = shapely.union_all([e.lonlat() for e in refs.values()])
+        if s["op"] == "inside":
+            if place.intersects(lost):
+                return "its region reaches a failed tile"
+        else:
+            reach_m = float(args.get("distance", 0.0)) * (1000.0 if args.get("unit") == "km" else 1.0)
+            if distance_m(place, lost) <= reach_m:
+                return f"a failed tile lies within {args.get('distance')} {args.get('unit', 'm')} of its reference"
+    return None
