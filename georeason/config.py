@@ -58,6 +58,11 @@ def read_questions(path: str | Path) -> list[QuestionSpec]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read questions file {str(path)!r}: {exc}; check the path") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"questions file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8"
+        ) from exc
     suffix = path.suffix.lower()
     specs: list[QuestionSpec] = []
     if suffix in (".yaml", ".yml"):
