@@ -210,6 +210,9 @@ def test_rerun_after_kill_reuses_cached_tiles(prefect_harness, mini_catalog, tmp
     assert killed.returncode == 137
     first = _tiles(tmp_path / "run1.log")
     assert not (tmp_path / "out" / "answers.jsonl").exists()
+    # no partial file under a final name: every cached batch is a complete JSON entry
+    for f in (tmp_path / "results" / "tiles").glob("*.json"):
+        assert json.loads(f.read_text())["format"] == "georeason-tile-batch/1"
     # rerun with the same result storage: finished batches come from the cache
     again = _child(
         tmp_path,
@@ -238,6 +241,10 @@ def test_rerun_after_kill_reuses_cached_tiles(prefect_harness, mini_catalog, tmp
         return rows
 
     assert strip(tmp_path / "out" / "answers.jsonl") == strip(tmp_path / "ref" / "answers.jsonl")
+    # the dead run's lock was taken over and released; its temporaries are gone
+    assert not (tmp_path / "out" / ".georeason.lock").exists()
+    assert not [p for d in ("out", "results") for p in (tmp_path / d).rglob("*.tmp")]
+    assert (tmp_path / "out" / "manifest.json").exists()
 
 
 @pytest.mark.slow
