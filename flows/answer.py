@@ -200,7 +200,7 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         with atomic_path(jsonl) as tmp:
             tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in all_rows), encoding="utf-8")
         summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
-        written = [jsonl, *(f for files in outputs.values() for f in files.values())]
+        written: list[str | Path] = [jsonl, *(f for files in outputs.values() for f in files.values())]
         written += [o for r in all_rows for o in (r.get("outputs") or {}).values() if isinstance(o, str)]
         write_manifest(out_dir, written, {"catalog": str(cat_dir), "questions": str(qpath), **summary})
     log.info("wrote %d answers to %s", len(all_rows), jsonl)

@@ -460,7 +460,9 @@ def failure_affects(steps, answer, failures: Sequence[TileFailure], crs, grounde
     from georeason.geo.vector.measure import distance_m
     from georeason.geo.vector.scene import _singulars
 
-    lost = reproject(shapely.union_all([shapely.box(*f.bounds) for f in failures]), crs, LONLAT)
+    lost = reproject(
+        shapely.union_all([shapely.box(*f.bounds) for f in failures if f.bounds is not None]), crs, LONLAT
+    )
     for e in answer.evidence:
         if e.lonlat().intersects(lost):
             return f"its evidence {e.id} lies on a failed tile"
