@@ -297,11 +297,9 @@ def batch(
         results_dir=str(default_results_dir(Path(out))),
         return_state=True,
     )
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
+    from georeason.runstate import result_of, run_state
+
+    result = result_of(state)
     with atomic_path(Path(out) / "latest.txt") as tmp:
         tmp.write_text(str(run_dir.resolve()) + "\n", encoding="utf-8")
-    from georeason.runstate import run_state
-
     return run_state({k: v for k, v in result.items() if k != "rows"})

@@ -562,9 +562,9 @@ def run(
             results_dir=str(results_dir),
             return_state=True,
         )
-        result = state.result(raise_on_failure=False)
-        if isinstance(result, BaseException):  # the flow itself failed (after the checks above)
-            raise result
+        from georeason.runstate import result_of
+
+        result = result_of(state)  # re-raises if the flow itself failed (after the checks above)
     except (GeoreasonError, typer.BadParameter) as exc:
         _fail(exc)
     except typer.Exit:

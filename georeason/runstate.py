@@ -20,9 +20,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from georeason.errors import InputError
+from georeason.errors import GeoreasonError, InputError
 
-__all__ = ["OutputLock", "OutputLockedError", "LOCK_NAME", "MANIFEST_NAME", "write_manifest", "finite_row"]
+__all__ = [
+    "RunFailedError",
+    "result_of",
+    "run_state",
+    "verify_raster_checksum",
+    "OutputLock",
+    "OutputLockedError",
+    "LOCK_NAME",
+    "MANIFEST_NAME",
+    "write_manifest",
+    "finite_row",
+]
 
 LOCK_NAME = ".georeason.lock"
 MANIFEST_NAME = "manifest.json"
@@ -231,10 +242,37 @@ def verify_raster_checksum(info: Any) -> None:
 FAILED_STATE_NAME = "AnsweredWithErrors"
 
 
+class RunFailedError(GeoreasonError, RuntimeError):
+    """A run finished, but some questions errored or tiles failed.
+
+    Raised by calling the ``answer`` flow directly; ``.result`` holds everything the run
+    produced (rows, outputs, counts), which was written to ``answers.jsonl`` as well.
+    """
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.result))
+
+
+def result_of(state: Any) -> dict[str, Any]:
+    """The result dict of a finished ``answer``/``batch`` flow run state (completed or
+    :data:`FAILED_STATE_NAME`); re-raises any other failure."""
+    res = state.result(raise_on_failure=False)
+    if isinstance(res, RunFailedError):
+        return res.result
+    if isinstance(res, BaseException):
+        raise res
+    return res
+
+
 def run_state(result: dict[str, Any]) -> Any:
     """The flow's return value: ``result`` itself, or a *Failed* Prefect state named
-    :data:`FAILED_STATE_NAME` (holding ``result``) when a question errored or tiles failed,
-    so the UI shows the run as failed with the reason."""
+    :data:`FAILED_STATE_NAME` when a question errored or tiles failed, so the UI shows the
+    run as failed with the reason. Its data is a :class:`RunFailedError` holding
+    ``result`` (calling the flow raises it; :func:`result_of` unwraps a state)."""
     errors, tiles = int(result.get("errors", 0)), int(result.get("failed_tiles", 0))
     if not errors and not tiles:
         return result
@@ -245,8 +283,5 @@ def run_state(result: dict[str, Any]) -> Any:
         reasons.append(f"{errors} question(s) ended in an error")
     if tiles:
         reasons.append(f"{tiles} tile(s) failed to ground (answers touching them abstained)")
-    return Failed(
-        message="; ".join(reasons) + f"; answers in {result.get('answers')}",
-        data=result,
-        name=FAILED_STATE_NAME,
-    )
+    message = "; ".join(reasons) + f"; answers in {result.get('answers')}"
+    return Failed(message=message, data=RunFailedError(message, result), name=FAILED_STATE_NAME)

@@ -69,9 +69,9 @@ def _run(catalog, questions, out, results, **kw):
         return_state=True,
         **kw,
     )
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
+    from georeason.runstate import result_of
+
+    result = result_of(state)
     result["state"] = (state.type.value, state.name)  # a run with errors/tile failures is FAILED
     return result
 

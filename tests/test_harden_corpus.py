@@ -1012,3 +1012,40 @@ def test_random_text_to_every_model_output_parser(text: str, fmt: str) -> None:
             return
     for d in dets:
         assert 0.0 <= d.score <= 1.0 and d.kind in ("box", "polygon", "mask", "point")
+
+
+def test_grounder_exception_of_any_type_is_a_tile_failure(tmp_path: Path):
+    """A KeyError inside a grounder is a tile failure (one line), never a traceback."""
+    from georeason.models.registry import register
+
+    class KeyErrorGrounder:
+        name = "keyerror"
+        config: dict = {}
+
+        def ground(self, pixels, tile, classes, bands):
+            raise KeyError("band 'nir'")
+
+    register("keyerror", lambda cfg: KeyErrorGrounder(), lambda label: True)
+    res = runner.invoke(
+        app, ["ask", Q, "--raster", str(SAMPLE / "sample_scene.tif"), "--grounder", "keyerror"]
+    )
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output
+    assert res.exit_code == 2 and "failed to ground" in res.output and "KeyError" in res.output
+
+
+def test_missing_weights_fail_before_any_tile_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`run --grounder qwen2.5-vl` without weights: exit 2 at once, naming what was tried."""
+    import time
+
+    import georeason.geo.raster.tiling as tiling
+
+    def no_reads(*a, **k):
+        raise AssertionError("a tile was read before the weights were checked")
+
+    monkeypatch.setattr(tiling, "read_tile", no_reads)
+    t0 = time.monotonic()
+    res = runner.invoke(app, ["run", "--grounder", "qwen2.5-vl", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert "Qwen/Qwen2.5-VL-7B-Instruct" in res.output and "never downloads" in res.output
+    assert time.monotonic() - t0 < 20 and not (tmp_path / "out").exists()

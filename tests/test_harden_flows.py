@@ -68,10 +68,9 @@ def _run(catalog, questions, out, results, **kw):
         return_state=True,
         **kw,
     )
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
-    return result, state
+    from georeason.runstate import result_of
+
+    return result_of(state), state
 
 
 def _rows(out: Path) -> dict[str, dict]:
