@@ -60,22 +60,10 @@ def _internal(exc: BaseException) -> None:
 
 
 def _finite_json(row: dict) -> str:
-    """``json.dumps`` of a result row; a NaN/Infinity anywhere becomes an error row instead."""
-    try:
-        return json.dumps(row, allow_nan=False)
-    except ValueError:
-        import math
+    """``json.dumps`` of a result row; a NaN/Infinity anywhere makes it an error row instead."""
+    from georeason.runstate import finite_row
 
-        bad = {k: v for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)}
-        return json.dumps(
-            {
-                "question": row.get("question"),
-                "error": f"the answer is not a finite number ({bad or 'non-finite value in details'}); "
-                "check the question's numbers",
-                "abstained": True,
-                "answer": None,
-            }
-        )
+    return json.dumps(finite_row(row), allow_nan=False)
 
 
 def _policy(allow_external: bool, asset_root: list[Path] | None):

@@ -193,3 +193,32 @@ def _questions(tmp_path: Path) -> Path:
 
 def test_shipped_catalog_is_clean():
     assert validate_catalog() == []
+
+
+def test_item_links_to_urls_are_never_fetched(cat: Path):
+    """root/parent/collection/self links of an item pointing at a server: no request is sent."""
+    srv = _Listener()
+    try:
+        url = f"http://127.0.0.1:{srv.port}"
+
+        def links(d):
+            d["links"] = [
+                {"rel": "root", "href": f"{url}/catalog.json"},
+                {"rel": "parent", "href": f"{url}/catalog.json"},
+                {"rel": "collection", "href": f"{url}/collection.json"},
+                {"rel": "derived_from", "href": f"{url}/other.json"},
+            ]
+            d["stac_extensions"].append(f"{url}/schema.json")
+
+        _edit_item(cat, links)
+        for args in (("catalog", "list"), ("catalog", "validate")):
+            res = _cli(*args, "--catalog", str(cat))
+            assert res.exit_code in (0, 2), res.output
+        try:
+            list_items(cat)
+        except CatalogError:
+            pass
+        validate_catalog(cat)
+    finally:
+        srv.close()
+    assert srv.hits == 0
