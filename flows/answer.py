@@ -202,7 +202,10 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
         written: list[str | Path] = [jsonl, *(f for files in outputs.values() for f in files.values())]
         written += [o for r in all_rows for o in (r.get("outputs") or {}).values() if isinstance(o, str)]
-        write_manifest(out_dir, written, {"catalog": str(cat_dir), "questions": str(qpath), **summary})
+        inputs = [qpath, *(p for i in infos for p in (i.raster_path, *i.vector_paths))]
+        write_manifest(
+            out_dir, written, {"catalog": str(cat_dir), "questions": str(qpath), **summary}, protect=inputs
+        )
     log.info("wrote %d answers to %s", len(all_rows), jsonl)
     return run_state({"answers": str(jsonl), "rows": all_rows, "outputs": outputs, **summary})
 

@@ -128,10 +128,14 @@ class OutputLock:
 
 
 def write_manifest(
-    out: str | os.PathLike[str], files: Iterable[str | os.PathLike[str]], info: dict[str, Any]
+    out: str | os.PathLike[str],
+    files: Iterable[str | os.PathLike[str]],
+    info: dict[str, Any],
+    protect: Iterable[str | os.PathLike[str]] = (),
 ) -> Path:
     """Write ``OUT/manifest.json`` (this run's files, relative) and delete files an earlier
-    manifest listed that this run did not write. Returns the manifest path."""
+    manifest listed that this run did not write (never one outside ``out``, a symlink, or
+    one of ``protect``: the run's inputs). Returns the manifest path."""
     from georeason.geo.export.layers import atomic_path
 
     out = Path(out).resolve()
@@ -151,6 +155,7 @@ def write_manifest(
     except (OSError, ValueError):
         pass
     keep = set(mine)
+    guarded = {os.path.realpath(p) for p in protect}
     for rel in old:
         if rel in keep:
             continue
@@ -159,7 +164,7 @@ def write_manifest(
             p.relative_to(out)  # a doctored manifest cannot delete outside OUT
         except ValueError:
             continue
-        if p.is_file() and not p.is_symlink():
+        if p.is_file() and not p.is_symlink() and os.path.realpath(p) not in guarded:
             p.unlink(missing_ok=True)
             parent = p.parent
             while parent != out:

@@ -295,3 +295,27 @@ def test_nan_float_pixels_are_nodata(tmp_path):
         px = read_tile(ds, tile)
     m = np.ma.getmaskarray(px)
     assert m[:, 100:110, :].all() and m[:, 200:210, :].all() and not m[:, 0:100, :].any()
+
+
+def test_a_doctored_manifest_cannot_delete_inputs_or_outside_files(tmp_path):
+    from georeason.runstate import write_manifest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep")
+    for name in ("new.geojson", "old.geojson", "input.tif"):
+        (out / name).write_text("x")
+    (out / "link.geojson").symlink_to(outside)
+    (out / "manifest.json").write_text(
+        json.dumps({"files": ["old.geojson", "input.tif", "link.geojson", "../precious.txt"]})
+    )
+    write_manifest(out, [out / "new.geojson"], {"n": 1}, protect=[out / "input.tif"])
+    assert sorted(p.name for p in out.iterdir()) == [
+        "input.tif",
+        "link.geojson",
+        "manifest.json",
+        "new.geojson",
+    ]
+    assert outside.read_text() == "keep"
+    assert json.loads((out / "manifest.json").read_text()) == {"n": 1, "files": ["new.geojson"]}
