@@ -103,7 +103,7 @@ def build(out: Path = DEFAULT_OUT, tile_px: int = TILE_PX, overlap_px: int = OVE
     from georeason.geo.grounding.detections import world_to_pixel
     from georeason.geo.raster.io import as_dataset
     from georeason.geo.raster.tiling import plan_tiles
-    from georeason.models.parsers import smart_resize
+    from georeason.models.formats import smart_resize
 
     truth = gpd.read_file(SAMPLE / "sample_truth.gpkg")
     with as_dataset(str(SAMPLE / "sample_scene.tif")) as src:

@@ -34,7 +34,7 @@ from georeason.geo.raster.io import band_names  # noqa: E402
 from georeason.geo.raster.tiling import plan_tiles, read_tile  # noqa: E402
 from georeason.models import registry
 from georeason.models.backends import hf  # noqa: E402
-from georeason.models.parsers import smart_resize  # noqa: E402
+from georeason.models.formats import smart_resize  # noqa: E402
 from georeason.models.registry import GrounderSpec, build_grounder  # noqa: E402
 from georeason.pipeline import ground_batch, grounded_scene, plan_batches  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""models/parsers.py: model text -> pixel detections, exact mappings, never raising on junk.
+"""models/formats (was models/parsers.py): model text -> pixel detections, exact mappings, never raising on junk.
 
 Model outputs below are hand-written in the shapes the model cards and cookbooks show
 (Qwen2.5-VL grounding cookbook, Qwen2-VL box tokens, Florence-2 ``<loc_N>`` text and
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from georeason.errors import InputError, ParseWarning
 from georeason.geo.grounding.detections import Detection
-from georeason.models.parsers import (
+from georeason.models.formats import (
     FORMATS,
     detect_format,
     parse_boxes,
@@ -594,7 +594,6 @@ def test_plain_wrong_lengths_and_garbage():
 # dispatch
 # ---------------------------------------------------------------------------------------
 SAMPLES = {
-    "qwen2.5": COOKBOOK,
     "qwen2": "<|object_ref_start|>a<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>",
     "remotereasoner": "<think>x</think><answer>[[1, 2, 3, 4]]</answer>",
     "florence": "car<loc_1><loc_2><loc_3><loc_4>",
@@ -606,6 +605,12 @@ SAMPLES = {
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
 def test_detect_format(fmt):
     assert detect_format(SAMPLES[fmt]) == fmt
+
+
+def test_detect_format_refuses_bbox_2d_json_without_a_model_name():
+    # the same bbox_2d JSON is resized-input pixels (Qwen2.5), 0-1000 (Qwen3) or 0-1 (Kimi)
+    assert detect_format(COOKBOOK) is None
+    assert detect_format(COOKBOOK, model="Qwen/Qwen2.5-VL-7B-Instruct") == "qwen2.5"
 
 
 def test_detect_format_dict_is_florence():
@@ -841,7 +846,7 @@ def test_fuzz_florence_dicts_never_raise(value):
 
 def test_models_import_neither_torch_nor_prefect():
     code = (
-        "import sys, georeason.models.parsers, georeason.models.levels; "
+        "import sys, georeason.models.formats, georeason.models.levels; "
         "bad = [m for m in ('torch', 'prefect') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

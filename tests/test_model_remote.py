@@ -141,7 +141,7 @@ class FakeOpenAI:
         from scipy import ndimage
 
         from georeason.models.backends.remote import decode_png
-        from georeason.models.parsers import smart_resize
+        from georeason.models.formats import smart_resize
 
         assert data_url.startswith("data:image/png;base64,")
         with _DECODE_LOCK:  # warnings.catch_warnings in decode_png is not thread-safe

@@ -66,7 +66,7 @@ import shapely
 
 from georeason.errors import InputError, ModelError, ModelNotFoundError, ParseWarning
 from georeason.geo.grounding.detections import Detection
-from georeason.models import parsers
+from georeason.models import formats as parsers
 from georeason.models.base import ModelGrounder
 
 __all__ = [
@@ -375,7 +375,7 @@ class QwenVLGrounder(HFGrounder):
 
     - Qwen2.5-VL answers JSON ``bbox_2d`` in absolute pixels of the *resized* input; the
       input size is read from the processor's ``image_grid_thw`` times the patch size,
-      which is :func:`~georeason.models.parsers.smart_resize` with the processor's
+      which is :func:`~georeason.models.formats.smart_resize` with the processor's
       ``min_pixels``/``max_pixels`` (factor 28).
     - Qwen3-VL answers JSON ``bbox_2d`` relative to 0..1000 (factor 32 resizing does not
       matter).
@@ -509,7 +509,7 @@ class Florence2Grounder(HFGrounder):
     name a class asked) and ``<REFERRING_EXPRESSION_SEGMENTATION>`` (polygons).
 
     The text is decoded with special tokens kept and read by
-    :func:`~georeason.models.parsers.parse_florence` (``<loc_N>`` bin centres in the
+    :func:`~georeason.models.formats.parse_florence` (``<loc_N>`` bin centres in the
     original image).
     """
 

@@ -3,7 +3,7 @@
 Raw model texts computed elsewhere (a GPU box, a hosted API, last month's run) are kept in
 a JSONL file and post-processed here — parsed, mapped to the CRS, seam-merged, reasoned
 over — reproducibly and without the model. The parsing is the same code the live
-backends use (:mod:`georeason.models.parsers`), so a recorded run and a live run with the
+backends use (:mod:`georeason.models.formats`), so a recorded run and a live run with the
 same texts give the same answers.
 
 File format: one JSON object per line (blank lines and lines starting with ``#`` are
@@ -28,7 +28,7 @@ skipped)::
     the model's output format: ``qwen2.5`` (JSON ``bbox_2d`` in absolute pixels of the
     model's input image), ``qwen3`` (0-1000), ``qwen2``, ``florence`` (``<loc_N>`` tokens,
     with ``task``), ``remotereasoner`` (``<answer>[[...]]</answer>``), ``geochat``, ...:
-    whatever :func:`georeason.models.parsers.parse_output` accepts.
+    whatever :func:`georeason.models.formats.parse_output` accepts.
 ``text`` (str, or for ``florence`` the post-processed dict)
     what the model printed, verbatim.
 ``task`` (str, ``florence``)
@@ -105,7 +105,7 @@ def _ints(value, n: int, what: str, where: str, positive_from: int = 0) -> tuple
 
 def _norm_format(fmt: str) -> str:
     """The parsers' name for a format (``Qwen2.5-VL`` -> ``qwen2.5``); InputError if unknown."""
-    from georeason.models.parsers import _norm_format as norm
+    from georeason.models.formats import normalize_format as norm
 
     return norm(fmt)
 
@@ -162,7 +162,7 @@ def read_outputs(path: str | Path) -> list[Entry]:
         if fmt == "florence":
             if not task:
                 raise InputError(f"{where}: a florence entry needs 'task' (e.g. \"<OD>\")")
-            from georeason.models.parsers import FLORENCE_TASKS
+            from georeason.models.formats import FLORENCE_TASKS
 
             if str(task).strip().upper() not in FLORENCE_TASKS:
                 raise InputError(
@@ -293,7 +293,7 @@ class RecordedGrounder(ModelGrounder):
 
     def detections(self, tile: Tile, classes: Sequence[str]) -> list[Detection]:
         """The parsed detections recorded for ``tile``'s window, labelled with the classes asked."""
-        from georeason.models.parsers import parse_output
+        from georeason.models.formats import parse_output
 
         self.ensure_loaded()
         w = tile.window

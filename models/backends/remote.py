@@ -5,7 +5,7 @@ This is how people usually serve Qwen-VL and similar models: vLLM
 hosted endpoint. Each tile is rendered to 8-bit RGB (:func:`georeason.models.base.tile_to_rgb`),
 encoded as PNG and sent as a base64 ``data:`` URL in an ``image_url`` content part of
 ``POST {base_url}/chat/completions``, one request per tile and class; the reply text is
-parsed with :mod:`georeason.models.parsers` into pixel-space detections of that tile.
+parsed with :mod:`georeason.models.formats` into pixel-space detections of that tile.
 Geometry is never left to the model: seam merging and reasoning happen in
 :mod:`georeason.geo` as for every grounder.
 
@@ -20,21 +20,27 @@ Configuration (``--grounder-option KEY=VALUE`` or ``grounder_options``):
     no ``Authorization`` header when it is unset). The key itself never enters the
     configuration, so it is never logged nor part of a cache key.
 ``format``
-    output format the model prints: ``qwen2.5`` (default), ``qwen3``, ``qwen2``,
-    ``florence``, ``remotereasoner``, ``geochat``... (any format
-    :func:`georeason.models.parsers.parse_output` knows).
+    output format the model prints, any name :mod:`georeason.models.formats` knows
+    (``qwen2.5``, ``qwen3``, ``gemini``, ``deepseek-vl2``, ``paligemma``, ``internvl``,
+    ``kimi-vl``, ``florence``, ``geochat``...). Default ``auto``: the format the served
+    model's name says (``Qwen/Qwen2.5-VL-7B-Instruct`` -> ``qwen2.5``, ``gemini-2.5-flash``
+    -> ``gemini``; :func:`georeason.models.formats.format_for_model`); for a name no format
+    claims, each answer is read by its markers, and an answer whose markers fit formats
+    that give different pixels (``bbox_2d`` JSON) is refused with a warning, never guessed.
 ``prompt``
-    the text sent with the image; ``{label}`` is replaced by the class asked (a default
-    per format, see :data:`PROMPTS`). ``prompts``: ``{class: prompt}`` overrides.
+    the text sent with the image; ``{label}`` is replaced by the class asked. Default: the
+    format's own prompt from the registry (:data:`PROMPTS`), so each family is asked for
+    the format it was trained to write. ``prompts``: ``{class: prompt}`` overrides.
 ``input_size``
-    ``[width, height]`` of the image *as the model saw it*, for formats in absolute
-    pixels of the model's input (Qwen2.5-VL). Default: **assumed** to be
+    ``[width, height]`` of the image *as the model saw it*, for formats in pixels of the
+    resized model input (Qwen2.5-VL JSON and HTML). Default: **assumed** to be
     ``smart_resize(height, width, factor, min_pixels, max_pixels)`` of the image sent,
-    which is what a server running the Qwen2.5-VL processor with its default settings
-    does (``factor`` 28, ``min_pixels`` 3136, ``max_pixels`` 12845056; set them here if the
-    server was started with other ``--mm-processor-kwargs``). If the server does not
-    resize (or resizes differently), coordinates come back scaled wrongly: set
-    ``input_size`` (or ``server_resize: false`` to take the image size as is).
+    which is what a server running the Qwen2.5-VL processor does; pass the server's
+    ``min_pixels`` / ``max_pixels`` (vLLM ``--mm-processor-kwargs``) as options when it
+    was started with others (defaults: ``factor`` 28, ``min_pixels`` 3136, ``max_pixels``
+    12845056). If the server does not resize (or resizes differently), coordinates come
+    back scaled wrongly: set ``input_size`` (or ``server_resize: false`` to take the image
+    size as is).
 ``timeout``
     seconds per request (default 120). ``retries``: extra attempts on HTTP 5xx, 429 and
     connection errors/timeouts, with exponential back-off from ``backoff`` seconds
@@ -68,6 +74,14 @@ import numpy as np
 from georeason.errors import InputError, ModelError
 from georeason.geo.grounding.detections import Detection
 from georeason.models.base import ModelGrounder
+from georeason.models.formats import (
+    format_for_model,
+    formats,
+    get_format,
+    normalize_format,
+    parse_output,
+    smart_resize,
+)
 
 __all__ = [
     "ChatClient",
@@ -81,20 +95,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Default prompts per output format (``{label}``: the class asked).
-PROMPTS: dict[str, str] = {
-    "qwen2.5": "Locate every {label} in the image and output the bbox coordinates of each in JSON format "
-    'as [{{"bbox_2d": [x1, y1, x2, y2], "label": "{label}"}}, ...].',
-    "qwen3": "Locate every {label} in the image and output the bbox coordinates of each in JSON format "
-    'as [{{"bbox_2d": [x1, y1, x2, y2], "label": "{label}"}}, ...].',
-    "qwen2": "Detect every {label} in the image. Output <|object_ref_start|>{label}<|object_ref_end|> "
-    "<|box_start|>(x1,y1),(x2,y2)<|box_end|> for each.",
-    "remotereasoner": "Find every {label} in this remote sensing image. Think in <think></think>, then "
-    "give the boxes as <answer>[[x1, y1, x2, y2], ...]</answer>.",
-    "geochat": "[refer] give me the location of every {label}",
-    "florence": "<OPEN_VOCABULARY_DETECTION>{label}",
-}
+#: Default prompt per output format (``{label}``: the class asked), from the format registry.
+PROMPTS: dict[str, str] = {f.name: f.prompt for f in formats()}
 _DEFAULT_PROMPT = "Locate every {label} in the image and give the bounding boxes."
+_RESIZED = "pixels of the resized model input"
 
 #: Qwen2.5-VL processor defaults (what a server resizes to unless started otherwise).
 QWEN_FACTOR = 28
@@ -280,15 +284,15 @@ class ChatClient:
 # -- the grounder ---------------------------------------------------------------------------
 
 
-def _input_size(cfg: Mapping[str, Any], width: int, height: int) -> tuple[int, int] | None:
+def _input_size(cfg: Mapping[str, Any], width: int, height: int, fmt: str | None) -> tuple[int, int] | None:
+    """The ``(width, height)`` the model saw, for formats in pixels of the resized input."""
     if cfg.get("input_size"):
         w, h = cfg["input_size"]
         return int(w), int(h)
-    from georeason.models.parsers import _norm_format, smart_resize
-
-    if _norm_format(str(cfg.get("format", "qwen2.5"))) != "qwen2.5" or not cfg.get("server_resize", True):
+    if fmt is None or fmt == "auto" or not cfg.get("server_resize", True):
         return None
-
+    if get_format(fmt).convention.scale != _RESIZED:
+        return None
     h, w = smart_resize(
         height,
         width,
@@ -311,7 +315,8 @@ class RemoteGrounder(ModelGrounder):
             raise InputError(
                 "the remote grounder needs base_url (e.g. --grounder-option base_url=http://127.0.0.1:8000/v1)"
             )
-        self.format = str(cfg.get("format", "qwen2.5"))
+        self.format = normalize_format(str(cfg.get("format", "auto")))
+        self._resolved: str | None = None if self.format == "auto" else self.format
         self.client = ChatClient(
             cfg["base_url"],
             cfg.get("model"),
@@ -326,19 +331,23 @@ class RemoteGrounder(ModelGrounder):
 
     def load(self) -> None:
         self.client.resolve_model()
+        self.output_format()
+
+    def output_format(self) -> str:
+        """The format this model prints: as configured, else the one its name says, else ``auto``."""
+        if self._resolved is None:
+            by_name = format_for_model(self.client.resolve_model())
+            self._resolved = by_name or "auto"
+            log.info("remote model %r: output format %s", self.client.model, self._resolved)
+        return self._resolved
 
     def prompt_for(self, label: str) -> str:
         prompts = self.config.get("prompts") or {}
-        tmpl = (
-            prompts.get(label)
-            or self.config.get("prompt")
-            or PROMPTS.get(self.format.lower(), _DEFAULT_PROMPT)
-        )
+        fmt = self.output_format()
+        tmpl = prompts.get(label) or self.config.get("prompt") or PROMPTS.get(fmt, _DEFAULT_PROMPT)
         return tmpl.replace("{label}", label)
 
     def _one(self, image: np.ndarray, url: str, label: str) -> list[Detection]:
-        from georeason.models.parsers import parse_output
-
         messages = [
             {
                 "role": "user",
@@ -350,13 +359,14 @@ class RemoteGrounder(ModelGrounder):
         ]
         text = self.client(messages)
         h, w = image.shape[:2]
+        fmt = self.output_format()
         kw: dict[str, Any] = {"label": label}
-        size = _input_size(self.config, w, h)
+        size = _input_size(self.config, w, h, fmt)
         if size is not None:
             kw["input_size"] = size
         if self.config.get("task"):
             kw["task"] = self.config["task"]
-        dets = parse_output(text, self.format, (w, h), **kw)
+        dets = parse_output(text, fmt, (w, h), model=self.client.model, **kw)
         # the class asked is the label, whatever the model called it ("houses" for "building")
         out = [d if d.label == label else Detection(label, float(d.score), d.kind, d.geometry) for d in dets]
         log.debug("remote %s: %d %s detections", self.client.base_url, len(out), label)

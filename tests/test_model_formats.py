@@ -1,0 +1,426 @@
+"""models/formats: every output format against published model outputs, ``auto``, fuzzing, README.
+
+Real-output test set
+--------------------
+The cases live beside their parser, in each format module's ``CASES`` (one small module
+per format, ``models/formats/*.py``); every :class:`~georeason.models.formats.Case` names
+its source (repository + file + commit, issue thread, or code-search id of the published
+text), the image size, and the boxes as the source states them or as its documented
+post-processing computes them (e.g. the Gemini cookbook's ``int(y / 1000 * height)``,
+transformers' Florence-2 / Kosmos-2 ``post_process_generation``, the Qwen cookbooks'
+``int(x / input_width * width)``, GeoChat's demo ``cv2.getRotationMatrix2D``). Those
+expected values were computed from the source's formula, not by the parser under test.
+
+Cases marked ``real=False`` are CONSTRUCTED, and say so in their ``source``: for these
+formats no published raw output was found (searched: GitHub code, issues, cookbooks,
+library test suites, docs): InternVL (3 constructed), R1-style pairs (3 constructed),
+RemoteReasoner (3 constructed); Qwen2-VL has 1 real + 2 constructed; QwenVL HTML has 2
+real (the two published runs of the Qwen2.5-VL document-parsing cookbook); plain lists
+2 real + 1 constructed; DeepSeek-VL2 has one constructed case (a box cut by a nested
+``<|ref|>``) next to six real ones. ``test_formats_short_of_three_real_cases`` pins that
+list so it can only shrink.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from georeason.errors import GeoreasonError, InputError, ParseWarning
+from georeason.geo.grounding.detections import Detection
+from georeason.models.formats import (
+    FORMATS,
+    Case,
+    ParseResult,
+    choose_format,
+    detect_format,
+    format_for_model,
+    format_table,
+    formats,
+    get_format,
+    normalize_format,
+    parse_output,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = 1.5  # pixels
+
+CASES = [(f.name, k, c) for f in formats() for k, c in enumerate(f.cases)]
+
+
+def _parse(fmt: str, case: Case) -> tuple[list[Detection], list[str]]:
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        dets = parse_output(case.text, fmt, case.image_size, **dict(case.options))
+    others = [w for w in rec if not issubclass(w.category, ParseWarning)]
+    assert not others, [str(w.message) for w in others]
+    return dets, [str(w.message) for w in rec]
+
+
+@pytest.mark.parametrize(("fmt", "k", "case"), CASES, ids=[f"{f}-{k}" for f, k, _ in CASES])
+def test_published_outputs_within_tolerance(fmt, k, case):
+    dets, msgs = _parse(fmt, case)
+    got = [d.geometry.bounds for d in dets]
+    assert len(got) == len(case.expected), (case.source, got, msgs)
+    for g, e in zip(got, case.expected, strict=True):
+        assert max(abs(a - b) for a, b in zip(g, e, strict=True)) <= TOL, (case.source, g, e)
+    if case.labels is not None:
+        assert tuple(d.label for d in dets) == case.labels
+    for needle in case.warns:
+        assert any(needle in m for m in msgs), (needle, msgs)
+    assert not [m for m in msgs if "parser bug" in m]
+
+
+def test_every_format_has_three_cases_and_sources():
+    for f in formats():
+        assert len(f.cases) >= 3 or f.name == "qwen2.5-html", f.name
+        for c in f.cases:
+            assert len(c.source) > 30
+            assert c.real or "CONSTRUCTED" in c.source, c.source
+            w, h = c.image_size
+            assert w > 0 and h > 0
+
+
+def test_formats_short_of_three_real_cases():
+    short = {f.name: sum(c.real for c in f.cases) for f in formats() if sum(c.real for c in f.cases) < 3}
+    assert short == {"internvl": 0, "r1": 0, "remotereasoner": 0, "qwen2": 1, "qwen2.5-html": 2, "plain": 2}
+
+
+# ---------------------------------------------------------------------------------------
+# the malformations the issue names
+# ---------------------------------------------------------------------------------------
+def _case(fmt: str, needle: str) -> Case:
+    (case,) = [c for c in get_format(fmt).cases if needle in c.source]
+    return case
+
+
+def test_qwen3_stray_brace_answer_recovers_all_nine_boxes():
+    case = _case("qwen3", "STRAY '{' LINE")
+    assert "\t{\n\t{" in case.text  # the published answer really has the stray line
+    dets, msgs = _parse("qwen3", case)
+    assert len(dets) == 9
+    assert [d.label for d in dets][5] == "Obanai Iguro"  # the object after the stray brace
+    assert any("unmatched '{'" in m for m in msgs)
+
+
+@pytest.mark.parametrize(
+    ("needle", "dropped"),
+    [
+        ("issue #96", "9999"),
+        ("issue #96", "runaway number"),
+        ("'99999' on the 0-999 grid", "99999"),
+        ("a five-number box with 5329", "[0, 5329, 5310, 9, 99999]"),
+        ("one-number box", "[470]"),
+        ("nested <|ref|>", "[512, 37"),
+    ],
+)
+def test_deepseek_malformations_warn_naming_the_dropped_box(needle, dropped):
+    case = _case("deepseek-vl2", needle)
+    dets, msgs = _parse("deepseek-vl2", case)
+    assert any(dropped in m for m in msgs), msgs
+    assert len(dets) == len(case.expected)  # every valid box survives
+
+
+def test_deepseek_valid_boxes_survive_next_to_broken_ones():
+    text = "<|ref|>cars<|/ref|><|det|>[[10, 20, 30, 40], [0, 50, 55, 9999], [100, 200, 300, 400, 500], [60, 60, 90, 90]]<|/det|>"
+    with pytest.warns(ParseWarning) as rec:
+        dets = parse_output(text, "deepseek-vl2", (999, 999))
+    assert [d.geometry.bounds for d in dets] == [(10, 20, 30, 40), (60, 60, 90, 90)]
+    msgs = " | ".join(str(w.message) for w in rec)
+    assert "9999" in msgs and "[100, 200, 300, 400, 500]" in msgs
+
+
+def test_labels_from_the_keys_models_use():
+    text = json.dumps(
+        [
+            {"bbox_2d": [0, 0, 10, 10], "name_en": "rice", "name_zh": "米饭"},
+            {"bbox_2d": [0, 0, 10, 10], "names": {"zh": "湖", "en": "lake"}},
+            {"bbox_2d": [0, 0, 10, 10], "category": "ship"},
+            {"bbox_2d": [0, 0, 10, 10], "text_content": "TOTAL"},
+            {"bbox_2d": [0, 0, 10, 10], "object_name": "tank"},
+        ]
+    )
+    assert [d.label for d in parse_output(text, "qwen3", (100, 100))] == [
+        "rice",
+        "lake",
+        "ship",
+        "TOTAL",
+        "tank",
+    ]
+
+
+def test_gemini_is_y_first_and_keeps_1000():
+    (d,) = parse_output('[{"box_2d": [0, 500, 1000, 1000], "label": "x"}]', "gemini", (640, 480))
+    assert d.geometry.bounds == (320.0, 0.0, 640.0, 480.0)
+
+
+def test_paligemma_is_y_first_in_1024_bins():
+    (d,) = parse_output("<loc0256><loc0512><loc0768><loc1023> car", "paligemma", (2048, 1024))
+    assert d.geometry.bounds == pytest.approx((1024.0, 256.0, 2046.0, 768.0))
+
+
+def test_kosmos2_corner_rule_when_cells_share_a_row():
+    # cells 32 and 35 share row 1: corners, not centres (transformers patch_index_to_coordinate)
+    (d,) = parse_output(
+        "<phrase>a road</phrase><object><patch_index_0032><patch_index_0035></object>", "kosmos-2", (320, 320)
+    )
+    assert d.geometry.bounds == (0.0, 10.0, 40.0, 20.0)
+
+
+# ---------------------------------------------------------------------------------------
+# auto: says what it chose, never picks silently between conventions that disagree
+# ---------------------------------------------------------------------------------------
+def test_auto_refuses_bbox_2d_json_without_a_model_name():
+    case = get_format("qwen2.5").cases[0]
+    with pytest.warns(ParseWarning, match="refused to guess"):
+        r = parse_output(case.text, "auto", case.image_size)
+    assert isinstance(r, ParseResult) and r == [] and r.format is None
+    assert set(r.ambiguous) == {"qwen2.5", "qwen3", "kimi-vl"}
+    assert r.metadata["format"] is None and "refused" in r.metadata["reason"]
+
+
+def test_auto_uses_the_model_name():
+    case = get_format("qwen2.5").cases[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ParseWarning)
+        named = parse_output(case.text, "qwen2.5", case.image_size, **dict(case.options))
+        auto = parse_output(
+            case.text, "auto", case.image_size, model="Qwen/Qwen2.5-VL-7B-Instruct", **dict(case.options)
+        )
+    assert auto.format == "qwen2.5" and "Qwen2.5-VL-7B" in auto.reason
+    assert [d.geometry.bounds for d in auto] == [d.geometry.bounds for d in named]
+
+
+def test_auto_reads_unit_fractions_as_kimi_and_says_so():
+    with pytest.warns(ParseWarning, match="kimi-vl"):
+        r = parse_output('{"bbox_2d": [0.280, 0.500, 0.520, 0.700]}', "auto", (1000, 500))
+    assert r.format == "kimi-vl" and r.ambiguous and [d.geometry.bounds for d in r] == [(280, 250, 520, 350)]
+
+
+@pytest.mark.parametrize(("fmt", "k", "case"), CASES, ids=[f"{f}-{k}" for f, k, _ in CASES])
+def test_auto_never_silently_picks_a_disagreeing_convention(fmt, k, case):
+    named, _ = _parse(fmt, case)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        r = parse_output(case.text, "auto", case.image_size, **dict(case.options))
+    said = [str(w.message) for w in rec if str(w.message).startswith("auto:") or "guessed" in str(w.message)]
+    if r.format is None:  # refused: said so, parsed nothing
+        assert r == [] and any("refused to guess" in m for m in said)
+        return
+    assert r.reason
+    same = len(r) == len(named) and all(
+        max(abs(a - b) for a, b in zip(x.geometry.bounds, y.geometry.bounds, strict=True)) <= TOL
+        for x, y in zip(r, named, strict=True)
+    )
+    assert same or said, (fmt, r.format, r.reason)
+
+
+def test_auto_detects_markers_of_each_new_format():
+    samples = {
+        "gemini": '[{"box_2d": [1, 2, 3, 4]}]',
+        "deepseek-vl2": "<|ref|>a<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|>",
+        "paligemma": "<loc0001><loc0002><loc0003><loc0004> a",
+        "kosmos-2": "<phrase>a</phrase><object><patch_index_0001><patch_index_0100></object>",
+        "qwen-vl": "<ref>a</ref><box>(1,2),(3,4)</box>",
+        "internvl": "<ref>a</ref><box>[[1, 2, 3, 4]]</box>",
+        "r1": "<think>x</think><answer>(1,2),(3,4)</answer>",
+        "qwen2.5-html": '<p data-bbox="1 2 3 4">x</p>',
+        "florence": "a<loc_1><loc_2><loc_3><loc_4>",
+    }
+    for fmt, text in samples.items():
+        assert detect_format(text) == fmt, (fmt, choose_format(text))
+
+
+def test_format_for_model_names():
+    names = {
+        "Qwen/Qwen2.5-VL-7B-Instruct": "qwen2.5",
+        "Qwen/Qwen3-VL-8B-Instruct": "qwen3",
+        "Qwen/Qwen2-VL-7B-Instruct": "qwen2",
+        "Qwen/Qwen-VL-Chat": "qwen-vl",
+        "OpenGVLab/InternVL2_5-8B": "internvl",
+        "moonshotai/Kimi-VL-A3B-Instruct": "kimi-vl",
+        "gemini-2.5-flash": "gemini",
+        "deepseek-ai/deepseek-vl2-small": "deepseek-vl2",
+        "google/paligemma2-3b-mix-448": "paligemma",
+        "microsoft/kosmos-2-patch14-224": "kosmos-2",
+        "microsoft/Florence-2-large": "florence",
+        "MBZUAI/geochat-7B": "geochat",
+    }
+    assert {n: format_for_model(n) for n in names} == names
+    assert format_for_model("meta-llama/Llama-3.2-11B-Vision") is None
+
+
+def test_names_and_aliases():
+    assert normalize_format("Gemini") == "gemini"
+    assert normalize_format("DeepSeek-VL2") == "deepseek-vl2"
+    assert normalize_format("Kosmos2") == "kosmos-2"
+    assert normalize_format("InternVL2.5") == "internvl"
+    assert set(FORMATS) >= {
+        "gemini",
+        "paligemma",
+        "kosmos-2",
+        "qwen-vl",
+        "internvl",
+        "kimi-vl",
+        "r1",
+        "florence-ocr",
+    }
+    with pytest.raises(InputError, match="unknown model output format"):
+        normalize_format("llava")
+
+
+def test_registry_entries_are_complete():
+    for f in formats():
+        assert "{label}" in f.prompt or f.name in ("florence-ocr", "qwen2.5-html"), f.name
+        assert f.convention.order in ("x-first", "y-first")
+        assert f.convention.shapes and f.convention.to_pixels
+
+
+# ---------------------------------------------------------------------------------------
+# fuzz: random text to every parser -> detections, ParseWarnings or project errors only
+# ---------------------------------------------------------------------------------------
+TOKENS = (
+    st.sampled_from(
+        [
+            "[",
+            "]",
+            "{",
+            "}",
+            "(",
+            ")",
+            ",",
+            ":",
+            '"',
+            " ",
+            "\n",
+            "```json\n",
+            "```",
+            '"box_2d"',
+            '"bbox_2d"',
+            '"label"',
+            '"names"',
+            '"en"',
+            "9999",
+            "99999999999999999999",
+            "<|ref|>",
+            "<|/ref|>",
+            "<|det|>",
+            "<|/det|>",
+            "<loc0512>",
+            "<loc1023>",
+            "<loc9999>",
+            "<phrase>",
+            "</phrase>",
+            "<object>",
+            "</object>",
+            "<patch_index_0044>",
+            "<patch_index_1024>",
+            "</delimiter_of_multi_objects/>",
+            "<ref>",
+            "</ref>",
+            "<box>",
+            "</box>",
+            "<think>",
+            "</think>",
+            "<answer>",
+            "</answer>",
+            'data-bbox="',
+            "<p>",
+            "</p>",
+            "<loc_",
+            "<delim>",
+            "|<",
+        ]
+    )  # fmt: skip
+    | st.integers(-2000, 3000).map(str)
+    | st.floats(allow_nan=True, allow_infinity=True).map(repr)
+)
+
+
+def _only_detections(dets, size):
+    w, h = size
+    assert isinstance(dets, list)
+    for d in dets:
+        assert isinstance(d, Detection) and d.label
+        minx, miny, maxx, maxy = d.geometry.bounds
+        assert -1e-9 <= minx <= maxx <= w + 1e-9 and -1e-9 <= miny <= maxy <= h + 1e-9
+
+
+def _run_any(text, fmt, size):
+    try:
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            dets = parse_output(text, fmt, size)
+    except GeoreasonError:
+        return
+    _only_detections(dets, size)
+    assert all(issubclass(w.category, ParseWarning) for w in rec), [str(w.message) for w in rec]
+    assert not [w for w in rec if "parser bug" in str(w.message)], [str(w.message) for w in rec]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(TOKENS, max_size=60).map("".join),
+    st.sampled_from(FORMATS),
+    st.tuples(st.integers(1, 2000), st.integers(1, 2000)),
+)
+def test_fuzz_structured_text_to_every_format(text, fmt, size):
+    _run_any(text, fmt, size)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300), st.sampled_from(FORMATS))
+def test_fuzz_random_text_to_every_format(text, fmt):
+    _run_any(text, fmt, (100, 80))
+
+
+# ---------------------------------------------------------------------------------------
+# README
+# ---------------------------------------------------------------------------------------
+def test_readme_format_table_is_the_registry():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert format_table() in readme
+    for f in formats():
+        assert re.search(rf"\| `{re.escape(f.name)}`", readme), f.name
+
+
+# ---------------------------------------------------------------------------------------
+# the remote backend asks each family in its own format and resizes per convention
+# ---------------------------------------------------------------------------------------
+def test_remote_prompts_come_from_the_registry():
+    from georeason.models.backends.remote import PROMPTS, RemoteGrounder
+
+    assert PROMPTS == {f.name: f.prompt for f in formats()}
+    for fmt in ("gemini", "deepseek-vl2", "paligemma", "internvl", "qwen3"):
+        g = RemoteGrounder({"base_url": "http://127.0.0.1:9/v1", "model": "m", "format": fmt})
+        assert g.prompt_for("ship") == get_format(fmt).prompt.replace("{label}", "ship")
+
+
+def test_remote_format_follows_the_served_model_name():
+    from georeason.models.backends.remote import RemoteGrounder
+
+    g = RemoteGrounder({"base_url": "http://127.0.0.1:9/v1", "model": "google/paligemma2-3b-mix-448"})
+    assert g.output_format() == "paligemma" and g.prompt_for("car") == "detect car"
+    g = RemoteGrounder({"base_url": "http://127.0.0.1:9/v1", "model": "my-finetune"})
+    assert g.output_format() == "auto"
+
+
+def test_remote_resize_rule_uses_the_servers_min_max_pixels():
+    from georeason.models.backends.remote import _input_size
+    from georeason.models.formats import smart_resize
+
+    # 2000 x 1500 with the processor defaults, then with a server started with max_pixels=1003520
+    h, w = smart_resize(1500, 2000, 28, 56 * 56, 14 * 14 * 4 * 16384)
+    assert _input_size({}, 2000, 1500, "qwen2.5") == (w, h)
+    h2, w2 = smart_resize(1500, 2000, 28, 3136, 1003520)
+    assert _input_size({"max_pixels": 1003520}, 2000, 1500, "qwen2.5-html") == (w2, h2) != (w, h)
+    # by hand: sqrt(2000*1500/1003520) = 1.7290; floor(1500/1.7290/28)*28 = 840, floor(2000/1.7290/28)*28 = 1148
+    assert (w2, h2) == (1148, 840)
+    assert _input_size({}, 2000, 1500, "qwen3") is None  # 0-1000: no resize to undo
+    assert _input_size({"input_size": [100, 50]}, 2000, 1500, "qwen3") == (100, 50)
