@@ -996,10 +996,17 @@ def _encodable(text: str) -> bool:
         return False
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def _parse_formats() -> list[str]:
+    """Every registered model-output format (and auto-detection)."""
+    from georeason.models.parsers import FORMATS
+
+    return list(FORMATS)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.text(max_size=300),
-    st.sampled_from(["qwen2.5", "qwen2", "qwen3", "remotereasoner", "florence", "geochat", "plain", "auto"]),
+    st.sampled_from(_parse_formats()),
 )
 def test_random_text_to_every_model_output_parser(text: str, fmt: str) -> None:
     from georeason.models.parsers import parse_output
