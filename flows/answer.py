@@ -49,6 +49,7 @@ def run_item(
     log = get_run_logger()
     raster = str(info.raster_path)
     item_out = out / info.id
+    bands = list(grounder_options.get("bands") or info.bands)  # run --bands, else the item's eo:bands
     from georeason.geo.raster.io import as_dataset
 
     with as_dataset(raster, check_read=False) as src:
@@ -71,7 +72,7 @@ def run_item(
 
         verify_raster_checksum(info)
         # the item id goes to the grounder's per-scene set-up (recorded outputs are keyed on it)
-        spec = fit_grounder(raster, grounder, {**grounder_options, "item": info.id})
+        spec = fit_grounder(raster, grounder, {**grounder_options, "bands": bands, "item": info.id})
         tiles = plan_item_tiles(raster, tile_px, overlap_px)
         batches = plan_batches(tiles, max_task_runs)
         task = ground_tiles
@@ -88,7 +89,7 @@ def run_item(
             batches,
             unmapped(spec),
             unmapped(to_ground),
-            unmapped(list(info.bands)),
+            unmapped(bands),
             unmapped(str(results_dir)),
         )
         done = []
@@ -105,7 +106,7 @@ def run_item(
                 [[t] for t in b],
                 unmapped(spec),
                 unmapped(to_ground),
-                unmapped(list(info.bands)),
+                unmapped(bands),
                 unmapped(str(results_dir)),
             )
             for t, f in zip(b, singles):
@@ -122,7 +123,18 @@ def run_item(
         if failures:
             log.error("[%s] %d tiles failed to ground; dependent answers abstain", info.id, len(failures))
     rows, scene = answer_item(
-        info.id, raster, crs_wkt, objects_found, failures, vectors, questions, to_ground, str(item_out)
+        info.id,
+        raster,
+        crs_wkt,
+        objects_found,
+        failures,
+        vectors,
+        questions,
+        to_ground,
+        str(item_out),
+        grounder=grounder,
+        bands=bands,
+        min_confidence=grounder_options.get("min_confidence"),
     )
     files = export_item(info.id, raster, scene, rows, str(item_out))
     return rows, files, failures

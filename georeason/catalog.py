@@ -78,6 +78,7 @@ __all__ = [
     "RASTER_ASSET_KEY",
     "AssetPolicy",
     "ConfinedStacIO",
+    "add_truth_asset",
 ]
 
 #: Key of the raster asset in every item.
@@ -412,6 +413,9 @@ class ItemInfo:
     datetime: str | None = None
     item_path: Path | None = None
     vector_sha256: list[str | None] = field(default_factory=list)
+    #: Ground-truth layers (assets with role ``truth``): what ``georeason eval`` scores against.
+    #: They are not read as objects when questions are answered.
+    truth_paths: list[Path] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- loading
@@ -484,7 +488,9 @@ def _item_info(item: pystac.Item, root: Path | None = None, policy: AssetPolicy 
     vectors = [
         a
         for k, a in item.assets.items()
-        if a is not raster_asset and (a.has_role("vector") or a.has_role("labels"))
+        if a is not raster_asset
+        and (a.has_role("vector") or a.has_role("labels"))
+        and not a.has_role("truth")
     ]
     bands = [
         b.get("name", f"band{i + 1}")
@@ -508,6 +514,7 @@ def _item_info(item: pystac.Item, root: Path | None = None, policy: AssetPolicy 
         datetime=props.get("datetime") or props.get("start_datetime"),
         item_path=Path(item.get_self_href()) if item.get_self_href() else None,
         vector_sha256=[_hex_from_multihash(a.extra_fields.get("file:checksum")) for a in vectors],
+        truth_paths=[Path(a.get_absolute_href()) for a in item.assets.values() if a.has_role("truth")],
     )
 
 
@@ -622,6 +629,7 @@ def add_item(
     item_id: str | None = None,
     replace: bool = False,
     datetime: _dt.datetime | str | None = None,
+    bands: str | list[str] | None = None,
 ) -> pystac.Item:
     """Add a georeferenced raster (and optional vector layers) to the catalog.
 
@@ -640,6 +648,9 @@ def add_item(
         Overwrite an existing item of the same id (else ``CatalogError``).
     datetime : datetime or ISO string, optional
         Acquisition time when the file carries none (TIFF ``DATETIME`` tag wins).
+    bands : "red,green,blue" or list, optional
+        Band names in order, recorded as ``eo:bands`` instead of the file's own (for files
+        without band descriptions); one name per band.
 
     Returns
     -------
@@ -684,6 +695,13 @@ def add_item(
 
         raise RasterReadError(f"raster {str(raster)!r} does not exist or is not a file; check the path")
     info = raster_info(raster)  # raises NotGeoreferenced/RasterRead/Rotated errors naming the file
+    if bands is not None:
+        import dataclasses
+
+        from georeason.models.fitness import parse_bands
+
+        names = parse_bands(bands, len(info.band_names), where=f"--bands for {str(raster)!r}")
+        info = dataclasses.replace(info, band_names=tuple(names or ()))
 
     item_id = item_id if item_id is not None else _default_id(raster)
     if not _ID_RE.match(item_id) or item_id in (".", "..") or item_id == "catalog":
@@ -881,6 +899,37 @@ def _build_item(item_id, info, placements, vectors, vector_infos, keys, when, so
             ),
         )
     return item
+
+
+def add_truth_asset(item_json: str | os.PathLike, truth: str | os.PathLike, description: str) -> None:
+    """Attach a ground-truth vector file (already in the item's folder) as asset ``truth``.
+
+    The asset has role ``truth`` only, so answering questions never reads it as objects;
+    ``georeason eval`` scores answers and grounding against it. Checksum and size are
+    recorded like every other asset's.
+    """
+    import hashlib
+
+    item_json, truth = Path(item_json), Path(truth)
+    if truth.parent.resolve() != item_json.parent.resolve():
+        raise CatalogError(
+            f"truth file {str(truth)!r} must be in the item's folder {str(item_json.parent)!r}"
+        )
+    info = _check_vector(truth)
+    d = json.loads(item_json.read_text(encoding="utf-8"))
+    data = truth.read_bytes()
+    asset: dict[str, Any] = {
+        "href": f"./{truth.name}",
+        "type": str(_VECTOR_MEDIA[truth.suffix.lower()]),
+        "title": f"{truth.name} (ground truth)",
+        "description": description,
+        "roles": ["truth"],
+        "file:checksum": sha256_multihash(hashlib.sha256(data).hexdigest()),
+        "file:size": len(data),
+        "georeason:feature_count": int(info.get("features", -1)),
+    }
+    d["assets"]["truth"] = asset
+    _atomic_write_bytes(item_json, _json_bytes(d))
 
 
 def _json_number(v: float):

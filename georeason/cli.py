@@ -183,6 +183,7 @@ def _build_scene(
     tile_px: int,
     overlap_px: int,
     grounder_options: dict | None = None,
+    bands: str | None = None,
     policy=None,
 ):
     """The scene to answer against: vector objects, plus classes grounded on the raster.
@@ -193,12 +194,14 @@ def _build_scene(
     from georeason.geo.vector.scene import read_scene
 
     vector_paths: list[Path] = []
+    item_bands: list[str] = []
     if item is not None:
         from georeason.catalog import get_item
 
         info = get_item(item, catalog, policy)
         if raster is None:
             raster = info.raster_path
+            item_bands = list(info.bands)
         vector_paths += list(info.vector_paths)
     vectors = None
     if objects is not None:
@@ -211,7 +214,7 @@ def _build_scene(
             raise typer.BadParameter(
                 "give --objects FILE, --raster FILE or --item ID (what the question is about)"
             )
-        return vectors, None
+        return vectors, None, {}
     from georeason.models.registry import build_grounder, can_ground, prepare_spec
     from georeason.pipeline import classes_of_questions, grounded_scene, sequential_ground, split_classes
 
@@ -223,18 +226,28 @@ def _build_scene(
             from georeason.geo.vector.scene import Scene
 
             vectors = Scene([], [], [], rcrs, source=str(raster))
-        return vectors, raster
+        return vectors, raster, {}, {}
+    from georeason.models.fitness import annotate_scene, assess, check_bands, raster_bands
+
+    names = raster_bands(str(raster), bands, item_bands)
+    check_bands(grounder, to_ground, names, str(raster))  # before any work; advice that works
     opts = dict(grounder_options or {})
+    opts.setdefault("bands", names)
     if item is not None:
         opts["item"] = item
     g = build_grounder(prepare_spec(grounder, str(raster), opts))
-    found, failures = sequential_ground(str(raster), g, to_ground, tile_px=tile_px, overlap_px=overlap_px)
+    found, failures = sequential_ground(
+        str(raster), g, to_ground, tile_px=tile_px, overlap_px=overlap_px, bands=names
+    )
     if failures:
         first = failures[0]
         raise GeoreasonError(
             f"{len(failures)} tiles of {raster} failed to ground (first {first.index}: {first.error})"
         )
-    return grounded_scene(found, rcrs, vectors, source=str(raster)), raster
+    scene = grounded_scene(found, rcrs, vectors, source=str(raster))
+    fitness = assess(str(raster), grounder, to_ground, names)
+    annotate_scene(scene, fitness, grounder)
+    return scene, raster, fitness
 
 
 def _check_ask_outputs(out, mask, objects, raster, item, catalog, questions, query, outputs, policy) -> None:
@@ -332,6 +345,16 @@ def ask(
             help="OpenAI-compatible chat API (e.g. http://127.0.0.1:8000/v1) that writes programs for questions no template understands."
         ),
     ] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            help="Names of the raster's bands in order, e.g. red,green,blue (overrides the file's)."
+        ),
+    ] = None,
+    min_confidence: Annotated[
+        float,
+        typer.Option(help="Answers from grounded objects below this confidence abstain (0 answers always)."),
+    ] = 0.3,
     allow_external: AllowExternal = False,
     asset_root: AssetRoot = None,
 ) -> None:
@@ -351,7 +374,7 @@ def ask(
                 f"--tile-px {tile_px} --overlap-px {overlap_px}: need tile_px > 0 and 0 <= overlap_px < tile_px"
             )
         lines = _read_questions(questions) if questions is not None else ([question] if question else [])
-        scene, grid_raster = _build_scene(
+        scene, grid_raster, fitness = _build_scene(
             lines,
             objects,
             raster,
@@ -364,6 +387,7 @@ def ask(
             tile_px,
             overlap_px,
             _grounder_options(outputs, model_path, grounder_option),
+            bands,
             policy,
         )
         if planner is not None:
@@ -376,6 +400,9 @@ def ask(
             def ask_english(q, scene, pixel=None, mask_writer=None):  # templates first, then the planner
                 return answer_with_fallback(q, scene, chat, pixel=pixel, mask_writer=mask_writer)
 
+        from georeason.models.fitness import apply_confidence, confident_asker
+
+        ask_english = confident_asker(ask_english, scene, fitness, min_confidence)
         pixel = _pixel_transform(grid_raster) if grid_raster is not None else None
         writer = _mask_writer(grid_raster, mask)
         if questions is not None:
@@ -404,7 +431,9 @@ def ask(
                 raise GeoreasonError(
                     f"cannot read query program {str(query)!r}: {exc}; give a JSON list of steps"
                 ) from exc
-            answer = execute(program, scene, pixel=pixel, mask_writer=writer)
+            answer = apply_confidence(
+                execute(program, scene, pixel=pixel, mask_writer=writer), scene, fitness, min_confidence
+            )
         else:
             answer = ask_english(question, scene, pixel=pixel, mask_writer=writer)
         if out is not None:
@@ -481,6 +510,14 @@ def run(
         Path | None,
         typer.Option(help="YAML settings (RunConfig fields and a 'model' section); flags override it."),
     ] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(help="Band names of the rasters in order, e.g. red,green,blue (overrides eo:bands)."),
+    ] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(help="Answers from grounded objects below this confidence abstain (default 0.3)."),
+    ] = None,
     allow_external: AllowExternal = False,
     asset_root: AssetRoot = None,
 ) -> None:
@@ -506,6 +543,12 @@ def run(
             model_path=model_path,
         )
         options = {**cfg.grounder_options, **_grounder_options(outputs, cfg.model_path, grounder_option)}
+        if bands is not None:
+            from georeason.models.fitness import parse_bands
+
+            options["bands"] = parse_bands(bands)
+        if min_confidence is not None:
+            options["min_confidence"] = float(min_confidence)
         results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
         # every user mistake is found here, before Prefect starts or a tile is read
         from georeason.catalog import ALLOW_EXTERNAL_ENV, ASSET_ROOTS_ENV
@@ -618,6 +661,9 @@ def _register_subcommands() -> None:
     from georeason.cli_catalog import catalog_app
 
     app.add_typer(catalog_app, name="catalog")
+    from georeason.cli_eval import eval_command
+
+    app.command(name="eval")(eval_command)
 
 
 _register_subcommands()

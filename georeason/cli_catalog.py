@@ -109,6 +109,14 @@ def add(
             help="Acquisition time (ISO 8601) if the file has no TIFF DATETIME tag.",
         ),
     ] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            "--bands",
+            metavar="NAMES",
+            help="Band names in order, e.g. red,green,blue (recorded as eo:bands).",
+        ),
+    ] = None,
 ) -> None:
     """Check a raster (CRS, geotransform, readable blocks) and add it as a STAC item.
 
@@ -125,6 +133,7 @@ def add(
             item_id=item_id,
             replace=replace or update,
             datetime=datetime,
+            bands=bands,
         )
     except (GeoreasonError, OSError) as exc:
         _fail(exc)

@@ -330,13 +330,18 @@ def sequential_ground(
     tile_px: int = 1024,
     overlap_px: int = 128,
     max_batches: int = 200,
+    bands: Sequence[str] | None = None,
 ) -> tuple[list[GroundedObject], list[TileFailure]]:
-    """The whole grounding path in one process (no Prefect): plan, ground, merge."""
+    """The whole grounding path in one process (no Prefect): plan, ground, merge.
+
+    ``bands`` names the raster's bands (``--bands``, STAC ``eo:bands``); default: the file's
+    band descriptions.
+    """
     from georeason.geo.raster.io import as_dataset, band_names
     from georeason.geo.raster.tiling import plan_tiles
 
     with as_dataset(raster) as src:
-        bands = list(band_names(src))
+        bands = list(bands) if bands else list(band_names(src))
         tiles = list(plan_tiles(src, tile_px, overlap_px))
         batches = [ground_batch(src, b, grounder, classes, bands) for b in plan_batches(tiles, max_batches)]
     return merge_batches(
@@ -362,8 +367,12 @@ def answer_questions(
     grounded: Sequence[str] = (),
     failures: Sequence[TileFailure] = (),
     item: str | None = None,
+    post=None,
 ) -> list[dict]:
     """Answer questions against one scene; write each answer's GeoJSON (and mask) under ``out_dir``.
+
+    ``post(answer) -> answer``, if given, runs on each answer before it is written (the
+    confidence summary and threshold of :mod:`georeason.models.fitness`).
 
     Returns one JSON object per question (the ``ask --json`` object plus ``item`` and
     ``outputs``); a question that cannot be parsed gives ``{"question", "item", "error"}``
@@ -423,6 +432,8 @@ def answer_questions(
                 )
             elif ans is None:
                 ans = ask(q, scene, pixel=pixel, mask_writer=writer)
+            if why is None and post is not None:
+                ans = post(ans)
             row = ans.to_json()
             row["item"] = item
             outputs = {"geojson": str(write_answer(ans, out_dir / f"{stem}.geojson"))}

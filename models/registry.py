@@ -167,7 +167,8 @@ def prepare_spectral(raster, options: dict[str, Any]) -> dict[str, Any]:
             raise InputError("the spectral grounder needs a raster to fit its thresholds on")
         from georeason.models.spectral import fit_thresholds
 
-        opts["thresholds"] = {k: round(float(v), 6) for k, v in fit_thresholds(raster).items()}
+        fitted = fit_thresholds(raster, bands=opts.get("bands") or None)  # --bands names them
+        opts["thresholds"] = {k: round(float(v), 6) for k, v in fitted.items()}
     if "min_area_m2" not in opts:
         # minimum mapping unit: 3 pixels, measured in metres on the ground (never degrees);
         # single-pixel specks of an index threshold are noise, not objects

@@ -225,8 +225,8 @@ def index_for(family: str, roles: Mapping[str, int]) -> str:
     else:
         raise InputError(f"unknown index family {family!r}; use one of {', '.join(FAMILIES + ('built',))}")
     raise InputError(
-        f"no spectral index for {family!r} with bands {sorted(roles)}; name the bands "
-        "(blue, green, red, nir) in the raster's band descriptions or pass bands=[...]"
+        f"no spectral index for {family!r} with bands {sorted(roles)}; name the bands in order with "
+        "--bands (e.g. --bands red,green,blue) or in the raster's band descriptions"
     )
 
 

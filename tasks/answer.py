@@ -54,13 +54,38 @@ def answer_item(
     questions: list[str],
     grounded: list[str],
     out_dir: str,
+    grounder: str | None = None,
+    bands: list[str] | None = None,
+    min_confidence: float | None = None,
 ) -> tuple[list[dict], Scene]:
-    """Build the item's scene and answer its questions; writes per-answer GeoJSON and masks."""
+    """Build the item's scene and answer its questions; writes per-answer GeoJSON and masks.
+
+    With ``grounder``, grounded objects are marked instance or cover and every answer from
+    them gets its confidence summary (abstaining below ``min_confidence``), as in ``ask``.
+    """
     from pyproj import CRS
 
     scene = grounded_scene(objects, CRS.from_wkt(crs_wkt), vectors, source=f"item {item}")
+    post = None
+    if grounder is not None and grounded:
+        from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE, annotate_scene, apply_confidence, assess
+
+        fitness = assess(raster, grounder, grounded, bands)
+        annotate_scene(scene, fitness, grounder)
+        floor = DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence)
+
+        def post(answer):
+            return apply_confidence(answer, scene, fitness, floor)
+
     rows = answer_questions(
-        scene, questions, Path(out_dir), raster=raster, grounded=grounded, failures=failures, item=item
+        scene,
+        questions,
+        Path(out_dir),
+        raster=raster,
+        grounded=grounded,
+        failures=failures,
+        item=item,
+        post=post,
     )
     log = get_run_logger()
     for r in rows:

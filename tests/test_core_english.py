@@ -786,3 +786,42 @@ def test_missing_crs():
 def test_duplicate_ids_refused():
     with pytest.raises(InputError, match="twice"):
         Scene(["a", "a"], ["x", "x"], [Point(0, 0), Point(1, 1)], "EPSG:4326")
+
+
+# ---------------------------------------------------------------------------------------
+# the README's question-forms table is generated from the grammar's examples
+# ---------------------------------------------------------------------------------------
+def test_readme_forms_table_is_generated_from_the_grammar():
+    from pathlib import Path
+
+    from georeason.geo.language.english import forms_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- forms-table:start -->\n") + len("<!-- forms-table:start -->\n")
+    end = readme.index("<!-- forms-table:end -->")
+    assert readme[start:end] == forms_table(), "regenerate the README table with forms_table()"
+
+
+def test_every_grammar_example_compiles_and_validates():
+    from georeason.geo.language.english import compiled_examples
+    from georeason.geo.language.program import validate_program
+
+    examples = compiled_examples()
+    assert len(examples) >= 50
+    for question, steps in examples:
+        assert validate_program(steps).steps[-1].op == "answer", question
+
+
+@pytest.mark.parametrize(
+    "question, value",
+    [
+        ("How far is #w1 from (50.0, 95.0)?", "latitude 95"),
+        ("How far is #w1 from POINT (500000 5280000)?", r"latitude 5\.28e\+06"),
+        ("How far is #w1 from [400, 10, 410, 20]?", "longitude 4[01]0"),
+    ],
+)
+def test_lonlat_out_of_range_is_an_input_error_naming_the_value(scene, question, value):
+    from georeason.errors import ProgramValidationError
+
+    with pytest.raises(ProgramValidationError, match=value):
+        ask(question, scene)

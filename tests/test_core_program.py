@@ -539,3 +539,88 @@ def test_valid_program_executes(scene):
     assert ans.unit == "m" and ans.kind == "scalar"
     assert ans.query == validate_program(VALID).to_json()
     assert {e.id for e in ans.evidence} == {"b1", "b2"}
+
+
+def test_schema_enums_come_from_the_geometry_tables():
+    """Predicates and compass names in the schema are the tables the geometry code uses."""
+    from georeason.geo.vector.measure import COMPASS_16, DIRECTION_METHODS
+    from georeason.geo.vector.topology import PREDICATES
+
+    text = json.dumps(program_json_schema())
+    schema = program_json_schema()["$defs"]
+    assert schema["PredicateArgs"]["properties"]["predicate"]["enum"] == list(PREDICATES)
+    assert schema["IsDirectionArgs"]["properties"]["direction"]["enum"] == list(COMPASS_16)
+    assert schema["InDirectionArgs"]["properties"]["direction"]["enum"] == list(COMPASS_16)
+    assert schema["DirectionArgs"]["properties"]["method"]["enum"] == list(DIRECTION_METHODS)
+    for op in ("distance_filter", "in_direction", "related", "aggregate", "compare", "closer", "both"):
+        assert f'"const": "{op}"' in text
+
+
+@pytest.mark.parametrize(
+    "steps, arg",
+    [
+        (
+            [
+                {"id": "s", "op": "select", "args": {"cls": "b"}},
+                {"id": "o", "op": "object", "args": {"id": "x"}},
+                {"id": "f", "op": "distance_filter", "args": {"objects": "$s", "of": "$o"}},
+            ],
+            "args",
+        ),
+        (
+            [
+                {"id": "s", "op": "select", "args": {"cls": "b"}},
+                {"id": "o", "op": "object", "args": {"id": "x"}},
+                {
+                    "id": "f",
+                    "op": "distance_filter",
+                    "args": {"objects": "$s", "of": "$o", "at_least": 5, "at_most": 1},
+                },
+            ],
+            "args",
+        ),
+        (
+            [
+                {"id": "s", "op": "select", "args": {"cls": "b"}},
+                {
+                    "id": "f",
+                    "op": "aggregate",
+                    "args": {"objects": "$s", "measure": "distance", "stat": "mean"},
+                },
+            ],
+            "args",
+        ),
+        (
+            [
+                {"id": "s", "op": "select", "args": {"cls": "b"}},
+                {
+                    "id": "f",
+                    "op": "aggregate",
+                    "args": {"objects": "$s", "measure": "area", "stat": "mean", "unit": "km"},
+                },
+            ],
+            "args",
+        ),
+        (
+            [
+                {"id": "s", "op": "select", "args": {"cls": "b"}},
+                {"id": "c", "op": "compare", "args": {"a": "$s", "relation": "lt", "value": 3}},
+            ],
+            "a",
+        ),
+        (
+            [
+                {"id": "s", "op": "select", "args": {"cls": "b"}},
+                {"id": "o", "op": "object", "args": {"id": "x"}},
+                {"id": "c", "op": "closer", "args": {"a": "$s", "b": "$o", "to": "$o"}},
+            ],
+            "a",
+        ),
+    ],
+)
+def test_new_ops_are_validated(steps, arg):
+    with pytest.raises(ProgramValidationError) as info:
+        validate_program(steps + [answer("$" + steps[-1]["id"])])
+    assert info.value.step == steps[-1]["id"]
+    if arg != "args":
+        assert info.value.arg == arg

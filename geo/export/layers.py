@@ -145,6 +145,10 @@ def answer_rows(answer) -> list[tuple[dict[str, Any], BaseGeometry, CRS]]:
         "abstained": answer.abstained,
         "reason": answer.reason,
     }
+    conf = (answer.details or {}).get("confidence")
+    if conf:  # answers from grounded objects: their confidence travels with every row
+        base["confidence"] = conf.get("score")
+        base["confidence_notes"] = "; ".join(conf.get("notes") or [])
     return [
         ({"id": e.id, "class": e.label, "role": e.role, **base}, e.geometry, e.crs) for e in answer.evidence
     ]

@@ -24,9 +24,9 @@ from georeason.geo.vector.crs import LONLAT, aeqd_crs, parse_crs, reproject, sph
 from georeason.geo.vector.measure import (
     area_m2,
     azimuth_matches,
-    bearing_deg,
     centroid_distance_m,
     compass_point,
+    direction_azimuth,
     distance_m,
     length_m,
 )
@@ -41,7 +41,7 @@ PixelTransform = tuple[Callable[[np.ndarray], np.ndarray], CRS]
 #: Writes a pixel answer: ``(geometry in the scene CRS, scene CRS, step id) -> (path, pixel count)``.
 MaskWriter = Callable[[BaseGeometry, CRS, str], tuple[str, int]]
 
-_DIST = {"m": 1.0, "km": 1000.0}
+_DIST = {"m": 1.0, "km": 1000.0, "mi": 1609.344, "ft": 0.3048}
 _AREA = {"m2": 1.0, "km2": 1e6, "ha": 1e4}
 
 
@@ -104,6 +104,23 @@ class _Run:
         if ref.type is T.OBJECT:
             return idx[idx != ref.data]
         return idx
+
+    def require_instances(self, step) -> None:
+        """Counting/ranking needs countable objects: abstain on land-cover objects.
+
+        Grounders mark objects that are pieces of land cover (``attrs["extent"] == "cover"``,
+        see :mod:`georeason.models.fitness`), with the reason and the fix in ``extent_reason``.
+        """
+        ref = getattr(step.args, "objects", None)
+        v = self.values.get(ref[1:]) if isinstance(ref, str) and ref.startswith("$") else None
+        if v is None or v.type is not T.OBJECTS:
+            return
+        for i in self.as_set(v):
+            attrs = self.scene.attrs[i]
+            if attrs.get("extent") == "cover":
+                raise Abstain(
+                    attrs.get("extent_reason") or f"{self.scene.labels[i]!r} objects are land cover"
+                )
 
     def object_value(self, i: int, *context: Value, role: str = "result") -> Value:
         ev = self.refs_evidence(*context)
@@ -205,41 +222,41 @@ class _Run:
             details={"mode": a.mode},
         )
 
-    def _azimuth(self, a, sid) -> tuple[float, Value, Value]:
+    def _azimuth(self, a, sid) -> tuple[float, Value, Value, dict[str, Any]]:
         va, vb = self.ref(a.a), self.ref(a.b)
-        az = bearing_deg(self.lonlat(va), self.lonlat(vb))
+        az, used = direction_azimuth(self.lonlat(va), self.lonlat(vb), a.method)
         if np.isnan(az):
             raise Abstain(
                 f"{self.name(va)} and {self.name(vb)} have the same centroid; direction is undefined"
             )
-        return az, va, vb
+        return az, va, vb, {"direction_method": used, "direction_definition": _DEFINITIONS[used]}
 
     def op_bearing(self, a, sid):
-        az, va, vb = self._azimuth(a, sid)
+        az, va, vb, how = self._azimuth(a, sid)
         return Value(
             T.NUMBER,
             az,
             evidence=self.refs_evidence(va, vb),
             unit="deg",
-            details={"compass_8": compass_point(az, 8), "compass_16": compass_point(az, 16)},
+            details={"compass_8": compass_point(az, 8), "compass_16": compass_point(az, 16), **how},
         )
 
     def op_direction(self, a, sid):
-        az, va, vb = self._azimuth(a, sid)
+        az, va, vb, how = self._azimuth(a, sid)
         return Value(
             T.STRING,
             compass_point(az, a.points),
             evidence=self.refs_evidence(va, vb),
-            details={"azimuth_deg": az},
+            details={"azimuth_deg": az, **how},
         )
 
     def op_is_direction(self, a, sid):
-        az, va, vb = self._azimuth(a, sid)
+        az, va, vb, how = self._azimuth(a, sid)
         return Value(
             T.BOOLEAN,
             azimuth_matches(az, a.direction),
             evidence=self.refs_evidence(va, vb),
-            details={"azimuth_deg": az, "direction": a.direction},
+            details={"azimuth_deg": az, "direction": a.direction, **how},
         )
 
     def op_relation(self, a, sid):
@@ -411,6 +428,159 @@ class _Run:
             ev.update(region.evidence)
         return Value(T.NUMBER, m2 / _AREA[a.unit], evidence=ev, unit=a.unit)
 
+    # -- filters, aggregates, comparisons ----------------------------------------------
+    def _filtered(self, objs: Value, ref: Value, keep: np.ndarray, details: dict[str, Any]) -> Value:
+        ev = self.refs_evidence(ref)
+        ev.update(self.ev_objects(keep, "result"))
+        return Value(T.OBJECTS, keep, evidence=ev, details={"cls": objs.details.get("cls"), **details})
+
+    def _distances(self, idx: np.ndarray, ref: Value) -> np.ndarray:
+        if len(idx) == 0:
+            return np.array([], dtype=float)
+        r = group.nearest(self.scene, idx, self.lonlat(ref), k=len(idx))
+        by = dict(zip(r.idx.tolist(), r.values.tolist()))
+        return np.array([by[int(i)] for i in idx], dtype=float)
+
+    def op_distance_filter(self, a, sid):
+        objs, ref = self.ref(a.objects), self.ref(a.of)
+        idx = self.exclude_self(self.as_set(objs), ref)
+        d = self._distances(idx, ref)
+        ok = np.ones(len(idx), dtype=bool)
+        if a.at_least is not None:
+            ok &= d >= a.at_least * _DIST[a.unit]
+        if a.at_most is not None:
+            ok &= d <= a.at_most * _DIST[a.unit]
+        order = np.lexsort((self.scene.ids[idx[ok]].astype(str), d[ok]))
+        keep, dk = idx[ok][order], d[ok][order]
+        return self._filtered(
+            objs, ref, keep, {"distances_m": dict(zip(self.scene.ids[keep].tolist(), dk.tolist()))}
+        )
+
+    def op_in_direction(self, a, sid):
+        objs, ref = self.ref(a.objects), self.ref(a.of)
+        idx = self.exclude_self(self.as_set(objs), ref)
+        rl = self.lonlat(ref)
+        keep, azs, used = [], {}, set()
+        for i in idx:
+            az, how = direction_azimuth(rl, self.scene.lonlat[i], a.method)
+            used.add(how)
+            if not np.isnan(az) and azimuth_matches(az, a.direction):
+                keep.append(int(i))
+                azs[str(self.scene.ids[i])] = az
+        methods = sorted(used) or [a.method]
+        return self._filtered(
+            objs,
+            ref,
+            np.array(keep, dtype=np.intp),
+            {
+                "direction": a.direction,
+                "azimuth_deg": azs,
+                "direction_method": ", ".join(methods),
+                "direction_definition": "; ".join(_DEFINITIONS[m] for m in methods),
+            },
+        )
+
+    def op_related(self, a, sid):
+        objs, ref = self.ref(a.objects), self.ref(a.to)
+        idx = self.exclude_self(self.as_set(objs), ref)
+        g = self.geom(ref)
+        geo = self.scene.is_geographic
+        keep = [int(i) for i in idx if topo_predicate(self.scene.geoms[i], g, a.predicate, geographic=geo)]
+        return self._filtered(objs, ref, np.array(keep, dtype=np.intp), {"predicate": a.predicate})
+
+    def op_aggregate(self, a, sid):
+        objs = self.ref(a.objects)
+        idx = self.as_set(objs)
+        ev = dict(objs.evidence)
+        if a.measure == "distance":
+            ref = self.ref(a.to)
+            idx = self.exclude_self(idx, ref)
+            vals = self._distances(idx, ref)
+            ev.update(ref.evidence)
+            unit = a.unit or "m"
+            scale = _DIST[unit]
+        else:
+            vals = group.metric_values(self.scene, idx, a.measure)
+            unit = a.unit or ("m2" if a.measure == "area" else "m")
+            scale = (_AREA if a.measure == "area" else _DIST)[unit]
+        if len(vals) == 0:
+            raise Abstain(
+                f"there are no {objs.details.get('cls') or 'objects'} to take the {a.stat} of (step {sid!r})"
+            )
+        fn = {"mean": np.mean, "sum": np.sum, "min": np.min, "max": np.max, "median": np.median}[a.stat]
+        per = dict(zip(self.scene.ids[idx].tolist(), (vals / scale).tolist()))
+        return Value(
+            T.NUMBER,
+            float(fn(vals)) / scale,
+            evidence=ev,
+            unit=unit,
+            details={"stat": a.stat, "measure": a.measure, "n": int(len(vals)), "values": per},
+        )
+
+    def op_compare(self, a, sid):
+        va = self.ref(a.a)
+        if a.b is not None:
+            vb = self.ref(a.b)
+            if va.unit != vb.unit:
+                raise Abstain(f"cannot compare {va.unit} with {vb.unit} (step {sid!r})")
+            other, ev = float(vb.data), self.refs_evidence(va, vb)
+        elif va.unit is None and a.unit is None:  # counts
+            other, ev = float(a.value), self.refs_evidence(va)
+        else:
+            unit = a.unit or va.unit
+            scales = {**_DIST, **_AREA, "deg": 1.0}
+            if va.unit not in scales or unit not in scales or (unit in _DIST) != (va.unit in _DIST):
+                raise Abstain(f"cannot compare {va.unit} with {unit} (step {sid!r})")
+            other, ev = a.value * scales[unit] / scales[va.unit], self.refs_evidence(va)
+        x = float(va.data)
+        yes = {"lt": x < other, "le": x <= other, "gt": x > other, "ge": x >= other}[a.relation]
+        return Value(
+            T.BOOLEAN,
+            bool(yes),
+            evidence=ev,
+            details={"left": x, "right": other, "unit": va.unit, "relation": a.relation},
+        )
+
+    def op_closer(self, a, sid):
+        va, vb, ref = self.ref(a.a), self.ref(a.b), self.ref(a.to)
+        fn = distance_m if a.mode == "min" else centroid_distance_m
+        rl = self.lonlat(ref)
+        da, db = fn(self.lonlat(va), rl), fn(self.lonlat(vb), rl)
+        if np.isclose(da, db, rtol=1e-9, atol=1e-6):
+            raise Abstain(
+                f"{self.name(va)} and {self.name(vb)} are equally far ({da:.3f} m) from {self.name(ref)}"
+            )
+        pick = va if (da > db) == a.farther else vb
+        v = self.object_value(pick.data, va, vb, ref)
+        v.details = {
+            "distances_m": {self.scene.ids[va.data]: da, self.scene.ids[vb.data]: db},
+            "mode": a.mode,
+        }
+        return v
+
+    def op_both(self, a, sid):
+        va, vb = self.ref(a.a), self.ref(a.b)
+        return Value(
+            T.BOOLEAN,
+            bool(va.data) and bool(vb.data),
+            evidence=self.refs_evidence(va, vb),
+            details={
+                "parts": [{"value": bool(va.data), **va.details}, {"value": bool(vb.data), **vb.details}]
+            },
+        )
+
+
+#: What each direction definition means, quoted in answers' details.
+_DEFINITIONS = {
+    "nearest_part": "azimuth from the reference's point nearest to the object to the object's point nearest "
+    "to the reference (what the map shows for long or large objects)",
+    "centroid": "azimuth from the reference's centroid to the object's centroid",
+    "centroid (they touch or overlap)": "the two touch or overlap, so they have no nearest parts: azimuth "
+    "from the reference's centroid to the object's centroid",
+}
+
+#: Ops that need countable objects (instances), not pieces of land cover.
+_NEEDS_INSTANCES = frozenset({"count", "nearest", "farthest", "argmax", "argmin", "the"})
 
 _KIND = {
     T.NUMBER: "scalar",
@@ -473,6 +643,8 @@ def execute(
         for step in program.steps:
             if step.op == "answer":
                 break
+            if step.op in _NEEDS_INSTANCES:
+                run.require_instances(step)
             run.values[step.id] = getattr(run, f"op_{step.op}")(step.args, step.id)
     except Abstain as why:
         return Answer.abstain(

@@ -30,11 +30,13 @@ import json
 import math
 import re
 from enum import Enum
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from georeason.errors import ProgramValidationError
+from georeason.geo.vector.measure import COMPASS_16, DIRECTION_METHODS
+from georeason.geo.vector.topology import PREDICATES
 
 __all__ = [
     "T",
@@ -69,23 +71,19 @@ class T(str, Enum):
 GEOM_LIKE = (T.OBJECT, T.GEOMETRY)
 SET_LIKE = (T.OBJECTS, T.OBJECT)
 
-DistanceUnit = Literal["m", "km"]
+DistanceUnit = Literal["m", "km", "mi", "ft"]
 AreaUnit = Literal["m2", "km2", "ha"]
-Predicate = Literal[
-    "equals",
-    "intersects",
-    "within",
-    "contains",
-    "touches",
-    "overlaps",
-    "crosses",
-    "disjoint",
-    "covers",
-    "covered_by",
-]
-Compass = Literal[
-    "N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW"
-]
+# The schema's enums come from the tables the geometry code uses (one source of truth):
+# the yes/no predicates of :mod:`georeason.geo.vector.topology`, the compass names and
+# direction definitions of :mod:`georeason.geo.vector.measure`.
+if TYPE_CHECKING:
+    Predicate = str
+    Compass = str
+    DirectionMethod = str
+else:
+    Predicate = Literal[PREDICATES]
+    Compass = Literal[COMPASS_16]
+    DirectionMethod = Literal[DIRECTION_METHODS]
 
 
 class _Args(BaseModel):
@@ -128,7 +126,9 @@ class GeometryArgs(_Args):
         given = [k for k in ("wkt", "bbox", "coords") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of wkt, bbox, coords")
-        literal_geometry(self)  # raises ValueError naming what is wrong
+        g = literal_geometry(self)  # raises ValueError naming what is wrong
+        if self.crs.upper() in _LONLAT_NAMES:
+            check_lonlat(g)
         return self
 
 
@@ -162,20 +162,30 @@ class DistanceArgs(PairArgs):
     unit: DistanceUnit = "m"
 
 
+_METHOD_HELP = (
+    "How direction is defined: 'nearest_part' = azimuth from a's point nearest to b to b's point "
+    "nearest to a (what a person sees on a map; centroids when they touch), 'centroid' = centroid to centroid"
+)
+
+
 class BearingArgs(PairArgs):
-    """Forward geodesic azimuth from a's centroid to b's, degrees [0, 360)."""
+    """Forward geodesic azimuth of b seen from a, degrees [0, 360) (centroid to centroid unless method says)."""
+
+    method: DirectionMethod = Field("centroid", description=_METHOD_HELP)
 
 
 class DirectionArgs(PairArgs):
-    """Compass point of b as seen from a (8 or 16 points)."""
+    """Compass point of b as seen from a (4, 8 or 16 points)."""
 
     points: Literal[4, 8, 16] = 8
+    method: DirectionMethod = Field("nearest_part", description=_METHOD_HELP)
 
 
 class IsDirectionArgs(PairArgs):
     """Is b in the given compass direction of a? (N/E/S/W +-45 deg, NE... +-22.5, NNE... +-11.25)."""
 
     direction: Compass
+    method: DirectionMethod = Field("nearest_part", description=_METHOD_HELP)
 
 
 class RelationArgs(PairArgs):
@@ -243,6 +253,100 @@ class InsideArgs(_Args):
     objects: Ref
     region: Ref
     mode: Literal["within", "intersects"] = "within"
+
+
+class DistanceFilterArgs(_Args):
+    """Objects of a set whose minimum geodesic distance to a reference is in [at_least, at_most] (bounds included)."""
+
+    REFS = {"objects": SET_LIKE, "of": GEOM_LIKE}
+    objects: Ref
+    of: Ref
+    at_least: float | None = Field(None, ge=0)
+    at_most: float | None = Field(None, ge=0)
+    unit: DistanceUnit = "m"
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("give at_least, at_most or both")
+        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise ValueError(f"at_least ({self.at_least}) is larger than at_most ({self.at_most})")
+        return self
+
+
+class InDirectionArgs(_Args):
+    """Objects of a set lying in a compass direction of a reference (sectors as is_direction)."""
+
+    REFS = {"objects": SET_LIKE, "of": GEOM_LIKE}
+    objects: Ref
+    of: Ref
+    direction: Compass
+    method: DirectionMethod = Field("nearest_part", description=_METHOD_HELP)
+
+
+class RelatedArgs(_Args):
+    """Objects of a set for which predicate(object, to) holds, e.g. 'intersects', 'touches'."""
+
+    REFS = {"objects": SET_LIKE, "to": GEOM_LIKE}
+    objects: Ref
+    to: Ref
+    predicate: Predicate
+
+
+class AggregateArgs(_Args):
+    """mean / sum / min / max / median of a measure over a set: area, length, or distance to a reference."""
+
+    REFS = {"objects": SET_LIKE, "to": GEOM_LIKE}
+    objects: Ref
+    measure: Literal["area", "length", "distance"]
+    stat: Literal["mean", "sum", "min", "max", "median"]
+    to: Ref | None = Field(None, description="Reference for measure='distance'")
+    unit: Literal["m", "km", "mi", "ft", "m2", "km2", "ha"] | None = None
+
+    @model_validator(mode="after")
+    def _fits(self):
+        if (self.measure == "distance") != (self.to is not None):
+            raise ValueError("measure 'distance' needs 'to' (and only it takes one)")
+        areal = self.measure == "area"
+        if self.unit is not None and (self.unit in ("m2", "km2", "ha")) != areal:
+            raise ValueError(f"unit {self.unit!r} does not fit measure {self.measure!r}")
+        return self
+
+
+class CompareArgs(_Args):
+    """Compare a number with another step's number (b) or a literal (value, in unit): a <relation> b."""
+
+    REFS = {"a": (T.NUMBER, T.COUNT), "b": (T.NUMBER, T.COUNT)}
+    a: Ref
+    relation: Literal["lt", "le", "gt", "ge"]
+    b: Ref | None = None
+    value: float | None = None
+    unit: Literal["m", "km", "mi", "ft", "m2", "km2", "ha", "deg"] | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.b is None) == (self.value is None):
+            raise ValueError("give exactly one of b, value")
+        return self
+
+
+class CloserArgs(_Args):
+    """Which of two objects is nearer to (or, with farther, farther from) a reference."""
+
+    REFS = {"a": (T.OBJECT,), "b": (T.OBJECT,), "to": GEOM_LIKE}
+    a: Ref
+    b: Ref
+    to: Ref
+    farther: bool = False
+    mode: Literal["min", "centroid"] = "min"
+
+
+class BothArgs(_Args):
+    """Logical and of two yes/no steps."""
+
+    REFS = {"a": (T.BOOLEAN,), "b": (T.BOOLEAN,)}
+    a: Ref
+    b: Ref
 
 
 class CountArgs(_Args):
@@ -344,6 +448,13 @@ OPS: dict[str, tuple[type[_Args], Any]] = {
     "total_area": (TotalAreaArgs, T.NUMBER),
     "intersection": (IntersectionArgs, T.GEOMETRY),
     "pixels": (PixelsArgs, T.PIXELS),
+    "distance_filter": (DistanceFilterArgs, T.OBJECTS),
+    "in_direction": (InDirectionArgs, T.OBJECTS),
+    "related": (RelatedArgs, T.OBJECTS),
+    "aggregate": (AggregateArgs, T.NUMBER),
+    "compare": (CompareArgs, T.BOOLEAN),
+    "closer": (CloserArgs, T.OBJECT),
+    "both": (BothArgs, T.BOOLEAN),
     "answer": (AnswerArgs, T.ANSWER),
 }
 
@@ -505,6 +616,43 @@ def _check_scene(step, scene) -> None:
             f"no class {cls!r} in the scene; classes are: {', '.join(scene.classes) or '(none)'}",
             step=step.id,
             arg="cls",
+        )
+
+
+_LONLAT_NAMES = ("EPSG:4326", "OGC:CRS84", "CRS84", "WGS84", "LONLAT")
+
+
+def check_lonlat(g: Any) -> None:
+    """Refuse lon/lat coordinates off the Earth, naming the value.
+
+    Latitudes must lie in [-90, 90]. Longitudes may run past +-180 up to +-360, because a
+    region that crosses the antimeridian can only be written that way
+    (``[179.9, -0.1, 180.1, 0.1]``); beyond that a value is a mistake (swapped axes,
+    projected metres given as degrees).
+
+    Examples
+    --------
+    >>> import shapely
+    >>> check_lonlat(shapely.Point(10, 95))
+    Traceback (most recent call last):
+    ...
+    ValueError: latitude 95 is outside [-90, 90]; give lon/lat in degrees (x = longitude, y = latitude) or name the CRS
+    """
+    import shapely
+
+    xy = shapely.get_coordinates(g)
+    if len(xy) == 0:
+        return
+    bad_lat = xy[abs(xy[:, 1]) > 90]
+    if len(bad_lat):
+        raise ValueError(
+            f"latitude {bad_lat[0, 1]:g} is outside [-90, 90]; give lon/lat in degrees "
+            "(x = longitude, y = latitude) or name the CRS"
+        )
+    bad_lon = xy[abs(xy[:, 0]) > 360]
+    if len(bad_lon):
+        raise ValueError(
+            f"longitude {bad_lon[0, 0]:g} is outside [-360, 360]; give lon/lat in degrees or name the CRS"
         )
 
 

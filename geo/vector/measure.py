@@ -33,6 +33,9 @@ __all__ = [
     "area_m2",
     "length_m",
     "azimuth_matches",
+    "DIRECTION_METHODS",
+    "nearest_points_lonlat",
+    "direction_azimuth",
 ]
 
 GEOD = Geod(ellps="WGS84")
@@ -96,13 +99,36 @@ def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
     """
     _check(a, "first geometry")
     _check(b, "second geometry")
+    ends = nearest_points_lonlat(a, b)
+    if ends is None:
+        return 0.0
+    pa, pb = ends
+    return float(GEOD.inv(pa.x, pa.y, pb.x, pb.y)[2])
+
+
+def nearest_points_lonlat(a: BaseGeometry, b: BaseGeometry) -> tuple[Point, Point] | None:
+    """The point of ``a`` nearest to ``b`` and the point of ``b`` nearest to ``a`` (lon/lat).
+
+    ``None`` when the geometries intersect (they have no single pair of nearest points).
+    Found in an AEQD frame re-centred on the nearest points until they settle, as
+    :func:`distance_m` measures them.
+
+    Examples
+    --------
+    >>> from shapely import LineString
+    >>> pa, pb = nearest_points_lonlat(LineString([(0, 1), (2, 1)]), Point(1, 0))
+    >>> round(pa.x, 6), round(pa.y, 3), round(pb.x, 6), round(pb.y, 6)
+    (1.0, 1.0, 1.0, 0.0)
+    """
+    _check(a, "first geometry")
+    _check(b, "second geometry")
     if _is_point(a) and _is_point(b):
-        return float(GEOD.inv(a.x, a.y, b.x, b.y)[2])
+        return None if a.equals(b) else (a, b)
     # Shapes that intersect as given (the test topology uses) are 0 m apart. Projected
     # copies can miss: a point on an edge lands ~1e-5 m off it, and a long edge is a
     # straight line in lon/lat but not in the AEQD plane.
     if shapely.intersects(*unwrap_antimeridian(a, b)):
-        return 0.0
+        return None
     center = spherical_mean_lonlat([a, b])
     ends = None
     # Re-centre on the nearest points found until they settle: for small shapes the second
@@ -112,7 +138,7 @@ def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
         proj = aeqd_crs(*center)
         pa, pb = reproject(np.array([a, b], dtype=object), LONLAT, proj)
         if pa.intersects(pb):
-            return 0.0
+            return None
         line = shapely.shortest_line(pa, pb)
         new = shapely.get_coordinates(
             reproject(np.array([Point(line.coords[0]), Point(line.coords[-1])], dtype=object), proj, LONLAT)
@@ -122,8 +148,8 @@ def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
         if settled:
             break
         center = spherical_mean_lonlat([Point(ends[0]), Point(ends[1])])
-    (x1, y1), (x2, y2) = ends
-    return float(GEOD.inv(x1, y1, x2, y2)[2])
+    assert ends is not None
+    return Point(ends[0]), Point(ends[1])
 
 
 #: Most AEQD frames :func:`distance_m` tries while re-centring on the nearest points.
@@ -210,6 +236,47 @@ def azimuth_matches(azimuth_deg: float, name: str) -> bool:
     half = {1: 45.0, 2: 22.5, 3: 11.25}[len(name)]
     diff = abs((azimuth_deg - COMPASS_AZIMUTH[name] + 180.0) % 360.0 - 180.0)
     return bool(diff <= half)
+
+
+#: How the direction between two objects is defined (see :func:`direction_azimuth`).
+DIRECTION_METHODS = ("nearest_part", "centroid")
+
+
+def direction_azimuth(a: BaseGeometry, b: BaseGeometry, method: str = "nearest_part") -> tuple[float, str]:
+    """Azimuth of ``b`` as seen from ``a`` (degrees in [0, 360)) and the definition used.
+
+    ``method="nearest_part"`` (what a person reads off a map): the geodesic azimuth from the
+    point of ``a`` nearest to ``b`` to the point of ``b`` nearest to ``a``. A small lake 79 m
+    below the middle of a 20 km east-west road is south of it, whatever the road's
+    centroid. Where the two touch or overlap there are no nearest parts: the centroid
+    azimuth is used and the returned definition says so (``"centroid (they touch or
+    overlap)"``). For two points both definitions agree.
+
+    ``method="centroid"``: the azimuth between the centroids (:func:`bearing_deg`), the
+    definition benchmarks such as EarthSpatialBench use.
+
+    ``nan`` when the definition leaves the direction undefined (coinciding centroids).
+
+    Examples
+    --------
+    >>> from shapely import LineString, box
+    >>> road, lake = LineString([(0, 0), (0.3, 0)]), box(0.25, -0.01, 0.26, -0.001)
+    >>> direction_azimuth(road, lake)[1], round(direction_azimuth(road, lake)[0])
+    ('nearest_part', 180)
+    >>> round(direction_azimuth(road, lake, "centroid")[0])
+    93
+    """
+    if method not in DIRECTION_METHODS:
+        raise ValueError(f"unknown direction method {method!r}; use one of {', '.join(DIRECTION_METHODS)}")
+    if method == "nearest_part":
+        ends = nearest_points_lonlat(a, b)
+        if ends is not None:
+            pa, pb = ends
+            az, _, dist = GEOD.inv(pa.x, pa.y, pb.x, pb.y)
+            if dist > 0:
+                return float(az % 360.0), "nearest_part"
+        return bearing_deg(a, b), "centroid (they touch or overlap)"
+    return bearing_deg(a, b), "centroid"
 
 
 def _parts(g: BaseGeometry):

@@ -6,7 +6,8 @@ computes the answer exactly as for a template question. Protocol:
 
 1. The prompt gives the program's JSON Schema (:func:`program_json_schema`, always in the
    prompt), the scene's classes and (some) ids, and a few worked examples compiled from
-   English questions with :func:`georeason.geo.language.english.compile_question`. Servers that
+   English questions (the question grammar's own examples, one per form) with
+   :func:`georeason.geo.language.english.compile_question`. Servers that
    support it also get the schema as ``response_format={"type": "json_schema", ...}``
    (constrained decoding in vLLM, llama.cpp, Ollama, OpenAI); the root is an object
    ``{"steps": [...]}`` because some servers only accept object roots.
@@ -38,6 +39,7 @@ from typing import Any
 from georeason.errors import ProgramValidationError, QuestionParseError
 from georeason.geo.language import executor as _executor
 from georeason.geo.language.answer import Answer
+from georeason.geo.language.grammar import FORMS
 from georeason.geo.language.program import Program, program_json_schema, validate_program
 
 __all__ = [
@@ -54,13 +56,9 @@ log = logging.getLogger(__name__)
 
 Chat = Callable[[list[dict]], str]
 
-#: English questions compiled into the prompt's worked examples.
-EXAMPLE_QUESTIONS = (
-    "How many buildings are within 500 m of the largest lake?",
-    "What is the distance between #b1 and #lake-1?",
-    "In which direction is the smallest lake from the largest lake?",
-    "What is the total area of vegetation inside #park-1 in hectares?",
-)
+#: English questions compiled into the prompt's worked examples: the first example of each
+#: form of the question grammar (so the examples follow the grammar and its ops).
+EXAMPLE_QUESTIONS = tuple(f.examples[0] for f in FORMS if f.name not in ("pixel answers",))
 
 _SYSTEM = """You translate questions about a geographic scene into query programs for an exact geometry engine.
 You never answer the question yourself: you write the program, and the engine computes the answer.
