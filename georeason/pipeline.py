@@ -498,7 +498,10 @@ def failure_affects(steps, answer, failures: Sequence[TileFailure], crs, grounde
             if place.intersects(lost):
                 return "its region reaches a failed tile"
         else:
-            reach_m = float(args.get("distance", 0.0)) * (1000.0 if args.get("unit") == "km" else 1.0)
+            unit_m = {"m": 1.0, "km": 1000.0, "mi": 1609.344, "ft": 0.3048}.get(args.get("unit", "m"))
+            if unit_m is None:
+                return f"its distance unit {args.get('unit')!r} is unknown here"
+            reach_m = float(args.get("distance", 0.0)) * unit_m
             if distance_m(place, lost) <= reach_m:
                 return f"a failed tile lies within {args.get('distance')} {args.get('unit', 'm')} of its reference"
     return None

@@ -218,7 +218,7 @@ MAX_DISTANCE_M = 20_037_509.0
 #: projection (and the reprojected ring) degrades, and past ~5000 km the ring wraps the
 #: globe and its polygon inverts (0 objects). 2500 km keeps the error under 1 %.
 MAX_BUFFER_M = 2_500_000.0
-_UNIT_M = {"m": 1.0, "km": 1000.0}
+_UNIT_M = {"m": 1.0, "km": 1000.0, "mi": 1609.344, "ft": 0.3048}  # as the executor's _DIST
 
 
 def _check_distance(value: float, unit: str, limit_m: float, what: str) -> None:
