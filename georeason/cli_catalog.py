@@ -153,10 +153,12 @@ def list_(
     from rich.table import Table
 
     from georeason.catalog import default_catalog_dir, list_items
+    from georeason.progress import task
 
     target = catalog if catalog is not None else default_catalog_dir()
     try:
-        items = list_items(target, policy_of(allow_external, asset_root))
+        with task("reading the catalog", total=None):
+            items = list_items(target, policy_of(allow_external, asset_root))
     except GeoreasonError as exc:
         _fail(exc)
     console = Console()
@@ -180,13 +182,16 @@ def list_(
 def validate(
     catalog: CatalogOpt = None, allow_external: AllowExternalOpt = False, asset_root: AssetRootOpt = None
 ) -> None:
-    """Check every item: assets exist, checksums match, rasters georeferenced and readable,
-    ids are plain names, and every link and asset stays inside the catalog folder."""
+    """Check every item: assets exist, checksums match, rasters georeferenced and readable, ids
+    are plain names, every link and asset stays inside the catalog folder, and every STAC file
+    is valid against the shipped JSON schemas (offline)."""
     from georeason.catalog import default_catalog_dir, list_items, validate_catalog
+    from georeason.progress import task
 
     target = catalog if catalog is not None else default_catalog_dir()
     policy = policy_of(allow_external, asset_root)
-    problems = validate_catalog(target, policy=policy)
+    with task("checking assets, checksums and schemas", total=None):
+        problems = validate_catalog(target, policy=policy)
     if problems:
         for p in problems:
             typer.echo(f"georeason: problem: {' '.join(p.split())}", err=True)

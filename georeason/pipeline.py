@@ -19,7 +19,7 @@ Steps:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import shapely
@@ -330,12 +330,14 @@ def sequential_ground(
     tile_px: int = 1024,
     overlap_px: int = 128,
     max_batches: int = 200,
+    progress: Callable[[int, int], None] | None = None,
     bands: Sequence[str] | None = None,
 ) -> tuple[list[GroundedObject], list[TileFailure]]:
     """The whole grounding path in one process (no Prefect): plan, ground, merge.
 
-    ``bands`` names the raster's bands (``--bands``, STAC ``eo:bands``); default: the file's
-    band descriptions.
+    ``progress(n, total)`` (optional) is called after each batch with its number of tiles
+    and the raster's total. ``bands`` names the raster's bands (``--bands``, STAC
+    ``eo:bands``); default: the file's band descriptions.
     """
     from georeason.geo.raster.io import as_dataset, band_names
     from georeason.geo.raster.tiling import plan_tiles
@@ -343,7 +345,11 @@ def sequential_ground(
     with as_dataset(raster) as src:
         bands = list(bands) if bands else list(band_names(src))
         tiles = list(plan_tiles(src, tile_px, overlap_px))
-        batches = [ground_batch(src, b, grounder, classes, bands) for b in plan_batches(tiles, max_batches)]
+        batches = []
+        for b in plan_batches(tiles, max_batches):
+            batches.append(ground_batch(src, b, grounder, classes, bands))
+            if progress is not None:
+                progress(len(b), len(tiles))
     return merge_batches(
         batches,
         classes,
@@ -383,7 +389,7 @@ def answer_questions(
     from pathlib import Path
 
     from georeason.errors import GeoreasonError
-    from georeason.geo.export.layers import write_answer
+    from georeason.geo.export.layers import answer_stem, write_answer_files, write_error_record
     from georeason.geo.language.answer import Answer
     from georeason.geo.language.english import ask, compile_question
 
@@ -403,7 +409,7 @@ def answer_questions(
         return {c for c in classes_needed(steps) if grounded_set & set(_singulars(c))}
 
     for n, q in enumerate(questions, 1):
-        stem = f"q{n:02d}-{_slug(q)}"
+        stem = answer_stem(n, q)
 
         writer = None
         if grid is not None:
@@ -436,15 +442,23 @@ def answer_questions(
                 ans = post(ans)
             row = ans.to_json()
             row["item"] = item
-            outputs = {"geojson": str(write_answer(ans, out_dir / f"{stem}.geojson"))}
+            written = write_answer_files(ans, out_dir / f"{stem}.geojson")
+            outputs: dict = {"geojson": str(written[0])}
+            if len(written) > 1:
+                outputs["parts"] = [str(w) for w in written]
             if "mask" in ans.details:
                 outputs["mask"] = ans.details["mask"]
             row["outputs"] = outputs
         except Exception as exc:  # noqa: BLE001 - every question gets a line; one never sinks the rest
-            msg = " ".join(str(exc).split()) or type(exc).__name__
+            err = " ".join(str(exc).split()) or type(exc).__name__
             if not isinstance(exc, GeoreasonError):
-                msg = f"internal error {type(exc).__name__}: {msg}"
-            rows.append({"question": q, "item": item, "error": msg, "abstained": True, "answer": None})
+                err = f"internal error {type(exc).__name__}: {err}"
+            row = {"question": q, "item": item, "error": err, "abstained": True, "answer": None}
+            try:
+                row["outputs"] = {"geojson": str(write_error_record(q, err, out_dir / f"{stem}.geojson"))}
+            except Exception:  # noqa: BLE001 - the error line is written even if its record is not
+                pass
+            rows.append(row)
             continue
         rows.append(row)
     return rows
