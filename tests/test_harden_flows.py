@@ -197,9 +197,9 @@ def test_rerun_with_fewer_questions_removes_superseded_files(prefect_harness, ow
     assert len(list((out / "sample").glob("q*.geojson"))) == 2
     _run(own_catalog, _questions(tmp_path / "q1.jsonl", qs[:1]), out, tmp_path / "r")
     left = sorted(p.name for p in (out / "sample").glob("q*.geojson"))
-    assert left == ["q01-what-is-the-length-of-road-1.geojson"]
+    assert len(left) == 1 and left[0].startswith("q01-")  # the earlier run's q02 file is gone
     manifest = json.loads((out / "manifest.json").read_text())
-    assert "sample/q01-what-is-the-length-of-road-1.geojson" in manifest["files"]
+    assert f"sample/{left[0]}" in manifest["files"]
     assert "answers.jsonl" in manifest["files"]
 
 
