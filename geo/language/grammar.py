@@ -15,8 +15,8 @@ The pieces:
   :data:`STATS`): the synonyms each word of the grammar stands for;
 - **references**: ``#b7`` / ``b7`` / ``building b7`` / ``object b7``, ``the <class>``, ``the
   <selector> <class> [constraints]``, ``the <class> at [pixel] <geometry>``, ``the region
-  <geometry>``, WKT, bboxes, points, coordinate lists (lon/lat unless tagged ``pixel`` or
-  ``(EPSG:nnnn)``), ``the nearest <class> to <ref>``, ``its nearest <class>``, ``the
+  <geometry>``, WKT, bboxes, points, coordinate lists (lon/lat unless tagged ``(EPSG:nnnn)``
+  or the question says ``pixel(s)`` anywhere: then its untagged coordinates are pixels), ``the nearest <class> to <ref>``, ``its nearest <class>``, ``the
   <class> <constraints> that is closest to it``, ``it`` (the last reference named);
 - **sets**: a class and constraints joined by ``and``: distance bounds (``within 2 km of``,
   ``more than 500 m from``, ``between 1 and 2 km from``), direction sectors (``north of``,
@@ -1480,6 +1480,7 @@ FORMS: tuple[Form, ...] = (
         (
             "Which of #b1 and #b8 is closer to the river?",
             "Which is farther from #well-1: b3 or b7?",
+            "Which is closer to the river: (first) #b1 or (second) #b8?",
         ),
     ),
     Form(
@@ -1537,9 +1538,10 @@ FORMS: tuple[Form, ...] = (
         "references",
         "#id or id with a digit, 'building b7', 'the <class>', 'the largest <class>', 'the <class> at [pixel] "
         "<geometry>', 'the region <geometry>', WKT, [minx, miny, maxx, maxy], (x, y), [[x, y], ...]; lon/lat "
-        "unless tagged 'pixel' or '(EPSG:nnnn)'",
+        "unless the question says 'pixel(s)' (then every untagged coordinate in it is a pixel) or tagged '(EPSG:nnnn)'",
         (
             "How far is the lake at [9.195, 47.672, 9.198, 47.674] from #b1?",
+            "How far is the building at the polygon [[475, 392], [475, 395], [479, 395], [479, 392]] in pixels from #b1?",
             "How far is #b1 from POINT (9.18 47.66)?",
             "How far is #well-1 from (9.18, 47.67)?",
         ),
