@@ -16,17 +16,21 @@ Each item records, for its raster:
 * the CRS with the projection extension v2: ``proj:code`` (``"EPSG:32618"``) or, for a CRS
   without an authority code, ``proj:code: null`` and ``proj:wkt2``; ``proj:transform`` (the
   six GDAL/affine coefficients ``a, b, c, d, e, f``) and ``proj:shape`` (``[rows, cols]``);
-* the resolution: ``gsd`` (metres, mean of the pixel's width and height at the raster centre)
-  and ``georeason:pixel_size_m`` (``[width, height]`` in metres);
-* band names in ``eo:bands`` on the asset (EO extension v1.1, which pystac 1.15 reads and
-  writes), plus ``raster:bands`` (data type, nodata, resolution);
+* the resolution: ``gsd`` (the pixel size of ``proj:transform``, mean of width and height,
+  when the CRS is in metres; else metres measured at the raster centre) and
+  ``georeason:pixel_size_m`` (``[width, height]`` in ground metres at the raster centre);
+* the bands in STAC 1.1 ``bands`` on the asset: ``name``, ``eo:common_name`` (EO extension
+  v2.0), ``data_type``, ``nodata`` and ``raster:spatial_resolution`` (raster extension v2.0);
 * the checksum in ``file:checksum`` (file extension v2.1): a SHA-256 *multihash*, i.e. the
   hex digest prefixed with ``1220`` (0x12 = sha2-256, 0x20 = 32 bytes), and ``file:size``;
   vector assets carry the same two fields.
 
-``datetime`` is the TIFF ``DATETIME`` tag when the file has one, else the one passed to
-:func:`add_item`, else the time the item was added; ``georeason:datetime_source`` says which
-(``"tiff"``, ``"given"``, ``"added"``).
+``datetime`` is the acquisition time from the raster's metadata when it has one (GDAL's
+``IMAGERY`` domain, keys such as ``DATE_ACQUIRED``; else the TIFF ``DateTime`` tag), else
+the one passed to :func:`add_item` (``catalog add --datetime``), else the time the item was
+added; ``georeason:datetime_source`` says which (``"metadata:<KEY>"``, ``"tiff"``,
+``"given"``, ``"added"``), and an added time is also titled so in the item (``title``), so
+that nobody takes it for an acquisition time.
 
 Adding a scene (:func:`add_item`) validates everything first (raster georeferencing and
 readability, vector readability and CRS, the item id, file name clashes) and only then
@@ -38,8 +42,9 @@ already inside the catalog folder are referenced where they are. Replacing an it
 (``replace=True``) rewrites its JSON and copies its new files; files of the old item that
 are no longer referenced are left on disk (never deleted).
 
-:func:`validate_catalog` does structural checks itself (it never fetches JSON schemas:
-pystac's jsonschema validation downloads them, and this project runs offline).
+:func:`validate_catalog` does structural checks, then validates every item and catalog
+against the JSON schemas shipped in ``data_catalog/schemas`` (STAC core and the extensions
+used; see :mod:`georeason.stac_schemas`), offline.
 """
 
 from __future__ import annotations
@@ -243,22 +248,67 @@ def _crs_from_props(props: dict):
     return None
 
 
-def _tiff_datetime(path: Path) -> _dt.datetime | None:
+#: Metadata items that hold an acquisition time, in the order they are trusted: GDAL's
+#: IMAGERY domain (filled by its readers of satellite metadata), then common keys in the
+#: default domain (Landsat MTL ``DATE_ACQUIRED``, ``ACQUISITION_DATE``, ...). The TIFF
+#: ``DateTime`` tag comes last: it is when the file was made, often but not always the
+#: acquisition, and is labelled ``tiff`` so that a reader can tell.
+_ACQUISITION_KEYS = (
+    ("IMAGERY", "ACQUISITIONDATETIME"),
+    ("", "ACQUISITION_DATETIME"),
+    ("", "ACQUISITIONDATETIME"),
+    ("", "DATETIME_ACQUIRED"),
+    ("", "ACQUISITION_DATE"),
+    ("", "DATE_ACQUIRED"),
+    ("", "SENSING_TIME"),
+    ("", "IMAGE_DATE"),
+)
+
+
+def _parse_when(text: str) -> _dt.datetime | None:
+    t = text.strip().replace("Z", "+00:00")
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%Y%m%d"):
+        try:
+            return _dt.datetime.strptime(t[: len(_dt.datetime(2000, 1, 1).strftime(fmt))], fmt).replace(
+                tzinfo=_dt.UTC
+            )
+        except ValueError:
+            continue
+    try:
+        when = _dt.datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=_dt.UTC)
+
+
+def _raster_datetime(path: Path) -> tuple[_dt.datetime, str] | None:
+    """(acquisition time, source) from the raster's metadata, else ``None``.
+
+    ``source`` is ``"metadata:<KEY>"`` for an acquisition key (see ``_ACQUISITION_KEYS``) or
+    ``"tiff"`` for the TIFF ``DateTime`` tag.
+    """
     import rasterio
 
     try:
         with rasterio.open(path) as src:
-            tag = src.tags().get("TIFFTAG_DATETIME")
+            domains = {"": src.tags()}
+            if "IMAGERY" in (src.tag_namespaces() or []):
+                domains["IMAGERY"] = src.tags(ns="IMAGERY")
     except Exception:  # noqa: BLE001 - optional metadata
         return None
-    if not tag:
-        return None
-    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return _dt.datetime.strptime(tag.strip(), fmt).replace(tzinfo=_dt.UTC)
-        except ValueError:
-            continue
+    for ns, key in _ACQUISITION_KEYS:
+        value = domains.get(ns, {}).get(key)
+        if value and (when := _parse_when(value)) is not None:
+            return when, f"metadata:{key}"
+    tag = domains[""].get("TIFFTAG_DATETIME")
+    if tag and (when := _parse_when(tag)) is not None:
+        return when, "tiff"
     return None
+
+
+def _tiff_datetime(path: Path) -> _dt.datetime | None:
+    found = _raster_datetime(path)
+    return found[0] if found else None
 
 
 def _default_id(raster: Path) -> str:
@@ -582,8 +632,8 @@ def add_item(
         raise CatalogError("two vector files have the same name stem; rename one so each asset key is unique")
 
     # ---- datetime -------------------------------------------------------------------------
-    when = _tiff_datetime(raster)
-    source = "tiff"
+    found = _raster_datetime(raster)
+    when, source = found if found else (None, "")
     if when is None and datetime is not None:
         source = "given"
         if isinstance(datetime, str):
@@ -662,9 +712,10 @@ def _build_item(item_id, info, placements, vectors, vector_infos, keys, when, so
     t = info.transform
     w_m, h_m = info.res_m
     props: dict[str, Any] = {
-        "gsd": round((w_m + h_m) / 2, 4),
+        "gsd": _gsd(info),
         "georeason:pixel_size_m": [round(w_m, 4), round(h_m, 4)],
         "georeason:datetime_source": source,
+        **({"title": f"{item_id} (datetime: time added, acquisition unknown)"} if source == "added" else {}),
         **_crs_fields(info.crs),
         "proj:shape": [info.height, info.width],
         "proj:transform": [t.a, t.b, t.c, t.d, t.e, t.f],
@@ -677,19 +728,23 @@ def _build_item(item_id, info, placements, vectors, vector_infos, keys, when, so
         properties=props,
         stac_extensions=[
             "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-            "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-            "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+            "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
+            "https://stac-extensions.github.io/raster/v2.0.0/schema.json",
             "https://stac-extensions.github.io/file/v2.1.0/schema.json",
         ],
     )
     rp = placements[0]
     driver = _raster_driver(rp.dest if not rp.copy else rp.src)
-    raster_bands = []
-    for _name in info.band_names:
-        b: dict[str, Any] = {"data_type": info.dtype, "spatial_resolution": props["gsd"]}
+    bands = []
+    for name in info.band_names:
+        b: dict[str, Any] = {"name": name}
+        if name in _EO_COMMON_NAMES:
+            b["eo:common_name"] = name
+        b["data_type"] = info.dtype
         if info.nodata is not None:
             b["nodata"] = _json_number(info.nodata)
-        raster_bands.append(b)
+        b["raster:spatial_resolution"] = props["gsd"]
+        bands.append(b)
     item.add_asset(
         RASTER_ASSET_KEY,
         pystac.Asset(
@@ -698,11 +753,7 @@ def _build_item(item_id, info, placements, vectors, vector_infos, keys, when, so
             roles=["data"],
             title=rp.src.name,
             extra_fields={
-                "eo:bands": [
-                    {"name": n, **({"common_name": n} if n in _EO_COMMON_NAMES else {})}
-                    for n in info.band_names
-                ],
-                "raster:bands": raster_bands,
+                "bands": bands,
                 "file:checksum": sha256_multihash(rp.sha256),
                 "file:size": rp.size,
             },
@@ -733,6 +784,23 @@ def _build_item(item_id, info, placements, vectors, vector_infos, keys, when, so
             ),
         )
     return item
+
+
+def _gsd(info) -> float:
+    """Ground sample distance in metres, consistent with ``proj:transform``: the transform's
+    pixel size (mean of width and height) when the CRS unit is the metre, else the ground
+    size measured at the raster centre (geographic or foot-based CRSs)."""
+    import math
+
+    t = info.transform
+    try:
+        unit = info.crs.axis_info[0].unit_name if info.crs is not None and info.crs.axis_info else ""
+    except AttributeError:
+        unit = ""
+    if unit in ("metre", "meter"):
+        return round((math.hypot(t.a, t.d) + math.hypot(t.b, t.e)) / 2, 4)
+    w_m, h_m = info.res_m
+    return round((w_m + h_m) / 2, 4)
 
 
 def add_truth_asset(item_json: str | os.PathLike, truth: str | os.PathLike, description: str) -> None:
@@ -794,7 +862,7 @@ def validate_catalog(
 ) -> list[str]:
     """Problems found in the catalog (an empty list: all good).
 
-    Structural checks, done here without fetching JSON schemas: ``catalog.json`` and every
+    Structural checks, then the shipped JSON schemas (offline): ``catalog.json`` and every
     linked item parse and have the required STAC fields; every asset href is relative and
     its file exists; ``file:checksum`` and ``file:size`` match; the bbox matches the
     geometry; and (``check_rasters``) each raster opens, is georeferenced, has readable
@@ -809,7 +877,22 @@ def validate_catalog(
         ]
     seen_ids: dict[str, Path] = {}
     _validate_catalog_file(root, problems, seen_ids, check_rasters, depth=0)
+    problems += _schema_problems([root, *seen_ids.values()])
     return problems
+
+
+def _schema_problems(paths: list[Path]) -> list[str]:
+    """JSON-schema problems of the STAC files (offline, shipped schemas)."""
+    from georeason.stac_schemas import schema_problems
+
+    out: list[str] = []
+    for path in paths:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # already reported by the structural checks
+        out += schema_problems(doc, str(path))
+    return out
 
 
 def _read_json(path: Path, problems: list[str]) -> dict | None:

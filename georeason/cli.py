@@ -28,6 +28,44 @@ app = typer.Typer(
 )
 
 
+def _flags_shown_as_flags() -> None:
+    """typer 0.29 lists boolean flags with a value type (``--json <bool>``) although they take
+    none (``--json true`` is refused): list them as flags."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_georeason", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._georeason = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_shown_as_flags()
+
+
+@app.callback()
+def _options(
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars (they show only on a terminal anyway).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log each step (Prefect task logs in `run`).")
+    ] = False,
+) -> None:
+    """Spatial reasoning on Earth imagery: exact answers to questions about georeferenced data."""
+    from georeason.progress import Verbosity, set_verbosity
+
+    if quiet and verbose:
+        _fail(typer.BadParameter("give --quiet or --verbose, not both"))
+    set_verbosity(Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL)
+
+
 def _local_prefect_defaults() -> None:
     """No network but loopback: the temporary/local Prefect server must not phone home."""
     import os
@@ -101,12 +139,38 @@ def _print_answer(answer) -> None:
                 ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()),
             )
     if answer.evidence:
-        table.add_row(
-            "evidence",
-            ", ".join(f"{e.id} ({e.label})" for e in answer.evidence[:12])
-            + (" ..." if len(answer.evidence) > 12 else ""),
-        )
+        table.add_row("evidence", _evidence_text(answer.evidence))
     console.print(table)
+
+
+def _evidence_text(evidence, per_class: int = 8) -> str:
+    """Evidence as a person reads it: object ids grouped by class (``building: b1, b2;
+    road: road-1``); a computed region (an internal step, no id of its own) is named as
+    what it is, ``answer region``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as E
+    >>> _evidence_text([E(id="b1", label="building", role="object"), E(id="$s3", label="region", role="region"),
+    ...                 E(id="road-1", label="road", role="reference"), E(id="b2", label="building", role="object")])
+    'building: b1, b2; road: road-1; answer region'
+    """
+    groups: dict[str, list[str]] = {}
+    regions = 0
+    for e in evidence:
+        if e.role == "region" or str(e.id).startswith("$"):
+            regions += 1
+            continue
+        groups.setdefault(str(e.label), []).append(str(e.id))
+    parts = [
+        f"{cls}: "
+        + ", ".join(ids[:per_class])
+        + (f" ... ({len(ids)} in all)" if len(ids) > per_class else "")
+        for cls, ids in groups.items()
+    ]
+    if regions:
+        parts.append("answer region" if regions == 1 else f"{regions} answer regions")
+    return "; ".join(parts)
 
 
 def _build_scene(
@@ -174,9 +238,18 @@ def _build_scene(
     if item is not None:
         opts["item"] = item
     g = build_grounder(prepare_spec(grounder, str(raster), opts))
-    found, failures = sequential_ground(
-        str(raster), g, to_ground, tile_px=tile_px, overlap_px=overlap_px, bands=names
-    )
+    from georeason.progress import task
+
+    with task(f"grounding {', '.join(to_ground)} (tiles)", total=None) as advance:
+        found, failures = sequential_ground(
+            str(raster),
+            g,
+            to_ground,
+            tile_px=tile_px,
+            overlap_px=overlap_px,
+            progress=lambda n, total: advance(n, total=total),
+            bands=names,
+        )
     if failures:
         first = failures[0]
         raise GeoreasonError(
@@ -186,6 +259,14 @@ def _build_scene(
     fitness = assess(str(raster), grounder, to_ground, names)
     annotate_scene(scene, fitness, grounder)
     return scene, raster, fitness
+
+
+def _answer_line(ask_english, q: str, scene, pixel, grid_raster, mask: Path, n: int) -> str:
+    w = _mask_writer(grid_raster, mask.with_name(f"{mask.stem}-{n:03d}{mask.suffix}"))
+    try:
+        return json.dumps(ask_english(q, scene, pixel=pixel, mask_writer=w).to_json())
+    except GeoreasonError as exc:
+        return json.dumps({"question": q, "error": str(exc), "abstained": True, "answer": None})
 
 
 def _mask_writer(raster: Path | None, mask: Path):
@@ -272,7 +353,7 @@ def ask(
     ] = 0.3,
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
-    from georeason.geo.export.layers import atomic_path, write_answer
+    from georeason.geo.export.layers import atomic_path, write_answer_files
     from georeason.geo.language.english import ask as ask_english
     from georeason.geo.language.executor import execute
 
@@ -312,15 +393,13 @@ def ask(
         pixel = _pixel_transform(grid_raster) if grid_raster is not None else None
         writer = _mask_writer(grid_raster, mask)
         if questions is not None:
+            from georeason.progress import task
+
             sink = []
-            for n, q in enumerate(lines, 1):
-                w = _mask_writer(grid_raster, mask.with_name(f"{mask.stem}-{n:03d}{mask.suffix}"))
-                try:
-                    sink.append(json.dumps(ask_english(q, scene, pixel=pixel, mask_writer=w).to_json()))
-                except GeoreasonError as exc:
-                    sink.append(
-                        json.dumps({"question": q, "error": str(exc), "abstained": True, "answer": None})
-                    )
+            with task("questions", total=len(lines)) as advance:
+                for n, q in enumerate(lines, 1):
+                    sink.append(_answer_line(ask_english, q, scene, pixel, grid_raster, mask, n))
+                    advance(1)
             text = "\n".join(sink) + "\n"
             if out is None:
                 sys.stdout.write(text)
@@ -342,7 +421,9 @@ def ask(
         else:
             answer = ask_english(question, scene, pixel=pixel, mask_writer=writer)
         if out is not None:
-            write_answer(answer, out)
+            written = write_answer_files(answer, out)
+            if written != [out]:  # one file per geometry type: say where they went
+                typer.echo("wrote " + ", ".join(str(w) for w in written), err=True)
     except (GeoreasonError, typer.BadParameter) as exc:
         _fail(exc)
     if as_json:
@@ -449,6 +530,11 @@ def run(
         if min_confidence is not None:
             options["min_confidence"] = float(min_confidence)
         _local_prefect_defaults()
+        from georeason.progress import Verbosity, enabled, live, verbosity
+
+        if enabled() and verbosity() < Verbosity.VERBOSE:
+            # progress bars instead of a log line per task (--verbose shows the logs)
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
         from georeason.flows.answer import answer
@@ -457,24 +543,31 @@ def run(
         runner = task_runner(
             dask_address=cfg.dask_address, dask_workers=cfg.dask_workers, threads=cfg.threads
         )
-        result = answer.with_options(task_runner=runner)(
-            catalog=str(cfg.catalog) if cfg.catalog else None,
-            questions=str(cfg.questions) if cfg.questions else None,
-            out=str(cfg.out),
-            grounder=cfg.grounder,
-            grounder_options=options,
-            items=item,
-            objects=[str(p) for p in objects or []],
-            tile_px=cfg.tile_px,
-            overlap_px=cfg.overlap_px,
-            max_task_runs=cfg.max_task_runs,
-            results_dir=str(results_dir),
-        )
+        with live():
+            result = _run_flow(answer, runner, cfg, options, item, objects, results_dir)
     except GeoreasonError as exc:
         _fail(exc)
     _print_run(result)
     if result["errors"]:
         raise typer.Exit(code=1)
+
+
+def _run_flow(answer, runner, cfg, options, item, objects, results_dir):
+    """The `answer` flow with the run's settings (the CLI draws progress bars around it)."""
+    result = answer.with_options(task_runner=runner)(
+        catalog=str(cfg.catalog) if cfg.catalog else None,
+        questions=str(cfg.questions) if cfg.questions else None,
+        out=str(cfg.out),
+        grounder=cfg.grounder,
+        grounder_options=options,
+        items=item,
+        objects=[str(p) for p in objects or []],
+        tile_px=cfg.tile_px,
+        overlap_px=cfg.overlap_px,
+        max_task_runs=cfg.max_task_runs,
+        results_dir=str(results_dir),
+    )
+    return result
 
 
 @app.command()

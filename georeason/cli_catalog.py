@@ -118,10 +118,12 @@ def list_(catalog: CatalogOpt = None) -> None:
     from rich.table import Table
 
     from georeason.catalog import default_catalog_dir, list_items
+    from georeason.progress import task
 
     target = catalog if catalog is not None else default_catalog_dir()
     try:
-        items = list_items(target)
+        with task("reading the catalog", total=None):
+            items = list_items(target)
     except GeoreasonError as exc:
         _fail(exc)
     console = Console()
@@ -143,11 +145,14 @@ def list_(catalog: CatalogOpt = None) -> None:
 
 @catalog_app.command("validate")
 def validate(catalog: CatalogOpt = None) -> None:
-    """Check every item: assets exist, checksums match, rasters georeferenced and readable."""
+    """Check every item: assets exist, checksums match, rasters georeferenced and readable, and
+    every STAC file valid against the shipped JSON schemas (offline)."""
     from georeason.catalog import default_catalog_dir, list_items, validate_catalog
+    from georeason.progress import task
 
     target = catalog if catalog is not None else default_catalog_dir()
-    problems = validate_catalog(target)
+    with task("checking assets, checksums and schemas", total=None):
+        problems = validate_catalog(target)
     if problems:
         for p in problems:
             typer.echo(f"georeason: problem: {' '.join(p.split())}", err=True)

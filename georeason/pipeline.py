@@ -19,7 +19,7 @@ Steps:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import shapely
@@ -326,12 +326,14 @@ def sequential_ground(
     tile_px: int = 1024,
     overlap_px: int = 128,
     max_batches: int = 200,
+    progress: Callable[[int, int], None] | None = None,
     bands: Sequence[str] | None = None,
 ) -> tuple[list[GroundedObject], list[TileFailure]]:
     """The whole grounding path in one process (no Prefect): plan, ground, merge.
 
-    ``bands`` names the raster's bands (``--bands``, STAC ``eo:bands``); default: the file's
-    band descriptions.
+    ``progress(n, total)`` (optional) is called after each batch with its number of tiles
+    and the raster's total. ``bands`` names the raster's bands (``--bands``, STAC
+    ``eo:bands``); default: the file's band descriptions.
     """
     from georeason.geo.raster.io import as_dataset, band_names
     from georeason.geo.raster.tiling import plan_tiles
@@ -339,7 +341,11 @@ def sequential_ground(
     with as_dataset(raster) as src:
         bands = list(bands) if bands else list(band_names(src))
         tiles = list(plan_tiles(src, tile_px, overlap_px))
-        batches = [ground_batch(src, b, grounder, classes, bands) for b in plan_batches(tiles, max_batches)]
+        batches = []
+        for b in plan_batches(tiles, max_batches):
+            batches.append(ground_batch(src, b, grounder, classes, bands))
+            if progress is not None:
+                progress(len(b), len(tiles))
     return merge_batches(
         batches,
         classes,
@@ -379,7 +385,7 @@ def answer_questions(
     from pathlib import Path
 
     from georeason.errors import GeoreasonError
-    from georeason.geo.export.layers import write_answer
+    from georeason.geo.export.layers import answer_stem, write_answer_files, write_error_record
     from georeason.geo.language.answer import Answer
     from georeason.geo.language.english import ask, compile_question
 
@@ -399,7 +405,7 @@ def answer_questions(
         return {c for c in classes_needed(steps) if grounded_set & set(_singulars(c))}
 
     for n, q in enumerate(questions, 1):
-        stem = f"q{n:02d}-{_slug(q)}"
+        stem = answer_stem(n, q)
 
         writer = None
         if grid is not None:
@@ -423,11 +429,25 @@ def answer_questions(
                 if post is not None:
                     ans = post(ans)
         except GeoreasonError as exc:
-            rows.append({"question": q, "item": item, "error": str(exc), "abstained": True, "answer": None})
+            err = str(exc)
+            record = write_error_record(q, err, out_dir / f"{stem}.geojson")
+            rows.append(
+                {
+                    "question": q,
+                    "item": item,
+                    "error": err,
+                    "abstained": True,
+                    "answer": None,
+                    "outputs": {"geojson": str(record)},
+                }
+            )
             continue
         row = ans.to_json()
         row["item"] = item
-        outputs = {"geojson": str(write_answer(ans, out_dir / f"{stem}.geojson"))}
+        written = write_answer_files(ans, out_dir / f"{stem}.geojson")
+        outputs: dict = {"geojson": str(written[0])}
+        if len(written) > 1:
+            outputs["parts"] = [str(w) for w in written]
         if "mask" in ans.details:
             outputs["mask"] = ans.details["mask"]
         row["outputs"] = outputs

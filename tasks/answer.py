@@ -95,41 +95,19 @@ def answer_item(
 
 @task(retries=1, name="export-item", cache_policy=NO_CACHE)
 def export_item(item: str, raster: str, scene: Scene, rows: list[dict], out_dir: str) -> dict[str, str]:
-    """Write the item's GeoPackage (objects + answer evidence, raster CRS), GeoJSON of
-    all objects (RFC 7946) and a quicklook PNG."""
-    import shapely
+    """Write the item's objects (GeoPackage + RFC 7946 GeoJSON), quicklooks (item and per
+    answer), QGIS styles and project; adds each answer's quicklook to its row's outputs."""
+    from georeason.geo.export.item import export_item_files
 
-    from georeason.geo.export.layers import feature_collection, rfc7946_geometry, write_geojson, write_table
-    from georeason.geo.export.quicklook import write_quicklook
-
-    out = Path(out_dir)
-    files: dict[str, str] = {}
-    props = [
-        {
-            "id": str(scene.ids[i]),
-            "class": str(scene.labels[i]),
-            "score": None if scene.scores[i] is None else float(scene.scores[i]),
-            "source": scene.attrs[i].get("source", "vector"),
-        }
-        for i in range(len(scene))
-    ]
-    if len(scene):
-        files["gpkg"] = str(
-            write_table(props, list(scene.geoms), scene.crs, out / "objects.gpkg", layer="objects")
-        )
-    fc = feature_collection(
-        {"type": "Feature", "id": p["id"], "properties": p, "geometry": rfc7946_geometry(g, scene.crs)}
-        for p, g in zip(props, scene.geoms)
+    return export_item_files(
+        out_dir,
+        raster,
+        [str(i) for i in scene.ids],
+        [str(lab) for lab in scene.labels],
+        list(scene.geoms),
+        scene.crs,
+        rows,
+        scores=list(scene.scores),
+        sources=[a.get("source", "vector") for a in scene.attrs],
+        item=item,
     )
-    files["objects_geojson"] = str(write_geojson(fc, out / "objects.geojson"))
-    evidence = []
-    for r in rows:
-        for e in r.get("evidence") or []:
-            evidence.append(shapely.geometry.shape(e["geometry"]))
-    from georeason.geo.vector.crs import LONLAT, reproject
-
-    ev_native = [reproject(g, LONLAT, scene.crs) for g in evidence]
-    files["quicklook"] = str(
-        write_quicklook(raster, out / "quicklook.png", objects=list(scene.geoms), evidence=ev_native)
-    )
-    return files

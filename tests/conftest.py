@@ -22,6 +22,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# scripts that tests run under another interpreter (QGIS's system Python), not test modules
+collect_ignore_glob = ["clients/*.py"]
+
 
 @pytest.fixture(scope="session")
 def prefect_harness():

@@ -85,16 +85,17 @@ def test_answer_flow_matches_truth_and_writes_outputs(prefect_harness, mini_cata
     assert all(r["item"] == "sample" for r in rows)
     _check_against_truth(rows, truth)
     # every answer has its GeoJSON; the pixel answer has a mask on the raster's grid
-    for r in rows:
-        assert Path(r["outputs"]["geojson"]).exists()
+    for r in rows:  # paths relative to answers.jsonl
+        assert (out / r["outputs"]["geojson"]).exists()
     pix = next(r for r in rows if r["kind"] == "pixel")
     assert pix["answer"] > 0
-    with rasterio.open(pix["outputs"]["mask"]) as m, rasterio.open(SAMPLE / "sample_scene.tif") as s:
+    with rasterio.open(out / pix["outputs"]["mask"]) as m, rasterio.open(SAMPLE / "sample_scene.tif") as s:
         assert (m.transform, m.width, m.height, m.crs) == (s.transform, s.width, s.height, s.crs)
         assert int((m.read(1) == 1).sum()) == pix["answer"]
     item_out = out / "sample"
-    for name in ("objects.gpkg", "objects.geojson", "quicklook.png"):
+    for name in ("objects.gpkg", "quicklook.png", "sample.qgs"):
         assert (item_out / name).stat().st_size > 0
+    assert all(p.stat().st_size > 0 for p in item_out.glob("objects*.geojson"))
     assert result["errors"] == 0 and result["failed_tiles"] == 0
 
 

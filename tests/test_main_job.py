@@ -62,5 +62,15 @@ def test_main_job_answers_the_sample_like_the_ground_truth(prefect_harness, tmp_
         assert land[q]["details"]["confidence"]["blocked"]
         assert land[q]["details"]["abstained_value"] > 0  # what the index alone would have said
     for item in ("sample", "landsat"):
-        for name in ("objects.gpkg", "objects.geojson", "quicklook.png"):
+        for name in ("objects.gpkg", "quicklook.png", f"{item}.qgs"):
             assert (out / item / name).stat().st_size > 0
+    # objects mixing polygons and lines (sample: roads) are one GeoJSON per geometry type
+    assert any(p.stat().st_size > 0 for p in (out / "landsat").glob("objects*.geojson"))
+    assert {p.name for p in (out / "sample").glob("objects*.geojson")} == {
+        "objects.polygons.geojson",
+        "objects.lines.geojson",
+    }
+    for r in rows:
+        for v in (r.get("outputs") or {}).values():
+            for p in [v] if isinstance(v, str) else v:
+                assert not Path(p).is_absolute() and (out / p).exists(), p

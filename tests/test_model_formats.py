@@ -424,3 +424,9 @@ def test_remote_resize_rule_uses_the_servers_min_max_pixels():
     assert (w2, h2) == (1148, 840)
     assert _input_size({}, 2000, 1500, "qwen3") is None  # 0-1000: no resize to undo
     assert _input_size({"input_size": [100, 50]}, 2000, 1500, "qwen3") == (100, 50)
+
+
+def test_compiler_warnings_on_junk_stay_inside_the_parser():
+    """'0inf' once made literal_eval's compiler emit a SyntaxWarning (a hypothesis find)."""
+    for fmt in FORMATS:
+        _run_any("[[1, 2, 3, 0inf]]", fmt, (100, 80))

@@ -393,6 +393,11 @@ def test_answer_flow_with_the_remote_grounder(prefect_harness, fake_server, buil
     images = [r for r in fake_server.requests if isinstance(r["messages"][0]["content"], list)]
     assert len(images) == n_tiles + 1
     # buildings straddling seams came back as one object each, close to the truth squares
-    objs = json.loads((tmp_path / "out" / "squares" / "objects.geojson").read_text())["features"]
+    # objects.geojson, or one file per geometry type when the item's objects mix them
+    objs = [
+        f
+        for path in sorted((tmp_path / "out" / "squares").glob("objects*.geojson"))
+        for f in json.loads(path.read_text())["features"]
+    ]
     got = [shapely.geometry.shape(f["geometry"]) for f in objs if f["properties"].get("class") == "building"]
     assert len(got) == len(SQUARES_PX)

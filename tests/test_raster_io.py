@@ -153,3 +153,29 @@ def test_pixel_size_m_geographic_vs_utm():
     assert abs(w60 / w - 0.5) < 0.01  # cos(60)
     wu, hu = pixel_size_m(UTM, "EPSG:32633")
     assert abs(wu - 10) < 0.01 and abs(hu - 10) < 0.01
+
+
+def test_gdal_cache_size_from_the_environment():
+    from georeason.geo.raster.io import DEFAULT_GDAL_CACHEMAX_MB, gdal_cache_mb
+
+    assert gdal_cache_mb({}) == DEFAULT_GDAL_CACHEMAX_MB
+    assert gdal_cache_mb({"GEOREASON_GDAL_CACHEMAX_MB": "48"}) == 48
+    with pytest.warns(UserWarning, match="GEOREASON_GDAL_CACHEMAX_MB"):
+        assert gdal_cache_mb({"GEOREASON_GDAL_CACHEMAX_MB": "lots"}) == DEFAULT_GDAL_CACHEMAX_MB
+
+
+def test_gdal_cache_is_bounded_in_a_fresh_process(tmp_path):
+    """Importing the raster module sets GDAL_CACHEMAX (when unset) before GDAL sizes its cache."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, georeason.geo.raster.io as io, rasterio\n"
+        "from rasterio.env import get_gdal_config\n"
+        "print(os.environ['GDAL_CACHEMAX'], get_gdal_config('GDAL_CACHEMAX'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("GDAL_CACHEMAX", "GEOREASON_GDAL_CACHEMAX_MB")}
+    env["GEOREASON_GDAL_CACHEMAX_MB"] = "40"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["40MB", str(40 * 1024 * 1024)]  # GDAL reports its size in bytes

@@ -5,6 +5,16 @@ longitude/latitude, polygon exterior rings counter-clockwise and holes clockwise
 ``crs`` member, coordinates rounded to 1e-7 degrees (about 1 cm). GeoPackage and
 GeoParquet keep the source CRS. Every write goes to a temporary file in the target folder
 and is renamed into place, so a crash never leaves a half-written output.
+
+GIS-ready: a desktop GIS opening a file by path takes one geometry type per layer (QGIS
+takes the first feature's type and does not draw the others). So every layer written here
+holds one geometry family (polygons, lines or points, promoted to their Multi type), a
+GeoPackage gets one layer per family, and an answer whose evidence mixes families is
+written as one GeoJSON per family (``stem.polygons.geojson``, ``stem.lines.geojson``). An
+answer without evidence (an abstention, an error, a plain number) is still a record a GIS
+user sees: one feature with a null geometry carrying question, answer, status and reason.
+GeoPackages are written as version 1.3 (``VERSION=1.3``), which GDAL >= 2.2 and QGIS 3.x
+read without a "may only be partially supported" warning.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,10 +40,22 @@ __all__ = [
     "rfc7946_geometry",
     "feature_collection",
     "write_geojson",
+    "geometry_family",
+    "split_by_family",
+    "as_multi",
     "write_table",
+    "write_layers",
     "answer_rows",
+    "answer_record",
+    "answer_stem",
     "write_answer",
+    "write_answer_files",
+    "write_error_record",
+    "dedupe_classes",
+    "relative_outputs",
     "FORMATS",
+    "FAMILIES",
+    "GPKG_VERSION",
 ]
 
 #: File suffix -> format name understood by :func:`write_answer`.
@@ -44,6 +66,15 @@ FORMATS = {
     ".parquet": "parquet",
     ".geoparquet": "parquet",
 }
+
+#: Geometry family -> the (Multi) geometry type its layer is written with.
+FAMILIES = {"polygons": "MultiPolygon", "lines": "MultiLineString", "points": "MultiPoint"}
+
+#: GeoPackage version written (GDAL's default is 1.4, which GDAL 3.6 / QGIS 3.22 warn about).
+GPKG_VERSION = "1.3"
+
+#: Words left out of file names (they carry no meaning in a list of answers).
+_STOPWORDS = ("what", "which", "is", "are", "the", "a", "an", "of", "there", "does", "do", "in")
 
 
 @contextmanager
@@ -108,31 +139,152 @@ def write_geojson(obj: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def geometry_family(geom: BaseGeometry | None) -> str | None:
+    """``"polygons"``, ``"lines"`` or ``"points"`` for a geometry; ``None`` for none/empty
+    or a collection that mixes families.
+
+    Examples
+    --------
+    >>> geometry_family(shapely.box(0, 0, 1, 1)), geometry_family(shapely.LineString([(0, 0), (1, 1)]))
+    ('polygons', 'lines')
+    """
+    if geom is None or geom.is_empty:
+        return None
+    t = geom.geom_type
+    if t.endswith("Polygon"):
+        return "polygons"
+    if t.endswith("LineString") or t == "LinearRing":
+        return "lines"
+    if t.endswith("Point"):
+        return "points"
+    fams = {geometry_family(g) for g in shapely.get_parts(geom)}
+    return fams.pop() if len(fams) == 1 else None
+
+
+def as_multi(geom: BaseGeometry, family: str) -> BaseGeometry:
+    """``geom`` as the Multi type of ``family`` (parts of other families dropped; empty when none).
+
+    Every layer written here holds Multi geometries only: GDAL reports a GeoJSON layer that
+    mixes ``Polygon`` and ``MultiPolygon`` as of unknown type.
+    """
+    parts = [p for p in shapely.get_parts(geom) if geometry_family(p) == family]
+    flat: list[BaseGeometry] = []
+    for part in parts:
+        flat.extend(shapely.get_parts(part))
+    if family == "polygons":
+        return shapely.MultiPolygon(flat)
+    if family == "lines":
+        return shapely.MultiLineString(flat)
+    return shapely.MultiPoint(flat)
+
+
+def split_by_family(
+    rows: Sequence[dict[str, Any]], geoms: Sequence[BaseGeometry | None]
+) -> dict[str, tuple[list[dict[str, Any]], list[BaseGeometry]]]:
+    """Group features by geometry family, each geometry promoted to the family's Multi type.
+
+    A geometry collection that mixes families is split: each family's parts go to that
+    family's layer under the same properties. Empty or missing geometries are dropped (see
+    :func:`answer_record` for records without geometry).
+
+    Examples
+    --------
+    >>> out = split_by_family([{"id": "a"}, {"id": "r"}],
+    ...                       [shapely.box(0, 0, 1, 1), shapely.LineString([(0, 0), (1, 1)])])
+    >>> sorted(out), out["polygons"][1][0].geom_type
+    (['lines', 'polygons'], 'MultiPolygon')
+    """
+    out: dict[str, tuple[list[dict[str, Any]], list[BaseGeometry]]] = {}
+    for row, geom in zip(rows, geoms):
+        if geom is None or geom.is_empty:
+            continue
+        fams = {geometry_family(p) for p in shapely.get_parts(geom)}
+        for fam in sorted(f for f in fams if f is not None):
+            r, g = out.setdefault(fam, ([], []))
+            r.append(row)
+            g.append(as_multi(geom, fam))
+    return {f: out[f] for f in FAMILIES if f in out}
+
+
+def _flat(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()} for r in rows]
+
+
+def _gdf(rows: list[dict[str, Any]], geoms: Sequence[BaseGeometry | None], crs: CRS):
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame(_flat(rows), geometry=np.asarray(list(geoms), dtype=object), crs=crs)
+
+
+def write_layers(
+    layers: dict[str, tuple[list[dict[str, Any]], Sequence[BaseGeometry | None]]],
+    crs: CRS,
+    path: str | Path,
+) -> Path:
+    """Write several layers into one GeoPackage (version :data:`GPKG_VERSION`), atomically.
+
+    ``layers`` maps a layer name to (properties, geometries). The layer's geometry type is
+    the Multi type of its family when all geometries share one (see :func:`split_by_family`);
+    a layer whose geometries are all null is written as a record layer with the CRS.
+    """
+    path = Path(path)
+    if FORMATS.get(path.suffix.lower()) != "gpkg":
+        raise ExportError(f"cannot write layers to {str(path)!r}: use a .gpkg suffix")
+    import pyogrio
+
+    try:
+        with atomic_path(path) as tmp:
+            for n, (name, (rows, geoms)) in enumerate(layers.items()):
+                fams = {geometry_family(g) for g in geoms if g is not None and not g.is_empty}
+                fam = next(iter(fams)) if len(fams) == 1 else None
+                gtype = FAMILIES[fam] if fam is not None else "Unknown"
+                opts: dict[str, Any] = {"geometry_type": gtype, "layer": name, "driver": "GPKG"}
+                if n == 0:
+                    opts["dataset_options"] = {"VERSION": GPKG_VERSION}
+                else:
+                    opts["append"] = False
+                pyogrio.write_dataframe(_gdf(rows, geoms, crs), tmp, **opts)
+    except (OSError, ValueError, RuntimeError, pyogrio.errors.DataSourceError) as exc:
+        raise ExportError(f"could not write {str(path)!r}: {exc}") from exc
+    return path
+
+
 def write_table(
     rows: list[dict[str, Any]], geoms: list[BaseGeometry], crs: CRS, path: str | Path, layer: str = "answer"
 ) -> Path:
     """Write features to GeoPackage or GeoParquet (by suffix) in ``crs``, atomically.
 
+    A GeoPackage gets one layer per geometry family, named ``{layer}_{family}``
+    (``objects_polygons``, ``objects_lines``), or just ``layer`` when there is one family.
     Property values that are lists or dicts are stored as JSON text (neither format has a
     list column that every GIS reads).
     """
-    import geopandas as gpd
-
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt not in ("gpkg", "parquet"):
         raise ExportError(f"cannot write {str(path)!r}: use a .gpkg or .parquet suffix (or .geojson)")
-    flat = [{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()} for r in rows]
-    gdf = gpd.GeoDataFrame(flat, geometry=np.asarray(geoms, dtype=object), crs=crs)
+    if fmt == "gpkg":
+        fams = split_by_family(rows, geoms)
+        if not fams:
+            return write_layers({layer: (list(rows), [None] * len(rows))}, crs, path)
+        if len(fams) == 1:
+            return write_layers({layer: next(iter(fams.values()))}, crs, path)
+        return write_layers({f"{layer}_{fam}": v for fam, v in fams.items()}, crs, path)
     try:
         with atomic_path(path) as tmp:
-            if fmt == "gpkg":
-                gdf.to_file(tmp, driver="GPKG", layer=layer, engine="pyogrio")
-            else:
-                gdf.to_parquet(tmp)
+            _gdf(rows, geoms, crs).to_parquet(tmp)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ExportError(f"could not write {str(path)!r}: {exc}") from exc
     return path
+
+
+def _status(answer) -> str:
+    return "abstained" if answer.abstained else "answered"
+
+
+def _value(answer) -> Any:
+    v = answer.value
+    return json.dumps(v) if isinstance(v, (list, dict)) else v
 
 
 def answer_rows(answer) -> list[tuple[dict[str, Any], BaseGeometry, CRS]]:
@@ -142,6 +294,7 @@ def answer_rows(answer) -> list[tuple[dict[str, Any], BaseGeometry, CRS]]:
         "answer": answer.value,
         "unit": answer.unit,
         "kind": answer.kind,
+        "status": _status(answer),
         "abstained": answer.abstained,
         "reason": answer.reason,
     }
@@ -154,27 +307,211 @@ def answer_rows(answer) -> list[tuple[dict[str, Any], BaseGeometry, CRS]]:
     ]
 
 
-def write_answer(answer, path: str | Path) -> Path:
-    """Write an answer's evidence as features with the answer fields as properties.
+def answer_record(
+    question: str | None,
+    *,
+    status: str,
+    answer: Any = None,
+    unit: str | None = None,
+    kind: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The properties of an answer's record feature (null geometry): what a GIS user reads
+    in the attribute table when there is no geometry to draw.
 
-    ``.geojson``: RFC 7946 (EPSG:4326). ``.gpkg`` / ``.parquet``: the scene's CRS. An
-    abstention with no evidence writes an empty collection (GeoJSON) so that downstream
-    jobs always find the file.
+    ``status`` is ``answered``, ``abstained`` or ``error``.
+    """
+    return {
+        "id": None,
+        "class": None,
+        "role": "record",
+        "question": question,
+        "answer": json.dumps(answer) if isinstance(answer, (list, dict)) else answer,
+        "unit": unit,
+        "kind": kind,
+        "status": status,
+        "abstained": status != "answered",
+        "reason": reason,
+    }
+
+
+def answer_stem(index: int, question: str, max_words: int = 10) -> str:
+    """A readable, stable file stem for the ``index``-th question: ``q04-buildings-within-200-m-road-1``.
+
+    Whole words only (never cut mid-word), filler words dropped, and every ``#id`` of the
+    question kept even when the words are cut, so ``#road-1`` and ``#road-2`` stay apart.
+
+    Examples
+    --------
+    >>> answer_stem(9, "What is the topological relation between #road-1 and #road-2?")
+    'q09-topological-relation-between-road-1-and-road-2'
+    >>> answer_stem(2, "What is the area of the largest water body in km2?")
+    'q02-area-largest-water-body-km2'
+    """
+    import re
+
+    from slugify import slugify
+
+    id_pattern = r"#([\w:.\-]+)"
+    ids = [slugify(m) for m in re.findall(id_pattern, question)]
+    words = [w for w in slugify(re.sub(id_pattern, " ", question), stopwords=_STOPWORDS).split("-") if w]
+    if len(words) <= max_words:
+        # nothing to cut: the question's own order with the ids in place
+        parts = re.split(id_pattern, question)  # text, id, text, id, ...
+        slug = "-".join(
+            s
+            for k, part in enumerate(parts)
+            if (s := slugify(part) if k % 2 else slugify(part, stopwords=_STOPWORDS))
+        )
+    else:
+        slug = "-".join(words[:max_words] + ids)
+    return f"q{index:02d}-{slug}" if slug else f"q{index:02d}"
+
+
+def _write_records_geojson(props: dict[str, Any], path: Path, top: dict[str, Any]) -> Path:
+    fc = feature_collection([{"type": "Feature", "properties": props, "geometry": None}])
+    fc["properties"] = top
+    return write_geojson(fc, path)
+
+
+def write_answer_files(answer, path: str | Path) -> list[Path]:
+    """Write an answer as GIS layers; return the files written (first: the main one).
+
+    ``.geojson``: RFC 7946 (EPSG:4326), Multi geometries, one file per geometry family: ``path`` itself when
+    the evidence has one family, else ``stem.polygons.geojson``, ``stem.lines.geojson``,
+    ``stem.points.geojson``. ``.gpkg``: the scene's CRS, one layer per family
+    (``evidence_polygons``, ...) plus an ``answer`` record layer. ``.parquet``: one file.
+    An answer without evidence geometry is written as one record feature with a null
+    geometry (question, answer, status, reason) so that the file opens in a GIS and says why.
     """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ExportError(f"unknown output format for {str(path)!r}; use .geojson, .gpkg or .parquet")
     rows = answer_rows(answer)
+    record = answer_record(
+        answer.question,
+        status=_status(answer),
+        answer=answer.value,
+        unit=answer.unit,
+        kind=answer.kind,
+        reason=answer.reason,
+    )
+    top = {k: v for k, v in answer.to_json().items() if k != "evidence"}
     if fmt == "geojson":
-        feats = [
-            {"type": "Feature", "id": props["id"], "properties": props, "geometry": rfc7946_geometry(g, crs)}
-            for props, g, crs in rows
-        ]
-        fc = feature_collection(feats)
-        fc["properties"] = {k: v for k, v in answer.to_json().items() if k != "evidence"}
-        return write_geojson(fc, path)
-    if not rows:
+        fams = split_by_family([r[0] for r in rows], [r[1] for r in rows])
+        if not fams:
+            return [_write_records_geojson(record, path, top)]
+        written = []
+        by_fam: dict[str, list[dict[str, Any]]] = {}
+        for props, geom, crs in rows:
+            for fam in FAMILIES:
+                part = as_multi(geom, fam)
+                if not part.is_empty:
+                    by_fam.setdefault(fam, []).append(
+                        {
+                            "type": "Feature",
+                            "id": props["id"],
+                            "properties": props,
+                            "geometry": rfc7946_geometry(part, crs),
+                        }
+                    )
+        for fam in FAMILIES:
+            if fam not in by_fam:
+                continue
+            target = path if len(by_fam) == 1 else path.with_name(f"{path.stem}.{fam}{path.suffix}")
+            fc = feature_collection(by_fam[fam])
+            fc["properties"] = top
+            written.append(write_geojson(fc, target))
+        return written
+    crs0 = rows[0][2] if rows else None
+    if fmt == "gpkg":
+        if crs0 is None:
+            raise ExportError(
+                f"the answer has no evidence geometry (nor a CRS) to write to {str(path)!r}; use .geojson"
+            )
+        fams = split_by_family([r[0] for r in rows], [reproject(g, c, crs0) for _, g, c in rows])
+        layers: dict[str, tuple[list[dict[str, Any]], Sequence[BaseGeometry | None]]] = {
+            f"evidence_{fam}": v for fam, v in fams.items()
+        }
+        layers["answer"] = ([record], [None])
+        return [write_layers(layers, crs0, path)]
+    if crs0 is None:
         raise ExportError(f"the answer has no evidence geometry to write to {str(path)!r}; use .geojson")
-    crs = rows[0][2]
-    return write_table([r[0] for r in rows], [reproject(g, c, crs) for _, g, c in rows], crs, path)
+    return [write_table([r[0] for r in rows], [reproject(g, c, crs0) for _, g, c in rows], crs0, path)]
+
+
+def write_answer(answer, path: str | Path) -> Path:
+    """Write an answer (see :func:`write_answer_files`); return the main file written."""
+    return write_answer_files(answer, path)[0]
+
+
+def write_error_record(question: str, error: str, path: str | Path) -> Path:
+    """A GeoJSON with one null-geometry feature saying that ``question`` failed and why."""
+    path = Path(path)
+    props = answer_record(question, status="error", reason=error)
+    return _write_records_geojson(props, path, {"question": question, "error": error})
+
+
+#: Class names that are generic for the more specific names after them: a geometry found
+#: under both keeps the specific one (a lake is written once, as ``lake``, not also as water).
+_GENERIC = {"water": 0, "water body": 1, "waterbody": 1, "water bodies": 1}
+
+
+def dedupe_classes(
+    ids: Sequence[str], labels: Sequence[str], geoms: Sequence[BaseGeometry]
+) -> tuple[list[int], list[list[str]]]:
+    """Indexes of the objects to write so that each geometry appears once, and for each the
+    other class names it was also found under.
+
+    A grounder asked for ``water``, ``water body`` and ``lake`` emits the same polygon under
+    each name; a layer holding all copies double-counts area by class. Identical geometries
+    (same WKB) are written once, under the most specific name (``lake`` or ``river`` before
+    ``water body`` before ``water``); the other names go to an ``also`` field.
+
+    Examples
+    --------
+    >>> box = shapely.box(0, 0, 1, 1)
+    >>> dedupe_classes(["water-1", "lake-1", "b1"], ["water", "lake", "building"], [box, box, box.buffer(1)])
+    ([1, 2], [['water'], []])
+    """
+    groups: dict[bytes, list[int]] = {}
+    for i, g in enumerate(geoms):
+        key = shapely.to_wkb(shapely.normalize(g)) if g is not None else f"none-{i}".encode()
+        groups.setdefault(key, []).append(i)
+    keep: list[tuple[int, list[str]]] = []
+    for members in groups.values():
+        best = min(members, key=lambda i: (_GENERIC.get(str(labels[i]).lower(), -1), i))
+        also = sorted({str(labels[i]) for i in members if i != best} - {str(labels[best])})
+        keep.append((best, also))
+    keep.sort()
+    return [k for k, _ in keep], [a for _, a in keep]
+
+
+def relative_outputs(outputs: dict[str, Any], base: str | Path) -> dict[str, Any]:
+    """``outputs`` with every path made relative to the folder ``base`` (POSIX separators),
+    so that ``answers.jsonl`` and its files can be moved together. Lists are mapped item by
+    item; values that are not paths under ``base`` are kept.
+
+    Examples
+    --------
+    >>> relative_outputs({"geojson": "/o/sample/q01.geojson", "n": 3}, "/o")
+    {'geojson': 'sample/q01.geojson', 'n': 3}
+    """
+    import os
+
+    base = Path(base).resolve()
+
+    def rel(v: Any) -> Any:
+        if isinstance(v, list):
+            return [rel(x) for x in v]
+        if isinstance(v, (str, Path)):
+            p = Path(v)
+            if p.is_absolute() or os.sep in str(v):
+                try:
+                    return p.resolve().relative_to(base).as_posix()
+                except ValueError:
+                    return str(v)
+        return v
+
+    return {k: rel(v) for k, v in outputs.items()}

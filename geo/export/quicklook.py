@@ -1,32 +1,48 @@
-"""Quicklook PNG: a decimated true-colour view of a raster with object outlines burnt in.
+"""Quicklook PNG: a map a person reads, of a raster with its objects and an answer.
 
 Bounded memory: the raster is read once at reduced resolution (``max_px`` on the long
 side). Bands are picked by name (red, green, blue; else the first three, else the first
 band as grey) and stretched per band between the 2nd and 98th percentiles of the valid
-pixels. Outlines: grounded/vector objects in yellow, answer evidence in magenta (objects
-smaller than 2 x 2 display pixels are not outlined: they would only be specks).
-Written with GDAL's PNG driver (no imaging dependency), atomically.
+pixels. On it: objects outlined in their class colour, the answer's evidence in magenta,
+an answer region filled in cyan; a title (the question and the answer), a legend, a scale
+bar in metres (geodesic, measured across the map centre) and a north arrow (true north at
+the map centre, so a rotated grid shows it). On a dense scene (more than
+``dense_objects`` objects) only the evidence is drawn, with thin outlines. Objects smaller
+than 2 x 2 display pixels are not outlined (they would only be specks). Drawn with Pillow,
+written atomically.
 """
 
 from __future__ import annotations
 
-import warnings
+import math
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import rasterio
 import shapely
 from affine import Affine
+from pyproj import CRS, Geod, Transformer
 from rasterio.enums import Resampling
-from rasterio.features import rasterize
+from shapely.geometry.base import BaseGeometry
 
 from georeason.geo.export.layers import atomic_path
+from georeason.geo.export.qgis import ANSWER, EVIDENCE, class_colour
 from georeason.geo.raster.io import as_dataset, band_names
 
-__all__ = ["write_quicklook", "rgb_band_indexes", "stretch_to_uint8"]
+__all__ = [
+    "thumbnail_data_uri",
+    "write_quicklook",
+    "read_basemap",
+    "Basemap",
+    "rgb_band_indexes",
+    "stretch_to_uint8",
+    "nice_length_m",
+    "Overlay",
+]
 
-YELLOW = (255, 220, 0)
-MAGENTA = (255, 0, 200)
+MAGENTA = EVIDENCE
 
 
 def rgb_band_indexes(bands) -> list[int]:
@@ -51,48 +67,295 @@ def stretch_to_uint8(band: np.ma.MaskedArray, lo_pct: float = 2.0, hi_pct: float
     return out
 
 
-def write_quicklook(raster, path: str | Path, objects=(), evidence=(), max_px: int = 1024) -> Path:
-    """Write a PNG quicklook of ``raster`` with outlines of ``objects`` and ``evidence``.
+def nice_length_m(target_m: float) -> float:
+    """The largest 1, 2 or 5 x 10^k metres not above ``target_m`` (a scale bar length).
 
-    ``objects`` and ``evidence`` are geometries in the raster's CRS.
+    Examples
+    --------
+    >>> nice_length_m(740.0), nice_length_m(3100.0), nice_length_m(19.0)
+    (500.0, 2000.0, 10.0)
     """
-    path = Path(path)
+    if target_m <= 0 or not math.isfinite(target_m):
+        return 0.0
+    k = 10.0 ** math.floor(math.log10(target_m))
+    return max(m * k for m in (1.0, 2.0, 5.0) if m * k <= target_m)
+
+
+def _length_label(m: float) -> str:
+    return f"{m / 1000:g} km" if m >= 1000 else f"{m:g} m"
+
+
+class Overlay:
+    """Geometries (in the raster's CRS) drawn on a quicklook, with their legend entry."""
+
+    def __init__(
+        self,
+        geoms: Sequence[BaseGeometry],
+        label: str,
+        colour: tuple[int, int, int],
+        *,
+        width_px: int = 1,
+        fill_alpha: int = 0,
+    ) -> None:
+        self.geoms = [g for g in geoms if g is not None and not g.is_empty]
+        self.label, self.colour, self.width_px, self.fill_alpha = label, colour, width_px, fill_alpha
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _draw_geoms(img, overlay: Overlay, inv: Affine, min_side: float) -> int:
+    """Draw ``overlay`` on the RGBA image through the inverse display transform; return how
+    many geometries were drawn."""
+    from PIL import Image, ImageDraw
+
+    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    line = (*overlay.colour, 255)
+    fill = (*overlay.colour, overlay.fill_alpha) if overlay.fill_alpha else None
+    drawn = 0
+
+    def px(coords) -> list[tuple[float, float]]:
+        return [inv @ (float(x), float(y)) for x, y, *_ in coords]
+
+    for g in overlay.geoms:
+        if g.geom_type.endswith("Polygon"):
+            b = g.bounds
+            if max(b[2] - b[0], b[3] - b[1]) < min_side:
+                continue
+        for part in shapely.get_parts(g):
+            t = part.geom_type
+            if t == "Polygon":
+                if fill:
+                    d.polygon(px(part.exterior.coords), fill=fill)
+                    for hole in part.interiors:
+                        d.polygon(px(hole.coords), fill=(0, 0, 0, 0))
+                for ring in (part.exterior, *part.interiors):
+                    d.line(px(ring.coords), fill=line, width=overlay.width_px)
+            elif t in ("LineString", "LinearRing"):
+                d.line(px(part.coords), fill=line, width=max(overlay.width_px, 2))
+            elif t == "Point":
+                x, y = inv @ (part.x, part.y)
+                r = 3 + overlay.width_px
+                d.ellipse((x - r, y - r, x + r, y + r), outline=(0, 0, 0, 255), fill=line)
+        drawn += 1
+    img.alpha_composite(layer)
+    return drawn
+
+
+def _ground_m_per_px(transform: Affine, crs: CRS | None, w: int, h: int) -> float | None:
+    """Geodesic metres per display pixel, measured along the map's centre row."""
+    if crs is None:
+        return None
+    x0, y0 = transform @ (w / 2, h / 2)
+    x1, y1 = transform @ (w / 2 + 1, h / 2)
+    to_ll = Transformer.from_crs(crs, 4326, always_xy=True)
+    (lon0, lon1), (lat0, lat1) = to_ll.transform([x0, x1], [y0, y1])
+    _, _, dist = Geod(ellps="WGS84").inv(lon0, lat0, lon1, lat1)
+    return float(dist) if math.isfinite(dist) and dist > 0 else None
+
+
+def _north_angle(transform: Affine, crs: CRS | None, w: int, h: int) -> float:
+    """Angle (radians, clockwise from image up) of true north at the map centre."""
+    if crs is None:
+        return 0.0
+    x0, y0 = transform @ (w / 2, h / 2)
+    to_ll = Transformer.from_crs(crs, 4326, always_xy=True)
+    from_ll = Transformer.from_crs(4326, crs, always_xy=True)
+    lon, lat = to_ll.transform(x0, y0)
+    xn, yn = from_ll.transform(lon, min(lat + 0.01, 89.9))
+    c0, r0 = ~transform @ (x0, y0)
+    c1, r1 = ~transform @ (xn, yn)
+    return math.atan2(c1 - c0, -(r1 - r0))
+
+
+class Basemap:
+    """A raster read once for display: stretched RGB (``h x w x 3`` uint8), its display
+    transform and CRS. Reused for every quicklook of an item."""
+
+    def __init__(
+        self,
+        rgb: np.ndarray,
+        transform: Affine,
+        crs: CRS | None,
+        bands: Sequence[int] = (1, 2, 3),
+        stretch: Sequence[tuple[float, float]] = (),
+    ) -> None:
+        self.rgb, self.transform, self.crs = rgb, transform, crs
+        #: 1-based band numbers shown as red, green, blue, and each one's (low, high) stretch
+        self.bands, self.stretch = tuple(bands), tuple(stretch)
+
+
+def read_basemap(raster: Any, max_px: int = 1000) -> Basemap:
+    """Read ``raster`` at ``max_px`` on its long side (enlarged when smaller) as a :class:`Basemap`."""
     with as_dataset(raster, check_read=False) as src:
-        scale = max(1.0, max(src.width, src.height) / max_px)
+        scale = max(src.width, src.height) / max_px  # below 1: a small raster is enlarged
         w, h = max(1, int(round(src.width / scale))), max(1, int(round(src.height / scale)))
         idx = [i + 1 for i in rgb_band_indexes(band_names(src))]
-        data = src.read(idx, out_shape=(3, h, w), resampling=Resampling.average, masked=True)
+        how = Resampling.average if scale >= 1 else Resampling.nearest
+        data = src.read(idx, out_shape=(3, h, w), resampling=how, masked=True)
         transform = src.transform @ Affine.scale(src.width / w, src.height / h)
-    rgb = np.stack([stretch_to_uint8(data[i]) for i in range(3)])
-    # outlines of objects smaller than 2 x 2 display pixels would only be specks: skipped
+        crs = CRS.from_user_input(src.crs) if src.crs else None
+    rgb = np.stack([stretch_to_uint8(data[i]) for i in range(3)], axis=-1)
+    stretch = []
+    for i in range(3):
+        valid = np.ma.asarray(data[i]).compressed()
+        lo, hi = np.percentile(valid, [2.0, 98.0]) if valid.size else (0.0, 1.0)
+        stretch.append((float(lo), float(hi)))
+    return Basemap(rgb, transform, crs, idx, stretch)
+
+
+def write_quicklook(
+    raster: Any,
+    path: str | Path,
+    objects: Sequence[BaseGeometry] = (),
+    evidence: Sequence[BaseGeometry] = (),
+    max_px: int = 1000,
+    *,
+    classes: Sequence[str] | None = None,
+    region: Sequence[BaseGeometry] = (),
+    title: str | None = None,
+    subtitle: str | None = None,
+    dense_objects: int = 300,
+    basemap: Basemap | None = None,
+) -> Path:
+    """Write a PNG map of ``raster`` (``max_px`` on the map's long side) with overlays.
+
+    Parameters
+    ----------
+    raster
+        Path or open dataset.
+    objects, classes
+        Objects (raster CRS) and their class names (outlined in the class colour; one
+        legend entry per class). Skipped on a dense scene (more than ``dense_objects``).
+    evidence
+        The answer's evidence (magenta outlines; thin on a dense scene).
+    region
+        An answer region (filled in translucent cyan).
+    title, subtitle
+        Drawn above the map: the question and the answer, wrapped.
+    basemap
+        The raster already read by :func:`read_basemap` (then ``raster`` and ``max_px``
+        are not used): an item's quicklooks read it once.
+    """
+    from PIL import Image, ImageDraw
+
+    path = Path(path)
+    base = basemap if basemap is not None else read_basemap(raster, max_px)
+    rgb, transform, crs = base.rgb, base.transform, base.crs
+    h, w = rgb.shape[:2]
+    img = Image.fromarray(rgb, "RGB").convert("RGBA")
+    inv = ~transform
     min_side = 2.0 * max(abs(transform.a), abs(transform.e))
-    for geoms, colour in ((objects, YELLOW), (evidence, MAGENTA)):
-        geoms = [g for g in geoms if g is not None and not g.is_empty]
-        geoms = [
-            g
-            for g in geoms
-            if g.geom_type in ("Point", "MultiPoint", "LineString", "MultiLineString")
-            or max(g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]) >= min_side
-        ]
-        lines = [shapely.boundary(g) if g.geom_type.endswith("Polygon") else g for g in geoms]
-        lines = [g for g in lines if not g.is_empty]
-        if not lines:
-            continue
-        burn = rasterize(
-            ((g, 1) for g in lines),
-            out_shape=(h, w),
-            transform=transform,
-            fill=0,
-            dtype="uint8",
-            all_touched=True,
-        ).astype(bool)
-        for i, c in enumerate(colour):
-            rgb[i][burn] = c
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a PNG picture, no georef
-        with rasterio.open(tmp, "w", driver="PNG", width=w, height=h, count=3, dtype="uint8") as dst:
-            dst.write(rgb)
-        aux = Path(str(tmp) + ".aux.xml")
-        if aux.exists():
-            aux.unlink()
+    dense = len(objects) > dense_objects
+    legend: list[tuple[str, tuple[int, int, int], str]] = []
+    if not dense and objects:
+        labels = list(classes) if classes is not None else ["object"] * len(objects)
+        for cls in dict.fromkeys(labels):
+            geoms = [g for g, c in zip(objects, labels) if c == cls]
+            if _draw_geoms(img, Overlay(geoms, cls, class_colour(cls)), inv, min_side):
+                legend.append((cls, class_colour(cls), "outline"))
+    if region:
+        if _draw_geoms(
+            img, Overlay(region, "answer region", ANSWER, width_px=2, fill_alpha=90), inv, min_side
+        ):
+            legend.append(("answer region", ANSWER, "fill"))
+    if evidence:
+        thin = dense or len(evidence) > 50
+        if _draw_geoms(
+            img, Overlay(evidence, "evidence", EVIDENCE, width_px=1 if thin else 3), inv, min_side
+        ):
+            legend.append(("evidence", EVIDENCE, "outline"))
+    if dense:
+        legend.append((f"{len(objects)} objects (not drawn: dense scene)", (200, 200, 200), "note"))
+
+    unit = max(12, round(max(w, h) / 55))  # text size: ~18 px on a 1000 px map
+    font, bold = _font(unit), _font(round(unit * 1.25))
+    pad = unit // 2
+    d0 = ImageDraw.Draw(img)
+    # north arrow, top right of the map
+    ang = _north_angle(transform, crs, w, h)
+    cx, cy, r = w - 2.2 * unit, 3.4 * unit, 1.4 * unit
+    d0.ellipse((cx - r - 4, cy - r - 4, cx + r + 4, cy + r + 4), fill=(255, 255, 255, 200))
+
+    def rot(dx: float, dy: float) -> tuple[float, float]:
+        return (cx + dx * math.cos(ang) - dy * math.sin(ang), cy + dx * math.sin(ang) + dy * math.cos(ang))
+
+    d0.polygon(
+        [rot(0, -r), rot(r * 0.55, r * 0.8), rot(0, r * 0.35), rot(-r * 0.55, r * 0.8)], fill=(0, 0, 0, 255)
+    )
+    nx, ny = rot(0, -r - unit * 0.9)
+    d0.text(
+        (nx, ny),
+        "N",
+        font=font,
+        fill=(0, 0, 0, 255),
+        anchor="mm",
+        stroke_width=2,
+        stroke_fill=(255, 255, 255),
+    )
+    # scale bar, bottom left of the map
+    mpp = _ground_m_per_px(transform, crs, w, h)
+    if mpp:
+        length = nice_length_m(mpp * w / 4)
+        bar = length / mpp
+        x0, y0 = 1.5 * unit, h - 2.0 * unit
+        d0.rectangle(
+            (x0 - pad, y0 - 1.6 * unit, x0 + bar + pad + 3 * unit, y0 + pad + 4), fill=(255, 255, 255, 210)
+        )
+        d0.rectangle((x0, y0 - 6, x0 + bar / 2, y0), fill=(0, 0, 0, 255))
+        d0.rectangle((x0 + bar / 2, y0 - 6, x0 + bar, y0), outline=(0, 0, 0, 255), fill=(255, 255, 255, 255))
+        d0.text((x0, y0 - 10), "0", font=font, fill=(0, 0, 0, 255), anchor="ms")
+        d0.text((x0 + bar, y0 - 10), _length_label(length), font=font, fill=(0, 0, 0, 255), anchor="ms")
+
+    # title above, legend below: a white frame around the map
+    width_chars = max(20, int(w / (unit * 0.55)))
+    head = textwrap.wrap(title or path.stem, width_chars)[:3]
+    sub = textwrap.wrap(subtitle or "", width_chars)[:4]
+    head_h = pad + len(head) * round(unit * 1.5) + len(sub) * round(unit * 1.3) + pad
+    cols = max(1, int(w // (unit * 14)))
+    rows = math.ceil(len(legend) / cols) if legend else 0
+    leg_h = (rows * round(unit * 1.5) + 2 * pad) if rows else 0
+    page = Image.new("RGB", (w, head_h + h + leg_h), (255, 255, 255))
+    page.paste(img.convert("RGB"), (0, head_h))
+    d = ImageDraw.Draw(page)
+    y = pad
+    for line in head:
+        d.text((pad, y), line, font=bold, fill=(0, 0, 0))
+        y += round(unit * 1.5)
+    for line in sub:
+        d.text((pad, y), line, font=font, fill=(40, 40, 40))
+        y += round(unit * 1.3)
+    for k, (label, colour, style) in enumerate(legend):
+        col, row = k % cols, k // cols
+        x = pad + col * (w // cols)
+        yy = head_h + h + pad + row * round(unit * 1.5)
+        box = (x, yy + 2, x + unit, yy + unit + 2)
+        if style == "fill":
+            d.rectangle(box, fill=tuple(int(0.35 * c + 0.65 * 255) for c in colour), outline=colour, width=2)
+        elif style == "outline":
+            d.rectangle(box, outline=colour, width=3)
+        d.text((x + (unit + pad if style != "note" else 0), yy), label, font=font, fill=(0, 0, 0))
+    with atomic_path(path) as tmp:
+        page.save(tmp, format="PNG", compress_level=3)  # optimize=True: ~5 s a picture
     return path
+
+
+def thumbnail_data_uri(path: str | Path, max_px: int = 640, quality: int = 80) -> str:
+    """A ``data:image/jpeg;base64,...`` URI of a picture scaled to ``max_px`` on its long
+    side: small enough (tens of kB) to embed in a Prefect markdown artifact, which the
+    Prefect UI shows as an image (``file://`` links are refused by browsers)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(path) as src:
+        im = src.convert("RGB")
+    im.thumbnail((max_px, max_px))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -7,7 +7,7 @@ an empty set to rank) stops the program with an abstention whose reason names th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +54,53 @@ class Value:
     type: T
     data: Any  # indices array, index, number, bool, str, or None for GEOMETRY
     geom: BaseGeometry | None = None  # GEOMETRY values: in the scene CRS
-    evidence: dict[str, Evidence] = field(default_factory=dict)
+    evidence: Mapping[str, Evidence] = field(default_factory=dict)
     unit: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+#: Selections larger than this keep their evidence lazily (built only if an answer uses it).
+_LAZY_EVIDENCE = 256
+
+
+def _is_sorted(idx: np.ndarray) -> bool:
+    return bool(len(idx) < 2 or (idx[1:] >= idx[:-1]).all())
+
+
+class _LazyEvidence(Mapping[str, Evidence]):
+    """The evidence of a large selection, built on first use.
+
+    A ``select`` of 100k objects that a ``within_distance`` step narrows down never
+    needs its 100k Evidence records; a ``count`` of the whole selection does, and gets them.
+    """
+
+    def __init__(self, scene: Scene, idx: np.ndarray, role: str) -> None:
+        self._scene, self._idx, self._role = scene, idx, role
+        self._built: dict[str, Evidence] | None = None
+
+    def _all(self) -> dict[str, Evidence]:
+        if self._built is None:
+            s, role = self._scene, self._role
+            self._built = {
+                s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role) for i in self._idx
+            }
+        return self._built
+
+    def __getitem__(self, key: str) -> Evidence:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._idx)
+
+
+def _of_role(evidence: Mapping[str, Evidence], role: str) -> list[Evidence]:
+    """The evidence records with ``role`` (a lazy selection of another role is not built)."""
+    if isinstance(evidence, _LazyEvidence) and evidence._role != role:
+        return []
+    return [e for e in evidence.values() if e.role == role]
 
 
 class _Run:
@@ -67,12 +111,12 @@ class _Run:
         self.values: dict[str, Value] = {}
 
     # -- helpers -------------------------------------------------------------------
-    def ev_objects(self, idx, role: str = "object") -> dict[str, Evidence]:
+    def ev_objects(self, idx, role: str = "object") -> Mapping[str, Evidence]:
         s = self.scene
-        return {
-            s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role)
-            for i in np.atleast_1d(np.asarray(idx, dtype=np.intp))
-        }
+        idx = np.atleast_1d(np.asarray(idx, dtype=np.intp))
+        if len(idx) > _LAZY_EVIDENCE:
+            return _LazyEvidence(s, idx, role)
+        return {s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role) for i in idx}
 
     def ref(self, r: str) -> Value:
         return self.values[r[1:]]
@@ -102,7 +146,13 @@ class _Run:
 
     def exclude_self(self, idx: np.ndarray, ref: Value) -> np.ndarray:
         if ref.type is T.OBJECT:
-            return idx[idx != ref.data]
+            i = int(ref.data)
+            # a sorted selection (a class) without the reference stays as it is (shared)
+            if _is_sorted(idx):
+                k = int(np.searchsorted(idx, i))
+                if k >= len(idx) or idx[k] != i:
+                    return idx
+            return idx[idx != i]
         return idx
 
     def require_instances(self, step) -> None:
@@ -130,11 +180,16 @@ class _Run:
     # -- ops ---------------------------------------------------------------------------
     def op_select(self, a, sid):
         s = self.scene
+        if a.ids is None and a.cls is not None and not a.where:  # one class: its cached selection
+            idx = s.of_class(a.cls)
+            return Value(T.OBJECTS, idx, evidence=self.ev_objects(idx), details={"cls": a.cls})
         mask = np.ones(len(s), dtype=bool)
         if a.ids is not None:
             mask &= np.isin(s.ids, np.array(a.ids, dtype=object))
         if a.cls is not None:
-            mask &= np.isin(np.arange(len(s)), s.of_class(a.cls))
+            in_cls = np.zeros(len(s), dtype=bool)
+            in_cls[s.of_class(a.cls)] = True
+            mask &= in_cls
         if a.where:
             for key, want in a.where.items():
                 mask &= np.array([attrs.get(key) == want for attrs in s.attrs], dtype=bool)
@@ -324,9 +379,12 @@ class _Run:
             raise Abstain(f"there are no {objs.details.get('cls') or 'objects'} to rank (step {sid!r})")
         if len(idx) < a.k:
             raise Abstain(f"only {len(idx)} candidate objects, fewer than k={a.k} (step {sid!r})")
-        r = (group.farthest if far else group.nearest)(self.scene, idx, self.lonlat(ref), a.k)
+        rank = group.farthest if far else group.nearest
+        # one query serves both the answer and the tie check (the first k of the k+1 ranked)
+        both = rank(self.scene, idx, self.lonlat(ref), max(a.k, 2) if len(idx) > 1 else a.k)
+        r = group.Ranked(both.idx[: a.k], both.values[: a.k])
         if a.k == 1 and len(idx) > 1:
-            second = (group.farthest if far else group.nearest)(self.scene, idx, self.lonlat(ref), 2)
+            second = both
             if np.isclose(second.values[0], second.values[1], rtol=1e-9, atol=1e-6):
                 raise Abstain(
                     f"{self.scene.ids[second.idx[0]]} and {self.scene.ids[second.idx[1]]} are equally "
@@ -629,7 +687,7 @@ def execute(
             kind=kind,
             query=query,
             question=question,
-            evidence=[e for v in run.values.values() for e in v.evidence.values() if e.role == "reference"],
+            evidence=[e for v in run.values.values() for e in _of_role(v.evidence, "reference")],
         )
     final = run.values[program.steps[-1].args.value[1:]]
     value: Any = final.data

@@ -59,9 +59,21 @@ def _transformer_cached(src_wkt: str, dst_wkt: str) -> Transformer:
     return Transformer.from_crs(CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt), always_xy=True)
 
 
+#: Transformers by the identity of their CRS objects; each entry holds the two objects, so
+#: their ids cannot be reused while it lives. Spares the WKT export (~0.1 ms) per call.
+_BY_OBJECT: dict[tuple[int, int], tuple[CRS, CRS, Transformer]] = {}
+
+
 def transformer(src: CRS, dst: CRS) -> Transformer:
     """Return a cached ``always_xy`` transformer from ``src`` to ``dst``."""
-    return _transformer_cached(src.to_wkt(), dst.to_wkt())
+    hit = _BY_OBJECT.get((id(src), id(dst)))
+    if hit is not None:
+        return hit[2]
+    tr = _transformer_cached(src.to_wkt(), dst.to_wkt())
+    if len(_BY_OBJECT) >= 256:
+        _BY_OBJECT.clear()
+    _BY_OBJECT[(id(src), id(dst))] = (src, dst, tr)
+    return tr
 
 
 def reproject(geoms, src: CRS, dst: CRS):

@@ -8,8 +8,9 @@ copy is derived once for metric work on the ellipsoid.
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -187,6 +188,38 @@ class Scene:
     def classes(self) -> list[str]:
         return sorted(set(self.labels))
 
+    @cached_property
+    def label_codes(self) -> np.ndarray:
+        """Each object's position in :attr:`classes` (int array, computed once)."""
+        codes = {c: k for k, c in enumerate(self.classes)}
+        return np.fromiter((codes[c] for c in self.labels), dtype=np.intp, count=len(self.labels))
+
+    def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """Work derived from this scene, computed once per ``key`` and kept on the scene.
+
+        Questions asked of the same scene (a ``--questions`` batch, a flow's questions on
+        one item) share it: per-class selections, planar projections and spatial indexes
+        (see :mod:`georeason.geo.vector.group`). A scene is never mutated after
+        construction, so entries stay valid; :meth:`subset` and :meth:`extend` start empty.
+        """
+        store = self.__dict__.setdefault("_derived", {})
+        if key not in store:
+            store[key] = build()
+        return store[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # derived work (indexes, projections) is rebuilt on demand, not shipped to workers
+        return {k: v for k, v in self.__dict__.items() if k not in ("_derived", "lonlat_tree")}
+
+    def lonlat_of(self, idx: np.ndarray) -> np.ndarray:
+        """Lon/lat geometries of the objects ``idx``: from :attr:`lonlat` when it has been
+        computed, else reprojecting only those objects (a few border cases of a query need
+        no lon/lat copy of the whole scene)."""
+        idx = np.asarray(idx, dtype=np.intp)
+        if "lonlat" in self.__dict__:
+            return self.lonlat[idx]
+        return np.asarray(reproject(self.geoms[idx], self.crs, LONLAT), dtype=object)
+
     def index(self, oid: str) -> int | None:
         """Position of object ``oid`` or ``None``."""
         return self._index.get(str(oid))
@@ -196,7 +229,9 @@ class Scene:
         resolved = self.resolve_class(label)
         if resolved is None:
             return np.array([], dtype=np.intp)
-        return np.flatnonzero(self.labels == resolved)
+        # computed once per class and shared (read-only: copy it to modify), so that group
+        # queries recognise the class selection by identity
+        return self.cached(("of_class", resolved), lambda: _frozen(np.flatnonzero(self.labels == resolved)))
 
     def resolve_class(self, label: str) -> str | None:
         """The scene class a free-text class name refers to, or ``None``.
@@ -243,6 +278,11 @@ class Scene:
             attrs=self.attrs + other.attrs,
             source=f"{self.source} + {other.source}",
         )
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
 
 
 def _singulars(name: str) -> list[str]:
@@ -294,6 +334,16 @@ def read_scene(
     if not path.exists():
         raise VectorReadError(f"objects file {str(path)!r} does not exist; check the path")
     try:
+        fast = _read_fast(path, layer)
+        if fast is not None:
+            return _scene_from_columns(
+                *fast,
+                path=str(path),
+                crs=crs,
+                id_field=id_field,
+                class_field=class_field,
+                on_invalid=on_invalid,
+            )
         if path.suffix.lower() in (".parquet", ".geoparquet"):
             import geopandas as gpd
 
@@ -302,6 +352,8 @@ def read_scene(
             import pyogrio
 
             gdf = pyogrio.read_dataframe(path, layer=layer)
+    except (InputError, MissingCRSError):
+        raise
     except Exception as exc:  # pyogrio/arrow raise many types; name the file
         raise VectorReadError(
             f"could not read objects file {str(path)!r} ({type(exc).__name__}: {exc}); "
@@ -335,4 +387,148 @@ def read_scene(
     extra = [c for c in columns if c not in (idf, clf, "score")]
     attrs = gdf[extra].to_dict("records") if extra else None
     geoms = np.asarray(gdf.geometry.array, dtype=object)
+    return Scene(ids, labels, geoms, file_crs, scores=scores, attrs=attrs, source=src, on_invalid=on_invalid)
+
+
+# -- fast readers: no pandas/geopandas import ---------------------------------------------
+#: GeoJSON files up to this size (bytes) are read with json + shapely, not GDAL.
+FAST_GEOJSON_MAX_BYTES = 32 * 1024 * 1024
+_DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _read_fast(path: Path, layer: Any) -> tuple[dict[str, list[Any]], np.ndarray, Any] | None:
+    """``(columns, geometries, crs)`` read without pandas, or ``None`` to use GDAL/geopandas.
+
+    GeoJSON (small, plain properties: str/int/float/bool, no nulls, no date-like strings
+    that GDAL would turn into dates, no feature-level ``id`` member that GDAL would make the
+    FID unless the properties repeat it) is parsed with :mod:`json` and shapely; GeoParquet with WKB geometry with pyarrow
+    and ``shapely.from_wkb``. Anything else returns ``None`` and takes the GDAL path, so
+    the result is the same table either way.
+    """
+    suffix = path.suffix.lower()
+    if layer is None and suffix in (".geojson", ".json") and path.stat().st_size <= FAST_GEOJSON_MAX_BYTES:
+        return _read_geojson(path)
+    if layer is None and suffix in (".parquet", ".geoparquet"):
+        return _read_geoparquet(path)
+    return None
+
+
+def _read_geojson(path: Path):
+    import json
+
+    doc = json.loads(path.read_bytes())
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
+        return None
+    feats = doc.get("features")
+    if not isinstance(feats, list) or not feats:
+        return None
+    keys: list[str] | None = None
+    cols: dict[str, list[Any]] = {}
+    geoms = []
+    for f in feats:
+        if not isinstance(f, dict) or not isinstance(f.get("geometry"), dict):
+            return None
+        props = f.get("properties") or {}
+        if "id" in f and props.get("id") != f["id"]:  # GDAL would make it the FID or a field
+            return None
+        if keys is None:
+            keys = list(props)
+            cols = {k: [] for k in keys}
+        if list(props) != keys:
+            return None
+        for k, v in props.items():
+            if v is None or isinstance(v, (dict, list)) or (isinstance(v, str) and _DATE_LIKE.match(v)):
+                return None
+            cols[k].append(v)
+        geoms.append(f["geometry"])
+    for k, vals in cols.items():  # one type per column (GDAL would widen or stringify)
+        kinds = {
+            bool if isinstance(v, bool) else (float if isinstance(v, (int, float)) else type(v)) for v in vals
+        }
+        if len(kinds) != 1:
+            return None
+        if float in kinds and any(isinstance(v, float) for v in vals):
+            cols[k] = [float(v) for v in vals]
+    try:
+        arr = np.array([shapely.geometry.shape(g) for g in geoms], dtype=object)
+    except Exception:
+        return None
+    crs_member = doc.get("crs")
+    if crs_member is None:
+        crs: Any = "EPSG:4326"
+    else:
+        try:
+            crs = crs_member["properties"]["name"]
+        except (KeyError, TypeError):
+            return None
+    return cols, arr, crs
+
+
+def _read_geoparquet(path: Path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    meta = pf.schema_arrow.metadata or {}
+    if b"geo" not in meta:
+        return None
+    geo = json.loads(meta[b"geo"])
+    col = geo.get("primary_column")
+    info = geo.get("columns", {}).get(col, {})
+    if info.get("encoding", "WKB").upper() != "WKB":
+        return None
+    table = pf.read()
+    geoms = shapely.from_wkb(table.column(col).to_numpy(zero_copy_only=False))
+    # the spec: no "crs" key means OGC:CRS84 (lon/lat); an explicit null means unknown
+    crs: Any = info["crs"] if "crs" in info else "OGC:CRS84"
+    if isinstance(crs, dict):
+        crs = json.dumps(crs)
+    cols = {name: table.column(name).to_pylist() for name in table.column_names if name != col}
+    return cols, np.asarray(geoms, dtype=object), crs
+
+
+def _scene_from_columns(
+    cols: dict[str, list[Any]],
+    geoms: np.ndarray,
+    file_crs: Any,
+    path: str,
+    crs: Any,
+    id_field: str | None,
+    class_field: str | None,
+    on_invalid: OnInvalid,
+) -> Scene:
+    """The :func:`read_scene` rules (CRS, id, class, score, attributes) on plain columns."""
+    src = path
+    if file_crs is None:
+        if crs is None:
+            raise MissingCRSError(
+                f"objects file {src!r} has no CRS; pass --crs (e.g. --crs EPSG:4326) or set one in the file"
+            )
+        file_crs = parse_crs(crs, what="--crs")
+    else:
+        file_crs = parse_crs(file_crs, what=f"CRS of {src}")
+        if crs is not None and parse_crs(crs, what="--crs") != file_crs:
+            raise InputError(
+                f"objects file {src!r} is in {file_crs.to_string()} but --crs says "
+                f"{parse_crs(crs).to_string()}; drop --crs or reproject the file"
+            )
+    columns = list(cols)
+    n = len(geoms)
+    idf = _pick_field(columns, ID_FIELDS, id_field, "object id", src)
+    if idf is None:
+        idf = next(
+            (c for c in columns if all(v is not None for v in cols[c]) and len(set(cols[c])) == n),
+            None,
+        )
+    ids = [str(v) for v in cols[idf]] if idf is not None else [str(i) for i in range(n)]
+    clf = _pick_field(columns, CLASS_FIELDS, class_field, "class label", src)
+    labels = [str(v) for v in cols[clf]] if clf is not None else ["object"] * n
+    scores = None
+    if "score" in columns:
+        scores = [
+            None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v) for v in cols["score"]
+        ]
+    extra = [c for c in columns if c not in (idf, clf, "score")]
+    attrs = [dict(zip(extra, vals)) for vals in zip(*(cols[c] for c in extra))] if extra else None
     return Scene(ids, labels, geoms, file_crs, scores=scores, attrs=attrs, source=src, on_invalid=on_invalid)

@@ -374,7 +374,11 @@ def loads(s: str) -> Any:
         except (ValueError, RecursionError):
             continue
     try:
-        return ast.literal_eval(s)
+        # the compiler behind literal_eval warns (SyntaxWarning) on junk such as "0inf"; the
+        # text is model output, not code, so those warnings say nothing to the user
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            return ast.literal_eval(s)
     except Exception:  # noqa: BLE001 - literal_eval raises many kinds on junk
         raise ValueError("not JSON") from None
 
