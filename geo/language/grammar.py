@@ -1302,8 +1302,11 @@ def parse(question: str) -> Tree:
     shape = tuple(t.type for t in tokens) if tokens is not None else None
     template = _SHAPES.get(shape) if shape is not None else None
     if template is not None and tokens is not None:
+        rest = iter(t for t in tokens if t.type in _KEPT)
         try:
-            return _refill(template, iter(t for t in tokens if t.type in _KEPT))
+            tree = _refill(template, rest)
+            if next(rest, None) is None:  # every token placed
+                return tree
         except (StopIteration, ValueError):
             pass  # cannot happen for one token-type sequence; parse afresh if it does
     try:
