@@ -106,6 +106,24 @@ def parse_r1(
 #: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
 CASES: tuple[Case, ...] = (
     Case(
+        source=(
+            "AMAP-ML/UniVG-R1 issue #15 ('Model output meaningless boxes'): the reporter's raw "
+            "UniVG-R1 (Qwen2-VL GRPO) output on a 506x505 image (size stated in the issue); the "
+            "maintainer's reply: coordinates are on 0-1000 like Qwen2-VL, x / 1000 * w, y / 1000 * h"
+        ),
+        text=(
+            "<think>To identify the differences between the two images, I will carefully compare each "
+            "element in both images. First, I notice that the background and the hedgehog are similar in "
+            "both images. Next, I focus on the objects on the hedgehog's back. In the first image, there is "
+            "a red apple with a green leaf on top of the hedgehog. In the second image, the apple has changed "
+            "to green. This change is the difference between the two images. To locate this difference within "
+            "the relevant image, I will note the position of the apple in the first image.</think>\n"
+            "<answer>(500,270),(710,480)</answer>"
+        ),
+        image_size=(506, 505),
+        expected=((253.0, 136.35, 359.26, 242.4),),
+    ),
+    Case(
         source="CONSTRUCTED: no published raw R1-style '(x1,y1),(x2,y2)' answer was found; Qwen2-VL-based GRPO models keep their base's 0-1000 pairs",
         text="<think>The red car is at the lower left.</think><answer>(120,540),(360,880)</answer>",
         image_size=(1000, 500),
