@@ -119,6 +119,17 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         source=(
+            "A Qwen2-VL fine-tune's answer served by vLLM, recorded in a project's session notes as "
+            "'Model Output (raw)' (GitHub, code search id 61809419099, 'qwen2vl-nutrition-detection-r4-joint', "
+            "2026-01-03); Qwen2-VL's 0-1000 convention; the image size is not given, 1200x900 assumed"
+        ),
+        text="<|object_ref_start|>nutrition-table<|object_ref_end|><|box_start|>(273,494),(732,620)<|box_end|>",
+        image_size=(1200, 900),
+        expected=((327.6, 444.6, 878.4, 558.0),),
+        labels=("nutrition-table",),
+    ),
+    Case(
+        source=(
             "CONSTRUCTED: Qwen2-VL box tokens decoded with skip_special_tokens=True (the tokens vanish, "
             "the text stays); no published raw example found"
         ),
