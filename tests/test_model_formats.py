@@ -89,7 +89,7 @@ def test_every_format_has_three_cases_and_sources():
 
 def test_formats_short_of_three_real_cases():
     short = {f.name: sum(c.real for c in f.cases) for f in formats() if sum(c.real for c in f.cases) < 3}
-    assert short == {"internvl": 0, "r1": 1, "remotereasoner": 0, "qwen2.5-html": 2}
+    assert short == {"internvl": 0, "remotereasoner": 0, "qwen2.5-html": 2}
 
 
 # ---------------------------------------------------------------------------------------
