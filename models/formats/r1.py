@@ -154,7 +154,7 @@ CASES: tuple[Case, ...] = (
         expected=((224.0, 89.76, 367.36, 293.76),),
     ),
     Case(
-        source="CONSTRUCTED: no published raw R1-style '(x1,y1),(x2,y2)' answer was found; Qwen2-VL-based GRPO models keep their base's 0-1000 pairs",
+        source="CONSTRUCTED: the docstring example, a single pair of points on 0-1000 (kept beside the real cases above)",
         text="<think>The red car is at the lower left.</think><answer>(120,540),(360,880)</answer>",
         image_size=(1000, 500),
         expected=((120, 270, 360, 440),),
