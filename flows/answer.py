@@ -32,12 +32,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from georeason.catalog import ItemInfo, default_catalog_dir, list_items
 from georeason.config import default_results_dir, read_questions
+from georeason.errors import CatalogError
 from georeason.geo.export.layers import answer_stem, atomic_path, relative_outputs
 from georeason.geo.export.names import slug
 from georeason.geo.export.quicklook import thumbnail_data_uri
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
 from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, compile_questions, row_text
 from georeason.progress import reporter
+from georeason.runstate import OutputLock, finite_row, result_of, run_state, write_manifest
 from georeason.tasks.answer import export_item, load_vectors
 from georeason.tasks.raster import prefect_map
 
@@ -85,7 +87,7 @@ def run_item(
 
 
 @flow(name="georeason-answer", log_prints=True, flow_run_name=_flow_run_name)
-def answer(
+def answer(  # returns the result dict, or a Failed state named AnsweredWithErrors holding it
     catalog: str | None = None,
     questions: str | None = None,
     out: str = "outputs",
@@ -103,57 +105,85 @@ def answer(
     cat_dir = Path(catalog) if catalog else default_catalog_dir()
     out_dir = Path(out).resolve()
     results = Path(results_dir) if results_dir else default_results_dir(out_dir)
-    results.mkdir(parents=True, exist_ok=True)
     qpath = Path(questions) if questions else cat_dir / "questions.yaml"
     specs = read_questions(qpath)
     infos = list_items(cat_dir)
     if items:
         unknown = set(items) - {i.id for i in infos}
         if unknown:
-            raise ValueError(f"no item(s) {', '.join(sorted(unknown))} in catalog {cat_dir}")
+            raise CatalogError(
+                f"no item(s) {', '.join(sorted(unknown))} in catalog {cat_dir}; "
+                f"valid items: {', '.join(i.id for i in infos)}"
+            )
         infos = [i for i in infos if i.id in items]
     options = dict(grounder_options or {})
     # not grounder settings: the raster's band names (--bands) and the answers' confidence floor
     bands = options.pop("bands", None)
     min_confidence = options.pop("min_confidence", None)
-    pipeline = Pipeline(
-        grounder=grounder,
-        grounder_options=options,
-        bands=bands,
-        min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
-        on_unusable_bands="abstain",
-        tile_px=tile_px,
-        overlap_px=overlap_px,
-        max_batches=max_task_runs,
-        map=prefect_map(results),
-        logger=log,
-    )
-    # every question is compiled once per run, whatever the number of items it is asked of
-    compiled = dict(zip([s.question for s in specs], compile_questions([s.question for s in specs])))
-    all_rows: list[dict[str, Any]] = []
-    outputs: dict[str, dict[str, Any]] = {}
-    failed_tiles = 0
-    n_questions = sum(1 for info in infos for s in specs if s.item in (None, info.id))
-    reporter().start("questions", "questions answered", total=n_questions)
-    for info in infos:
-        qs = [compiled[s.question] for s in specs if s.item in (None, info.id)]
-        if not qs:
-            continue
-        rows, files, failures = run_item(info, qs, out_dir, pipeline, list(objects or []))
-        all_rows.extend(rows)
-        outputs[info.id] = files
-        failed_tiles += len(failures)
-    jsonl = out_dir / "answers.jsonl"
-    with atomic_path(jsonl) as tmp:
-        # paths relative to answers.jsonl: the folder can be moved or shared as a whole
-        lines = [
-            {**r, "outputs": relative_outputs(r["outputs"], out_dir)} if r.get("outputs") else r
-            for r in all_rows
-        ]
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
-    summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
+    with OutputLock(out_dir):  # one writer per output folder
+        results.mkdir(parents=True, exist_ok=True)
+        pipeline = Pipeline(
+            grounder=grounder,
+            grounder_options=options,
+            bands=bands,
+            min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
+            on_unusable_bands="abstain",
+            tile_px=tile_px,
+            overlap_px=overlap_px,
+            max_batches=max_task_runs,
+            map=prefect_map(results),
+            logger=log,
+        )
+        # every question is compiled once per run, whatever the number of items it is asked of
+        compiled = dict(zip([s.question for s in specs], compile_questions([s.question for s in specs])))
+        all_rows: list[dict[str, Any]] = []
+        outputs: dict[str, dict[str, Any]] = {}
+        failed_tiles = 0
+        n_questions = sum(1 for info in infos for s in specs if s.item in (None, info.id))
+        reporter().start("questions", "questions answered", total=n_questions)
+        for info in infos:
+            qs = [compiled[s.question] for s in specs if s.item in (None, info.id)]
+            if not qs:
+                continue
+            try:
+                rows, files, failures = run_item(info, qs, out_dir, pipeline, list(objects or []))
+            except Exception as exc:  # noqa: BLE001 - one item's failure never loses the other answers
+                msg = " ".join(str(exc).split()) or type(exc).__name__
+                log.error("[%s] item failed: %s: %s", info.id, type(exc).__name__, msg)
+                err = f"item {info.id!r} failed: {msg}"
+                rows = [
+                    {"question": q.text, "item": info.id, "error": err, "abstained": True, "answer": None}
+                    for q in qs
+                ]
+                files, failures = {}, []
+            all_rows.extend(finite_row(r) for r in rows)
+            outputs[info.id] = files
+            failed_tiles += len(failures)
+        jsonl = out_dir / "answers.jsonl"
+        with atomic_path(jsonl) as tmp:
+            # paths relative to answers.jsonl: the folder can be moved or shared as a whole
+            lines = [
+                {**r, "outputs": relative_outputs(r["outputs"], out_dir)} if r.get("outputs") else r
+                for r in all_rows
+            ]
+            tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in lines), encoding="utf-8")
+        summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
+        written: list[str | Path] = [jsonl, *(f for files in outputs.values() for f in files.values())]
+        for r in all_rows:
+            for o in (r.get("outputs") or {}).values():
+                written += (
+                    [o]
+                    if isinstance(o, str)
+                    else [x for x in o if isinstance(x, str)]
+                    if isinstance(o, list)
+                    else []
+                )
+        inputs = [qpath, *(p for i in infos for p in (i.raster_path, *i.vector_paths))]
+        write_manifest(
+            out_dir, written, {"catalog": str(cat_dir), "questions": str(qpath), **summary}, protect=inputs
+        )
     log.info("wrote %d answers to %s", len(all_rows), jsonl)
-    return {"answers": str(jsonl), "rows": all_rows, "outputs": outputs, **summary}
+    return run_state({"answers": str(jsonl), "rows": all_rows, "outputs": outputs, **summary})
 
 
 #: Longest answer text in the table artifact (the summary artifact has the full text).
@@ -245,7 +275,7 @@ def batch(
     grounder: str = "spectral",
     tile_px: int = 1024,
     overlap_px: int = 128,
-) -> dict[str, Any]:
+) -> Any:
     """Scheduled batch: every catalog item x the questions file, into ``OUT/<UTC timestamp>/``.
 
     The tile cache is shared across runs (``OUT/.results``), so a scheduled rerun over
@@ -253,7 +283,7 @@ def batch(
     """
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(out) / stamp
-    result = answer(
+    state = answer(
         catalog=catalog,
         questions=questions,
         out=str(run_dir),
@@ -261,7 +291,9 @@ def batch(
         tile_px=tile_px,
         overlap_px=overlap_px,
         results_dir=str(default_results_dir(Path(out))),
+        return_state=True,
     )
+    result = result_of(state)
     with atomic_path(Path(out) / "latest.txt") as tmp:
         tmp.write_text(str(run_dir.resolve()) + "\n", encoding="utf-8")
-    return {k: v for k, v in result.items() if k != "rows"}
+    return run_state({k: v for k, v in result.items() if k != "rows"})

@@ -81,6 +81,8 @@ __all__ = [
     "validate_catalog",
     "sha256_multihash",
     "RASTER_ASSET_KEY",
+    "AssetPolicy",
+    "ConfinedStacIO",
     "add_truth_asset",
 ]
 
@@ -316,6 +318,123 @@ def _default_id(raster: Path) -> str:
     return stem or "item"
 
 
+# --------------------------------------------------------------------------- confinement
+
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+ALLOW_EXTERNAL_ENV = "GEOREASON_ALLOW_EXTERNAL_ASSETS"
+ASSET_ROOTS_ENV = "GEOREASON_ASSET_ROOTS"
+
+
+@dataclass(frozen=True)
+class AssetPolicy:
+    """Where a catalog's content may point.
+
+    By default every STAC link and asset href must resolve, symlinks followed, inside the
+    catalog folder or one of ``roots`` (folders the user names). ``allow_external=True``
+    (``--allow-external``) also accepts absolute paths and symlinks that lead elsewhere on
+    the local disk. URLs (``http://``, ``s3://``, ...) are always refused: nothing in a
+    catalog can make georeason open a network connection.
+    """
+
+    roots: tuple[Path, ...] = ()
+    allow_external: bool = False
+
+    @classmethod
+    def from_env(cls) -> AssetPolicy:
+        """The policy the CLI sets for flows: ``$GEOREASON_ALLOW_EXTERNAL_ASSETS=1`` and
+        ``$GEOREASON_ASSET_ROOTS`` (folders separated by ``os.pathsep``)."""
+        roots = tuple(Path(r) for r in os.environ.get(ASSET_ROOTS_ENV, "").split(os.pathsep) if r)
+        allow = os.environ.get(ALLOW_EXTERNAL_ENV, "").strip().lower() in ("1", "true", "yes")
+        return cls(roots, allow)
+
+
+def _is_url(href: str) -> bool:
+    return bool(_URL_RE.match(href)) and not href.lower().startswith("file://")
+
+
+def confine_href(
+    href: str,
+    base: Path | None,
+    catalog_root: Path,
+    policy: AssetPolicy,
+    what: str,
+    absolute_ok: bool = False,
+) -> Path:
+    """The local file an href names, if the policy lets the catalog point there.
+
+    ``base`` is the folder relative hrefs start from (the JSON file's folder). Raises
+    :class:`CatalogError` naming the href for a URL, for an absolute path or ``..`` or
+    symlink leading outside the catalog root (and the user's roots) unless
+    ``policy.allow_external``. ``absolute_ok``: an absolute path is judged only by where it
+    leads (pystac hands links to :class:`ConfinedStacIO` already made absolute).
+
+    Examples
+    --------
+    >>> confine_href("a/b.tif", Path("/c"), Path("/c"), AssetPolicy(), "asset").as_posix()
+    '/c/a/b.tif'
+    """
+    if _is_url(href):
+        raise CatalogError(
+            f"{what} href {href!r} is a URL; georeason never fetches catalog content over the network "
+            "(download the file and reference it by a relative path)"
+        )
+    raw = href[7:] if href.lower().startswith("file://") else href
+    absolute = os.path.isabs(raw) or bool(re.match(r"^[A-Za-z]:[\\/]", raw))
+    if absolute and not policy.allow_external and not absolute_ok:
+        raise CatalogError(
+            f"{what} href {href!r} is an absolute path; catalogs may only point inside their folder "
+            f"{str(catalog_root)!r} (pass --allow-external to trust it)"
+        )
+    path = Path(raw) if absolute or base is None else base / raw
+    real = Path(os.path.realpath(path))
+    if policy.allow_external:
+        return real
+    for root in (catalog_root, *policy.roots):
+        if _is_inside(real, root):
+            return real
+    raise CatalogError(
+        f"{what} href {href!r} resolves to {str(real)!r}, outside the catalog folder {str(catalog_root)!r} "
+        "(a '..' path or a symlink); pass --asset-root DIR to allow that folder, or --allow-external"
+    )
+
+
+class ConfinedStacIO(pystac.stac_io.DefaultStacIO):
+    """pystac I/O that reads only local JSON inside the catalog (see :class:`AssetPolicy`).
+
+    pystac resolves links lazily (``get_items`` reads each item's href through the root's
+    ``StacIO``); with this class, a link to ``http://...`` or outside the catalog raises
+    :class:`CatalogError` instead of being fetched. Writing is not supported.
+    """
+
+    def __init__(self, catalog_root: Path, policy: AssetPolicy) -> None:
+        super().__init__()
+        self.catalog_root = Path(os.path.realpath(catalog_root))
+        self.policy = policy
+
+    def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
+        href = str(os.fspath(source))
+        path = confine_href(href, None, self.catalog_root, self.policy, "catalog link", absolute_ok=True)
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CatalogError(f"catalog file {str(path)!r} is not readable ({exc})") from exc
+
+    def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
+        raise CatalogError("ConfinedStacIO is read-only; georeason writes catalogs with add_item")
+
+
+def _catalog_error_in(exc: BaseException) -> CatalogError | None:
+    """The :class:`CatalogError` that pystac wrapped (``STACError`` ... ``from``), if any."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 10:
+        if isinstance(cur, CatalogError):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
+
+
 # --------------------------------------------------------------------------- public types
 
 
@@ -357,8 +476,11 @@ def _catalog_file(catalog_dir: str | os.PathLike) -> Path:
     return p if p.name == CATALOG_FILE and p.is_file() else p / CATALOG_FILE
 
 
-def load_catalog(catalog_dir: str | os.PathLike) -> pystac.Catalog:
+def load_catalog(catalog_dir: str | os.PathLike, policy: AssetPolicy | None = None) -> pystac.Catalog:
     """Open the STAC catalog in ``catalog_dir`` (a folder holding ``catalog.json``).
+
+    Links are resolved through :class:`ConfinedStacIO`: only local files inside the
+    catalog folder (or the policy's roots) are ever read, never a URL.
 
     Raises
     ------
@@ -369,11 +491,17 @@ def load_catalog(catalog_dir: str | os.PathLike) -> pystac.Catalog:
     if not path.is_file():
         raise CatalogError(
             f"no STAC catalog at {str(Path(catalog_dir))!r} ({CATALOG_FILE} not found); "
-            "create one with `georeason catalog add RASTER --catalog DIR`"
+            "create one with `georeason catalog add RASTER --catalog DIR` or check --catalog"
         )
+    policy = policy if policy is not None else AssetPolicy.from_env()
     try:
-        cat = pystac.Catalog.from_file(str(path.absolute()))
+        cat = pystac.Catalog.from_file(
+            str(path.absolute()), stac_io=ConfinedStacIO(path.absolute().parent, policy)
+        )
     except Exception as exc:  # noqa: BLE001 - pystac/json raise many types
+        inner = _catalog_error_in(exc)
+        if inner is not None:
+            raise inner from exc
         msg = " ".join(str(exc).split())
         raise CatalogError(
             f"catalog {str(path)!r} is not a readable STAC catalog ({msg}); fix or remove it"
@@ -381,15 +509,32 @@ def load_catalog(catalog_dir: str | os.PathLike) -> pystac.Catalog:
     return cat
 
 
-def _item_info(item: pystac.Item) -> ItemInfo:
+def _asset_path(item: pystac.Item, asset: pystac.Asset, root: Path, policy: AssetPolicy) -> Path:
+    self_href = item.get_self_href()
+    base = Path(self_href).parent if self_href and not _is_url(self_href) else root
+    return confine_href(asset.href, base, root, policy, f"item {item.id!r} asset")
+
+
+def _item_info(item: pystac.Item, root: Path | None = None, policy: AssetPolicy | None = None) -> ItemInfo:
     props = item.properties
+    policy = policy if policy is not None else AssetPolicy.from_env()
+    if root is None:
+        cat_root = item.get_root()
+        href = cat_root.get_self_href() if cat_root is not None else item.get_self_href()
+        root = Path(href).parent if href else Path.cwd()
+    root = Path(os.path.realpath(root))
+    if not isinstance(item.id, str) or not _ID_RE.match(item.id) or item.id in (".", "..", "catalog"):
+        raise CatalogError(
+            f"catalog item id {item.id!r} is not a plain name (letters, digits, '_', '-', '.'); "
+            "it would name a folder outside the output folder; fix the item's 'id'"
+        )
     raster_asset = item.assets.get(RASTER_ASSET_KEY)
     if raster_asset is None:
         data = [a for a in item.assets.values() if a.has_role("data")]
         if not data:
             raise CatalogError(f"item {item.id!r} has no raster asset ({RASTER_ASSET_KEY!r} or role 'data')")
         raster_asset = data[0]
-    raster_path = Path(raster_asset.get_absolute_href() or raster_asset.href)
+    raster_path = _asset_path(item, raster_asset, root, policy)
     vectors = [
         a
         for k, a in item.assets.items()
@@ -407,7 +552,7 @@ def _item_info(item: pystac.Item) -> ItemInfo:
     return ItemInfo(
         id=item.id,
         raster_path=raster_path,
-        vector_paths=[Path(a.get_absolute_href() or a.href) for a in vectors],
+        vector_paths=[_asset_path(item, a, root, policy) for a in vectors],
         crs=_crs_label(props),
         bands=bands,
         sha256=_hex_from_multihash(raster_asset.extra_fields.get("file:checksum")),
@@ -425,22 +570,43 @@ def _item_info(item: pystac.Item) -> ItemInfo:
     )
 
 
-def list_items(catalog_dir: str | os.PathLike | None = None) -> list[ItemInfo]:
-    """The items of the catalog (default: the shipped one), sorted by id."""
-    cat = load_catalog(catalog_dir or default_catalog_dir())
+def list_items(
+    catalog_dir: str | os.PathLike | None = None, policy: AssetPolicy | None = None
+) -> list[ItemInfo]:
+    """The items of the catalog (default: the shipped one), sorted by id.
+
+    Every link and asset href is confined (see :class:`AssetPolicy`, default
+    :meth:`AssetPolicy.from_env`); an item id that is not a plain folder name, a URL, or
+    a path leading outside the catalog raises :class:`CatalogError` naming it.
+    """
+    catalog_dir = catalog_dir or default_catalog_dir()
+    policy = policy if policy is not None else AssetPolicy.from_env()
+    cat = load_catalog(catalog_dir, policy)
+    root = Path(os.path.realpath(_catalog_file(catalog_dir).absolute().parent))
     try:
         items = list(cat.get_items(recursive=True))
     except Exception as exc:  # noqa: BLE001
+        inner = _catalog_error_in(exc)
+        if inner is not None:
+            raise CatalogError(f"catalog {str(catalog_dir)!r}: {inner}") from exc
         msg = " ".join(str(exc).split())
         raise CatalogError(
             f"catalog {str(catalog_dir)!r} has an unreadable item ({msg}); run `georeason catalog validate`"
         ) from exc
-    return sorted((_item_info(it) for it in items), key=lambda i: i.id)
+    infos = sorted((_item_info(it, root, policy) for it in items), key=lambda i: i.id)
+    seen: set[str] = set()
+    for i in infos:
+        if i.id in seen:
+            raise CatalogError(f"catalog {str(catalog_dir)!r} has two items with id {i.id!r}; rename one")
+        seen.add(i.id)
+    return infos
 
 
-def get_item(item_id: str, catalog_dir: str | os.PathLike | None = None) -> ItemInfo:
+def get_item(
+    item_id: str, catalog_dir: str | os.PathLike | None = None, policy: AssetPolicy | None = None
+) -> ItemInfo:
     """One item by id (``CatalogError`` naming the known ids if absent)."""
-    items = list_items(catalog_dir)
+    items = list_items(catalog_dir, policy)
     for it in items:
         if it.id == item_id:
             return it
@@ -860,7 +1026,10 @@ def _raster_driver(path: Path) -> str | None:
 
 
 def validate_catalog(
-    catalog_dir: str | os.PathLike | None = None, *, check_rasters: bool = True
+    catalog_dir: str | os.PathLike | None = None,
+    *,
+    check_rasters: bool = True,
+    policy: AssetPolicy | None = None,
 ) -> list[str]:
     """Problems found in the catalog (an empty list: all good).
 
@@ -868,7 +1037,10 @@ def validate_catalog(
     linked item parse and have the required STAC fields; every asset href is relative and
     its file exists; ``file:checksum`` and ``file:size`` match; the bbox matches the
     geometry; and (``check_rasters``) each raster opens, is georeferenced, has readable
-    blocks, and its CRS, transform, shape and band count match the item.
+    blocks, and its CRS, transform, shape and band count match the item. Confinement
+    (:class:`AssetPolicy`): URLs, absolute paths, ``..`` paths and symlinks leading
+    outside the catalog folder, and item ids that are not plain folder names, are
+    reported; nothing outside the catalog (or the policy's roots) is opened.
     """
     catalog_dir = Path(catalog_dir) if catalog_dir is not None else default_catalog_dir()
     problems: list[str] = []
@@ -878,9 +1050,25 @@ def validate_catalog(
             f"{root}: catalog file not found; create the catalog with `georeason catalog add RASTER --catalog DIR`"
         ]
     seen_ids: dict[str, Path] = {}
-    _validate_catalog_file(root, problems, seen_ids, check_rasters, depth=0)
+    ctx = _Confine(
+        Path(os.path.realpath(root.parent)), policy if policy is not None else AssetPolicy.from_env()
+    )
+    _validate_catalog_file(root, problems, seen_ids, check_rasters, depth=0, ctx=ctx)
     problems += _schema_problems([root, *seen_ids.values()])
     return problems
+
+
+@dataclass(frozen=True)
+class _Confine:
+    root: Path
+    policy: AssetPolicy
+
+    def path(self, href: str, base: Path, what: str, problems: list[str]) -> Path | None:
+        try:
+            return confine_href(href, base, self.root, self.policy, what)
+        except CatalogError as exc:
+            problems.append(str(exc))
+            return None
 
 
 def _schema_problems(paths: list[Path]) -> list[str]:
@@ -913,7 +1101,7 @@ def _read_json(path: Path, problems: list[str]) -> dict | None:
 
 
 def _validate_catalog_file(
-    path: Path, problems: list[str], seen: dict[str, Path], check_rasters: bool, depth: int
+    path: Path, problems: list[str], seen: dict[str, Path], check_rasters: bool, depth: int, ctx: _Confine
 ) -> None:
     d = _read_json(path, problems)
     if d is None:
@@ -934,15 +1122,18 @@ def _validate_catalog_file(
             problems.append(
                 f"{path}: {rel} link {href!r} is absolute; the catalog must use relative hrefs to be movable"
             )
+            if not ctx.policy.allow_external or _is_url(href):
+                continue
+        target = ctx.path(href, path.parent, f"{path}: {rel} link", problems)
+        if target is None:
             continue
-        target = (path.parent / href).resolve()
         if rel == "child":
             if depth > 20:
                 problems.append(f"{path}: catalog nesting too deep (a link cycle?)")
                 continue
-            _validate_catalog_file(target, problems, seen, check_rasters, depth + 1)
+            _validate_catalog_file(target, problems, seen, check_rasters, depth + 1, ctx)
         else:
-            _validate_item_file(target, problems, seen, check_rasters)
+            _validate_item_file(target, problems, seen, check_rasters, ctx)
 
 
 def _is_absolute_href(href: str) -> bool:
@@ -953,11 +1144,19 @@ def _is_absolute_href(href: str) -> bool:
     )
 
 
-def _validate_item_file(path: Path, problems: list[str], seen: dict[str, Path], check_rasters: bool) -> None:
+def _validate_item_file(
+    path: Path, problems: list[str], seen: dict[str, Path], check_rasters: bool, ctx: _Confine
+) -> None:
     d = _read_json(path, problems)
     if d is None:
         return
     where = f"item {d.get('id', '?')!r} ({path})"
+    iid_ = d.get("id")
+    if not isinstance(iid_, str) or not _ID_RE.match(iid_) or iid_ in (".", "..", "catalog"):
+        problems.append(
+            f"{where}: item id {iid_!r} is not a plain name (letters, digits, '_', '-', '.'); "
+            "as a folder name it could lead outside the output folder"
+        )
     if d.get("type") != "Feature":
         problems.append(f"{where}: 'type' is {d.get('type')!r}, expected 'Feature'")
     for key in ("stac_version", "id", "geometry", "bbox", "properties", "links", "assets"):
@@ -1016,8 +1215,11 @@ def _validate_item_file(path: Path, problems: list[str], seen: dict[str, Path], 
             problems.append(
                 f"{where}: asset {key!r} href {href!r} is absolute; use a path relative to the item"
             )
+            if not ctx.policy.allow_external or _is_url(href):
+                continue
+        fpath = ctx.path(href, path.parent, f"{where}: asset {key!r}", problems)
+        if fpath is None:
             continue
-        fpath = (path.parent / href).resolve()
         if not fpath.is_file():
             problems.append(f"{where}: asset {key!r} file {fpath} is missing")
             continue

@@ -3,7 +3,10 @@
 Contract (scripts and schedulers depend on it):
 
 - exit 0: an answer, or an abstention with its reason;
-- exit 2: bad input or a question no template understands (one message on stderr).
+- exit 1: a run that finished with errors or tile failures; an internal error (one line,
+  ``--debug`` shows the traceback);
+- exit 2: bad input or a question no template understands (one message on stderr), found
+  before any heavy work.
 
 ``ask`` and ``schema`` never import torch, transformers or prefect, so they start fast.
 """
@@ -12,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,8 +27,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperOption
 
-from georeason.catalog import get_item
-from georeason.cli_catalog import catalog_app
+from georeason.catalog import ALLOW_EXTERNAL_ENV, ASSET_ROOTS_ENV, AssetPolicy, get_item
+from georeason.cli_catalog import catalog_app, policy_of
 from georeason.config import RunConfig, default_results_dir, read_questions
 from georeason.errors import GeoreasonError
 from georeason.geo.export.layers import atomic_path, write_answer_files
@@ -33,7 +38,9 @@ from georeason.geo.vector.scene import read_scene
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE, apply_confidence, parse_bands
 from georeason.models.language.planner import chat_client, plan_and_answer
 from georeason.pipeline import ItemResult, Pipeline, QuestionError, outcome_row, read_vectors, row_text
+from georeason.preflight import check_outputs, preflight_run
 from georeason.progress import Verbosity, bars, enabled, live, set_verbosity, verbosity
+from georeason.runstate import finite_row, result_of
 
 __all__ = ["app", "main", "fail", "grounder_options_of", "local_prefect_defaults"]
 
@@ -44,6 +51,45 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+_DEBUG = {"on": False}
+
+
+def _internal(exc: BaseException) -> None:
+    """An unexpected exception: one line (exit 1), the traceback only with ``--debug``."""
+    msg = " ".join(str(exc).split()) or "(no message)"
+    _internal_line(f"{type(exc).__name__}: {msg}", "".join(traceback.format_exception(exc)))
+
+
+def _internal_line(what: str, trace: str | None) -> None:
+    """``georeason: internal error: KeyError: ...`` (exit 1); ``trace`` printed with ``--debug``."""
+    if _DEBUG["on"] and trace:
+        typer.echo(trace.rstrip(), err=True)
+    typer.echo(f"georeason: internal error: {what} (rerun with --debug for the traceback)", err=True)
+    raise typer.Exit(code=1)
+
+
+def _finite_json(row: dict[str, Any]) -> str:
+    """``json.dumps`` of a result row; a NaN/Infinity anywhere makes it an error row instead."""
+    return json.dumps(finite_row(row), allow_nan=False)
+
+
+def _policy(allow_external: bool, asset_root: list[Path] | None) -> AssetPolicy:
+    return policy_of(allow_external, asset_root)
+
+
+AllowExternal = Annotated[
+    bool,
+    typer.Option(
+        "--allow-external",
+        help="Trust the catalog: follow absolute paths and symlinks leading outside its folder (URLs stay refused).",
+    ),
+]
+AssetRoot = Annotated[
+    list[Path] | None,
+    typer.Option("--asset-root", metavar="DIR", help="Also allow catalog assets inside DIR (repeatable)."),
+]
 
 
 def _flags_shown_as_flags() -> None:
@@ -73,8 +119,12 @@ def _options(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log each step (Prefect task logs in `run`).")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show Python tracebacks of errors (for bug reports).")
+    ] = False,
 ) -> None:
     """Spatial reasoning on Earth imagery: exact answers to questions about georeferenced data."""
+    _DEBUG["on"] = debug
     if quiet and verbose:
         fail(typer.BadParameter("give --quiet or --verbose, not both"))
     set_verbosity(Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL)
@@ -89,7 +139,9 @@ def local_prefect_defaults() -> None:
 
 
 def fail(exc: Exception) -> None:
-    msg = str(exc).strip() or type(exc).__name__
+    if _DEBUG["on"]:
+        traceback.print_exception(exc)
+    msg = " ".join(str(exc).split()) or type(exc).__name__
     typer.echo(f"georeason: error: {msg}", err=True)
     raise typer.Exit(code=2)
 
@@ -192,6 +244,7 @@ def _run_pipeline(
     fallback: Callable[..., Any] | None = None,
     bands: str | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    policy: Any = None,
 ) -> ItemResult:
     """Answer ``questions`` through the one pipeline (:class:`georeason.pipeline.Pipeline`),
     grounding in this process (a plain loop over tile batches, no Prefect); progress bars
@@ -200,7 +253,7 @@ def _run_pipeline(
     vector_paths: list[Path] = []
     item_bands: list[str] = []
     if item is not None:
-        info = get_item(item, catalog)
+        info = get_item(item, catalog, policy)
         if raster is None:
             raster = info.raster_path
             item_bands = list(info.bands)
@@ -234,6 +287,25 @@ def _run_pipeline(
             fallback=fallback,
             item_bands=item_bands,
         )
+
+
+def _check_ask_outputs(out, mask, objects, raster, item, catalog, questions, query, outputs, policy) -> None:
+    """Refuse --out/--mask (and the numbered masks of --questions) that would overwrite an input."""
+    inputs: list = [p for p in (objects, raster, questions, query, outputs) if p is not None]
+    if item is not None:
+        info = get_item(item, catalog, policy)
+        inputs += [info.raster_path, *info.vector_paths]
+        if info.item_path is not None:
+            inputs.append(info.item_path)
+    outs = [("--out", out), ("--mask", mask)]
+    if questions is not None and mask is not None:
+        for i in inputs:
+            name = Path(i).name
+            if Path(i).parent.resolve() == Path(mask).parent.resolve() and re.fullmatch(
+                re.escape(Path(mask).stem) + r"-\d{3}" + re.escape(Path(mask).suffix), name
+            ):
+                outs.append(("--mask", i))
+    check_outputs(outs, inputs)
 
 
 @app.command()
@@ -310,6 +382,8 @@ def ask(
         float,
         typer.Option(help="Answers from grounded objects below this confidence abstain (0 answers always)."),
     ] = DEFAULT_MIN_CONFIDENCE,
+    allow_external: AllowExternal = False,
+    asset_root: AssetRoot = None,
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
 
@@ -317,7 +391,13 @@ def ask(
     if given != 1:
         fail(typer.BadParameter("give exactly one of QUESTION, --query FILE or --questions FILE"))
     try:
-        lines = _read_questions(questions) if questions is not None else ([question] if question else [])
+        policy = _policy(allow_external, asset_root)
+        _check_ask_outputs(out, mask, objects, raster, item, catalog, questions, query, outputs, policy)
+        if tile_px <= 0 or not (0 <= overlap_px < tile_px):
+            raise typer.BadParameter(
+                f"--tile-px {tile_px} --overlap-px {overlap_px}: need tile_px > 0 and 0 <= overlap_px < tile_px"
+            )
+        lines = _read_questions(questions) if questions is not None else ([question] if question is not None else [])
         fallback = None
         if planner is not None:
             chat = chat_client(planner, os.environ.get("GEOREASON_PLANNER_MODEL") or None)
@@ -347,9 +427,11 @@ def ask(
             fallback,
             bands,
             min_confidence,
+            policy,
         )
         if questions is not None:
-            text = "".join(json.dumps(outcome_row(a)) + "\n" for a in result.answers)
+            # one line per question, whatever happened to it; numbers finite (else an error line)
+            text = "".join(_finite_json(outcome_row(a)) + "\n" for a in result.answers)
             if out is None:
                 sys.stdout.write(text)
             else:
@@ -379,6 +461,8 @@ def ask(
         else:
             (answer,) = result.answers
             if isinstance(answer, QuestionError):
+                if answer.internal:
+                    _internal_line(answer.error.removeprefix("internal error "), answer.trace)
                 raise GeoreasonError(answer.error)
         if out is not None:
             written = write_answer_files(answer, out)
@@ -386,8 +470,12 @@ def ask(
                 typer.echo("wrote " + ", ".join(str(w) for w in written), err=True)
     except (GeoreasonError, typer.BadParameter) as exc:
         fail(exc)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches a user without --debug
+        _internal(exc)
     if as_json:
-        sys.stdout.write(json.dumps(answer.to_json()) + "\n")
+        sys.stdout.write(_finite_json(answer.to_json()) + "\n")
     else:
         _print_answer(answer)
 
@@ -458,6 +546,8 @@ def run(
         float | None,
         typer.Option(help="Answers from grounded objects below this confidence abstain (default 0.3)."),
     ] = None,
+    allow_external: AllowExternal = False,
+    asset_root: AssetRoot = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
 
@@ -482,11 +572,29 @@ def run(
             options["bands"] = parse_bands(bands)
         if min_confidence is not None:
             options["min_confidence"] = float(min_confidence)
-        local_prefect_defaults()
         if enabled() and verbosity() < Verbosity.VERBOSE:
             # progress bars instead of a log line per task (--verbose shows the logs)
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
+        # every user mistake is found here, before Prefect starts or a tile is read
+        policy = _policy(allow_external, asset_root)
+        preflight_run(
+            cfg.catalog,
+            cfg.questions,
+            cfg.out,
+            item,
+            list(objects or []),
+            cfg.grounder,
+            options,
+            policy,
+            results_dir,
+            config,
+        )
+        if policy.allow_external:
+            os.environ[ALLOW_EXTERNAL_ENV] = "1"
+        if policy.roots:
+            os.environ[ASSET_ROOTS_ENV] = os.pathsep.join(str(r) for r in policy.roots)
+        local_prefect_defaults()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
         from georeason.flows.answer import answer
         from georeason.flows.runners import task_runner
@@ -495,11 +603,17 @@ def run(
             dask_address=cfg.dask_address, dask_workers=cfg.dask_workers, threads=cfg.threads
         )
         with live():
-            result = _run_flow(answer, runner, cfg, options, item, objects, results_dir)
-    except GeoreasonError as exc:
+            state = _run_flow(answer, runner, cfg, options, item, objects, results_dir)
+        result = result_of(state)  # re-raises if the flow itself failed (after the checks above)
+    except (GeoreasonError, typer.BadParameter) as exc:
         fail(exc)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches a user without --debug
+        _internal(exc)
     _print_run(result)
-    if result["errors"]:
+    if result["errors"] or result["failed_tiles"]:
+        typer.echo(f"georeason: run ended in state {state.name}: {state.message}", err=True)
         raise typer.Exit(code=1)
 
 
@@ -511,9 +625,10 @@ def _run_flow(
     item: list[str] | None,
     objects: list[Path] | None,
     results_dir: Path,
-) -> dict[str, Any]:
-    """The `answer` flow with the run's settings (the CLI draws progress bars around it)."""
-    result: dict[str, Any] = answer.with_options(task_runner=runner)(
+) -> Any:
+    """The `answer` flow's final state, run with the run's settings (the CLI draws progress
+    bars around it)."""
+    result = answer.with_options(task_runner=runner)(
         catalog=str(cfg.catalog) if cfg.catalog else None,
         questions=str(cfg.questions) if cfg.questions else None,
         out=str(cfg.out),
@@ -525,8 +640,9 @@ def _run_flow(
         overlap_px=cfg.overlap_px,
         max_task_runs=cfg.max_task_runs,
         results_dir=str(results_dir),
+        return_state=True,
     )
-    return result
+    return result  # the final state: a run with errors or tile failures is Failed
 
 
 @app.command()

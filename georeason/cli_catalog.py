@@ -34,6 +34,32 @@ CatalogOpt = Annotated[
 ]
 
 
+AllowExternalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-external",
+        help="Trust the catalog: follow absolute paths and symlinks leading outside its folder (URLs stay refused).",
+    ),
+]
+AssetRootOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--asset-root",
+        metavar="DIR",
+        help="Also allow assets and links inside DIR (repeatable); by default only the catalog folder.",
+    ),
+]
+
+
+def policy_of(allow_external: bool, asset_root: list[Path] | None):
+    """The :class:`~georeason.catalog.AssetPolicy` of the CLI flags (env defaults otherwise)."""
+    from georeason.catalog import AssetPolicy
+
+    env = AssetPolicy.from_env()
+    roots = tuple(Path(r).resolve() for r in asset_root or ()) + env.roots
+    return AssetPolicy(roots, allow_external or env.allow_external)
+
+
 def _fail(exc: Exception) -> None:
     msg = " ".join((str(exc) or type(exc).__name__).split())
     typer.echo(f"georeason: error: {msg}", err=True)
@@ -70,6 +96,13 @@ def add(
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite an existing item with the same id.")
     ] = False,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Re-register an item whose raster changed in place (new checksum); same as --replace.",
+        ),
+    ] = False,
     datetime: Annotated[
         str | None,
         typer.Option(
@@ -100,7 +133,7 @@ def add(
             path,
             vectors=vectors or None,
             item_id=item_id,
-            replace=replace,
+            replace=replace or update,
             datetime=datetime,
             bands=bands,
         )
@@ -114,7 +147,9 @@ def add(
 
 
 @catalog_app.command("list")
-def list_(catalog: CatalogOpt = None) -> None:
+def list_(
+    catalog: CatalogOpt = None, allow_external: AllowExternalOpt = False, asset_root: AssetRootOpt = None
+) -> None:
     """List the catalog's items: id, CRS, size, bands, vector layers."""
     from rich.console import Console
     from rich.table import Table
@@ -125,7 +160,7 @@ def list_(catalog: CatalogOpt = None) -> None:
     target = catalog if catalog is not None else default_catalog_dir()
     try:
         with task("reading the catalog", total=None):
-            items = list_items(target)
+            items = list_items(target, policy_of(allow_external, asset_root))
     except GeoreasonError as exc:
         _fail(exc)
     console = Console()
@@ -146,22 +181,26 @@ def list_(catalog: CatalogOpt = None) -> None:
 
 
 @catalog_app.command("validate")
-def validate(catalog: CatalogOpt = None) -> None:
-    """Check every item: assets exist, checksums match, rasters georeferenced and readable, and
-    every STAC file valid against the shipped JSON schemas (offline)."""
+def validate(
+    catalog: CatalogOpt = None, allow_external: AllowExternalOpt = False, asset_root: AssetRootOpt = None
+) -> None:
+    """Check every item: assets exist, checksums match, rasters georeferenced and readable, ids
+    are plain names, every link and asset stays inside the catalog folder, and every STAC file
+    is valid against the shipped JSON schemas (offline)."""
     from georeason.catalog import default_catalog_dir, list_items, validate_catalog
     from georeason.progress import task
 
     target = catalog if catalog is not None else default_catalog_dir()
+    policy = policy_of(allow_external, asset_root)
     with task("checking assets, checksums and schemas", total=None):
-        problems = validate_catalog(target)
+        problems = validate_catalog(target, policy=policy)
     if problems:
         for p in problems:
             typer.echo(f"georeason: problem: {' '.join(p.split())}", err=True)
         typer.echo(f"georeason: error: catalog {target} has {len(problems)} problem(s)", err=True)
         raise typer.Exit(code=2)
     try:
-        n = len(list_items(target))
+        n = len(list_items(target, policy))
     except GeoreasonError as exc:
         _fail(exc)
     typer.echo(f"catalog {target}: {n} item(s), all assets present and checksums match")

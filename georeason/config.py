@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from georeason.errors import InputError
 
@@ -56,6 +58,11 @@ def read_questions(path: str | Path) -> list[QuestionSpec]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read questions file {str(path)!r}: {exc}; check the path") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"questions file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8"
+        ) from exc
     suffix = path.suffix.lower()
     specs: list[QuestionSpec] = []
     if suffix in (".yaml", ".yml"):
@@ -95,34 +102,73 @@ def default_results_dir(out: Path) -> Path:
     return Path(env).expanduser().resolve() if env else (Path(out) / ".results").resolve()
 
 
-@dataclass
-class RunConfig:
-    """Everything a run needs; CLI flags override file values which override defaults."""
+_SOURCES = ("default", "config file", "environment", "flag")
+
+
+def _explain(exc: Any, sources: dict[str, str]) -> str:
+    """One line per bad setting: key, where it came from, the value, the expected type."""
+    parts = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ())) or ("settings",)
+        key = ".".join(str(x) for x in loc)
+        top = str(loc[0])
+        where = sources.get(top, "default")
+        if where == "environment":
+            where = f"environment GEOREASON_{top.upper()}"
+        value = err.get("input")
+        msg = str(err.get("msg", "invalid")).replace("Input should be", "expected")
+        msg = msg.removeprefix("Value error, ")
+        if top == "settings":
+            parts.append(msg)
+        else:
+            parts.append(f"setting {key}={value!r} (from {where}): {msg}")
+    return "; ".join(parts)
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs; CLI flags override environment over file values over defaults.
+
+    Validated by pydantic: a wrong type or range (``tile_px: abc``,
+    ``GEOREASON_TILE_PX=big``, ``threads: -3``) raises :class:`InputError` naming the key,
+    where it came from, the value and the expected type.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
 
     catalog: Path | None = None  # None: the shipped data_catalog/
     questions: Path | None = None  # None: the catalog's questions.yaml
     out: Path = Path("outputs")
     grounder: str = "spectral"
-    grounder_options: dict[str, Any] = field(default_factory=dict)
+    grounder_options: dict[str, Any] = Field(default_factory=dict)
     model_path: str | None = None
-    tile_px: int = 1024
-    overlap_px: int = 128
-    max_task_runs: int = 200  # tile batches per item: bounds orchestration overhead
+    tile_px: int = Field(1024, gt=0, le=1_000_000)
+    overlap_px: int = Field(128, ge=0)
+    max_task_runs: int = Field(200, gt=0)  # tile batches per item: bounds orchestration overhead
     dask_address: str | None = None
-    dask_workers: int | None = None
+    dask_workers: int | None = Field(None, gt=0)
     results_dir: Path | None = None
-    threads: int = 4
+    threads: int = Field(4, gt=0, le=1024)
+
+    @model_validator(mode="after")
+    def _overlap_below_tile(self) -> RunConfig:
+        if not (0 <= self.overlap_px < self.tile_px):
+            raise ValueError(
+                f"tile_px={self.tile_px}, overlap_px={self.overlap_px}: need 0 <= overlap_px < tile_px"
+            )
+        return self
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> RunConfig:
         values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         if path is not None:
             import yaml
 
             try:
                 values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise InputError(f"cannot read config file {str(path)!r}: {exc}") from exc
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                msg = " ".join(str(exc).split())
+                raise InputError(f"cannot read config file {str(path)!r}: {msg}") from exc
             if not isinstance(values, dict):
                 raise InputError(f"config file {str(path)!r} must be a mapping of settings")
             model = values.pop("model", None)
@@ -137,31 +183,27 @@ class RunConfig:
                 if "model_path" in model:
                     values["model_path"] = model.pop("model_path")
                 values["grounder_options"] = {**(values.get("grounder_options") or {}), **model}
-        names = {f.name for f in fields(cls)}
+            sources.update({str(k): "config file" for k in values})
+        names = set(cls.model_fields)
         for f in names:
             env = os.environ.get(f"GEOREASON_{f.upper()}")
             if env is not None and f not in ("grounder_options",):
                 values[f] = env
-        unknown = set(values) - names
+                sources[f] = "environment"
+        unknown = {str(k) for k in values} - names
         if unknown:
             raise InputError(
-                f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}"
+                f"unknown setting(s) {', '.join(sorted(unknown))}"
+                + (f" in config file {str(path)!r}" if path is not None else "")
+                + f"; known: {', '.join(sorted(names))}"
             )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = cls(**values)
-        for name in ("catalog", "questions", "out", "results_dir"):
-            v = getattr(cfg, name)
-            if v is not None and not isinstance(v, Path):
-                setattr(cfg, name, Path(v))
-        for name in ("tile_px", "overlap_px", "max_task_runs", "threads"):
-            setattr(cfg, name, int(getattr(cfg, name)))
-        if cfg.dask_workers is not None:
-            cfg.dask_workers = int(cfg.dask_workers)
-        if cfg.tile_px <= 0 or not (0 <= cfg.overlap_px < cfg.tile_px):
-            raise InputError(
-                f"tile_px={cfg.tile_px}, overlap_px={cfg.overlap_px}: need 0 <= overlap_px < tile_px"
-            )
-        return cfg
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
+        sources.update({k: "flag" for k in given})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise InputError(_explain(exc, sources)) from None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.model_dump().items()}

@@ -25,13 +25,16 @@
    giving :class:`~georeason.geo.language.answer.Answer` objects (geometry in the scene's
    CRS; exporters convert to lon/lat when they need it), each with the confidence summary
    of :mod:`georeason.models.fitness` (below ``min_confidence`` it abstains). Answers that depend on a grounded
-   class abstain, naming the failed tile, when a tile failed; the others answer.
+   class abstain, naming the failed tile, when a failed tile could change them
+   (:func:`failure_affects`); the others answer. Every question gets a line: an
+   exception while answering one is its :class:`QuestionError`, never the run's.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +55,8 @@ from georeason.geo.raster.grid import RasterGrid
 from georeason.geo.raster.io import as_dataset
 from georeason.geo.raster.tiling import Tile, plan_tiles, read_tile
 from georeason.geo.vector.classnames import class_forms, singular
-from georeason.geo.vector.crs import reproject
+from georeason.geo.vector.crs import LONLAT, reproject
+from georeason.geo.vector.measure import distance_m
 from georeason.geo.vector.scene import Scene, normalise_class, read_scene
 from georeason.models.fitness import (
     DEFAULT_MIN_CONFIDENCE,
@@ -93,6 +97,7 @@ __all__ = [
     "is_linear",
     "grounded_scene",
     "answer_questions",
+    "failure_affects",
     "outcome_row",
     "row_text",
     "read_vectors",
@@ -120,12 +125,17 @@ class CompiledQuestion:
     """A question compiled once: its validated program, or why it could not be compiled.
 
     ``program`` is ``None`` when no template understands the question (``error`` says
-    why); such a question may still be answered by a planner, else it is reported.
+    why); such a question may still be answered by a planner, else it is reported. A
+    question understood but whose program is refused (``invalid``: a latitude of 95, a
+    distance beyond the Earth's) is reported, never handed to a planner.
     """
 
     text: str
     program: Program | None
     error: str | None = None
+    invalid: bool = False
+    #: the traceback when compiling raised an unexpected exception (a bug: ``internal error``)
+    trace: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def classes(self) -> list[str]:
@@ -147,6 +157,12 @@ def compile_questions(questions: Iterable[str]) -> list[CompiledQuestion]:
             out.append(CompiledQuestion(q, compile_program(q)))
         except QuestionParseError as exc:
             out.append(CompiledQuestion(q, None, str(exc)))
+        except GeoreasonError as exc:  # understood, but the program is refused (values out of range)
+            out.append(CompiledQuestion(q, None, " ".join(str(exc).split()), invalid=True))
+        except Exception as exc:  # noqa: BLE001 - every question gets a line, even after a bug
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            err = f"internal error {type(exc).__name__}: {msg}"
+            out.append(CompiledQuestion(q, None, err, invalid=True, trace=traceback.format_exc()))
     return out
 
 
@@ -240,6 +256,9 @@ class TileFailure:
 
     index: tuple[int, int]
     error: str
+    #: ``(left, bottom, right, top)`` of the tile's core in the raster CRS (the area whose
+    #: objects are lost); ``None`` when unknown (then every grounded answer abstains).
+    bounds: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -293,7 +312,9 @@ def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int =
 
 
 def _failure(tile: Tile, exc: BaseException) -> TileFailure:
-    return TileFailure((int(tile.index[0]), int(tile.index[1])), f"{type(exc).__name__}: {exc}")
+    return TileFailure(
+        (int(tile.index[0]), int(tile.index[1])), f"{type(exc).__name__}: {exc}", tile.core_bounds
+    )
 
 
 def ground_batch(
@@ -465,6 +486,14 @@ class QuestionError:
 
     question: str
     error: str
+    #: the traceback of an unexpected exception (``error`` then starts ``internal error``);
+    #: ``ask --debug`` shows it
+    trace: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def internal(self) -> bool:
+        """Whether an unexpected exception (a bug, not bad input) caused it."""
+        return self.trace is not None
 
     def to_json(self) -> dict[str, Any]:
         return {"question": self.question, "error": self.error, "abstained": True, "answer": None}
@@ -515,10 +544,11 @@ def answer_questions(
     """Answer compiled questions against one scene, in order.
 
     A question that cannot be compiled (and that no ``ctx.fallback`` answers) or that
-    hits bad input gives a :class:`QuestionError` without stopping the rest. When tiles
-    failed to ground, answers that depend on a grounded class abstain naming the failed
-    tile: counting or ranking with part of the raster missing would be a guess; answers
-    from vector layers alone are still given. ``not_grounded`` (why the grounded classes
+    hits bad input (or any exception: ``internal error ...``) gives a :class:`QuestionError`
+    without stopping the rest. When tiles failed to ground, answers that depend on a
+    grounded class abstain naming the failed tile if the lost area could change them
+    (:func:`failure_affects`): counting or ranking with part of the raster missing would
+    be a guess; answers away from the failed tiles, and from vector layers alone, are given. ``not_grounded`` (why the grounded classes
     could not be grounded at all) makes the same answers abstain with that reason.
     """
     ctx = ctx or AnswerContext()
@@ -527,8 +557,13 @@ def answer_questions(
     for n, cq in enumerate(compiled, 1):
         try:
             out.append(_answer_one(n, cq, scene, ctx, grounded_set, failures, not_grounded))
-        except GeoreasonError as exc:
-            out.append(QuestionError(cq.text, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - every question gets a line; one never sinks the rest
+            err = " ".join(str(exc).split()) or type(exc).__name__
+            trace = None
+            if not isinstance(exc, GeoreasonError):
+                err = f"internal error {type(exc).__name__}: {err}"
+                trace = traceback.format_exc()
+            out.append(QuestionError(cq.text, err, trace))
         if ctx.answered is not None:
             ctx.answered(1, len(compiled))
     return out
@@ -544,24 +579,97 @@ def _answer_one(
     not_grounded: str | None,
 ) -> Outcome:
     if cq.program is None:
-        if ctx.fallback is None:
-            return QuestionError(cq.text, cq.error or "cannot parse the question")
+        if ctx.fallback is None or cq.invalid:
+            return QuestionError(cq.text, cq.error or "cannot parse the question", cq.trace)
         return ctx.finish(ctx.fallback(cq.text, scene, ctx, n))
     uses = {c for c in cq.classes if grounded_set & {singular(f) for f in class_forms(c)}}
     if not_grounded and uses:
         return Answer.abstain(not_grounded, question=cq.text, query=cq.program.to_json())
+    answer = None
+    why = None
     if failures and uses:
+        if any(f.bounds is None for f in failures):
+            why = "the failed tiles' extent is unknown"
+        else:
+            answer = _execute(n, cq, cq.program, scene, ctx)
+            why = failure_affects(cq.program.to_json(), answer, failures, scene.crs, uses)
+    if why is not None:
         first = failures[0]
         return Answer.abstain(
             f"{len(failures)} tile(s) failed to ground (tile {first.index}: {first.error}); "
-            f"an answer about {', '.join(sorted(uses))} from the remaining tiles could be wrong",
+            f"an answer about {', '.join(sorted(uses))} from the remaining tiles could be wrong ({why})",
             question=cq.text,
             query=cq.program.to_json(),
         )
-    answer = answer_program(
-        cq.program, scene, question=cq.text, pixel=ctx.pixel, mask_writer=ctx.mask_writer(n, cq.text)
-    )
+    if answer is None:
+        answer = _execute(n, cq, cq.program, scene, ctx)
     return ctx.finish(answer)
+
+
+def _execute(n: int, cq: CompiledQuestion, program: Program, scene: Scene, ctx: AnswerContext) -> Answer:
+    return answer_program(
+        program, scene, question=cq.text, pixel=ctx.pixel, mask_writer=ctx.mask_writer(n, cq.text)
+    )
+
+
+#: Ops that restrict a class to a place: objects in a failed tile matter only near it.
+_SCOPING_OPS = {"within_distance": "objects", "inside": "objects"}
+
+
+def failure_affects(
+    steps: Sequence[dict[str, Any]],
+    answer: Answer,
+    failures: Sequence[TileFailure],
+    crs: CRS,
+    grounded: set[str],
+) -> str | None:
+    """Why failed tiles could change this answer, or ``None`` when they cannot.
+
+    The lost area is the union of the failed tiles' cores. An answer is affected when
+
+    * any of its evidence touches the lost area; or
+    * a grounded class is used whole (counted, ranked, its largest taken, ...): objects
+      in the lost area are missing from it; or
+    * a grounded class is restricted to a place (``within_distance``, ``inside``) that
+      reaches the lost area.
+
+    Answers whose evidence and scope lie away from every failed tile are kept.
+    ``grounded`` are the (normalised) class names of the program that were grounded.
+    """
+    lost = reproject(
+        shapely.union_all([shapely.box(*f.bounds) for f in failures if f.bounds is not None]), crs, LONLAT
+    )
+    for e in answer.evidence:
+        if e.lonlat().intersects(lost):
+            return f"its evidence {e.id} lies on a failed tile"
+    selects = {
+        s["id"]
+        for s in steps
+        if s.get("op") in ("select", "at")
+        and normalise_class((s.get("args") or {}).get("cls") or "") in grounded
+    }
+    refs = {e.id: e for e in answer.evidence if e.role != "result"}
+    for s in steps:
+        args = s.get("args") or {}
+        used = {k for k, v in args.items() if isinstance(v, str) and v.startswith("$") and v[1:] in selects}
+        if not used:
+            continue
+        if s.get("op") not in _SCOPING_OPS or used != {_SCOPING_OPS[s["op"]]}:
+            return f"it uses every {', '.join(sorted(grounded))} object, and some are on failed tiles"
+        if not refs:
+            return "its place could not be checked against the failed tiles"
+        place = shapely.union_all([e.lonlat() for e in refs.values()])
+        if s["op"] == "inside":
+            if place.intersects(lost):
+                return "its region reaches a failed tile"
+        else:
+            unit_m = {"m": 1.0, "km": 1000.0, "mi": 1609.344, "ft": 0.3048}.get(args.get("unit", "m"))
+            if unit_m is None:
+                return f"its distance unit {args.get('unit')!r} is unknown here"
+            reach_m = float(args.get("distance", 0.0)) * unit_m
+            if distance_m(place, lost) <= reach_m:
+                return f"a failed tile lies within {args.get('distance')} {args.get('unit', 'm')} of its reference"
+    return None
 
 
 def row_text(row: dict[str, Any], full: bool = False) -> str:

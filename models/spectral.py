@@ -336,6 +336,8 @@ def fit_thresholds(
         shape_ = (src.count, max(1, math.ceil(src.height / f)), max(1, math.ceil(src.width / f)))
         try:
             pixels = src.read(out_shape=shape_, masked=True, resampling=Resampling.nearest)
+            if np.issubdtype(pixels.dtype, np.floating):  # undeclared NaN/inf pixels are nodata
+                pixels = np.ma.masked_where(~np.isfinite(np.ma.getdata(pixels)), pixels)
         except RasterioError as exc:
             raise RasterReadError(
                 f"raster {src.name} could not be read for threshold fitting ({exc})"

@@ -5,68 +5,39 @@ flow gives :class:`~georeason.pipeline.Pipeline`, so the flow grounds through th
 path as ``georeason ask`` — only the fan-out differs (``task.map`` on the flow's task
 runner: threads, or Dask through prefect-dask). Retries only where I/O happens.
 
-Caching that is right, not just on. The tile-batch task's cache key is the task's source
-(:data:`prefect.cache_policies.TASK_SOURCE`) plus :class:`TileBatchKey`: the raster's
-SHA-256 (content, not path: Prefect's ``INPUTS`` would hash the path string, so an edited
-file would hit a stale cache), the tile windows, the grounder's name and configuration,
-the classes and the band names. Results persist under the run's result folder
-(``PREFECT_RESULTS_LOCAL_STORAGE_PATH``, set by the flow from ``--results``), which is
-what lets a rerun after a kill skip the batches that finished.
+Caching that is right, and safe. Tile-batch results do not go through Prefect's result
+store (which unpickles whatever serializer a stored file names: a planted file would run
+code). ``ground-tiles`` looks batches up in :class:`georeason.tilecache.TileCache`, JSON
+files with WKB geometry under the run's results folder, keyed by
+:func:`georeason.tilecache.batch_key`: the raster's content SHA-256 (verified against the
+file before the run), the tile windows, the grounder's name and configuration, the
+classes and the band names. A corrupt or foreign cache file is recomputed, not trusted;
+a rerun after a kill skips the batches that finished.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from prefect import get_run_logger, task, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import TASK_SOURCE, CachePolicy
+from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
-from prefect.utilities.hashing import hash_objects
 
 from georeason.errors import TileReadError
 from georeason.geo.export.names import slug
 from georeason.geo.raster.tiling import Tile
 from georeason.pipeline import BatchResult, GroundJob, Mapper, TileFailure, TileProgress, ground_job_batch
 from georeason.progress import reporter
+from georeason.runstate import verify_raster_checksum
+from georeason.tilecache import TileCache, batch_key
 
-__all__ = ["TileBatchKey", "GROUND_CACHE", "BatchFailed", "ground_tiles", "batch_run_name", "prefect_map"]
+__all__ = ["BatchFailed", "ground_tiles", "batch_run_name", "prefect_map"]
 
 GROUND_RETRIES = 2
-
-
-def _tile_key(t: Tile) -> tuple[Any, ...]:
-    w, c = t.window, t.core
-    return (
-        tuple(t.index),
-        (w.col_off, w.row_off, w.width, w.height),
-        (c.col_off, c.row_off, c.width, c.height),
-    )
-
-
-@dataclass
-class TileBatchKey(CachePolicy):
-    """Cache key from raster content, tile windows, grounder spec, classes and bands."""
-
-    def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
-    ) -> str | None:
-        job: GroundJob = inputs["job"]
-        return hash_objects(
-            job.raster_sha256 or job.raster,
-            [_tile_key(t) for t in inputs["tiles"]],
-            job.spec.name,
-            job.spec.config_json,
-            sorted(job.classes),
-            list(job.bands),
-            raise_on_failure=True,
-        )
-
-
-GROUND_CACHE = TASK_SOURCE + TileBatchKey()
 
 
 class BatchFailed(TileReadError):
@@ -91,16 +62,26 @@ class BatchFailed(TileReadError):
     name="ground-tiles",
     retries=GROUND_RETRIES,
     retry_delay_seconds=[1, 5],
-    cache_policy=GROUND_CACHE,
-    persist_result=True,
+    cache_policy=NO_CACHE,  # cached as data in TileCache, never through Prefect's (pickle) store
+    persist_result=False,
 )
-def ground_tiles(job: GroundJob, tiles: list[Tile]) -> BatchResult:
-    """Ground one batch of tiles (:func:`georeason.pipeline.ground_job_batch`).
+def ground_tiles(job: GroundJob, tiles: list[Tile], cache_dir: str | None = None) -> BatchResult:
+    """Ground one batch of tiles (:func:`georeason.pipeline.ground_job_batch`), or read it
+    from the :class:`~georeason.tilecache.TileCache` in ``cache_dir`` (keyed on the raster's
+    content; no cache without ``job.raster_sha256``).
 
     A tile that fails triggers a task retry (I/O is often transient); if it still fails
     on the last attempt, the task fails, is not cached, and :func:`prefect_map` re-runs
     that batch tile by tile so only the tiles that really fail are lost.
     """
+    cache = TileCache(cache_dir) if cache_dir and job.raster_sha256 else None
+    key = ""
+    if cache is not None and job.raster_sha256:
+        key = batch_key(job.raster_sha256, tiles, job.spec.name, job.spec.config_json, job.classes, job.bands)
+        hit = cache.get(key, tiles)
+        if hit is not None:
+            get_run_logger().info("cached: %d tiles of %s (%s)", len(tiles), job.raster, key[:12])
+            return hit
     result = ground_job_batch(job, tiles)
     if result.failures:
         ctx = TaskRunContext.get()
@@ -113,6 +94,8 @@ def ground_tiles(job: GroundJob, tiles: list[Tile]) -> BatchResult:
         )
     n = sum(len(d) for _, d in result.results)
     get_run_logger().info("grounded %d tiles of %s: %d detections", len(tiles), job.raster, n)
+    if cache is not None:
+        cache.put(key, result)
     return result
 
 
@@ -136,20 +119,24 @@ def batch_run_name(item: str) -> Callable[[], str]:
 def prefect_map(results_dir: str | Path | None = None) -> Mapper:
     """The Prefect :data:`~georeason.pipeline.Mapper`: ``ground_tiles.map`` on the flow's runner.
 
-    Call inside a flow. Task runs are named by item and tile range; a progress artifact
+    Call inside a flow. The raster's content is first checked against the catalog's
+    checksum (the tile cache under ``results_dir`` is keyed on it; a ``CatalogError``
+    names an edited file). Task runs are named by item and tile range; a progress artifact
     per item (``georeason-progress-<item>``) and a terminal bar (:func:`georeason.progress.reporter`)
     follow the batches as they finish. A batch whose task fails is re-run tile by tile; a
     tile that still fails becomes a :class:`~georeason.pipeline.TileFailure` carrying the
     grounder's own error, exactly as :func:`georeason.pipeline.local_map` reports it.
     """
-    stored = ground_tiles.with_options(result_storage=Path(results_dir)) if results_dir else ground_tiles
+    cache_dir = str(results_dir) if results_dir else None
 
     def map_batches(
         job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
     ) -> list[BatchResult]:
         log = get_run_logger()
         item = job.item or Path(job.raster).stem
-        mapped = stored.with_options(task_run_name=batch_run_name(item))
+        # the tile cache is keyed on the raster's content: check the file is what the catalog says
+        verify_raster_checksum(SimpleNamespace(id=item, sha256=job.raster_sha256, raster_path=job.raster))
+        mapped = ground_tiles.with_options(task_run_name=batch_run_name(item))
         total = sum(len(b) for b in batches)
         progress_id: Any = create_progress_artifact(
             0.0,
@@ -160,7 +147,7 @@ def prefect_map(results_dir: str | Path | None = None) -> Mapper:
         bar.start(bar_key, f"{item}: grounding tiles", total=total)
         done = 0
         out: list[BatchResult] = []
-        futures = mapped.map(unmapped(job), batches)
+        futures = mapped.map(unmapped(job), batches, unmapped(cache_dir))
         for batch, fut in zip(batches, futures):
             fut.wait()
             done += len(batch)
@@ -172,7 +159,7 @@ def prefect_map(results_dir: str | Path | None = None) -> Mapper:
                 out.append(fut.result())
                 continue
             log.warning("batch of %d tiles of %s failed; retrying tile by tile", len(batch), job.raster)
-            singles = mapped.map(unmapped(job), [[t] for t in batch])
+            singles = mapped.map(unmapped(job), [[t] for t in batch], unmapped(cache_dir))
             for t, f in zip(batch, singles):
                 f.wait()
                 if f.state.is_completed():
@@ -180,7 +167,9 @@ def prefect_map(results_dir: str | Path | None = None) -> Mapper:
                     continue
                 err = f.result(raise_on_failure=False)
                 lost = getattr(err, "failures", None) or (
-                    TileFailure((int(t.index[0]), int(t.index[1])), f"{type(err).__name__}: {err}"),
+                    TileFailure(
+                        (int(t.index[0]), int(t.index[1])), f"{type(err).__name__}: {err}", t.core_bounds
+                    ),
                 )
                 out.append(BatchResult((), tuple(lost)))
         return out

@@ -996,7 +996,116 @@ def cases() -> list[Case]:
                 pixel=True,
             )
         )
+    out += _harness_and_template_cases(tg, town)
     return _spread(out, PER_FORM)
+
+
+def _harness_and_template_cases(tg: dict[str, Any], town: Scene) -> list[Case]:
+    """Phrasings of ``georeason eval``'s generated questions and of the regex templates the
+    grammar replaced (a question that worked before must keep working)."""
+    out: list[Case] = []
+    inv_aff = ~TOWN_AFFINE
+    blds = _of_class(town, "building")
+
+    def poly_px(oid: str) -> str:
+        x0, y0, x1, y1 = tg[oid].bounds
+        c0, r1 = inv_aff @ (x0, y0)
+        c1, r0 = inv_aff @ (x1, y1)
+        return f"[[{c0:.1f}, {r0:.1f}], [{c0:.1f}, {r1:.1f}], [{c1:.1f}, {r1:.1f}], [{c1:.1f}, {r0:.1f}]]"
+
+    form = "eval and template phrasings"
+    for oid in ("b1", "b5", "b7"):
+        at = f"the building at the polygon {poly_px(oid)} in pixels"
+        out.append(
+            Case(
+                form,
+                "town",
+                f"What is the distance between {at} and the well?",
+                dist(tg[oid], tg["well-1"]),
+                unit="m",
+                pixel=True,
+            )
+        )
+        ds = [dist(tg[oid], tg[b]) for b in blds if b != oid]
+        t = _safe_thresholds(ds)[len(_safe_thresholds(ds)) // 2]
+        out.append(
+            Case(
+                form,
+                "town",
+                f"How many buildings are within {t:g} m of {at}?",
+                sum(d <= t for d in ds),
+                pixel=True,
+            )
+        )
+    # which is closer, with the harness's (first)/(second) labels
+    for a, b in (("b1", "b8"), ("b3", "b6")):
+        da, db = dist(tg[a], tg["river-1"]), dist(tg[b], tg["river-1"])
+        out.append(
+            Case(
+                form,
+                "town",
+                f"Which is closer to the river: (first) #{a} or (second) #{b}?",
+                a if da < db else b,
+            )
+        )
+    # a class and a WKT polygon; direction by centroid (the eval's truth definition)
+    lake = tg["lake-2"]
+    wkt = shapely.to_wkt(lake, rounding_precision=7)
+    az = azimuth(tg["b4"], lake, "centroid")
+    for name in ("E", "NE", "W"):
+        if sector_margin(az, name) > 3:
+            out.append(
+                Case(
+                    form,
+                    "town",
+                    f"Is the lake at {wkt} {words_of(name)} of #b4 by centroid?",
+                    in_sector(az, name),
+                )
+            )
+    # template forms: shouting, 'a' as the article in capitals, 'the'-less selectors
+    near = sum(dist(tg[b], tg["lake-1"]) <= 1000 for b in blds)
+    out.append(Case(form, "town", "HOW MANY BUILDINGS ARE WITHIN A DISTANCE OF 1000 M OF #lake-1?", near))
+    out.append(
+        Case(
+            form,
+            "town",
+            "How far is largest lake from #b7?",
+            dist(tg["b7"], max((tg["lake-1"], tg["lake-2"]), key=area)),
+            unit="m",
+        )
+    )
+    out.append(Case(form, "town", "Do #b1 and #b2 touch?", bool(shapely.touches(tg["b1"], tg["b2"]))))
+    out.append(
+        Case(
+            form,
+            "town",
+            "do the river and the road intersect",
+            bool(shapely.intersects(tg["river-1"], tg["road-1"])),
+        )
+    )
+    out.append(
+        Case(
+            form,
+            "town",
+            "How far is the feature b6 from point (9.18, 47.66)?",
+            dist(tg["b6"], Point(9.18, 47.66)),
+            unit="m",
+        )
+    )
+    return out
+
+
+def words_of(name: str) -> str:
+    return {
+        "N": "north",
+        "S": "south",
+        "E": "east",
+        "W": "west",
+        "NE": "northeast",
+        "NW": "northwest",
+        "SE": "southeast",
+        "SW": "southwest",
+    }[name]
 
 
 #: Most cases kept per form (evenly spread over the generated ones), to keep the run short.

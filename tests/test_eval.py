@@ -387,13 +387,17 @@ def test_run_bands_option_names_unnamed_bands(prefect_harness, tmp_path):
     qf.write_text("What is the total area of water in km2?\n")
 
     def run(options):
-        return answer(
+        from georeason.runstate import result_of
+
+        state = answer(
             catalog=str(cat),
             questions=str(qf),
             out=str(tmp_path / "out"),
             grounder_options=options,
             results_dir=str(tmp_path / "res"),
-        )["rows"][0]
+            return_state=True,
+        )
+        return result_of(state)["rows"][0]  # a run with tile failures ends Failed, rows kept
 
     without = run({})  # eo:bands are band1..band3: no index can be computed
     assert without["abstained"] and "--bands" in json.dumps(without)

@@ -59,15 +59,21 @@ def _run(catalog, questions, out, results, **kw):
     from georeason.flows.answer import answer
 
     runner = kw.pop("runner", ThreadPoolTaskRunner(max_workers=2))
-    return answer.with_options(task_runner=runner)(
+    state = answer.with_options(task_runner=runner)(
         catalog=str(catalog),
         questions=str(questions),
         out=str(out),
         results_dir=str(results),
         tile_px=kw.pop("tile_px", 512),
         overlap_px=kw.pop("overlap_px", 64),
+        return_state=True,
         **kw,
     )
+    from georeason.runstate import result_of
+
+    result = result_of(state)
+    result["state"] = (state.type.value, state.name)  # a run with errors/tile failures is FAILED
+    return result
 
 
 def _check_against_truth(rows, truth):
@@ -130,6 +136,7 @@ def test_failing_tile_does_not_sink_the_others(prefect_harness, mini_catalog, tm
     )
     rows = {r["question"]: r for r in result["rows"]}
     assert result["failed_tiles"] == 1
+    assert result["state"] == ("FAILED", "AnsweredWithErrors")  # not a green run in the UI
     # answers that need grounded classes abstain, naming the failed tile ...
     assert rows[qs[0]]["abstained"] and "(1, 1)" in rows[qs[0]]["reason"]
     assert rows[qs[1]]["abstained"]
@@ -204,6 +211,9 @@ def test_rerun_after_kill_reuses_cached_tiles(prefect_harness, mini_catalog, tmp
     assert killed.returncode == 137
     first = _tiles(tmp_path / "run1.log")
     assert not (tmp_path / "out" / "answers.jsonl").exists()
+    # no partial file under a final name: every cached batch is a complete JSON entry
+    for f in (tmp_path / "results" / "tiles").glob("*.json"):
+        assert json.loads(f.read_text())["format"] == "georeason-tile-batch/1"
     # rerun with the same result storage: finished batches come from the cache
     again = _child(
         tmp_path,
@@ -232,6 +242,10 @@ def test_rerun_after_kill_reuses_cached_tiles(prefect_harness, mini_catalog, tmp
         return rows
 
     assert strip(tmp_path / "out" / "answers.jsonl") == strip(tmp_path / "ref" / "answers.jsonl")
+    # the dead run's lock was taken over and released; its temporaries are gone
+    assert not (tmp_path / "out" / ".georeason.lock").exists()
+    assert not [p for d in ("out", "results") for p in (tmp_path / d).rglob("*.tmp")]
+    assert (tmp_path / "out" / "manifest.json").exists()
 
 
 @pytest.mark.slow

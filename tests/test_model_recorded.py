@@ -201,17 +201,20 @@ def test_flow_with_another_tile_plan_abstains_naming_the_plan(prefect_harness, t
 
     qfile = tmp_path / "q.jsonl"
     qfile.write_text(json.dumps({"question": "How many lakes are there?", "item": "sample"}) + "\n")
-    result = answer.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(
-        questions=str(qfile),
-        out=str(tmp_path / "out"),
-        results_dir=str(tmp_path / "results"),
-        items=["sample"],
-        grounder="recorded",
-        grounder_options={"outputs": str(RECORDED)},
-        tile_px=2048,
-        overlap_px=128,  # one tile, whose window was never recorded
-    )
-    (row,) = result["rows"]
+    from georeason.runstate import RunFailedError
+
+    with pytest.raises(RunFailedError, match="1 tile"):  # the run ends Failed, answers still written
+        answer.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(
+            questions=str(qfile),
+            out=str(tmp_path / "out"),
+            results_dir=str(tmp_path / "results"),
+            items=["sample"],
+            grounder="recorded",
+            grounder_options={"outputs": str(RECORDED)},
+            tile_px=2048,
+            overlap_px=128,  # one tile, whose window was never recorded
+        )
+    (row,) = [json.loads(x) for x in (tmp_path / "out" / "answers.jsonl").read_text().splitlines()]
     assert row["abstained"] and "--tile-px" in row["reason"]
 
 

@@ -165,6 +165,7 @@ def test_each_question_compiled_once_per_run(prefect_harness, tmp_path, monkeypa
     import georeason.geo.language.english as english
     from georeason.catalog import add_item
     from georeason.flows.answer import answer
+    from georeason.runstate import result_of
 
     calls = {"compile": 0, "validate": 0}
     compile_question, validate_program = english.compile_question, english.validate_program
@@ -185,8 +186,15 @@ def test_each_question_compiled_once_per_run(prefect_harness, tmp_path, monkeypa
     questions = ["How many lakes are there?", "Is the smallest lake south of #road-1?", "Why?"]
     qfile = tmp_path / "q.txt"
     qfile.write_text("".join(q + "\n" for q in questions), encoding="utf-8")
-    result = answer(
-        catalog=str(cat), questions=str(qfile), out=str(tmp_path / "out"), results_dir=str(tmp_path / "r")
+    # "Why?" is an error row, so the run ends Failed (AnsweredWithErrors); its result is kept
+    result = result_of(
+        answer(
+            catalog=str(cat),
+            questions=str(qfile),
+            out=str(tmp_path / "out"),
+            results_dir=str(tmp_path / "r"),
+            return_state=True,
+        )
     )
     assert len(result["rows"]) == 6  # 3 questions x 2 items
     assert calls == {"compile": 3, "validate": 2}  # "Why?" does not compile, so is not validated

@@ -6,7 +6,8 @@ Behaviour is driven by environment variables so that a subprocess can be configu
 - ``GEOREASON_TEST_TILE_LOG``: file to which each grounded tile index is appended;
 - ``GEOREASON_TEST_DIE_AFTER``: after this many tiles, the process exits at once
   (``os._exit``: no cleanup, like a kill);
-- ``GEOREASON_TEST_FAIL_TILE``: ``row,col`` of a tile whose grounding always raises.
+- ``GEOREASON_TEST_FAIL_TILE``: ``row,col`` of a tile whose grounding always raises;
+- ``GEOREASON_TEST_TILE_SLEEP``: seconds to sleep per tile (keeps a run busy).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class LoggingGrounder(SpectralGrounder):
         if fail and tuple(int(x) for x in fail.split(",")) == tuple(tile.index):
             raise RuntimeError(f"injected failure on tile {tile.index}")
         out = super().ground(pixels, tile, classes, bands)
+        if os.environ.get("GEOREASON_TEST_TILE_SLEEP"):
+            import time
+
+            time.sleep(float(os.environ["GEOREASON_TEST_TILE_SLEEP"]))
         with _lock:
             log = os.environ.get("GEOREASON_TEST_TILE_LOG")
             if log:

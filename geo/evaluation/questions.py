@@ -478,6 +478,12 @@ def _near_edge(az: float, half: float, centres: Sequence[float]) -> bool:
     return min(abs(((az - e + 180) % 360) - 180) for e in edges) < 3.0
 
 
+def _by_centroid(q: str) -> str:
+    """The question asked of georeason: the truth is a centroid azimuth (EarthSpatialBench),
+    and georeason's direction words default to the nearest-part definition, so it is named."""
+    return q[:-1] + " by centroid?"
+
+
 def _q_compass(gen: _Gen, mode: str) -> EvalQuestion | None:
     p = _bearing_pair(gen, mode)
     if p is None:
@@ -492,7 +498,7 @@ def _q_compass(gen: _Gen, mode: str) -> EvalQuestion | None:
         "compass",
         mode,
         q,
-        [q],
+        [_by_centroid(q)],
         compass8(az),
         "categorical",
         truth_ids=tid,
@@ -549,7 +555,7 @@ def _q_yesno(gen: _Gen, mode: str) -> EvalQuestion | None:
         "yesno",
         mode,
         q,
-        [q],
+        [_by_centroid(q)],
         bool(diff <= half),
         "boolean",
         truth_ids=tid,

@@ -438,6 +438,7 @@ class _Run:
             raise Abstain(f"nothing to buffer in step {sid!r}")
         proj = aeqd_crs(*spherical_mean_lonlat([base]))
         buf = shapely.buffer(reproject(base, LONLAT, proj), a.distance * _DIST[a.unit], quad_segs=16)
+        _check_buffer_representable(buf, proj, a.distance, a.unit, sid)
         g = reproject(reproject(buf, proj, LONLAT), LONLAT, self.scene.crs)
         ev = Evidence(f"${sid}", "region", g, self.scene.crs, "region")
         return Value(T.GEOMETRY, None, geom=g, evidence={**v.evidence, ev.id: ev})
@@ -644,6 +645,28 @@ _KIND: dict[T, Kind] = {
     T.GEOMETRY: "region",
     T.PIXELS: "pixel",
 }
+
+
+def _check_buffer_representable(buf, proj, distance: float, unit: str, sid: str) -> None:
+    """Refuse a buffer that a lon/lat polygon cannot hold: one that covers a pole or
+    crosses the antimeridian would come back inverted or torn (wrong objects, silently)."""
+    from georeason.geo.vector.crs import transformer
+
+    to_proj = transformer(LONLAT, proj)
+    for lat in (90.0, -90.0):
+        x, y = to_proj.transform(0.0, lat)
+        if np.isfinite(x) and np.isfinite(y) and buf.covers(shapely.Point(x, y)):
+            raise InputError(
+                f"step {sid!r}: a buffer of {distance:g} {unit} reaches the {'north' if lat > 0 else 'south'} pole; "
+                "such a region cannot be drawn in lon/lat here; give a smaller distance"
+            )
+    ring = shapely.get_coordinates(shapely.boundary(buf))
+    lon, _ = transformer(proj, LONLAT).transform(ring[:, 0], ring[:, 1])
+    if len(lon) > 1 and np.nanmax(np.abs(np.diff(lon))) > 180.0:
+        raise InputError(
+            f"step {sid!r}: a buffer of {distance:g} {unit} crosses the antimeridian (180 degrees longitude), "
+            "which this method does not draw correctly; give a smaller distance"
+        )
 
 
 def expected_kind(program: Program) -> Kind:

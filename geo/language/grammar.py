@@ -15,8 +15,8 @@ The pieces:
   :data:`STATS`): the synonyms each word of the grammar stands for;
 - **references**: ``#b7`` / ``b7`` / ``building b7`` / ``object b7``, ``the <class>``, ``the
   <selector> <class> [constraints]``, ``the <class> at [pixel] <geometry>``, ``the region
-  <geometry>``, WKT, bboxes, points, coordinate lists (lon/lat unless tagged ``pixel`` or
-  ``(EPSG:nnnn)``), ``the nearest <class> to <ref>``, ``its nearest <class>``, ``the
+  <geometry>``, WKT, bboxes, points, coordinate lists (lon/lat unless tagged ``(EPSG:nnnn)``
+  or the question says ``pixel(s)`` anywhere: then its untagged coordinates are pixels), ``the nearest <class> to <ref>``, ``its nearest <class>``, ``the
   <class> <constraints> that is closest to it``, ``it`` (the last reference named);
 - **sets**: a class and constraints joined by ``and``: distance bounds (``within 2 km of``,
   ``more than 500 m from``, ``between 1 and 2 km from``), direction sectors (``north of``,
@@ -238,20 +238,22 @@ unit_inline: "in"i (dunit_w | aunit_w)
 ?sref: ref_id | ref_the | ref_sel | ref_at | ref_geom | ref_it | ref_its
 
 ref_id: HASHID
-      | ("object"i | "feature"i | "id"i) (HASHID | BAREID | WORD)
+      | "the"i? ("object"i | "feature"i | "id"i) (HASHID | BAREID | WORD)
       | "the"i? cls (HASHID | BAREID)
       | "the"i (HASHID | BAREID)
       | BAREID
+      | CAP_A
 ref_the: "the"i cls
-ref_sel: "the"i selector_w set
-ref_at: "the"i cls ("at"i | "located"i "at"i | "in"i | "covering"i) geom
-ref_geom: ("the"i | "a"i)? ("region"i | "zone"i | "location"i | "place"i | "geometry"i | "area"i)? geom
+ref_sel: "the"i? selector_w set
+ref_at: "the"i? cls ("at"i | "located"i "at"i | "in"i | "covering"i) geom
+ref_geom: ("the"i | "a"i | CAP_A)? ("region"i | "zone"i | "location"i | "place"i | "geometry"i | "area"i)? geom
 ref_it: "it"i | "that"i | "there"i
 ref_its: "its"i rank_w cls
 ref_rank: "the"i rank_w cls _tofrom ref
         | "the"i set ("that"i | "which"i)? ("is"i | "lies"i)? rank_w _tofrom ref
 
-geom: gtag* shape_w? gtag* GEOMLIT gtag*
+geom: gtag* (_article? shape_w)? gtag* GEOMLIT gtag*
+_article: "the"i | "a"i | "an"i | CAP_A
 gtag: PIXELTAG | CRSTAG | LONLATTAG
 
 cls: WORD (WORD | _clsnoun) ~ 0..2
@@ -271,9 +273,10 @@ c_dir: dirphrase sref method?
 c_pred: predword_w sref
       | "do"i "not"i predword_w sref -> c_not_pred
 
-_lessthan: "within"i ("a"i "distance"i "of"i)? | "less"i "than"i | "closer"i "than"i | "nearer"i "than"i
+_lessthan: ("within"i | "in"i) _a "distance"i "of"i | "within"i | "less"i "than"i | "closer"i "than"i | "nearer"i "than"i
          | "under"i | "no"i "more"i "than"i | "not"i "more"i "than"i | "at"i "most"i | "up"i "to"i
          | "in"i | "inside"i | "below"i
+_a: "a"i | CAP_A
 _morethan: "more"i "than"i | "farther"i "than"i | "further"i "than"i | "over"i | "beyond"i
          | "at"i "least"i | "greater"i "than"i | "outside"i
 _away: "away"i | "distant"i | "off"i
@@ -326,7 +329,7 @@ _direction: "direction"i | "compass"i "direction"i | "cardinal"i "direction"i | 
 p16: P16
 q_direction: "in"i? _which p16? cmode? _direction _is ref ("from"i | "of"i | "relative"i "to"i | "with"i "respect"i "to"i | "as"i "seen"i "from"i) ref method?  -> direction_tf
            | "in"i? _which p16? cmode? _direction "does"i ref ("lie"i | "sit"i | "go"i)? ("from"i | "of"i | "relative"i "to"i) ref method?                    -> direction_tf
-           | _what _the? p16? cmode? _direction ("of"i | "to"i) ref ("from"i | "relative"i "to"i | "as"i "seen"i "from"i) ref method?                 -> direction_tf
+           | _what? _the? p16? cmode? _direction ("of"i | "to"i) ref ("from"i | "relative"i "to"i | "as"i "seen"i "from"i) ref method?                 -> direction_tf
            | _what? _the? p16? cmode? _direction "from"i ref "to"i ref method?                                                                 -> direction_ft
            | "where"i _is ref ("relative"i "to"i | "with"i "respect"i "to"i | "from"i | "compared"i "to"i) ref method?                            -> direction_tf
            | ref _is "in"i _which _direction ("of"i | "from"i) ref method?                                                                     -> direction_tf
@@ -338,10 +341,11 @@ q_bearing: _what? _the? cmode? _bearing_word "from"i ref "to"i ref method?      
          | _bearing_word ref "to"i ref method?                                               -> bearing_ft
 
 // yes/no about one subject: conditions joined by "and"
-q_is: _is ref ("located"i | "situated"i | "lying"i | "found"i)? cond (_join cond)*   -> is_q
+q_is: _is ref ("located"i | "situated"i | "lying"i | "found"i | "lie"i | "lies"i)? cond (_join cond)*   -> is_q
     | "does"i ref ("lie"i | "sit"i | "fall"i | "stand"i) cond (_join cond)*        -> is_q
+    | "does"i ref ("located"i | "situated"i | "lying"i)? k_dir (_join cond)*        -> is_q
     | ref _is cond (_join cond)*                                                     -> is_q
-    | "does"i ref predverb_w ref                                                       -> does_q
+    | ("does"i | "do"i) ref predverb_w ref                                             -> does_q
 ?cond: k_within | k_beyond | k_between | k_dir | k_pred | k_closer | k_bigger | k_closer_to_than
 k_within: _lessthan DIST _away? _ofrom sref
 k_beyond: _morethan DIST _away? _ofrom sref
@@ -354,9 +358,8 @@ k_bigger: bigger_w "than"i ref
 
 q_pair: ("are"i | "do"i) ref "and"i ref pairword_w                                   -> pair_q
 
-_relation_word: "relation"i | "relationship"i | "relations"i | "relationships"i | "topology"i | "topological"i "relation"i
-              | "topological"i "relationship"i | "spatial"i "relation"i | "spatial"i "relationship"i
-              | "de-9im"i "relation"i | "de9im"i "relation"i | "de-9im"i
+_relation_word: _rel_mod? ("relation"i | "relationship"i | "relations"i | "relationships"i) | "topology"i | "de-9im"i
+_rel_mod: "topological"i | "spatial"i | "de-9im"i | "de9im"i
 q_relation: _what? _the? _relation_word ("between"i | "of"i) ref ("and"i | "to"i | "with"i) ref  -> relation
           | "how"i ("is"i | "does"i) ref ("relate"i | "related"i) ("to"i | "with"i) ref              -> relation
           | "how"i "are"i ref "and"i ref ("spatially"i | "topologically"i)? ("related"i | "arranged"i)   -> relation
@@ -364,7 +367,7 @@ q_relation: _what? _the? _relation_word ("between"i | "of"i) ref ("and"i | "to"i
 
 _howmany: "how"i "many"i | "count"i ("the"i | "all"i)? | "number"i "of"i | _what _the "number"i "of"i
         | _what _the "count"i "of"i
-_there_tail: "are"i? "there"i | "exist"i | "are"i? ("in"i | "on"i) "the"i ("scene"i | "image"i | "picture"i | "map"i)
+_there_tail: ("are"i | "is"i)? "there"i | "exist"i | ("are"i | "is"i)? ("in"i | "on"i) "the"i ("scene"i | "image"i | "picture"i | "map"i)
            | "in"i "total"i | "altogether"i
 q_count: _howmany set _there_tail*                                            -> count
        | "how"i "many"i cls ("does"i | "do"i) ref ("contain"i | "have"i | "hold"i | "include"i)   -> count_contained
@@ -409,13 +412,13 @@ q_aggregate.2: _what? _the? stat_w _dist_word ("from"i | "of"i | "between"i) set
            | _how_far ("are"i | "is"i) set ("from"i | "to"i) ref "on"i "average"i                   -> agg_distance_mean
 
 q_closer: _which "of"i ref ("and"i | "or"i) ref _is closer_w _tofrom ref        -> closer
-        | _which _is closer_w _tofrom ref ("," | ":")? ref "or"i ref            -> closer_post
-        | _which "one"i _is closer_w _tofrom ref ("," | ":")? ref "or"i ref     -> closer_post
+        | _which _is closer_w _tofrom ref ("," | ":")? CHOICE? ref "or"i CHOICE? ref            -> closer_post
+        | _which "one"i _is closer_w _tofrom ref ("," | ":")? CHOICE? ref "or"i CHOICE? ref     -> closer_post
         | "is"i ref "or"i ref closer_w _tofrom ref                              -> closer
 
 _show: "show"i "me"i? | "list"i | "find"i | "give"i "me"i? | "display"i | "return"i | "highlight"i | "select"i
      | "which"i | "what"i | "name"i | "get"i | "enumerate"i | "identify"i
-q_list: _show ("all"i | "every"i | "the"i)* set _there_tail*                 -> list
+q_list: _show "me"i? ("all"i | "every"i | "the"i)* set _there_tail*                 -> list
 q_which_ref: (_which _is | "find"i | "show"i "me"i? | "name"i | "identify"i | _what _is) ref_rank  -> which_ref
 
 _pixels_word: PIXELTAG
@@ -425,11 +428,13 @@ q_pixels: ("which"i | "what"i | "show"i "me"i? | "find"i | "mask"i) "all"i? "the
 // ---- terminals ----------------------------------------------------------------------------
 P16: /(?:16|8|4|sixteen|eight|four)[\s\-]*points?(?![\w\-])/i
 HASHID: /#[\w][\w.:\-]*(?<![.:])/
-BAREID: /(?!(?:EPSG|epsg):)(?!(?:de|DE)-?9(?:im|IM))(?!(?:km|m|mi|ft|sq)\d?(?![\w\-]))(?:[A-Za-z][\w.:\-]*\d[\w.:\-]*(?<![.:])|[A-DF-HJ-MO-RT-VX-Z])(?![\w\-])/
+CHOICE: /\(\s*(?:first|second|1|2|a|b|i|ii)\s*\)/i
+CAP_A.2: /A(?![\w\-])/
+BAREID: /(?i:(?!EPSG:)(?!de-?9im)(?!(?:km|m|mi|ft|sq)\d?(?![\w\-])))(?:[A-Za-z][\w.:\-]*\d[\w.:\-]*(?<![.:])|[A-DF-HJ-MO-RT-VX-Z])(?![\w\-])/
 NUMBER: /[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?![\w])/
 DIST: /(?:__NUM__)\s*(?:__UNIT__)__END__/i
 PIXELTAG: /(?:\(\s*pixels?(?:\s+coordinates)?\s*\)|(?:in\s+)?(?:image\s+)?pixels?(?:\s+coordinates)?)(?![\w\-])/i
-CRSTAG: /(?:\(\s*(?:EPSG|epsg):\d+\s*\)|(?:in\s+)?(?:EPSG|epsg):\d+)/
+CRSTAG: /(?:\(\s*EPSG:\d+\s*\)|(?:in\s+)?EPSG:\d+)/i
 LONLATTAG: /(?:\(\s*(?:lon\/lat|lonlat|wgs84|wgs\s*84)\s*\)|(?:in\s+)?(?:lon\/lat|lonlat|wgs84|wgs\s*84))(?![\w\-])/i
 GEOMLIT: /(?:(?:POINT|LINESTRING|POLYGON|MULTIPOINT|MULTILINESTRING|MULTIPOLYGON)\s*(?:ZM|Z|M)?\s*\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)|\[\s*[\[\(][^\[\]]*?[\]\)](?:\s*,\s*[\[\(][^\[\]]*?[\]\)])*\s*\]|\(\s*\([^()]*?\)(?:\s*,\s*\([^()]*?\))*\s*\)|[\[\(]\s*__CNUM__(?:\s*[,\s]\s*__CNUM__){1,3}\s*[\]\)])/i
 WORD: /(?!(?i:__RESERVED__)(?![\w\-]))[A-Za-z]{2,}(?:-[A-Za-z]+)*(?![\w\-])/
@@ -722,7 +727,7 @@ class _Compiler(Transformer):
         return r
 
     def ref_id(self, ch):
-        tok = next(t for t in _tokens(ch) if t.type in ("HASHID", "BAREID", "WORD"))
+        tok = next(t for t in _tokens(ch) if t.type in ("HASHID", "BAREID", "WORD", "CAP_A"))
         oid = str(tok).lstrip("#")
         return self._ref(self.b.add("object", id=oid), True, oid)
 
@@ -779,7 +784,11 @@ class _Compiler(Transformer):
                 crs = m.group(0).upper()
             elif re.search("pixel", t, re.IGNORECASE):
                 crs = "pixel"
-        if crs == "EPSG:4326" and self.b.pixel_question and not g.tags:
+        if (
+            crs == "EPSG:4326"
+            and self.b.pixel_question
+            and not any(re.search(r"lon|wgs", t, re.IGNORECASE) for t in g.tags)
+        ):
             crs = "pixel"
         shape = {
             "polyline": "line",
@@ -789,6 +798,11 @@ class _Compiler(Transformer):
             "point": "point",
         }.get(g.shape or "")
         lit = g.literal.strip()
+        m = re.fullmatch(rf"point\s*\(\s*({_CNUM})\s*,\s*({_CNUM})\s*\)", lit, re.IGNORECASE)
+        if m:  # "point (x, y)": the shape word and a coordinate pair, not WKT
+            return self.b.add(
+                "geometry", coords=[[float(m.group(1)), float(m.group(2))]], shape="point", crs=crs
+            )
         if re.match(r"[A-Za-z]", lit):
             return self.b.add("geometry", wkt=lit, crs=crs)
         nums = [float(x) for x in re.findall(_CNUM, lit)]
@@ -1282,14 +1296,62 @@ def parse(question: str) -> Tree:
     if not q:
         raise QuestionParseError("the question is empty")
     try:
-        return parser().parse(q)
+        tokens = list(parser().lex(q))
+    except UnexpectedInput:
+        tokens = None  # a character no terminal takes: the parse below names it
+    shape = tuple(t.type for t in tokens) if tokens is not None else None
+    template = _SHAPES.get(shape) if shape is not None else None
+    if template is not None and tokens is not None:
+        rest = iter(t for t in tokens if t.type in _KEPT)
+        try:
+            tree = _refill(template, rest)
+            if next(rest, None) is None:  # every token placed
+                return tree
+        except (StopIteration, ValueError):
+            pass  # cannot happen for one token-type sequence; parse afresh if it does
+    try:
+        tree = parser().parse(q)
     except UnexpectedInput as exc:
         raise QuestionParseError(_explain(q, exc)) from None
+    if shape is not None and len(_SHAPES) < _SHAPES_MAX:
+        _SHAPES[shape] = tree
+        _KEPT.update(t.type for t in tree.scan_values(lambda v: isinstance(v, Token)))
+    return tree
+
+
+#: Parse trees by the question's sequence of token types. With the basic lexer the Earley
+#: parser sees only token types, so two questions with the same sequence ("the building at
+#: the polygon GEOMLIT in pixels ...", other coordinates) have the same tree but for the
+#: token values: the second question refills the first one's tree with its own tokens
+#: instead of parsing again (the Earley parse is ~95% of the cost of a question).
+_SHAPES: dict[tuple[str, ...], Tree] = {}
+_SHAPES_MAX = 4096
+#: Token types that appear in trees (the others, like "," and "(", are filtered out).
+_KEPT: set[str] = set()
+
+
+def _refill(tree: Tree, tokens: Any) -> Tree:
+    """A copy of ``tree`` whose tokens, in order, are ``tokens`` (same types)."""
+    children: list[Any] = []
+    for c in tree.children:
+        if isinstance(c, Tree):
+            children.append(_refill(c, tokens))
+        elif isinstance(c, Token):
+            t = next(tokens)
+            if t.type != c.type:
+                raise ValueError(f"token {t.type} where the cached tree has {c.type}")
+            children.append(t)
+        else:
+            children.append(c)
+    return Tree(tree.data, children)
 
 
 def compile_tree(tree: Tree) -> list[dict[str, Any]]:
     """Compile a parse tree to program steps (not yet validated)."""
     b = _Builder()
+    # a question that says "pixel(s)" anywhere reads its untagged coordinates as pixels
+    # (the rule of the templates before the grammar): order does not matter
+    b.pixel_question = any(t.type == "PIXELTAG" for t in tree.scan_values(lambda v: isinstance(v, Token)))
     try:
         result = _Compiler(b).transform(tree)
     except VisitError as exc:
@@ -1463,6 +1525,7 @@ FORMS: tuple[Form, ...] = (
         (
             "Which of #b1 and #b8 is closer to the river?",
             "Which is farther from #well-1: b3 or b7?",
+            "Which is closer to the river: (first) #b1 or (second) #b8?",
         ),
     ),
     Form(
@@ -1520,9 +1583,10 @@ FORMS: tuple[Form, ...] = (
         "references",
         "#id or id with a digit, 'building b7', 'the <class>', 'the largest <class>', 'the <class> at [pixel] "
         "<geometry>', 'the region <geometry>', WKT, [minx, miny, maxx, maxy], (x, y), [[x, y], ...]; lon/lat "
-        "unless tagged 'pixel' or '(EPSG:nnnn)'",
+        "unless the question says 'pixel(s)' (then every untagged coordinate in it is a pixel) or tagged '(EPSG:nnnn)'",
         (
             "How far is the lake at [9.195, 47.672, 9.198, 47.674] from #b1?",
+            "How far is the building at the polygon [[475, 392], [475, 395], [479, 395], [479, 392]] in pixels from #b1?",
             "How far is #b1 from POINT (9.18 47.66)?",
             "How far is #well-1 from (9.18, 47.67)?",
         ),

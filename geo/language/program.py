@@ -27,6 +27,7 @@ Example (distance between two objects, in metres)::
 from __future__ import annotations
 
 import json
+import math
 import re
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
@@ -211,14 +212,40 @@ class LengthArgs(_Args):
     unit: DistanceUnit = "m"
 
 
+#: Longest distance, in metres, a question may give: the longest geodesic on Earth (half the
+#: equator, ~20 004 km); beyond it every object is within any distance.
+MAX_DISTANCE_M = 20_037_509.0
+#: Largest buffer, in metres. The buffer is drawn in an azimuthal equidistant projection
+#: centred on the geometry, exact for distances from its centre; far from the centre the
+#: projection (and the reprojected ring) degrades, and past ~5000 km the ring wraps the
+#: globe and its polygon inverts (0 objects). 2500 km keeps the error under 1 %.
+MAX_BUFFER_M = 2_500_000.0
+_UNIT_M = {"m": 1.0, "km": 1000.0, "mi": 1609.344, "ft": 0.3048}  # as the executor's _DIST
+
+
+def _check_distance(value: float, unit: str, limit_m: float, what: str) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} {value!r} {unit} is not a finite number")
+    if value * _UNIT_M[unit] > limit_m:
+        raise ValueError(
+            f"{what} {value:g} {unit} is beyond {limit_m / 1000:g} km, the largest this method measures "
+            "correctly; give a smaller distance"
+        )
+
+
 class WithinDistanceArgs(_Args):
     """Objects of a set within a distance of a reference (minimum geodesic distance)."""
 
     REFS = {"objects": SET_LIKE, "of": GEOM_LIKE}
     objects: Ref
     of: Ref
-    distance: float = Field(ge=0)
+    distance: float = Field(ge=0, allow_inf_nan=False)
     unit: DistanceUnit = "m"
+
+    @model_validator(mode="after")
+    def _range(self):
+        _check_distance(self.distance, self.unit, MAX_DISTANCE_M, "distance")
+        return self
 
 
 class InsideArgs(_Args):
@@ -356,8 +383,13 @@ class BufferArgs(_Args):
 
     REFS = {"of": GEOM_LIKE + (T.OBJECTS,)}
     of: Ref
-    distance: float = Field(ge=0)
+    distance: float = Field(ge=0, allow_inf_nan=False)
     unit: DistanceUnit = "m"
+
+    @model_validator(mode="after")
+    def _range(self):
+        _check_distance(self.distance, self.unit, MAX_BUFFER_M, "buffer distance")
+        return self
 
 
 class IntersectionArgs(_Args):
@@ -669,6 +701,23 @@ def literal_geometry(args: GeometryArgs):
             raise ValueError(f"cannot make a {shape} from {len(pts)} coordinate pairs: {exc}") from None
     if g.is_empty:
         raise ValueError("the geometry is empty")
+    if args.crs.lower() != "pixel":
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        from georeason.errors import CRSMismatchError
+        from georeason.geo.vector.crs import check_coordinates
+
+        try:
+            crs = CRS.from_user_input(args.crs)
+        except CRSError as exc:
+            raise ValueError(f"unknown CRS {args.crs!r} ({exc})") from None
+        try:
+            check_coordinates(g.bounds, crs, "the geometry")
+        except CRSMismatchError as exc:
+            raise ValueError(str(exc)) from None
+    elif not all(map(math.isfinite, g.bounds)):
+        raise ValueError(f"pixel coordinates {list(g.bounds)} are not finite")
     if not g.is_valid:
         raise ValueError(f"the geometry is invalid ({shapely.is_valid_reason(g)})")
     return g

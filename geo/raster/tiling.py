@@ -329,6 +329,11 @@ def read_tile(src_or_path: Any, tile: Tile, indexes: list[int] | None = None) ->
                         nd = src.nodatavals[idx[k] - 1]
                         m[k] = np.isnan(arr[k]) if nd is not None and np.isnan(nd) else arr[k] == nd
                 arr = np.ma.MaskedArray(arr, mask=m)
+        if arr is not None and np.issubdtype(arr.dtype, np.floating):
+            # undeclared NaN/inf pixels are nodata too (a float raster without a nodata value)
+            bad = ~np.isfinite(np.ma.getdata(arr))
+            if bad.any():
+                arr = np.ma.MaskedArray(np.ma.getdata(arr), mask=np.ma.getmaskarray(arr) | bad)
         if arr is not None and (vh, vw) == (th, tw):  # interior tile: no padding, no copy
             return arr
         fill = src.nodata if src.nodata is not None else 0

@@ -22,6 +22,7 @@ from pyproj.exceptions import CRSError
 from georeason.errors import InputError
 
 __all__ = [
+    "check_coordinates",
     "LONLAT",
     "parse_crs",
     "transformer",
@@ -166,3 +167,62 @@ def unwrap_antimeridian(*lonlat_geoms):
         return c
 
     return tuple(shapely.transform(g, _shift) for g in geoms)
+
+
+def check_coordinates(bounds: tuple[float, float, float, float], crs: CRS, what: str) -> None:
+    """Refuse coordinates that cannot be in ``crs`` (``bounds`` = minx, miny, maxx, maxy).
+
+    * any non-finite coordinate;
+    * a geographic CRS (x = longitude, y = latitude) with ``|lat| > 90`` or ``|lon| > 180``
+      (except a geometry that crosses the antimeridian, written past +-180 to stay continuous);
+    * a projected CRS whose coordinates all look like lon/lat degrees (within +-180/+-90,
+      spanning under 10 units): a GeoJSON ``crs`` member saying EPSG:3857 over lon/lat
+      values would otherwise measure metres as degrees.
+
+    Raises :class:`~georeason.errors.CRSMismatchError` (an ``InputError``) naming ``what``
+    and the value.
+
+    Examples
+    --------
+    >>> check_coordinates((0.0, 0.0, 1.0, 95.0), CRS.from_epsg(4326), "the point")
+    Traceback (most recent call last):
+    ...
+    georeason.errors.CRSMismatchError: the point: latitude 95 is outside -90..90 (EPSG:4326 is lon/lat); check the coordinate order and values
+    """
+    import math
+
+    from georeason.errors import CRSMismatchError
+
+    x0, y0, x1, y1 = (float(v) for v in bounds)
+    if any(math.isnan(v) for v in (x0, y0, x1, y1)):
+        return  # empty geometry: nothing to check
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise CRSMismatchError(f"{what}: coordinates {[x0, y0, x1, y1]} are not finite numbers")
+    name = crs.to_string()
+    if crs.is_geographic:
+        for lat in (y0, y1):
+            if abs(lat) > 90:
+                raise CRSMismatchError(
+                    f"{what}: latitude {lat:g} is outside -90..90 ({name} is lon/lat); "
+                    "check the coordinate order and values"
+                )
+        # a geometry across the antimeridian may be written continuously (179.9 .. 180.1)
+        crosses = (x0 < 180 < x1 or x0 < -180 < x1) and x1 - x0 < 360
+        for lon in (x0, x1):
+            if abs(lon) > 180 and not (crosses and abs(lon) <= 360):
+                raise CRSMismatchError(
+                    f"{what}: longitude {lon:g} is outside -180..180 ({name} is lon/lat); "
+                    "give longitudes in -180..180 (only a geometry across the antimeridian may pass 180)"
+                )
+    elif crs.is_projected:
+        lonlat_like = -180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90
+        if (
+            lonlat_like
+            and (x1 - x0) < 10
+            and (y1 - y0) < 10
+            and max(abs(x0), abs(x1), abs(y0), abs(y1)) > 1e-6
+        ):
+            raise CRSMismatchError(
+                f"{what}: coordinates {[round(v, 6) for v in (x0, y0, x1, y1)]} look like lon/lat degrees but the "
+                f"CRS is {name} (projected, in {crs.axis_info[0].unit_name}s); fix or remove the 'crs' member"
+            )

@@ -358,6 +358,10 @@ def read_scene(
             f"objects file {src!r} is in {CRS.from_user_input(file_crs).to_string()} but --crs says "
             f"{parse_crs(crs).to_string()}; drop --crs or reproject the file"
         )
+    if len(gdf):
+        from georeason.geo.vector.crs import check_coordinates
+
+        check_coordinates(tuple(gdf.total_bounds), CRS.from_user_input(file_crs), f"objects file {src!r}")
     columns = [c for c in gdf.columns if c != gdf.geometry.name]
     idf = _pick_field(columns, ID_FIELDS, id_field, "object id", src)
     if idf is None:
@@ -499,6 +503,15 @@ def _scene_from_columns(
                 f"objects file {src!r} is in {file_crs.to_string()} but --crs says "
                 f"{parse_crs(crs).to_string()}; drop --crs or reproject the file"
             )
+    if len(geoms):
+        import shapely
+
+        from georeason.geo.vector.crs import check_coordinates
+
+        valid = [g for g in geoms if g is not None and not g.is_empty]
+        if valid:
+            b = shapely.total_bounds(np.asarray(valid, dtype=object))
+            check_coordinates(tuple(float(v) for v in b), file_crs, f"objects file {src!r}")
     columns = list(cols)
     n = len(geoms)
     idf = _pick_field(columns, ID_FIELDS, id_field, "object id", src)

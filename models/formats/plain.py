@@ -104,6 +104,18 @@ CASES: tuple[Case, ...] = (
         options={"relative": 1000},
     ),
     Case(
+        source=(
+            "THUDM/CogVLM issue #165: the CogVLM grounding answer the reporter quotes ('The returned "
+            "result is [[881,448,975,521]]'); the maintainer's reply: relative coordinates 000-999, "
+            "x / 1000 * width, read with relative=1000; the screenshot's size is not given, "
+            "1920x1080 assumed"
+        ),
+        text="[[881,448,975,521]]",
+        image_size=(1920, 1080),
+        expected=((1691.52, 483.84, 1872.0, 562.68),),
+        options={"relative": 1000},
+    ),
+    Case(
         source="CONSTRUCTED: pixel boxes in prose",
         text="boxes: [[1, 2, 3, 4], [5, 6, 7, 8]]",
         image_size=(10, 10),

@@ -104,6 +104,32 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         source=(
+            "OS-Copilot/OS-Atlas README.md @ f143174 (since cbddd9e): OS-Atlas-Base-7B (a Qwen2-VL "
+            "fine-tune) answer printed with skip_special_tokens=False for "
+            "examples/images/web_6f93090a-81f6-489e-bb35-1a2838b18c01.png, 2560x1440 (read from the PNG "
+            "in the repository); Qwen2-VL's 0-1000 convention, x / 1000 * width"
+        ),
+        text=(
+            "<|object_ref_start|>language switch<|object_ref_end|><|box_start|>(576,12),(592,42)"
+            "<|box_end|><|im_end|>"
+        ),
+        image_size=(2560, 1440),
+        expected=((1474.56, 17.28, 1515.52, 60.48),),
+        labels=("language switch",),
+    ),
+    Case(
+        source=(
+            "A Qwen2-VL fine-tune's answer served by vLLM, recorded in a project's session notes as "
+            "'Model Output (raw)' (GitHub, code search id 61809419099, 'qwen2vl-nutrition-detection-r4-joint', "
+            "2026-01-03); Qwen2-VL's 0-1000 convention; the image size is not given, 1200x900 assumed"
+        ),
+        text="<|object_ref_start|>nutrition-table<|object_ref_end|><|box_start|>(273,494),(732,620)<|box_end|>",
+        image_size=(1200, 900),
+        expected=((327.6, 444.6, 878.4, 558.0),),
+        labels=("nutrition-table",),
+    ),
+    Case(
+        source=(
             "CONSTRUCTED: Qwen2-VL box tokens decoded with skip_special_tokens=True (the tokens vanish, "
             "the text stays); no published raw example found"
         ),

@@ -106,7 +106,55 @@ def parse_r1(
 #: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
 CASES: tuple[Case, ...] = (
     Case(
-        source="CONSTRUCTED: no published raw R1-style '(x1,y1),(x2,y2)' answer was found; Qwen2-VL-based GRPO models keep their base's 0-1000 pairs",
+        source=(
+            "AMAP-ML/UniVG-R1 issue #15 ('Model output meaningless boxes'): the reporter's raw "
+            "UniVG-R1 (Qwen2-VL GRPO) output on a 506x505 image (size stated in the issue); the "
+            "maintainer's reply: coordinates are on 0-1000 like Qwen2-VL, x / 1000 * w, y / 1000 * h"
+        ),
+        text=(
+            "<think>To identify the differences between the two images, I will carefully compare each "
+            "element in both images. First, I notice that the background and the hedgehog are similar in "
+            "both images. Next, I focus on the objects on the hedgehog's back. In the first image, there is "
+            "a red apple with a green leaf on top of the hedgehog. In the second image, the apple has changed "
+            "to green. This change is the difference between the two images. To locate this difference within "
+            "the relevant image, I will note the position of the apple in the first image.</think>\n"
+            "<answer>(500,270),(710,480)</answer>"
+        ),
+        image_size=(506, 505),
+        expected=((253.0, 136.35, 359.26, 242.4),),
+    ),
+    Case(
+        source=(
+            "Visual-RFT paper (Liu et al., arXiv 2503.01785), Figure 2 (c): the Qwen2-VL-based Visual-RFT "
+            "reasoning-grounding answer for 'the pokeymon that can perform Thunderbolt', text as extracted "
+            "from the paper (code search id 61159124823; the figure's two text columns rejoined, words "
+            "unchanged); 0-1000 like its Qwen2-VL base; the image size is not given, 1024x768 assumed"
+        ),
+        text=(
+            "<think>The instruction is to find the bounding box of the Pokémon that can perform Thunderbolt. "
+            "Thunderbolt is a move that can be used by several Pokémon. In the image, there are several "
+            "Pokémon, including Pikachu, which is known for its Thunderbolt move. Pikachu is located in the "
+            "bottom right corner of the image.</think> <answer>(696,300),(999,999)</answer>"
+        ),
+        image_size=(1024, 768),
+        expected=((712.704, 230.4, 1022.976, 767.232),),
+    ),
+    Case(
+        source=(
+            "Visual-RFT paper (arXiv 2503.01785), Figure 5 (reasoning grounding on LISA, Visual-RFT "
+            "output for 'Detect the object that both teams are fighting for in a game of American "
+            "football'), text as extracted from the paper (code search id 61159124823); 0-1000 like its "
+            "Qwen2-VL base; the image size is not given, 640x480 assumed"
+        ),
+        text=(
+            "<think> The object that both teams are fighting for in a game of American football is the "
+            "ball. </think>\n\n<answer>(350,187),(574,612)</answer>"
+        ),
+        image_size=(640, 480),
+        expected=((224.0, 89.76, 367.36, 293.76),),
+    ),
+    Case(
+        source="CONSTRUCTED: the docstring example, a single pair of points on 0-1000 (kept beside the real cases above)",
         text="<think>The red car is at the lower left.</think><answer>(120,540),(360,880)</answer>",
         image_size=(1000, 500),
         expected=((120, 270, 360, 440),),

@@ -1,0 +1,243 @@
+"""The tile cache: grounding results stored as plain data, never as pickles.
+
+Prefect's result persistence reads the serializer named *inside* each stored file
+(``"serializer": {"type": "pickle"}``), so any file planted in the results folder would be
+unpickled (code execution) by a later run. Tile results therefore do not go through
+Prefect's result store at all: the ``ground-tiles`` task looks them up here, by a key it
+computes, and stores them as JSON:
+
+.. code-block:: json
+
+    {"format": "georeason-tile-batch/1", "key": "<sha256>",
+     "tiles": [{"index": [0, 1],
+                "detections": [{"label": "water", "score": 0.9, "kind": "polygon",
+                                "whole": false, "wkb": "0103..."}]}]}
+
+Geometries are WKB (hex); ``mask`` detections are bit-packed boolean arrays (base64) with
+their shape. Reading validates everything (format, key, the tile indices asked for,
+finite scores, known kinds, parseable geometry): a corrupt, truncated or foreign file is
+ignored (and replaced once the batch is recomputed), never trusted. Files are written to a
+temporary name and renamed, so a killed run leaves no partial file under its final name;
+temporaries of dead processes are removed when the cache is opened.
+
+The key (:func:`batch_key`) is the SHA-256 of the raster's *content*, the tile windows,
+the grounder name and configuration, the classes, the band names and
+:data:`CACHE_VERSION`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+
+from georeason.errors import GeoreasonWarning
+
+__all__ = ["CACHE_VERSION", "FORMAT", "batch_key", "dumps_batch", "loads_batch", "TileCache", "CacheWarning"]
+
+#: Bumped whenever grounding or the stored format changes meaning (old entries are then ignored).
+CACHE_VERSION = "1"
+FORMAT = "georeason-tile-batch/1"
+_KINDS = ("box", "polygon", "mask", "point")
+_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class CacheWarning(GeoreasonWarning):
+    """A cache file was unusable (corrupt, foreign, stale) and is recomputed."""
+
+
+def _tile_key(t: Any) -> list:
+    w, c = t.window, t.core
+    return [
+        [int(t.index[0]), int(t.index[1])],
+        [int(w.col_off), int(w.row_off), int(w.width), int(w.height)],
+        [int(c.col_off), int(c.row_off), int(c.width), int(c.height)],
+    ]
+
+
+def batch_key(
+    raster_sha256: str,
+    tiles: Sequence[Any],
+    grounder: str,
+    config_json: str,
+    classes: Sequence[str],
+    bands: Sequence[str],
+) -> str:
+    """The cache key of one batch: hex SHA-256 over everything the result depends on.
+
+    Examples
+    --------
+    >>> len(batch_key("ab" * 32, [], "spectral", "{}", ["water"], ["red"]))
+    64
+    """
+    doc = {
+        "v": CACHE_VERSION,
+        "raster": raster_sha256,
+        "tiles": [_tile_key(t) for t in tiles],
+        "grounder": grounder,
+        "config": config_json,
+        "classes": sorted(classes),
+        "bands": list(bands),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _det_json(d: Any) -> dict[str, Any]:
+    score = float(d.score)
+    if not math.isfinite(score):
+        raise ValueError(f"detection score {score!r} is not finite")
+    out: dict[str, Any] = {"label": str(d.label), "score": score, "kind": d.kind, "whole": bool(d.whole)}
+    if d.kind == "mask":
+        m = np.asarray(d.geometry, dtype=bool)
+        out["mask"] = {"shape": list(m.shape), "bits": base64.b64encode(np.packbits(m).tobytes()).decode()}
+    else:
+        out["wkb"] = shapely.to_wkb(d.geometry, hex=True)
+    return out
+
+
+def dumps_batch(key: str, result: Any) -> bytes:
+    """JSON bytes of a :class:`~georeason.pipeline.BatchResult` (without failures)."""
+    tiles = [
+        {"index": [int(t.index[0]), int(t.index[1])], "detections": [_det_json(d) for d in dets]}
+        for t, dets in result.results
+    ]
+    return json.dumps({"format": FORMAT, "key": key, "tiles": tiles}, allow_nan=False).encode()
+
+
+def _det_from(obj: Any) -> Any:
+    from georeason.geo.grounding.detections import Detection
+
+    if not isinstance(obj, dict):
+        raise ValueError("detection is not an object")
+    kind = obj.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+    score = obj.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        raise ValueError("score is not a finite number")
+    label = obj.get("label")
+    if not isinstance(label, str):
+        raise ValueError("label is not a string")
+    if kind == "mask":
+        m = obj.get("mask")
+        if not isinstance(m, dict):
+            raise ValueError("mask missing")
+        shape = m.get("shape")
+        if not (
+            isinstance(shape, list)
+            and len(shape) == 2
+            and all(isinstance(x, int) and 0 < x <= 1 << 16 for x in shape)
+        ):
+            raise ValueError("bad mask shape")
+        bits = np.frombuffer(base64.b64decode(str(m.get("bits", "")), validate=True), dtype=np.uint8)
+        n = shape[0] * shape[1]
+        if bits.size != (n + 7) // 8:
+            raise ValueError("mask size does not match its shape")
+        geom: Any = np.unpackbits(bits)[:n].astype(bool).reshape(shape)
+    else:
+        wkb = obj.get("wkb")
+        if not isinstance(wkb, str) or not re.fullmatch(r"[0-9A-Fa-f]+", wkb):
+            raise ValueError("wkb is not hex")
+        geom = shapely.from_wkb(wkb)
+    return Detection(label, float(score), kind, geom, whole=bool(obj.get("whole", False)))
+
+
+def loads_batch(data: bytes, key: str, tiles: Sequence[Any]) -> Any:
+    """The :class:`~georeason.pipeline.BatchResult` stored in ``data`` for ``tiles``.
+
+    Raises
+    ------
+    ValueError
+        Anything unexpected: not JSON, another format or key, other tiles, a bad
+        detection. (Callers recompute.)
+    """
+    from georeason.pipeline import BatchResult
+
+    doc = json.loads(data.decode("utf-8"))
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError("not a georeason tile-batch file")
+    if doc.get("key") != key:
+        raise ValueError("stored for another key")
+    stored = doc.get("tiles")
+    if not isinstance(stored, list) or len(stored) != len(tiles):
+        raise ValueError("tile count differs")
+    results = []
+    for t, s in zip(tiles, stored):
+        if not isinstance(s, dict) or s.get("index") != [int(t.index[0]), int(t.index[1])]:
+            raise ValueError("tile index differs")
+        dets = s.get("detections")
+        if not isinstance(dets, list):
+            raise ValueError("detections is not a list")
+        results.append((t, tuple(_det_from(d) for d in dets)))
+    return BatchResult(tuple(results), ())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class TileCache:
+    """Tile-batch results as JSON files in ``folder`` (``<key>.json``)."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder) / "tiles"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for tmp in self.folder.glob(".*.tmp"):  # left by a killed run
+            m = re.match(r"^\.[0-9a-f]{64}\.(\d+)\.", tmp.name)
+            if m is None or not _pid_alive(int(m.group(1))):
+                tmp.unlink(missing_ok=True)
+
+    def path(self, key: str) -> Path:
+        if not _KEY_RE.match(key):
+            raise ValueError(f"bad cache key {key!r}")
+        return self.folder / f"{key}.json"
+
+    def get(self, key: str, tiles: Sequence[Any]) -> Any | None:
+        """The stored batch, or ``None`` (absent, or unusable: a :class:`CacheWarning` says why)."""
+        p = self.path(key)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            warnings.warn(f"tile cache {p}: unreadable ({exc}); recomputing", CacheWarning, stacklevel=2)
+            return None
+        try:
+            return loads_batch(data, key, tiles)
+        except Exception as exc:  # noqa: BLE001 - any defect means: do not trust, recompute
+            warnings.warn(
+                f"tile cache {p}: not a valid entry ({exc}); recomputing", CacheWarning, stacklevel=2
+            )
+            return None
+
+    def put(self, key: str, result: Any) -> Path:
+        """Store a batch atomically (temporary file, then rename)."""
+        p = self.path(key)
+        data = dumps_batch(key, result)
+        tmp = self.folder / f".{key}.{os.getpid()}.{id(result)}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return p
