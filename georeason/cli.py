@@ -397,7 +397,11 @@ def ask(
             raise typer.BadParameter(
                 f"--tile-px {tile_px} --overlap-px {overlap_px}: need tile_px > 0 and 0 <= overlap_px < tile_px"
             )
-        lines = _read_questions(questions) if questions is not None else ([question] if question is not None else [])
+        lines = (
+            _read_questions(questions)
+            if questions is not None
+            else ([question] if question is not None else [])
+        )
         fallback = None
         if planner is not None:
             chat = chat_client(planner, os.environ.get("GEOREASON_PLANNER_MODEL") or None)
