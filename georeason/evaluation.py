@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import shapely
 
+from georeason import progress as bars
 from georeason.errors import InputError
 from georeason.geo.evaluation.questions import EvalQuestion, TruthObject, generate
 from georeason.geo.evaluation.score import (
@@ -376,14 +377,16 @@ def run_eval(
 
                 return apply_confidence(a, scn, fitness, min_conf)
 
-        for q in questions:
-            if mode != "oracle" and q.truth_ids:
-                continue
-            scene = base
-            if q.overlay_px is not None:
-                scene = base.extend(markers[tuple(q.overlay_px)][0])
-            res = _answer_georeason(q, scene, pixel, post)
-            rows.append(_row(q, mode, res))
+        asked = [q for q in questions if mode == "oracle" or not q.truth_ids]
+        # a rich bar (count, ETA) on a terminal; nothing when stdout is not a TTY
+        with bars.task(f"{inp.item}: {mode} questions", len(asked)) as advance:
+            for q in asked:
+                scene = base
+                if q.overlay_px is not None:
+                    scene = base.extend(markers[tuple(q.overlay_px)][0])
+                res = _answer_georeason(q, scene, pixel, post)
+                rows.append(_row(q, mode, res))
+                advance()
     report = {
         "settings": {
             "item": inp.item,
