@@ -41,6 +41,7 @@ from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import UnexpectedEOF, UnexpectedInput, VisitError
 
 from georeason.errors import QuestionParseError
+from georeason.geo.vector.measure import COMPASS_16
 
 __all__ = [
     "FORMS",
@@ -112,24 +113,7 @@ for _name, _words in {
 }.items():
     for _w in _words:
         DIRECTIONS[_w] = _name
-for _c in (
-    "N",
-    "NNE",
-    "NE",
-    "ENE",
-    "E",
-    "ESE",
-    "SE",
-    "SSE",
-    "S",
-    "SSW",
-    "SW",
-    "WSW",
-    "W",
-    "WNW",
-    "NW",
-    "NNW",
-):
+for _c in COMPASS_16:  # the one compass table (geo.vector.measure)
     DIRECTIONS.setdefault(_c.lower(), _c)
 for _c in ("NNE", "ENE", "ESE", "SSE", "SSW", "WSW", "WNW", "NNW"):
     _full = {"N": "north", "E": "east", "S": "south", "W": "west"}
