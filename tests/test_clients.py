@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
+
 
 CHROMIUM = Path("/usr/bin/chromium")
 SYSTEM_PYTHON = Path("/usr/bin/python3")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from rasterio.transform import from_origin
 
 from georeason.catalog import add_item, validate_catalog
 from georeason.stac_schemas import schema_problems, shipped_extensions
-from tests.conftest import REPO
+
+REPO = Path(__file__).resolve().parents[1]
 
 CATALOG = REPO / "data_catalog"
 

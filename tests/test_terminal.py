@@ -8,12 +8,14 @@ import pty
 import select
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from georeason.cli import app
-from tests.conftest import REPO
+
+REPO = Path(__file__).resolve().parents[1]
 
 SCENE = REPO / "data_catalog" / "sample" / "sample_scene.tif"
 
