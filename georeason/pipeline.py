@@ -37,6 +37,7 @@ import math
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -49,7 +50,7 @@ from georeason.geo.grounding.detections import Detection, GroundedObject, Ground
 from georeason.geo.grounding.seams import assign_ids, merge_detections
 from georeason.geo.language.answer import Answer
 from georeason.geo.language.english import compile_program
-from georeason.geo.language.executor import answer_program
+from georeason.geo.language.executor import GroupBatch, answer_program
 from georeason.geo.language.program import Program
 from georeason.geo.raster.grid import RasterGrid
 from georeason.geo.raster.io import as_dataset
@@ -65,6 +66,7 @@ from georeason.models.fitness import (
     apply_confidence,
     assess,
     check_bands,
+    grounded_index,
     raster_bands,
 )
 from georeason.models.registry import GrounderSpec, build_grounder, can_ground, prepare_spec
@@ -137,7 +139,7 @@ class CompiledQuestion:
     #: the traceback when compiling raised an unexpected exception (a bug: ``internal error``)
     trace: str | None = field(default=None, compare=False, repr=False)
 
-    @property
+    @cached_property
     def classes(self) -> list[str]:
         """Classes the program selects, normalised, in order (none for an uncompiled question)."""
         return [] if self.program is None else classes_needed(self.program.to_json())
@@ -553,10 +555,14 @@ def answer_questions(
     """
     ctx = ctx or AnswerContext()
     grounded_set = {singular(normalise_class(c)) for c in grounded}
+    batch = None
+    if len(compiled) > 1:  # same-shaped group queries of all the questions, one call per shape
+        batch = GroupBatch(scene)
+        batch.prefetch([cq.program for cq in compiled], pixel=ctx.pixel)
     out: list[Outcome] = []
     for n, cq in enumerate(compiled, 1):
         try:
-            out.append(_answer_one(n, cq, scene, ctx, grounded_set, failures, not_grounded))
+            out.append(_answer_one(n, cq, scene, ctx, grounded_set, failures, not_grounded, batch))
         except Exception as exc:  # noqa: BLE001 - every question gets a line; one never sinks the rest
             err = " ".join(str(exc).split()) or type(exc).__name__
             trace = None
@@ -577,6 +583,7 @@ def _answer_one(
     grounded_set: set[str],
     failures: Sequence[TileFailure],
     not_grounded: str | None,
+    batch: GroupBatch | None = None,
 ) -> Outcome:
     if cq.program is None:
         if ctx.fallback is None or cq.invalid:
@@ -591,7 +598,7 @@ def _answer_one(
         if any(f.bounds is None for f in failures):
             why = "the failed tiles' extent is unknown"
         else:
-            answer = _execute(n, cq, cq.program, scene, ctx)
+            answer = _execute(n, cq, cq.program, scene, ctx, batch)
             why = failure_affects(cq.program.to_json(), answer, failures, scene.crs, uses)
     if why is not None:
         first = failures[0]
@@ -602,13 +609,25 @@ def _answer_one(
             query=cq.program.to_json(),
         )
     if answer is None:
-        answer = _execute(n, cq, cq.program, scene, ctx)
+        answer = _execute(n, cq, cq.program, scene, ctx, batch)
     return ctx.finish(answer)
 
 
-def _execute(n: int, cq: CompiledQuestion, program: Program, scene: Scene, ctx: AnswerContext) -> Answer:
+def _execute(
+    n: int,
+    cq: CompiledQuestion,
+    program: Program,
+    scene: Scene,
+    ctx: AnswerContext,
+    batch: GroupBatch | None = None,
+) -> Answer:
     return answer_program(
-        program, scene, question=cq.text, pixel=ctx.pixel, mask_writer=ctx.mask_writer(n, cq.text)
+        program,
+        scene,
+        question=cq.text,
+        pixel=ctx.pixel,
+        mask_writer=ctx.mask_writer(n, cq.text),
+        batch=batch,
     )
 
 
@@ -924,7 +943,12 @@ class Pipeline:
         return answered
 
     def _post(self, scene: Scene, fitness: dict[str, ClassFitness] | None) -> Callable[[Answer], Answer]:
+        grounded: dict[str, int] | None = None  # built on the first answer, shared by the rest
+
         def post(answer: Answer) -> Answer:
-            return apply_confidence(answer, scene, fitness, self.min_confidence)
+            nonlocal grounded
+            if grounded is None:
+                grounded = grounded_index(scene)
+            return apply_confidence(answer, scene, fitness, self.min_confidence, grounded)
 
         return post

@@ -63,6 +63,7 @@ __all__ = [
     "assess",
     "annotate_scene",
     "confidence_summary",
+    "grounded_index",
     "apply_confidence",
 ]
 
@@ -463,16 +464,29 @@ class _Summary:
     blocked: str | None = None
 
 
+def grounded_index(scene: Any) -> dict[str, int]:
+    """Positions of the scene's grounded objects by id (what :func:`confidence_summary`
+    looks evidence up in; compute it once for many answers about one scene)."""
+    return {str(scene.ids[i]): i for i, a in enumerate(scene.attrs) if a.get("source") == "grounded"}
+
+
 def confidence_summary(
-    answer: Any, scene: Any, fitness: Mapping[str, ClassFitness] | None = None
+    answer: Any,
+    scene: Any,
+    fitness: Mapping[str, ClassFitness] | None = None,
+    grounded: Mapping[str, int] | None = None,
 ) -> dict[str, Any] | None:
     """The confidence of an answer that rests on grounded objects (``None`` if it rests on none).
 
     ``score`` = mean grounding score of the grounded evidence objects x the smallest
     fitness factor of the grounded classes the question selects; classes the question
     selects but nothing was found for count with their fitness factor alone.
+    ``grounded`` is :func:`grounded_index` of the scene (computed here when not given).
     """
-    grounded = {str(scene.ids[i]): i for i, a in enumerate(scene.attrs) if a.get("source") == "grounded"}
+    if grounded is None:
+        grounded = grounded_index(scene)
+    if not grounded and not fitness:
+        return None
     classes = _selected_classes(answer.query or [])
     fits = dict(fitness or {})
     used_fit = [fits[c] for c in classes if c in fits]
@@ -524,9 +538,13 @@ def apply_confidence(
     scene: Any,
     fitness: Mapping[str, ClassFitness] | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    grounded: Mapping[str, int] | None = None,
 ) -> Any:
-    """Attach ``details["confidence"]``; abstain when it is below ``min_confidence`` or blocked."""
-    summary = confidence_summary(answer, scene, fitness)
+    """Attach ``details["confidence"]``; abstain when it is below ``min_confidence`` or blocked.
+
+    ``grounded``: :func:`grounded_index` of the scene, when many answers share it.
+    """
+    summary = confidence_summary(answer, scene, fitness, grounded)
     if summary is None:
         return answer
     answer.details = {**(answer.details or {}), "confidence": summary}

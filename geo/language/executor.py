@@ -7,7 +7,7 @@ an empty set to rank) stops the program with an abstention whose reason names th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,15 @@ from georeason.geo.vector.scene import Scene
 from georeason.geo.vector.topology import predicate as topo_predicate
 from georeason.geo.vector.topology import relate
 
-__all__ = ["Abstain", "execute", "answer_program", "expected_kind", "PixelTransform", "MaskWriter"]
+__all__ = [
+    "Abstain",
+    "GroupBatch",
+    "execute",
+    "answer_program",
+    "expected_kind",
+    "PixelTransform",
+    "MaskWriter",
+]
 
 _DIST = {"m": 1.0, "km": 1000.0, "mi": 1609.344, "ft": 0.3048}
 _AREA = {"m2": 1.0, "km2": 1e6, "ha": 1e4}
@@ -99,11 +107,22 @@ def _of_role(evidence: Mapping[str, Evidence], role: str) -> list[Evidence]:
 
 
 class _Run:
-    def __init__(self, scene: Scene, pixel: PixelTransform | None, mask_writer: MaskWriter | None = None):
+    def __init__(
+        self,
+        scene: Scene,
+        pixel: PixelTransform | None,
+        mask_writer: MaskWriter | None = None,
+        batch: GroupBatch | None = None,
+        recording: bool = False,
+    ):
         self.scene = scene
         self.pixel = pixel
         self.mask_writer = mask_writer
         self.values: dict[str, Value] = {}
+        #: group queries shared with the other programs of a batch (see :class:`GroupBatch`)
+        self.batch = batch
+        #: a :meth:`GroupBatch.prefetch` run: stop at the first group query the batch lacks
+        self.recording = recording
 
     # -- helpers -------------------------------------------------------------------
     def ev_objects(self, idx, role: str = "object") -> Mapping[str, Evidence]:
@@ -160,7 +179,10 @@ class _Run:
         v = self.values.get(ref[1:]) if isinstance(ref, str) and ref.startswith("$") else None
         if v is None or v.type is not T.OBJECTS:
             return
-        for i in self.as_set(v):
+        idx = self.as_set(v)
+        if self.batch is not None:  # the land-cover objects, found once for the batch
+            idx = idx[self.batch.cover()[idx]]
+        for i in idx:
             attrs = self.scene.attrs[i]
             if attrs.get("extent") == "cover":
                 raise Abstain(
@@ -341,8 +363,14 @@ class _Run:
 
     def op_within_distance(self, a, sid):
         objs, ref = self.ref(a.objects), self.ref(a.of)
-        idx = self.exclude_self(self.as_set(objs), ref)
-        r = group.within_distance(self.scene, idx, self.lonlat(ref), a.distance * _DIST[a.unit])
+        sel = self.as_set(objs)
+        idx = self.exclude_self(sel, ref)
+        distance = a.distance * _DIST[a.unit]
+        r = None
+        if self.batch is not None:
+            r = self.batch.within(self, sel, idx, ref, distance)
+        if r is None:
+            r = group.within_distance(self.scene, idx, self.lonlat(ref), distance)
         ev = self.refs_evidence(ref)
         ev.update(self.ev_objects(r.idx, "result"))
         return Value(
@@ -369,14 +397,20 @@ class _Run:
 
     def _rank(self, a, sid, far: bool):
         objs, ref = self.ref(a.objects), self.ref(a.to)
-        idx = self.exclude_self(self.as_set(objs), ref)
+        sel = self.as_set(objs)
+        idx = self.exclude_self(sel, ref)
         if len(idx) == 0:
             raise Abstain(f"there are no {objs.details.get('cls') or 'objects'} to rank (step {sid!r})")
         if len(idx) < a.k:
             raise Abstain(f"only {len(idx)} candidate objects, fewer than k={a.k} (step {sid!r})")
         rank = group.farthest if far else group.nearest
         # one query serves both the answer and the tie check (the first k of the k+1 ranked)
-        both = rank(self.scene, idx, self.lonlat(ref), max(a.k, 2) if len(idx) > 1 else a.k)
+        kq = max(a.k, 2) if len(idx) > 1 else a.k
+        both = None
+        if self.batch is not None:
+            both = self.batch.nearest(self, sel, idx, ref, kq, far)
+        if both is None:
+            both = rank(self.scene, idx, self.lonlat(ref), kq)
         r = group.Ranked(both.idx[: a.k], both.values[: a.k])
         if a.k == 1 and len(idx) > 1:
             second = both
@@ -676,30 +710,209 @@ def expected_kind(program: Program) -> Kind:
     return _KIND[types[last.args.value[1:]]]
 
 
+def _run_steps(program: Program, run: _Run) -> None:
+    """Run the steps of ``program`` up to its answer, keeping each value in ``run.values``."""
+    for step in program.steps:
+        if step.op == "answer":
+            break
+        if run.recording and step.op not in _PREFETCH_OPS:
+            raise _Unbatchable(step.op)
+        if step.op in _NEEDS_INSTANCES:
+            run.require_instances(step)
+        run.values[step.id] = getattr(run, f"op_{step.op}")(step.args, step.id)
+
+
+class _Pending(Exception):
+    """A prefetch run reached a group query its batch has not answered yet."""
+
+
+class _Unbatchable(Exception):
+    """A prefetch run reached a step it does not run ahead (costly, or a query not shared)."""
+
+
+#: Ops whose group queries a :class:`GroupBatch` answers for many programs at once.
+_BATCHED_OPS = frozenset({"within_distance", "nearest"})
+#: Ops a prefetch run executes ahead of the real run: cheap ones, and the batched queries.
+_PREFETCH_OPS = _BATCHED_OPS | {"select", "object", "geometry", "the", "at", "count", "compare", "both"}
+
+
+class GroupBatch:
+    """Group queries of many programs about one scene, each group answered in one call.
+
+    :meth:`prefetch` runs every program up to its first group query the batch does not
+    hold yet (``within_distance`` of a set around a reference, ``nearest`` to a
+    reference), collects those queries, and answers each group of same-shaped ones (the
+    same selection of objects and the same distance, or k) with one
+    :func:`~georeason.geo.vector.group.within_distance_many` or
+    :func:`~georeason.geo.vector.group.nearest_many` call over all its references; then
+    it does the same for the programs that go on to another group query (``rounds`` in
+    all). Executing a program with the batch (``execute(..., batch=b)``) takes those
+    results instead of querying again; a query the batch does not hold is made as without
+    it.
+
+    Answers are the same as one program at a time: the batched calls give each reference
+    the result it gets alone (their error bounds and tie-breaks are per reference and per
+    pair), and a reference that is itself in the class it is asked about (buildings
+    within 200 m of building ``#b5``) is dropped from the class's result, which is what
+    :func:`~georeason.geo.vector.group.within_distance` does when it masks the reference
+    out of the class's index. ``nearest`` with the reference in its own class, ``farthest``
+    and the other ops are not shared.
+
+    The batch holds which objects are land cover (``attrs["extent"]``): the scene must not
+    change while the batch is in use.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> from georeason.geo.language.program import validate_program
+    >>> scene = Scene(["a", "b", "c", "r1", "r2"], ["house"] * 3 + ["site"] * 2,
+    ...     [shapely.Point(10.0, 50.0), shapely.Point(10.001, 50.0), shapely.Point(10.01, 50.0),
+    ...      shapely.Point(10.0, 50.0005), shapely.Point(10.0095, 50.0)], "EPSG:4326")
+    >>> def nearest(ref):
+    ...     return validate_program([{"id": "h", "op": "select", "args": {"cls": "house"}},
+    ...         {"id": "r", "op": "object", "args": {"id": ref}},
+    ...         {"id": "n", "op": "nearest", "args": {"objects": "$h", "to": "$r"}},
+    ...         {"id": "out", "op": "answer", "args": {"value": "$n"}}])
+    >>> batch = GroupBatch(scene)
+    >>> batch.prefetch([nearest("r1"), nearest("r2")])
+    >>> batch.calls, batch.served
+    (1, 2)
+    >>> [execute(nearest(r), scene, batch=batch).value for r in ("r1", "r2")]
+    ['a', 'c']
+    """
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        self._sels: dict[int, np.ndarray] = {}  # id -> selection, held so that ids stay unique
+        self._done: dict[tuple[Any, ...], group.Ranked] = {}
+        self._pending: dict[tuple[Any, ...], dict[Any, BaseGeometry]] = {}
+        self._cover: np.ndarray | None = None
+        #: batched group calls made, and the references they answered
+        self.calls = 0
+        self.served = 0
+
+    def cover(self) -> np.ndarray:
+        """Which of the scene's objects are pieces of land cover (found once)."""
+        if self._cover is None:
+            attrs = self.scene.attrs
+            self._cover = np.fromiter(
+                (a.get("extent") == "cover" for a in attrs), dtype=bool, count=len(attrs)
+            )
+        return self._cover
+
+    def prefetch(
+        self, programs: Iterable[Program | None], pixel: PixelTransform | None = None, rounds: int = 3
+    ) -> None:
+        """Answer the group queries of ``programs`` (``None`` entries skipped) in batched calls.
+
+        Nothing here is reported: a program that abstains, fails or has no group query
+        is left to its own run, which reports it.
+        """
+        todo = [p for p in programs if p is not None and any(s.op in _BATCHED_OPS for s in p.steps)]
+        for _ in range(rounds):
+            waiting = []
+            for p in todo:
+                try:
+                    check_scene(p, self.scene)
+                    _run_steps(p, _Run(self.scene, pixel, None, self, recording=True))
+                except _Pending:
+                    waiting.append(p)
+                except Exception:  # noqa: BLE001, S110 - the program's own run reports it
+                    pass
+            if not self._pending:
+                break
+            self._answer_pending()
+            todo = waiting
+
+    def _answer_pending(self) -> None:
+        for key, refs in self._pending.items():
+            kind, sid, param = key
+            sel = self._sels[sid]
+            keys = list(refs)
+            geoms = np.array([refs[k] for k in keys], dtype=object)
+            try:
+                if kind == "within":
+                    res = group.within_distance_many(self.scene, sel, geoms, param)
+                else:
+                    res = group.nearest_many(self.scene, sel, geoms, int(param))
+            except Exception:  # noqa: BLE001, S112 - each program then queries alone and reports it
+                continue
+            self.calls += 1
+            self.served += len(keys)
+            for k, r in zip(keys, res):
+                r.idx.setflags(write=False)  # shared by every program asking this query
+                r.values.setflags(write=False)
+                self._done[(key, k)] = r
+        self._pending.clear()
+
+    def _lookup(self, run: _Run, kind: str, sel: np.ndarray, param: float, ref: Value) -> group.Ranked | None:
+        held = self._sels.setdefault(id(sel), sel)
+        if held is not sel:  # cannot happen while the batch holds its selections
+            return None
+        key = (kind, id(sel), param)
+        rk = ("o", int(ref.data)) if ref.type is T.OBJECT else ("g", shapely.to_wkb(ref.geom))
+        got = self._done.get((key, rk))
+        if got is None and run.recording:
+            self._pending.setdefault(key, {})[rk] = run.lonlat(ref)
+            raise _Pending
+        return got
+
+    def _is_class(self, sel: np.ndarray) -> bool:
+        """Whether ``sel`` is the scene's shared selection of one whole class."""
+        return len(sel) > 0 and sel is self.scene.of_class(str(self.scene.labels[sel[0]]))
+
+    def within(
+        self, run: _Run, sel: np.ndarray, idx: np.ndarray, ref: Value, distance_m: float
+    ) -> group.Ranked | None:
+        """``within_distance(scene, idx, ref, distance_m)`` from the batch (``idx`` is ``sel``
+        less the reference), or ``None`` when the batch does not hold it."""
+        drop = None
+        if idx is not sel:
+            if ref.type is not T.OBJECT or len(sel) - len(idx) != 1 or not self._is_class(sel):
+                if run.recording:
+                    raise _Unbatchable("within_distance")
+                return None
+            drop = int(ref.data)
+        r = self._lookup(run, "within", sel, float(distance_m), ref)
+        if r is None or drop is None:
+            return r
+        keep = r.idx != drop
+        return group.Ranked(r.idx[keep], r.values[keep])
+
+    def nearest(
+        self, run: _Run, sel: np.ndarray, idx: np.ndarray, ref: Value, k: int, far: bool
+    ) -> group.Ranked | None:
+        """``nearest(scene, idx, ref, k)`` from the batch, or ``None`` when it does not hold it
+        (``farthest``, and a reference in its own selection, are not shared)."""
+        if far or idx is not sel:
+            if run.recording:
+                raise _Unbatchable("nearest")
+            return None
+        return self._lookup(run, "nearest", sel, k, ref)
+
+
 def execute(
     program: Program | list | str,
     scene: Scene,
     question: str | None = None,
     pixel: PixelTransform | None = None,
     mask_writer: MaskWriter | None = None,
+    batch: GroupBatch | None = None,
 ) -> Answer:
     """Validate (if needed) and run a program; return its :class:`Answer`.
 
     Validation errors raise :class:`~georeason.errors.ProgramValidationError` before
     anything runs. Missing or ambiguous evidence gives an abstention, not an error.
+    ``batch``: group queries already answered for the other programs of a batch (the
+    answer is the same with or without it; see :class:`GroupBatch`).
     """
     if not isinstance(program, Program):
         program = validate_program(program, scene)
     query = program.to_json()
-    run = _Run(scene, pixel, mask_writer)
+    run = _Run(scene, pixel, mask_writer, batch)
     kind = expected_kind(program)
     try:
-        for step in program.steps:
-            if step.op == "answer":
-                break
-            if step.op in _NEEDS_INSTANCES:
-                run.require_instances(step)
-            run.values[step.id] = getattr(run, f"op_{step.op}")(step.args, step.id)
+        _run_steps(program, run)
     except Abstain as why:
         return Answer.abstain(
             str(why),
@@ -740,6 +953,7 @@ def answer_program(
     question: str | None = None,
     pixel: PixelTransform | None = None,
     mask_writer: MaskWriter | None = None,
+    batch: GroupBatch | None = None,
 ) -> Answer:
     """Answer a validated program (e.g. a compiled question) against a scene.
 
@@ -759,4 +973,4 @@ def answer_program(
                 f"(classes: {', '.join(scene.classes) or '(none)'}); not understood: {words!r}"
             )
         return Answer.abstain(reason, kind=expected_kind(program), query=steps, question=question)
-    return execute(program, scene, question=question, pixel=pixel, mask_writer=mask_writer)
+    return execute(program, scene, question=question, pixel=pixel, mask_writer=mask_writer, batch=batch)
