@@ -72,7 +72,10 @@ def _internal_line(what: str, trace: str | None) -> None:
 
 def _finite_json(row: dict[str, Any]) -> str:
     """``json.dumps`` of a result row; a NaN/Infinity anywhere makes it an error row instead."""
-    return json.dumps(finite_row(row), allow_nan=False)
+    try:  # json refuses any non-finite number: only a refused row is walked to name it
+        return json.dumps(row, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite_row(row), allow_nan=False)
 
 
 def _policy(allow_external: bool, asset_root: list[Path] | None) -> AssetPolicy:

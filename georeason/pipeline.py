@@ -589,7 +589,7 @@ def _answer_one(
         if ctx.fallback is None or cq.invalid:
             return QuestionError(cq.text, cq.error or "cannot parse the question", cq.trace)
         return ctx.finish(ctx.fallback(cq.text, scene, ctx, n))
-    uses = {c for c in cq.classes if grounded_set & {singular(f) for f in class_forms(c)}}
+    uses = {c for c in cq.classes if grounded_set and grounded_set & {singular(f) for f in class_forms(c)}}
     if not_grounded and uses:
         return Answer.abstain(not_grounded, question=cq.text, query=cq.program.to_json())
     answer = None

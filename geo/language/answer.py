@@ -32,8 +32,12 @@ class Evidence:
     geometry: BaseGeometry
     crs: CRS
     role: str = "object"  # object | reference | region | result
+    #: the geometry in lon/lat when the caller has it already (a scene's :attr:`lonlat`)
+    lonlat_geometry: BaseGeometry | None = field(default=None, compare=False, repr=False)
 
     def lonlat(self) -> BaseGeometry:
+        if self.lonlat_geometry is not None:
+            return self.lonlat_geometry
         return reproject(self.geometry, self.crs, LONLAT)
 
     def to_json(self) -> dict[str, Any]:
@@ -104,18 +108,49 @@ class Answer:
 
 
 def _evidence_json(evidence: list[Evidence]) -> list[dict[str, Any]]:
-    """``[e.to_json() for e in evidence]``, reprojecting each CRS's geometries in one call."""
-    out: list[dict[str, Any] | None] = [None] * len(evidence)
+    """``[e.to_json() for e in evidence]``: lon/lat geometries the evidence carries, the
+    others reprojected in one call per CRS, and GeoJSON built in bulk (:func:`_geojson_many`)."""
+    lonlat = np.empty(len(evidence), dtype=object)
     by_crs: dict[int, list[int]] = {}
     for n, e in enumerate(evidence):
-        by_crs.setdefault(id(e.crs), []).append(n)
+        if e.lonlat_geometry is not None:
+            lonlat[n] = e.lonlat_geometry
+        else:
+            by_crs.setdefault(id(e.crs), []).append(n)
     for ns in by_crs.values():
         crs = evidence[ns[0]].crs
         geoms = np.array([evidence[n].geometry for n in ns], dtype=object)
         for n, g in zip(ns, reproject(geoms, crs, LONLAT)):
-            e = evidence[n]
-            out[n] = {"id": e.id, "class": e.label, "role": e.role, "geometry": _geojson(g)}
-    return out  # type: ignore[return-value]
+            lonlat[n] = g
+    return [
+        {"id": e.id, "class": e.label, "role": e.role, "geometry": g}
+        for e, g in zip(evidence, _geojson_many(lonlat))
+    ]
+
+
+def _geojson_many(geoms: np.ndarray) -> list[dict[str, Any]]:
+    """``[_geojson(g) for g in geoms]``, with the coordinates of points and of polygons
+    without holes read in one call (the same dicts, without a numpy call per geometry)."""
+    out: list[dict[str, Any] | None] = [None] * len(geoms)
+    if len(geoms) == 0:
+        return []
+    tid = shapely.get_type_id(geoms)
+    plain = ~shapely.is_empty(geoms) & ~shapely.has_z(geoms)
+    pts = np.flatnonzero(plain & (tid == 0))
+    if len(pts):
+        for n, xy in zip(pts.tolist(), shapely.get_coordinates(geoms[pts]).tolist()):
+            out[n] = {"type": "Point", "coordinates": tuple(xy)}
+    polys = np.flatnonzero(plain & (tid == 3))
+    if len(polys):
+        polys = polys[shapely.get_num_interior_rings(geoms[polys]) == 0]
+    if len(polys):
+        xy = shapely.get_coordinates(geoms[polys]).tolist()
+        ends = np.cumsum(shapely.get_num_coordinates(geoms[polys])).tolist()
+        start = 0
+        for n, end in zip(polys.tolist(), ends):
+            out[n] = {"type": "Polygon", "coordinates": (tuple(map(tuple, xy[start:end])),)}
+            start = end
+    return [o if o is not None else _geojson(g) for o, g in zip(out, geoms)]
 
 
 def _geojson(g: BaseGeometry) -> dict[str, Any]:

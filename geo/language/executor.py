@@ -83,10 +83,7 @@ class _LazyEvidence(Mapping[str, Evidence]):
 
     def _all(self) -> dict[str, Evidence]:
         if self._built is None:
-            s, role = self._scene, self._role
-            self._built = {
-                s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role) for i in self._idx
-            }
+            self._built = _evidence_of(self._scene, self._idx, self._role)
         return self._built
 
     def __getitem__(self, key: str) -> Evidence:
@@ -97,6 +94,16 @@ class _LazyEvidence(Mapping[str, Evidence]):
 
     def __len__(self) -> int:
         return len(self._idx)
+
+
+def _evidence_of(scene: Scene, idx: np.ndarray, role: str) -> dict[str, Evidence]:
+    """Evidence records of the objects ``idx`` (with their lon/lat geometry when the scene
+    has computed it: answers then need not reproject them again)."""
+    s = scene
+    ll = s.__dict__.get("lonlat")
+    if ll is None:
+        return {s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role) for i in idx}
+    return {s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role, ll[i]) for i in idx}
 
 
 def _of_role(evidence: Mapping[str, Evidence], role: str) -> list[Evidence]:
@@ -130,7 +137,7 @@ class _Run:
         idx = np.atleast_1d(np.asarray(idx, dtype=np.intp))
         if len(idx) > _LAZY_EVIDENCE:
             return _LazyEvidence(s, idx, role)
-        return {s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role) for i in idx}
+        return _evidence_of(s, idx, role)
 
     def ref(self, r: str) -> Value:
         return self.values[r[1:]]
@@ -162,7 +169,7 @@ class _Run:
         if ref.type is T.OBJECT:
             i = int(ref.data)
             # a sorted selection (a class) without the reference stays as it is (shared)
-            if _is_sorted(idx):
+            if self.batch.is_sorted(idx) if self.batch is not None else _is_sorted(idx):
                 k = int(np.searchsorted(idx, i))
                 if k >= len(idx) or idx[k] != i:
                     return idx
@@ -181,7 +188,10 @@ class _Run:
             return
         idx = self.as_set(v)
         if self.batch is not None:  # the land-cover objects, found once for the batch
-            idx = idx[self.batch.cover()[idx]]
+            cover = self.batch.cover()
+            if cover is None:
+                return
+            idx = idx[cover[idx]]
         for i in idx:
             attrs = self.scene.attrs[i]
             if attrs.get("extent") == "cover":
@@ -787,18 +797,29 @@ class GroupBatch:
         self._done: dict[tuple[Any, ...], group.Ranked] = {}
         self._pending: dict[tuple[Any, ...], dict[Any, BaseGeometry]] = {}
         self._cover: np.ndarray | None = None
+        self._any_cover = False
+        self._sorted: dict[int, tuple[np.ndarray, bool]] = {}
         #: batched group calls made, and the references they answered
         self.calls = 0
         self.served = 0
 
-    def cover(self) -> np.ndarray:
-        """Which of the scene's objects are pieces of land cover (found once)."""
+    def cover(self) -> np.ndarray | None:
+        """Which of the scene's objects are pieces of land cover (found once); ``None`` when none is."""
         if self._cover is None:
             attrs = self.scene.attrs
             self._cover = np.fromiter(
                 (a.get("extent") == "cover" for a in attrs), dtype=bool, count=len(attrs)
             )
-        return self._cover
+            self._any_cover = bool(self._cover.any())
+        return self._cover if self._any_cover else None
+
+    def is_sorted(self, idx: np.ndarray) -> bool:
+        """Whether ``idx`` is in ascending order (checked once per shared selection)."""
+        key = id(idx)
+        got = self._sorted.get(key)
+        if got is None or got[0] is not idx:
+            got = self._sorted[key] = (idx, _is_sorted(idx))
+        return got[1]
 
     def prefetch(
         self, programs: Iterable[Program | None], pixel: PixelTransform | None = None, rounds: int = 3

@@ -16,11 +16,26 @@ __all__ = ["singular", "class_forms"]
 
 @cache
 def _engine() -> Any:
-    # inflect takes a second or two to import (big word tables, typeguard): loaded on
-    # first use so that commands that never name a class start fast
-    import inflect
+    # loaded on first use so that commands that never name a class start fast
+    import typeguard
 
+    # inflect decorates 23 engine methods with typeguard's @typechecked, which re-reads,
+    # re-parses and recompiles inflect's 4000-line module once per method at import: 1.5-2 s
+    # of CPU, more than a 2000-question batch takes. The checks only guard inflect's own
+    # argument types (we pass str); import it with the decorator as it is under ``python -O``
+    # (a no-op), then put the decorator back.
+    real = typeguard.typechecked
+    typeguard.typechecked = _unchecked  # type: ignore[assignment]
+    try:
+        import inflect
+    finally:
+        typeguard.typechecked = real
     return inflect.engine()
+
+
+def _unchecked(target: Any = None, **_: Any) -> Any:
+    """``typeguard.typechecked`` as it is under ``python -O``: the target unchanged."""
+    return target if target is not None else _unchecked
 
 
 @cache
