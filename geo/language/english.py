@@ -27,13 +27,14 @@ References (A, B below) may be:
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
 from georeason.errors import QuestionParseError
 from georeason.geo.language.answer import Answer
 from georeason.geo.language.executor import MaskWriter, PixelTransform, answer_program
-from georeason.geo.language.grammar import FORMS, compile_tree, parse
+from georeason.geo.language.grammar import FORMS, compile_tree, parse, parser
 from georeason.geo.language.program import Program, validate_program
 from georeason.geo.vector.scene import Scene
 
@@ -66,9 +67,87 @@ def compile_question(question: str) -> list[dict[str, Any]]:
     return json.loads(_compiled_json(question))
 
 
-@lru_cache(maxsize=1024)
 def _compiled_json(question: str) -> str:
-    """The program of a question as JSON (cached: a run compiles each question more than once)."""
+    """The program of a question as JSON: from the program of a question of the same shape
+    (the same text but for its ``#ids``) when one has been compiled, else parsed."""
+    shape = _id_shape(question)
+    if shape is None:
+        return _parsed_json(question)
+    text, ids = shape
+    hit = _BY_SHAPE.get(text)
+    if hit is not None:
+        return _with_ids(hit, _PLACE_A, ids)
+    program = _parsed_json(question)  # raises for a question not understood: nothing learnt
+    _learn_shape(text, ids, program)
+    return program
+
+
+#: Programs of questions by their text with the ``#ids`` replaced by placeholders
+#: (``How many buildings are within 200 m of #r1?`` and ``... of #r2?`` share one); each
+#: holds the placeholders of :data:`_PLACE_A` where the ids go.
+_BY_SHAPE: dict[str, str] = {}
+_BY_SHAPE_MAX = 4096
+#: Two sets of placeholder ids: a shape is learnt only when its program is the same with
+#: either (and with the question's own ids) but for the ids themselves. The second set is
+#: upper case, so a program that changed the ids' case is not learnt.
+_PLACE_A = ("gqa{}z", "#gqa{}z")
+_PLACE_B = ("GQB{}Z", "#GQB{}Z")
+#: The grammar's own terminals only: text with brackets or quotes (geometry literals,
+#: quoted names) is not reshaped, as a '#' inside them is not an id.
+_NOT_RESHAPED = re.compile(r"[\[\](){}\"'`]")
+
+
+@lru_cache(maxsize=1)
+def _hashid() -> re.Pattern[str]:
+    """The grammar's ``HASHID`` terminal (an id like ``#b7``) as a regular expression."""
+    return re.compile(parser().get_terminal("HASHID").pattern.to_regexp())
+
+
+def _id_shape(question: str) -> tuple[str, list[str]] | None:
+    """The question with its ``#ids`` replaced by placeholders (the same id, the same
+    placeholder), and the ids in placeholder order; ``None`` without ids or with brackets."""
+    if "#" not in question or _NOT_RESHAPED.search(question):
+        return None
+    ids: list[str] = []
+
+    def place(m: re.Match[str]) -> str:
+        oid = m.group(0)[1:]
+        if oid not in ids:
+            ids.append(oid)
+        return _PLACE_A[1].format(ids.index(oid))
+
+    text = _hashid().sub(place, question)
+    return (text, ids) if ids else None
+
+
+def _with_ids(program: str, place: tuple[str, str], ids: list[str]) -> str:
+    """``program`` (JSON) with the placeholder ids of ``place`` replaced by ``ids``."""
+    for k, oid in enumerate(ids):
+        program = program.replace(json.dumps(place[0].format(k)), json.dumps(oid))
+    return program
+
+
+def _learn_shape(text: str, ids: list[str], program: str) -> None:
+    """Keep the program of ``text`` (a question with placeholder ids) for questions of its
+    shape, if compiling it with two sets of placeholders gives this question's program but
+    for the ids (the compiled program depends on the ids only by naming them)."""
+    if len(_BY_SHAPE) >= _BY_SHAPE_MAX:
+        return
+    with_b = text
+    for k in range(len(ids)):
+        with_b = with_b.replace(_PLACE_A[1].format(k), _PLACE_B[1].format(k))
+    try:
+        a, b = _parsed_json(text), _parsed_json(with_b)
+    except Exception:  # noqa: BLE001 - not learnt; each question of this shape is parsed
+        return
+    b_ids = [_PLACE_B[0].format(k) for k in range(len(ids))]
+    if _with_ids(a, _PLACE_A, b_ids) == b and _with_ids(a, _PLACE_A, ids) == program:
+        _BY_SHAPE[text] = a
+
+
+@lru_cache(maxsize=1024)
+def _parsed_json(question: str) -> str:
+    """The program of a question as JSON, parsed (cached: a run compiles each question more than once)."""
     try:
         return json.dumps(compile_tree(parse(question)))
     except QuestionParseError as exc:
