@@ -32,6 +32,7 @@ from georeason.cli_catalog import catalog_app, policy_of
 from georeason.config import RunConfig, default_results_dir, read_questions
 from georeason.errors import GeoreasonError
 from georeason.geo.export.layers import atomic_path, write_answer_files
+from georeason.geo.language.answer import Answer
 from georeason.geo.language.executor import execute
 from georeason.geo.language.program import program_json_schema
 from georeason.geo.vector.scene import read_scene
@@ -76,6 +77,14 @@ def _finite_json(row: dict[str, Any]) -> str:
         return json.dumps(row, allow_nan=False)
     except ValueError:
         return json.dumps(finite_row(row), allow_nan=False)
+
+
+def _batch_row(outcome: Answer | QuestionError, geometry: bool) -> dict[str, Any]:
+    """One ``ask --questions`` line: :func:`outcome_row`, evidence without the geometry
+    of objects unless ``geometry``."""
+    if not geometry and isinstance(outcome, Answer):
+        return outcome.to_json(geometry=False)
+    return outcome_row(outcome)
 
 
 def _policy(allow_external: bool, asset_root: list[Path] | None) -> AssetPolicy:
@@ -385,6 +394,13 @@ def ask(
         float,
         typer.Option(help="Answers from grounded objects below this confidence abstain (0 answers always)."),
     ] = DEFAULT_MIN_CONFIDENCE,
+    evidence_geometry: Annotated[
+        bool,
+        typer.Option(
+            help="With --questions: write every evidence object's geometry into the JSONL (by default objects "
+            "from the vector files are named by id, class and role; computed regions and grounded objects keep theirs)."
+        ),
+    ] = False,
     allow_external: AllowExternal = False,
     asset_root: AssetRoot = None,
 ) -> None:
@@ -437,8 +453,11 @@ def ask(
             policy,
         )
         if questions is not None:
-            # one line per question, whatever happened to it; numbers finite (else an error line)
-            text = "".join(_finite_json(outcome_row(a)) + "\n" for a in result.answers)
+            # one line per question, whatever happened to it; numbers finite (else an error line).
+            # Evidence objects that all come from vector files are named by id (the files
+            # have their geometry) unless --evidence-geometry; grounded ones keep theirs.
+            geometry = evidence_geometry or bool(result.grounded)
+            text = "".join(_finite_json(_batch_row(a, geometry)) + "\n" for a in result.answers)
             if out is None:
                 sys.stdout.write(text)
             else:

@@ -75,14 +75,19 @@ class Answer:
             evidence=list(evidence or []),
         )
 
-    def to_json(self) -> dict[str, Any]:
-        """The ``ask --json`` object: question, answer, unit, kind, evidence, abstained, reason, query."""
+    def to_json(self, geometry: bool = True) -> dict[str, Any]:
+        """The ``ask --json`` object: question, answer, unit, kind, evidence, abstained, reason, query.
+
+        ``geometry=False``: evidence objects are named by id, class and role only, without
+        their geometry (a batch of answers about objects from a vector file, which has
+        them); regions the question computed or gave (ids ``$...``) keep theirs.
+        """
         return {
             "question": self.question,
             "answer": self.value,
             "unit": self.unit,
             "kind": self.kind,
-            "evidence": _evidence_json(self.evidence),
+            "evidence": _evidence_json(self.evidence) if geometry else _evidence_ids_json(self.evidence),
             "abstained": self.abstained,
             "reason": self.reason,
             "query": self.query,
@@ -125,6 +130,16 @@ def _evidence_json(evidence: list[Evidence]) -> list[dict[str, Any]]:
     return [
         {"id": e.id, "class": e.label, "role": e.role, "geometry": g}
         for e, g in zip(evidence, _geojson_many(lonlat))
+    ]
+
+
+def _evidence_ids_json(evidence: list[Evidence]) -> list[dict[str, Any]]:
+    """Evidence as ``{"id", "class", "role"}``; computed or given regions (``$`` ids) with their geometry."""
+    regions = [e for e in evidence if e.id.startswith("$")]
+    geo = iter(_evidence_json(regions)) if regions else iter(())
+    return [
+        next(geo) if e.id.startswith("$") else {"id": e.id, "class": e.label, "role": e.role}
+        for e in evidence
     ]
 
 

@@ -148,6 +148,8 @@ class _Run:
 
     def lonlat(self, v: Value) -> BaseGeometry:
         if v.type is T.OBJECT:
+            if self.batch is not None:
+                return self.batch.lonlat(int(v.data))
             return self.scene.lonlat[v.data]
         return reproject(v.geom, self.scene.crs, LONLAT)
 
@@ -799,6 +801,7 @@ class GroupBatch:
         self._cover: np.ndarray | None = None
         self._any_cover = False
         self._sorted: dict[int, tuple[np.ndarray, bool]] = {}
+        self._lonlat: dict[int, BaseGeometry] = {}
         #: batched group calls made, and the references they answered
         self.calls = 0
         self.served = 0
@@ -812,6 +815,15 @@ class GroupBatch:
             )
             self._any_cover = bool(self._cover.any())
         return self._cover if self._any_cover else None
+
+    def lonlat(self, i: int) -> BaseGeometry:
+        """Object ``i`` in lon/lat: from the scene's lon/lat copy when it has one, else
+        reprojected alone (once): a batch of questions about a few hundred references
+        in a large scene need not reproject all of it."""
+        got = self._lonlat.get(i)
+        if got is None:
+            got = self._lonlat[i] = self.scene.lonlat_of(np.array([i]))[0]
+        return got
 
     def is_sorted(self, idx: np.ndarray) -> bool:
         """Whether ``idx`` is in ascending order (checked once per shared selection)."""
@@ -829,15 +841,20 @@ class GroupBatch:
         Nothing here is reported: a program that abstains, fails or has no group query
         is left to its own run, which reports it.
         """
-        todo = [p for p in programs if p is not None and any(s.op in _BATCHED_OPS for s in p.steps)]
-        for _ in range(rounds):
+        todo = []
+        for p in programs:
+            n = 0 if p is None else sum(s.op in _BATCHED_OPS for s in p.steps)
+            if n:
+                todo.append((p, n))
+        for r in range(1, rounds + 1):
             waiting = []
-            for p in todo:
+            for p, n in todo:
                 try:
                     check_scene(p, self.scene)
                     _run_steps(p, _Run(self.scene, pixel, None, self, recording=True))
                 except _Pending:
-                    waiting.append(p)
+                    if n > r:  # it may go on to another group query once this one is answered
+                        waiting.append((p, n))
                 except Exception:  # noqa: BLE001, S110 - the program's own run reports it
                     pass
             if not self._pending:
