@@ -13,6 +13,7 @@ Contract (scripts and schedulers depend on it):
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -276,6 +277,10 @@ def _run_pipeline(
     more = read_vectors(vector_paths)
     if more is not None:
         vectors = more if vectors is None else vectors.extend(more)
+    if vectors is not None:
+        # the objects (one dict each) live as long as this command: keep the cyclic garbage
+        # collector from walking them again and again while the questions are answered
+        gc.freeze()
     if raster is None and vectors is None:
         raise typer.BadParameter(
             "give --objects FILE, --raster FILE or --item ID (what the question is about)"
