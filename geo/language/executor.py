@@ -100,10 +100,17 @@ def _evidence_of(scene: Scene, idx: np.ndarray, role: str) -> dict[str, Evidence
     """Evidence records of the objects ``idx`` (with their lon/lat geometry when the scene
     has computed it: answers then need not reproject them again)."""
     s = scene
+    idx = np.asarray(idx, dtype=np.intp)
+    ids, labels, geoms = s.ids[idx].tolist(), s.labels[idx].tolist(), s.geoms[idx].tolist()
     ll = s.__dict__.get("lonlat")
-    if ll is None:
-        return {s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role) for i in idx}
-    return {s.ids[i]: Evidence(s.ids[i], s.labels[i], s.geoms[i], s.crs, role, ll[i]) for i in idx}
+    lls = ll[idx].tolist() if ll is not None else [None] * len(ids)
+    crs = s.crs
+    return {oid: Evidence(oid, label, g, crs, role, gl) for oid, label, g, gl in zip(ids, labels, geoms, lls)}
+
+
+def _isclose(a: float, b: float, rtol: float, atol: float) -> bool:
+    """``numpy.isclose`` of two numbers (``|a - b| <= atol + rtol * |b|``), without numpy's per-call cost."""
+    return bool(a == b or abs(a - b) <= atol + rtol * abs(b))
 
 
 def _of_role(evidence: Mapping[str, Evidence], role: str) -> list[Evidence]:
@@ -426,7 +433,7 @@ class _Run:
         r = group.Ranked(both.idx[: a.k], both.values[: a.k])
         if a.k == 1 and len(idx) > 1:
             second = both
-            if np.isclose(second.values[0], second.values[1], rtol=1e-9, atol=1e-6):
+            if _isclose(second.values[0], second.values[1], rtol=1e-9, atol=1e-6):
                 raise Abstain(
                     f"{self.scene.ids[second.idx[0]]} and {self.scene.ids[second.idx[1]]} are equally "
                     f"{'far' if far else 'near'} ({second.values[0]:.3f} m); no single answer"
@@ -849,8 +856,7 @@ class GroupBatch:
         for r in range(1, rounds + 1):
             waiting = []
             for p, n in todo:
-                try:
-                    check_scene(p, self.scene)
+                try:  # (an id or class not in the scene abstains in the program's own run)
                     _run_steps(p, _Run(self.scene, pixel, None, self, recording=True))
                 except _Pending:
                     if n > r:  # it may go on to another group query once this one is answered

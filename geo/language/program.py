@@ -626,7 +626,7 @@ def _check_scene(step, scene) -> None:
                 step=step.id,
                 arg="ids" if step.op == "select" else "id",
             )
-    cls = getattr(args, "cls", None)
+    cls = vars(args).get("cls")  # (pydantic's getattr of a field a model lacks is slow)
     if cls is not None and scene.resolve_class(cls) is None:
         raise ProgramValidationError(
             f"no class {cls!r} in the scene; classes are: {', '.join(scene.classes) or '(none)'}",

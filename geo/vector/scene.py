@@ -252,12 +252,14 @@ class Scene:
         >>> s.resolve_class("lakes"), s.resolve_class("river")
         ('lake', None)
         """
+        memo = self.__dict__.setdefault("_resolved", {})  # the classes never change
+        if label in memo:
+            return memo[label]
         name = normalise_class(label)
         known = set(self.classes)
-        for cand in class_forms(name):
-            if cand in known:
-                return cand
-        return None
+        found = next((cand for cand in class_forms(name) if cand in known), None)
+        memo[label] = found
+        return found
 
     def get(self, i: int) -> GeoObject:
         return GeoObject(self.ids[i], self.labels[i], self.geoms[i], self.scores[i], self.attrs[i])
