@@ -40,7 +40,9 @@ def _rect(lon: float, lat: float, w: float, h: float, a: float) -> shapely.Polyg
     return shapely.Polygon(pts)
 
 
-def _scene(seed: int, crs: str, centres: list[tuple[float, float]], n_bld: int = 600, n_site: int = 30) -> Scene:
+def _scene(
+    seed: int, crs: str, centres: list[tuple[float, float]], n_bld: int = 600, n_site: int = 30
+) -> Scene:
     """Buildings (rotated rectangles), sites (points and small polygons), lakes and a road
     scattered around ``centres`` (lon/lat) within ~3 km, in ``crs``."""
     rng = np.random.default_rng(seed)
@@ -209,12 +211,16 @@ def test_ask_questions_lines_name_file_objects_by_id(tmp_path):
     qfile.write_text("\n".join(qs) + "\n")
     light, full = tmp_path / "light.jsonl", tmp_path / "full.jsonl"
     _ask(["ask", "--questions", str(qfile), "--objects", str(town), "--out", str(light)])
-    _ask(["ask", "--questions", str(qfile), "--objects", str(town), "--out", str(full), "--evidence-geometry"])
+    _ask(
+        ["ask", "--questions", str(qfile), "--objects", str(town), "--out", str(full), "--evidence-geometry"]
+    )
     rows_l = [json.loads(x) for x in light.read_text().splitlines()]
     rows_f = [json.loads(x) for x in full.read_text().splitlines()]
     assert [r["question"] for r in rows_l] == qs
     for rl, rf in zip(rows_l, rows_f):
-        assert {k: v for k, v in rl.items() if k != "evidence"} == {k: v for k, v in rf.items() if k != "evidence"}
+        assert {k: v for k, v in rl.items() if k != "evidence"} == {
+            k: v for k, v in rf.items() if k != "evidence"
+        }
         if "error" in rf:
             continue
         assert [(e["id"], e["class"], e["role"]) for e in rl["evidence"]] == [
