@@ -124,9 +124,9 @@ class Scene:
 
     # -- construction -----------------------------------------------------------------
     def _validate(self, geoms: np.ndarray, on_invalid: OnInvalid) -> np.ndarray:
-        missing = [i for i, g in enumerate(geoms) if g is None or g.is_empty]
-        if missing:
-            i = missing[0]
+        missing = np.flatnonzero(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        if len(missing):
+            i = int(missing[0])
             raise InvalidGeometryError(
                 f"{self.source}: object {self.ids[i]!r} has no geometry (empty or null); "
                 "remove it or give it a geometry"
@@ -545,9 +545,9 @@ def _scene_from_columns(
 
         from georeason.geo.vector.crs import check_coordinates
 
-        valid = [g for g in geoms if g is not None and not g.is_empty]
-        if valid:
-            b = shapely.total_bounds(np.asarray(valid, dtype=object))
+        valid = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
+        if len(valid):
+            b = shapely.total_bounds(valid)
             check_coordinates(tuple(float(v) for v in b), file_crs, f"objects file {src!r}")
     columns = list(cols)
     n = len(geoms)
