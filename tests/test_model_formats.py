@@ -28,6 +28,7 @@ list so it can only shrink.
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from pathlib import Path
@@ -236,6 +237,7 @@ def test_auto_detects_markers_of_each_new_format():
         "r1": "<think>x</think><answer>(1,2),(3,4)</answer>",
         "qwen2.5-html": '<p data-bbox="1 2 3 4">x</p>',
         "florence": "a<loc_1><loc_2><loc_3><loc_4>",
+        "earthdial": "some buildings [[81, 1, 93, 13, 90], [81, 0, 93, 10, 90]] at the top right",
     }
     for fmt, text in samples.items():
         assert detect_format(text) == fmt, (fmt, choose_format(text))
@@ -255,6 +257,7 @@ def test_format_for_model_names():
         "microsoft/kosmos-2-patch14-224": "kosmos-2",
         "microsoft/Florence-2-large": "florence",
         "MBZUAI/geochat-7B": "geochat",
+        "akshaydudhane16/EarthDial_4B_RGB": "earthdial",
     }
     assert {n: format_for_model(n) for n in names} == names
     assert format_for_model("meta-llama/Llama-3.2-11B-Vision") is None
@@ -434,3 +437,51 @@ def test_compiler_warnings_on_junk_stay_inside_the_parser():
     """'0inf' once made literal_eval's compiler emit a SyntaxWarning (a hypothesis find)."""
     for fmt in FORMATS:
         _run_any("[[1, 2, 3, 0inf]]", fmt, (100, 80))
+
+
+# ---------------------------------------------------------------------------------------
+# EarthDial: an InternVL2 fine-tune that does NOT answer in InternVL's 0-1000 form
+# ---------------------------------------------------------------------------------------
+def test_earthdial_is_not_read_as_internvl():
+    # EarthDial's published answers are 0-100 five-number boxes; read as InternVL's 0-1000
+    # they would be 10x too small. The model name and the text both pick earthdial.
+    assert format_for_model("EarthDial_4B_RGB") == "earthdial"
+    assert normalize_format("EarthDial") == "earthdial"
+    text = "[[31, 31, 35, 36, 0]]"
+    r = parse_output(text, "auto", (1024, 1024), model="EarthDial_4B_RGB")
+    assert r.format == "earthdial"
+    assert r[0].geometry.bounds == pytest.approx((31 * 10.24, 31 * 10.24, 35 * 10.24, 36 * 10.24))
+
+
+def test_earthdial_concatenated_lists_and_ref_labels():
+    # the NWPU-VHR-10 answers concatenate lists (``]][[``); the training form wraps them in
+    # <ref>..</ref> <box>[[[..]]]</box>
+    dets = parse_output("[[10, 20, 30, 40, 0]][[50, 50, 60, 70, 0]]", "earthdial", (200, 100))
+    assert [d.geometry.bounds for d in dets] == [(20.0, 20.0, 60.0, 40.0), (100.0, 50.0, 120.0, 70.0)]
+    text = "there is <ref>1 gray medium tennis court </ref> <box>[[[8, 33, 22, 40, 0]]]</box> at left"
+    (d,) = parse_output(text, "earthdial", (100, 100))
+    assert d.label == "1 gray medium tennis court" and d.geometry.bounds == (8.0, 33.0, 22.0, 40.0)
+
+
+def test_earthdial_rotation_on_the_grid_matches_its_eval_script():
+    # EarthDial's eval.py: (corners - centre) @ [[cos, -sin], [sin, cos]] + centre on the
+    # 0-100 grid, then pixels. A 20x10 (grid) box turned 90 degrees on a 200x100 image:
+    # on the grid it becomes 10 wide, 20 tall -> 20 px wide, 20 px tall.
+    (d,) = parse_output("[[40, 40, 60, 50, 90]]", "earthdial", (200, 100))
+    assert d.kind == "polygon"
+    assert d.geometry.bounds == pytest.approx((90.0, 35.0, 110.0, 55.0))
+    (d,) = parse_output("[[40, 40, 60, 50, 30]]", "earthdial", (100, 100))
+    c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
+    corners = [(x - 50, y - 45) for x, y in ((40, 40), (60, 40), (60, 50), (40, 50))]
+    want = [(50 + dx * c + dy * s, 45 - dx * s + dy * c) for dx, dy in corners]
+    got = list(d.geometry.exterior.coords)[:-1]
+    assert {(round(x, 6), round(y, 6)) for x, y in got} == {(round(x, 6), round(y, 6)) for x, y in want}
+
+
+def test_earthdial_bad_boxes_warn_and_the_rest_survive():
+    text = "[[10, 10, 20, 20, 0], [5, 5, 9], [0, 0, 150, 10, 0], [30, 30, 40, 40, 0], [50, 50"
+    with pytest.warns(ParseWarning) as rec:
+        dets = parse_output(text, "earthdial", (100, 100))
+    assert [d.geometry.bounds for d in dets] == [(10, 10, 20, 20), (30, 30, 40, 40)]
+    msgs = " | ".join(str(w.message) for w in rec)
+    assert "expected 5 numbers" in msgs and "150" in msgs and "truncated" in msgs

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from georeason.models.formats import (  # noqa: F401  (each module registers its format)
     deepseek_vl2,
+    earthdial,
     florence,
     gemini,
     geochat,
