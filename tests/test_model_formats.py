@@ -94,7 +94,7 @@ def test_every_format_has_three_cases_and_sources():
 
 def test_formats_short_of_three_real_cases():
     short = {f.name: sum(c.real for c in f.cases) for f in formats() if sum(c.real for c in f.cases) < 3}
-    assert short == {"internvl": 0, "remotereasoner": 0, "qwen2.5-html": 2}
+    assert short == {"internvl": 0, "remotereasoner": 0, "qwen2.5-html": 2, "qwen3-html": 1}
 
 
 # ---------------------------------------------------------------------------------------
@@ -235,12 +235,27 @@ def test_auto_detects_markers_of_each_new_format():
         "qwen-vl": "<ref>a</ref><box>(1,2),(3,4)</box>",
         "internvl": "<ref>a</ref><box>[[1, 2, 3, 4]]</box>",
         "r1": "<think>x</think><answer>(1,2),(3,4)</answer>",
-        "qwen2.5-html": '<p data-bbox="1 2 3 4">x</p>',
         "florence": "a<loc_1><loc_2><loc_3><loc_4>",
         "earthdial": "some buildings [[81, 1, 93, 13, 90], [81, 0, 93, 10, 90]] at the top right",
     }
     for fmt, text in samples.items():
         assert detect_format(text) == fmt, (fmt, choose_format(text))
+
+
+def test_qwenvl_html_needs_the_model_name():
+    # Qwen2.5-VL writes data-bbox in resized-input pixels, Qwen3-VL on 0-1000: the marker
+    # alone cannot tell them apart, so auto refuses; the model name settles it, and picks
+    # the HTML form of the family (not its JSON parser) when data-bbox is in the text.
+    html = '<p data-bbox="1 2 3 4">x</p>'
+    fmt, reason, ambiguous = choose_format(html)
+    assert fmt is None and set(ambiguous) == {"qwen2.5-html", "qwen3-html"}, reason
+    assert detect_format(html, model="Qwen/Qwen2.5-VL-7B-Instruct") == "qwen2.5-html"
+    assert detect_format(html, model="Qwen/Qwen3-VL-235B-A22B-Instruct") == "qwen3-html"
+    assert detect_format('[{"bbox_2d": [1, 2, 3, 4]}]', model="Qwen/Qwen3-VL-8B") == "qwen3"
+    with pytest.warns(ParseWarning, match="refused to guess"):
+        assert parse_output(html, "auto", (100, 100)) == []
+    r = parse_output('<p data-bbox="100 200 300 400">x</p>', "auto", (1000, 500), model="Qwen3-VL-8B")
+    assert r.format == "qwen3-html" and r[0].geometry.bounds == (100.0, 100.0, 300.0, 200.0)
 
 
 def test_format_for_model_names():
@@ -284,7 +299,7 @@ def test_names_and_aliases():
 
 def test_registry_entries_are_complete():
     for f in formats():
-        assert "{label}" in f.prompt or f.name in ("florence-ocr", "qwen2.5-html"), f.name
+        assert "{label}" in f.prompt or f.name in ("florence-ocr", "qwen2.5-html", "qwen3-html"), f.name
         assert f.convention.order in ("x-first", "y-first")
         assert f.convention.shapes and f.convention.to_pixels
 

@@ -34,6 +34,7 @@ from georeason.models.formats import (  # noqa: F401  (each module registers its
     plain,
     qwen2,
     qwen3,
+    qwen3_html,
     qwen25,
     qwen25_html,
     qwen_vl,
