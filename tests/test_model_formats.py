@@ -12,17 +12,29 @@ transformers' Florence-2 / Kosmos-2 ``post_process_generation``, the Qwen cookbo
 expected values were computed from the source's formula, not by the parser under test.
 
 Cases marked ``real=False`` are CONSTRUCTED, and say so in their ``source``. Formats still
-short of three real cases (searched: GitHub code, issues, cookbooks, READMEs, library test
-suites, docs, paper text): InternVL (0 real, 3 constructed: no published raw
-``<ref>..</ref><box>[[..]]</box>`` answer with its image was found, only training-data
-examples), RemoteReasoner (0 real, 3 constructed: its repository and paper show the prompt and
-the parser, no raw answer), QwenVL HTML (2 real: the two published runs of the Qwen2.5-VL
-document-parsing cookbook). R1-style pairs (UniVG-R1 issue #15, two Visual-RFT paper
-figures), Qwen2-VL (giraffe example, OS-Atlas README, a fine-tune's raw vLLM answer) and plain
-lists (VILA issue, a describer test, CogVLM issue #165) now have three real cases each, next to
-labelled constructed ones; DeepSeek-VL2 keeps one constructed case (a box cut by a nested
-``<|ref|>``) next to six real ones. ``test_formats_short_of_three_real_cases`` pins the short
-list so it can only shrink.
+short of three real cases, and where they were searched for:
+
+- InternVL ``<ref>..</ref><box>[[..]]</box>`` (0 real, 3 constructed). Searched: OpenGVLab/
+  InternVL history and issues (#227, #239, #359, #510, #606, #625, #865, #948, #953, #1084,
+  #1103, #1140, #1225: prompts, training-format samples, screenshots or JSON/bare-list
+  answers, no tagged answer with its image size), InternVL docs and model cards (2 / 2.5 /
+  3), OS-Atlas (its 4B README prints no answer), vLLM issue #9153 (an InternVL2-4B grounding
+  run whose full text the stored excerpts do not show), lmdeploy/ms-swift/VLMEvalKit code,
+  code search for ``</ref><box>[[`` (training data and prompts only). EarthDial, the
+  InternVL2 remote-sensing fine-tune named in the issue, does not use this form at all (see
+  ``earthdial``).
+- RemoteReasoner (0 real, 3 constructed): 1e12Leon/RemoteReasoner has the prompt, ``infer.py``
+  (which prints answers but commits none) and the paper, no raw answer.
+- QwenVL HTML: Qwen2.5-VL (2 real: the two published runs of the Qwen2.5-VL
+  document-parsing cookbook, QwenLM/Qwen2.5-VL history has no third ``data-bbox`` output);
+  Qwen3-VL (1 real: the Qwen3-VL cookbook's run, whose ``data-bbox`` is on 0-1000).
+
+EarthDial (six answers from its published evaluation results), R1-style pairs (UniVG-R1
+issue #15, two Visual-RFT paper figures), Qwen2-VL (giraffe example, OS-Atlas README, a
+fine-tune's raw vLLM answer) and plain lists (VILA issue, a describer test, CogVLM issue
+#165) have three or more real cases each, next to labelled constructed ones; DeepSeek-VL2
+keeps one constructed case (a box cut by a nested ``<|ref|>``) next to six real ones.
+``test_formats_short_of_three_real_cases`` pins the short list so it can only shrink.
 """
 
 from __future__ import annotations

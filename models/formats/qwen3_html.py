@@ -44,8 +44,8 @@ CASES: tuple[Case, ...] = (
             "6810c424c9ae3e9b7047d88152bad5e345f3edb9, the upstream file is over 4 MiB): cell "
             "'1. Document Parsing in QwenVL HTML Format', Qwen3-VL-235B-A22B via the API, a "
             "research-report page. Image 1376x1920 (the SOF header of the drawn image the cell "
-            "displays; the cell prints the input size 1696 1216 = smart_resize(1920, 1376, factor "
-            "32, max_pixels 2048*32*32)). Boxes by the cookbook's draw_bbox_html: "
+            "displays; the cell prints input_height, input_width = 1696 1216, which is what "
+            "smart_resize(1920, 1376, factor=32, max_pixels=2048*32*32) gives). Boxes by the cookbook's draw_bbox_html: "
             "int(x / 1000 * width), int(y / 1000 * height), every element with data-bbox but <ol>"
         ),
         text=(
