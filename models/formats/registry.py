@@ -233,7 +233,9 @@ def _model_family(model: str | None) -> tuple[str, ...]:
 def choose_format(text: Any, model: str | None = None) -> tuple[str | None, str, tuple[str, ...]]:
     """``(format, reason, ambiguous)`` for a model answer: the format ``auto`` would use.
 
-    The model name decides when it is known. Otherwise the most specific marker found in
+    The model name decides when it is known: its family's main format, or another form of
+    the same family (``variant_of``, e.g. ``qwen3-html``) when that form's marker is in the
+    text. Otherwise the most specific marker found in
     the text does; when several formats share it and read the same numbers differently
     (``bbox_2d`` JSON: Qwen2.5-VL resized-input pixels, Qwen3-VL 0-1000, Kimi-VL 0-1),
     the format is ``None`` (refused) unless the values themselves settle it (all in
