@@ -188,6 +188,15 @@ def _near_index(n: int, n_ovr: int) -> np.ndarray:
     return np.minimum(idx, n - 1)
 
 
+def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
+    """``idx`` as a slice when it is an arithmetic progression (a view, not a gather)."""
+    if len(idx) > 1:
+        step = int(idx[1] - idx[0])
+        if step > 0 and bool((np.diff(idx) == step).all()):
+            return slice(int(idx[0]), int(idx[-1]) + 1, step)
+    return idx
+
+
 def _level_index(n: int, sizes: list[int]) -> list[np.ndarray]:
     """Full-resolution pixel of each overview pixel along an axis, for levels of ``sizes``
     pixels: GDAL builds each level from the previous one, so the picks compose."""
@@ -253,7 +262,7 @@ class _Overviews:
         for _, ds, ridx, cidx in self.levels:
             i0, i1 = np.searchsorted(ridx, [row, row + strip.shape[0]])
             if i1 > i0:
-                piece = strip[ridx[i0:i1] - row][:, cidx]
+                piece = strip[_as_slice(ridx[i0:i1] - row)][:, _as_slice(cidx)]
                 ds.write(piece, 1, window=Window(0, int(i0), piece.shape[1], piece.shape[0]))
 
     def close(self) -> None:
