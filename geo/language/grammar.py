@@ -32,11 +32,21 @@ centre`` asks for the centroid azimuth.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib
+import os
+import pickle
 import re
+import sys
+import tempfile
+import types
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+import lark
 from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import UnexpectedEOF, UnexpectedInput, VisitError
 
@@ -535,10 +545,12 @@ def _grammar_text() -> str:
     for rule, (_kind, phrases) in _WORD_RULES.items():
         alts = sorted({" ".join(f'"{w}"i' for w in p.split()) for p in phrases})
         text += f"{rule}: " + " | ".join(alts) + "\n"
-    literals = sorted(set(re.findall(r'"([^"\s]+)"i', text)), key=len, reverse=True)
+    # sorted longest first, ties by text: the same grammar text in every process (the key
+    # of the cached parser); set order would differ with string hashing
+    literals = sorted(set(re.findall(r'"([^"\s]+)"i', text)), key=lambda w: (-len(w), w))
     words = set(_EXTRA_RESERVED) | {w.lower() for w in literals if re.fullmatch(r"[A-Za-z][\w'\-]*", w)}
     words |= {"centroid", "centroids", "centre", "centres", "center", "centers", "closer", "nearer"}
-    reserved = "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
+    reserved = "|".join(sorted((re.escape(w) for w in words), key=lambda w: (-len(w), w)))
     defs = []
     for n, lit in enumerate(literals):
         name = "K_" + re.sub(r"[^A-Z0-9]", "_", lit.upper()) + f"_{n}"
@@ -562,8 +574,55 @@ def _grammar_text() -> str:
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    """The Earley parser of the question grammar (built once)."""
-    return Lark(_grammar_text(), start="start", parser="earley", lexer="basic", ambiguity="resolve")
+    """The Earley parser of the question grammar (built once).
+
+    Building it (grammar analysis, ~0.3 s) would be most of ``ask``'s start-up, so the
+    built parser is kept on disk (:func:`parser_cache_path`, keyed by the grammar text and
+    the lark and Python versions) and loaded from there (~0.03 s) by later processes.
+    Lark caches only LALR parsers itself. A missing, stale or unreadable cache file is
+    rebuilt; an unwritable cache folder only costs the rebuild.
+    """
+    text = _grammar_text()
+    path = parser_cache_path(text)
+    try:
+        with open(path, "rb") as fh:
+            cached = pickle.load(fh)
+        if isinstance(cached, Lark):
+            return cached
+    except Exception:  # noqa: BLE001 - any unreadable cache is rebuilt
+        pass
+    built = Lark(text, start="start", parser="earley", lexer="basic", ambiguity="resolve")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            _ModulePickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(built)
+        os.replace(tmp, path)
+    except Exception:  # noqa: BLE001 - no cache (read-only home, unpicklable): build each time
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp)
+    return built
+
+
+def parser_cache_path(text: str | None = None) -> Path:
+    """Where the built parser is cached: ``$GEOREASON_CACHE_DIR`` (default
+    ``$XDG_CACHE_HOME/georeason``, else ``~/.cache/georeason``) / ``grammar-<key>.pickle``."""
+    key = hashlib.sha256(
+        "\0".join([text if text is not None else _grammar_text(), lark.__version__, sys.version]).encode()
+    ).hexdigest()[:20]
+    root = os.environ.get("GEOREASON_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "georeason"
+    )
+    return Path(root) / f"grammar-{key}.pickle"
+
+
+class _ModulePickler(pickle.Pickler):
+    """Pickles module references (lark keeps the ``re`` module in its lexer settings) by name."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.ModuleType):
+            return importlib.import_module, (obj.__name__,)
+        return NotImplemented
 
 
 # ---------------------------------------------------------------------------------------
