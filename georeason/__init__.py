@@ -5,10 +5,12 @@ The geometry is computed, never guessed: models localise, :mod:`georeason.geo` d
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["__version__"]
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
     # looked up on first use, not at import: importlib.metadata scans the installed
     # distributions, a measurable share of `georeason ask`'s start-up
     if name == "__version__":
