@@ -79,3 +79,42 @@ def test_unwritable_cache_folder_still_parses(tmp_path: Path) -> None:
     out = _run(blocker / "cache")  # a folder cannot be made under a file
     assert len(out["trees"]) == len(QUESTIONS)
     assert blocker.read_text() == "x"
+
+
+class _Planted:
+    """Unpickles as ``os.system(<touch marker>)``: what an attacker would plant."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_cache_file_is_not_executed_and_is_replaced(tmp_path: Path) -> None:
+    """The cache is a pickle; loading resolves only the lark classes a parser is made of, so a
+    planted file naming anything else (here ``os.system``) is refused and the parser rebuilt."""
+    import pickle
+
+    cache = tmp_path / "cache"
+    path = Path(_run(cache)["path"])
+    marker = tmp_path / "pwned"
+    path.write_bytes(pickle.dumps(_Planted(marker)))
+    os.chmod(path, 0o600)
+    again = _run(cache)
+    assert not marker.exists()
+    assert again["trees"] == _run(tmp_path / "fresh")["trees"]
+    assert b"posix" not in path.read_bytes() and b"system" not in path.read_bytes()  # rebuilt
+
+
+def test_a_cache_file_others_may_write_is_not_read(tmp_path: Path) -> None:
+    import pickle
+
+    cache = tmp_path / "cache"
+    path = Path(_run(cache)["path"])
+    os.chmod(path, 0o666)
+    before = path.read_bytes()
+    assert pickle.loads(before) is not None  # a valid parser, only its permissions are wrong
+    _run(cache)
+    st = path.stat()
+    assert not (st.st_mode & 0o022)  # replaced by a private file

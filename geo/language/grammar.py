@@ -586,10 +586,11 @@ def parser() -> Lark:
     path = parser_cache_path(text)
     try:
         with open(path, "rb") as fh:
-            cached = pickle.load(fh)
-        if isinstance(cached, Lark):
-            return cached
-    except Exception:  # noqa: BLE001 - any unreadable cache is rebuilt
+            if _trusted_cache_file(fh.fileno()):
+                cached = _ParserUnpickler(fh).load()
+                if isinstance(cached, Lark):
+                    return cached
+    except Exception:  # noqa: BLE001 - any unreadable or refused cache is rebuilt
         pass
     built = Lark(text, start="start", parser="earley", lexer="basic", ambiguity="resolve")
     try:
@@ -614,6 +615,69 @@ def parser_cache_path(text: str | None = None) -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "georeason"
     )
     return Path(root) / f"grammar-{key}.pickle"
+
+
+# What a cached parser may name when it is loaded: exactly the lark classes a built Earley
+# parser consists of, ``functools.partial`` over those, and module references (lark keeps
+# ``re`` in its lexer settings) limited to ``_CACHE_MODULES``. Anything else in the file
+# (a planted ``os.system``, ``builtins.eval``, ...) is refused and the parser rebuilt: a
+# cache file can make georeason slower, never run code.
+_CACHE_GLOBALS = frozenset(
+    {
+        ("functools", "partial"),
+        ("lark.common", "LexerConf"),
+        ("lark.common", "ParserConf"),
+        ("lark.grammar", "NonTerminal"),
+        ("lark.grammar", "Rule"),
+        ("lark.grammar", "RuleOptions"),
+        ("lark.grammar", "Terminal"),
+        ("lark.lark", "Lark"),
+        ("lark.lark", "LarkOptions"),
+        ("lark.lexer", "BasicLexer"),
+        ("lark.lexer", "PatternRE"),
+        ("lark.lexer", "PatternStr"),
+        ("lark.lexer", "TerminalDef"),
+        ("lark.lexer", "Token"),
+        ("lark.load_grammar", "Grammar"),
+        ("lark.parse_tree_builder", "ChildFilterLALR_NoPlaceholders"),
+        ("lark.parse_tree_builder", "ExpandSingleChild"),
+        ("lark.parse_tree_builder", "ParseTreeBuilder"),
+        ("lark.parser_frontends", "ParsingFrontend"),
+        ("lark.parser_frontends", "_match_earley_basic"),
+        ("lark.parsers.earley", "Parser"),
+        ("lark.parsers.earley_forest", "ForestSumVisitor"),
+        ("lark.parsers.earley_forest", "StableSymbolNode"),
+        ("lark.tree", "Meta"),
+        ("lark.tree", "Tree"),
+        ("lark.utils", "OrderedSet"),
+    }
+)
+_CACHE_MODULES = frozenset({"re"})
+
+
+def _cached_module(name: str) -> types.ModuleType:
+    if name not in _CACHE_MODULES:
+        raise pickle.UnpicklingError(f"module {name!r} is not allowed in a parser cache")
+    return importlib.import_module(name)
+
+
+class _ParserUnpickler(pickle.Unpickler):
+    """Loads a cached parser, resolving only the names in ``_CACHE_GLOBALS``."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("importlib", "import_module"):
+            return _cached_module
+        if (module, name) not in _CACHE_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a parser cache")
+        return super().find_class(module, name)
+
+
+def _trusted_cache_file(fd: int) -> bool:
+    """A cache file is read only if this user owns it and nobody else may write it."""
+    st = os.fstat(fd)
+    getuid = getattr(os, "getuid", None)
+    owner_ok = getuid is None or st.st_uid == getuid()
+    return owner_ok and not (st.st_mode & 0o022)
 
 
 class _ModulePickler(pickle.Pickler):
