@@ -804,7 +804,7 @@ class GroupBatch:
         self.scene = scene
         self._sels: dict[int, np.ndarray] = {}  # id -> selection, held so that ids stay unique
         self._done: dict[tuple[Any, ...], group.Ranked] = {}
-        self._pending: dict[tuple[Any, ...], dict[Any, BaseGeometry]] = {}
+        self._pending: dict[tuple[Any, ...], dict[Any, BaseGeometry | int]] = {}
         self._cover: np.ndarray | None = None
         self._any_cover = False
         self._sorted: dict[int, tuple[np.ndarray, bool]] = {}
@@ -869,7 +869,13 @@ class GroupBatch:
             todo = waiting
 
     def _answer_pending(self) -> None:
+        todo = {w for refs in self._pending.values() for w in refs.values() if isinstance(w, int)}
+        todo -= self._lonlat.keys()
+        if todo:  # the references' lon/lat, reprojected together
+            idx = np.array(sorted(todo), dtype=np.intp)
+            self._lonlat.update(zip(idx.tolist(), self.scene.lonlat_of(idx)))
         for key, refs in self._pending.items():
+            refs = {k: self.lonlat(w) if isinstance(w, int) else w for k, w in refs.items()}
             kind, sid, param = key
             sel = self._sels[sid]
             keys = list(refs)
@@ -897,7 +903,9 @@ class GroupBatch:
         rk = ("o", int(ref.data)) if ref.type is T.OBJECT else ("g", shapely.to_wkb(ref.geom))
         got = self._done.get((key, rk))
         if got is None and run.recording:
-            self._pending.setdefault(key, {})[rk] = run.lonlat(ref)
+            # an object's lon/lat is found with the others' in one call (_answer_pending)
+            where = int(ref.data) if ref.type is T.OBJECT else run.lonlat(ref)
+            self._pending.setdefault(key, {})[rk] = where
             raise _Pending
         return got
 
