@@ -40,7 +40,7 @@ from georeason.models.language.planner import chat_client, plan_and_answer
 from georeason.pipeline import ItemResult, Pipeline, QuestionError, outcome_row, read_vectors, row_text
 from georeason.preflight import check_outputs, preflight_run
 from georeason.progress import Verbosity, bars, enabled, live, set_verbosity, verbosity
-from georeason.runstate import finite_row, result_of
+from georeason.runstate import OutputLock, finite_row, result_of
 
 __all__ = ["app", "main", "fail", "grounder_options_of", "local_prefect_defaults"]
 
@@ -606,7 +606,9 @@ def run(
         runner = task_runner(
             dask_address=cfg.dask_address, dask_workers=cfg.dask_workers, threads=cfg.threads
         )
-        with live():
+        # one writer per output folder: taken here, before Prefect starts, so that a refusal is
+        # one line (the flow takes it again, re-entrantly, when run without the CLI)
+        with OutputLock(cfg.out), live():
             state = _run_flow(answer, runner, cfg, options, item, objects, results_dir)
         result = result_of(state)  # re-raises if the flow itself failed (after the checks above)
     except (GeoreasonError, typer.BadParameter) as exc:

@@ -19,7 +19,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -205,55 +204,40 @@ def test_rerun_with_fewer_questions_removes_superseded_files(prefect_harness, ow
     assert "answers.jsonl" in manifest["files"]
 
 
-_CHILD = textwrap.dedent(
-    """
-    import sys
-    sys.path.insert(0, {tests!r})
-    from tests_flow_helpers import register_logging_grounder
-    register_logging_grounder()
-    from prefect.task_runners import ThreadPoolTaskRunner
-    from georeason.flows.answer import answer
-    from georeason.errors import GeoreasonError
-    try:
-        answer.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))(
-            catalog={catalog!r}, questions={questions!r}, out={out!r}, results_dir={results!r},
-            grounder="logging-spectral", tile_px=256, overlap_px=32, max_task_runs=12)
-    except GeoreasonError as exc:
-        print("REFUSED:", exc, file=sys.stderr)
-        sys.exit(2)
-    """
-)
-
-
 def test_two_concurrent_runs_on_one_folder(prefect_harness, own_catalog, tmp_path):
+    """Two real ``georeason run`` processes into one ``--out``: the second refuses (exit 2,
+    one line naming the holder's pid, no traceback) while the first holds the lock; the
+    first finishes normally and releases it."""
     q = _questions(tmp_path / "q.jsonl", ["How many lakes are there?"])
     out = tmp_path / "out"
-    code = _CHILD.format(
-        tests=str(Path(__file__).parent),
-        catalog=str(own_catalog),
-        questions=str(q),
-        out=str(out),
-        results=str(tmp_path / "results"),
-    )
-    env = dict(
-        os.environ,
-        PREFECT_API_URL=prefect_harness,
-        GEOREASON_TEST_TILE_LOG=str(tmp_path / "t.log"),
-        GEOREASON_TEST_TILE_SLEEP="0.5",  # the first run stays busy while the second starts
-    )
-    first = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    cmd = _cli_run(own_catalog, q, out, tmp_path / "results")
+    # the first run stays busy (a sleep per tile) while the second starts
+    env = _cli_env(tmp_path, prefect_harness, tmp_path / "t.log", "0.3")
+    first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lock = out / ".georeason.lock"
     deadline = time.time() + 240
-    while not lock.exists() and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert lock.exists(), "the first run never took the lock"
+    holder = None
+    while holder is None and first.poll() is None and time.time() < deadline:
+        try:
+            holder = json.loads(lock.read_text())["pid"]
+        except (OSError, ValueError):  # not there yet, or being written
+            time.sleep(0.05)
+    assert holder is not None, "the first run never took the lock"
     second = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+        cmd,
+        env=_cli_env(tmp_path, prefect_harness, tmp_path / "t2.log", "0"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
+    assert first.poll() is None, "the first run had finished: the refusal was not tested against a live run"
     _, err1 = first.communicate(timeout=300)
     assert first.returncode == 0, err1[-2000:]
     assert second.returncode == 2, second.stderr[-2000:]
-    assert "is in use by another georeason run" in second.stderr and str(first.pid) in second.stderr
+    lines = [x for x in second.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in second.stderr, second.stderr
+    assert "is in use by another georeason run" in lines[0] and f"pid {holder}" in lines[0]
+    assert not (tmp_path / "t2.log").exists(), "the refused run grounded tiles"
     rows = _rows(out)
     assert list(rows) == ["How many lakes are there?"] and not lock.exists()
 
