@@ -464,3 +464,51 @@ def test_kill_9_of_a_real_run_then_rerun(prefect_harness, own_catalog, tmp_path)
         p for d in (out, results) for p in d.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")
     ]
     assert leftovers == [] and not (out / ".georeason.lock").exists()
+
+
+def test_bad_questions_do_not_sink_a_real_run_and_it_ends_failed(prefect_harness, own_catalog, tmp_path):
+    """Issue 10, defect 4 and "a failed run shows as Completed": ``georeason run`` with
+    questions that cannot be answered (lat > 90, 1e300 km, no template) among good ones
+    writes a line for every question (strict JSON), exits 1 with one line, and the flow run
+    stored on the Prefect server (what the UI shows) is Failed, named AnsweredWithErrors."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    qs = [
+        "How many lakes are there?",
+        "How far is #road-1 from (15.1, 95)?",
+        "Which buildings are within 1e300 km of #road-1?",
+        "Why is the sky blue?",
+        "What is the length of #road-1?",
+    ]
+    q = _questions(tmp_path / "q.jsonl", qs)
+    out = tmp_path / "out"
+    cmd = _cli_run(own_catalog, q, out, tmp_path / "results")
+    cmd[cmd.index("logging-spectral")] = "spectral"
+    res = subprocess.run(
+        cmd,
+        env=_cli_env(tmp_path, prefect_harness, tmp_path / "t.log", "0"),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    assert "georeason: run ended in state AnsweredWithErrors" in res.stderr
+    lines = (out / "answers.jsonl").read_text().splitlines()
+    rows = [json.loads(x, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")) for x in lines]
+    assert [r["question"] for r in rows] == qs
+    assert not rows[0].get("error") and rows[0]["answer"] >= 1
+    for r, must in zip(rows[1:4], ["latitude 95", "1e+300", "sky"]):
+        assert r.get("error") and must in r["error"], r
+    assert not rows[4].get("error") and rows[4]["answer"] > 0
+
+    async def latest():
+        async with get_client() as client:
+            return (await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1))[0]
+
+    run = asyncio.run(latest())
+    assert run.state.is_failed() and run.state.name == "AnsweredWithErrors", run.state
+    assert "3" in (run.state.message or ""), run.state.message
