@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import shutil
@@ -158,6 +159,7 @@ def stage_profile(catalog: Path, item: str, questions: Path, out: Path) -> dict[
         item_bands=info.bands,
     )
     t = time.perf_counter()
+    answer_task.get_run_logger = lambda: logging.getLogger("georeason.export")  # type: ignore[assignment]
     answer_task.export_item.fn(item, str(info.raster_path), result.answers, result.scene, str(item_out))
     times["export"] += time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
