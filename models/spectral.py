@@ -43,13 +43,12 @@ from types import MappingProxyType
 
 import numpy as np
 import shapely
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from scipy import ndimage
 
 from georeason.errors import InputError, RasterReadError
 from georeason.geo.grounding.detections import Detection, pixel_polygons
-from georeason.geo.raster.io import as_dataset, band_names, pixel_size_m
+from georeason.geo.raster.io import as_dataset, band_names, pixel_size_m, read_decimated
 from georeason.geo.raster.tiling import Tile
 
 __all__ = [
@@ -343,7 +342,7 @@ def fit_thresholds(
         f = max(1, math.ceil(max(src.height, src.width) / max_px))
         shape_ = (src.count, max(1, math.ceil(src.height / f)), max(1, math.ceil(src.width / f)))
         try:
-            pixels = src.read(out_shape=shape_, masked=True, resampling=Resampling.nearest)
+            pixels = read_decimated(src, shape_)  # GDAL's nearest samples, one strip at a time
             if np.issubdtype(pixels.dtype, np.floating):  # undeclared NaN/inf pixels are nodata
                 pixels = np.ma.masked_where(~np.isfinite(np.ma.getdata(pixels)), pixels)
         except RasterioError as exc:
