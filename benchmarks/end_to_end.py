@@ -175,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--questions", type=Path, help="default: CATALOG/questions.txt")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workers", type=int, nargs="*", default=[], help="worker counts for run-wN")
-    ap.add_argument("--modes", default="ask,run", help="comma list among ask, run (run-wN come from --workers)")
+    ap.add_argument(
+        "--modes", default="ask,run", help="comma list among ask, run (run-wN come from --workers)"
+    )
     ap.add_argument("--stages", action="store_true", help="also one in-process run with per-stage times")
     ap.add_argument("--stage-json", type=Path, help=argparse.SUPPRESS)  # internal: child of --stages
     ap.add_argument("--keep", type=Path, help="keep outputs here (default: a temporary folder)")
@@ -194,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="e2e-"))
     work.mkdir(parents=True, exist_ok=True)
     base_run = ["georeason", "run", "--catalog", str(args.catalog), "--item", args.item]
-    base_run += ["--questions", str(questions), "--quiet"] if _has_quiet() else ["--questions", str(questions)]
+    base_run += (
+        ["--questions", str(questions), "--quiet"] if _has_quiet() else ["--questions", str(questions)]
+    )
     modes: dict[str, list[str]] = {}
     for m in args.modes.split(","):
         m = m.strip()
@@ -249,27 +253,43 @@ def main(argv: list[str] | None = None) -> int:
 
     for name, m in med.items():
         mpx = npx / 1e6 / m["wall"]
-        print(f"{name}: {mpx:.2f} Mpx/s (target >= {TARGETS['mpx_s']}: {verdict(mpx >= TARGETS['mpx_s'])}); "
-              f"peak RSS {m['rss_mb']:.0f} MB (target <= {TARGETS['rss_mb']:.0f}: {verdict(m['rss_mb'] <= TARGETS['rss_mb'])})")
+        print(
+            f"{name}: {mpx:.2f} Mpx/s (target >= {TARGETS['mpx_s']}: {verdict(mpx >= TARGETS['mpx_s'])}); "
+            f"peak RSS {m['rss_mb']:.0f} MB (target <= {TARGETS['rss_mb']:.0f}: {verdict(m['rss_mb'] <= TARGETS['rss_mb'])})"
+        )
     if "run" in res and "ask" in res:
         ratios = sorted(r["wall"] / a["wall"] for r, a in zip(res["run"], res["ask"]))
         ratio = statistics.median(ratios)
-        print(f"run / ask wall (per rep: {', '.join(f'{x:.2f}' for x in ratios)}): median {ratio:.2f}x "
-              f"(target <= {TARGETS['run_vs_ask']}: {verdict(ratio <= TARGETS['run_vs_ask'])})")
+        print(
+            f"run / ask wall (per rep: {', '.join(f'{x:.2f}' for x in ratios)}): median {ratio:.2f}x "
+            f"(target <= {TARGETS['run_vs_ask']}: {verdict(ratio <= TARGETS['run_vs_ask'])})"
+        )
     if len(args.workers) >= 2:
         w1, w2 = f"run-w{args.workers[0]}", f"run-w{args.workers[1]}"
         ratios = sorted(a["wall"] / b["wall"] for a, b in zip(res[w1], res[w2]))
         ratio = statistics.median(ratios)
-        print(f"{w1} / {w2} wall (speed-up; per rep {', '.join(f'{x:.2f}' for x in ratios)}): median {ratio:.2f}x "
-              f"(target >= {TARGETS['w2_vs_w1']}: {verdict(ratio >= TARGETS['w2_vs_w1'])})")
+        print(
+            f"{w1} / {w2} wall (speed-up; per rep {', '.join(f'{x:.2f}' for x in ratios)}): median {ratio:.2f}x "
+            f"(target >= {TARGETS['w2_vs_w1']}: {verdict(ratio >= TARGETS['w2_vs_w1'])})"
+        )
 
     if args.stages:
         sj = work / "stages.json"
-        cmd = [sys.executable, __file__, str(args.catalog), "--item", args.item, "--questions", str(questions)]
+        cmd = [
+            sys.executable,
+            __file__,
+            str(args.catalog),
+            "--item",
+            args.item,
+            "--questions",
+            str(questions),
+        ]
         r = measure([*cmd, "--stage-json", str(sj)], work / "stages.log")
         st = json.loads(sj.read_text())
-        print(f"\nstages (one in-process run, no Prefect, local_map; wall {r['wall']:.2f} s, cpu {r['cpu']:.2f} s, "
-              f"peak RSS {r['rss_mb']:.0f} MB, {int(st.pop('objects'))} objects):")
+        print(
+            f"\nstages (one in-process run, no Prefect, local_map; wall {r['wall']:.2f} s, cpu {r['cpu']:.2f} s, "
+            f"peak RSS {r['rss_mb']:.0f} MB, {int(st.pop('objects'))} objects):"
+        )
         total = st.pop("total")
         for k, v in sorted(st.items(), key=lambda kv: -kv[1]):
             print(f"  {k:14s} {v:7.2f} s  {100 * v / total:5.1f}%")

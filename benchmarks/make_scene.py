@@ -72,9 +72,9 @@ class Field:
         r = (rows[:, None] + 0.5) / self.cell + 1
         c = (cols[None, :] + 0.5) / self.cell + 1
         rr, cc = np.broadcast_arrays(r, c)
-        return ndimage.map_coordinates(self.lattice, [rr.ravel(), cc.ravel()], order=3, prefilter=False).reshape(
-            rr.shape
-        )
+        return ndimage.map_coordinates(
+            self.lattice, [rr.ravel(), cc.ravel()], order=3, prefilter=False
+        ).reshape(rr.shape)
 
 
 class Scene:

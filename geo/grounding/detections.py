@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from itertools import chain
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
