@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -178,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--modes", default="ask,run", help="comma list among ask, run (run-wN come from --workers)"
     )
+    ap.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="another mode, interleaved with the others (COMMAND may hold {out}); e.g. the same ask "
+        "on an older checkout",
+    )
     ap.add_argument("--stages", action="store_true", help="also one in-process run with per-stage times")
     ap.add_argument("--stage-json", type=Path, help=argparse.SUPPRESS)  # internal: child of --stages
     ap.add_argument("--keep", type=Path, help="keep outputs here (default: a temporary folder)")
@@ -212,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     for n in args.workers:
         modes[f"run-w{n}"] = [*base_run, *worker_flag(n), "--out", "{out}"]
+    for spec in args.extra:
+        name, _, command = spec.partition("=")
+        if not name or not command:
+            print(f"--extra {spec!r}: give NAME=COMMAND", file=sys.stderr)
+            return 2
+        modes[name.strip()] = shlex.split(command)
 
     print(f"raster {raster} ({npx / 1e6:.1f} Mpx), questions {questions}, {args.reps} reps")
     print(f"load average at start: {os.getloadavg()}")
@@ -235,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             if r["rc"] not in (0.0, 1.0):
                 print(f"    failed: see {work / f'{name}-{rep}.log'}", flush=True)
 
-    print("\n| mode | wall s median (min-max) | CPU s median | peak RSS MB median (max) | Mpx/s median |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| mode | wall s median (min-max) | CPU s median | peak RSS MB median (max) | Mpx/s median "
+        "| Mpx per CPU-s |"
+    )
+    print("|---|---|---|---|---|---|")
     med: dict[str, dict[str, float]] = {}
     for name, rs in res.items():
         m = {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu", "rss_mb")}
@@ -244,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         walls = [r["wall"] for r in rs]
         print(
             f"| {name} | {m['wall']:.2f} ({min(walls):.2f}-{max(walls):.2f}) | {m['cpu']:.2f} | "
-            f"{m['rss_mb']:.0f} ({max(r['rss_mb'] for r in rs):.0f}) | {npx / 1e6 / m['wall']:.2f} |"
+            f"{m['rss_mb']:.0f} ({max(r['rss_mb'] for r in rs):.0f}) | {npx / 1e6 / m['wall']:.2f} | "
+            f"{npx / 1e6 / m['cpu']:.2f} |"
         )
     print()
 
