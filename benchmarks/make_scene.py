@@ -113,6 +113,10 @@ class Scene:
         self.river_amp = [size * 0.06, size * 0.015]
         self.river_wl = [size / 2.3, size / 9.1]
         self.river_phase = rng.uniform(0, 2 * math.pi, 2)
+        # no lake on the river: a lake the river runs through would make the river one
+        # compact water body, and "the river" would not be found
+        clear = np.abs(self.lakes[:, 0] - self.river_centre(self.lakes[:, 1])) > self.lakes[:, 2] * 1.3 + 40
+        self.lakes = self.lakes[clear]
 
     def river_centre(self, cols: np.ndarray) -> np.ndarray:
         y = np.full(cols.shape, self.river_row, float)
