@@ -213,7 +213,14 @@ def main(argv: list[str] | None = None) -> int:
         m = m.strip()
         if m == "ask":
             modes["ask"] = ["georeason", "ask", "--item", args.item, "--catalog", str(args.catalog)]
-            modes["ask"] += ["--questions", str(questions), "--out", "{out}.jsonl"]
+            modes["ask"] += [
+                "--questions",
+                str(questions),
+                "--out",
+                "{out}.jsonl",
+                "--mask",
+                "{out}-mask.tif",
+            ]
         elif m == "run":
             modes["run"] = [*base_run, "--out", "{out}"]
         elif m:
