@@ -41,6 +41,7 @@ from georeason.geo.export.layers import answer_stem, atomic_path, relative_outpu
 from georeason.geo.export.names import slug
 from georeason.geo.export.quicklook import thumbnail_data_uri
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
+from georeason.models.registry import portable, prefers_processes
 from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, compile_questions, row_text
 from georeason.progress import reporter
 from georeason.runstate import OutputLock, finite_row, result_of, run_state, write_manifest
@@ -138,7 +139,13 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
     # not grounder settings: the raster's band names (--bands) and the answers' confidence floor
     bands = options.pop("bands", None)
     min_confidence = options.pop("min_confidence", None)
-    n_proc = _auto_processes() if processes is None else int(processes)
+    n_proc = _auto_processes(grounder) if processes is None else int(processes)
+    if n_proc > 0 and not portable(grounder):
+        log.warning(
+            "grounder %r is registered in this process only: grounding in threads, not worker processes",
+            grounder,
+        )
+        n_proc = 0
     with OutputLock(out_dir), ExitStack() as stack:  # one writer per output folder
         results.mkdir(parents=True, exist_ok=True)
         pool_key = None
@@ -213,13 +220,15 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
     return run_state({"answers": str(jsonl), "outputs": outputs, **summary})
 
 
-def _auto_processes() -> int:
-    """Grounding processes by default: one per CPU when there is more than one and the
-    task runner is a thread pool in this process (a Dask runner has its own processes)."""
+def _auto_processes(grounder: str) -> int:
+    """Grounding processes by default: one per CPU when there is more than one, the
+    grounder is GIL-bound (:func:`georeason.models.registry.prefers_processes`: not a model
+    that releases the GIL and would be loaded once per process) and the task runner is a
+    thread pool in this process (a Dask runner has its own processes)."""
     ctx = FlowRunContext.get()
     runner = getattr(ctx, "task_runner", None) if ctx else None
     n = default_workers()
-    return n if n > 1 and isinstance(runner, ThreadPoolTaskRunner) else 0
+    return n if n > 1 and prefers_processes(grounder) and isinstance(runner, ThreadPoolTaskRunner) else 0
 
 
 def _runner_workers() -> int:

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from georeason.errors import InputError
+from georeason.models.registry import prefers_processes
 from georeason.workers import default_workers
 
 __all__ = ["task_runner", "runner_for", "Runner", "RUNNERS"]
@@ -41,14 +42,16 @@ def runner_for(
     threads: int = 4,
     runner: str | None = None,
     workers: int | None = None,
+    grounder: str = "spectral",
 ) -> Runner:
     """The task runner for a run, and its grounding worker processes.
 
-    - ``runner="process"`` (the default when this process may use more than one CPU):
+    - ``runner="process"`` (the default when this process may use more than one CPU and
+      the grounder is GIL-bound Python, :func:`georeason.models.registry.prefers_processes`):
       task runs in a thread pool of ``workers`` threads, grounding in a
       :class:`~georeason.workers.WorkerPool` of ``workers`` processes (default: one per
       CPU): grounding is GIL-bound Python, processes use every core;
-    - ``runner="thread"`` (the default on one CPU): a thread pool of ``threads`` workers,
+    - ``runner="thread"`` (the default on one CPU, or for a model grounder): a thread pool of ``threads`` workers,
       grounding in those threads (model backends that release the GIL: torch, a remote API);
     - ``runner="dask"`` or ``dask_address``/``dask_workers``: an existing Dask scheduler
       (``tcp://host:8786``) or a temporary local Dask cluster of ``dask_workers`` worker
@@ -61,9 +64,10 @@ def runner_for(
     if (dask_address or dask_workers) and runner in ("process", "thread"):
         raise InputError(f"--runner {runner} cannot be used with --dask-address/--dask-workers; drop one")
     if runner is None:
-        runner = (
-            "dask" if (dask_address or dask_workers) else "process" if default_workers() > 1 else "thread"
-        )
+        if dask_address or dask_workers:
+            runner = "dask"
+        else:
+            runner = "process" if default_workers() > 1 and prefers_processes(grounder) else "thread"
     if runner == "dask":
         from prefect_dask import DaskTaskRunner  # dask is heavy: imported only when asked for
 

@@ -630,6 +630,7 @@ def run(
             threads=cfg.threads,
             runner=cfg.runner,
             workers=cfg.workers,
+            grounder=cfg.grounder,
         )
         with _prefect_api(server), live():
             state = _run_flow(answer, chosen, cfg, options, item, objects, results_dir)

@@ -33,9 +33,9 @@ from concurrent.futures.process import BrokenProcessPool
 
 from georeason.errors import TileReadError
 from georeason.geo.raster.tiling import Tile
-from georeason.pipeline import BatchResult, GroundJob, ground_job_batch
+from georeason.pipeline import BatchResult, GroundJob, Mapper, TileFailure, TileProgress, ground_job_batch
 
-__all__ = ["WorkerPool", "default_workers", "PRELOAD"]
+__all__ = ["WorkerPool", "default_workers", "pool_map", "PRELOAD"]
 
 #: Modules the forkserver imports once, so forked workers start ready.
 PRELOAD = ["georeason.pipeline", "georeason.models.spectral"]
@@ -117,3 +117,46 @@ class WorkerPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def pool_map(pool: WorkerPool) -> Mapper:
+    """A :data:`~georeason.pipeline.Mapper` without Prefect: the batches grounded in
+    ``pool``'s processes, all at once, results in batch order.
+
+    A batch whose worker died is re-run once; if it fails again each of its tiles becomes
+    a :class:`~georeason.pipeline.TileFailure` (the other batches carry on).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run_batch(job: GroundJob, tiles: list[Tile]) -> BatchResult:
+        for attempt in (1, 2):
+            try:
+                return pool.ground(job, tiles)
+            except TileReadError as exc:
+                if attempt == 2:
+                    return BatchResult(
+                        (),
+                        tuple(
+                            TileFailure(
+                                (int(t.index[0]), int(t.index[1])),
+                                f"{type(exc).__name__}: {exc}",
+                                t.core_bounds,
+                            )
+                            for t in tiles
+                        ),
+                    )
+        raise AssertionError("unreachable")
+
+    def map_batches(
+        job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
+    ) -> list[BatchResult]:
+        with ThreadPoolExecutor(max_workers=pool.workers) as threads:
+            futures = [threads.submit(run_batch, job, b) for b in batches]
+            out = []
+            for b, fut in zip(batches, futures):
+                out.append(fut.result())
+                if tiles_done is not None:
+                    tiles_done(len(b))
+        return out
+
+    return map_batches
