@@ -28,7 +28,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from georeason.errors import TileReadError
@@ -82,10 +82,10 @@ class WorkerPool:
         ctx.set_forkserver_preload(PRELOAD)
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
 
-    def warm(self) -> None:
-        """Start the workers now (they import nothing more: the forkserver preloaded it)."""
-        for _ in range(self.workers):
-            self._executor.submit(_warm)
+    def warm(self) -> list[Future[int]]:
+        """Start the workers now (they import nothing more: the forkserver preloaded it);
+        the futures give the workers' process ids."""
+        return [self._executor.submit(_warm) for _ in range(self.workers)]
 
     def ground(self, job: GroundJob, tiles: Sequence[Tile]) -> BatchResult:
         """Ground one batch in a worker (:func:`georeason.pipeline.ground_job_batch`).
