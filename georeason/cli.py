@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -660,7 +661,13 @@ def _prefect_api(server: Any) -> Iterator[None]:
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    t0 = time.perf_counter()
     url = server.wait_ready()
+    if verbosity() >= Verbosity.VERBOSE:
+        typer.echo(
+            f"georeason: temporary Prefect server at {url} (waited {time.perf_counter() - t0:.1f} s)",
+            err=True,
+        )
     before = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
     try:
