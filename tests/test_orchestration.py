@@ -141,8 +141,14 @@ def test_flow_returns_a_summary_and_few_large_batches(prefect_harness, catalog, 
         assert {k: v for k, v in r.items() if k != "outputs"} == {
             k: v for k, v in d.items() if k != "outputs"
         }
-        for rel, absolute in zip(d["outputs"].values(), r["outputs"].values()):
-            assert Path(absolute).is_absolute() and Path(absolute) == out / rel and Path(absolute).exists()
+        assert d["outputs"].keys() == r["outputs"].keys()
+        for key in d["outputs"]:
+            rels, absolutes = d["outputs"][key], r["outputs"][key]
+            rels, absolutes = ([rels], [absolutes]) if isinstance(rels, str) else (rels, absolutes)
+            for rel, absolute in zip(rels, absolutes, strict=True):
+                assert (
+                    Path(absolute).is_absolute() and Path(absolute) == out / rel and Path(absolute).exists()
+                )
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
