@@ -55,7 +55,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -571,9 +571,14 @@ def _item_info(item: pystac.Item, root: Path | None = None, policy: AssetPolicy 
 
 
 def list_items(
-    catalog_dir: str | os.PathLike | None = None, policy: AssetPolicy | None = None
+    catalog_dir: str | os.PathLike | None = None,
+    policy: AssetPolicy | None = None,
+    advance: Callable[..., None] | None = None,
 ) -> list[ItemInfo]:
     """The items of the catalog (default: the shipped one), sorted by id.
+
+    ``advance(n=1, total=None)`` (optional, e.g. a :func:`georeason.progress.task`) is told
+    the item count once the links are read and then called once per item described.
 
     Every link and asset href is confined (see :class:`AssetPolicy`, default
     :meth:`AssetPolicy.from_env`); an item id that is not a plain folder name, a URL, or
@@ -593,7 +598,13 @@ def list_items(
         raise CatalogError(
             f"catalog {str(catalog_dir)!r} has an unreadable item ({msg}); run `georeason catalog validate`"
         ) from exc
-    infos = sorted((_item_info(it, root, policy) for it in items), key=lambda i: i.id)
+    tick = advance if advance is not None else (lambda n=1, total=None: None)
+    tick(0, total=len(items))
+    infos = []
+    for it in items:
+        infos.append(_item_info(it, root, policy))
+        tick(1)
+    infos.sort(key=lambda i: i.id)
     seen: set[str] = set()
     for i in infos:
         if i.id in seen:
@@ -1030,8 +1041,12 @@ def validate_catalog(
     *,
     check_rasters: bool = True,
     policy: AssetPolicy | None = None,
+    advance: Callable[..., None] | None = None,
 ) -> list[str]:
     """Problems found in the catalog (an empty list: all good).
+
+    ``advance(n=1)`` (optional, e.g. a :func:`georeason.progress.task`) is called once per
+    item file checked.
 
     Structural checks, then the shipped JSON schemas (offline): ``catalog.json`` and every
     linked item parse and have the required STAC fields; every asset href is relative and
@@ -1051,7 +1066,9 @@ def validate_catalog(
         ]
     seen_ids: dict[str, Path] = {}
     ctx = _Confine(
-        Path(os.path.realpath(root.parent)), policy if policy is not None else AssetPolicy.from_env()
+        Path(os.path.realpath(root.parent)),
+        policy if policy is not None else AssetPolicy.from_env(),
+        advance if advance is not None else (lambda n=1, total=None: None),
     )
     _validate_catalog_file(root, problems, seen_ids, check_rasters, depth=0, ctx=ctx)
     problems += _schema_problems([root, *seen_ids.values()])
@@ -1062,6 +1079,7 @@ def validate_catalog(
 class _Confine:
     root: Path
     policy: AssetPolicy
+    advance: Callable[..., None]
 
     def path(self, href: str, base: Path, what: str, problems: list[str]) -> Path | None:
         try:
@@ -1147,6 +1165,7 @@ def _is_absolute_href(href: str) -> bool:
 def _validate_item_file(
     path: Path, problems: list[str], seen: dict[str, Path], check_rasters: bool, ctx: _Confine
 ) -> None:
+    ctx.advance(1)
     d = _read_json(path, problems)
     if d is None:
         return

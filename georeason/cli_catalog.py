@@ -159,8 +159,8 @@ def list_(
 
     target = catalog if catalog is not None else default_catalog_dir()
     try:
-        with task("reading the catalog", total=None):
-            items = list_items(target, policy_of(allow_external, asset_root))
+        with task("reading the catalog items", total=None) as advance:
+            items = list_items(target, policy_of(allow_external, asset_root), advance=advance)
     except GeoreasonError as exc:
         _fail(exc)
     console = Console()
@@ -192,8 +192,8 @@ def validate(
 
     target = catalog if catalog is not None else default_catalog_dir()
     policy = policy_of(allow_external, asset_root)
-    with task("checking assets, checksums and schemas", total=None):
-        problems = validate_catalog(target, policy=policy)
+    with task("checking items: assets, checksums, schemas", total=None) as advance:
+        problems = validate_catalog(target, policy=policy, advance=advance)
     if problems:
         for p in problems:
             typer.echo(f"georeason: problem: {' '.join(p.split())}", err=True)

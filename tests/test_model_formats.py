@@ -12,22 +12,35 @@ transformers' Florence-2 / Kosmos-2 ``post_process_generation``, the Qwen cookbo
 expected values were computed from the source's formula, not by the parser under test.
 
 Cases marked ``real=False`` are CONSTRUCTED, and say so in their ``source``. Formats still
-short of three real cases (searched: GitHub code, issues, cookbooks, READMEs, library test
-suites, docs, paper text): InternVL (0 real, 3 constructed: no published raw
-``<ref>..</ref><box>[[..]]</box>`` answer with its image was found, only training-data
-examples), RemoteReasoner (0 real, 3 constructed: its repository and paper show the prompt and
-the parser, no raw answer), QwenVL HTML (2 real: the two published runs of the Qwen2.5-VL
-document-parsing cookbook). R1-style pairs (UniVG-R1 issue #15, two Visual-RFT paper
-figures), Qwen2-VL (giraffe example, OS-Atlas README, a fine-tune's raw vLLM answer) and plain
-lists (VILA issue, a describer test, CogVLM issue #165) now have three real cases each, next to
-labelled constructed ones; DeepSeek-VL2 keeps one constructed case (a box cut by a nested
-``<|ref|>``) next to six real ones. ``test_formats_short_of_three_real_cases`` pins the short
-list so it can only shrink.
+short of three real cases, and where they were searched for:
+
+- InternVL ``<ref>..</ref><box>[[..]]</box>`` (0 real, 3 constructed). Searched: OpenGVLab/
+  InternVL history and issues (#227, #239, #359, #510, #606, #625, #865, #948, #953, #1084,
+  #1103, #1140, #1225: prompts, training-format samples, screenshots or JSON/bare-list
+  answers, no tagged answer with its image size), InternVL docs and model cards (2 / 2.5 /
+  3), OS-Atlas (its 4B README prints no answer), vLLM issue #9153 (an InternVL2-4B grounding
+  run whose full text the stored excerpts do not show), lmdeploy/ms-swift/VLMEvalKit code,
+  code search for ``</ref><box>[[`` (training data and prompts only). EarthDial, the
+  InternVL2 remote-sensing fine-tune named in the issue, does not use this form at all (see
+  ``earthdial``).
+- RemoteReasoner (0 real, 3 constructed): 1e12Leon/RemoteReasoner has the prompt, ``infer.py``
+  (which prints answers but commits none) and the paper, no raw answer.
+- QwenVL HTML: Qwen2.5-VL (2 real: the two published runs of the Qwen2.5-VL
+  document-parsing cookbook, QwenLM/Qwen2.5-VL history has no third ``data-bbox`` output);
+  Qwen3-VL (1 real: the Qwen3-VL cookbook's run, whose ``data-bbox`` is on 0-1000).
+
+EarthDial (six answers from its published evaluation results), R1-style pairs (UniVG-R1
+issue #15, two Visual-RFT paper figures), Qwen2-VL (giraffe example, OS-Atlas README, a
+fine-tune's raw vLLM answer) and plain lists (VILA issue, a describer test, CogVLM issue
+#165) have three or more real cases each, next to labelled constructed ones; DeepSeek-VL2
+keeps one constructed case (a box cut by a nested ``<|ref|>``) next to six real ones.
+``test_formats_short_of_three_real_cases`` pins the short list so it can only shrink.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from pathlib import Path
@@ -93,7 +106,7 @@ def test_every_format_has_three_cases_and_sources():
 
 def test_formats_short_of_three_real_cases():
     short = {f.name: sum(c.real for c in f.cases) for f in formats() if sum(c.real for c in f.cases) < 3}
-    assert short == {"internvl": 0, "remotereasoner": 0, "qwen2.5-html": 2}
+    assert short == {"internvl": 0, "remotereasoner": 0, "qwen2.5-html": 2, "qwen3-html": 1}
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,11 +247,27 @@ def test_auto_detects_markers_of_each_new_format():
         "qwen-vl": "<ref>a</ref><box>(1,2),(3,4)</box>",
         "internvl": "<ref>a</ref><box>[[1, 2, 3, 4]]</box>",
         "r1": "<think>x</think><answer>(1,2),(3,4)</answer>",
-        "qwen2.5-html": '<p data-bbox="1 2 3 4">x</p>',
         "florence": "a<loc_1><loc_2><loc_3><loc_4>",
+        "earthdial": "some buildings [[81, 1, 93, 13, 90], [81, 0, 93, 10, 90]] at the top right",
     }
     for fmt, text in samples.items():
         assert detect_format(text) == fmt, (fmt, choose_format(text))
+
+
+def test_qwenvl_html_needs_the_model_name():
+    # Qwen2.5-VL writes data-bbox in resized-input pixels, Qwen3-VL on 0-1000: the marker
+    # alone cannot tell them apart, so auto refuses; the model name settles it, and picks
+    # the HTML form of the family (not its JSON parser) when data-bbox is in the text.
+    html = '<p data-bbox="1 2 3 4">x</p>'
+    fmt, reason, ambiguous = choose_format(html)
+    assert fmt is None and set(ambiguous) == {"qwen2.5-html", "qwen3-html"}, reason
+    assert detect_format(html, model="Qwen/Qwen2.5-VL-7B-Instruct") == "qwen2.5-html"
+    assert detect_format(html, model="Qwen/Qwen3-VL-235B-A22B-Instruct") == "qwen3-html"
+    assert detect_format('[{"bbox_2d": [1, 2, 3, 4]}]', model="Qwen/Qwen3-VL-8B") == "qwen3"
+    with pytest.warns(ParseWarning, match="refused to guess"):
+        assert parse_output(html, "auto", (100, 100)) == []
+    r = parse_output('<p data-bbox="100 200 300 400">x</p>', "auto", (1000, 500), model="Qwen3-VL-8B")
+    assert r.format == "qwen3-html" and r[0].geometry.bounds == (100.0, 100.0, 300.0, 200.0)
 
 
 def test_format_for_model_names():
@@ -255,6 +284,7 @@ def test_format_for_model_names():
         "microsoft/kosmos-2-patch14-224": "kosmos-2",
         "microsoft/Florence-2-large": "florence",
         "MBZUAI/geochat-7B": "geochat",
+        "akshaydudhane16/EarthDial_4B_RGB": "earthdial",
     }
     assert {n: format_for_model(n) for n in names} == names
     assert format_for_model("meta-llama/Llama-3.2-11B-Vision") is None
@@ -281,7 +311,7 @@ def test_names_and_aliases():
 
 def test_registry_entries_are_complete():
     for f in formats():
-        assert "{label}" in f.prompt or f.name in ("florence-ocr", "qwen2.5-html"), f.name
+        assert "{label}" in f.prompt or f.name in ("florence-ocr", "qwen2.5-html", "qwen3-html"), f.name
         assert f.convention.order in ("x-first", "y-first")
         assert f.convention.shapes and f.convention.to_pixels
 
@@ -434,3 +464,51 @@ def test_compiler_warnings_on_junk_stay_inside_the_parser():
     """'0inf' once made literal_eval's compiler emit a SyntaxWarning (a hypothesis find)."""
     for fmt in FORMATS:
         _run_any("[[1, 2, 3, 0inf]]", fmt, (100, 80))
+
+
+# ---------------------------------------------------------------------------------------
+# EarthDial: an InternVL2 fine-tune that does NOT answer in InternVL's 0-1000 form
+# ---------------------------------------------------------------------------------------
+def test_earthdial_is_not_read_as_internvl():
+    # EarthDial's published answers are 0-100 five-number boxes; read as InternVL's 0-1000
+    # they would be 10x too small. The model name and the text both pick earthdial.
+    assert format_for_model("EarthDial_4B_RGB") == "earthdial"
+    assert normalize_format("EarthDial") == "earthdial"
+    text = "[[31, 31, 35, 36, 0]]"
+    r = parse_output(text, "auto", (1024, 1024), model="EarthDial_4B_RGB")
+    assert r.format == "earthdial"
+    assert r[0].geometry.bounds == pytest.approx((31 * 10.24, 31 * 10.24, 35 * 10.24, 36 * 10.24))
+
+
+def test_earthdial_concatenated_lists_and_ref_labels():
+    # the NWPU-VHR-10 answers concatenate lists (``]][[``); the training form wraps them in
+    # <ref>..</ref> <box>[[[..]]]</box>
+    dets = parse_output("[[10, 20, 30, 40, 0]][[50, 50, 60, 70, 0]]", "earthdial", (200, 100))
+    assert [d.geometry.bounds for d in dets] == [(20.0, 20.0, 60.0, 40.0), (100.0, 50.0, 120.0, 70.0)]
+    text = "there is <ref>1 gray medium tennis court </ref> <box>[[[8, 33, 22, 40, 0]]]</box> at left"
+    (d,) = parse_output(text, "earthdial", (100, 100))
+    assert d.label == "1 gray medium tennis court" and d.geometry.bounds == (8.0, 33.0, 22.0, 40.0)
+
+
+def test_earthdial_rotation_on_the_grid_matches_its_eval_script():
+    # EarthDial's eval.py: (corners - centre) @ [[cos, -sin], [sin, cos]] + centre on the
+    # 0-100 grid, then pixels. A 20x10 (grid) box turned 90 degrees on a 200x100 image:
+    # on the grid it becomes 10 wide, 20 tall -> 20 px wide, 20 px tall.
+    (d,) = parse_output("[[40, 40, 60, 50, 90]]", "earthdial", (200, 100))
+    assert d.kind == "polygon"
+    assert d.geometry.bounds == pytest.approx((90.0, 35.0, 110.0, 55.0))
+    (d,) = parse_output("[[40, 40, 60, 50, 30]]", "earthdial", (100, 100))
+    c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
+    corners = [(x - 50, y - 45) for x, y in ((40, 40), (60, 40), (60, 50), (40, 50))]
+    want = [(50 + dx * c + dy * s, 45 - dx * s + dy * c) for dx, dy in corners]
+    got = list(d.geometry.exterior.coords)[:-1]
+    assert {(round(x, 6), round(y, 6)) for x, y in got} == {(round(x, 6), round(y, 6)) for x, y in want}
+
+
+def test_earthdial_bad_boxes_warn_and_the_rest_survive():
+    text = "[[10, 10, 20, 20, 0], [5, 5, 9], [0, 0, 150, 10, 0], [30, 30, 40, 40, 0], [50, 50"
+    with pytest.warns(ParseWarning) as rec:
+        dets = parse_output(text, "earthdial", (100, 100))
+    assert [d.geometry.bounds for d in dets] == [(10, 10, 20, 20), (30, 30, 40, 40)]
+    msgs = " | ".join(str(w.message) for w in rec)
+    assert "expected 5 numbers" in msgs and "150" in msgs and "truncated" in msgs

@@ -98,3 +98,16 @@ def test_evidence_names_objects_by_class_and_id():
     line = next(x for x in res.output.splitlines() if x.startswith("evidence"))
     assert "road: road-2" in line and "building: building-" in line
     assert "$" not in line
+
+
+def test_catalog_scans_show_counts_on_a_terminal():
+    """`catalog list` and `catalog validate` draw a bar with the item count (issue 14)."""
+    import json
+
+    cat = json.loads((REPO / "data_catalog" / "catalog.json").read_text())
+    n = sum(1 for link in cat["links"] if link.get("rel") == "item")  # counted independently
+    assert n >= 2
+    listed = _in_pty(["catalog", "list"])
+    assert "reading the catalog items" in listed and f"{n}/{n}" in listed
+    checked = _in_pty(["catalog", "validate"])
+    assert "checking items" in checked and f"{n}/" in checked

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from georeason.models.formats import (  # noqa: F401  (each module registers its format)
     deepseek_vl2,
+    earthdial,
     florence,
     gemini,
     geochat,
@@ -33,6 +34,7 @@ from georeason.models.formats import (  # noqa: F401  (each module registers its
     plain,
     qwen2,
     qwen3,
+    qwen3_html,
     qwen25,
     qwen25_html,
     qwen_vl,

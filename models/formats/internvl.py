@@ -1,6 +1,8 @@
-"""InternVL (2 / 2.5 / 3) and its fine-tunes (EarthDial...): ``<ref>label</ref><box>[[x1, y1, x2, y2]]</box>``, 0..1000.
+"""InternVL (2 / 2.5 / 3) and its fine-tunes: ``<ref>label</ref><box>[[x1, y1, x2, y2]]</box>``, 0..1000.
 
-InternVL's grounding evaluation and demo map ``x / 1000 * width``.
+InternVL's grounding evaluation and demo map ``x / 1000 * width``. Not every InternVL
+fine-tune keeps this form: EarthDial answers in GeoChat-style ``[[x1, y1, x2, y2, θ]]``
+on 0..100 (its own format, ``earthdial``).
 """
 
 from __future__ import annotations
@@ -63,12 +65,12 @@ CASES: tuple[Case, ...] = (
 FORMAT = register(
     Format(
         name="internvl",
-        family="InternVL 2 / 2.5 / 3 and fine-tunes (EarthDial, GeoGround...)",
-        aliases=("internvl2", "internvl2.5", "internvl3", "earthdial"),
+        family="InternVL 2 / 2.5 / 3 (and fine-tunes that keep its grounding form)",
+        aliases=("internvl2", "internvl2.5", "internvl3"),
         convention=Convention("0-1000", "x-first", ("box",), "x * width / 1000"),
         prompt="Please provide the bounding box coordinate of the region this sentence describes: <ref>{label}</ref>",
         parse=parse_internvl,
-        models=(r"internvl", r"earthdial"),
+        models=(r"internvl",),
         marker=r"<box>\s*\[",
         specificity=70,
         cases=CASES,

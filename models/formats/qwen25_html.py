@@ -24,13 +24,14 @@ from georeason.models.formats.core import (
 )
 from georeason.models.formats.registry import Case, Convention, Format, register
 
-__all__ = ["parse_qwen25_html", "FORMAT"]
+__all__ = ["parse_qwen25_html", "parse_html_boxes", "FORMAT"]
 
 _TAG_RE = re.compile(r"<([A-Za-z][\w-]*)([^<>]*?)\bdata-bbox\s*=\s*([\"'])(.*?)\3([^<>]*)>", re.DOTALL)
 _ATTR_RE = re.compile(r"\b(data-label|class)\s*=\s*([\"'])(.*?)\2", re.DOTALL)
 
 
-def _parse(text: Any, b: Builder) -> list[Detection]:
+def parse_html_boxes(text: Any, b: Builder) -> list[Detection]:
+    """Every element with a ``data-bbox`` attribute, mapped by the builder (shared with Qwen3-VL's HTML)."""
     text = as_text(text, b.fmt)
     if text is None:
         return []
@@ -75,7 +76,7 @@ def parse_qwen25_html(
     else:
         w_in, h_in = check_size(input_size)
         b = Builder("qwen2.5-html", size, label, lambda v: v * w / w_in, lambda v: v * h / h_in)
-    return guard("qwen2.5-html", _parse, text, b)
+    return guard("qwen2.5-html", parse_html_boxes, text, b)
 
 
 #: Published model outputs (and clearly labelled constructed ones) with the source's boxes.
@@ -280,8 +281,10 @@ FORMAT = register(
         prompt="QwenVL HTML",
         parse=parse_qwen25_html,
         options=("input_size",),
+        models=(r"qwen2(\.|_|-)?5(-|_)?vl",),
         marker=r"data-bbox\s*=",
         specificity=70,
         cases=CASES,
+        variant_of="qwen2.5",
     )
 )

@@ -93,6 +93,9 @@ class Format:
     marker: str | None = None
     specificity: int = 0
     cases: tuple[Case, ...] = ()
+    #: another output form of the family of this format (``qwen3-html`` of ``qwen3``): a
+    #: model name picks the family's main format unless this one's marker is in the text
+    variant_of: str | None = None
 
     def example(self) -> str:
         """A short output of this format for the README: the first real case, else a constructed one (marked)."""
@@ -202,29 +205,59 @@ def format_for_model(model: str) -> str | None:
     >>> format_for_model("some/unknown-model") is None
     True
     """
+    family = _model_family(model)
+    return family[0] if family else None
+
+
+def _model_family(model: str | None) -> tuple[str, ...]:
+    """Every format the model's name matches best (its family: ``qwen3`` JSON, ``qwen3-html``...).
+
+    The first is the family's default (registration order); the others are its other
+    output forms, told apart by their markers in the text.
+    """
     text = str(model or "")
-    best: tuple[int, str] | None = None
+    best = 0
+    names: list[str] = []
     for f in _REGISTRY.values():
-        for pattern in f.models:
-            m = re.search(pattern, text, re.IGNORECASE)
-            if m and (best is None or len(m.group(0)) > best[0]):
-                best = (len(m.group(0)), f.name)
-    return best[1] if best else None
+        found = [len(m.group(0)) for p in f.models if (m := re.search(p, text, re.IGNORECASE))]
+        if not found:
+            continue
+        if max(found) > best:
+            best, names = max(found), [f.name]
+        elif max(found) == best:
+            names.append(f.name)
+    names.sort(key=lambda n: _REGISTRY[n].variant_of is not None)  # main formats first (stable)
+    return tuple(names)
 
 
 def choose_format(text: Any, model: str | None = None) -> tuple[str | None, str, tuple[str, ...]]:
     """``(format, reason, ambiguous)`` for a model answer: the format ``auto`` would use.
 
-    The model name decides when it is known. Otherwise the most specific marker found in
+    The model name decides when it is known: its family's main format, or another form of
+    the same family (``variant_of``, e.g. ``qwen3-html``) when that form's marker is in the
+    text. Otherwise the most specific marker found in
     the text does; when several formats share it and read the same numbers differently
     (``bbox_2d`` JSON: Qwen2.5-VL resized-input pixels, Qwen3-VL 0-1000, Kimi-VL 0-1),
     the format is ``None`` (refused) unless the values themselves settle it (all in
     [0, 1] with fractions: only the 0-1 reading makes sense).
     """
     if model:
-        by_model = format_for_model(model)
-        if by_model:
-            return by_model, f"model {model!r} prints {by_model}", ()
+        family = _model_family(model)
+        if len(family) > 1 and isinstance(text, str):
+            marked = [
+                _REGISTRY[n]
+                for n in family[1:]
+                if _REGISTRY[n].marker and re.search(_REGISTRY[n].marker or "", text, re.IGNORECASE)
+            ]
+            if marked:
+                f = max(marked, key=lambda g: g.specificity)
+                return (
+                    f.name,
+                    f"model {model!r} prints {family[0]}, and {f.name} when its marker is in the text",
+                    (),
+                )
+        if family:
+            return family[0], f"model {model!r} prints {family[0]}", ()
     if isinstance(text, Mapping):
         return "florence", "a dict: Florence-2's post_process_generation result", ()
     if not isinstance(text, str):
