@@ -2,8 +2,8 @@
 
 Runs whole processes, interleaved (A B A B ...), each with a fresh output folder (so no
 tile cache is reused), and prints min/median/max of wall seconds, CPU seconds (user +
-system, the command and the children it waited for: the temporary server, the worker
-processes) and peak RSS (the largest single process among those, from ``wait4``):
+system summed over the whole process tree: the command, the temporary server, the worker
+processes; sampled with psutil every 0.1 s) and peak RSS (the largest single process):
 
 * ``sample``: ``georeason run --item sample`` (its temporary Prefect server included)
   vs the same work without Prefect (``--baseline``, below), both with the default runner;
@@ -21,6 +21,7 @@ imported): :class:`georeason.pipeline.Pipeline` with the process-pool mapper
     python benchmarks/orchestration.py --what sample --reps 3
     python benchmarks/orchestration.py --what big --size 8000 --reps 3
     python benchmarks/orchestration.py --what scaling --size 8000 --reps 3
+    python benchmarks/orchestration.py --what stages --size 8000 --reps 3   # grounding alone
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,16 +52,44 @@ BIG_QUESTIONS = [
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, int]:
-    """(wall s, cpu s, peak RSS MiB, exit code) of one whole process."""
+    """(wall s, cpu s, peak RSS MiB, exit code) of one whole process tree.
+
+    CPU is the sum over every process of the tree (the command, the temporary server, the
+    forkserver and its worker processes, which the command never waits for) of its own
+    user + system time, sampled every 0.1 s with psutil (the last sample of a process that
+    ends between samples is up to 0.1 s short). Peak RSS is the largest single process.
+    """
+    import psutil
+
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
+    root = psutil.Process(proc.pid)
+    cpu: dict[tuple[int, float], float] = {}
+    peak: dict[tuple[int, float], float] = {}
+    err: list[bytes] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else b""))
+    reader.start()
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        for p in tree:
+            try:
+                with p.oneshot():
+                    key = (p.pid, p.create_time())
+                    t = p.cpu_times()
+                    cpu[key] = t.user + t.system
+                    peak[key] = max(peak.get(key, 0.0), p.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass
+        time.sleep(0.1)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    reader.join()
+    text = b"".join(err).decode(errors="replace")
     if proc.returncode != 0:
-        print(f"  exit {proc.returncode}: {shlex.join(cmd)}\n{err[-1500:]}", file=sys.stderr)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
+        print(f"  exit {proc.returncode}: {shlex.join(cmd)}\n{text[-1500:]}", file=sys.stderr)
+    return wall, sum(cpu.values()), max(peak.values(), default=0.0), proc.returncode
 
 
 def make_big(size: int, where: Path) -> tuple[Path, Path]:
@@ -211,9 +241,83 @@ def compare(name_a: str, make_a, name_b: str, make_b, reps: int, tmp: Path) -> N
     print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 
 
+def _burn(n: int) -> float:
+    t = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i * i
+    return time.perf_counter() - t
+
+
+def control(reps: int) -> list[float]:
+    """Can this machine give us two cores right now? The same pure-Python loop twice,
+    serially vs in 2 processes (speed-ups, one per rep; 2.0 = two free cores)."""
+    import multiprocessing
+
+    out = []
+    ctx = multiprocessing.get_context("forkserver")
+    with ctx.Pool(2) as pool:
+        pool.map(_burn, [1000, 1000])
+        for _ in range(reps):
+            n = 5_000_000
+            t = time.perf_counter()
+            _burn(n)
+            _burn(n)
+            serial = time.perf_counter() - t
+            t = time.perf_counter()
+            pool.map(_burn, [n, n])
+            out.append(serial / (time.perf_counter() - t))
+    return out
+
+
+def stages(cat: Path, reps: int) -> None:
+    """Grounding alone (the tile batches of the big scene), in-process, interleaved:
+    1 worker process vs 2, pools started and warm before the clock."""
+    from georeason.catalog import list_items
+    from georeason.geo.raster.io import as_dataset
+    from georeason.geo.raster.tiling import plan_tiles
+    from georeason.models.registry import prepare_spec
+    from georeason.pipeline import GroundJob, plan_batches
+    from georeason.workers import WorkerPool, pool_map
+
+    (info,) = list_items(cat)
+    raster = str(info.raster_path)
+    bands = tuple(info.bands)
+    classes = ("lake", "building", "river", "vegetation")
+    t = time.perf_counter()
+    spec = prepare_spec("spectral", raster, {"bands": list(bands), "item": info.id})
+    print(f"grounder fit (prepare_spec, once per scene, in the caller): {time.perf_counter() - t:.2f} s")
+    with as_dataset(raster) as src:
+        tiles = list(plan_tiles(src, 1024, 128))
+    job = GroundJob(raster, spec, classes, bands)
+    times: dict[int, list[float]] = {1: [], 2: []}
+    with WorkerPool(1) as p1, WorkerPool(2) as p2:
+        for pool in (p1, p2):
+            for f in pool.warm():
+                f.result()
+        for _ in range(reps):
+            for n, pool in ((1, p1), (2, p2)):
+                batches = plan_batches(tiles, 3 * n)
+                t = time.perf_counter()
+                out = pool_map(pool)(job, batches, None)
+                times[n].append(time.perf_counter() - t)
+                assert not any(r.failures for r in out)
+    for n, v in times.items():
+        print(
+            f"grounding {len(tiles)} tiles, {n} worker(s): median {statistics.median(v):.2f} s "
+            f"(min {min(v):.2f}, max {max(v):.2f}; {reps} interleaved reps)"
+        )
+    ratios = [a / b for a, b in zip(times[1], times[2])]
+    print(
+        f"speed-up 2 workers vs 1 (pairwise): median {statistics.median(ratios):.2f}x "
+        f"(min {min(ratios):.2f}, max {max(ratios):.2f}); target >= 1.7x"
+    )
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--what", choices=["sample", "big", "scaling"], default="sample")
+    ap.add_argument("--what", choices=["sample", "big", "scaling", "stages"], default="sample")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument(
         "--size", type=int, default=4000, help="big scene side in px (a multiple of 2000 tiles evenly)"
@@ -250,6 +354,10 @@ def main() -> None:
         return
     cat, qfile = make_big(args.size, tmp)
     mpx = args.size * args.size / 1e6
+    if args.what == "stages":
+        print(f"big {args.size}x{args.size} ({mpx:.0f} Mpx): grounding stage, 1 vs 2 worker processes")
+        stages(cat, args.reps)
+        return
     if args.what == "big":
         print(
             f"big {args.size}x{args.size} ({mpx:.0f} Mpx, 4 bands): georeason run vs the same work without Prefect"
