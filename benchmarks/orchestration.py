@@ -342,7 +342,9 @@ def main() -> None:
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     if args.what == "sample":
-        print("sample: georeason run (temporary Prefect server) vs the same work without Prefect")
+        api = os.environ.get("PREFECT_API_URL")
+        server = f"the started Prefect server at {api}" if api else "its temporary Prefect server"
+        print(f"sample: georeason run ({server}) vs the same work without Prefect")
         compare(
             "run",
             lambda o: run_cmd(None, "sample", None, o, args.workers),
