@@ -29,6 +29,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -86,6 +87,27 @@ def check_api_url(api_url: str, timeout_s: float = 5.0) -> None:
         )
 
 
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for the server process (Linux): SIGTERM when the thread that started
+    it dies (``PR_SET_PDEATHSIG``), even by SIGKILL, so that a killed run leaves no server
+    behind. libc is looked up here, in the parent: the child only calls ``prctl``."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    term = int(signal.SIGTERM)
+
+    def hook() -> None:
+        prctl(1, term)  # PR_SET_PDEATHSIG
+
+    return hook
+
+
 def _free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
@@ -96,7 +118,9 @@ class TemporaryServer:
     """A temporary Prefect API server on 127.0.0.1 in a subprocess (a context manager).
 
     :meth:`start` returns at once; :meth:`wait_ready` blocks until the health check
-    answers; :meth:`stop` ends it. Its API URL is :attr:`api_url`.
+    answers; :meth:`stop` ends it. Its API URL is :attr:`api_url`. On Linux the server
+    also ends when the thread that started it ends (call :meth:`start` from the thread
+    that lives for the run: ``georeason run`` uses its main thread).
     """
 
     def __init__(self, port: int | None = None) -> None:
@@ -144,6 +168,7 @@ class TemporaryServer:
             ],
             env=env,
             stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent_hook(),
         )
         return self
 

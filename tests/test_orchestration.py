@@ -311,3 +311,28 @@ def test_temporary_server_starts_answers_and_stops():
             assert resp.status == 200
         proc = server.process
     assert proc is not None and proc.poll() is not None  # stopped
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux-only")
+def test_temporary_server_ends_when_the_run_is_killed():
+    """kill -9 of the run's process leaves no temporary server behind."""
+    code = (
+        "from georeason.prefect_server import TemporaryServer; s = TemporaryServer().start(); "
+        "print(s.process.pid, flush=True); import time; time.sleep(120)"
+    )
+    run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert run.stdout is not None
+    server_pid = int(run.stdout.readline())
+    time.sleep(1.0)
+    os.kill(server_pid, 0)  # running
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(server_pid, signal.SIGKILL)
+    pytest.fail("the temporary server outlived the killed run")
