@@ -62,12 +62,11 @@ def _warm() -> int:
 
 
 class WorkerPool:
-    """A pool of ``workers`` processes that ground tile batches (a context manager).
+    """A pool of ``workers`` processes that ground tile batches (a context manager):
+    ``with WorkerPool(2) as pool: result = pool.ground(job, tiles)``.
 
-    Examples
-    --------
-    >>> with WorkerPool(1) as pool:  # doctest: +SKIP
-    ...     result = pool.ground(job, tiles)
+    The workers inherit the environment of the forkserver, which starts with the first
+    pool of the process: environment changes made after that do not reach them.
     """
 
     def __init__(self, workers: int) -> None:
