@@ -22,27 +22,22 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from typer.core import TyperOption
 
-from georeason.catalog import ALLOW_EXTERNAL_ENV, ASSET_ROOTS_ENV, AssetPolicy, get_item
 from georeason.cli_catalog import catalog_app, policy_of
-from georeason.config import RunConfig, default_results_dir, read_questions
 from georeason.errors import GeoreasonError
-from georeason.geo.export.layers import atomic_path, write_answer_files
-from georeason.geo.language.executor import execute
-from georeason.geo.language.program import program_json_schema
-from georeason.geo.vector.scene import read_scene
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE, apply_confidence, parse_bands
-from georeason.models.language.planner import chat_client, plan_and_answer
-from georeason.pipeline import ItemResult, Pipeline, QuestionError, outcome_row, read_vectors, row_text
-from georeason.preflight import check_outputs, preflight_run
 from georeason.progress import Verbosity, bars, enabled, live, set_verbosity, verbosity
-from georeason.runstate import finite_row, result_of
+
+# Start-up: `ask` about a vector file must not pay for what it does not use (rasterio,
+# scipy, pystac, rich off a terminal, pyogrio ...), so the rest is imported where used.
+if TYPE_CHECKING:
+    from georeason.catalog import AssetPolicy
+    from georeason.config import RunConfig
+    from georeason.pipeline import ItemResult
 
 __all__ = ["app", "main", "fail", "grounder_options_of", "local_prefect_defaults"]
 
@@ -74,6 +69,8 @@ def _internal_line(what: str, trace: str | None) -> None:
 
 def _finite_json(row: dict[str, Any]) -> str:
     """``json.dumps`` of a result row; a NaN/Infinity anywhere makes it an error row instead."""
+    from georeason.runstate import finite_row
+
     return json.dumps(finite_row(row), allow_nan=False)
 
 
@@ -172,31 +169,52 @@ def grounder_options_of(outputs: Path | None, model_path: str | None, pairs: lis
 
 def _read_questions(path: Path) -> list[str]:
     """Questions from a text (one per line), JSONL (``question`` field) or YAML file."""
+    from georeason.config import read_questions
 
     return [spec.question for spec in read_questions(path)]
 
 
 def _print_answer(answer) -> None:
+    rows = _answer_rows(answer)
+    if not sys.stdout.isatty():  # plain lines, no rich import (start-up) and no wrapping
+        width = max(len(k) for k, _, _ in rows)
+        sys.stdout.write("".join(f"{k:<{width}}  {v}\n" for k, v, _ in rows))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
 
     console = Console()
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold cyan")
     table.add_column()
+    for k, v, style in rows:
+        table.add_row(k, f"[{style}]{escape(v)}[/{style}]" if style else escape(v))
+    console.print(table)
+
+
+def _answer_rows(answer) -> list[tuple[str, str, str]]:
+    """``(label, text, rich style)`` of each line of the answer table."""
+    rows = []
     if answer.question:
-        table.add_row("question", answer.question)
-    style = "yellow" if answer.abstained else "bold green"
-    table.add_row("answer", f"[{style}]{answer.text()}[/{style}]")
-    table.add_row("kind", answer.kind)
+        rows.append(("question", answer.question, ""))
+    rows.append(("answer", answer.text(), "yellow" if answer.abstained else "bold green"))
+    rows.append(("kind", answer.kind, ""))
     if answer.details:
         shown = {k: v for k, v in answer.details.items() if not isinstance(v, dict)}
         if shown:
-            table.add_row(
-                "details",
-                ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()),
+            rows.append(
+                (
+                    "details",
+                    ", ".join(
+                        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()
+                    ),
+                    "",
+                )
             )
     if answer.evidence:
-        table.add_row("evidence", _evidence_text(answer.evidence))
-    console.print(table)
+        rows.append(("evidence", _evidence_text(answer.evidence), ""))
+    return rows
 
 
 def _evidence_text(evidence, per_class: int = 8) -> str:
@@ -251,10 +269,14 @@ def _run_pipeline(
     """Answer ``questions`` through the one pipeline (:class:`georeason.pipeline.Pipeline`),
     grounding in this process (a plain loop over tile batches, no Prefect); progress bars
     (tiles grounded, questions answered) on a terminal."""
+    from georeason.geo.vector.scene import read_scene
+    from georeason.pipeline import Pipeline, read_vectors
 
     vector_paths: list[Path] = []
     item_bands: list[str] = []
     if item is not None:
+        from georeason.catalog import get_item
+
         info = get_item(item, catalog, policy)
         if raster is None:
             raster = info.raster_path
@@ -293,8 +315,12 @@ def _run_pipeline(
 
 def _check_ask_outputs(out, mask, objects, raster, item, catalog, questions, query, outputs, policy) -> None:
     """Refuse --out/--mask (and the numbered masks of --questions) that would overwrite an input."""
+    from georeason.preflight import check_outputs
+
     inputs: list = [p for p in (objects, raster, questions, query, outputs) if p is not None]
     if item is not None:
+        from georeason.catalog import get_item
+
         info = get_item(item, catalog, policy)
         inputs += [info.raster_path, *info.vector_paths]
         if info.item_path is not None:
@@ -393,7 +419,8 @@ def ask(
     if given != 1:
         fail(typer.BadParameter("give exactly one of QUESTION, --query FILE or --questions FILE"))
     try:
-        policy = _policy(allow_external, asset_root)
+        # the asset policy matters only for a catalog item (building it imports pystac)
+        policy = _policy(allow_external, asset_root) if item is not None else None
         _check_ask_outputs(out, mask, objects, raster, item, catalog, questions, query, outputs, policy)
         if tile_px <= 0 or not (0 <= overlap_px < tile_px):
             raise typer.BadParameter(
@@ -406,6 +433,8 @@ def ask(
         )
         fallback = None
         if planner is not None:
+            from georeason.models.language.planner import chat_client, plan_and_answer
+
             chat = chat_client(planner, os.environ.get("GEOREASON_PLANNER_MODEL") or None)
 
             def fallback(q, scene, ctx, n):  # questions no template understands go to the planner
@@ -435,12 +464,17 @@ def ask(
             min_confidence,
             policy,
         )
+        from georeason.geo.language.executor import execute
+        from georeason.pipeline import QuestionError, outcome_row
+
         if questions is not None:
             # one line per question, whatever happened to it; numbers finite (else an error line)
             text = "".join(_finite_json(outcome_row(a)) + "\n" for a in result.answers)
             if out is None:
                 sys.stdout.write(text)
             else:
+                from georeason.geo.export.layers import atomic_path
+
                 with atomic_path(out) as tmp:
                     tmp.write_text(text, encoding="utf-8")
                 typer.echo(f"wrote {len(result.answers)} answers to {out}", err=True)
@@ -471,6 +505,8 @@ def ask(
                     _internal_line(answer.error.removeprefix("internal error "), answer.trace)
                 raise GeoreasonError(answer.error)
         if out is not None:
+            from georeason.geo.export.layers import write_answer_files
+
             written = write_answer_files(answer, out)
             if written != [out]:  # one file per geometry type: say where they went
                 typer.echo("wrote " + ", ".join(str(w) for w in written), err=True)
@@ -489,6 +525,8 @@ def ask(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of query programs (for constraining a model to valid programs)."""
+    from georeason.geo.language.program import program_json_schema
+
     sys.stdout.write(json.dumps(program_json_schema(), indent=2) + "\n")
 
 
@@ -566,6 +604,10 @@ def run(
     asset_root: AssetRoot = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
+    from georeason.catalog import ALLOW_EXTERNAL_ENV, ASSET_ROOTS_ENV
+    from georeason.config import RunConfig, default_results_dir
+    from georeason.preflight import preflight_run
+    from georeason.runstate import result_of
 
     from georeason.prefect_server import TemporaryServer, check_api_url, configured_api_url
 
@@ -753,6 +795,10 @@ def serve(
 
 
 def _print_run(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from georeason.pipeline import row_text
 
     table = Table(title="georeason answers", show_lines=False)
     for col in ("item", "question", "answer", "kind"):

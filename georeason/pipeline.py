@@ -38,22 +38,17 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import GeoreasonError, InputError, QuestionParseError
-from georeason.geo.grounding.detections import Detection, GroundedObject, Grounder
-from georeason.geo.grounding.seams import assign_ids, merge_detections
 from georeason.geo.language.answer import Answer
 from georeason.geo.language.english import compile_program
 from georeason.geo.language.executor import answer_program
 from georeason.geo.language.program import Program
-from georeason.geo.raster.grid import RasterGrid
-from georeason.geo.raster.io import as_dataset
-from georeason.geo.raster.tiling import Tile, plan_tiles, read_tile
 from georeason.geo.vector.classnames import class_forms, singular
 from georeason.geo.vector.crs import LONLAT, reproject
 from georeason.geo.vector.measure import distance_m
@@ -67,7 +62,12 @@ from georeason.models.fitness import (
     check_bands,
     raster_bands,
 )
-from georeason.models.registry import GrounderSpec, build_grounder, can_ground, prepare_spec
+
+if TYPE_CHECKING:  # rasterio, scipy and the grounders load only when a raster is grounded
+    from georeason.geo.grounding.detections import Detection, GroundedObject, Grounder
+    from georeason.geo.raster.grid import RasterGrid
+    from georeason.geo.raster.tiling import Tile
+    from georeason.models.registry import GrounderSpec
 
 __all__ = [
     "TileFailure",
@@ -294,7 +294,7 @@ TileProgress: TypeAlias = Callable[[int], None]
 Progress: TypeAlias = Callable[[str, int, int], None]
 #: ``map(job, batches, tiles_done) -> one BatchResult per batch``: how batches are farmed
 #: out; ``tiles_done`` (may be ``None``) is called as each batch finishes.
-Mapper: TypeAlias = Callable[[GroundJob, list[list[Tile]], TileProgress | None], list[BatchResult]]
+Mapper: TypeAlias = Callable[[GroundJob, list[list["Tile"]], TileProgress | None], list[BatchResult]]
 
 
 def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int = 1) -> list[list[Tile]]:
@@ -329,6 +329,8 @@ def ground_batch(
     ``ground_tiles`` get the batch in one call; if that call fails, the tiles are
     grounded one at a time so that only the tiles that really fail are lost.
     """
+    from georeason.geo.raster.tiling import read_tile
+
     results: list[tuple[Tile, tuple[Detection, ...]]] = []
     failures: list[TileFailure] = []
     batched = getattr(grounder, "ground_tiles", None)
@@ -358,6 +360,9 @@ def ground_batch(
 
 def ground_job_batch(job: GroundJob, tiles: Sequence[Tile]) -> BatchResult:
     """Ground one batch of ``job`` (the grounder is built once per process and reused)."""
+    from georeason.geo.raster.io import as_dataset
+    from georeason.models.registry import build_grounder
+
     grounder = build_grounder(job.spec)
     with as_dataset(job.raster, check_read=False) as src:
         return ground_batch(src, tiles, grounder, job.classes, job.bands)
@@ -371,6 +376,9 @@ def local_map(
     The raster is opened once for all batches (a Prefect or Dask worker opens it per
     batch, :func:`ground_job_batch`); ``tiles_done(n)`` is called after each batch.
     """
+    from georeason.geo.raster.io import as_dataset
+    from georeason.models.registry import build_grounder
+
     grounder = build_grounder(job.spec)
     out: list[BatchResult] = []
     with as_dataset(job.raster, check_read=False) as src:
@@ -430,6 +438,8 @@ def merge_batches(
     The minimum mapping unit (``min_area_m2``) and simplification (``simplify_m``) come
     from ``spec.config`` — the one place grounder settings live — whatever the grounder.
     """
+    from georeason.geo.grounding.seams import assign_ids, merge_detections
+
     cfg = spec.config if spec is not None else {}
     pairs: list[tuple[Tile, tuple[Detection, ...]]] = []
     failures: list[TileFailure] = []
@@ -849,6 +859,11 @@ class Pipeline:
         here). ``classes`` are the class names to ask the grounder for; ``bands`` name the
         raster's bands (default: the file's).
         """
+        from georeason.geo.raster.grid import RasterGrid
+        from georeason.geo.raster.io import as_dataset
+        from georeason.geo.raster.tiling import plan_tiles
+        from georeason.models.registry import prepare_spec
+
         if not classes:
             raise InputError("no classes to ground; pass at least one class name")
         raster = str(raster)
@@ -917,6 +932,9 @@ class Pipeline:
                 )
             ctx = AnswerContext(None, mask_path, fallback, self._post(vectors, None), self._answered(cqs))
             return ItemResult(answer_questions(cqs, vectors, ctx), vectors, None, cqs)
+        from georeason.geo.raster.grid import RasterGrid
+        from georeason.models.registry import can_ground
+
         raster = str(raster)
         grid = grid or RasterGrid.read(raster)
         where = f"[{item}] " if item else ""

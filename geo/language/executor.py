@@ -18,7 +18,7 @@ from shapely.geometry.base import BaseGeometry
 from georeason.errors import InputError, ProgramValidationError
 from georeason.geo.language.answer import Answer, Evidence, Kind
 from georeason.geo.language.program import Program, T, check_scene, literal_geometry, validate_program
-from georeason.geo.raster.grid import MaskWriter, PixelTransform
+from georeason.geo.raster.pixels import MaskWriter, PixelTransform
 from georeason.geo.vector import group
 from georeason.geo.vector.crs import LONLAT, aeqd_crs, parse_crs, reproject, spherical_mean_lonlat
 from georeason.geo.vector.measure import (

@@ -32,11 +32,21 @@ centre`` asks for the centroid azimuth.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib
+import os
+import pickle
 import re
+import sys
+import tempfile
+import types
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+import lark
 from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import UnexpectedEOF, UnexpectedInput, VisitError
 
@@ -535,10 +545,12 @@ def _grammar_text() -> str:
     for rule, (_kind, phrases) in _WORD_RULES.items():
         alts = sorted({" ".join(f'"{w}"i' for w in p.split()) for p in phrases})
         text += f"{rule}: " + " | ".join(alts) + "\n"
-    literals = sorted(set(re.findall(r'"([^"\s]+)"i', text)), key=len, reverse=True)
+    # sorted longest first, ties by text: the same grammar text in every process (the key
+    # of the cached parser); set order would differ with string hashing
+    literals = sorted(set(re.findall(r'"([^"\s]+)"i', text)), key=lambda w: (-len(w), w))
     words = set(_EXTRA_RESERVED) | {w.lower() for w in literals if re.fullmatch(r"[A-Za-z][\w'\-]*", w)}
     words |= {"centroid", "centroids", "centre", "centres", "center", "centers", "closer", "nearer"}
-    reserved = "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
+    reserved = "|".join(sorted((re.escape(w) for w in words), key=lambda w: (-len(w), w)))
     defs = []
     for n, lit in enumerate(literals):
         name = "K_" + re.sub(r"[^A-Z0-9]", "_", lit.upper()) + f"_{n}"
@@ -562,8 +574,119 @@ def _grammar_text() -> str:
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    """The Earley parser of the question grammar (built once)."""
-    return Lark(_grammar_text(), start="start", parser="earley", lexer="basic", ambiguity="resolve")
+    """The Earley parser of the question grammar (built once).
+
+    Building it (grammar analysis, ~0.3 s) would be most of ``ask``'s start-up, so the
+    built parser is kept on disk (:func:`parser_cache_path`, keyed by the grammar text and
+    the lark and Python versions) and loaded from there (~0.03 s) by later processes.
+    Lark caches only LALR parsers itself. A missing, stale or unreadable cache file is
+    rebuilt; an unwritable cache folder only costs the rebuild.
+    """
+    text = _grammar_text()
+    path = parser_cache_path(text)
+    try:
+        with open(path, "rb") as fh:
+            if _trusted_cache_file(fh.fileno()):
+                cached = _ParserUnpickler(fh).load()
+                if isinstance(cached, Lark):
+                    return cached
+    except Exception:  # noqa: BLE001 - any unreadable or refused cache is rebuilt
+        pass
+    built = Lark(text, start="start", parser="earley", lexer="basic", ambiguity="resolve")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            _ModulePickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(built)
+        os.replace(tmp, path)
+    except Exception:  # noqa: BLE001 - no cache (read-only home, unpicklable): build each time
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp)
+    return built
+
+
+def parser_cache_path(text: str | None = None) -> Path:
+    """Where the built parser is cached: ``$GEOREASON_CACHE_DIR`` (default
+    ``$XDG_CACHE_HOME/georeason``, else ``~/.cache/georeason``) / ``grammar-<key>.pickle``."""
+    key = hashlib.sha256(
+        "\0".join([text if text is not None else _grammar_text(), lark.__version__, sys.version]).encode()
+    ).hexdigest()[:20]
+    root = os.environ.get("GEOREASON_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "georeason"
+    )
+    return Path(root) / f"grammar-{key}.pickle"
+
+
+# What a cached parser may name when it is loaded: exactly the lark classes a built Earley
+# parser consists of, ``functools.partial`` over those, and module references (lark keeps
+# ``re`` in its lexer settings) limited to ``_CACHE_MODULES``. Anything else in the file
+# (a planted ``os.system``, ``builtins.eval``, ...) is refused and the parser rebuilt: a
+# cache file can make georeason slower, never run code.
+_CACHE_GLOBALS = frozenset(
+    {
+        ("functools", "partial"),
+        ("lark.common", "LexerConf"),
+        ("lark.common", "ParserConf"),
+        ("lark.grammar", "NonTerminal"),
+        ("lark.grammar", "Rule"),
+        ("lark.grammar", "RuleOptions"),
+        ("lark.grammar", "Terminal"),
+        ("lark.lark", "Lark"),
+        ("lark.lark", "LarkOptions"),
+        ("lark.lexer", "BasicLexer"),
+        ("lark.lexer", "PatternRE"),
+        ("lark.lexer", "PatternStr"),
+        ("lark.lexer", "TerminalDef"),
+        ("lark.lexer", "Token"),
+        ("lark.load_grammar", "Grammar"),
+        ("lark.parse_tree_builder", "ChildFilterLALR_NoPlaceholders"),
+        ("lark.parse_tree_builder", "ExpandSingleChild"),
+        ("lark.parse_tree_builder", "ParseTreeBuilder"),
+        ("lark.parser_frontends", "ParsingFrontend"),
+        ("lark.parser_frontends", "_match_earley_basic"),
+        ("lark.parsers.earley", "Parser"),
+        ("lark.parsers.earley_forest", "ForestSumVisitor"),
+        ("lark.parsers.earley_forest", "StableSymbolNode"),
+        ("lark.tree", "Meta"),
+        ("lark.tree", "Tree"),
+        ("lark.utils", "OrderedSet"),
+    }
+)
+_CACHE_MODULES = frozenset({"re"})
+
+
+def _cached_module(name: str) -> types.ModuleType:
+    if name not in _CACHE_MODULES:
+        raise pickle.UnpicklingError(f"module {name!r} is not allowed in a parser cache")
+    return importlib.import_module(name)
+
+
+class _ParserUnpickler(pickle.Unpickler):
+    """Loads a cached parser, resolving only the names in ``_CACHE_GLOBALS``."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("importlib", "import_module"):
+            return _cached_module
+        if (module, name) not in _CACHE_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a parser cache")
+        return super().find_class(module, name)
+
+
+def _trusted_cache_file(fd: int) -> bool:
+    """A cache file is read only if this user owns it and nobody else may write it."""
+    st = os.fstat(fd)
+    getuid = getattr(os, "getuid", None)
+    owner_ok = getuid is None or st.st_uid == getuid()
+    return owner_ok and not (st.st_mode & 0o022)
+
+
+class _ModulePickler(pickle.Pickler):
+    """Pickles module references (lark keeps the ``re`` module in its lexer settings) by name."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.ModuleType):
+            return importlib.import_module, (obj.__name__,)
+        return NotImplemented
 
 
 # ---------------------------------------------------------------------------------------

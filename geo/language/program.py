@@ -89,7 +89,9 @@ else:
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: a model's validator is built when first used (a question uses a few of
+    # the ~30 ops), not all at import: most of `ask`'s start-up above the import floor
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     #: argument name -> accepted result types of the referenced step
     REFS: ClassVar[dict[str, tuple[T, ...]]] = {}
 
@@ -469,7 +471,7 @@ def _step_model(op: str, args_model: type[_Args]) -> type[BaseModel]:
         (BaseModel,),
         {
             "__annotations__": {"id": str, "op": Literal[op], "args": args_model},  # type: ignore[valid-type]
-            "model_config": ConfigDict(extra="forbid"),
+            "model_config": ConfigDict(extra="forbid", defer_build=True),
             "id": Field(pattern=_STEP_ID, description="Step id, referenced later as '$id'"),
             "__doc__": args_model.__doc__,
         },
@@ -486,7 +488,7 @@ else:
 class Program(BaseModel):
     """A validated query program: its steps and the result type of each."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
     steps: list[Step]  # type: ignore[valid-type]
 
     def types(self) -> dict[str, T]:
@@ -598,7 +600,8 @@ def validate_program(raw: Any, scene=None) -> Program:
     if sum(s.op == "answer" for s in steps) != 1:
         first = next(s for s in steps if s.op == "answer")
         raise ProgramValidationError("only the last step may be 'answer'", step=first.id, arg="op")
-    return Program(steps=steps)
+    # the steps are validated instances already: no second validation through the union
+    return Program.model_construct(steps=steps)
 
 
 def check_scene(program: Program, scene: Any) -> None:

@@ -21,14 +21,10 @@ from shapely.geometry.base import BaseGeometry
 
 from georeason.geo.raster.io import apply_transform, as_dataset, band_names, pixel_size_m, to_pyproj_crs
 from georeason.geo.raster.masks import write_mask
+from georeason.geo.raster.pixels import MaskWriter, PixelTransform
 from georeason.geo.vector.crs import reproject
 
 __all__ = ["RasterGrid", "PixelTransform", "MaskWriter"]
-
-#: Maps raster (col, row) pixel coordinates to (x, y) in ``crs``: ``(fn, crs)``.
-PixelTransform = tuple[Callable[[np.ndarray], np.ndarray], CRS]
-#: Writes a pixel answer: ``(geometry, its CRS, step id) -> (path, pixel count)``.
-MaskWriter = Callable[[BaseGeometry, CRS, str], tuple[str, int]]
 
 
 @dataclass(frozen=True)

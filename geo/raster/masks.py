@@ -1,17 +1,27 @@
 """Pixel-level answers: masks on the source raster's grid, written in bounded memory.
 
 A mask is burnt block by block (``rasterio.features.rasterize`` per window, with only the
-geometries that touch the window), so memory is one block whatever the raster size —
-never a whole-raster array. Values: 1 = in the answer, 0 = not; nodata of the source
-(outside its valid footprint) is 255, a value valid for the uint8 output. Files larger
-than ``cog_min_px`` on a side are converted to Cloud-Optimised GeoTIFF. Writes are atomic.
+parts of the answer that touch the window, clipped to it), so memory is one row of blocks
+whatever the raster size — never a whole-raster array. Values: 1 = in the answer, 0 =
+not; nodata of the source (outside its valid footprint) is 255, a value valid for the
+uint8 output. Writes are atomic.
+
+Masks of at least ``cog_min_px`` on a side are Cloud-Optimised GeoTIFFs (ZSTD level 1,
+NEAREST overviews), made in one pass: each row of blocks goes to a ZSTD intermediate and
+every overview level is sampled from it by indexing (the pixels GDAL's NEAREST would pick,
+level from level); GDAL's COG driver then only lays out the finished levels (via a VRT
+listing them as overviews) and compresses them once. Smaller masks are tiled DEFLATE
+GeoTIFFs.
 """
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -79,55 +89,203 @@ def write_mask(
         "compress": "deflate",
     }
     to_cog = max(grid.width, grid.height) >= cog_min_px
-    if to_cog:  # an intermediate file: the COG copy compresses again
-        profile["zlevel"] = 1
     total = 0
     valid = rasterio.open(valid_source) if valid_source is not None else None
     try:
-        with atomic_path(path) as tmp:
-            with rasterio.open(tmp, "w", **profile) as dst:
-                for row in range(0, grid.height, block_px):
-                    for col in range(0, grid.width, block_px):
-                        win = Window(
-                            col, row, min(block_px, grid.width - col), min(block_px, grid.height - row)
-                        )
-                        wt = rasterio.windows.transform(win, grid.transform)
-                        out = np.zeros((int(win.height), int(win.width)), dtype=np.uint8)
-                        if blocks is not None:
-                            pieces = blocks.pieces(win)
-                            if len(pieces):
-                                out = rasterize(
-                                    ((g, 1) for g in pieces),
-                                    out_shape=out.shape,
-                                    transform=wt,
-                                    fill=0,
-                                    dtype="uint8",
-                                    all_touched=all_touched,
-                                )
-                        if valid is not None:
-                            ok = valid.dataset_mask(window=win) > 0
-                            out[~ok] = MASK_NODATA
-                        total += int((out == 1).sum())
-                        dst.write(out, 1, window=win)
+        with atomic_path(path) as tmp, ExitStack() as stack:
             if to_cog:
-                cog = tmp.with_name(tmp.stem + ".cog.tif")
-                # overviews of a 0/1/255 mask by nearest neighbour (the COG default, cubic,
-                # invents values in between); compression on every core
+                # one pass: the blocks go to a fast intermediate (ZSTD level 1) and every
+                # overview level is sampled from them by striding (nearest, as GDAL's
+                # NEAREST takes the first pixel of each 2^k x 2^k cell); the COG driver
+                # then only lays the finished levels out and compresses them once
+                work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".mask.", dir=tmp.parent)))
+                base = work / "base.tif"
+                dst = stack.enter_context(
+                    rasterio.open(base, "w", **_intermediate(profile, grid.width, grid.height))
+                )
+                levels = _Overviews(work, profile, grid.width, grid.height, block_px, stack)
+            else:
+                dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
+                levels = None
+            for row in range(0, grid.height, block_px):
+                bh = min(block_px, grid.height - row)
+                strip = np.zeros((bh, grid.width), dtype=np.uint8)
+                for col in range(0, grid.width, block_px):
+                    win = Window(col, row, min(block_px, grid.width - col), bh)
+                    if blocks is not None:
+                        pieces = blocks.pieces(win)
+                        if len(pieces):
+                            strip[:, col : col + int(win.width)] = rasterize(
+                                ((g, 1) for g in _geojson(pieces)),
+                                out_shape=(bh, int(win.width)),
+                                transform=rasterio.windows.transform(win, grid.transform),
+                                fill=0,
+                                dtype="uint8",
+                                all_touched=all_touched,
+                            )
+                swin = Window(0, row, grid.width, bh)
+                if valid is not None:
+                    strip[valid.dataset_mask(window=swin) == 0] = MASK_NODATA
+                total += int(np.count_nonzero(strip == 1))
+                dst.write(strip, 1, window=swin)
+                if levels is not None:
+                    levels.add(strip, row)
+            if to_cog:
+                assert levels is not None
+                dst.close()
+                levels.close()
+                vrt = work / "mask.vrt"
+                vrt.write_text(levels.vrt(base, profile))
                 rio_copy(
+                    vrt,
                     tmp,
-                    cog,
                     driver="COG",
-                    compress="deflate",
-                    overview_resampling="nearest",
+                    compress="zstd",
+                    level=1,
+                    blocksize=block_px,
+                    overviews="FORCE_USE_EXISTING",
                     num_threads="all_cpus",
                 )
-                cog.replace(tmp)
     except (rasterio.errors.RasterioError, OSError) as exc:
         raise ExportError(f"could not write mask {str(path)!r}: {exc}") from exc
     finally:
         if valid is not None:
             valid.close()
     return MaskResult(path, total)
+
+
+def _geojson(geoms: np.ndarray) -> list[Any]:
+    """GeoJSON-like shapes of ``geoms`` for ``rasterize``: polygons (multi-part geometries
+    split into parts, as ``rasterize`` itself does) built from one coordinate array, not
+    vertex by vertex through ``__geo_interface__``; other parts are passed as they are."""
+    parts = shapely.get_parts(geoms)
+    poly = shapely.get_type_id(parts) == 3
+    out: list[Any] = list(parts[~poly])
+    if poly.any():
+        rings, owner = shapely.get_rings(parts[poly], return_index=True)
+        ends = np.cumsum(shapely.get_num_coordinates(rings)).tolist()
+        xy = shapely.get_coordinates(rings).tolist()
+        polys: list[list[Any]] = [[] for _ in range(int(poly.sum()))]
+        start = 0
+        for k, end in zip(owner.tolist(), ends, strict=True):
+            polys[k].append(xy[start:end])
+            start = end
+        out.extend({"type": "Polygon", "coordinates": c} for c in polys)
+    return out
+
+
+def _intermediate(profile: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+    """The full-resolution intermediate of a COG: same grid and blocks, ZSTD level 1 (it
+    is read once by the COG driver and deleted; DEFLATE would cost 4x the time)."""
+    return dict(profile, compress="zstd", zstd_level=1)
+
+
+def _near_index(n: int, n_ovr: int) -> np.ndarray:
+    """Source pixel of each of ``n_ovr`` pixels resampled from ``n`` along an axis, as
+    GDAL's NEAREST resampling picks it: ``round(i * n / n_ovr)`` (the first pixel of each
+    cell when ``n_ovr`` divides ``n``)."""
+    idx = np.floor(0.5 + np.arange(n_ovr) * (n / n_ovr)).astype(np.int64)
+    return np.minimum(idx, n - 1)
+
+
+def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
+    """``idx`` as a slice when it is an arithmetic progression (a view, not a gather)."""
+    if len(idx) > 1:
+        step = int(idx[1] - idx[0])
+        if step > 0 and bool((np.diff(idx) == step).all()):
+            return slice(int(idx[0]), int(idx[-1]) + 1, step)
+    return idx
+
+
+def _level_index(n: int, sizes: list[int]) -> list[np.ndarray]:
+    """Full-resolution pixel of each overview pixel along an axis, for levels of ``sizes``
+    pixels: GDAL builds each level from the previous one, so the picks compose."""
+    out, prev = [], np.arange(n)
+    for size in sizes:
+        prev = prev[_near_index(len(prev), size)]
+        out.append(prev)
+    return out
+
+
+def overview_factors(width: int, height: int, block_px: int) -> list[int]:
+    """Overview factors GDAL's COG driver makes by default: double the factor while the
+    level (``n // factor`` pixels a side) is larger than one block.
+
+    Examples
+    --------
+    >>> overview_factors(8000, 8000, 512), overview_factors(1025, 300, 128), overview_factors(1037, 10, 128)
+    ([2, 4, 8, 16], [2, 4, 8], [2, 4, 8, 16])
+    """
+    out: list[int] = []
+    f = 1
+    while max(width // f, height // f) > block_px:
+        f *= 2
+        out.append(f)
+    return out
+
+
+class _Overviews:
+    """Overview levels of a mask sampled from its full-resolution strips as they are burnt.
+
+    Each level is written to its own uncompressed GeoTIFF beside the intermediate
+    (a third of the mask's pixels in all, on disk; in memory one strip per level)."""
+
+    def __init__(
+        self,
+        work: Path,
+        profile: dict[str, Any],
+        width: int,
+        height: int,
+        block_px: int,
+        stack: ExitStack,
+    ) -> None:
+        self.levels: list[tuple[Path, Any, np.ndarray, np.ndarray]] = []
+        factors = overview_factors(width, height, block_px)
+        cols = _level_index(width, [max(1, width // f) for f in factors])
+        rows = _level_index(height, [max(1, height // f) for f in factors])
+        for f, ridx, cidx in zip(factors, rows, cols, strict=True):
+            ow, oh = len(cidx), len(ridx)
+            lp = work / f"ovr{f}.tif"
+            prof = {
+                k: v for k, v in profile.items() if k not in ("tiled", "blockxsize", "blockysize", "compress")
+            }
+            prof.update(
+                width=ow,
+                height=oh,
+                transform=profile["transform"] @ Affine.scale(width / ow, height / oh),
+            )
+            ds = stack.enter_context(rasterio.open(lp, "w", **prof))
+            self.levels.append((lp, ds, ridx, cidx))
+
+    def add(self, strip: np.ndarray, row: int) -> None:
+        """Add the full-resolution rows ``row .. row + len(strip)`` (full width)."""
+        for _, ds, ridx, cidx in self.levels:
+            i0, i1 = np.searchsorted(ridx, [row, row + strip.shape[0]])
+            if i1 > i0:
+                piece = strip[_as_slice(ridx[i0:i1] - row)][:, _as_slice(cidx)]
+                ds.write(piece, 1, window=Window(0, int(i0), piece.shape[1], piece.shape[0]))
+
+    def close(self) -> None:
+        for _, ds, _, _ in self.levels:
+            ds.close()
+
+    def vrt(self, base: Path, profile: dict[str, Any]) -> str:
+        """A VRT of ``base`` whose band lists the levels as its overviews."""
+        ovr = "".join(
+            f'<Overview><SourceFilename relativeToVRT="0">{escape(str(p))}</SourceFilename>'
+            "<SourceBand>1</SourceBand></Overview>"
+            for p, _, _, _ in self.levels
+        )
+        gt = ", ".join(repr(float(v)) for v in profile["transform"].to_gdal())
+        return (
+            f'<VRTDataset rasterXSize="{profile["width"]}" rasterYSize="{profile["height"]}">'
+            f"<SRS>{escape(profile['crs'])}</SRS><GeoTransform>{gt}</GeoTransform>"
+            '<VRTRasterBand dataType="Byte" band="1">'
+            f"<NoDataValue>{MASK_NODATA}</NoDataValue>"
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(base))}</SourceFilename>'
+            "<SourceBand>1</SourceBand></SimpleSource>"
+            f"{ovr}</VRTRasterBand></VRTDataset>"
+        )
 
 
 class _Blocks:

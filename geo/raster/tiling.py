@@ -298,7 +298,10 @@ def read_tile(src_or_path: Any, tile: Tile, indexes: list[int] | None = None) ->
 
     Pixels that are nodata (per-band masks: nodata value, mask band or alpha) are masked,
     and so is the padding past the raster's right/bottom edge, whose data value is the
-    nodata value (0 when the raster has none). The dtype is the raster's.
+    nodata value (0 when the raster has none). The dtype is the raster's. A tile of a
+    raster whose bands are all valid (no nodata, no mask band) and that needs no padding
+    carries ``np.ma.nomask`` rather than an all-False array: read masks with
+    ``np.ma.getmaskarray``.
 
     Raises
     ------
@@ -314,32 +317,50 @@ def read_tile(src_or_path: Any, tile: Tile, indexes: list[int] | None = None) ->
         # Masks that are just "value == nodata" are computed from the data (GDAL would
         # read the band a second time); mask bands and alpha are read from GDAL.
         from_gdal = any(f not in ([MaskFlags.all_valid], [MaskFlags.nodata]) for f in flags)
-        arr = None
-        if vh and vw:
-            try:
-                arr = src.read(idx, window=valid, masked=from_gdal)
-            except RasterioError as exc:
-                raise TileReadError(
-                    f"raster {src.name}: tile {tile.index} (window {tile.window}) could not be read ({exc})"
-                ) from exc
-            if not from_gdal:
-                m = np.zeros(arr.shape, bool)
-                for k, f in enumerate(flags):
-                    if f == [MaskFlags.nodata]:
-                        nd = src.nodatavals[idx[k] - 1]
-                        m[k] = np.isnan(arr[k]) if nd is not None and np.isnan(nd) else arr[k] == nd
-                arr = np.ma.MaskedArray(arr, mask=m)
-        if arr is not None and np.issubdtype(arr.dtype, np.floating):
-            # undeclared NaN/inf pixels are nodata too (a float raster without a nodata value)
-            bad = ~np.isfinite(np.ma.getdata(arr))
-            if bad.any():
-                arr = np.ma.MaskedArray(np.ma.getdata(arr), mask=np.ma.getmaskarray(arr) | bad)
-        if arr is not None and (vh, vw) == (th, tw):  # interior tile: no padding, no copy
-            return arr
         fill = src.nodata if src.nodata is not None else 0
-        data = np.full((len(idx), th, tw), fill, dtype=src.dtypes[idx[0] - 1])
-        mask = np.ones((len(idx), th, tw), dtype=bool)
-        if arr is not None:
-            data[:, :vh, :vw] = np.ma.getdata(arr)
-            mask[:, :vh, :vw] = np.ma.getmaskarray(arr)
+        dtype = src.dtypes[idx[0] - 1]
+        padded = (vh, vw) != (th, tw)
+        if not (vh and vw):  # wholly outside the raster: all padding
+            return np.ma.MaskedArray(
+                np.full((len(idx), th, tw), fill, dtype=dtype), mask=np.ones((len(idx), th, tw), dtype=bool)
+            )
+        try:
+            if from_gdal:
+                arr = src.read(idx, window=valid, masked=True)
+            elif padded:  # read straight into the padded tile (no second copy)
+                arr = np.empty((len(idx), th, tw), dtype=dtype)
+                src.read(idx, window=valid, out=arr[:, :vh, :vw])
+            else:
+                arr = src.read(idx, window=valid)
+        except RasterioError as exc:
+            raise TileReadError(
+                f"raster {src.name}: tile {tile.index} (window {tile.window}) could not be read ({exc})"
+            ) from exc
+        data = np.ma.getdata(arr)
+        inside = data[:, :vh, :vw]  # the read pixels (all of them when not padded)
+        # the mask of the read pixels; None: nothing masked
+        m: np.ndarray | None = np.ma.getmaskarray(arr) if from_gdal else None
+        if not from_gdal and any(f == [MaskFlags.nodata] for f in flags):
+            m = np.zeros(inside.shape, bool)
+            for k, f in enumerate(flags):
+                if f == [MaskFlags.nodata]:
+                    nd = src.nodatavals[idx[k] - 1]
+                    m[k] = np.isnan(inside[k]) if nd is not None and np.isnan(nd) else inside[k] == nd
+        if np.issubdtype(data.dtype, np.floating):
+            # undeclared NaN/inf pixels are nodata too (a float raster without a nodata value)
+            bad = ~np.isfinite(inside)
+            if bad.any():
+                m = bad if m is None else m | bad
+        if not padded:  # interior tile: no padding, no copy
+            return np.ma.MaskedArray(data, mask=np.ma.nomask if m is None else m)
+        if from_gdal:  # GDAL's read is the valid part only: place it in a full tile
+            full = np.empty((len(idx), th, tw), dtype=dtype)
+            full[:, :vh, :vw] = data
+            data = full
+        data[:, vh:, :] = fill
+        data[:, :vh, vw:] = fill
+        mask = np.empty((len(idx), th, tw), dtype=bool)
+        mask[:, :vh, :vw] = False if m is None else m
+        mask[:, vh:, :] = True
+        mask[:, :vh, vw:] = True
         return np.ma.MaskedArray(data, mask=mask)
