@@ -604,17 +604,18 @@ def run(
     asset_root: AssetRoot = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
+    from georeason.prefect_server import TemporaryServer, check_api_url, configured_api_url
+
+    local_prefect_defaults()
+    api_url = configured_api_url()
+    # no server configured: start a temporary one first, so it boots while the run imports
+    # and checks its inputs
+    server = TemporaryServer().start() if api_url is None else None
     from georeason.catalog import ALLOW_EXTERNAL_ENV, ASSET_ROOTS_ENV
     from georeason.config import RunConfig, default_results_dir
     from georeason.preflight import preflight_run
     from georeason.runstate import result_of
 
-    from georeason.prefect_server import TemporaryServer, check_api_url, configured_api_url
-
-    local_prefect_defaults()
-    api_url = configured_api_url()
-    # no server configured: start a temporary one now, so it boots while inputs are checked
-    server = TemporaryServer().start() if api_url is None else None
     try:
         cfg = RunConfig.load(
             config,
