@@ -614,7 +614,7 @@ def run(
     from georeason.catalog import ALLOW_EXTERNAL_ENV, ASSET_ROOTS_ENV
     from georeason.config import RunConfig, default_results_dir
     from georeason.preflight import preflight_run
-    from georeason.runstate import result_of
+    from georeason.runstate import OutputLock, result_of
 
     try:
         cfg = RunConfig.load(
@@ -676,7 +676,9 @@ def run(
             workers=cfg.workers,
             grounder=cfg.grounder,
         )
-        with _prefect_api(server), live():
+        # one writer per output folder: taken here, before Prefect starts, so that a refusal is
+        # one line (the flow takes it again, re-entrantly, when run without the CLI)
+        with OutputLock(cfg.out), _prefect_api(server), live():
             state = _run_flow(answer, chosen, cfg, options, item, objects, results_dir)
         result = result_of(state)  # re-raises if the flow itself failed (after the checks above)
     except (GeoreasonError, typer.BadParameter) as exc:

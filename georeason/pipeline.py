@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # rasterio, scipy and the grounders load only when a raster i
 
 __all__ = [
     "TileFailure",
+    "TileNote",
     "BatchResult",
     "CompiledQuestion",
     "QuestionError",
@@ -116,6 +117,9 @@ AREAL_WATER = frozenset({"lake", "pond", "reservoir", "sea", "water body", "lago
 #: (a 90 m wide, 38 km long river: ~500). Unlike perimeter-based elongation, this is not
 #: fooled by a ragged coastline.
 LINEAR_AREA_RATIO = 25.0
+#: At most this many model-output warnings are logged one by one per grounding (all of them
+#: reach the answers).
+MAX_LOGGED_NOTES = 20
 
 
 # --------------------------------------------------------------------------- questions
@@ -263,11 +267,27 @@ class TileFailure:
 
 
 @dataclass(frozen=True)
+class TileNote:
+    """A warning about one tile's grounding: what the model's output there lost (a
+    :class:`~georeason.errors.ParseWarning`, e.g. a truncated answer whose unfinished
+    object was dropped). Carried to the answers that use the grounded classes
+    (``details.model_output_warnings``) and to the run's logs."""
+
+    index: tuple[int, int]
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tile": list(self.index), "warning": self.message}
+
+
+@dataclass(frozen=True)
 class BatchResult:
     """What one batch of tiles produced."""
 
     results: tuple[tuple[Tile, tuple[Detection, ...]], ...]
     failures: tuple[TileFailure, ...] = ()
+    #: parse warnings of the grounder's model outputs, per tile
+    notes: tuple[TileNote, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -330,9 +350,11 @@ def ground_batch(
     grounded one at a time so that only the tiles that really fail are lost.
     """
     from georeason.geo.raster.tiling import read_tile
+    from georeason.models.parsenotes import collect_parse_warnings, notes_for
 
     results: list[tuple[Tile, tuple[Detection, ...]]] = []
     failures: list[TileFailure] = []
+    notes: list[TileNote] = []
     batched = getattr(grounder, "ground_tiles", None)
     if batched is not None and len(tiles) > 1:
         read: list[tuple[Any, Tile]] = []
@@ -342,20 +364,31 @@ def ground_batch(
             except Exception as exc:  # noqa: BLE001 - any read error is this tile's failure
                 failures.append(_failure(tile, exc))
         try:
-            per_tile = batched(read, list(classes), list(bands))
+            with collect_parse_warnings() as sink:  # warnings no tile list carried: every tile's
+                per_tile = batched(read, list(classes), list(bands))
             results = [(tile, tuple(dets)) for (_, tile), dets in zip(read, per_tile)]
-            return BatchResult(tuple(results), tuple(failures))
+            for (_, tile), dets in zip(read, per_tile):
+                notes.extend(_tile_notes(tile, (*getattr(dets, "notes", ()), *notes_for(sink))))
+            return BatchResult(tuple(results), tuple(failures), tuple(notes))
         except Exception:  # noqa: BLE001 - retried tile by tile below
             tiles = [t for _, t in read]
     for tile in tiles:
         try:
             pixels = read_tile(src, tile)
-            dets = tuple(grounder.ground(pixels, tile, list(classes), list(bands)))
+            with collect_parse_warnings() as sink:
+                found = grounder.ground(pixels, tile, list(classes), list(bands))
+            dets = tuple(found)
         except Exception as exc:  # noqa: BLE001 - any grounder error is this tile's failure
             failures.append(_failure(tile, exc))
             continue
         results.append((tile, dets))
-    return BatchResult(tuple(results), tuple(failures))
+        notes.extend(_tile_notes(tile, (*getattr(found, "notes", ()), *notes_for(sink))))
+    return BatchResult(tuple(results), tuple(failures), tuple(notes))
+
+
+def _tile_notes(tile: Tile, messages: Iterable[str]) -> list[TileNote]:
+    index = (int(tile.index[0]), int(tile.index[1]))
+    return [TileNote(index, m) for m in dict.fromkeys(messages)]
 
 
 def ground_job_batch(job: GroundJob, tiles: Sequence[Tile]) -> BatchResult:
@@ -551,6 +584,7 @@ def answer_questions(
     grounded: Sequence[str] = (),
     failures: Sequence[TileFailure] = (),
     not_grounded: str | None = None,
+    notes: Sequence[TileNote] = (),
 ) -> list[Outcome]:
     """Answer compiled questions against one scene, in order.
 
@@ -561,13 +595,23 @@ def answer_questions(
     (:func:`failure_affects`): counting or ranking with part of the raster missing would
     be a guess; answers away from the failed tiles, and from vector layers alone, are given. ``not_grounded`` (why the grounded classes
     could not be grounded at all) makes the same answers abstain with that reason.
+    ``notes`` (what the grounder's model outputs lost: truncated or broken answers) are
+    listed in ``details["model_output_warnings"]`` of every answer that uses a grounded
+    class they concern, so a count from a truncated output says so in its JSON.
     """
     ctx = ctx or AnswerContext()
     grounded_set = {singular(normalise_class(c)) for c in grounded}
     out: list[Outcome] = []
     for n, cq in enumerate(compiled, 1):
         try:
-            out.append(_answer_one(n, cq, scene, ctx, grounded_set, failures, not_grounded))
+            out.append(
+                _with_notes(
+                    _answer_one(n, cq, scene, ctx, grounded_set, failures, not_grounded),
+                    cq,
+                    grounded_set,
+                    notes,
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - every question gets a line; one never sinks the rest
             err = " ".join(str(exc).split()) or type(exc).__name__
             trace = None
@@ -578,6 +622,25 @@ def answer_questions(
         if ctx.answered is not None:
             ctx.answered(1, len(compiled))
     return out
+
+
+def _with_notes(
+    outcome: Outcome, cq: CompiledQuestion, grounded_set: set[str], notes: Sequence[TileNote]
+) -> Outcome:
+    """The answer with the model-output warnings of the grounded classes it uses."""
+    if not notes or not isinstance(outcome, Answer):
+        return outcome
+    uses = {singular(f) for c in cq.classes for f in class_forms(c)} & grounded_set
+    if not uses:
+        return outcome
+    mine = []
+    for n in notes:
+        cls = singular(normalise_class(n.message.split(": ", 1)[0])) if ": " in n.message else ""
+        if cls not in grounded_set or cls in uses:  # about this answer's classes, or about no class
+            mine.append(n.to_json())
+    if mine:
+        outcome.details["model_output_warnings"] = mine
+    return outcome
 
 
 def _answer_one(
@@ -789,6 +852,8 @@ class Grounding:
     failures: list[TileFailure]
     spec: GrounderSpec | None = None
     tiles: int = 0
+    #: what the grounder's model outputs lost, per tile (parse warnings)
+    notes: list[TileNote] = field(default_factory=list)
 
 
 @dataclass
@@ -889,10 +954,23 @@ class Pipeline:
             len(batches),
         )
         job = GroundJob(raster, spec, tuple(classes), names, raster_sha256, item)
-        objects, failures = merge_batches(
-            self.map(job, batches, self._tiles_done(classes, len(tiles))), classes, spec
-        )
+        done = self.map(job, batches, self._tiles_done(classes, len(tiles)))
+        objects, failures = merge_batches(done, classes, spec)
+        notes = [n for b in done for n in b.notes]
         self.logger.info("%smerged into %d objects (%d tile failures)", where, len(objects), len(failures))
+        if notes:
+            self.logger.warning(
+                "%sthe grounder's output was partly unusable on %d tile(s) (%d warning(s); the "
+                "answers that use %s list them under details.model_output_warnings)",
+                where,
+                len({n.index for n in notes}),
+                len(notes),
+                ", ".join(classes),
+            )
+            for n in notes[:MAX_LOGGED_NOTES]:
+                self.logger.warning("%stile %s: %s", where, n.index, n.message)
+            if len(notes) > MAX_LOGGED_NOTES:
+                self.logger.warning("%s... and %d more", where, len(notes) - MAX_LOGGED_NOTES)
         if failures:
             self.logger.error(
                 "%s%d tile(s) failed to ground (first: tile %s: %s); dependent answers abstain",
@@ -901,7 +979,7 @@ class Pipeline:
                 failures[0].index,
                 failures[0].error,
             )
-        return Grounding(objects, failures, spec, len(tiles))
+        return Grounding(objects, failures, spec, len(tiles), notes)
 
     def run(
         self,
@@ -968,7 +1046,7 @@ class Pipeline:
             annotate_scene(scene, fitness, self.grounder)
         ctx = AnswerContext(grid, mask_path, fallback, self._post(scene, fitness), self._answered(cqs))
         answers = answer_questions(
-            cqs, scene, ctx, grounded=to_ground, failures=g.failures, not_grounded=not_grounded
+            cqs, scene, ctx, grounded=to_ground, failures=g.failures, not_grounded=not_grounded, notes=g.notes
         )
         return ItemResult(answers, scene, grid, cqs, g, to_ground, missing, fitness)
 

@@ -136,17 +136,21 @@ def write_manifest(
 ) -> Path:
     """Write ``OUT/manifest.json`` (this run's files, relative) and delete files an earlier
     manifest listed that this run did not write (never one outside ``out``, a symlink, or
-    one of ``protect``: the run's inputs). Returns the manifest path."""
+    one of ``protect``: the run's inputs). A file's QGIS style beside it (``x.qml`` for
+    ``x.geojson`` or ``x.tif``) is listed with it. Returns the manifest path."""
     from georeason.geo.export.layers import atomic_path
 
     out = Path(out).resolve()
     mine: list[str] = []
     for f in files:
         p = Path(f).resolve()
-        try:
-            mine.append(p.relative_to(out).as_posix())
-        except ValueError:
-            continue
+        style = p.with_suffix(".qml")
+        for q in (p, style) if style != p and style.is_file() else (p,):
+            try:
+                mine.append(q.relative_to(out).as_posix())
+            except ValueError:
+                continue
+    mine = list(dict.fromkeys(mine))
     manifest = out / MANIFEST_NAME
     old: list[str] = []
     try:

@@ -11,10 +11,13 @@ computes, and stores them as JSON:
     {"format": "georeason-tile-batch/1", "key": "<sha256>",
      "tiles": [{"index": [0, 1],
                 "detections": [{"label": "water", "score": 0.9, "kind": "polygon",
-                                "whole": false, "wkb": "0103..."}]}]}
+                                "whole": false, "wkb": "0103...", "notes": []}],
+                "notes": ["lake: qwen2.5: output is truncated; ..."]}]}
 
 Geometries are WKB (hex); ``mask`` detections are bit-packed boolean arrays (base64) with
-their shape. Reading validates everything (format, key, the tile indices asked for,
+their shape. ``notes`` are the parse warnings of the model outputs (per detection and per
+tile), kept so that a cached batch reports what its outputs lost as a fresh one does.
+Reading validates everything (format, key, the tile indices asked for,
 finite scores, known kinds, parseable geometry): a corrupt, truncated or foreign file is
 ignored (and replaced once the batch is recomputed), never trusted. Files are written to a
 temporary name and renamed, so a killed run leaves no partial file under its final name;
@@ -46,7 +49,7 @@ from georeason.errors import GeoreasonWarning
 __all__ = ["CACHE_VERSION", "FORMAT", "batch_key", "dumps_batch", "loads_batch", "TileCache", "CacheWarning"]
 
 #: Bumped whenever grounding or the stored format changes meaning (old entries are then ignored).
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: parse-warning notes per tile and detection
 FORMAT = "georeason-tile-batch/1"
 _KINDS = ("box", "polygon", "mask", "point")
 _KEY_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -97,6 +100,8 @@ def _det_json(d: Any) -> dict[str, Any]:
     if not math.isfinite(score):
         raise ValueError(f"detection score {score!r} is not finite")
     out: dict[str, Any] = {"label": str(d.label), "score": score, "kind": d.kind, "whole": bool(d.whole)}
+    if d.notes:
+        out["notes"] = [str(n) for n in d.notes]
     if d.kind == "mask":
         m = np.asarray(d.geometry, dtype=bool)
         out["mask"] = {"shape": list(m.shape), "bits": base64.b64encode(np.packbits(m).tobytes()).decode()}
@@ -107,10 +112,16 @@ def _det_json(d: Any) -> dict[str, Any]:
 
 def dumps_batch(key: str, result: Any) -> bytes:
     """JSON bytes of a :class:`~georeason.pipeline.BatchResult` (without failures)."""
-    tiles = [
-        {"index": [int(t.index[0]), int(t.index[1])], "detections": [_det_json(d) for d in dets]}
-        for t, dets in result.results
-    ]
+    notes: dict[tuple[int, int], list[str]] = {}
+    for n in getattr(result, "notes", ()):
+        notes.setdefault(tuple(n.index), []).append(str(n.message))
+    tiles = []
+    for t, dets in result.results:
+        index = (int(t.index[0]), int(t.index[1]))
+        entry: dict[str, Any] = {"index": list(index), "detections": [_det_json(d) for d in dets]}
+        if notes.get(index):
+            entry["notes"] = notes[index]
+        tiles.append(entry)
     return json.dumps({"format": FORMAT, "key": key, "tiles": tiles}, allow_nan=False).encode()
 
 
@@ -149,7 +160,14 @@ def _det_from(obj: Any) -> Any:
         if not isinstance(wkb, str) or not re.fullmatch(r"[0-9A-Fa-f]+", wkb):
             raise ValueError("wkb is not hex")
         geom = shapely.from_wkb(wkb)
-    return Detection(label, float(score), kind, geom, whole=bool(obj.get("whole", False)))
+    return Detection(label, float(score), kind, geom, whole=bool(obj.get("whole", False)), notes=_notes(obj))
+
+
+def _notes(obj: dict[str, Any]) -> tuple[str, ...]:
+    notes = obj.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise ValueError("notes is not a list of strings")
+    return tuple(notes)
 
 
 def loads_batch(data: bytes, key: str, tiles: Sequence[Any]) -> Any:
@@ -161,7 +179,7 @@ def loads_batch(data: bytes, key: str, tiles: Sequence[Any]) -> Any:
         Anything unexpected: not JSON, another format or key, other tiles, a bad
         detection. (Callers recompute.)
     """
-    from georeason.pipeline import BatchResult
+    from georeason.pipeline import BatchResult, TileNote
 
     doc = json.loads(data.decode("utf-8"))
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -172,6 +190,7 @@ def loads_batch(data: bytes, key: str, tiles: Sequence[Any]) -> Any:
     if not isinstance(stored, list) or len(stored) != len(tiles):
         raise ValueError("tile count differs")
     results = []
+    notes: list[Any] = []
     for t, s in zip(tiles, stored):
         if not isinstance(s, dict) or s.get("index") != [int(t.index[0]), int(t.index[1])]:
             raise ValueError("tile index differs")
@@ -179,7 +198,8 @@ def loads_batch(data: bytes, key: str, tiles: Sequence[Any]) -> Any:
         if not isinstance(dets, list):
             raise ValueError("detections is not a list")
         results.append((t, tuple(_det_from(d) for d in dets)))
-    return BatchResult(tuple(results), ())
+        notes.extend(TileNote((int(t.index[0]), int(t.index[1])), m) for m in _notes(s))
+    return BatchResult(tuple(results), (), tuple(notes))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -25,6 +25,7 @@ import shapely
 from georeason.geo.export.quicklook import rgb_band_indexes, stretch_to_uint8
 from georeason.geo.grounding.detections import Detection, pixel_rasterize
 from georeason.geo.raster.tiling import Tile
+from georeason.models.parsenotes import TileDetections, collect_parse_warnings, notes_for, with_notes
 
 __all__ = ["ModelGrounder", "tile_to_rgb", "RGB_BANDS", "drop_nodata_detections"]
 
@@ -113,13 +114,21 @@ class ModelGrounder(ABC):
     def ground_tiles(
         self, items: Sequence[tuple[np.ma.MaskedArray, Tile]], classes: list[str], bands: list[str]
     ) -> list[list[Detection]]:
-        """Ground several tiles, ``batch_size`` images per model call."""
+        """Ground several tiles, ``batch_size`` images per model call.
+
+        Each tile's list is a :class:`~georeason.models.parsenotes.TileDetections`: its
+        ``notes`` (and every detection's ``notes``) are the parse warnings of the model
+        outputs for that tile (what a truncated or broken answer lost).
+        """
         self.ensure_loaded()
         out: list[list[Detection]] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
             images = [tile_to_rgb(px, bands) for px, _ in chunk]
-            for (px, _), dets in zip(chunk, self.predict(images, list(classes))):
+            with collect_parse_warnings() as sink:
+                predicted = self.predict(images, list(classes))
+            for k, ((px, _), dets) in enumerate(zip(chunk, predicted)):
                 valid = np.asarray(~np.ma.getmaskarray(px).all(axis=0), dtype=bool)
-                out.append(drop_nodata_detections(dets, valid))
+                notes = notes_for(sink, k)
+                out.append(TileDetections(with_notes(drop_nodata_detections(dets, valid), notes), notes))
         return out

@@ -28,15 +28,15 @@ model wrapper (e.g. SAM) lives elsewhere; this module only calls it.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from georeason.errors import InputError, ModelError, ParseWarning
+from georeason.errors import InputError, ModelError
 from georeason.geo.grounding.detections import Detection, mask_to_polygons, pixel_rasterize
+from georeason.models.parsenotes import parse_warning
 
 __all__ = [
     "LEVELS",
@@ -58,7 +58,7 @@ Segmenter = Callable[[np.ndarray, list[tuple[float, float, float, float]]], Sequ
 
 
 def _like(det: Detection, kind: str, geometry) -> Detection:
-    return Detection(det.label, det.score, kind, geometry)
+    return Detection(det.label, det.score, kind, geometry, notes=det.notes)
 
 
 def _pixel_of(point: BaseGeometry) -> tuple[int, int]:
@@ -209,10 +209,9 @@ def to_region(
 def _region_from_mask(det: Detection, mask: np.ndarray) -> Detection:
     geom = _mask_geometry(mask)
     if geom.is_empty:
-        warnings.warn(
+        parse_warning(
             f"the segmenter found nothing in the {det.label!r} box {det.geometry.bounds}; "
             "kept the box as the region",
-            ParseWarning,
             stacklevel=3,
         )
         return _like(det, "polygon", det.geometry)
@@ -304,7 +303,7 @@ def detections_to_level(
     out: list[Detection] = []
     for i, d in enumerate(dets):
         if _is_empty(d):
-            warnings.warn(f"dropped the empty {d.kind} detection {d.label!r}", ParseWarning, stacklevel=2)
+            parse_warning(f"dropped the empty {d.kind} detection {d.label!r}", stacklevel=2)
             continue
         if level == "object":
             new = to_box(d)
@@ -318,19 +317,16 @@ def detections_to_level(
                 new = _like(d, "mask", m)
             else:
                 if i in segmented:
-                    warnings.warn(
+                    parse_warning(
                         f"the segmenter found nothing in the {d.label!r} box {d.geometry.bounds}; "
                         "burnt the box instead",
-                        ParseWarning,
                         stacklevel=2,
                     )
                 assert shape is not None  # checked above for the pixel level
                 new = to_mask(d, shape)
             if not new.geometry.any():
-                warnings.warn(
-                    f"dropped {d.label!r}: its {d.kind} covers no pixel of the {shape} grid",
-                    ParseWarning,
-                    stacklevel=2,
+                parse_warning(
+                    f"dropped {d.label!r}: its {d.kind} covers no pixel of the {shape} grid", stacklevel=2
                 )
                 continue
         out.append(new)

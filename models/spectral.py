@@ -163,6 +163,57 @@ _INDEX_BANDS = {
 }
 
 
+#: Nodata gaps (undeclared NaN/inf pixels as much as declared nodata) up to this many pixels
+#: wide between pixels of one class are bridged: a lake crossed by a stripe of missing
+#: pixels stays one lake (its area includes the stripe). Wider gaps still split objects.
+NODATA_GAP_PX = 8
+
+
+def _unknown_pixels(pixels: np.ma.MaskedArray, tile: Tile) -> np.ndarray | None:
+    """Masked pixels inside the raster (nodata, NaN, inf), not the tile's padding; ``None`` if none."""
+    masked = np.ma.getmaskarray(pixels).any(axis=0)
+    if not masked.any():
+        return None
+    h, w = masked.shape
+    rows = max(0, min(h, int(tile.raster_shape[0] - tile.window.row_off)))
+    cols = max(0, min(w, int(tile.raster_shape[1] - tile.window.col_off)))
+    inside = np.zeros_like(masked)
+    inside[:rows, :cols] = True
+    unknown = masked & inside
+    return unknown if unknown.any() else None
+
+
+def bridge_nodata_gaps(
+    member: np.ndarray, unknown: np.ndarray | None, gap_px: int = NODATA_GAP_PX
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class pixels with the unknown pixels that bridge a gap of up to ``gap_px`` between them.
+
+    A morphological closing (square of ``gap_px + 1`` pixels) of the class pixels, kept only
+    where pixels are unknown: known pixels never change class, and an unknown pixel joins
+    only where class pixels lie on both sides of it within the gap. Returns ``(member,
+    filled)``; ``filled`` is ``None`` when nothing was added.
+
+    Examples
+    --------
+    >>> m = np.zeros((5, 9), bool); m[1:4, 1:8] = True
+    >>> u = np.zeros_like(m); u[:, 4] = True; m[:, 4] = False   # a nodata stripe across
+    >>> out, filled = bridge_nodata_gaps(m, u, 2)
+    >>> bool(out[1:4, 4].all()), bool(out[0, 4] or out[4, 4]), int(filled.sum())
+    (True, False, 3)
+    """
+    if unknown is None or not member.any():
+        return member, None
+    size = gap_px + 1
+    # pad so that the closing's erosion does not eat into objects at the array's edge
+    closed = ndimage.binary_closing(np.pad(member, size, mode="edge"), structure=np.ones((size, size), bool))[
+        size:-size, size:-size
+    ]
+    filled = closed & unknown & ~member
+    if not filled.any():
+        return member, None
+    return member | filled, filled
+
+
 def class_family(label: str) -> str | None:
     """Index family of a class name, or ``None`` if spectral indices cannot find it.
 
@@ -447,6 +498,7 @@ class SpectralGrounder:
             "simplify_m": self.simplify_m,
             "connectivity": self.connectivity,
             "marker_colour": self.marker_colour,
+            "nodata_gap_px": NODATA_GAP_PX,
         }
 
     def __repr__(self) -> str:
@@ -507,12 +559,16 @@ class SpectralGrounder:
                 labels_for.append(label)
         px_w, px_h = pixel_size_m(tile.transform, tile.crs, tile.shape[1] / 2, tile.shape[0] / 2)
         px_area_m2 = px_w * px_h
+        unknown = _unknown_pixels(pixels, tile)
         for (index_name, key), labels in groups.items():
             idx = compute_index(index_name, pixels, roles)
             t = self.threshold(key)
             scale = 0.2 if index_name != "brightness" else max(abs(t) * 0.2, 1e-9)
             values = np.ma.getdata(idx)
             member = (values > t) & ~np.ma.getmaskarray(idx)
+            member, filled = bridge_nodata_gaps(member, unknown)
+            if filled is not None:  # unknown pixels inside an object: neutral confidence
+                values = np.where(filled, t, values)
             dets = self._components(member, values, t, scale, labels[0], px_area_m2)
             out.extend(dets)
             # every class name asked gets the components under its own name (lake and

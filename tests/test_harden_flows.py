@@ -19,7 +19,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -198,60 +197,47 @@ def test_rerun_with_fewer_questions_removes_superseded_files(prefect_harness, ow
     _run(own_catalog, _questions(tmp_path / "q1.jsonl", qs[:1]), out, tmp_path / "r")
     left = sorted(p.name for p in (out / "sample").glob("q*.geojson"))
     assert len(left) == 1 and left[0].startswith("q01-")  # the earlier run's q02 file is gone
+    # ... and so are its picture and QGIS style (every file of the earlier run's q02)
+    assert [p.name for p in (out / "sample").iterdir() if p.name.startswith("q02-")] == []
     manifest = json.loads((out / "manifest.json").read_text())
     assert f"sample/{left[0]}" in manifest["files"]
     assert "answers.jsonl" in manifest["files"]
 
 
-_CHILD = textwrap.dedent(
-    """
-    import sys
-    sys.path.insert(0, {tests!r})
-    from tests_flow_helpers import register_logging_grounder
-    register_logging_grounder()
-    from prefect.task_runners import ThreadPoolTaskRunner
-    from georeason.flows.answer import answer
-    from georeason.errors import GeoreasonError
-    try:
-        answer.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))(
-            catalog={catalog!r}, questions={questions!r}, out={out!r}, results_dir={results!r},
-            grounder="logging-spectral", tile_px=256, overlap_px=32, max_task_runs=12)
-    except GeoreasonError as exc:
-        print("REFUSED:", exc, file=sys.stderr)
-        sys.exit(2)
-    """
-)
-
-
 def test_two_concurrent_runs_on_one_folder(prefect_harness, own_catalog, tmp_path):
+    """Two real ``georeason run`` processes into one ``--out``: the second refuses (exit 2,
+    one line naming the holder's pid, no traceback) while the first holds the lock; the
+    first finishes normally and releases it."""
     q = _questions(tmp_path / "q.jsonl", ["How many lakes are there?"])
     out = tmp_path / "out"
-    code = _CHILD.format(
-        tests=str(Path(__file__).parent),
-        catalog=str(own_catalog),
-        questions=str(q),
-        out=str(out),
-        results=str(tmp_path / "results"),
-    )
-    env = dict(
-        os.environ,
-        PREFECT_API_URL=prefect_harness,
-        GEOREASON_TEST_TILE_LOG=str(tmp_path / "t.log"),
-        GEOREASON_TEST_TILE_SLEEP="0.5",  # the first run stays busy while the second starts
-    )
-    first = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    cmd = _cli_run(own_catalog, q, out, tmp_path / "results")
+    # the first run stays busy (a sleep per tile) while the second starts
+    env = _cli_env(tmp_path, prefect_harness, tmp_path / "t.log", "0.3")
+    first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lock = out / ".georeason.lock"
     deadline = time.time() + 240
-    while not lock.exists() and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert lock.exists(), "the first run never took the lock"
+    holder = None
+    while holder is None and first.poll() is None and time.time() < deadline:
+        try:
+            holder = json.loads(lock.read_text())["pid"]
+        except (OSError, ValueError):  # not there yet, or being written
+            time.sleep(0.05)
+    assert holder is not None, "the first run never took the lock"
     second = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+        cmd,
+        env=_cli_env(tmp_path, prefect_harness, tmp_path / "t2.log", "0"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
+    assert first.poll() is None, "the first run had finished: the refusal was not tested against a live run"
     _, err1 = first.communicate(timeout=300)
     assert first.returncode == 0, err1[-2000:]
     assert second.returncode == 2, second.stderr[-2000:]
-    assert "is in use by another georeason run" in second.stderr and str(first.pid) in second.stderr
+    lines = [x for x in second.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in second.stderr, second.stderr
+    assert "is in use by another georeason run" in lines[0] and f"pid {holder}" in lines[0]
+    assert not (tmp_path / "t2.log").exists(), "the refused run grounded tiles"
     rows = _rows(out)
     assert list(rows) == ["How many lakes are there?"] and not lock.exists()
 
@@ -319,3 +305,210 @@ def test_a_doctored_manifest_cannot_delete_inputs_or_outside_files(tmp_path):
     ]
     assert outside.read_text() == "keep"
     assert json.loads((out / "manifest.json").read_text()) == {"n": 1, "files": ["new.geojson"]}
+
+
+_SITECUSTOMIZE = """
+import sys
+sys.path.insert(0, {tests!r})
+from tests_flow_helpers import register_logging_grounder
+register_logging_grounder()
+"""
+
+
+def _cli_env(tmp_path: Path, api_url: str, log: Path, sleep: str) -> dict[str, str]:
+    """Environment for a real ``georeason`` process that knows the logging grounder.
+
+    A ``sitecustomize.py`` on ``PYTHONPATH`` registers it at interpreter start (in every
+    process the run starts), so the command line is the user's own, unchanged.
+    """
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE.format(tests=str(Path(__file__).parent)))
+    env = dict(os.environ, PREFECT_API_URL=api_url, GEOREASON_TEST_TILE_LOG=str(log))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
+    env["GEOREASON_TEST_TILE_SLEEP"] = sleep
+    for k in ("GEOREASON_TEST_DIE_AFTER", "GEOREASON_TEST_FAIL_TILE"):
+        env.pop(k, None)
+    return env
+
+
+def _cli_run(catalog: Path, questions: Path, out: Path, results: Path) -> list[str]:
+    exe = Path(sys.executable).with_name("georeason")
+    return [
+        str(exe) if exe.exists() else "georeason",
+        "run",
+        "--catalog",
+        str(catalog),
+        "--questions",
+        str(questions),
+        "--out",
+        str(out),
+        "--results",
+        str(results),
+        "--grounder",
+        "logging-spectral",
+        "--tile-px",
+        "256",
+        "--overlap-px",
+        "32",
+        "--max-task-runs",
+        "12",
+        "--threads",
+        "1",
+    ]
+
+
+def _tiles_logged(log: Path) -> list[tuple[int, int]]:
+    if not log.exists():
+        return []
+    return [tuple(map(int, x.split(","))) for x in log.read_text().splitlines() if x.strip()]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_real_run_then_rerun(prefect_harness, own_catalog, tmp_path):
+    """``georeason run`` in its own process group, ``kill -9`` midway (after some tile
+    batches are cached), then the same command again: outputs identical to an uninterrupted
+    run, no partial or temporary file, and only the batches not cached are grounded again."""
+    import signal
+
+    from georeason.tilecache import FORMAT
+
+    qs = [
+        "How many lakes are there?",
+        "What is the area of the largest lake in hectares?",
+        "How many buildings are within 200 m of #road-1?",
+        "Which pixels are water within 150 m of #road-1?",
+    ]
+    q = _questions(tmp_path / "q.jsonl", qs)
+    # reference: one uninterrupted run
+    ref_log = tmp_path / "ref.log"
+    ref = subprocess.run(
+        _cli_run(own_catalog, q, tmp_path / "ref", tmp_path / "ref-results"),
+        env=_cli_env(tmp_path, prefect_harness, ref_log, "0"),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    all_tiles = _tiles_logged(ref_log)
+    assert len(all_tiles) > 24 and len(set(all_tiles)) == len(all_tiles)
+
+    # the run to kill: slowed down so that it is midway when the first batches are cached
+    out, results, log1 = tmp_path / "out", tmp_path / "results", tmp_path / "run1.log"
+    cmd = _cli_run(own_catalog, q, out, results)
+    proc = subprocess.Popen(
+        cmd,
+        env=_cli_env(tmp_path, prefect_harness, log1, "0.2"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill reaches every process of the run
+    )
+    tiles_dir = results / "tiles"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if tiles_dir.is_dir() and len(list(tiles_dir.glob("*.json"))) >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    grounded_before_kill = _tiles_logged(log1)
+    assert 0 < len(grounded_before_kill) < len(all_tiles), "not killed midway"
+    assert not (out / "answers.jsonl").exists()
+    # what the killed run left in the cache: complete entries only, never a partial file
+    cached = {}
+    for f in tiles_dir.glob("*.json"):
+        doc = json.loads(f.read_text())
+        assert doc["format"] == FORMAT
+        cached[f.name] = (f.stat().st_mtime_ns, [tuple(t["index"]) for t in doc["tiles"]])
+    cached_tiles = {t for _, ts in cached.values() for t in ts}
+    assert len(cached) >= 3 and cached_tiles
+
+    # the same command again
+    log2 = tmp_path / "run2.log"
+    again = subprocess.run(
+        cmd, env=_cli_env(tmp_path, prefect_harness, log2, "0"), capture_output=True, text=True, timeout=400
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    regrounded = _tiles_logged(log2)
+    # the cache was reused: exactly the tiles of batches not cached were grounded again
+    assert sorted(regrounded) == sorted(set(all_tiles) - cached_tiles)
+    assert len(regrounded) < len(all_tiles)
+    for name, (mtime, _) in cached.items():  # read, not rewritten
+        assert (tiles_dir / name).stat().st_mtime_ns == mtime
+    # outputs identical to the uninterrupted run's (which wrote into another folder: a path
+    # to a pixel-answer mask names it)
+    got, want = _tree(out), _tree(tmp_path / "ref")
+    assert sorted(got) == sorted(want)
+    here, there = str(out).encode(), str(tmp_path / "ref").encode()
+    for name in want:
+        if name.endswith((".geojson", ".jsonl", ".json", ".qml")):
+            assert got[name] == want[name].replace(there, here), name
+    assert got["answers.jsonl"] == want["answers.jsonl"].replace(there, here)
+    # nothing partial or temporary: no lock, no temporaries, every file in the manifest
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(set(got) - {"manifest.json"}) == sorted(manifest["files"])
+    leftovers = [
+        p for d in (out, results) for p in d.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")
+    ]
+    assert leftovers == [] and not (out / ".georeason.lock").exists()
+
+
+def test_bad_questions_do_not_sink_a_real_run_and_it_ends_failed(prefect_harness, own_catalog, tmp_path):
+    """Issue 10, defect 4 and "a failed run shows as Completed": ``georeason run`` with
+    questions that cannot be answered (lat > 90, 1e300 km, no template) among good ones
+    writes a line for every question (strict JSON), exits 1 with one line, and the flow run
+    stored on the Prefect server (what the UI shows) is Failed, named AnsweredWithErrors."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    qs = [
+        "How many lakes are there?",
+        "How far is #road-1 from (15.1, 95)?",
+        "Which buildings are within 1e300 km of #road-1?",
+        "Why is the sky blue?",
+        "What is the length of #road-1?",
+    ]
+    q = _questions(tmp_path / "q.jsonl", qs)
+    out = tmp_path / "out"
+    cmd = _cli_run(own_catalog, q, out, tmp_path / "results")
+    cmd[cmd.index("logging-spectral")] = "spectral"
+    res = subprocess.run(
+        cmd,
+        env=_cli_env(tmp_path, prefect_harness, tmp_path / "t.log", "0"),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    assert "georeason: run ended in state AnsweredWithErrors" in res.stderr
+    lines = (out / "answers.jsonl").read_text().splitlines()
+    rows = [json.loads(x, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")) for x in lines]
+    assert [r["question"] for r in rows] == qs
+    assert not rows[0].get("error") and rows[0]["answer"] >= 1
+    for r, must in zip(rows[1:4], ["latitude 95", "1e+300", "sky"]):
+        assert r.get("error") and must in r["error"], r
+    assert not rows[4].get("error") and rows[4]["answer"] > 0
+
+    async def latest():
+        async with get_client() as client:
+            return (await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1))[0]
+
+    run = asyncio.run(latest())
+    assert run.state.is_failed() and run.state.name == "AnsweredWithErrors", run.state
+    assert "3" in (run.state.message or ""), run.state.message

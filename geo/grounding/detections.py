@@ -65,6 +65,10 @@ class Detection:
     #: A polygon that is a whole object, not a piece of a region: like a box, it is kept by
     #: the tile whose core holds its centre and never clipped to cores (seam merge).
     whole: bool = False
+    #: What went wrong in the model output this detection was parsed from (the
+    #: :class:`~georeason.errors.ParseWarning` messages: e.g. the output was truncated and
+    #: the unfinished object after this one dropped); empty when the parse was clean.
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:

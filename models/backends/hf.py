@@ -55,7 +55,6 @@ import importlib.util
 import json
 import re
 import threading
-import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -64,10 +63,11 @@ from typing import Any
 import numpy as np
 import shapely
 
-from georeason.errors import InputError, ModelError, ModelNotFoundError, ParseWarning
+from georeason.errors import InputError, ModelError, ModelNotFoundError
 from georeason.geo.grounding.detections import Detection
 from georeason.models import formats as parsers
 from georeason.models.base import ModelGrounder
+from georeason.models.parsenotes import parse_warning, parsing
 
 __all__ = [
     "BACKENDS",
@@ -480,7 +480,8 @@ class QwenVLGrounder(HFGrounder):
         for label in classes:
             texts, grids = self.generate(images, self._prompt(label))
             for k, (img, text, grid) in enumerate(zip(images, texts, grids)):
-                per_image[k].extend(_relabel(self.parse(text, img, label, grid), label))
+                with parsing(image=k, label=label):
+                    per_image[k].extend(_relabel(self.parse(text, img, label, grid), label))
         return self._finish(images, per_image)
 
 
@@ -566,7 +567,9 @@ class Florence2Grounder(HFGrounder):
         if self.task == "<OD>":
             wanted = {_norm(c): c for c in classes}
             for k, text in enumerate(self.generate(images, "<OD>")):
-                for d in parsers.parse_florence(text, self.task, sizes[k]):
+                with parsing(image=k):
+                    parsed = parsers.parse_florence(text, self.task, sizes[k])
+                for d in parsed:
                     cls = _match_class(d.label, wanted)
                     if cls is not None:
                         per_image[k].append(Detection(cls, d.score, d.kind, d.geometry))
@@ -574,9 +577,9 @@ class Florence2Grounder(HFGrounder):
         for label in classes:
             texts = self.generate(images, self.task + self._prompt(label))
             for k, text in enumerate(texts):
-                per_image[k].extend(
-                    _relabel(parsers.parse_florence(text, self.task, sizes[k], label=label), label)
-                )
+                with parsing(image=k, label=label):
+                    parsed = parsers.parse_florence(text, self.task, sizes[k], label=label)
+                per_image[k].extend(_relabel(parsed, label))
         return self._finish(images, per_image)
 
 
@@ -730,7 +733,7 @@ def _box(box: Sequence[float], image: np.ndarray, label: str, score: float) -> D
     h, w = image.shape[:2]
     x0, y0, x1, y1 = (float(v) for v in box)
     if not all(np.isfinite([x0, y0, x1, y1])):
-        warnings.warn(f"{label}: dropped a box with non-finite coordinates {box}", ParseWarning, stacklevel=3)
+        parse_warning(f"{label}: dropped a box with non-finite coordinates {box}", stacklevel=3)
         return None
     x0, x1 = sorted((min(max(x0, 0.0), w), min(max(x1, 0.0), w)))
     y0, y1 = sorted((min(max(y0, 0.0), h), min(max(y1, 0.0), h)))

@@ -70,6 +70,7 @@ from georeason.errors import InputError, ModelError
 from georeason.geo.grounding.detections import Detection
 from georeason.geo.raster.tiling import Tile
 from georeason.models.base import ModelGrounder, drop_nodata_detections
+from georeason.models.parsenotes import TileDetections, collect_parse_warnings, notes_for, parsing, with_notes
 
 __all__ = ["RecordedGrounder", "Entry", "read_outputs", "prepare_recorded", "REQUIRED_FIELDS"]
 
@@ -291,8 +292,12 @@ class RecordedGrounder(ModelGrounder):
             )
         return cls
 
-    def detections(self, tile: Tile, classes: Sequence[str]) -> list[Detection]:
-        """The parsed detections recorded for ``tile``'s window, labelled with the classes asked."""
+    def detections(self, tile: Tile, classes: Sequence[str]) -> TileDetections:
+        """The parsed detections recorded for ``tile``'s window, labelled with the classes asked.
+
+        The parse warnings of each recorded output (e.g. a truncated answer whose last
+        object was dropped) are on its detections' ``notes`` and on the returned list's.
+        """
         from georeason.models.formats import parse_output
 
         self.ensure_loaded()
@@ -307,6 +312,7 @@ class RecordedGrounder(ModelGrounder):
                 "same --tile-px and --overlap-px as the recording"
             )
         out: list[Detection] = []
+        tile_notes: list[str] = []
         for label in classes:
             rec = self._recorded_class(label)
             entries = per_class.get(rec, [])
@@ -322,7 +328,8 @@ class RecordedGrounder(ModelGrounder):
                 if e.task is not None:
                     kw["task"] = e.task
                 try:
-                    dets = parse_output(e.text, e.format, tuple(size), **kw)
+                    with collect_parse_warnings() as sink, parsing(label=label):
+                        dets = parse_output(e.text, e.format, tuple(size), **kw)
                 except Exception as exc:
                     raise ModelError(
                         f"{self.config['outputs']} line {e.line}: cannot parse the {e.format} output: {exc}"
@@ -339,11 +346,18 @@ class RecordedGrounder(ModelGrounder):
                         )
                         for d in dets
                     ]
+                notes = tuple(f"{n} (recorded line {e.line})" for n in notes_for(sink))
+                tile_notes.extend(notes)
                 out.extend(
-                    d if d.label == label else Detection(label, float(d.score), d.kind, d.geometry)
-                    for d in dets
+                    with_notes(
+                        (
+                            d if d.label == label else Detection(label, float(d.score), d.kind, d.geometry)
+                            for d in dets
+                        ),
+                        notes,
+                    )
                 )
-        return out
+        return TileDetections(out, tile_notes)
 
     def predict(self, images, classes):  # pragma: no cover - tiles, not images, are the key here
         raise ModelError("the recorded grounder looks outputs up by tile window; call ground/ground_tiles")
@@ -355,5 +369,5 @@ class RecordedGrounder(ModelGrounder):
         for px, tile in items:
             dets = self.detections(tile, classes)
             valid = ~np.ma.getmaskarray(px).all(axis=0)
-            out.append(drop_nodata_detections(dets, valid))
+            out.append(TileDetections(drop_nodata_detections(dets, valid), dets.notes))
         return out

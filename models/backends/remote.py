@@ -58,6 +58,7 @@ them abstain.
 from __future__ import annotations
 
 import base64
+import contextvars
 import json
 import logging
 import os
@@ -82,6 +83,7 @@ from georeason.models.formats import (
     parse_output,
     smart_resize,
 )
+from georeason.models.parsenotes import parsing
 
 __all__ = [
     "ChatClient",
@@ -347,7 +349,7 @@ class RemoteGrounder(ModelGrounder):
         tmpl = prompts.get(label) or self.config.get("prompt") or PROMPTS.get(fmt, _DEFAULT_PROMPT)
         return tmpl.replace("{label}", label)
 
-    def _one(self, image: np.ndarray, url: str, label: str) -> list[Detection]:
+    def _one(self, image: np.ndarray, url: str, label: str, k: int | None = None) -> list[Detection]:
         messages = [
             {
                 "role": "user",
@@ -366,7 +368,8 @@ class RemoteGrounder(ModelGrounder):
             kw["input_size"] = size
         if self.config.get("task"):
             kw["task"] = self.config["task"]
-        dets = parse_output(text, fmt, (w, h), model=self.client.model, **kw)
+        with parsing(image=k, label=label):
+            dets = parse_output(text, fmt, (w, h), model=self.client.model, **kw)
         # the class asked is the label, whatever the model called it ("houses" for "building")
         out = [d if d.label == label else Detection(label, float(d.score), d.kind, d.geometry) for d in dets]
         log.debug("remote %s: %d %s detections", self.client.base_url, len(out), label)
@@ -376,8 +379,17 @@ class RemoteGrounder(ModelGrounder):
         urls = [png_data_url(img) for img in images]
         jobs = [(i, c) for i in range(len(images)) for c in classes]
         workers = max(1, min(self.batch_size, len(jobs)))
+        # each job runs in the caller's context, so parse warnings reach its collector
+        contexts = [contextvars.copy_context() for _ in jobs]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="georeason-remote") as pool:
-            results = list(pool.map(lambda job: self._one(images[job[0]], urls[job[0]], job[1]), jobs))
+            results = list(
+                pool.map(
+                    lambda n: contexts[n].run(
+                        self._one, images[jobs[n][0]], urls[jobs[n][0]], jobs[n][1], jobs[n][0]
+                    ),
+                    range(len(jobs)),
+                )
+            )
         out: list[list[Detection]] = [[] for _ in images]
         for (i, _), dets in zip(jobs, results):
             out[i].extend(dets)

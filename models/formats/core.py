@@ -19,8 +19,9 @@ from typing import Any
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from georeason.errors import InputError, ParseWarning
+from georeason.errors import InputError
 from georeason.geo.grounding.detections import Detection
+from georeason.models.parsenotes import parse_warning
 
 __all__ = [
     "NUM",
@@ -76,7 +77,7 @@ EPS = 1e-6
 
 
 def warn(message: str) -> None:
-    warnings.warn(message, ParseWarning, stacklevel=2)
+    parse_warning(message, stacklevel=2)
 
 
 def fmt_values(values: Sequence[Any]) -> str:
@@ -475,7 +476,9 @@ def json_items(text: str, b: Builder) -> list[Any] | None:
         return None
     items, truncated = _recover(body, b)
     if truncated:
-        b.warn(f"output is truncated; kept the {len(items)} complete object(s) before the cut")
+        open_at = object_spans(body)[1]
+        cut = f", dropped the unfinished {short(body[open_at:], 80)}" if open_at >= 0 else ""
+        b.warn(f"output is truncated; kept the {len(items)} complete object(s) before the cut{cut}")
     if not items and not truncated and not object_spans(body)[0]:
         return None
     return items

@@ -9,13 +9,13 @@ markers that betray it, and published :class:`Case` outputs) and passes it to
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from georeason.errors import InputError, ParseWarning
+from georeason.errors import InputError
 from georeason.geo.grounding.detections import Detection
+from georeason.models.parsenotes import parse_warning
 
 __all__ = [
     "Convention",
@@ -366,10 +366,9 @@ def parse_output(
         from georeason.models.formats.core import check_size
 
         check_size(image_size)
-        warnings.warn(
+        parse_warning(
             f"auto: refused to guess the output format: {reason}. Name it with format="
             f"{'|'.join(ambiguous)} or give the model name",
-            ParseWarning,
             stacklevel=2,
         )
         return ParseResult([], None, f"refused: {reason}", ambiguous)
@@ -377,7 +376,7 @@ def parse_output(
     accepted = {"label", *f.options}
     kw = {k: v for k, v in kw.items() if k in accepted}
     if ambiguous:
-        warnings.warn(f"auto: read the output as {chosen}: {reason}", ParseWarning, stacklevel=2)
+        parse_warning(f"auto: read the output as {chosen}: {reason}", stacklevel=2)
     return ParseResult(f.parse(text, image_size, **kw), chosen, f"auto: {reason}", ambiguous)
 
 
