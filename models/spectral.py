@@ -43,13 +43,12 @@ from types import MappingProxyType
 
 import numpy as np
 import shapely
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from scipy import ndimage
 
 from georeason.errors import InputError, RasterReadError
-from georeason.geo.grounding.detections import Detection, pixel_shapes
-from georeason.geo.raster.io import as_dataset, band_names, pixel_size_m
+from georeason.geo.grounding.detections import Detection, pixel_polygons
+from georeason.geo.raster.io import as_dataset, band_names, pixel_size_m, read_decimated
 from georeason.geo.raster.tiling import Tile
 
 __all__ = [
@@ -287,7 +286,9 @@ def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(s != 0, (a - b) / np.where(s != 0, s, 1), np.nan)
 
 
-def compute_index(name: str, pixels: np.ma.MaskedArray, roles: Mapping[str, int]) -> np.ma.MaskedArray:
+def compute_index(
+    name: str, pixels: np.ma.MaskedArray | _BandCache, roles: Mapping[str, int]
+) -> np.ma.MaskedArray:
     """A spectral index as a float32 masked array ``(rows, cols)``.
 
     A pixel is masked where any band used is masked or the ratio is undefined.
@@ -299,10 +300,16 @@ def compute_index(name: str, pixels: np.ma.MaskedArray, roles: Mapping[str, int]
     0.538
     """
     need = _INDEX_BANDS[name] or tuple(r for r in ("red", "green", "blue") if r in roles)
-    data = {r: np.ma.getdata(pixels[roles[r]]).astype(np.float32) for r in need}
-    mask = np.zeros(pixels.shape[1:], bool)
-    for r in need:
-        mask |= np.ma.getmaskarray(pixels[roles[r]])
+    if isinstance(pixels, _BandCache):  # bands already converted for another index of this tile
+        data = {r: pixels[r] for r in need}
+        mask = np.zeros(pixels.shape[1:], bool)
+        for r in need:
+            mask |= pixels.mask(r)
+    else:
+        data = {r: np.ma.getdata(pixels[roles[r]]).astype(np.float32) for r in need}
+        mask = np.zeros(pixels.shape[1:], bool)
+        for r in need:
+            mask |= np.ma.getmaskarray(pixels[roles[r]])
     if name == "ndwi":
         out = _nd(data["green"], data["nir"])
     elif name == "vis_water":
@@ -386,7 +393,7 @@ def fit_thresholds(
         f = max(1, math.ceil(max(src.height, src.width) / max_px))
         shape_ = (src.count, max(1, math.ceil(src.height / f)), max(1, math.ceil(src.width / f)))
         try:
-            pixels = src.read(out_shape=shape_, masked=True, resampling=Resampling.nearest)
+            pixels = read_decimated(src, shape_)  # GDAL's nearest samples, one strip at a time
             if np.issubdtype(pixels.dtype, np.floating):  # undeclared NaN/inf pixels are nodata
                 pixels = np.ma.masked_where(~np.isfinite(np.ma.getdata(pixels)), pixels)
         except RasterioError as exc:
@@ -560,12 +567,16 @@ class SpectralGrounder:
         px_w, px_h = pixel_size_m(tile.transform, tile.crs, tile.shape[1] / 2, tile.shape[0] / 2)
         px_area_m2 = px_w * px_h
         unknown = _unknown_pixels(pixels, tile)
+        bands_f32 = _BandCache(pixels, roles)  # each band converted once per tile, whatever the indices
+        indices: dict[str, np.ma.MaskedArray] = {}
         for (index_name, key), labels in groups.items():
-            idx = compute_index(index_name, pixels, roles)
+            if index_name not in indices:  # built and bright share the brightness index
+                indices[index_name] = compute_index(index_name, bands_f32, roles)
+            idx = indices[index_name]
             t = self.threshold(key)
             scale = 0.2 if index_name != "brightness" else max(abs(t) * 0.2, 1e-9)
             values = np.ma.getdata(idx)
-            member = (values > t) & ~np.ma.getmaskarray(idx)
+            member = classify(values, np.ma.getmaskarray(idx), t)
             member, filled = bridge_nodata_gaps(member, unknown)
             if filled is not None:  # unknown pixels inside an object: neutral confidence
                 values = np.where(filled, t, values)
@@ -583,30 +594,108 @@ class SpectralGrounder:
     def _components(self, member, values, t, scale, label, px_area_m2) -> list[Detection]:
         if not member.any():
             return []
-        structure = ndimage.generate_binary_structure(2, 1 if self.connectivity == 4 else 2)
-        labels, n = ndimage.label(member, structure=structure)
-        counts = np.bincount(labels.ravel(), minlength=n + 1)
-        # plain arrays (masked arithmetic is several times slower; masked pixels are never
-        # members, so label 0), and the per-label mean as two bincounts, as ndimage.mean
-        # computes it, without its checks and copies
-        conf = np.clip(0.5 + (np.ma.getdata(values) - t) / (2 * scale), 0, 1)
-        sums = np.bincount(labels.ravel(), weights=conf.ravel(), minlength=n + 1)
-        scores = sums[1:] / np.maximum(counts[1:], 1)
-        on_border = np.zeros(n + 1, bool)
-        for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-            on_border[edge] = True
+        labels, n = label_components(member, self.connectivity)
+        counts, scores = component_scores(labels, n, values, t, scale)
         keep = np.ones(n + 1, bool)
         keep[0] = False
         if self.min_area_m2 > 0:
+            on_border = np.zeros(n + 1, bool)
+            for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+                on_border[edge] = True
             small = counts * px_area_m2 < 0.5 * self.min_area_m2
             keep &= ~(small & ~on_border)
         if not keep[1:].any():
             return []
-        kept_labels = np.where(keep[labels], labels, 0).astype(np.int32)
-        dets = []
-        for poly, value in pixel_shapes(kept_labels, mask=kept_labels > 0, connectivity=self.connectivity):
-            v = int(value)
-            if not poly.is_valid:
-                poly = shapely.make_valid(poly)
-            dets.append(Detection(label=label, score=float(scores[v - 1]), kind="polygon", geometry=poly))
-        return dets
+        geoms, values_ = vectorise_labels(labels, keep[labels], self.connectivity)
+        bad = ~shapely.is_valid(geoms)
+        if bad.any():
+            geoms[bad] = shapely.make_valid(geoms[bad])
+        return [
+            Detection(label=label, score=float(scores[v - 1]), kind="polygon", geometry=g)
+            for g, v in zip(geoms.tolist(), values_.astype(np.int64).tolist())
+        ]
+
+
+class _BandCache(Mapping):
+    """Bands of one tile as float32 and their masks, converted once on first use.
+
+    Passed to :func:`compute_index` in place of the masked pixels, so a tile grounded for
+    water, vegetation and built-up surfaces converts each band once, not once per index.
+    """
+
+    def __init__(self, pixels: np.ma.MaskedArray, roles: Mapping[str, int]):
+        self.pixels, self.roles = pixels, roles
+        self._data: dict[str, np.ndarray] = {}
+        self._mask: dict[str, np.ndarray] = {}
+        self.shape = pixels.shape
+
+    def __getitem__(self, role: str) -> np.ndarray:
+        if role not in self._data:
+            self._data[role] = np.ma.getdata(self.pixels[self.roles[role]]).astype(np.float32)
+        return self._data[role]
+
+    def mask(self, role: str) -> np.ndarray:
+        if role not in self._mask:
+            self._mask[role] = np.ma.getmaskarray(self.pixels[self.roles[role]])
+        return self._mask[role]
+
+    def __iter__(self):
+        return iter(self.roles)
+
+    def __len__(self) -> int:
+        return len(self.roles)
+
+
+def classify(values: np.ndarray, masked: np.ndarray, t: float) -> np.ndarray:
+    """Members of a class: ``values > t`` where not ``masked`` (a boolean array)."""
+    member = values > t
+    member &= ~masked
+    return member
+
+
+def label_components(member: np.ndarray, connectivity: int = 4) -> tuple[np.ndarray, int]:
+    """Connected components of a boolean array: ``(labels int32, count)``, 0 = background."""
+    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    labels, n = ndimage.label(member, structure=structure)
+    return labels, int(n)
+
+
+def component_scores(
+    labels: np.ndarray, n: int, values: np.ndarray, t: float, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel counts (index = label) and mean scores (index = label - 1) of the components.
+
+    The score of a pixel is ``clip(0.5 + (value - t) / (2 * scale), 0, 1)``; the mean per
+    label is two ``np.bincount`` calls (what ``ndimage.mean`` computes, without one pass
+    per label or its checks and copies).
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 1, 0, 2]], np.int32)
+    >>> counts, scores = component_scores(lab, 2, np.array([[0.5, 0.7, 0.0, 0.1]]), 0.3, 0.2)
+    >>> counts.tolist(), [round(float(s), 3) for s in scores]
+    ([1, 2, 1], [1.0, 0.0])
+    """
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=n + 1)
+    # float32 throughout, the same operations in the same order as
+    # ``clip(0.5 + (values - t) / (2 * scale), 0, 1)`` on float32 values: identical scores
+    conf = np.asarray(values, dtype=np.float32) - np.float32(t)
+    conf /= np.float32(2 * scale)
+    conf += np.float32(0.5)
+    np.clip(conf, 0, 1, out=conf)
+    sums = np.bincount(flat, weights=conf.ravel(), minlength=n + 1)
+    return counts, sums[1:] / np.maximum(counts[1:], 1)
+
+
+def vectorise_labels(
+    labels: np.ndarray, mask: np.ndarray, connectivity: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Polygons of every labelled component in one pass: ``(geometries, label values)``.
+
+    One ``rasterio.features.shapes`` call over the whole label raster (not one per
+    label), the polygons built in bulk with ``shapely.linearrings``/``shapely.polygons``
+    from the rings' coordinates (pixel ``(col, row)`` space, edges on pixel boundaries).
+    """
+    geoms, values = pixel_polygons(labels, mask=mask, connectivity=connectivity)
+    return geoms, values

@@ -118,8 +118,14 @@ def _draw_geoms(img, overlay: Overlay, inv: Affine, min_side: float) -> int:
     fill = (*overlay.colour, overlay.fill_alpha) if overlay.fill_alpha else None
     drawn = 0
 
-    def px(coords) -> list[tuple[float, float]]:
-        return [inv @ (float(x), float(y)) for x, y, *_ in coords]
+    ia, ib, ic, id_, ie, if_ = inv.a, inv.b, inv.c, inv.d, inv.e, inv.f
+
+    def px(coords) -> list[float]:
+        # the affine map of ``inv @ (x, y)`` on all vertices at once (same operations in the
+        # same order, so the same floats), flat [x0, y0, x1, y1, ...] as PIL takes it
+        xy = np.asarray(coords, dtype=float).reshape(-1, len(coords[0]) if len(coords) else 2)[:, :2]
+        x, y = xy[:, 0], xy[:, 1]
+        return np.column_stack([x * ia + y * ib + ic, x * id_ + y * ie + if_]).ravel().tolist()
 
     for g in overlay.geoms:
         if g.geom_type.endswith("Polygon"):

@@ -209,14 +209,30 @@ def merge_detections(
                     tiles=(tile.index,),
                 )
                 (points if d.kind == "point" else boxes).append(obj)
+        # A grounder that answers several names from one mask (lake, river and water from
+        # the same water components) gives them the same geometry objects: clip them once.
+        clipped: dict[tuple[int, ...], tuple[list, list, _Pieces | None]] = {}
         for label, (gl, sl) in by_label.items():
-            p = _clip_to_core(np.array(gl, dtype=object), np.array(sl, float), tile)
+            key = tuple(map(id, gl))
+            seen = clipped.get(key)
+            if seen is not None and seen[1] == sl and all(a is b for a, b in zip(seen[0], gl)):
+                p = seen[2]
+            else:
+                p = _clip_to_core(np.array(gl, dtype=object), np.array(sl, float), tile)
+                clipped[key] = (gl, sl, p)
             if p is not None:
                 pieces[label].append(p)
 
     objects: list[GroundedObject] = []
+    unions: dict[tuple[int, ...], list[GroundedObject]] = {}  # the same pieces: one union
     for label in sorted(pieces):
-        objects.extend(_union_pieces(label, pieces[label], transform, crs, min_area_m2, simplify_m))
+        key = tuple(map(id, pieces[label]))
+        if key in unions:
+            objects.extend(replace(o, label=label) for o in unions[key])
+            continue
+        merged = _union_pieces(label, pieces[label], transform, crs, min_area_m2, simplify_m)
+        unions[key] = merged
+        objects.extend(merged)
     objects.extend(nms(boxes, iou_threshold))
     objects.extend(points)
     return assign_ids(objects)

@@ -1,0 +1,334 @@
+"""End to end: ``georeason run`` (Prefect) vs the same pipeline without Prefect, side by side.
+
+``python benchmarks/end_to_end.py CATALOG --item scene8000 --reps 3 --workers 1 2 --stages``
+
+``CATALOG`` and its ``questions.txt`` come from ``benchmarks/make_scene.py``. Each rep runs,
+in interleaved order, whole processes of:
+
+- ``ask``: ``georeason ask --item ITEM --catalog CATALOG --questions Q --out X.jsonl`` (the
+  one pipeline with ``local_map``: grounding and answers in one process, no Prefect);
+- ``run``: ``georeason run --catalog CATALOG --item ITEM --questions Q --out DIR`` (the
+  ``answer`` flow with its default runner and a temporary Prefect server);
+- ``run-wN`` for each ``--workers N``: ``run`` with N worker processes, through the option
+  the CLI has (``--workers`` when it exists, else ``--dask-workers``).
+
+For each it prints wall, CPU (user + system of the whole process tree, reaped children
+included), peak RSS of the process tree (sum over the live processes, sampled every
+50 ms), and Mpx/s (raster pixels / wall); then medians, min, max and the ratios the issue's
+targets are about. ``--stages`` adds one in-process run of the same pipeline with timers
+around each stage (reading, indices, thresholding, labelling, vectorising, seam merge,
+answers, export).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+TARGETS = {
+    "mpx_s": 4.0,  # 8000^2 end to end, Mpx/s on 2 cores
+    "rss_mb": 600.0,  # peak RSS of that run
+    "run_vs_ask": 1.15,  # run <= 1.15x the same work without Prefect
+    "w2_vs_w1": 1.7,  # 2 workers >= 1.7x one worker
+}
+
+
+def raster_of(catalog: Path, item: str) -> tuple[Path, int]:
+    """The item's raster and its pixel count."""
+    import rasterio
+
+    from georeason.catalog import list_items
+
+    info = next(i for i in list_items(catalog) if i.id == item)
+    with rasterio.open(info.raster_path) as src:
+        return Path(info.raster_path), src.width * src.height
+
+
+def worker_flag(n: int) -> list[str]:
+    """The ``run`` option giving ``n`` worker processes, whichever this CLI has."""
+    helptext = subprocess.run(
+        ["georeason", "run", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    ).stdout
+    if "--workers" in helptext.replace("--dask-workers", ""):
+        return ["--workers", str(n)]
+    return ["--dask-workers", str(n)]
+
+
+def measure(cmd: list[str], log: Path) -> dict[str, float]:
+    """Run ``cmd``; wall s, CPU s (tree), peak RSS MB (tree, sampled), exit code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        ps = psutil.Process(proc.pid)
+        peak = 0
+        live_cpu: dict[int, float] = {}
+        while proc.poll() is None:
+            total = 0
+            try:
+                procs = [ps, *ps.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for p in procs:
+                try:
+                    total += p.memory_info().rss
+                    t = p.cpu_times()
+                    live_cpu[p.pid] = t.user + t.system
+                except psutil.Error:
+                    pass
+            peak = max(peak, total)
+            time.sleep(0.05)
+        rc = proc.wait()
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # children the tree did not reap (a detached server killed by its own parent is reaped
+    # by it and counted above); never less than what was seen live
+    cpu = max(cpu, sum(live_cpu.values()))
+    return {"wall": wall, "cpu": cpu, "rss_mb": peak / 2**20, "rc": float(rc)}
+
+
+def stage_profile(catalog: Path, item: str, questions: Path, out: Path) -> dict[str, float]:
+    """One in-process run of the pipeline (local_map, no Prefect) with a timer per stage."""
+    import georeason.geo.grounding.seams as seams_mod
+    import georeason.models.spectral as spectral
+    import georeason.pipeline as pipeline_mod
+    import georeason.tasks.answer as answer_task
+    from georeason.catalog import list_items
+    from georeason.config import read_questions
+    from georeason.geo.export.layers import answer_stem
+    from georeason.models import registry
+
+    times: dict[str, float] = defaultdict(float)
+
+    def timed(mod: Any, name: str, stage: str) -> None:
+        fn = getattr(mod, name)
+
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                times[stage] += time.perf_counter() - t
+
+        setattr(mod, name, wrapper)
+
+    timed(pipeline_mod, "read_tile", "reading")
+    timed(registry, "prepare_spec", "threshold fit")
+    timed(pipeline_mod, "prepare_spec", "threshold fit")
+    timed(spectral, "compute_index", "indices")
+    for name, stage in (
+        ("classify", "thresholding"),
+        ("label_components", "labelling"),
+        ("component_scores", "labelling"),
+        ("vectorise_labels", "vectorising"),
+    ):
+        if hasattr(spectral, name):
+            timed(spectral, name, stage)
+    if not hasattr(spectral, "vectorise_labels"):
+        timed(spectral, "pixel_shapes", "vectorising")
+    timed(pipeline_mod, "merge_detections", "seam merge")
+    timed(seams_mod, "assign_ids", "seam merge")
+    timed(pipeline_mod, "assess", "fitness")
+    timed(pipeline_mod, "answer_questions", "answers")
+
+    info = next(i for i in list_items(catalog) if i.id == item)
+    qs = [s.question for s in read_questions(questions)]
+    item_out = out / item
+    t0 = time.perf_counter()
+    p = pipeline_mod.Pipeline()
+    result = p.run(
+        qs,
+        raster=str(info.raster_path),
+        item=item,
+        mask_path=lambda n, q: item_out / "masks" / f"{answer_stem(n, q)}.tif",
+        item_bands=info.bands,
+    )
+    t = time.perf_counter()
+    answer_task.get_run_logger = lambda: logging.getLogger("georeason.export")  # type: ignore[assignment]
+    answer_task.export_item.fn(item, str(info.raster_path), result.answers, result.scene, str(item_out))
+    times["export"] += time.perf_counter() - t
+    times["total"] = time.perf_counter() - t0
+    times["other"] = times["total"] - sum(v for k, v in times.items() if k != "total")
+    times["objects"] = len(result.scene.ids)
+    return dict(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("catalog", type=Path)
+    ap.add_argument("--item", required=True)
+    ap.add_argument("--questions", type=Path, help="default: CATALOG/questions.txt")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--workers", type=int, nargs="*", default=[], help="worker counts for run-wN")
+    ap.add_argument(
+        "--modes", default="ask,run", help="comma list among ask, run (run-wN come from --workers)"
+    )
+    ap.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="another mode, interleaved with the others (COMMAND may hold {out}); e.g. the same ask "
+        "on an older checkout",
+    )
+    ap.add_argument("--stages", action="store_true", help="also one in-process run with per-stage times")
+    ap.add_argument("--stage-json", type=Path, help=argparse.SUPPRESS)  # internal: child of --stages
+    ap.add_argument("--keep", type=Path, help="keep outputs here (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    questions = args.questions or args.catalog / "questions.txt"
+
+    if args.stage_json:  # the child process of --stages
+        out = Path(tempfile.mkdtemp(prefix="e2e-stages-"))
+        try:
+            args.stage_json.write_text(json.dumps(stage_profile(args.catalog, args.item, questions, out)))
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        return 0
+
+    raster, npx = raster_of(args.catalog, args.item)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="e2e-"))
+    work.mkdir(parents=True, exist_ok=True)
+    base_run = ["georeason", "run", "--catalog", str(args.catalog), "--item", args.item]
+    base_run += (
+        ["--questions", str(questions), "--quiet"] if _has_quiet() else ["--questions", str(questions)]
+    )
+    modes: dict[str, list[str]] = {}
+    for m in args.modes.split(","):
+        m = m.strip()
+        if m == "ask":
+            modes["ask"] = ["georeason", "ask", "--item", args.item, "--catalog", str(args.catalog)]
+            modes["ask"] += [
+                "--questions",
+                str(questions),
+                "--out",
+                "{out}.jsonl",
+                "--mask",
+                "{out}-mask.tif",
+            ]
+        elif m == "run":
+            modes["run"] = [*base_run, "--out", "{out}"]
+        elif m:
+            print(f"--modes: unknown mode {m!r}; use ask, run", file=sys.stderr)
+            return 2
+    for n in args.workers:
+        modes[f"run-w{n}"] = [*base_run, *worker_flag(n), "--out", "{out}"]
+    for spec in args.extra:
+        name, _, command = spec.partition("=")
+        if not name or not command:
+            print(f"--extra {spec!r}: give NAME=COMMAND", file=sys.stderr)
+            return 2
+        modes[name.strip()] = shlex.split(command)
+
+    print(f"raster {raster} ({npx / 1e6:.1f} Mpx), questions {questions}, {args.reps} reps")
+    print(f"load average at start: {os.getloadavg()}")
+    for name, cmd in modes.items():
+        print(f"  {name}: {' '.join(cmd)}")
+    res: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for rep in range(args.reps):
+        order = list(modes) if rep % 2 == 0 else list(reversed(modes))
+        for name in order:
+            out = work / f"{name}-{rep}"
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [c.replace("{out}", str(out)) for c in modes[name]]
+            r = measure(cmd, work / f"{name}-{rep}.log")
+            r["load"] = os.getloadavg()[0]
+            res[name].append(r)
+            print(
+                f"rep {rep} {name:8s} wall {r['wall']:7.2f} s  cpu {r['cpu']:7.2f} s  peak RSS "
+                f"{r['rss_mb']:7.1f} MB  {npx / 1e6 / r['wall']:5.2f} Mpx/s  rc {int(r['rc'])}  load {r['load']:.1f}",
+                flush=True,
+            )
+            if r["rc"] not in (0.0, 1.0):
+                print(f"    failed: see {work / f'{name}-{rep}.log'}", flush=True)
+
+    print(
+        "\n| mode | wall s median (min-max) | CPU s median | peak RSS MB median (max) | Mpx/s median "
+        "| Mpx per CPU-s |"
+    )
+    print("|---|---|---|---|---|---|")
+    med: dict[str, dict[str, float]] = {}
+    for name, rs in res.items():
+        m = {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu", "rss_mb")}
+        med[name] = m
+        walls = [r["wall"] for r in rs]
+        print(
+            f"| {name} | {m['wall']:.2f} ({min(walls):.2f}-{max(walls):.2f}) | {m['cpu']:.2f} | "
+            f"{m['rss_mb']:.0f} ({max(r['rss_mb'] for r in rs):.0f}) | {npx / 1e6 / m['wall']:.2f} | "
+            f"{npx / 1e6 / m['cpu']:.2f} |"
+        )
+    print()
+
+    def verdict(ok: bool) -> str:
+        return "HIT" if ok else "MISSED"
+
+    for name, m in med.items():
+        mpx = npx / 1e6 / m["wall"]
+        print(
+            f"{name}: {mpx:.2f} Mpx/s (target >= {TARGETS['mpx_s']}: {verdict(mpx >= TARGETS['mpx_s'])}); "
+            f"peak RSS {m['rss_mb']:.0f} MB (target <= {TARGETS['rss_mb']:.0f}: {verdict(m['rss_mb'] <= TARGETS['rss_mb'])})"
+        )
+    if "run" in res and "ask" in res:
+        ratios = sorted(r["wall"] / a["wall"] for r, a in zip(res["run"], res["ask"]))
+        ratio = statistics.median(ratios)
+        print(
+            f"run / ask wall (per rep: {', '.join(f'{x:.2f}' for x in ratios)}): median {ratio:.2f}x "
+            f"(target <= {TARGETS['run_vs_ask']}: {verdict(ratio <= TARGETS['run_vs_ask'])})"
+        )
+    if len(args.workers) >= 2:
+        w1, w2 = f"run-w{args.workers[0]}", f"run-w{args.workers[1]}"
+        ratios = sorted(a["wall"] / b["wall"] for a, b in zip(res[w1], res[w2]))
+        ratio = statistics.median(ratios)
+        print(
+            f"{w1} / {w2} wall (speed-up; per rep {', '.join(f'{x:.2f}' for x in ratios)}): median {ratio:.2f}x "
+            f"(target >= {TARGETS['w2_vs_w1']}: {verdict(ratio >= TARGETS['w2_vs_w1'])})"
+        )
+
+    if args.stages:
+        sj = work / "stages.json"
+        cmd = [
+            sys.executable,
+            __file__,
+            str(args.catalog),
+            "--item",
+            args.item,
+            "--questions",
+            str(questions),
+        ]
+        r = measure([*cmd, "--stage-json", str(sj)], work / "stages.log")
+        st = json.loads(sj.read_text())
+        print(
+            f"\nstages (one in-process run, no Prefect, local_map; wall {r['wall']:.2f} s, cpu {r['cpu']:.2f} s, "
+            f"peak RSS {r['rss_mb']:.0f} MB, {int(st.pop('objects'))} objects):"
+        )
+        total = st.pop("total")
+        for k, v in sorted(st.items(), key=lambda kv: -kv[1]):
+            print(f"  {k:14s} {v:7.2f} s  {100 * v / total:5.1f}%")
+        print(f"  {'total':14s} {total:7.2f} s")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _has_quiet() -> bool:
+    h = subprocess.run(["georeason", "run", "--help"], capture_output=True, text=True).stdout
+    return "--quiet" in h
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

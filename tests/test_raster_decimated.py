@@ -1,0 +1,81 @@
+"""The fast decimated read gives GDAL's own nearest-neighbour samples and mask, exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.transform import from_origin
+
+from georeason.geo.raster.io import nearest_rows, read_decimated
+
+
+def _write(path, h, w, *, tiled, nodata, count=4, dtype="uint16", seed=0):
+    rng = np.random.default_rng(seed)
+    data = rng.integers(1, 4000, size=(count, h, w)).astype(dtype)
+    if nodata is not None:
+        data[:, : h // 7, :] = nodata  # a nodata collar on top
+        data[1, h // 2, ::3] = nodata  # and scattered nodata in one band only
+    profile = dict(
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=count,
+        dtype=dtype,
+        crs="EPSG:32633",
+        transform=from_origin(500000, 5300000, 10, 10),
+        nodata=nodata,
+        compress="deflate",
+    )
+    if tiled:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    "h,w,out,tiled,nodata",
+    [
+        (1000, 1300, (250, 325), True, 0),
+        (1000, 1300, (1000, 1300), True, 0),
+        (997, 613, (100, 62), False, 0),
+        (1531, 1029, (512, 345), True, None),
+        (700, 700, (3, 700), True, 7),
+        (2049, 1025, (1024, 513), True, 0),
+    ],
+)
+def test_same_samples_and_mask_as_gdal(tmp_path, h, w, out, tiled, nodata):
+    path = tmp_path / "r.tif"
+    _write(path, h, w, tiled=tiled, nodata=nodata)
+    with rasterio.open(path) as src:
+        ref = src.read(out_shape=(src.count, *out), masked=True, resampling=Resampling.nearest)
+        got = read_decimated(src, (src.count, *out))
+    assert got.shape == ref.shape
+    assert np.array_equal(np.ma.getdata(got), np.ma.getdata(ref))
+    assert np.array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(ref))
+
+
+def test_nearest_rows_hand_worked():
+    # 10 source rows into 4: centres at 1.25, 3.75, 6.25, 8.75 -> rows 1, 3, 6, 8
+    assert nearest_rows(10, 4).tolist() == [1, 3, 6, 8]
+    assert nearest_rows(5, 5).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_overviews_and_floats_fall_back_to_gdal(tmp_path):
+    path = tmp_path / "f.tif"
+    _write(path, 600, 600, tiled=True, nodata=0, count=2, dtype="float32")
+    with rasterio.open(path) as src:
+        ref = src.read(out_shape=(2, 150, 150), masked=True, resampling=Resampling.nearest)
+        got = read_decimated(src, (2, 150, 150))
+    assert np.array_equal(np.ma.getdata(got), np.ma.getdata(ref))
+    assert np.array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(ref))
+    path = tmp_path / "o.tif"
+    _write(path, 800, 800, tiled=True, nodata=0, count=3)
+    with rasterio.open(path, "r+") as dst:
+        dst.build_overviews([2, 4], Resampling.average)
+    with rasterio.open(path) as src:
+        ref = src.read(out_shape=(3, 200, 200), masked=True, resampling=Resampling.nearest)
+        got = read_decimated(src, (3, 200, 200))
+    assert np.array_equal(np.ma.getdata(got), np.ma.getdata(ref))
