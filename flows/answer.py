@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import json
 import textwrap
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import FlowRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from georeason.catalog import ItemInfo, default_catalog_dir, list_items
 from georeason.config import default_results_dir, read_questions
@@ -37,13 +41,19 @@ from georeason.geo.export.layers import answer_stem, atomic_path, relative_outpu
 from georeason.geo.export.names import slug
 from georeason.geo.export.quicklook import thumbnail_data_uri
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
+from georeason.models.registry import portable, prefers_processes
 from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, compile_questions, row_text
 from georeason.progress import reporter
 from georeason.runstate import OutputLock, finite_row, result_of, run_state, write_manifest
 from georeason.tasks.answer import export_item, load_vectors
-from georeason.tasks.raster import prefect_map
+from georeason.tasks.raster import prefect_map, register_pool, unregister_pool
+from georeason.workers import WorkerPool, default_workers
 
-__all__ = ["answer", "batch", "run_item"]
+__all__ = ["answer", "batch", "run_item", "BATCHES_PER_WORKER"]
+
+#: Tile batches per grounding worker: a few large batches, not one task run per tile (each
+#: task run costs API calls and state changes), yet enough to even out uneven tiles.
+BATCHES_PER_WORKER = 3
 
 
 def _flow_run_name() -> str:
@@ -80,8 +90,9 @@ def run_item(
         item_bands=info.bands,
     )
     reporter().advance("questions", len(questions))
+    # quote(): Prefect must not walk every coordinate of the answers and the scene
     rows, files = export_item.with_options(task_run_name=f"{info.id}: export")(
-        info.id, str(info.raster_path), result.answers, result.scene, str(item_out)
+        info.id, str(info.raster_path), quote(result.answers), quote(result.scene), str(item_out)
     )
     return rows, files, result.failures
 
@@ -99,8 +110,16 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
     overlap_px: int = 128,
     max_task_runs: int = 200,
     results_dir: str | None = None,
+    processes: int | None = None,
 ) -> dict[str, Any]:
-    """Answer the questions about the items of a STAC catalog; write ``OUT/answers.jsonl`` and files."""
+    """Answer the questions about the items of a STAC catalog; write ``OUT/answers.jsonl`` and files.
+
+    ``processes``: worker processes that ground the tile batches (a
+    :class:`~georeason.workers.WorkerPool`); ``None``: one per CPU when there is more than
+    one, else none; ``0``: ground in the task runner's own workers (threads or Dask).
+    Returns a summary (counts, where ``answers.jsonl`` and the files are), not the answers:
+    :func:`georeason.runstate.result_of` reads the rows back from ``answers.jsonl``.
+    """
     log = get_run_logger()
     cat_dir = Path(catalog) if catalog else default_catalog_dir()
     out_dir = Path(out).resolve()
@@ -120,8 +139,22 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
     # not grounder settings: the raster's band names (--bands) and the answers' confidence floor
     bands = options.pop("bands", None)
     min_confidence = options.pop("min_confidence", None)
-    with OutputLock(out_dir):  # one writer per output folder
+    n_proc = _auto_processes(grounder) if processes is None else int(processes)
+    if n_proc > 0 and not portable(grounder):
+        log.warning(
+            "grounder %r is registered in this process only: grounding in threads, not worker processes",
+            grounder,
+        )
+        n_proc = 0
+    with OutputLock(out_dir), ExitStack() as stack:  # one writer per output folder
         results.mkdir(parents=True, exist_ok=True)
+        pool_key = None
+        if n_proc > 0:
+            pool = stack.enter_context(WorkerPool(n_proc))
+            pool.warm()  # workers start while vectors are read and the grounder is fitted
+            pool_key = register_pool(pool)
+            stack.callback(unregister_pool, pool_key)
+        parallel = n_proc or _runner_workers()
         pipeline = Pipeline(
             grounder=grounder,
             grounder_options=options,
@@ -130,8 +163,8 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
             on_unusable_bands="abstain",
             tile_px=tile_px,
             overlap_px=overlap_px,
-            max_batches=max_task_runs,
-            map=prefect_map(results),
+            max_batches=min(max_task_runs, BATCHES_PER_WORKER * parallel) if parallel else max_task_runs,
+            map=prefect_map(results, pool_key),
             logger=log,
         )
         # every question is compiled once per run, whatever the number of items it is asked of
@@ -183,7 +216,26 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
             out_dir, written, {"catalog": str(cat_dir), "questions": str(qpath), **summary}, protect=inputs
         )
     log.info("wrote %d answers to %s", len(all_rows), jsonl)
-    return run_state({"answers": str(jsonl), "rows": all_rows, "outputs": outputs, **summary})
+    # a summary, not the rows: a flow's result is walked and stored by Prefect
+    return run_state({"answers": str(jsonl), "outputs": outputs, **summary})
+
+
+def _auto_processes(grounder: str) -> int:
+    """Grounding processes by default: one per CPU when there is more than one, the
+    grounder is GIL-bound (:func:`georeason.models.registry.prefers_processes`: not a model
+    that releases the GIL and would be loaded once per process) and the task runner is a
+    thread pool in this process (a Dask runner has its own processes)."""
+    ctx = FlowRunContext.get()
+    runner = getattr(ctx, "task_runner", None) if ctx else None
+    n = default_workers()
+    return n if n > 1 and prefers_processes(grounder) and isinstance(runner, ThreadPoolTaskRunner) else 0
+
+
+def _runner_workers() -> int:
+    """Workers of the flow's thread-pool task runner; 0 when unknown (Dask)."""
+    ctx = FlowRunContext.get()
+    runner = getattr(ctx, "task_runner", None) if ctx else None
+    return int(getattr(runner, "_max_workers", 0) or 0)
 
 
 #: Longest answer text in the table artifact (the summary artifact has the full text).

@@ -13,13 +13,15 @@ Contract (scripts and schedulers depend on it):
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
 import re
 import sys
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -594,7 +596,17 @@ def run(
         int | None, typer.Option(help="Run tasks on a local Dask cluster of N worker processes.")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Worker threads of the default thread-pool runner (default: 4).")
+        int | None, typer.Option(help="Worker threads of the thread runner (default: 4).")
+    ] = None,
+    runner: Annotated[
+        str | None,
+        typer.Option(
+            help="Where tile batches are grounded: process (worker processes; default with more than "
+            "one CPU), thread (GIL-releasing model backends), dask (with --dask-*)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes of the process runner (default: one per CPU).")
     ] = None,
     outputs: Annotated[
         Path | None, typer.Option(help="Recorded model outputs (JSONL) for --grounder recorded.")
@@ -621,6 +633,13 @@ def run(
     asset_root: AssetRoot = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
+    from georeason.prefect_server import TemporaryServer, check_api_url, configured_api_url
+
+    local_prefect_defaults()
+    api_url = configured_api_url()
+    # no server configured: start a temporary one first, so it boots while the run imports
+    # and checks its inputs
+    server = TemporaryServer().start() if api_url is None else None
     from georeason.catalog import ALLOW_EXTERNAL_ENV, ASSET_ROOTS_ENV
     from georeason.config import RunConfig, default_results_dir
     from georeason.preflight import preflight_run
@@ -640,6 +659,8 @@ def run(
             dask_workers=dask_workers,
             results_dir=results,
             threads=threads,
+            runner=runner,
+            workers=workers,
             model_path=model_path,
         )
         options = {**cfg.grounder_options, **grounder_options_of(outputs, cfg.model_path, grounder_option)}
@@ -665,6 +686,8 @@ def run(
             results_dir,
             config,
         )
+        if api_url is not None:
+            check_api_url(api_url)  # a configured server that does not answer: exit 2, before any work
         if policy.allow_external:
             os.environ[ALLOW_EXTERNAL_ENV] = "1"
         if policy.roots:
@@ -672,15 +695,20 @@ def run(
         local_prefect_defaults()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
         from georeason.flows.answer import answer
-        from georeason.flows.runners import task_runner
+        from georeason.flows.runners import runner_for
 
-        runner = task_runner(
-            dask_address=cfg.dask_address, dask_workers=cfg.dask_workers, threads=cfg.threads
+        chosen = runner_for(
+            dask_address=cfg.dask_address,
+            dask_workers=cfg.dask_workers,
+            threads=cfg.threads,
+            runner=cfg.runner,
+            workers=cfg.workers,
+            grounder=cfg.grounder,
         )
         # one writer per output folder: taken here, before Prefect starts, so that a refusal is
         # one line (the flow takes it again, re-entrantly, when run without the CLI)
-        with OutputLock(cfg.out), live():
-            state = _run_flow(answer, runner, cfg, options, item, objects, results_dir)
+        with OutputLock(cfg.out), _prefect_api(server), live():
+            state = _run_flow(answer, chosen, cfg, options, item, objects, results_dir)
         result = result_of(state)  # re-raises if the flow itself failed (after the checks above)
     except (GeoreasonError, typer.BadParameter) as exc:
         fail(exc)
@@ -688,10 +716,56 @@ def run(
         raise
     except Exception as exc:  # noqa: BLE001 - no traceback reaches a user without --debug
         _internal(exc)
+    finally:
+        if server is not None:
+            server.stop()
     _print_run(result)
     if result["errors"] or result["failed_tiles"]:
         typer.echo(f"georeason: run ended in state {state.name}: {state.message}", err=True)
         raise typer.Exit(code=1)
+
+
+@contextlib.contextmanager
+def _prefect_api(server: Any) -> Iterator[None]:
+    """Point Prefect at the temporary ``server`` (when there is one) for the flow run:
+    wait for its health check, then set ``PREFECT_API_URL`` (environment, for worker
+    processes, and Prefect's settings) until the run ends."""
+    if server is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    t0 = time.perf_counter()
+    url = server.wait_ready()
+    if verbosity() >= Verbosity.VERBOSE:
+        typer.echo(
+            f"georeason: temporary Prefect server at {url} (waited {time.perf_counter() - t0:.1f} s)",
+            err=True,
+        )
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            try:
+                yield
+            finally:
+                _drain_prefect()  # logs and events reach the server before it stops
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
+
+
+def _drain_prefect(timeout_s: float = 10.0) -> None:
+    """Send Prefect's queued logs and events now (as ``prefect_test_harness`` does before
+    it stops its server); otherwise they are sent at exit, to a stopped server, retried."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=timeout_s, at_exit=False)
 
 
 def _run_flow(
@@ -705,7 +779,7 @@ def _run_flow(
 ) -> Any:
     """The `answer` flow's final state, run with the run's settings (the CLI draws progress
     bars around it)."""
-    result = answer.with_options(task_runner=runner)(
+    result = answer.with_options(task_runner=runner.task_runner)(
         catalog=str(cfg.catalog) if cfg.catalog else None,
         questions=str(cfg.questions) if cfg.questions else None,
         out=str(cfg.out),
@@ -717,6 +791,7 @@ def _run_flow(
         overlap_px=cfg.overlap_px,
         max_task_runs=cfg.max_task_runs,
         results_dir=str(results_dir),
+        processes=runner.processes,
         return_state=True,
     )
     return result  # the final state: a run with errors or tile failures is Failed

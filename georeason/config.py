@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -148,6 +148,19 @@ class RunConfig(BaseModel):
     dask_workers: int | None = Field(None, gt=0)
     results_dir: Path | None = None
     threads: int = Field(4, gt=0, le=1024)
+    #: how tile batches are grounded: worker processes (default with more than one CPU),
+    #: threads (for GIL-releasing model backends), or Dask (implied by dask_address/dask_workers)
+    runner: Literal["process", "thread", "dask"] | None = None
+    workers: int | None = Field(None, gt=0, le=1024)  # worker processes (default: one per CPU)
+
+    @model_validator(mode="after")
+    def _one_runner(self) -> RunConfig:
+        if (self.dask_address or self.dask_workers) and self.runner in ("process", "thread"):
+            raise ValueError(
+                f"runner={self.runner} cannot be used with dask_address/dask_workers; "
+                "give --runner dask, or drop the Dask settings"
+            )
+        return self
 
     @model_validator(mode="after")
     def _overlap_below_tile(self) -> RunConfig:

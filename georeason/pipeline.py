@@ -102,6 +102,7 @@ __all__ = [
     "answer_questions",
     "failure_affects",
     "outcome_row",
+    "export_item_outputs",
     "row_text",
     "read_vectors",
     "LINEAR_WATER",
@@ -798,6 +799,57 @@ def read_vectors(paths: Iterable[str | Path]) -> Scene | None:
         s = read_scene(p)
         scene = s if scene is None else scene.extend(s)
     return scene
+
+
+def export_item_outputs(
+    item: str, raster: str, answers: Sequence[Outcome], scene: Scene, out_dir: str | Path
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Write an item's files from its answers: per answer its GIS layers
+    (``q01-how-many-lakes.geojson``, RFC 7946, one file per geometry type; a null-geometry
+    record for a question that failed), per item the objects, quicklooks, QGIS styles and
+    project (:func:`georeason.geo.export.item.export_item_files`).
+
+    Returns the ``answers.jsonl`` rows (with ``item`` and ``outputs``, absolute paths) and
+    the item's files. The flow's ``export-item`` task is this function.
+    """
+    from georeason.geo.export.item import export_item_files
+    from georeason.geo.export.layers import answer_stem, write_answer_files, write_error_record
+
+    out = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    outputs: list[dict[str, Any]] = []
+    for n, a in enumerate(answers, 1):
+        row = outcome_row(a, item)
+        path = out / f"{answer_stem(n, a.question or '')}.geojson"
+        if isinstance(a, Answer):
+            written = write_answer_files(a, path)
+            files: dict[str, Any] = {"geojson": str(written[0])}
+            if len(written) > 1:
+                files["parts"] = [str(w) for w in written]
+            if "mask" in a.details:
+                files["mask"] = str(a.details["mask"])
+        else:
+            files = {"geojson": str(write_error_record(a.question, a.error, path))}
+        row["outputs"] = files
+        rows.append(row)
+        outputs.append(files)
+    item_files = export_item_files(
+        out,
+        raster,
+        [str(i) for i in scene.ids],
+        [str(lab) for lab in scene.labels],
+        list(scene.geoms),
+        scene.crs,
+        [a if isinstance(a, Answer) else None for a in answers],
+        outputs,
+        scores=list(scene.scores),
+        sources=[a.get("source", "vector") for a in scene.attrs],
+        item=item,
+    )
+    for files, png in zip(outputs, item_files.pop("answer_quicklooks", None) or []):
+        if png:
+            files["quicklook"] = png
+    return rows, item_files
 
 
 def outcome_row(outcome: Outcome, item: str | None = None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from georeason.errors import GeoreasonError, InputError
 __all__ = [
     "RunFailedError",
     "result_of",
+    "answer_rows",
     "run_state",
     "verify_raster_checksum",
     "OutputLock",
@@ -268,13 +269,44 @@ class RunFailedError(GeoreasonError, RuntimeError):
 
 def result_of(state: Any) -> dict[str, Any]:
     """The result dict of a finished ``answer``/``batch`` flow run state (completed or
-    :data:`FAILED_STATE_NAME`); re-raises any other failure."""
+    :data:`FAILED_STATE_NAME`); re-raises any other failure.
+
+    The flow returns a small summary (answers travel in files, not through Prefect); when
+    it names its ``answers.jsonl`` and carries no ``rows``, the rows are read back from
+    that file (:func:`answer_rows`: output paths absolute again).
+    """
     res = state.result(raise_on_failure=False)
     if isinstance(res, RunFailedError):
-        return res.result
-    if isinstance(res, BaseException):
+        res = res.result
+    elif isinstance(res, BaseException):
         raise res
+    if isinstance(res, dict) and "rows" not in res and res.get("answers"):
+        jsonl = Path(res["answers"])
+        if jsonl.is_file():
+            res = {**res, "rows": answer_rows(jsonl)}
     return res
+
+
+def answer_rows(jsonl: str | Path) -> list[dict[str, Any]]:
+    """The rows of an ``answers.jsonl``, with their ``outputs`` paths (relative to the
+    file's folder there) made absolute again."""
+    base = Path(jsonl).resolve().parent
+
+    def absolute(v: Any) -> Any:
+        if isinstance(v, list):
+            return [absolute(x) for x in v]
+        if isinstance(v, str) and v and not Path(v).is_absolute():
+            return str(base / v)
+        return v
+
+    rows = []
+    for line in Path(jsonl).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if isinstance(row.get("outputs"), dict):
+                row["outputs"] = {k: absolute(v) for k, v in row["outputs"].items()}
+            rows.append(row)
+    return rows
 
 
 def run_state(result: dict[str, Any]) -> Any:

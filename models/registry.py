@@ -85,6 +85,26 @@ def register(
             del _CACHE[spec]
 
 
+def portable(name: str) -> bool:
+    """Whether a fresh process builds grounder ``name`` the same way: it is one of the
+    built-in grounders, not registered (or replaced) at run time in this process only.
+    Only portable grounders can ground in worker processes (:mod:`georeason.workers`)."""
+    _ensure_builtin()
+    return name in _BUILTIN and _BUILTIN[name] is _FACTORIES.get(name)
+
+
+#: Built-in grounders whose work is Python holding the GIL (worker processes by default);
+#: the others wait on a model (torch releases the GIL; a remote API is I/O) and would load
+#: one model copy per process: threads by default.
+GIL_BOUND = frozenset({"spectral", "recorded"})
+
+
+def prefers_processes(name: str) -> bool:
+    """Whether grounder ``name`` grounds faster in worker processes than in threads by
+    default (:data:`GIL_BOUND` and :func:`portable`)."""
+    return name in GIL_BOUND and portable(name)
+
+
 def available() -> list[str]:
     _ensure_builtin()
     return sorted(_FACTORIES)
@@ -115,6 +135,8 @@ def build_grounder(spec: GrounderSpec) -> Any:
 
 
 _BUILTIN_DONE = False
+#: factories of the built-in grounders (what every process registers)
+_BUILTIN: dict[str, Callable[[dict[str, Any]], Any]] = {}
 
 
 def _ensure_builtin() -> None:
@@ -130,6 +152,8 @@ def _ensure_builtin() -> None:
     # transformers; building one without them raises a ModelError saying how to install them
     for name, cls in hf.BACKENDS.items():
         register(name, cls, hf.open_vocabulary)
+    for name in ("spectral", "remote", "recorded", *hf.BACKENDS):
+        _BUILTIN[name] = _FACTORIES[name]
 
 
 def _spectral(cfg: dict[str, Any]) -> SpectralGrounder:

@@ -3,7 +3,11 @@
 Thin wrappers around :mod:`georeason.pipeline`: :func:`prefect_map` is the ``map`` the
 flow gives :class:`~georeason.pipeline.Pipeline`, so the flow grounds through the same
 path as ``georeason ask`` — only the fan-out differs (``task.map`` on the flow's task
-runner: threads, or Dask through prefect-dask). Retries only where I/O happens.
+runner: threads, or Dask through prefect-dask). With a
+:class:`~georeason.workers.WorkerPool` (the flow's default on a machine with more than one
+core) the task runs stay in the flow's threads — states, retries, names, the tile cache —
+while the grounding itself runs in the pool's processes: every core, and nothing but the
+job, the tiles and the detections crosses a process boundary. Retries only where I/O happens.
 
 Caching that is right, and safe. Tile-batch results do not go through Prefect's result
 store (which unpickles whatever serializer a stored file names: a planted file would run
@@ -17,6 +21,7 @@ a rerun after a kill skips the batches that finished.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,8 +39,27 @@ from georeason.pipeline import BatchResult, GroundJob, Mapper, TileFailure, Tile
 from georeason.progress import reporter
 from georeason.runstate import verify_raster_checksum
 from georeason.tilecache import TileCache, batch_key
+from georeason.workers import WorkerPool
 
-__all__ = ["BatchFailed", "ground_tiles", "batch_run_name", "prefect_map"]
+__all__ = ["BatchFailed", "ground_tiles", "batch_run_name", "prefect_map", "register_pool", "unregister_pool"]
+
+#: Worker pools of this process by key: a ``ground-tiles`` task names its pool by key (a
+#: small string parameter); a task run in another process (a Dask worker) finds none there
+#: and grounds in its own process.
+_POOLS: dict[str, WorkerPool] = {}
+
+
+def register_pool(pool: WorkerPool) -> str:
+    """Make ``pool`` available to ``ground-tiles`` runs of this process; returns its key."""
+    key = f"{os.getpid()}-{id(pool)}"
+    _POOLS[key] = pool
+    return key
+
+
+def unregister_pool(key: str) -> None:
+    """Forget a pool registered with :func:`register_pool` (it is not closed)."""
+    _POOLS.pop(key, None)
+
 
 GROUND_RETRIES = 2
 
@@ -65,10 +89,15 @@ class BatchFailed(TileReadError):
     cache_policy=NO_CACHE,  # cached as data in TileCache, never through Prefect's (pickle) store
     persist_result=False,
 )
-def ground_tiles(job: GroundJob, tiles: list[Tile], cache_dir: str | None = None) -> BatchResult:
+def ground_tiles(
+    job: GroundJob, tiles: list[Tile], cache_dir: str | None = None, pool: str | None = None
+) -> BatchResult:
     """Ground one batch of tiles (:func:`georeason.pipeline.ground_job_batch`), or read it
     from the :class:`~georeason.tilecache.TileCache` in ``cache_dir`` (keyed on the raster's
-    content; no cache without ``job.raster_sha256``).
+    content; no cache without ``job.raster_sha256``). ``pool`` names a
+    :class:`~georeason.workers.WorkerPool` (:func:`register_pool`) that grounds the batch in
+    a worker process; without one (or in a process that does not hold it) the batch is
+    grounded here.
 
     A tile that fails triggers a task retry (I/O is often transient); if it still fails
     on the last attempt, the task fails, is not cached, and :func:`prefect_map` re-runs
@@ -82,7 +111,8 @@ def ground_tiles(job: GroundJob, tiles: list[Tile], cache_dir: str | None = None
         if hit is not None:
             get_run_logger().info("cached: %d tiles of %s (%s)", len(tiles), job.raster, key[:12])
             return hit
-    result = ground_job_batch(job, tiles)
+    workers = _POOLS.get(pool) if pool else None
+    result = workers.ground(job, tiles) if workers is not None else ground_job_batch(job, tiles)
     if result.failures:
         ctx = TaskRunContext.get()
         attempt = ctx.task_run.run_count if ctx else 1
@@ -116,8 +146,11 @@ def batch_run_name(item: str) -> Callable[[], str]:
     return name
 
 
-def prefect_map(results_dir: str | Path | None = None) -> Mapper:
+def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) -> Mapper:
     """The Prefect :data:`~georeason.pipeline.Mapper`: ``ground_tiles.map`` on the flow's runner.
+
+    ``pool``: the key of a registered :class:`~georeason.workers.WorkerPool` that grounds
+    the batches in worker processes (:func:`register_pool`).
 
     Call inside a flow. The raster's content is first checked against the catalog's
     checksum (the tile cache under ``results_dir`` is keyed on it; a ``CatalogError``
@@ -147,7 +180,7 @@ def prefect_map(results_dir: str | Path | None = None) -> Mapper:
         bar.start(bar_key, f"{item}: grounding tiles", total=total)
         done = 0
         out: list[BatchResult] = []
-        futures = mapped.map(unmapped(job), batches, unmapped(cache_dir))
+        futures = mapped.map(unmapped(job), batches, unmapped(cache_dir), unmapped(pool))
         for batch, fut in zip(batches, futures):
             fut.wait()
             done += len(batch)
@@ -159,7 +192,7 @@ def prefect_map(results_dir: str | Path | None = None) -> Mapper:
                 out.append(fut.result())
                 continue
             log.warning("batch of %d tiles of %s failed; retrying tile by tile", len(batch), job.raster)
-            singles = mapped.map(unmapped(job), [[t] for t in batch], unmapped(cache_dir))
+            singles = mapped.map(unmapped(job), [[t] for t in batch], unmapped(cache_dir), unmapped(pool))
             for t, f in zip(batch, singles):
                 f.wait()
                 if f.state.is_completed():

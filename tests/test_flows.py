@@ -228,8 +228,11 @@ def test_rerun_after_kill_reuses_cached_tiles(prefect_harness, mini_catalog, tmp
     second = _tiles(tmp_path / "run2.log")
     # One worker thread: batches run in plan order, each persisted when it returns. The kill
     # came inside tile K, so the batches before the one holding tile K had finished.
+    from georeason.flows.answer import BATCHES_PER_WORKER
+
     k = len(first)
-    size = -(-len(all_tiles) // 12)
+    # batches: at most max_task_runs=12, and BATCHES_PER_WORKER per worker (one thread here)
+    size = -(-len(all_tiles) // min(12, BATCHES_PER_WORKER * 1))
     done = ((k - 1) // size) * size
     assert done > 0, "no batch had finished before the kill"
     assert first == all_tiles[:k]

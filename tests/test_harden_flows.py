@@ -411,7 +411,8 @@ def test_kill_9_of_a_real_run_then_rerun(prefect_harness, own_catalog, tmp_path)
     deadline = time.time() + 300
     try:
         while time.time() < deadline and proc.poll() is None:
-            if tiles_dir.is_dir() and len(list(tiles_dir.glob("*.json"))) >= 3:
+            # one batch cached: with one thread the run makes 3 batches (BATCHES_PER_WORKER)
+            if tiles_dir.is_dir() and len(list(tiles_dir.glob("*.json"))) >= 1:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -434,7 +435,7 @@ def test_kill_9_of_a_real_run_then_rerun(prefect_harness, own_catalog, tmp_path)
         assert doc["format"] == FORMAT
         cached[f.name] = (f.stat().st_mtime_ns, [tuple(t["index"]) for t in doc["tiles"]])
     cached_tiles = {t for _, ts in cached.values() for t in ts}
-    assert len(cached) >= 3 and cached_tiles
+    assert len(cached) >= 1 and cached_tiles
 
     # the same command again
     log2 = tmp_path / "run2.log"

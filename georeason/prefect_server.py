@@ -1,0 +1,229 @@
+"""The Prefect API a run talks to: a started server when one is configured, else a
+temporary one on loopback, started early so that it boots while the run gets ready.
+
+``georeason run`` needs a Prefect API. When ``PREFECT_API_URL`` is set (environment or
+the active Prefect profile), that server is used, and the run, its task runs and its
+artifacts appear in its UI: no temporary server is started. Otherwise Prefect would start
+a temporary server itself when the flow begins — after georeason imported Prefect,
+checked every input and read the catalog, with Prefect's own server stack imported into
+this process just to launch it — and the run waits for its whole boot (importing the
+server, migrating its SQLite database) before any work.
+
+:class:`TemporaryServer` starts the same server (``uvicorn`` on Prefect's
+``create_app`` factory, UI off, 127.0.0.1 only, Prefect's database under
+``PREFECT_HOME``) *first*, as a subprocess, without importing Prefect here; the command
+line then imports, checks inputs and reads the catalog while it boots, waits for its
+health check only when the flow starts, and stops it when the run ends. This module
+imports neither Prefect nor its server: only the standard library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from georeason.errors import GeoreasonError, InputError
+
+__all__ = ["TemporaryServer", "configured_api_url", "check_api_url", "STARTUP_TIMEOUT_S"]
+
+#: Seconds to wait for the temporary server's health check (SQLite migrations on a busy
+#: machine can take a while).
+STARTUP_TIMEOUT_S = 180.0
+
+
+def configured_api_url() -> str | None:
+    """``PREFECT_API_URL`` from the environment, else from the active Prefect profile
+    (``PREFECT_PROFILES_PATH``, else ``PREFECT_HOME/profiles.toml``), else ``None``.
+
+    When Prefect is already imported (a test harness, an embedding program), its current
+    setting is the answer instead.
+    """
+    if "prefect.settings" in sys.modules:
+        from prefect.settings import PREFECT_API_URL
+
+        return PREFECT_API_URL.value() or None
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        return url
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or data.get("active") or "ephemeral"
+    profile = (data.get("profiles") or {}).get(active) or {}
+    value = profile.get("PREFECT_API_URL") if isinstance(profile, dict) else None
+    return str(value) if value else None
+
+
+def _health(api_url: str, timeout_s: float) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout_s) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def check_api_url(api_url: str, timeout_s: float = 5.0) -> None:
+    """Raise :class:`~georeason.errors.InputError` (exit 2) when the configured Prefect
+    server does not answer its health check, naming the URL and the fix."""
+    if not _health(api_url, timeout_s):
+        raise InputError(
+            f"PREFECT_API_URL={api_url} does not answer (GET {api_url.rstrip('/')}/health): start the server "
+            "(PREFECT_SERVER_ANALYTICS_ENABLED=false prefect server start) or unset PREFECT_API_URL to use "
+            "a temporary one"
+        )
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for the server process (Linux): SIGTERM when the thread that started
+    it dies (``PR_SET_PDEATHSIG``), even by SIGKILL, so that a killed run leaves no server
+    behind. libc is looked up here, in the parent: the child only calls ``prctl``."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    term = int(signal.SIGTERM)
+
+    def hook() -> None:
+        prctl(1, term)  # PR_SET_PDEATHSIG
+
+    return hook
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TemporaryServer:
+    """A temporary Prefect API server on 127.0.0.1 in a subprocess (a context manager).
+
+    :meth:`start` returns at once; :meth:`wait_ready` blocks until the health check
+    answers; :meth:`stop` ends it. Its API URL is :attr:`api_url`. On Linux the server
+    also ends when the thread that started it ends (call :meth:`start` from the thread
+    that lives for the run: ``georeason run`` uses its main thread).
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._ready = False
+
+    @property
+    def api_url(self) -> str:
+        """The server's API URL (``http://127.0.0.1:PORT/api``)."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self) -> TemporaryServer:
+        """Start the server process (returns at once)."""
+        spec = importlib.util.find_spec("prefect")
+        if spec is None or not spec.submodule_search_locations:
+            raise GeoreasonError("prefect is not installed: pip install -e . (it is a dependency)")
+        app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
+        env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
+            "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1"),
+        }
+        env.pop("PREFECT_API_URL", None)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                app_dir,
+                "--factory",
+                "prefect.server.api.server:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "error",
+                "--lifespan",
+                "on",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent_hook(),
+        )
+        return self
+
+    def wait_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> str:
+        """Block until the server answers its health check; return its API URL.
+
+        Raises
+        ------
+        GeoreasonError
+            When the process exits or does not answer within ``timeout_s``.
+        """
+        if self._ready:
+            return self.api_url
+        if self.process is None:
+            self.start()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            code = self.process.poll()
+            if code == 3:  # uvicorn: the port was taken meanwhile; try another
+                self.port = _free_port()
+                self.start()
+                continue
+            if code is not None:
+                raise GeoreasonError(
+                    f"the temporary Prefect server exited with code {code} before answering; "
+                    "run `prefect server start` yourself and set PREFECT_API_URL"
+                )
+            if _health(self.api_url, 1.0):
+                self._ready = True
+                return self.api_url
+            time.sleep(0.05)
+        self.stop()
+        raise GeoreasonError(
+            f"the temporary Prefect server did not answer within {timeout_s:.0f} s; "
+            "run `prefect server start` yourself and set PREFECT_API_URL"
+        )
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout_s``)."""
+        proc, self.process = self.process, None
+        self._ready = False
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> TemporaryServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
