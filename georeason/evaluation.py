@@ -747,6 +747,20 @@ def evaluate_items(
     return reports
 
 
+def _accuracy_table(reports: dict, title: str, field: str, columns: list[str]) -> list[str]:
+    """Markdown lines: accuracy (and count) per item and mode for each value of ``field``,
+    from the rows ``by_<field>`` of each report's tables."""
+    rows_key = f"by_{field}"
+    lines = ["", f"Accuracy by {title}:", "", "| item | mode | " + " | ".join(columns) + " |"]
+    lines.append("|---|---|" + "---|" * len(columns))
+    for name, r in reports.items():
+        for m, t in r["tables"].items():
+            by = {x[field]: x for x in t[rows_key]}
+            cells = [f"{_pct(by[c]['accuracy'])} ({by[c]['n']})" if c in by else "-" for c in columns]
+            lines.append(f"| {name} | {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_summary(reports: dict[str, dict[str, Any]]) -> str:
     """Markdown: one line per item x mode (overall figures), then per category, then grounding."""
     lines = [
@@ -761,32 +775,12 @@ def render_summary(reports: dict[str, dict[str, Any]]) -> str:
                 f"{_err(o['median_rel_err'])} | {_err(o['max_rel_err'])} | {_pct(o['abstention_precision'])} | "
                 f"{_pct(o['abstention_recall'])} |"
             )
-    cats = ["distance", "direction", "topology", "group", "unanswerable"]
-    lines += [
-        "",
-        "Accuracy by category:",
-        "",
-        "| item | mode | " + " | ".join(cats) + " |",
-        "|---|---|" + "---|" * len(cats),
-    ]
-    for name, r in reports.items():
-        for m, t in r["tables"].items():
-            by = {x["category"]: x for x in t["by_category"]}
-            cells = [f"{_pct(by[c]['accuracy'])} ({by[c]['n']})" if c in by else "-" for c in cats]
-            lines.append(f"| {name} | {m} | " + " | ".join(cells) + " |")
-    refs = ["id", "text", "bbox", "polygon", "polyline", "wkt", "overlay"]
-    lines += [
-        "",
-        "Accuracy by reference mode:",
-        "",
-        "| item | mode | " + " | ".join(refs) + " |",
-        "|---|---|" + "---|" * len(refs),
-    ]
-    for name, r in reports.items():
-        for m, t in r["tables"].items():
-            by = {x["ref_mode"]: x for x in t["by_ref_mode"]}
-            cells = [f"{_pct(by[c]['accuracy'])} ({by[c]['n']})" if c in by else "-" for c in refs]
-            lines.append(f"| {name} | {m} | " + " | ".join(cells) + " |")
+    lines += _accuracy_table(
+        reports, "category", "category", ["distance", "direction", "topology", "group", "unanswerable"]
+    )
+    lines += _accuracy_table(
+        reports, "reference mode", "ref_mode", ["id", "text", "bbox", "polygon", "polyline", "wkt", "overlay"]
+    )
     g_lines = []
     for name, r in reports.items():
         for m, gm in r.get("grounding", {}).items():
