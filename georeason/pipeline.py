@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -315,8 +315,10 @@ TileProgress: TypeAlias = Callable[[int], None]
 #: (``"grounding lake (tiles)"``, ``"questions"``); drawn as bars by :mod:`georeason.progress`.
 Progress: TypeAlias = Callable[[str, int, int], None]
 #: ``map(job, batches, tiles_done) -> one BatchResult per batch``: how batches are farmed
-#: out; ``tiles_done`` (may be ``None``) is called as each batch finishes.
-Mapper: TypeAlias = Callable[[GroundJob, list[list["Tile"]], TileProgress | None], list[BatchResult]]
+#: out; ``tiles_done`` (may be ``None``) is called as each batch finishes. A mapper may
+#: yield the results as they come (:func:`local_map` does): the pipeline seam-merges each
+#: batch as it arrives and drops its detections, so memory does not grow with the scene.
+Mapper: TypeAlias = Callable[[GroundJob, list[list["Tile"]], TileProgress | None], Iterable[BatchResult]]
 
 
 def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int = 1) -> list[list[Tile]]:
@@ -405,8 +407,9 @@ def ground_job_batch(job: GroundJob, tiles: Sequence[Tile]) -> BatchResult:
 
 def local_map(
     job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
-) -> list[BatchResult]:
-    """The plain-loop :data:`Mapper`: batches one after another in this process.
+) -> Iterator[BatchResult]:
+    """The plain-loop :data:`Mapper`: batches one after another in this process, each
+    result yielded as soon as it is grounded (nothing is kept here).
 
     The raster is opened once for all batches (a Prefect or Dask worker opens it per
     batch, :func:`ground_job_batch`); ``tiles_done(n)`` is called after each batch.
@@ -415,13 +418,12 @@ def local_map(
     from georeason.models.registry import build_grounder
 
     grounder = build_grounder(job.spec)
-    out: list[BatchResult] = []
     with as_dataset(job.raster, check_read=False) as src:
         for b in batches:
-            out.append(ground_batch(src, b, grounder, job.classes, job.bands))
+            result = ground_batch(src, b, grounder, job.classes, job.bands)
             if tiles_done is not None:
                 tiles_done(len(b))
-    return out
+            yield result
 
 
 def relabel_water(objects: list[GroundedObject], asked: Sequence[str] = ()) -> list[GroundedObject]:
@@ -467,27 +469,39 @@ def merge_batches(
     spec: GrounderSpec | None = None,
     *,
     iou_threshold: float = 0.5,
+    plan: Sequence[Tile] | None = None,
+    notes: list[TileNote] | None = None,
 ) -> tuple[list[GroundedObject], list[TileFailure]]:
     """Seam-merge all batches of one raster; return (objects with ids, failures).
 
-    The minimum mapping unit (``min_area_m2``) and simplification (``simplify_m``) come
-    from ``spec.config`` — the one place grounder settings live — whatever the grounder.
+    ``batches`` is consumed lazily: with the tile ``plan`` the seams are merged row by row
+    as rows complete (:class:`~georeason.geo.grounding.seams.SeamMerger`) and each batch's
+    detections are dropped once added, so a scene of any size is merged in the memory of
+    a few tile rows plus its final objects. ``notes`` (when given) collects the batches'
+    :class:`TileNote`. The minimum mapping unit (``min_area_m2``) and simplification
+    (``simplify_m``) come from ``spec.config`` — the one place grounder settings live —
+    whatever the grounder.
     """
-    from georeason.geo.grounding.seams import assign_ids, merge_detections
+    from georeason.geo.grounding.seams import SeamMerger, assign_ids
 
     cfg = spec.config if spec is not None else {}
-    pairs: list[tuple[Tile, tuple[Detection, ...]]] = []
-    failures: list[TileFailure] = []
-    for b in batches:
-        pairs.extend(b.results)
-        failures.extend(b.failures)
-    objects = merge_detections(
-        pairs,
+    merger = SeamMerger(
         iou_threshold=iou_threshold,
         min_area_m2=float(cfg.get("min_area_m2", 0.0)),
         simplify_m=float(cfg.get("simplify_m", 0.0)),
+        plan=plan,
     )
-    return assign_ids(relabel_water(objects, classes)), failures
+    failures: list[TileFailure] = []
+    for b in batches:
+        for tile, dets in b.results:
+            merger.add(tile, dets)
+        for f in b.failures:
+            merger.skip(f.index)
+        failures.extend(b.failures)
+        if notes is not None:
+            notes.extend(b.notes)
+        del b  # the batch's detections go now, not after the last batch
+    return assign_ids(relabel_water(merger.finish(), classes)), failures
 
 
 def grounded_scene(
@@ -974,8 +988,9 @@ class Pipeline:
         )
         job = GroundJob(raster, spec, tuple(classes), names, raster_sha256, item)
         done = self.map(job, batches, self._tiles_done(classes, len(tiles)))
-        objects, failures = merge_batches(done, classes, spec)
-        notes = [n for b in done for n in b.notes]
+        notes: list[TileNote] = []
+        objects, failures = merge_batches(done, classes, spec, plan=tiles, notes=notes)
+        del done
         self.logger.info("%smerged into %d objects (%d tile failures)", where, len(objects), len(failures))
         if notes:
             self.logger.warning(

@@ -61,7 +61,7 @@ from georeason.geo.raster.tiling import Tile
 from georeason.geo.vector.crs import to_lonlat
 from georeason.geo.vector.measure import area_m2
 
-__all__ = ["box_iou", "nms", "merge_detections", "assign_ids"]
+__all__ = ["box_iou", "nms", "merge_detections", "SeamMerger", "assign_ids"]
 
 
 def box_iou(a: BaseGeometry, b: BaseGeometry) -> float:
@@ -154,40 +154,154 @@ def merge_detections(
     iou_threshold: float = 0.5,
     min_area_m2: float = 0.0,
     simplify_m: float = 0.0,
+    plan: Iterable[Tile] | None = None,
 ) -> list[GroundedObject]:
     """Merge per-tile detections into scene objects in the raster CRS (see module doc).
 
     Parameters
     ----------
     tile_results : iterable of (Tile, detections)
-        All tiles of one plan (skipped all-nodata tiles may be absent).
+        All tiles of one plan (skipped all-nodata tiles may be absent). Consumed lazily:
+        each tile's detections can be freed once it has been added.
     iou_threshold : float
         Box NMS threshold.
     min_area_m2 : float
         Polygon objects with a smaller geodesic area (WGS84) are dropped.
     simplify_m : float
         Douglas-Peucker tolerance in metres for polygon objects (topology preserved).
+    plan : iterable of Tile, optional
+        The tile plan. Given, the seams are merged row by row as rows complete (bounded
+        memory, :class:`SeamMerger`); without it, once at the end. The result is the same.
 
     Returns
     -------
     list of GroundedObject
         With ids, sorted as described in :func:`assign_ids`.
     """
-    pieces: dict[str, list[_Pieces]] = defaultdict(list)
-    boxes: list[GroundedObject] = []
-    points: list[GroundedObject] = []
-    transform: Affine | None = None
-    crs: CRS | None = None
+    merger = SeamMerger(
+        iou_threshold=iou_threshold, min_area_m2=min_area_m2, simplify_m=simplify_m, plan=plan
+    )
     for tile, dets in tile_results:
-        if transform is None or crs is None:
-            transform, crs = tile.raster_transform, tile.crs
-        elif tile.raster_transform != transform or (tile.crs is not crs and tile.crs != crs):
+        merger.add(tile, dets)
+    return merger.finish()
+
+
+class SeamMerger:
+    """The seam merge, streamed by tile rows: :meth:`add` tiles as they are grounded,
+    :meth:`finish` for the objects.
+
+    Memory stays bounded by one row of tiles, not the scene (as GRASS ``r.to.vect`` and
+    GDAL ``Polygonize`` stream by rows). A tile's detections are clipped to its core on
+    :meth:`add` and dropped: pieces away from every interior core edge are whole objects
+    and are finished at once (area, holes, simplification, CRS); pieces on a seam wait for
+    their row. When every tile of a row is in (the ``plan`` says which; :meth:`skip` counts
+    a failed one), the row's seam pieces are unioned with the parts carried from the rows
+    above. A part that does not reach the row's lower core edge can gain nothing from
+    the rows below (their cores start at that edge), so it is finished; a part that
+    reaches it is carried on, as one geometry with its pieces' scores, areas and tiles
+    (an object spanning many rows is carried row after row). Without a ``plan`` every row
+    waits for :meth:`finish`: the all-in-memory merge. Both give the same objects.
+
+    Examples
+    --------
+    >>> from affine import Affine
+    >>> from pyproj import CRS
+    >>> from rasterio.windows import Window
+    >>> t = Affine(10, 0, 500000, 0, -10, 5000000)
+    >>> def tile(i, r0, r1):  # 1 column, rows [r0, r1) of a 10 x 30 px raster, 2 px overlap
+    ...     w0 = max(0, r0 - 2)
+    ...     return Tile((i, 0), Window(0, w0, 10, min(30, r1 + 2) - w0), Window(0, r0, 10, r1 - r0),
+    ...                 t @ Affine.translation(0, w0), (0, 0, 0, 0), CRS(32633), t, (30, 10))
+    >>> tiles = [tile(0, 0, 10), tile(1, 10, 20), tile(2, 20, 30)]
+    >>> m = SeamMerger(plan=tiles)
+    >>> for tl in tiles:  # a 4 x 30 px strip through all three tiles, in each tile's pixels
+    ...     m.add(tl, [Detection("river", 1.0, "polygon", shapely.box(3, 0, 7, tl.window.height))])
+    >>> [(o.id, o.geometry.area, o.tiles) for o in m.finish()]
+    [('river-1', 12000.0, ((0, 0), (1, 0), (2, 0)))]
+    """
+
+    def __init__(
+        self,
+        *,
+        iou_threshold: float = 0.5,
+        min_area_m2: float = 0.0,
+        simplify_m: float = 0.0,
+        plan: Iterable[Tile] | None = None,
+    ) -> None:
+        self.iou_threshold = iou_threshold
+        self.min_area_m2 = min_area_m2
+        self.simplify_m = simplify_m
+        self.transform: Affine | None = None
+        self.crs: CRS | None = None
+        self._boxes: list[GroundedObject] = []
+        self._points: list[GroundedObject] = []
+        self._objects: list[GroundedObject] = []
+        #: row (core row offset) -> tile indices not yet added; None: no plan, flush at the end
+        self._waiting: dict[int, set[tuple[int, int]]] | None = None
+        self._row_of: dict[tuple[int, int], int] = {}
+        if plan is not None:
+            self._waiting = defaultdict(set)
+            for t in plan:
+                idx = (int(t.index[0]), int(t.index[1]))
+                self._row_of[idx] = int(t.core.row_off)
+                self._waiting[int(t.core.row_off)].add(idx)
+        #: row -> label -> seam pieces of that row
+        self._pending: dict[int, dict[str, list[_Pieces]]] = defaultdict(lambda: defaultdict(list))
+        #: row -> lower core edge (global px)
+        self._row_end: dict[int, int] = {}
+        #: label -> parts carried over the last flushed row's lower edge
+        self._carry: dict[str, _Carry] = {}
+        self._height = 0
+        self._seq = 0  # pieces numbered in input order: scores average in the same order
+
+    def add(self, tile: Tile, dets: Sequence[Detection]) -> None:
+        """Clip one tile's detections to its core; finish what is whole; flush complete rows."""
+        if self.transform is None or self.crs is None:
+            self.transform, self.crs = tile.raster_transform, tile.crs
+        elif tile.raster_transform != self.transform or (tile.crs is not self.crs and tile.crs != self.crs):
             raise CRSMismatchError(
                 f"tiles of different rasters in one merge: tile {tile.index} has CRS {tile.crs.to_string()} "
-                f"and transform {tuple(tile.raster_transform)[:6]}, expected {crs.to_string()} {tuple(transform)[:6]}"
+                f"and transform {tuple(tile.raster_transform)[:6]}, expected {self.crs.to_string()} "
+                f"{tuple(self.transform)[:6]}"
             )
-        if not dets:
-            continue
+        row = int(tile.core.row_off)
+        self._height = int(tile.raster_shape[0])
+        self._row_end[row] = int(tile.core.row_off + tile.core.height)
+        if dets:
+            self._add_pieces(tile, row, dets)
+        self._done((int(tile.index[0]), int(tile.index[1])))
+
+    def skip(self, index: tuple[int, int]) -> None:
+        """A tile of the plan that will not come (it failed): its row can still complete."""
+        self._done((int(index[0]), int(index[1])))
+
+    def finish(self) -> list[GroundedObject]:
+        """Flush every row left; NMS for boxes; the objects with ids (:func:`assign_ids`)."""
+        if self._waiting is None:  # no plan: every row's seam pieces in one union
+            rows = [self._pending.pop(r) for r in sorted(self._pending)]
+            for by_label in rows:
+                for label, chunks in by_label.items():
+                    self._pending[-1][label].extend(chunks)
+            self._row_end[-1] = self._height
+        for row in sorted(self._pending):
+            self._flush(row)
+        self._flush_carry()
+        objects = [*self._objects, *nms(self._boxes, self.iou_threshold), *self._points]
+        self._objects, self._boxes, self._points = [], [], []
+        return assign_ids(objects)
+
+    def _done(self, idx: tuple[int, int]) -> None:
+        if self._waiting is None or idx not in self._row_of:
+            return
+        self._waiting[self._row_of[idx]].discard(idx)
+        # rows flush top to bottom: the carried parts cross one row edge at a time
+        for row in sorted(self._waiting):
+            if self._waiting[row]:
+                break
+            del self._waiting[row]
+            self._flush(row)
+
+    def _add_pieces(self, tile: Tile, row: int, dets: Sequence[Detection]) -> None:
         dx, dy = tile.window.col_off, tile.window.row_off
         by_label: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
         for d in dets:
@@ -208,46 +322,147 @@ def merge_detections(
                     tile_index=tile.index,
                     tiles=(tile.index,),
                 )
-                (points if d.kind == "point" else boxes).append(obj)
+                (self._points if d.kind == "point" else self._boxes).append(obj)
         # A grounder that answers several names from one mask (lake, river and water from
-        # the same water components) gives them the same geometry objects: clip them once.
+        # the same water components) gives them the same geometry objects: clip them once,
+        # finish their whole pieces once.
         clipped: dict[tuple[int, ...], tuple[list, list, _Pieces | None]] = {}
+        finished: dict[int, list[GroundedObject]] = {}
         for label, (gl, sl) in by_label.items():
             key = tuple(map(id, gl))
             seen = clipped.get(key)
             if seen is not None and seen[1] == sl and all(a is b for a, b in zip(seen[0], gl)):
                 p = seen[2]
             else:
-                p = _clip_to_core(np.array(gl, dtype=object), np.array(sl, float), tile)
+                p = _clip_to_core(np.array(gl, dtype=object), np.array(sl, float), tile, self._seq)
+                if p is not None:
+                    self._seq += len(p.geoms)
                 clipped[key] = (gl, sl, p)
-            if p is not None:
-                pieces[label].append(p)
+            if p is None:
+                continue
+            if id(p) not in finished:
+                whole = ~p.on_seam
+                objs: list[BaseGeometry] = list(p.geoms[whole])
+                members = [_Members.of(p, np.array([i])) for i in np.flatnonzero(whole)]
+                finished[id(p)] = self._finish(label, objs, members)
+            self._objects.extend(o if o.label == label else replace(o, label=label) for o in finished[id(p)])
+            if p.on_seam.any():
+                self._pending[row][label].append(p)
 
-    objects: list[GroundedObject] = []
-    unions: dict[tuple[int, ...], list[GroundedObject]] = {}  # the same pieces: one union
-    for label in sorted(pieces):
-        key = tuple(map(id, pieces[label]))
-        if key in unions:
-            objects.extend(replace(o, label=label) for o in unions[key])
-            continue
-        merged = _union_pieces(label, pieces[label], transform, crs, min_area_m2, simplify_m)
-        unions[key] = merged
-        objects.extend(merged)
-    objects.extend(nms(boxes, iou_threshold))
-    objects.extend(points)
-    return assign_ids(objects)
+    def _flush(self, row: int) -> None:
+        """Union the row's seam pieces with the parts carried into it; finish what is whole."""
+        pending = self._pending.pop(row, {})
+        end = self._row_end.get(row)
+        labels = sorted(set(pending) | set(self._carry))
+        done: dict[tuple[int, ...], tuple[list[GroundedObject], _Carry | None]] = {}
+        carry: dict[str, _Carry] = {}
+        for label in labels:
+            chunks, before = pending.get(label, []), self._carry.get(label)
+            key = (*map(id, chunks), id(before))  # lake, river, water: the same pieces, one union
+            if key not in done:
+                done[key] = self._union_row(label, chunks, before, end)
+            objs, c = done[key]
+            self._objects.extend(o if o.label == label else replace(o, label=label) for o in objs)
+            if c is not None:
+                carry[label] = c
+        self._carry = carry
+
+    def _flush_carry(self) -> None:
+        done: dict[int, list[GroundedObject]] = {}
+        for label in sorted(self._carry):
+            c = self._carry[label]
+            if id(c) not in done:
+                done[id(c)] = self._finish(label, list(c.geoms), list(c.members))
+            self._objects.extend(o if o.label == label else replace(o, label=label) for o in done[id(c)])
+        self._carry = {}
+
+    def _union_row(
+        self, label: str, chunks: list[_Pieces], before: _Carry | None, end: int | None
+    ) -> tuple[list[GroundedObject], _Carry | None]:
+        geoms: list[np.ndarray] = []
+        members: list[_Members] = []
+        if before is not None:
+            geoms.append(before.geoms)
+            members.extend(before.members)
+        for p in chunks:
+            idx = np.flatnonzero(p.on_seam)
+            geoms.append(p.geoms[idx])
+            members.extend(_Members.of(p, np.array([i])) for i in idx)
+        if not members:
+            return [], None
+        g = np.concatenate(geoms)
+        merged = shapely.get_parts(shapely.union_all(g))
+        merged = merged[(shapely.get_type_id(merged) == 3) & (shapely.area(merged) > 0)]
+        tree = STRtree(merged)
+        src_i, part_i = tree.query(shapely.point_on_surface(g), predicate="intersects")
+        pm: dict[int, list[_Members]] = defaultdict(list)
+        for si, mi in zip(src_i.tolist(), part_i.tolist()):
+            pm[mi].append(members[si])
+        parts = [_Members.join(pm.get(mi, [])) for mi in range(len(merged))]
+        if end is None or end >= self._height:  # the last row: nothing below to join
+            reach = np.zeros(len(merged), bool)
+        else:
+            reach = shapely.bounds(merged)[:, 3] >= end
+        final = np.flatnonzero(~reach)
+        objs = self._finish(label, list(merged[final]), [parts[i] for i in final])
+        kept = np.flatnonzero(reach)
+        c = _Carry(merged[kept], [parts[i] for i in kept]) if kept.size else None
+        return objs, c
+
+    def _finish(self, label: str, objs: list[BaseGeometry], members: list[_Members]) -> list[GroundedObject]:
+        return _finish_objects(
+            label, objs, members, self.transform, self.crs, self.min_area_m2, self.simplify_m
+        )
 
 
 class _Pieces:
     """Polygons of one label from one tile, clipped to its core, in global pixels."""
 
-    __slots__ = ("geoms", "scores", "tile", "on_seam")
+    __slots__ = ("geoms", "scores", "areas", "seq", "tile", "on_seam")
 
-    def __init__(self, geoms, scores, tile, on_seam):
+    def __init__(self, geoms, scores, tile, on_seam, seq0: int = 0):
         self.geoms, self.scores, self.tile, self.on_seam = geoms, scores, tile, on_seam
+        self.areas = shapely.area(geoms)
+        self.seq = np.arange(seq0, seq0 + len(geoms), dtype=np.int64)
 
 
-def _clip_to_core(g: np.ndarray, scores: np.ndarray, tile: Tile) -> _Pieces | None:
+class _Members:
+    """The pieces an object is the union of: input order, scores, areas, tiles."""
+
+    __slots__ = ("seq", "scores", "areas", "tiles")
+
+    def __init__(self, seq: np.ndarray, scores: np.ndarray, areas: np.ndarray, tiles: np.ndarray) -> None:
+        self.seq, self.scores, self.areas, self.tiles = seq, scores, areas, tiles
+
+    @classmethod
+    def of(cls, p: _Pieces, idx: np.ndarray) -> _Members:
+        tiles = np.repeat(np.array([p.tile], dtype=np.int64).reshape(1, 2), len(idx), axis=0)
+        return cls(p.seq[idx], p.scores[idx], p.areas[idx], tiles)
+
+    @classmethod
+    def join(cls, ms: Sequence[_Members]) -> _Members:
+        if not ms:
+            return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros((0, 2), np.int64))
+        seq = np.concatenate([m.seq for m in ms])
+        o = np.argsort(seq, kind="stable")  # the order the all-at-once merge averages in
+        return cls(
+            seq[o],
+            np.concatenate([m.scores for m in ms])[o],
+            np.concatenate([m.areas for m in ms])[o],
+            np.concatenate([m.tiles for m in ms])[o],
+        )
+
+
+class _Carry:
+    """Unioned seam parts that reach a row's lower core edge, carried to the next row."""
+
+    __slots__ = ("geoms", "members")
+
+    def __init__(self, geoms: np.ndarray, members: list[_Members]) -> None:
+        self.geoms, self.members = geoms, members
+
+
+def _clip_to_core(g: np.ndarray, scores: np.ndarray, tile: Tile, seq0: int = 0) -> _Pieces | None:
     ok = ~(shapely.is_empty(g) | shapely.is_missing(g))
     g, scores = g[ok], scores[ok]
     if g.size == 0:
@@ -279,7 +494,7 @@ def _clip_to_core(g: np.ndarray, scores: np.ndarray, tile: Tile) -> _Pieces | No
         | ((b[:, 1] <= r0) & (r0 > 0))
         | ((b[:, 3] >= r1) & (r1 < h))
     )
-    return _Pieces(parts, scores[idx], tile.index, on_seam)
+    return _Pieces(parts, scores[idx], tile.index, on_seam, seq0)
 
 
 def _fill_small_holes(poly: BaseGeometry, min_hole_px: float) -> BaseGeometry:
@@ -300,33 +515,17 @@ def _fill_small_holes(poly: BaseGeometry, min_hole_px: float) -> BaseGeometry:
     return shapely.normalize(shapely.Polygon(poly.exterior, holes))
 
 
-def _union_pieces(
-    label, chunks: list[_Pieces], transform, crs, min_area_m2, simplify_m
+def _finish_objects(
+    label: str,
+    objs: list[BaseGeometry],
+    members: list[_Members],
+    transform: Affine | None,
+    crs: CRS | None,
+    min_area_m2: float,
+    simplify_m: float,
 ) -> list[GroundedObject]:
-    geoms = np.concatenate([p.geoms for p in chunks])
-    scores = np.concatenate([p.scores for p in chunks])
-    seam = np.concatenate([p.on_seam for p in chunks])
-    tiles = np.array([p.tile for p in chunks for _ in range(len(p.geoms))], dtype=np.int64).reshape(-1, 2)
-    areas = shapely.area(geoms)
-
-    # Pieces away from every seam are whole objects already; only seam pieces are unioned.
-    objs: list[BaseGeometry] = []
-    members: list[np.ndarray] = []
-    for i in np.flatnonzero(~seam):
-        objs.append(geoms[i])
-        members.append(np.array([i]))
-    seam_idx = np.flatnonzero(seam)
-    if seam_idx.size:
-        merged = shapely.get_parts(shapely.union_all(geoms[seam_idx]))
-        merged = merged[(shapely.get_type_id(merged) == 3) & (shapely.area(merged) > 0)]
-        tree = STRtree(merged)
-        piece_i, part_i = tree.query(shapely.point_on_surface(geoms[seam_idx]), predicate="intersects")
-        pm: dict[int, list[int]] = defaultdict(list)
-        for pi, mi in zip(piece_i.tolist(), part_i.tolist()):
-            pm[mi].append(int(seam_idx[pi]))
-        for mi, part in enumerate(merged):
-            objs.append(part)
-            members.append(np.array(pm.get(mi, []), dtype=np.int64))
+    """Whole objects (global pixels) -> canonical, minimum area, holes filled, simplified,
+    in the CRS; each scored by its pieces' area-weighted mean score."""
     if not objs:
         return []
     objs_arr = shapely.normalize(shapely.simplify(np.array(objs, dtype=object), 0.0))
@@ -353,10 +552,10 @@ def _union_pieces(
         )
     out = []
     for i in np.flatnonzero(keep):
-        idx = members[i]
-        wts = areas[idx] if idx.size else np.array([1.0])
-        sc = scores[idx] if idx.size else np.array([0.0])
-        tl = tuple(sorted({(int(a), int(b)) for a, b in tiles[idx]}))
+        m = members[i]
+        wts = m.areas if m.seq.size else np.array([1.0])
+        sc = m.scores if m.seq.size else np.array([0.0])
+        tl = tuple(sorted({(int(a), int(b)) for a, b in m.tiles}))
         out.append(
             GroundedObject(
                 label=label,
