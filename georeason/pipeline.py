@@ -32,11 +32,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -102,6 +103,7 @@ __all__ = [
     "answer_questions",
     "failure_affects",
     "outcome_row",
+    "outcome_jsonl",
     "export_item_outputs",
     "row_text",
     "read_vectors",
@@ -833,7 +835,12 @@ def export_item_outputs(
     rows: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
     for n, a in enumerate(answers, 1):
-        row = outcome_row(a, item)
+        if isinstance(a, Answer) and len(a.evidence) > EVIDENCE_CHUNK:
+            # a large answer's evidence by id: its geometry is in the answer's layer (outputs)
+            row = a.to_json(geometry=False)
+            row["item"] = item
+        else:
+            row = outcome_row(a, item)
         path = out / f"{answer_stem(n, a.question or '')}.geojson"
         if isinstance(a, Answer):
             written = write_answer_files(a, path)
@@ -872,6 +879,49 @@ def outcome_row(outcome: Outcome, item: str | None = None) -> dict[str, Any]:
     if item is not None:
         row["item"] = item
     return row
+
+
+#: Evidence is turned into JSON this many objects at a time (:func:`outcome_jsonl`); an
+#: answers-file row (``run``) keeps the geometry of at most this many evidence objects
+#: inline, a larger answer's evidence is named by id (its geometry is in the answer's layer).
+EVIDENCE_CHUNK = 256
+
+
+def outcome_jsonl(outcome: Outcome, item: str | None = None, *, geometry: bool = True) -> str:
+    r"""One JSON line of an answer: ``json.dumps(row) + "\n"`` byte for byte, where ``row``
+    is :func:`outcome_row` (or ``Answer.to_json(geometry=False)`` with ``item``), but built
+    :data:`EVIDENCE_CHUNK` evidence objects at a time, so an answer resting on every
+    vegetation patch of a scene never holds all their GeoJSON coordinates as Python lists
+    at once. Raises ``ValueError`` on a non-finite number (as ``json.dumps`` with
+    ``allow_nan=False``).
+
+    Examples
+    --------
+    >>> a = Answer(3, "count", question="How many?")
+    >>> outcome_jsonl(a, "x") == json.dumps(outcome_row(a, "x")) + "\n"
+    True
+    """
+    if not isinstance(outcome, Answer) or len(outcome.evidence) <= EVIDENCE_CHUNK:
+        row = outcome.to_json(geometry) if isinstance(outcome, Answer) else outcome.to_json()
+        if item is not None:
+            row["item"] = item
+        return json.dumps(row, allow_nan=False) + "\n"
+    ev = outcome.evidence
+    head = replace(outcome, evidence=[]).to_json(geometry)
+    if item is not None:
+        head["item"] = item
+    parts = []
+    for k, v in head.items():
+        if k == "evidence":
+            items: list[str] = []
+            for i in range(0, len(ev), EVIDENCE_CHUNK):
+                sub = replace(outcome, evidence=ev[i : i + EVIDENCE_CHUNK]).to_json(geometry)["evidence"]
+                items.extend(json.dumps(e, allow_nan=False) for e in sub)
+            text = "[" + ", ".join(items) + "]"
+        else:
+            text = json.dumps(v, allow_nan=False)
+        parts.append(f"{json.dumps(k)}: {text}")
+    return "{" + ", ".join(parts) + "}\n"
 
 
 # --------------------------------------------------------------------------- the pipeline

@@ -46,8 +46,11 @@ from georeason.geo.vector.crs import LONLAT, transformer
 #: Default size (MB) of GDAL's raster block cache in georeason, unless ``GDAL_CACHEMAX`` is
 #: set in the environment (then GDAL's own setting wins). GDAL's default, 5% of RAM, is
 #: 6 GB on a 128 GB machine and filled during a scene's threshold fit; tiles are read once
-#: in order, so a small cache loses nothing. Override: ``GEOREASON_GDAL_CACHEMAX_MB``.
-DEFAULT_GDAL_CACHEMAX_MB = 256
+#: in order, so a small cache loses little (at most the blocks a tile row shares with the
+#: next are decoded twice). 64 MB: the 8000² ``ask`` peaks ~240 MB lower than with 256 MB
+#: (benchmarks/RESULTS.md, "memory").
+#: Override: ``GEOREASON_GDAL_CACHEMAX_MB``.
+DEFAULT_GDAL_CACHEMAX_MB = 64
 
 
 def gdal_cache_mb(environ: dict[str, str] | None = None) -> int:
