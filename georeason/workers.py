@@ -27,7 +27,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -120,7 +120,8 @@ class WorkerPool:
 
 def pool_map(pool: WorkerPool) -> Mapper:
     """A :data:`~georeason.pipeline.Mapper` without Prefect: the batches grounded in
-    ``pool``'s processes, all at once, results in batch order.
+    ``pool``'s processes, all at once, results yielded in batch order (each dropped here once
+    handed on: the pipeline merges it and lets its detections go).
 
     A batch whose worker died is re-run once; if it fails again each of its tiles becomes
     a :class:`~georeason.pipeline.TileFailure` (the other batches carry on).
@@ -148,14 +149,16 @@ def pool_map(pool: WorkerPool) -> Mapper:
 
     def map_batches(
         job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
-    ) -> list[BatchResult]:
+    ) -> Iterator[BatchResult]:
         with ThreadPoolExecutor(max_workers=pool.workers) as threads:
-            futures = [threads.submit(run_batch, job, b) for b in batches]
-            out = []
-            for b, fut in zip(batches, futures):
-                out.append(fut.result())
+            futures: list[Future[BatchResult] | None] = [threads.submit(run_batch, job, b) for b in batches]
+            for i, b in enumerate(batches):
+                fut = futures[i]
+                assert fut is not None
+                result = fut.result()
+                futures[i] = fut = None  # handed on to the seam merge: not kept here
                 if tiles_done is not None:
                     tiles_done(len(b))
-        return out
+                yield result
 
     return map_batches

@@ -22,7 +22,7 @@ a rerun after a kill skips the batches that finished.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -164,7 +164,7 @@ def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) 
 
     def map_batches(
         job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
-    ) -> list[BatchResult]:
+    ) -> Iterator[BatchResult]:
         log = get_run_logger()
         item = job.item or Path(job.raster).stem
         # the tile cache is keyed on the raster's content: check the file is what the catalog says
@@ -179,9 +179,11 @@ def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) 
         bar, bar_key = reporter(), f"tiles:{item}"
         bar.start(bar_key, f"{item}: grounding tiles", total=total)
         done = 0
-        out: list[BatchResult] = []
-        futures = mapped.map(unmapped(job), batches, unmapped(cache_dir), unmapped(pool))
-        for batch, fut in zip(batches, futures):
+        # results are yielded in batch order and not kept here: the pipeline merges each
+        # batch as it comes and lets its detections go
+        futures: list[Any] = list(mapped.map(unmapped(job), batches, unmapped(cache_dir), unmapped(pool)))
+        for i, batch in enumerate(batches):
+            fut, futures[i] = futures[i], None
             fut.wait()
             done += len(batch)
             update_progress_artifact(progress_id, 100.0 * done / max(1, total))
@@ -189,14 +191,14 @@ def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) 
             if tiles_done is not None:
                 tiles_done(len(batch))
             if fut.state.is_completed():
-                out.append(fut.result())
+                yield fut.result()
                 continue
             log.warning("batch of %d tiles of %s failed; retrying tile by tile", len(batch), job.raster)
             singles = mapped.map(unmapped(job), [[t] for t in batch], unmapped(cache_dir), unmapped(pool))
             for t, f in zip(batch, singles):
                 f.wait()
                 if f.state.is_completed():
-                    out.append(f.result())
+                    yield f.result()
                     continue
                 err = f.result(raise_on_failure=False)
                 lost = getattr(err, "failures", None) or (
@@ -204,7 +206,6 @@ def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) 
                         (int(t.index[0]), int(t.index[1])), f"{type(err).__name__}: {err}", t.core_bounds
                     ),
                 )
-                out.append(BatchResult((), tuple(lost)))
-        return out
+                yield BatchResult((), tuple(lost))
 
     return map_batches
