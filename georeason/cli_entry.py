@@ -89,9 +89,9 @@ def fast_ask_args(argv: list[str]) -> tuple[dict[str, bool], dict[str, Any]] | N
                 return None
             kwargs[key] = flag
             continue
-        key = _VALUE_OPTIONS.get(name)
-        if key is None or key in kwargs:
+        if name not in _VALUE_OPTIONS or _VALUE_OPTIONS[name] in kwargs:
             return None
+        key = _VALUE_OPTIONS[name]
         if not eq:
             if j == len(rest):
                 return None
