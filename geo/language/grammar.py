@@ -52,6 +52,7 @@ from lark.exceptions import UnexpectedEOF, UnexpectedInput, VisitError
 from lark.lexer import BasicLexer, LexerThread
 
 from georeason.errors import QuestionParseError
+from georeason.geo.language.shapes import cache_dir
 from georeason.geo.vector.measure import COMPASS_16
 
 __all__ = [
@@ -612,10 +613,7 @@ def parser_cache_path(text: str | None = None) -> Path:
     key = hashlib.sha256(
         "\0".join([text if text is not None else _grammar_text(), lark.__version__, sys.version]).encode()
     ).hexdigest()[:20]
-    root = os.environ.get("GEOREASON_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "georeason"
-    )
-    return Path(root) / f"grammar-{key}.pickle"
+    return cache_dir() / f"grammar-{key}.pickle"
 
 
 # What a cached parser may name when it is loaded: exactly the lark classes a built Earley
