@@ -690,9 +690,12 @@ class _ModulePickler(pickle.Pickler):
 
 @lru_cache(maxsize=1)
 def _lexer() -> BasicLexer:
-    """The parser's basic lexer, built once. ``Lark.lex`` of an Earley parser builds a new
-    one (compiling every terminal's regular expression) on each call: 7 ms a question."""
-    return BasicLexer(parser().lexer_conf)
+    """The parser's basic lexer: the one its Earley front end lexes with (loaded with the
+    cached parser, so not built again: building one checks every terminal's regular
+    expression, ~10 ms), else built once. ``Lark.lex`` of an Earley parser builds a new
+    one on each call: 7 ms a question."""
+    own = getattr(parser().parser, "lexer", None)
+    return own if type(own) is BasicLexer else BasicLexer(parser().lexer_conf)
 
 
 def _lex(text: str) -> list[Token]:
