@@ -262,3 +262,18 @@ def test_fast_path_imports_neither_typer_nor_the_heavy_modules(tmp_path):
         assert '"answer"' in r.stdout
     assert "LARK ['georeason.geo.language.grammar', 'lark']" in runs[0].stdout  # first: parsed
     assert "LARK []" in runs[1].stdout  # then: from the program cache
+
+
+def test_program_cache_keeps_the_newest_shapes(tmp_path, monkeypatch):
+    from georeason.geo.language import shapes
+
+    monkeypatch.setenv("GEOREASON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(shapes, "MAX_SHAPES", 3)
+    shapes.save("#x", {"a": "[1]", "b": "[2]"})
+    assert shapes.load() == ("#x", {"b": "[2]", "a": "[1]"})
+    shapes.save("#x", {"c": "[3]", "d": "[4]"})  # d, c newest; then b; a dropped
+    assert shapes.load() == ("#x", {"d": "[4]", "c": "[3]", "b": "[2]"})
+    (path,) = tmp_path.glob("programs-*.json")
+    assert path == shapes.cache_path() and oct(path.stat().st_mode & 0o777) == "0o600"
+    path.chmod(0o620)  # group-writable: not read
+    assert shapes.load() == (None, {})

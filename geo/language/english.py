@@ -138,11 +138,12 @@ def _from_disk(question: str) -> str | None:
 def _remember(text: str, program: str) -> None:
     """Keep ``program`` (of a shape or a plain question) for later processes: written to
     the program cache when this process exits."""
-    if len(_LEARNT) >= shapes.MAX_SHAPES:
-        return
     if not _LEARNT:
         atexit.register(_save_learnt)
+    _LEARNT.pop(text, None)  # the newest last
     _LEARNT[text] = program
+    if len(_LEARNT) > shapes.MAX_SHAPES:
+        del _LEARNT[next(iter(_LEARNT))]
 
 
 def _save_learnt() -> None:

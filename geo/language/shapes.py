@@ -30,8 +30,9 @@ from pathlib import Path
 
 __all__ = ["cache_dir", "cache_path", "load", "save", "MAX_SHAPES"]
 
-#: at most this many shapes in the file (a batch of one-off questions does not grow it)
-MAX_SHAPES = 4096
+#: at most this many shapes in the file, the most recently learnt kept (every ``ask``
+#: reads the whole file: 1024 shapes are ~0.4 MB, a few ms)
+MAX_SHAPES = 1024
 
 _HERE = Path(__file__).resolve().parent
 #: the source files a compiled program depends on
@@ -100,13 +101,15 @@ def load() -> tuple[str | None, dict[str, str]]:
 
 
 def save(hashid: str, learnt: dict[str, str]) -> None:
-    """Add ``learnt`` (shape text -> program JSON) to the file, up to :data:`MAX_SHAPES`
-    (written whole to a temporary file, then renamed: readers never see half a file)."""
+    """Add ``learnt`` (shape text -> program JSON) to the file: the last :data:`MAX_SHAPES`
+    learnt are kept, newest first (written whole to a temporary file, then renamed: readers
+    never see half a file)."""
     path = cache_path()
     if path is None or not learnt:
         return
-    _, shapes = load()
-    for text, program in learnt.items():
+    _, old = load()
+    shapes = dict(reversed(list(learnt.items())[-MAX_SHAPES:]))
+    for text, program in old.items():
         if len(shapes) >= MAX_SHAPES:
             break
         shapes.setdefault(text, program)
