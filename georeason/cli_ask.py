@@ -101,6 +101,17 @@ def _finite_json(row: dict[str, Any]) -> str:
         return json.dumps(finite_row(row), allow_nan=False)
 
 
+def _batch_line(outcome: Any, geometry: bool) -> str:
+    """``_finite_json(_batch_row(outcome, geometry)) + "\\n"``, evidence encoded in chunks
+    (:func:`~georeason.pipeline.outcome_jsonl`); a non-finite number: the error row."""
+    from georeason.pipeline import outcome_jsonl
+
+    try:
+        return outcome_jsonl(outcome, geometry=geometry)
+    except ValueError:
+        return _finite_json(_batch_row(outcome, geometry)) + "\n"
+
+
 def _batch_row(outcome: Any, geometry: bool) -> dict[str, Any]:
     """One ``ask --questions`` line: :func:`~georeason.pipeline.outcome_row`, evidence
     without the geometry of objects unless ``geometry``."""
@@ -384,14 +395,17 @@ def ask_command(
             # Evidence objects that all come from vector files are named by id (the files
             # have their geometry) unless --evidence-geometry; grounded ones keep theirs.
             geometry = evidence_geometry or bool(result.grounded)
-            text = "".join(_finite_json(_batch_row(a, geometry)) + "\n" for a in result.answers)
+            # written line by line, each built in chunks: memory holds one answer's text
+            batch_lines = (_batch_line(a, geometry) for a in result.answers)
             if out is None:
-                sys.stdout.write(text)
+                for line in batch_lines:
+                    sys.stdout.write(line)
             else:
                 from georeason.geo.export.layers import atomic_path
 
-                with atomic_path(out) as tmp:
-                    tmp.write_text(text, encoding="utf-8")
+                with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as fh:
+                    for line in batch_lines:
+                        fh.write(line)
                 _echo_err(f"wrote {len(result.answers)} answers to {out}")
             return
         if query is not None:
