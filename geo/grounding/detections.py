@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import shapely
 from affine import Affine
+from rasterio.env import Env
 from rasterio.features import rasterize, shapes
 from shapely import affinity
 from shapely.geometry import shape
@@ -256,15 +257,16 @@ def pixel_polygons(
     (['POLYGON ((4 0, 4 1, 5 1, 5 0, 4 0))', 'POLYGON ((1 1, 1 3, 3 3, 3 1, 1 1))'], [9.0, 7.0])
     """
     found = []
-    for r0, r1, c0, c1 in _bands(mask, array.shape):
-        found.extend(
-            shapes(
-                array[r0:r1, c0:c1],
-                mask=None if mask is None else mask[r0:r1, c0:c1],
-                connectivity=connectivity,
-                transform=Affine.translation(PIXEL_OFFSET + c0, PIXEL_OFFSET + r0),
+    with Env.from_defaults():  # entered once here, not by ``shapes`` once per band
+        for r0, r1, c0, c1 in _bands(mask, array.shape):
+            found.extend(
+                shapes(
+                    array[r0:r1, c0:c1],
+                    mask=None if mask is None else mask[r0:r1, c0:c1],
+                    connectivity=connectivity,
+                    transform=Affine.translation(PIXEL_OFFSET + c0, PIXEL_OFFSET + r0),
+                )
             )
-        )
     if not found:
         return np.empty(0, dtype=object), np.empty(0, float)
     ring_len: list[int] = []
