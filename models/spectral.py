@@ -37,7 +37,6 @@ geographic CRSs), never in degrees.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
@@ -48,7 +47,13 @@ from scipy import ndimage
 
 from georeason.errors import InputError, RasterReadError
 from georeason.geo.grounding.detections import Detection, pixel_polygons
-from georeason.geo.raster.io import as_dataset, band_names, pixel_size_m, read_decimated
+from georeason.geo.raster.io import (
+    as_dataset,
+    band_names,
+    decimated_shape,
+    pixel_size_m,
+    read_decimated,
+)
 from georeason.geo.raster.tiling import Tile
 
 __all__ = [
@@ -409,8 +414,7 @@ def fit_thresholds(
     with as_dataset(src_or_path) as src:
         names = list(bands) if bands is not None else list(band_names(src))
         roles = band_roles(names)
-        f = max(1, math.ceil(max(src.height, src.width) / max_px))
-        shape_ = (src.count, max(1, math.ceil(src.height / f)), max(1, math.ceil(src.width / f)))
+        shape_ = decimated_shape(src, max_px)
         try:
             pixels = read_decimated(src, shape_)  # GDAL's nearest samples, one strip at a time
             if np.issubdtype(pixels.dtype, np.floating):  # undeclared NaN/inf pixels are nodata
@@ -626,7 +630,9 @@ class SpectralGrounder:
         if not keep[1:].any():
             return []
         # the member pixels are the labelled ones: no lookup when every component is kept
-        geoms, values_ = vectorise_labels(labels, member if keep[1:].all() else keep[labels], self.connectivity)
+        geoms, values_ = vectorise_labels(
+            labels, member if keep[1:].all() else keep[labels], self.connectivity
+        )
         bad = ~shapely.is_valid(geoms)
         if bad.any():
             geoms[bad] = shapely.make_valid(geoms[bad])
