@@ -348,8 +348,9 @@ def read_decimated(src: DatasetReader, out_shape: tuple[int, int, int]) -> np.ma
 
     out_shape = (int(out_shape[0]), int(out_shape[1]), int(out_shape[2]))
     key = _file_key(src)
-    if key is not None and (key, out_shape) in _PREFETCHED:
-        return _PREFETCHED.pop((key, out_shape))
+    ahead = _PREFETCHED.pop((key, out_shape), None) if key is not None else None
+    if ahead is not None:  # (pop, not test-then-pop: safe when threads read at once)
+        return ahead
     if not _plain_for_decimation(src, out_shape):
         return src.read(out_shape=out_shape, masked=True, resampling=Resampling.nearest)
     return _decimate(src, [out_shape])[0]
