@@ -96,7 +96,7 @@ def test_published_outputs_within_tolerance(fmt, k, case):
 
 def test_every_format_has_three_cases_and_sources():
     for f in formats():
-        assert len(f.cases) >= 3 or f.name == "qwen2.5-html", f.name
+        assert len(f.cases) >= 3, f.name
         for c in f.cases:
             assert len(c.source) > 30
             assert c.real or "CONSTRUCTED" in c.source, c.source
@@ -106,7 +106,7 @@ def test_every_format_has_three_cases_and_sources():
 
 def test_formats_short_of_three_real_cases():
     short = {f.name: sum(c.real for c in f.cases) for f in formats() if sum(c.real for c in f.cases) < 3}
-    assert short == {"internvl": 0, "remotereasoner": 0, "qwen2.5-html": 2, "qwen3-html": 1}
+    assert short == {"internvl": 0, "remotereasoner": 0, "qwen3-html": 1}
 
 
 # ---------------------------------------------------------------------------------------
