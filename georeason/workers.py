@@ -356,7 +356,9 @@ def ground_ahead(
                 b
                 for b in batches
                 if not cache.path(
-                    batch_key(job.raster_sha256, b, job.spec.name, job.spec.config_json, job.classes, job.bands)
+                    batch_key(
+                        job.raster_sha256, b, job.spec.name, job.spec.config_json, job.classes, job.bands
+                    )
                 ).exists()
             ]
         return pool.prefetch(job, batches)
