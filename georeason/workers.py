@@ -194,6 +194,8 @@ class WorkerPool:
         taken are cancelled or dropped)."""
         with self._lock:
             self._ahead.clear()
+        if self in _OFFERED:
+            _OFFERED.remove(self)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> WorkerPool:
