@@ -158,6 +158,8 @@ def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def _rows(out: Path) -> list[dict]:
     rows = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
+    for r in rows:
+        (r.get("details") or {}).pop("mask", None)  # the mask's path names the output folder
     return [{k: v for k, v in r.items() if k != "outputs"} for r in rows]
 
 
