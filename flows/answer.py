@@ -41,12 +41,19 @@ from georeason.geo.export.layers import answer_stem, atomic_path, relative_outpu
 from georeason.geo.export.names import slug
 from georeason.geo.export.quicklook import thumbnail_data_uri
 from georeason.models.registry import portable, prefers_processes
-from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, compile_questions, row_text
+from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, row_text
 from georeason.progress import reporter
 from georeason.runstate import OutputLock, finite_row, result_of, run_state, write_manifest
 from georeason.tasks.answer import export_item, load_vectors
 from georeason.tasks.raster import prefect_map, register_pool, unregister_pool
-from georeason.workers import BATCHES_PER_WORKER, WorkerPool, default_workers, run_pipeline, take_offered_pool
+from georeason.workers import (
+    BATCHES_PER_WORKER,
+    WorkerPool,
+    default_workers,
+    run_pipeline,
+    take_compiled,
+    take_offered_pool,
+)
 
 __all__ = ["answer", "batch", "run_item", "BATCHES_PER_WORKER"]
 
@@ -160,7 +167,8 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
             logger=log,
         )
         # every question is compiled once per run, whatever the number of items it is asked of
-        compiled = dict(zip([s.question for s in specs], compile_questions([s.question for s in specs])))
+        # (those `georeason run` compiled ahead, while Prefect started, are not compiled again)
+        compiled = dict(zip([s.question for s in specs], take_compiled([s.question for s in specs])))
         all_rows: list[dict[str, Any]] = []
         outputs: dict[str, dict[str, Any]] = {}
         failed_tiles = 0

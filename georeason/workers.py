@@ -47,11 +47,13 @@ from georeason.geo.raster.tiling import Tile
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
 from georeason.pipeline import (
     BatchResult,
+    CompiledQuestion,
     GroundJob,
     Mapper,
     Pipeline,
     TileFailure,
     TileProgress,
+    compile_questions,
     ground_job_batch,
     local_map,
 )
@@ -66,6 +68,7 @@ __all__ = [
     "ground_ahead",
     "offer_pool",
     "take_offered_pool",
+    "take_compiled",
 ]
 
 log = logging.getLogger(__name__)
@@ -306,6 +309,19 @@ def take_offered_pool(workers: int) -> WorkerPool | None:
     return None
 
 
+#: Questions compiled by :func:`ground_ahead`, by text, for the flow of the same process.
+_COMPILED: dict[str, CompiledQuestion] = {}
+
+
+def take_compiled(texts: Sequence[str]) -> list[CompiledQuestion]:
+    """``texts`` compiled (:func:`georeason.pipeline.compile_questions`), reusing those
+    :func:`ground_ahead` compiled in this process (compiling is an Earley parse per
+    question: not done twice)."""
+    todo = [t for t in dict.fromkeys(texts) if t not in _COMPILED]
+    fresh = dict(zip(todo, compile_questions(todo)))
+    return [_COMPILED[t] if t in _COMPILED else fresh[t] for t in texts]
+
+
 def ground_ahead(
     pool: WorkerPool,
     pipeline: Pipeline,
@@ -326,7 +342,7 @@ def ground_ahead(
     """
     from georeason.catalog import default_catalog_dir, list_items
     from georeason.config import read_questions
-    from georeason.pipeline import compile_questions, read_vectors
+    from georeason.pipeline import read_vectors
     from georeason.tilecache import TileCache, batch_key
 
     try:
@@ -341,8 +357,10 @@ def ground_ahead(
             return 0
         vector_paths = [str(p) for p in info.vector_paths] + [str(p) for p in objects]
         vectors = read_vectors(vector_paths) if vector_paths else None
+        compiled = compile_questions(texts)
+        _COMPILED.update(zip(texts, compiled))
         plan = pipeline.plan_item(
-            compile_questions(texts),
+            compiled,
             raster=str(info.raster_path),
             vectors=vectors,
             item=info.id,
