@@ -177,3 +177,48 @@ def test_run_grounds_ahead_with_its_temporary_server_and_answers_the_same(tmp_pa
     assert [r["answer"] for r in rows][:2] == [3, "lake-2"]
     for name in ("objects.polygons.geojson", "objects.lines.geojson"):
         assert (ahead / "sample" / name).read_bytes() == (threads / "sample" / name).read_bytes()
+
+
+def test_ground_ahead_submits_the_first_items_batches_and_hands_over_the_questions(tmp_path):
+    from georeason.catalog import list_items
+    from georeason.config import read_questions
+    from georeason.pipeline import compile_questions
+    from georeason.tilecache import TileCache, batch_key
+    from georeason.workers import WorkerPool, ground_ahead, run_pipeline, take_compiled
+
+    cat = REPO / "data_catalog"
+    texts = [s.question for s in read_questions(cat / "questions.yaml") if s.item in (None, "sample")]
+    (info,) = [i for i in list_items(cat) if i.id == "sample"]
+    pipeline = run_pipeline("spectral", {}, tile_px=1024, overlap_px=128, max_task_runs=200, parallel=2)
+    with WorkerPool(2) as pool:
+        n = ground_ahead(pool, pipeline, catalog=cat, questions=None, items=["sample"], results_dir=tmp_path)
+        # the batches the flow will ask for: planned here from the same questions and files
+        from georeason.pipeline import read_vectors
+
+        plan = pipeline.plan_item(
+            compile_questions(texts),
+            raster=str(info.raster_path),
+            vectors=read_vectors(info.vector_paths),
+            item=info.id,
+            raster_sha256=info.sha256,
+            item_bands=info.bands,
+        )
+        assert plan is not None
+        job, batches = plan
+        assert n == len(batches) >= 2
+        assert all(pool.has_ahead(job, b) for b in batches)
+        got = take_compiled(texts)
+        assert got == compile_questions(texts)  # the same programs as compiled anew
+        assert take_compiled(texts)[0] is got[0]  # handed over, not parsed again
+    # a batch already in the tile cache under the results folder is not submitted again
+    assert job.raster_sha256
+    key = batch_key(
+        job.raster_sha256, batches[0], job.spec.name, job.spec.config_json, job.classes, job.bands
+    )
+    TileCache(tmp_path).path(key).write_text("{}", encoding="utf-8")
+    with WorkerPool(1) as pool:
+        n = ground_ahead(pool, pipeline, catalog=cat, questions=None, items=["sample"], results_dir=tmp_path)
+        assert n == len(batches) - 1 and not pool.has_ahead(job, batches[0])
+    # nothing to ground for an unknown item: nothing submitted, no error
+    with WorkerPool(1) as pool:
+        assert ground_ahead(pool, pipeline, catalog=cat, questions=None, items=["nope"]) == 0
