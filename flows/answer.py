@@ -195,10 +195,7 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         jsonl = out_dir / "answers.jsonl"
         with atomic_path(jsonl) as tmp:
             # paths relative to answers.jsonl: the folder can be moved or shared as a whole
-            lines = [
-                {**r, "outputs": relative_outputs(r["outputs"], out_dir)} if r.get("outputs") else r
-                for r in all_rows
-            ]
+            lines = [_relative_row(r, out_dir) for r in all_rows]
             tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in lines), encoding="utf-8")
         summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
         written: list[str | Path] = [jsonl, *(f for files in outputs.values() for f in files.values())]
@@ -244,6 +241,17 @@ TABLE_TEXT = 90
 
 def _md_cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "/")
+
+
+def _relative_row(row: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """``row`` with its file paths (``outputs`` and a pixel answer's ``details.mask``) made
+    relative to ``out_dir``, the folder of ``answers.jsonl``."""
+    if row.get("outputs"):
+        row = {**row, "outputs": relative_outputs(row["outputs"], out_dir)}
+    details = row.get("details")
+    if isinstance(details, dict) and isinstance(details.get("mask"), str):
+        row = {**row, "details": {**details, "mask": relative_outputs({"m": details["mask"]}, out_dir)["m"]}}
+    return row
 
 
 def _artifacts(

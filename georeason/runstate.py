@@ -288,8 +288,8 @@ def result_of(state: Any) -> dict[str, Any]:
 
 
 def answer_rows(jsonl: str | Path) -> list[dict[str, Any]]:
-    """The rows of an ``answers.jsonl``, with their ``outputs`` paths (relative to the
-    file's folder there) made absolute again."""
+    """The rows of an ``answers.jsonl``, with their ``outputs`` and ``details.mask`` paths
+    (relative to the file's folder there) made absolute again."""
     base = Path(jsonl).resolve().parent
 
     def absolute(v: Any) -> Any:
@@ -305,6 +305,8 @@ def answer_rows(jsonl: str | Path) -> list[dict[str, Any]]:
             row = json.loads(line)
             if isinstance(row.get("outputs"), dict):
                 row["outputs"] = {k: absolute(v) for k, v in row["outputs"].items()}
+            if isinstance(row.get("details"), dict) and isinstance(row["details"].get("mask"), str):
+                row["details"]["mask"] = absolute(row["details"]["mask"])
             rows.append(row)
     return rows
 

@@ -189,6 +189,21 @@ def test_remote_grounder_gives_each_tile_its_own_notes():
     assert out[1][0].notes == (note,)
 
 
+def test_detector_box_warning_goes_to_its_own_tile_only():
+    """A detector box with non-finite coordinates (OWLv2 / Grounding DINO post-processing)
+    is dropped with a warning that names only the image of the batch it came from."""
+    from georeason.models.backends.hf import _box
+    from georeason.models.parsenotes import collect_parse_warnings, notes_for
+
+    img = np.zeros((16, 16, 3), dtype="uint8")
+    with pytest.warns(ParseWarning, match="non-finite"), collect_parse_warnings() as sink:
+        assert _box([1.0, 2.0, 3.0, 4.0], img, "tree", 0.9, 0) is not None
+        assert _box([float("nan"), 2.0, 3.0, 4.0], img, "tree", 0.9, 1) is None
+    assert notes_for(sink, 0) == () and notes_for(sink, 2) == ()
+    (note,) = notes_for(sink, 1)
+    assert note.startswith("dropped a box with non-finite coordinates") and "nan" in note
+
+
 @pytest.mark.e2e
 def test_run_writes_the_warning_into_answers_and_prefect_logs(prefect_harness, tmp_path):
     from prefect.client.orchestration import get_client

@@ -74,3 +74,5 @@ def test_main_job_answers_the_sample_like_the_ground_truth(prefect_harness, tmp_
         for v in (r.get("outputs") or {}).values():
             for p in [v] if isinstance(v, str) else v:
                 assert not Path(p).is_absolute() and (out / p).exists(), p
+        mask = (r.get("details") or {}).get("mask")  # a pixel answer's mask, relative too
+        assert mask is None or (not Path(mask).is_absolute() and (out / mask).exists()), mask

@@ -638,10 +638,10 @@ class Owlv2Grounder(HFGrounder):
             text_labels=[classes] * len(images),
         )
         per_image = []
-        for img, res in zip(images, results):
+        for k, (img, res) in enumerate(zip(images, results)):
             dets = []
             for box, score, idx in zip(res["boxes"].tolist(), res["scores"].tolist(), res["labels"].tolist()):
-                d = _box(box, img, classes[int(idx)], score)
+                d = _box(box, img, classes[int(idx)], score, k)
                 if d is not None:
                     dets.append(d)
             per_image.append(dets)
@@ -721,19 +721,23 @@ class GroundingDinoGrounder(HFGrounder):
                 s = float(cls_scores[q, c])
                 if s < box_t or s < text_t:
                     continue
-                d = _box(boxes[q], img, classes[int(c)], s)
+                d = _box(boxes[q], img, classes[int(c)], s, k)
                 if d is not None:
                     dets.append(d)
             per_image.append(dets)
         return self._finish(images, per_image)
 
 
-def _box(box: Sequence[float], image: np.ndarray, label: str, score: float) -> Detection | None:
-    """A box detection clipped to the image; ``None`` (with a ParseWarning) if nothing is left."""
+def _box(
+    box: Sequence[float], image: np.ndarray, label: str, score: float, index: int | None = None
+) -> Detection | None:
+    """A box detection clipped to the image; ``None`` (with a ParseWarning tagged with the
+    batch ``index`` of the image, so only that tile carries it) if nothing is left."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = (float(v) for v in box)
     if not all(np.isfinite([x0, y0, x1, y1])):
-        parse_warning(f"{label}: dropped a box with non-finite coordinates {box}", stacklevel=3)
+        with parsing(image=index):
+            parse_warning(f"dropped a box with non-finite coordinates {box} ({label})", stacklevel=3)
         return None
     x0, x1 = sorted((min(max(x0, 0.0), w), min(max(x1, 0.0), w)))
     y0, y1 = sorted((min(max(y0, 0.0), h), min(max(y1, 0.0), h)))
