@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from georeason.catalog import AssetPolicy
     from georeason.config import RunConfig
     from georeason.pipeline import ItemResult
+    from georeason.workers import WorkerPool
 
 __all__ = ["app", "main", "fail", "grounder_options_of", "local_prefect_defaults"]
 
@@ -737,7 +738,7 @@ def _ground_ahead(
     item: list[str] | None,
     objects: list[Path] | None,
     results_dir: Path,
-) -> Any:
+) -> WorkerPool | None:
     """With the process runner (:func:`georeason.flows.runners.runner_for`'s choice, made
     here without importing Prefect): start its worker pool now, submit the first item's
     tile batches (:func:`georeason.workers.ground_ahead`) and offer the pool to the flow.
