@@ -147,6 +147,7 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
     with OutputLock(out_dir), ExitStack() as stack:  # one writer per output folder
         results.mkdir(parents=True, exist_ok=True)
         pool_key = None
+        offered = None
         if n_proc > 0:
             # a pool the command line started (perhaps grounding the first item ahead), else a new one
             offered = take_offered_pool(n_proc)
@@ -168,7 +169,7 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         )
         # every question is compiled once per run, whatever the number of items it is asked of
         # (those `georeason run` compiled ahead, while Prefect started, are not compiled again)
-        compiled = dict(zip([s.question for s in specs], take_compiled([s.question for s in specs])))
+        compiled = dict(zip([s.question for s in specs], take_compiled([s.question for s in specs], offered)))
         all_rows: list[dict[str, Any]] = []
         outputs: dict[str, dict[str, Any]] = {}
         failed_tiles = 0

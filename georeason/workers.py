@@ -132,6 +132,8 @@ class WorkerPool:
         self.workers = int(workers)
         self._lock = threading.Lock()
         self._executor = self._new_executor()
+        #: questions compiled by :func:`ground_ahead`, by text, for the flow that takes this pool
+        self.compiled: dict[str, CompiledQuestion] = {}
         #: batches submitted ahead (:meth:`prefetch`), by :func:`_batch_id`
         self._ahead: dict[Hashable, tuple[ProcessPoolExecutor, Future[BatchResult]]] = {}
 
@@ -309,17 +311,16 @@ def take_offered_pool(workers: int) -> WorkerPool | None:
     return None
 
 
-#: Questions compiled by :func:`ground_ahead`, by text, for the flow of the same process.
-_COMPILED: dict[str, CompiledQuestion] = {}
-
-
-def take_compiled(texts: Sequence[str]) -> list[CompiledQuestion]:
-    """``texts`` compiled (:func:`georeason.pipeline.compile_questions`), reusing those
-    :func:`ground_ahead` compiled in this process (compiling is an Earley parse per
-    question: not done twice)."""
-    todo = [t for t in dict.fromkeys(texts) if t not in _COMPILED]
-    fresh = dict(zip(todo, compile_questions(todo)))
-    return [_COMPILED[t] if t in _COMPILED else fresh[t] for t in texts]
+def take_compiled(texts: Sequence[str], pool: WorkerPool | None = None) -> list[CompiledQuestion]:
+    """``texts`` compiled (:func:`georeason.pipeline.compile_questions`), taking those
+    :func:`ground_ahead` compiled and left with ``pool`` (the pool a flow took with
+    :func:`take_offered_pool`: compiling is an Earley parse per question, not done twice).
+    Each is handed over once: a later call compiles anew."""
+    ready = pool.compiled if pool is not None else {}
+    handed = {t: ready.pop(t) for t in dict.fromkeys(texts) if t in ready}
+    todo = [t for t in dict.fromkeys(texts) if t not in handed]
+    handed.update(zip(todo, compile_questions(todo)))
+    return [handed[t] for t in texts]
 
 
 def ground_ahead(
@@ -358,7 +359,7 @@ def ground_ahead(
         vector_paths = [str(p) for p in info.vector_paths] + [str(p) for p in objects]
         vectors = read_vectors(vector_paths) if vector_paths else None
         compiled = compile_questions(texts)
-        _COMPILED.update(zip(texts, compiled))
+        pool.compiled = dict(zip(texts, compiled))  # handed to the flow with the pool
         plan = pipeline.plan_item(
             compiled,
             raster=str(info.raster_path),

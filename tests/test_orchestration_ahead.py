@@ -179,7 +179,7 @@ def test_run_grounds_ahead_with_its_temporary_server_and_answers_the_same(tmp_pa
         assert (ahead / "sample" / name).read_bytes() == (threads / "sample" / name).read_bytes()
 
 
-def test_ground_ahead_submits_the_first_items_batches_and_hands_over_the_questions(tmp_path):
+def test_ground_ahead_submits_the_first_items_batches_and_hands_over_the_questions(tmp_path, monkeypatch):
     from georeason.catalog import list_items
     from georeason.config import read_questions
     from georeason.pipeline import compile_questions
@@ -207,9 +207,22 @@ def test_ground_ahead_submits_the_first_items_batches_and_hands_over_the_questio
         job, batches = plan
         assert n == len(batches) >= 2
         assert all(pool.has_ahead(job, b) for b in batches)
-        got = take_compiled(texts)
-        assert got == compile_questions(texts)  # the same programs as compiled anew
-        assert take_compiled(texts)[0] is got[0]  # handed over, not parsed again
+        import georeason.geo.language.english as english
+
+        calls = []
+        compile_question = english.compile_question
+
+        def counting(q):
+            calls.append(q)
+            return compile_question(q)
+
+        with monkeypatch.context() as m:
+            m.setattr(english, "compile_question", counting)
+            got = take_compiled(texts, pool)
+            assert calls == []  # handed over, not parsed again
+            again = take_compiled(texts, pool)  # handed over once: now compiled anew
+            assert len(calls) == len(set(texts))
+        assert got == again == compile_questions(texts)  # the same programs as compiled anew
     # a batch already in the tile cache under the results folder is not submitted again
     assert job.raster_sha256
     key = batch_key(
