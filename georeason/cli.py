@@ -14,31 +14,29 @@ Contract (scripts and schedulers depend on it):
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
-import re
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperOption
 
+from georeason.cli_ask import DEBUG, ask_command, error_line, grounder_options_of, internal_line
 from georeason.cli_catalog import catalog_app, policy_of
 from georeason.errors import GeoreasonError
-from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE, apply_confidence, parse_bands
-from georeason.progress import Verbosity, bars, enabled, live, set_verbosity, verbosity
+from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE, parse_bands
+from georeason.progress import Verbosity, enabled, live, set_verbosity, verbosity
 
 # Start-up: `ask` about a vector file must not pay for what it does not use (rasterio,
 # scipy, pystac, rich off a terminal, pyogrio ...), so the rest is imported where used.
 if TYPE_CHECKING:
     from georeason.catalog import AssetPolicy
     from georeason.config import RunConfig
-    from georeason.pipeline import ItemResult
     from georeason.workers import WorkerPool
 
 __all__ = ["app", "main", "fail", "grounder_options_of", "local_prefect_defaults"]
@@ -52,7 +50,8 @@ app = typer.Typer(
 )
 
 
-_DEBUG = {"on": False}
+# ``--debug``: one flag for the typer commands and ask's typer-free implementation
+_DEBUG = DEBUG
 
 
 def _internal(exc: BaseException) -> None:
@@ -63,31 +62,8 @@ def _internal(exc: BaseException) -> None:
 
 def _internal_line(what: str, trace: str | None) -> None:
     """``georeason: internal error: KeyError: ...`` (exit 1); ``trace`` printed with ``--debug``."""
-    if _DEBUG["on"] and trace:
-        typer.echo(trace.rstrip(), err=True)
-    typer.echo(f"georeason: internal error: {what} (rerun with --debug for the traceback)", err=True)
+    internal_line(what, trace)
     raise typer.Exit(code=1)
-
-
-def _finite_json(row: dict[str, Any]) -> str:
-    """``json.dumps`` of a result row; a NaN/Infinity anywhere makes it an error row instead."""
-    try:  # json refuses any non-finite number: only a refused row is walked to name it
-        return json.dumps(row, allow_nan=False)
-    except ValueError:
-        from georeason.runstate import finite_row
-
-        return json.dumps(finite_row(row), allow_nan=False)
-
-
-def _batch_row(outcome: Any, geometry: bool) -> dict[str, Any]:
-    """One ``ask --questions`` line: :func:`~georeason.pipeline.outcome_row`, evidence
-    without the geometry of objects unless ``geometry``."""
-    from georeason.geo.language.answer import Answer
-    from georeason.pipeline import outcome_row
-
-    if not geometry and isinstance(outcome, Answer):
-        return outcome.to_json(geometry=False)
-    return outcome_row(outcome)
 
 
 def _policy(allow_external: bool, asset_root: list[Path] | None) -> AssetPolicy:
@@ -154,206 +130,8 @@ def local_prefect_defaults() -> None:
 
 
 def fail(exc: Exception) -> None:
-    if _DEBUG["on"]:
-        traceback.print_exception(exc)
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    typer.echo(f"georeason: error: {msg}", err=True)
+    error_line(exc)
     raise typer.Exit(code=2)
-
-
-def grounder_options_of(outputs: Path | None, model_path: str | None, pairs: list[str] | None) -> dict:
-    """Grounder options from --outputs, --model-path and repeated --grounder-option KEY=VALUE.
-
-    A VALUE that parses as JSON (numbers, true/false, lists, objects) is taken as such,
-    anything else as a string.
-    """
-    opts: dict = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"--grounder-option {pair!r}: give KEY=VALUE")
-        try:
-            opts[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            opts[key.strip()] = value
-    if outputs is not None:
-        opts["outputs"] = str(outputs)
-    if model_path is not None:
-        opts["model_path"] = model_path
-    return opts
-
-
-def _read_questions(path: Path) -> list[str]:
-    """Questions from a text (one per line), JSONL (``question`` field) or YAML file."""
-    from georeason.config import read_questions
-
-    return [spec.question for spec in read_questions(path)]
-
-
-def _print_answer(answer) -> None:
-    rows = _answer_rows(answer)
-    if not sys.stdout.isatty():  # plain lines, no rich import (start-up) and no wrapping
-        width = max(len(k) for k, _, _ in rows)
-        sys.stdout.write("".join(f"{k:<{width}}  {v}\n" for k, v, _ in rows))
-        return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console()
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold cyan")
-    table.add_column()
-    for k, v, style in rows:
-        table.add_row(k, f"[{style}]{escape(v)}[/{style}]" if style else escape(v))
-    console.print(table)
-
-
-def _answer_rows(answer) -> list[tuple[str, str, str]]:
-    """``(label, text, rich style)`` of each line of the answer table."""
-    rows = []
-    if answer.question:
-        rows.append(("question", answer.question, ""))
-    rows.append(("answer", answer.text(), "yellow" if answer.abstained else "bold green"))
-    rows.append(("kind", answer.kind, ""))
-    if answer.details:
-        shown = {k: v for k, v in answer.details.items() if not isinstance(v, dict)}
-        if shown:
-            rows.append(
-                (
-                    "details",
-                    ", ".join(
-                        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()
-                    ),
-                    "",
-                )
-            )
-    if answer.evidence:
-        rows.append(("evidence", _evidence_text(answer.evidence), ""))
-    return rows
-
-
-def _evidence_text(evidence, per_class: int = 8) -> str:
-    """Evidence as a person reads it: object ids grouped by class (``building: b1, b2;
-    road: road-1``); a computed region (an internal step, no id of its own) is named as
-    what it is, ``answer region``.
-
-    Examples
-    --------
-    >>> from types import SimpleNamespace as E
-    >>> _evidence_text([E(id="b1", label="building", role="object"), E(id="$s3", label="region", role="region"),
-    ...                 E(id="road-1", label="road", role="reference"), E(id="b2", label="building", role="object")])
-    'building: b1, b2; road: road-1; answer region'
-    """
-    groups: dict[str, list[str]] = {}
-    regions = 0
-    for e in evidence:
-        if e.role == "region" or str(e.id).startswith("$"):
-            regions += 1
-            continue
-        groups.setdefault(str(e.label), []).append(str(e.id))
-    parts = [
-        f"{cls}: "
-        + ", ".join(ids[:per_class])
-        + (f" ... ({len(ids)} in all)" if len(ids) > per_class else "")
-        for cls, ids in groups.items()
-    ]
-    if regions:
-        parts.append("answer region" if regions == 1 else f"{regions} answer regions")
-    return "; ".join(parts)
-
-
-def _run_pipeline(
-    questions: list[str],
-    objects: Path | None,
-    raster: Path | None,
-    item: str | None,
-    catalog: Path | None,
-    crs: str | None,
-    id_field: str | None,
-    class_field: str | None,
-    grounder: str,
-    tile_px: int,
-    overlap_px: int,
-    grounder_options: dict[str, Any],
-    mask_path: Callable[[int, str], Path],
-    fallback: Callable[..., Any] | None = None,
-    bands: str | None = None,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    policy: Any = None,
-) -> ItemResult:
-    """Answer ``questions`` through the one pipeline (:class:`georeason.pipeline.Pipeline`),
-    grounding in this process (a plain loop over tile batches, no Prefect); progress bars
-    (tiles grounded, questions answered) on a terminal."""
-    from georeason.geo.vector.scene import read_scene
-    from georeason.pipeline import Pipeline, read_vectors
-
-    vector_paths: list[Path] = []
-    item_bands: list[str] = []
-    if item is not None:
-        from georeason.catalog import get_item
-
-        info = get_item(item, catalog, policy)
-        if raster is None:
-            raster = info.raster_path
-            item_bands = list(info.bands)
-        vector_paths += list(info.vector_paths)
-    vectors = None
-    if objects is not None:
-        vectors = read_scene(objects, crs=crs, id_field=id_field, class_field=class_field)
-    more = read_vectors(vector_paths)
-    if more is not None:
-        vectors = more if vectors is None else vectors.extend(more)
-    if vectors is not None:
-        # the objects (one dict each) live as long as this command: keep the cyclic garbage
-        # collector from walking them again and again while the questions are answered
-        gc.freeze()
-    if raster is None and vectors is None:
-        raise typer.BadParameter(
-            "give --objects FILE, --raster FILE or --item ID (what the question is about)"
-        )
-    with bars() as progress:
-        pipeline = Pipeline(
-            grounder=grounder,
-            grounder_options=grounder_options,
-            tile_px=tile_px,
-            overlap_px=overlap_px,
-            bands=bands,
-            min_confidence=min_confidence,
-            progress=progress,
-        )
-        return pipeline.run(
-            questions,
-            raster=raster,
-            vectors=vectors,
-            item=item,
-            mask_path=mask_path,
-            fallback=fallback,
-            item_bands=item_bands,
-        )
-
-
-def _check_ask_outputs(out, mask, objects, raster, item, catalog, questions, query, outputs, policy) -> None:
-    """Refuse --out/--mask (and the numbered masks of --questions) that would overwrite an input."""
-    from georeason.preflight import check_outputs
-
-    inputs: list = [p for p in (objects, raster, questions, query, outputs) if p is not None]
-    if item is not None:
-        from georeason.catalog import get_item
-
-        info = get_item(item, catalog, policy)
-        inputs += [info.raster_path, *info.vector_paths]
-        if info.item_path is not None:
-            inputs.append(info.item_path)
-    outs = [("--out", out), ("--mask", mask)]
-    if questions is not None and mask is not None:
-        for i in inputs:
-            name = Path(i).name
-            if Path(i).parent.resolve() == Path(mask).parent.resolve() and re.fullmatch(
-                re.escape(Path(mask).stem) + r"-\d{3}" + re.escape(Path(mask).suffix), name
-            ):
-                outs.append(("--mask", i))
-    check_outputs(outs, inputs)
 
 
 @app.command()
@@ -441,115 +219,33 @@ def ask(
     asset_root: AssetRoot = None,
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
-
-    given = sum(x is not None for x in (question, query, questions))
-    if given != 1:
-        fail(typer.BadParameter("give exactly one of QUESTION, --query FILE or --questions FILE"))
-    try:
-        # the asset policy matters only for a catalog item (building it imports pystac)
-        policy = _policy(allow_external, asset_root) if item is not None else None
-        _check_ask_outputs(out, mask, objects, raster, item, catalog, questions, query, outputs, policy)
-        if tile_px <= 0 or not (0 <= overlap_px < tile_px):
-            raise typer.BadParameter(
-                f"--tile-px {tile_px} --overlap-px {overlap_px}: need tile_px > 0 and 0 <= overlap_px < tile_px"
-            )
-        lines = (
-            _read_questions(questions)
-            if questions is not None
-            else ([question] if question is not None else [])
-        )
-        fallback = None
-        if planner is not None:
-            from georeason.models.language.planner import chat_client, plan_and_answer
-
-            chat = chat_client(planner, os.environ.get("GEOREASON_PLANNER_MODEL") or None)
-
-            def fallback(q, scene, ctx, n):  # questions no template understands go to the planner
-                return plan_and_answer(q, scene, chat, pixel=ctx.pixel, mask_writer=ctx.mask_writer(n, q))
-
-        def mask_path(n: int, q: str) -> Path:
-            if questions is None:
-                return mask
-            return mask.with_name(f"{mask.stem}-{n:03d}{mask.suffix}")
-
-        result = _run_pipeline(
-            lines,
-            objects,
-            raster,
-            item,
-            catalog,
-            crs,
-            id_field,
-            class_field,
-            grounder,
-            tile_px,
-            overlap_px,
-            grounder_options_of(outputs, model_path, grounder_option),
-            mask_path,
-            fallback,
-            bands,
-            min_confidence,
-            policy,
-        )
-        from georeason.geo.language.executor import execute
-        from georeason.pipeline import QuestionError
-
-        if questions is not None:
-            # one line per question, whatever happened to it; numbers finite (else an error line).
-            # Evidence objects that all come from vector files are named by id (the files
-            # have their geometry) unless --evidence-geometry; grounded ones keep theirs.
-            geometry = evidence_geometry or bool(result.grounded)
-            text = "".join(_finite_json(_batch_row(a, geometry)) + "\n" for a in result.answers)
-            if out is None:
-                sys.stdout.write(text)
-            else:
-                from georeason.geo.export.layers import atomic_path
-
-                with atomic_path(out) as tmp:
-                    tmp.write_text(text, encoding="utf-8")
-                typer.echo(f"wrote {len(result.answers)} answers to {out}", err=True)
-            return
-        if query is not None:
-            try:
-                program = json.loads(query.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise GeoreasonError(
-                    f"cannot read query program {str(query)!r}: {exc}; give a JSON list of steps"
-                ) from exc
-            grid = result.grid
-            answer = apply_confidence(
-                execute(
-                    program,
-                    result.scene,
-                    pixel=grid.pixel if grid else None,
-                    mask_writer=grid.mask_writer(lambda sid: mask) if grid else None,
-                ),
-                result.scene,
-                result.fitness,
-                min_confidence,
-            )
-        else:
-            (answer,) = result.answers
-            if isinstance(answer, QuestionError):
-                if answer.internal:
-                    _internal_line(answer.error.removeprefix("internal error "), answer.trace)
-                raise GeoreasonError(answer.error)
-        if out is not None:
-            from georeason.geo.export.layers import write_answer_files
-
-            written = write_answer_files(answer, out)
-            if written != [out]:  # one file per geometry type: say where they went
-                typer.echo("wrote " + ", ".join(str(w) for w in written), err=True)
-    except (GeoreasonError, typer.BadParameter) as exc:
-        fail(exc)
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001 - no traceback reaches a user without --debug
-        _internal(exc)
-    if as_json:
-        sys.stdout.write(_finite_json(answer.to_json()) + "\n")
-    else:
-        _print_answer(answer)
+    ask_command(
+        question=question,
+        objects=objects,
+        raster=raster,
+        item=item,
+        catalog=catalog,
+        crs=crs,
+        id_field=id_field,
+        class_field=class_field,
+        query=query,
+        questions=questions,
+        as_json=as_json,
+        out=out,
+        mask=mask,
+        grounder=grounder,
+        tile_px=tile_px,
+        overlap_px=overlap_px,
+        outputs=outputs,
+        model_path=model_path,
+        grounder_option=grounder_option,
+        planner=planner,
+        bands=bands,
+        min_confidence=min_confidence,
+        evidence_geometry=evidence_geometry,
+        allow_external=allow_external,
+        asset_root=asset_root,
+    )
 
 
 @app.command()

@@ -37,7 +37,6 @@ Grounding that knows what it cannot see:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -389,13 +388,12 @@ def _separations(
     water index does not find them (dark water) or the vegetation index claims them (green
     water); ``(name, share)``.
     """
-    from georeason.geo.raster.io import as_dataset, band_names, read_decimated
+    from georeason.geo.raster.io import as_dataset, band_names, decimated_shape, read_decimated
     from georeason.models.spectral import FAMILIES, band_roles, compute_index, index_for, otsu_threshold
 
     with as_dataset(raster) as src:
         names = list(bands) if bands else list(band_names(src))
-        f = max(1, math.ceil(max(src.height, src.width) / max_px))
-        shape = (src.count, max(1, math.ceil(src.height / f)), max(1, math.ceil(src.width / f)))
+        shape = decimated_shape(src, max_px)
         px = read_decimated(src, shape)  # = src.read(out_shape=..., masked=True, nearest), faster
     roles = band_roles(names)
     out: dict[str, tuple[str, float | None]] = {}

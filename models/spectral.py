@@ -37,7 +37,6 @@ geographic CRSs), never in degrees.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
@@ -48,7 +47,13 @@ from scipy import ndimage
 
 from georeason.errors import InputError, RasterReadError
 from georeason.geo.grounding.detections import Detection, pixel_polygons
-from georeason.geo.raster.io import as_dataset, band_names, pixel_size_m, read_decimated
+from georeason.geo.raster.io import (
+    as_dataset,
+    band_names,
+    decimated_shape,
+    pixel_size_m,
+    read_decimated,
+)
 from georeason.geo.raster.tiling import Tile
 
 __all__ = [
@@ -170,6 +175,8 @@ NODATA_GAP_PX = 8
 
 def _unknown_pixels(pixels: np.ma.MaskedArray, tile: Tile) -> np.ndarray | None:
     """Masked pixels inside the raster (nodata, NaN, inf), not the tile's padding; ``None`` if none."""
+    if np.ma.getmask(pixels) is np.ma.nomask:  # an interior tile of a raster without nodata
+        return None
     masked = np.ma.getmaskarray(pixels).any(axis=0)
     if not masked.any():
         return None
@@ -281,9 +288,22 @@ def index_for(family: str, roles: Mapping[str, int]) -> str:
 
 
 def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b) / (a + b)``, NaN where ``a + b == 0``; computed in place in two buffers.
+
+    The same IEEE operations (in ``a``'s dtype) as
+    ``np.where(s != 0, (a - b) / np.where(s != 0, s, 1), np.nan)``, so identical values.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = a + b
-        return np.where(s != 0, (a - b) / np.where(s != 0, s, 1), np.nan)
+        s = np.add(a, b)
+        d = np.subtract(a, b)
+        zero = s == 0
+        if zero.any():
+            s[zero] = 1
+            np.divide(d, s, out=d)
+            d[zero] = np.nan
+        else:
+            np.divide(d, s, out=d)
+        return d
 
 
 def compute_index(
@@ -304,7 +324,9 @@ def compute_index(
         data = {r: pixels[r] for r in need}
         mask = np.zeros(pixels.shape[1:], bool)
         for r in need:
-            mask |= pixels.mask(r)
+            m = pixels.mask(r)
+            if m is not None:
+                mask |= m
     else:
         data = {r: np.ma.getdata(pixels[roles[r]]).astype(np.float32) for r in need}
         mask = np.zeros(pixels.shape[1:], bool)
@@ -329,7 +351,9 @@ def compute_index(
     else:
         raise InputError(f"unknown spectral index {name!r}")
     out = np.asarray(out, dtype=np.float32)
-    return np.ma.MaskedArray(out, mask=mask | ~np.isfinite(out))
+    finite = np.isfinite(out)
+    mask |= ~finite
+    return np.ma.MaskedArray(out, mask=mask)
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -390,8 +414,7 @@ def fit_thresholds(
     with as_dataset(src_or_path) as src:
         names = list(bands) if bands is not None else list(band_names(src))
         roles = band_roles(names)
-        f = max(1, math.ceil(max(src.height, src.width) / max_px))
-        shape_ = (src.count, max(1, math.ceil(src.height / f)), max(1, math.ceil(src.width / f)))
+        shape_ = decimated_shape(src, max_px)
         try:
             pixels = read_decimated(src, shape_)  # GDAL's nearest samples, one strip at a time
             if np.issubdtype(pixels.dtype, np.floating):  # undeclared NaN/inf pixels are nodata
@@ -595,7 +618,7 @@ class SpectralGrounder:
         if not member.any():
             return []
         labels, n = label_components(member, self.connectivity)
-        counts, scores = component_scores(labels, n, values, t, scale)
+        counts, scores = component_scores(labels, n, values, t, scale, member)
         keep = np.ones(n + 1, bool)
         keep[0] = False
         if self.min_area_m2 > 0:
@@ -606,7 +629,10 @@ class SpectralGrounder:
             keep &= ~(small & ~on_border)
         if not keep[1:].any():
             return []
-        geoms, values_ = vectorise_labels(labels, keep[labels], self.connectivity)
+        # the member pixels are the labelled ones: no lookup when every component is kept
+        geoms, values_ = vectorise_labels(
+            labels, member if keep[1:].all() else keep[labels], self.connectivity
+        )
         bad = ~shapely.is_valid(geoms)
         if bad.any():
             geoms[bad] = shapely.make_valid(geoms[bad])
@@ -634,7 +660,10 @@ class _BandCache(Mapping):
             self._data[role] = np.ma.getdata(self.pixels[self.roles[role]]).astype(np.float32)
         return self._data[role]
 
-    def mask(self, role: str) -> np.ndarray:
+    def mask(self, role: str) -> np.ndarray | None:
+        """The band's mask; ``None`` when nothing in the tile is masked."""
+        if np.ma.getmask(self.pixels) is np.ma.nomask:
+            return None
         if role not in self._mask:
             self._mask[role] = np.ma.getmaskarray(self.pixels[self.roles[role]])
         return self._mask[role]
@@ -661,13 +690,20 @@ def label_components(member: np.ndarray, connectivity: int = 4) -> tuple[np.ndar
 
 
 def component_scores(
-    labels: np.ndarray, n: int, values: np.ndarray, t: float, scale: float
+    labels: np.ndarray,
+    n: int,
+    values: np.ndarray,
+    t: float,
+    scale: float,
+    member: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixel counts (index = label) and mean scores (index = label - 1) of the components.
 
     The score of a pixel is ``clip(0.5 + (value - t) / (2 * scale), 0, 1)``; the mean per
     label is two ``np.bincount`` calls (what ``ndimage.mean`` computes, without one pass
-    per label or its checks and copies).
+    per label or its checks and copies). ``member`` (``labels != 0``, when the caller has
+    it) limits the work to the labelled pixels; the background count (index 0) is then 0.
+    The sums add the same pixels in the same order either way: identical scores.
 
     Examples
     --------
@@ -677,14 +713,19 @@ def component_scores(
     ([1, 2, 1], [1.0, 0.0])
     """
     flat = labels.ravel()
+    vals = np.asarray(values, dtype=np.float32).ravel()
+    if member is not None:
+        sel = np.asarray(member, dtype=bool).ravel()
+        flat, vals = flat[sel], vals[sel]
+    flat = flat.astype(np.intp, copy=False)  # bincount's index type: converted once, not twice
     counts = np.bincount(flat, minlength=n + 1)
     # float32 throughout, the same operations in the same order as
     # ``clip(0.5 + (values - t) / (2 * scale), 0, 1)`` on float32 values: identical scores
-    conf = np.asarray(values, dtype=np.float32) - np.float32(t)
+    conf = vals - np.float32(t)
     conf /= np.float32(2 * scale)
     conf += np.float32(0.5)
     np.clip(conf, 0, 1, out=conf)
-    sums = np.bincount(flat, weights=conf.ravel(), minlength=n + 1)
+    sums = np.bincount(flat, weights=conf, minlength=n + 1)
     return counts, sums[1:] / np.maximum(counts[1:], 1)
 
 

@@ -15,26 +15,49 @@ Cases marked ``real=False`` are CONSTRUCTED, and say so in their ``source``. For
 short of three real cases, and where they were searched for:
 
 - InternVL ``<ref>..</ref><box>[[..]]</box>`` (0 real, 3 constructed). Searched: OpenGVLab/
-  InternVL history and issues (#227, #239, #359, #510, #606, #625, #865, #948, #953, #1084,
-  #1103, #1140, #1225: prompts, training-format samples, screenshots or JSON/bare-list
-  answers, no tagged answer with its image size), InternVL docs and model cards (2 / 2.5 /
-  3), OS-Atlas (its 4B README prints no answer), vLLM issue #9153 (an InternVL2-4B grounding
-  run whose full text the stored excerpts do not show), lmdeploy/ms-swift/VLMEvalKit code,
-  code search for ``</ref><box>[[`` (training data and prompts only). EarthDial, the
-  InternVL2 remote-sensing fine-tune named in the issue, does not use this form at all (see
-  ``earthdial``).
-- RemoteReasoner (0 real, 3 constructed): 1e12Leon/RemoteReasoner has the prompt, ``infer.py``
-  (which prints answers but commits none) and the paper, no raw answer.
-- QwenVL HTML: Qwen2.5-VL (2 real: the two published runs of the Qwen2.5-VL
-  document-parsing cookbook, QwenLM/Qwen2.5-VL history has no third ``data-bbox`` output);
-  Qwen3-VL (1 real: the Qwen3-VL cookbook's run, whose ``data-bbox`` is on 0-1000).
+  InternVL history and issues (#227, #239, #359, #510, #606, #625, #865, #948, #953, #1016,
+  #1084, #1103, #1140, #1208, #1225: prompts, training-format samples, screenshots or
+  JSON/bare-list answers, no tagged answer with its image size), InternVL docs and model cards
+  (2 / 2.5 / 3), OS-Atlas (its 4B README prints no answer), vLLM issues #9153 (an InternVL2
+  grounding run whose full text the stored excerpts do not show) and #19585 (screenshots
+  only), lmdeploy issues, ms-swift (its whole docs history: the InternVL best-practice pages
+  hold training samples, no ``<box>[[`` answer), VLMEvalKit code, HF prompt collections
+  (MoritzLaurer/open_models_special_prompts: the prompt only), code search for
+  ``</ref><box>[[`` (training data, prompts, and an All-Seeing-v2 scene-graph caption whose
+  visualiser divides by 999, not InternVL's 1000), remote-sensing grounding repositories
+  (RSVG, DVGBench: no InternVL answers). EarthDial, the InternVL2 remote-sensing fine-tune
+  named in the issue, does not use this form at all (see ``earthdial``).
+- RemoteReasoner (0 real, 3 constructed): 1e12Leon/RemoteReasoner (README, RemoteReasoner.py,
+  infer.py, convert_dataset.py: the prompt, the parser and a training converter; infer.py
+  prints answers but commits none), the arXiv paper 2507.19280 (v1-v3 as stored), issues and
+  code search for ``</think><answer>[[`` (reward-function tests and RSThinker's training
+  sample, not model answers). Its answer is the R1 tags of ``r1`` around Qwen2.5-VL-style
+  pixel lists, which ``r1`` reads only with ``scale=None``: not an alias of ``r1`` (whose
+  convention is 0-1000), so it stays its own format and ``auto`` warns that ``r1`` would read
+  it differently.
+- QwenVL HTML of Qwen3-VL (1 real: the Qwen3-VL cookbook's run, whose ``data-bbox`` is on
+  0-1000). Searched: QwenLM/Qwen3-VL cookbook history (the stored mirror lacks the newest
+  4 MiB document_parsing.ipynb; every other stored notebook version has no ``data-bbox``
+  output), the forks holding ``cookbooks/document_parsing.ipynb`` (1716757342/CatalyticMLLM,
+  1716757342/ChatSR, gtwell/CenterNet, hanquansanren/HowToCook, yinnhao/Qwen2.5-VL,
+  zz-blake/Qwen2.5-VL: all carry the Qwen2.5-VL runs unchanged), togethercomputer/
+  together-cookbook Multimodal/Vision/Document_Parsing.ipynb (Qwen3-VL-32B via Together: its
+  ``qwenvl html`` answer is plain HTML with no ``data-bbox``, printed cut at 2000 characters),
+  QwenLM/qwenlm.github.io (``data-bbox`` only in the Qwen2.5-VL blog), Alibaba Cloud Model
+  Studio docs (an annotated image, no text), Qwen3-VL issues (#1360, #1810: no output pasted),
+  mayflower/docling-ocr-qwen3vl (prompts and unit tests, no recorded output).
 
-EarthDial (six answers from its published evaluation results), R1-style pairs (UniVG-R1
-issue #15, two Visual-RFT paper figures), Qwen2-VL (giraffe example, OS-Atlas README, a
-fine-tune's raw vLLM answer) and plain lists (VILA issue, a describer test, CogVLM issue
-#165) have three or more real cases each, next to labelled constructed ones; DeepSeek-VL2
-keeps one constructed case (a box cut by a nested ``<|ref|>``) next to six real ones.
-``test_formats_short_of_three_real_cases`` pins the short list so it can only shrink.
+QwenVL HTML of Qwen2.5-VL now has three real cases: the two published runs of the
+Qwen2.5-VL document-parsing cookbook and the Qwen2.5-VL blog's ``docparsing6.json`` (its
+image is the cookbook asset ``docparsing_example8.png``; the blog's ``docparsing1/2/4.json``
+are further real answers whose images are not stored anywhere searched, so their sizes are
+unknown and they are not used). EarthDial (six answers from its published evaluation
+results), R1-style pairs (UniVG-R1 issue #15, two Visual-RFT paper figures), Qwen2-VL
+(giraffe example, OS-Atlas README, a fine-tune's raw vLLM answer) and plain lists (VILA
+issue, a describer test, CogVLM issue #165) have three or more real cases each, next to
+labelled constructed ones; DeepSeek-VL2 keeps one constructed case (a box cut by a nested
+``<|ref|>``) next to six real ones. ``test_formats_short_of_three_real_cases`` pins the
+short list so it can only shrink.
 """
 
 from __future__ import annotations
@@ -96,7 +119,7 @@ def test_published_outputs_within_tolerance(fmt, k, case):
 
 def test_every_format_has_three_cases_and_sources():
     for f in formats():
-        assert len(f.cases) >= 3 or f.name == "qwen2.5-html", f.name
+        assert len(f.cases) >= 3, f.name
         for c in f.cases:
             assert len(c.source) > 30
             assert c.real or "CONSTRUCTED" in c.source, c.source
@@ -106,7 +129,7 @@ def test_every_format_has_three_cases_and_sources():
 
 def test_formats_short_of_three_real_cases():
     short = {f.name: sum(c.real for c in f.cases) for f in formats() if sum(c.real for c in f.cases) < 3}
-    assert short == {"internvl": 0, "remotereasoner": 0, "qwen2.5-html": 2, "qwen3-html": 1}
+    assert short == {"internvl": 0, "remotereasoner": 0, "qwen3-html": 1}
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,6 +241,30 @@ def test_auto_reads_unit_fractions_as_kimi_and_says_so():
     with pytest.warns(ParseWarning, match="kimi-vl"):
         r = parse_output('{"bbox_2d": [0.280, 0.500, 0.520, 0.700]}', "auto", (1000, 500))
     assert r.format == "kimi-vl" and r.ambiguous and [d.geometry.bounds for d in r] == [(280, 250, 520, 350)]
+
+
+def test_remotereasoner_is_r1_tags_with_pixel_lists_not_an_r1_alias():
+    # RemoteReasoner.py asks for "[[x1,y1,x2,y2],...]" "integers representing pixel positions"
+    # inside <answer>: r1's parser reads that to the same pixels only with scale=None; with
+    # r1's own convention (0-1000, Qwen2-VL R1 fine-tunes) the boxes land elsewhere.
+    text = "<think>Two tanks.</think><answer>[[100, 200, 500, 600], [700, 80, 900, 100]]</answer>"
+    size = (1000, 2000)
+    rr = [d.geometry.bounds for d in parse_output(text, "remotereasoner", size)]
+    assert rr == [(100, 200, 500, 600), (700, 80, 900, 100)]
+    assert [d.geometry.bounds for d in parse_output(text, "r1", size, scale=None)] == rr
+    assert [d.geometry.bounds for d in parse_output(text, "r1", size)] == [
+        (100, 400, 500, 1200),
+        (700, 160, 900, 200),
+    ]
+    with pytest.warns(ParseWarning, match="r1 would read it differently") as rec:
+        auto = parse_output(text, "auto", size)
+    assert auto.format == "remotereasoner" and auto.ambiguous == ("r1",)
+    assert "Qwen2-VL" in " ".join(str(w.message) for w in rec)
+    # naming the model settles it without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ParseWarning)
+        named = parse_output(text, "auto", size, model="1e12Leon/RemoteReasoner")
+    assert named.format == "remotereasoner" and not named.ambiguous
 
 
 @pytest.mark.parametrize(("fmt", "k", "case"), CASES, ids=[f"{f}-{k}" for f, k, _ in CASES])

@@ -79,3 +79,49 @@ def test_overviews_and_floats_fall_back_to_gdal(tmp_path):
         ref = src.read(out_shape=(3, 200, 200), masked=True, resampling=Resampling.nearest)
         got = read_decimated(src, (3, 200, 200))
     assert np.array_equal(np.ma.getdata(got), np.ma.getdata(ref))
+
+
+@pytest.mark.parametrize("h,w,tiled", [(2100, 1500, True), (1300, 900, False), (600, 700, True)])
+def test_block_check_reads_the_scene_samples_in_its_one_pass(tmp_path, monkeypatch, h, w, tiled):
+    """Opening a file checks its blocks in one pass that also keeps the threshold-fit and
+    fitness samples: reading those afterwards decodes nothing more, and gives GDAL's samples."""
+    from georeason.geo.raster import io
+
+    path = tmp_path / "s.tif"
+    _write(path, h, w, tiled=tiled, nodata=0)
+    passes: list[list[tuple[int, int, int]]] = []
+    real = io._decimate
+    monkeypatch.setattr(io, "_decimate", lambda src, shapes: passes.append(shapes) or real(src, shapes))
+    monkeypatch.setattr(io, "_BLOCKS_CHECKED", set())
+    with io.open_raster(path) as src:
+        assert len(passes) == 1  # the block check's pass
+        for max_px in io.SCENE_SAMPLE_PX:
+            shape = io.decimated_shape(src, max_px)
+            got = io.read_decimated(src, shape)
+            ref = src.read(out_shape=shape, masked=True, resampling=Resampling.nearest)
+            assert np.array_equal(np.ma.getdata(got), np.ma.getdata(ref))
+            assert np.array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(ref))
+        assert len(passes) == 1  # handed out, not read again
+        shape = io.decimated_shape(src, io.SCENE_SAMPLE_PX[0])
+        again = io.read_decimated(src, shape)
+        assert len(passes) == 2  # a sample is handed out once; then it is read again
+        ref = src.read(out_shape=shape, masked=True, resampling=Resampling.nearest)
+        assert np.array_equal(np.ma.getdata(again), np.ma.getdata(ref))
+
+
+def test_block_check_still_finds_a_corrupt_block(tmp_path, monkeypatch):
+    """The shared pass decodes every block row, so a damaged block in the middle is reported."""
+    from georeason.errors import RasterReadError
+    from georeason.geo.raster import io
+
+    path = tmp_path / "bad.tif"
+    _write(path, 1024, 1024, tiled=True, nodata=0)
+    with rasterio.open(path) as src:
+        offset = int(src.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
+    raw = bytearray(path.read_bytes())
+    raw[offset : offset + 64] = b"\xff" * 64  # garbage where the deflate stream of a middle block starts
+    path.write_bytes(bytes(raw))
+    monkeypatch.setattr(io, "_BLOCKS_CHECKED", set())
+    with pytest.raises(RasterReadError, match="truncated or corrupt"):
+        with io.open_raster(path):
+            pass

@@ -26,15 +26,16 @@ References (A, B below) may be:
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
 from functools import lru_cache
 from typing import Any
 
 from georeason.errors import QuestionParseError
+from georeason.geo.language import shapes
 from georeason.geo.language.answer import Answer
 from georeason.geo.language.executor import MaskWriter, PixelTransform, answer_program
-from georeason.geo.language.grammar import FORMS, compile_tree, parse, parser
 from georeason.geo.language.program import Program, validate_program
 from georeason.geo.vector.scene import Scene
 
@@ -42,13 +43,28 @@ __all__ = [
     "compile_question",
     "compile_program",
     "ask",
-    "SUPPORTED_FORMS",
+    "SUPPORTED_FORMS",  # noqa: F822 - built on first use (module __getattr__)
     "forms_table",
     "compiled_examples",
 ]
 
-#: One line per question form (name: description, e.g. first example); quoted in parse errors.
-SUPPORTED_FORMS = [f"{f.name}: {f.describe} (e.g. {f.examples[0]!r})" for f in FORMS]
+# The grammar (and lark) are imported where a question is parsed, not here: a question of a
+# shape compiled before comes from the program cache (:mod:`.shapes`) without them.
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SUPPORTED_FORMS":
+        return _supported_forms()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@lru_cache(maxsize=1)
+def _supported_forms() -> list[str]:
+    """``SUPPORTED_FORMS``: one line per question form (name: description, e.g. first
+    example); quoted in parse errors."""
+    from georeason.geo.language.grammar import FORMS
+
+    return [f"{f.name}: {f.describe} (e.g. {f.examples[0]!r})" for f in FORMS]
 
 
 def compile_question(question: str) -> list[dict[str, Any]]:
@@ -69,10 +85,17 @@ def compile_question(question: str) -> list[dict[str, Any]]:
 
 def _compiled_json(question: str) -> str:
     """The program of a question as JSON: from the program of a question of the same shape
-    (the same text but for its ``#ids``) when one has been compiled, else parsed."""
+    (the same text but for its ``#ids``) when one has been compiled, in this process or
+    (kept on disk by :mod:`.shapes`) in an earlier one, else parsed."""
+    cached = _from_disk(question)
+    if cached is not None:
+        return cached
     shape = _id_shape(question)
     if shape is None:
-        return _parsed_json(question)
+        program = _parsed_json(question)  # raises for a question not understood: nothing learnt
+        if _plain(question):
+            _remember(question, program)
+        return program
     text, ids = shape
     hit = _BY_SHAPE.get(text)
     if hit is not None:
@@ -80,6 +103,51 @@ def _compiled_json(question: str) -> str:
     program = _parsed_json(question)  # raises for a question not understood: nothing learnt
     _learn_shape(text, ids, program)
     return program
+
+
+def _plain(question: str) -> bool:
+    """A question without ids and brackets: its program is kept by its exact text."""
+    return "#" not in question and not _NOT_RESHAPED.search(question)
+
+
+#: the program cache's file, read once: (HASHID pattern, {shape or plain text: program})
+_DISK: dict[str, tuple[re.Pattern[str] | None, dict[str, str]]] = {}
+#: shapes learnt by this process, added to the file at exit
+_LEARNT: dict[str, str] = {}
+
+
+def _from_disk(question: str) -> str | None:
+    """The program of ``question`` from the program cache of earlier processes, if its
+    shape (or, without ids, its text) is there."""
+    if "disk" not in _DISK:
+        hashid, programs = shapes.load()
+        _DISK["disk"] = (re.compile(hashid) if hashid else None, programs)
+    pattern, programs = _DISK["disk"]
+    if pattern is None or not programs or _NOT_RESHAPED.search(question):
+        return None
+    if "#" not in question:
+        return programs.get(question)
+    shape = _id_shape(question, pattern)
+    if shape is None:
+        return None
+    text, ids = shape
+    hit = programs.get(text)
+    return None if hit is None else _with_ids(hit, _PLACE_A, ids)
+
+
+def _remember(text: str, program: str) -> None:
+    """Keep ``program`` (of a shape or a plain question) for later processes: written to
+    the program cache when this process exits."""
+    if not _LEARNT:
+        atexit.register(_save_learnt)
+    _LEARNT.pop(text, None)  # the newest last
+    _LEARNT[text] = program
+    if len(_LEARNT) > shapes.MAX_SHAPES:
+        del _LEARNT[next(iter(_LEARNT))]
+
+
+def _save_learnt() -> None:
+    shapes.save(_hashid().pattern, _LEARNT)
 
 
 #: Programs of questions by their text with the ``#ids`` replaced by placeholders
@@ -100,12 +168,15 @@ _NOT_RESHAPED = re.compile(r"[\[\](){}\"'`]")
 @lru_cache(maxsize=1)
 def _hashid() -> re.Pattern[str]:
     """The grammar's ``HASHID`` terminal (an id like ``#b7``) as a regular expression."""
+    from georeason.geo.language.grammar import parser
+
     return re.compile(parser().get_terminal("HASHID").pattern.to_regexp())
 
 
-def _id_shape(question: str) -> tuple[str, list[str]] | None:
-    """The question with its ``#ids`` replaced by placeholders (the same id, the same
-    placeholder), and the ids in placeholder order; ``None`` without ids or with brackets."""
+def _id_shape(question: str, hashid: re.Pattern[str] | None = None) -> tuple[str, list[str]] | None:
+    """The question with its ``#ids`` (``hashid``: the grammar's) replaced by placeholders
+    (the same id, the same placeholder), and the ids in placeholder order; ``None`` without
+    ids or with brackets."""
     if "#" not in question or _NOT_RESHAPED.search(question):
         return None
     ids: list[str] = []
@@ -116,7 +187,7 @@ def _id_shape(question: str) -> tuple[str, list[str]] | None:
             ids.append(oid)
         return _PLACE_A[1].format(ids.index(oid))
 
-    text = _hashid().sub(place, question)
+    text = (hashid or _hashid()).sub(place, question)
     return (text, ids) if ids else None
 
 
@@ -143,27 +214,34 @@ def _learn_shape(text: str, ids: list[str], program: str) -> None:
     b_ids = [_PLACE_B[0].format(k) for k in range(len(ids))]
     if _with_ids(a, _PLACE_A, b_ids) == b and _with_ids(a, _PLACE_A, ids) == program:
         _BY_SHAPE[text] = a
+        _remember(text, a)
 
 
 @lru_cache(maxsize=1024)
 def _parsed_json(question: str) -> str:
     """The program of a question as JSON, parsed (cached: a run compiles each question more than once)."""
+    from georeason.geo.language.grammar import compile_tree, parse
+
     try:
         return json.dumps(compile_tree(parse(question)))
     except QuestionParseError as exc:
         raise QuestionParseError(
             f"cannot parse the question {question.strip()!r}: {exc}. Supported forms:\n  - "
-            + "\n  - ".join(SUPPORTED_FORMS)
+            + "\n  - ".join(_supported_forms())
         ) from None
 
 
 def compiled_examples() -> list[tuple[str, list[dict[str, Any]]]]:
     """Every example question of the grammar's forms with its compiled program."""
+    from georeason.geo.language.grammar import FORMS
+
     return [(q, compile_question(q)) for f in FORMS for q in f.examples]
 
 
 def forms_table() -> str:
     """The README's question-forms table (Markdown), generated from the grammar's examples."""
+    from georeason.geo.language.grammar import FORMS
+
     lines = ["| form | what it asks | examples | program ops |", "| --- | --- | --- | --- |"]
     for f in FORMS:
         ops: list[str] = []

@@ -18,6 +18,7 @@ axis unit, for geographic CRSs measured on the WGS84 ellipsoid at the given pixe
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -204,7 +205,8 @@ def _read_check_blocks(src: DatasetReader) -> None:
     name = _name(src)
     try:
         oh, ow = min(src.height, 16), min(src.width, 16)
-        src.read(1, out_shape=(oh, ow))
+        if not _prefetch_scene_samples(src, (src.count, oh, ow)):
+            src.read(1, out_shape=(oh, ow))
         for bidx in range(1, src.count + 1):
             bh, bw = src.block_shapes[bidx - 1]
             nrow = -(-src.height // bh)
@@ -236,6 +238,100 @@ def nearest_rows(n_src: int, n_out: int) -> np.ndarray:
     return np.clip(idx, 0, n_src - 1)
 
 
+#: Long sides (pixels) of the decimated samples the scene-level passes read: the threshold
+#: fit (:func:`georeason.models.spectral.fit_thresholds`, 1024) and the class fitness check
+#: (:mod:`georeason.models.fitness`, 512). The block check of :func:`check_raster` reads
+#: them in its own pass over the file, so a file without overviews is decoded once for
+#: all three, not three times. Another size is simply read when asked (same values).
+SCENE_SAMPLE_PX = (1024, 512)
+
+#: Samples read ahead by the block check, each handed out once by :func:`read_decimated`:
+#: ``(file key, out_shape) -> sample``. Bounded: the samples of the last file only.
+_PREFETCHED: dict[tuple[tuple[str, int, int], tuple[int, int, int]], np.ma.MaskedArray] = {}
+
+
+def decimated_shape(src: DatasetReader, max_px: int) -> tuple[int, int, int]:
+    """``(bands, rows, cols)`` of a sample of ``src`` with at most ``max_px`` on the long side.
+
+    The raster is decimated by the integer factor ``ceil(long side / max_px)`` (at least 1).
+
+    Examples
+    --------
+    >>> class R: count, height, width = 4, 8000, 6000
+    >>> decimated_shape(R(), 1024), decimated_shape(R(), 512), decimated_shape(R(), 10**5)
+    ((4, 1000, 750), (4, 500, 375), (4, 8000, 6000))
+    """
+    f = max(1, math.ceil(max(src.height, src.width) / max_px))
+    return (src.count, max(1, math.ceil(src.height / f)), max(1, math.ceil(src.width / f)))
+
+
+def _plain_for_decimation(src: DatasetReader, out_shape: tuple[int, int, int]) -> bool:
+    """Whether :func:`_decimate` gives GDAL's nearest samples for ``out_shape`` (see
+    :func:`read_decimated`)."""
+    from rasterio.enums import MaskFlags
+
+    count, oh, ow = out_shape
+    plain = all(
+        flags in ([MaskFlags.all_valid], [MaskFlags.nodata]) for flags in src.mask_flag_enums
+    ) and not any(src.overviews(b) for b in range(1, src.count + 1))
+    plain = plain and all(np.issubdtype(np.dtype(d), np.integer) for d in src.dtypes)
+    plain = plain and len(set(src.dtypes)) == 1
+    return plain and count == src.count and oh <= src.height and ow <= src.width
+
+
+def _decimate(src: DatasetReader, out_shapes: list[tuple[int, int, int]]) -> list[np.ma.MaskedArray]:
+    """Nearest samples of ``src`` at each of ``out_shapes``, in one pass over the file.
+
+    One block row at a time (bounded memory: one strip), only the rows some shape samples,
+    at full resolution; each shape takes GDAL's sample rows and columns with numpy.
+    """
+    from rasterio.enums import MaskFlags
+    from rasterio.windows import Window
+
+    plans = [(nearest_rows(src.height, oh), nearest_rows(src.width, ow)) for _, oh, ow in out_shapes]
+    datas = [np.empty(shape, dtype=src.dtypes[0]) for shape in out_shapes]
+    bh = src.block_shapes[0][0] if src.block_shapes else 256
+    bh = max(1, min(bh, 1024))
+    for r0 in range(0, src.height, bh):
+        sels = [np.flatnonzero((rows >= r0) & (rows < r0 + bh)) for rows, _ in plans]
+        last = [int(rows[sel[-1]]) for (rows, _), sel in zip(plans, sels) if sel.size]
+        if not last:
+            continue
+        strip = src.read(window=Window(0, r0, src.width, max(last) + 1 - r0))
+        for (rows, cols), sel, data in zip(plans, sels, datas):
+            if sel.size:
+                data[:, sel, :] = strip[:, rows[sel] - r0][:, :, cols]
+    out = []
+    for data in datas:
+        mask = np.zeros(data.shape, bool)
+        for b, nd in enumerate(src.nodatavals):
+            if nd is not None and src.mask_flag_enums[b] == [MaskFlags.nodata]:
+                mask[b] = data[b] == nd
+        out.append(np.ma.MaskedArray(data, mask=mask))
+    return out
+
+
+def _prefetch_scene_samples(src: DatasetReader, check_shape: tuple[int, int, int]) -> bool:
+    """The block check's read, done as one pass that also keeps the scene samples.
+
+    Reads ``check_shape`` (the check's sample: it touches blocks spread over the whole
+    raster) together with the samples of :data:`SCENE_SAMPLE_PX`, keeping the latter for
+    :func:`read_decimated`. Only local files that :func:`read_decimated` decimates itself;
+    returns ``False`` (nothing read) otherwise.
+    """
+    key = _file_key(src)
+    if key is None:
+        return False
+    wanted = list(dict.fromkeys(decimated_shape(src, px) for px in SCENE_SAMPLE_PX))
+    if not all(_plain_for_decimation(src, s) for s in [*wanted, check_shape]):
+        return False
+    samples = _decimate(src, [*wanted, check_shape])[:-1]
+    _PREFETCHED.clear()  # the last file's samples only
+    for out_shape, sample in zip(wanted, samples):
+        _PREFETCHED[(key, out_shape)] = sample
+    return True
+
+
 def read_decimated(src: DatasetReader, out_shape: tuple[int, int, int]) -> np.ma.MaskedArray:
     """``src.read(out_shape=out_shape, masked=True, resampling=nearest)``, in bounded time.
 
@@ -245,36 +341,19 @@ def read_decimated(src: DatasetReader, out_shape: tuple[int, int, int]) -> np.ma
     (bounded memory: one strip), and takes GDAL's sample columns with numpy: the same
     values and mask. Files with overviews (GDAL reads those), masks that are not
     ``value == nodata`` (mask bands, alpha), float or mixed data types and enlargements
-    use GDAL's own read.
+    use GDAL's own read. A sample the block check already read in its pass over this file
+    (:data:`SCENE_SAMPLE_PX`) is handed out without reading again, once.
     """
-    from rasterio.enums import MaskFlags, Resampling
-    from rasterio.windows import Window
+    from rasterio.enums import Resampling
 
-    count, oh, ow = out_shape
-    plain = all(
-        flags in ([MaskFlags.all_valid], [MaskFlags.nodata]) for flags in src.mask_flag_enums
-    ) and not any(src.overviews(b) for b in range(1, src.count + 1))
-    plain = plain and all(np.issubdtype(np.dtype(d), np.integer) for d in src.dtypes)
-    plain = plain and len(set(src.dtypes)) == 1
-    if not plain or count != src.count or oh > src.height or ow > src.width:
+    out_shape = (int(out_shape[0]), int(out_shape[1]), int(out_shape[2]))
+    key = _file_key(src)
+    ahead = _PREFETCHED.pop((key, out_shape), None) if key is not None else None
+    if ahead is not None:  # (pop, not test-then-pop: safe when threads read at once)
+        return ahead
+    if not _plain_for_decimation(src, out_shape):
         return src.read(out_shape=out_shape, masked=True, resampling=Resampling.nearest)
-    rows = nearest_rows(src.height, oh)
-    cols = nearest_rows(src.width, ow)
-    bh = src.block_shapes[0][0] if src.block_shapes else 256
-    bh = max(1, min(bh, 1024))
-    data = np.empty((count, oh, ow), dtype=src.dtypes[0])
-    for r0 in range(0, src.height, bh):
-        sel = np.flatnonzero((rows >= r0) & (rows < r0 + bh))
-        if sel.size == 0:
-            continue
-        r1 = int(rows[sel[-1]]) + 1
-        strip = src.read(window=Window(0, r0, src.width, r1 - r0))
-        data[:, sel, :] = strip[:, rows[sel] - r0][:, :, cols]
-    mask = np.zeros(data.shape, bool)
-    for b, nd in enumerate(src.nodatavals):
-        if nd is not None and src.mask_flag_enums[b] == [MaskFlags.nodata]:
-            mask[b] = data[b] == nd
-    return np.ma.MaskedArray(data, mask=mask)
+    return _decimate(src, [out_shape])[0]
 
 
 @contextmanager

@@ -265,6 +265,53 @@ CASES: tuple[Case, ...] = (
         ),
         options={"input_size": (1008, 1540)},
     ),
+    Case(
+        source=(
+            "Qwen team's Qwen2.5-VL blog (qwenlm.github.io/blog/qwen2.5-vl, section 'Document Parsing'): "
+            "QwenLM/qwenlm.github.io content/blog/qwen2.5-vl/cases/docparsing6.json @ "
+            "4ffb13c569e92a48e25e7989678603477408e903, the Qwen2.5-VL answer to 'QwenVL HTML with image "
+            "caption' on docparsing6.png, a magazine contents page. The blog gives no image size; the same "
+            "page is the Qwen2.5-VL cookbook asset cookbooks/assets/document_parsing/docparsing_example8.png "
+            "(1352x1482, QwenLM/Qwen2.5-VL blob bd132926), on which the answer's boxes, drawn with the "
+            "cookbook's formula, enclose every text line. Input 1344x1484 = smart_resize(1482, 1352) with "
+            "the processor's default min/max pixels; boxes by the cookbook's draw_bbox: "
+            "int(x / (resized_width / original_width)), computed outside georeason"
+        ),
+        text=(
+            "```html\n"
+            "<html>\n"
+            "<body>\n"
+            '<div class="image caption" data-bbox="30 164 1225 807">\n'
+            '    <img data-bbox="30 164 1225 807" />\n'
+            "    <p>This is an image of a magazine cover. It's got three pictures on it, and then the title underneath that says 2030 in white letters, and then next to that it has some Chinese writing. The picture on the left shows wind turbines up on top of a hillside. There's several of them. They're all white with blue bases. You can see mountains off in the distance behind this hillside. Then there's another picture right beside that one showing water coming out from a dam. And then the third picture shows solar panels lined up in rows as far as you can see.</p>\n"
+            "</div>\n"
+            '<p data-bbox="95 871 1120 925">这是科学家描绘的美好图景：到 2030 年，地球上消耗的所有能源，都将是清洁的可再生能源。要进入这个由风、水、太阳所主导的新能源时代，我们必须克服怎样的困难？</p>\n'
+            '<h2 data-bbox="89 953 451 995">24 可再生能源政策简史</h2>\n'
+            '<p data-bbox="134 1081 458 1116">产业圆桌 Industry Round Table</p>\n'
+            '<p data-bbox="89 1121 444 1163">26 2030 我们开什么车</p>\n'
+            '<p data-bbox="683 1078 1064 1121">44 完美主义 硬币的两面</p>\n'
+            '<p data-bbox="134 1280 486 1315">信息技术 Information Technology</p>\n'
+            '<p data-bbox="89 1320 384 1362">30 电视向网络投降</p>\n'
+            '<p data-bbox="683 1280 1064 1325">50 社会身份 健康晴雨表</p>\n'
+            "</body>\n"
+            "</html>\n"
+            "```"
+        ),
+        image_size=(1352, 1482),
+        expected=(
+            (30, 163, 1232, 805),
+            (30, 163, 1232, 805),
+            (95, 869, 1126, 923),
+            (89, 951, 453, 993),
+            (134, 1079, 460, 1114),
+            (89, 1119, 446, 1161),
+            (687, 1076, 1070, 1119),
+            (134, 1278, 488, 1313),
+            (89, 1318, 386, 1360),
+            (687, 1278, 1070, 1323),
+        ),
+        options={"input_size": (1344, 1484)},
+    ),
 )
 
 FORMAT = register(

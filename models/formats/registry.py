@@ -96,6 +96,12 @@ class Format:
     #: another output form of the family of this format (``qwen3-html`` of ``qwen3``): a
     #: model name picks the family's main format unless this one's marker is in the text
     variant_of: str | None = None
+    #: formats whose parsers also read this format's marked text, with a convention that
+    #: gives other pixels (the base model decides which is right); when the text alone
+    #: chose this format, ``auto`` says so (a ParseWarning naming them) and records them
+    also_read_by: tuple[str, ...] = ()
+    #: how to tell them apart, for that warning
+    also_read_note: str = ""
 
     def example(self) -> str:
         """A short output of this format for the README: the first real case, else a constructed one (marked)."""
@@ -280,7 +286,10 @@ def choose_format(text: Any, model: str | None = None) -> tuple[str | None, str,
     best = [f for f in hits if f.specificity == top]
     if len(best) == 1:
         f = best[0]
-        return f.name, f"marker {f.marker!r} of {f.name} in the text", ()
+        reason = f"marker {f.marker!r} of {f.name} in the text"
+        if f.also_read_by:
+            reason += f"; {', '.join(f.also_read_by)} would read it differently: {f.also_read_note}"
+        return f.name, reason, f.also_read_by
     names = tuple(f.name for f in best)
     if len({f.convention.key() for f in best}) == 1:
         return best[0].name, f"marker shared by {', '.join(names)}, which read it alike", ()
@@ -353,9 +362,11 @@ def parse_output(
     Examples
     --------
     >>> from georeason.models.formats import parse_output
-    >>> r = parse_output("<answer>[5, 5, 20, 30]</answer>", "auto", (64, 64))
-    >>> [d.geometry.bounds for d in r], r.format
-    ([(5.0, 5.0, 20.0, 30.0)], 'remotereasoner')
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True):  # auto warns: r1 would read it on 0-1000
+    ...     r = parse_output("<answer>[5, 5, 20, 30]</answer>", "auto", (64, 64))
+    >>> [d.geometry.bounds for d in r], r.format, r.ambiguous
+    ([(5.0, 5.0, 20.0, 30.0)], 'remotereasoner', ('r1',))
     """
     name = normalize_format(fmt)
     if name != "auto":

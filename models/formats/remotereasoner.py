@@ -1,4 +1,16 @@
-"""RemoteReasoner: ``<think>..</think><answer>[[x1, y1, x2, y2], ...]</answer>`` in image pixels."""
+"""RemoteReasoner: ``<think>..</think><answer>[[x1, y1, x2, y2], ...]</answer>`` in image pixels.
+
+What the model prints, from 1e12Leon/RemoteReasoner itself: ``RemoteReasoner.py`` @
+cdd1bd5 asks for "[[x1,y1,x2,y2],...,[x1,y1,x2,y2]]", "integers representing pixel
+positions", "[]" when nothing matches, thinking in ``<think>`` and the list in ``<answer>``;
+its ``_parse_bboxes`` (``ast.literal_eval``, a flat list wrapped, 4-number lists kept) hands
+the boxes unchanged to SAM on the original image; ``convert_dataset.py`` trains on the same
+shape. So the answer is the R1 tags of :mod:`.r1` around Qwen2.5-VL-style pixel lists. It is
+not an alias of ``r1``: that format's convention is Qwen2-VL's 0-1000 (a pair of points per
+box); ``parse_r1(text, size, scale=None)`` reads a RemoteReasoner answer to the same pixels,
+``parse_r1(text, size)`` does not. Because both parsers read ``<answer>[[..]]</answer>``,
+``auto`` picks this format from the text but says so (``also_read_by``).
+"""
 
 from __future__ import annotations
 
@@ -107,5 +119,8 @@ FORMAT = register(
         marker=r"</?answer>|</?think>",
         specificity=58,
         cases=CASES,
+        also_read_by=("r1",),
+        also_read_note="R1-style answers hold pixels when the fine-tune's base is Qwen2.5-VL "
+        "(RemoteReasoner, read so here) and 0-1000 when it is Qwen2-VL (name format r1 then)",
     )
 )
