@@ -22,6 +22,11 @@ imported): :class:`georeason.pipeline.Pipeline` with the process-pool mapper
     python benchmarks/orchestration.py --what big --size 8000 --reps 3
     python benchmarks/orchestration.py --what scaling --size 8000 --reps 3
     python benchmarks/orchestration.py --what stages --size 8000 --reps 3   # grounding alone
+    python benchmarks/orchestration.py --what versions --other /tmp/base --reps 3
+
+``versions``: the sample ``georeason run`` of this checkout vs the same command in another
+checkout (``--other DIR``, e.g. ``git archive COMMIT | tar -x -C DIR`` with a virtualenv in
+``DIR/.venv`` holding ``pip install -e DIR --no-deps``), run from that folder.
 """
 
 from __future__ import annotations
@@ -317,7 +322,8 @@ def stages(cat: Path, reps: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--what", choices=["sample", "big", "scaling", "stages"], default="sample")
+    ap.add_argument("--what", choices=["sample", "big", "scaling", "stages", "versions"], default="sample")
+    ap.add_argument("--other", default=None, help="another checkout, for --what versions")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument(
         "--size", type=int, default=4000, help="big scene side in px (a multiple of 2000 tiles evenly)"
@@ -353,6 +359,24 @@ def main() -> None:
             args.reps,
             tmp,
         )
+        return
+    if args.what == "versions":
+        if not args.other:
+            ap.error("--what versions needs --other DIR (another checkout)")
+        other = Path(args.other).resolve()
+        py = other / ".venv" / "bin" / "python"
+        other_py = str(py) if py.exists() else sys.executable
+
+        def in_dir(where: Path, python: str):
+            return lambda o: [
+                "bash",
+                "-c",
+                f"cd {shlex.quote(str(where))} && exec {shlex.quote(python)} -m georeason.cli --quiet run "
+                f"--item sample --out {shlex.quote(str(o))}",
+            ]
+
+        print(f"sample: georeason run, this checkout ({REPO}) vs {other}")
+        compare("this", in_dir(REPO, sys.executable), "other", in_dir(other, other_py), args.reps, tmp)
         return
     cat, qfile = make_big(args.size, tmp)
     mpx = args.size * args.size / 1e6

@@ -40,20 +40,22 @@ from georeason.errors import CatalogError
 from georeason.geo.export.layers import answer_stem, atomic_path, relative_outputs
 from georeason.geo.export.names import slug
 from georeason.geo.export.quicklook import thumbnail_data_uri
-from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
 from georeason.models.registry import portable, prefers_processes
-from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, compile_questions, row_text
+from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, row_text
 from georeason.progress import reporter
 from georeason.runstate import OutputLock, finite_row, result_of, run_state, write_manifest
 from georeason.tasks.answer import export_item, load_vectors
 from georeason.tasks.raster import prefect_map, register_pool, unregister_pool
-from georeason.workers import WorkerPool, default_workers
+from georeason.workers import (
+    BATCHES_PER_WORKER,
+    WorkerPool,
+    default_workers,
+    run_pipeline,
+    take_compiled,
+    take_offered_pool,
+)
 
 __all__ = ["answer", "batch", "run_item", "BATCHES_PER_WORKER"]
-
-#: Tile batches per grounding worker: a few large batches, not one task run per tile (each
-#: task run costs API calls and state changes), yet enough to even out uneven tiles.
-BATCHES_PER_WORKER = 3
 
 
 def _flow_run_name() -> str:
@@ -135,10 +137,6 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
                 f"valid items: {', '.join(i.id for i in infos)}"
             )
         infos = [i for i in infos if i.id in items]
-    options = dict(grounder_options or {})
-    # not grounder settings: the raster's band names (--bands) and the answers' confidence floor
-    bands = options.pop("bands", None)
-    min_confidence = options.pop("min_confidence", None)
     n_proc = _auto_processes(grounder) if processes is None else int(processes)
     if n_proc > 0 and not portable(grounder):
         log.warning(
@@ -149,26 +147,29 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
     with OutputLock(out_dir), ExitStack() as stack:  # one writer per output folder
         results.mkdir(parents=True, exist_ok=True)
         pool_key = None
+        offered = None
         if n_proc > 0:
-            pool = stack.enter_context(WorkerPool(n_proc))
-            pool.warm()  # workers start while vectors are read and the grounder is fitted
+            # a pool the command line started (perhaps grounding the first item ahead), else a new one
+            offered = take_offered_pool(n_proc)
+            pool = stack.enter_context(offered or WorkerPool(n_proc))
+            if offered is None:
+                pool.warm()  # workers start while vectors are read and the grounder is fitted
             pool_key = register_pool(pool)
             stack.callback(unregister_pool, pool_key)
         parallel = n_proc or _runner_workers()
-        pipeline = Pipeline(
-            grounder=grounder,
-            grounder_options=options,
-            bands=bands,
-            min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
-            on_unusable_bands="abstain",
+        pipeline = run_pipeline(
+            grounder,
+            grounder_options,
             tile_px=tile_px,
             overlap_px=overlap_px,
-            max_batches=min(max_task_runs, BATCHES_PER_WORKER * parallel) if parallel else max_task_runs,
+            max_task_runs=max_task_runs,
+            parallel=parallel,
             map=prefect_map(results, pool_key),
             logger=log,
         )
         # every question is compiled once per run, whatever the number of items it is asked of
-        compiled = dict(zip([s.question for s in specs], compile_questions([s.question for s in specs])))
+        # (those `georeason run` compiled ahead, while Prefect started, are not compiled again)
+        compiled = dict(zip([s.question for s in specs], take_compiled([s.question for s in specs], offered)))
         all_rows: list[dict[str, Any]] = []
         outputs: dict[str, dict[str, Any]] = {}
         failed_tiles = 0

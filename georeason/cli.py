@@ -37,6 +37,7 @@ from georeason.progress import Verbosity, enabled, live, set_verbosity, verbosit
 if TYPE_CHECKING:
     from georeason.catalog import AssetPolicy
     from georeason.config import RunConfig
+    from georeason.workers import WorkerPool
 
 __all__ = ["app", "main", "fail", "grounder_options_of", "local_prefect_defaults"]
 
@@ -336,6 +337,7 @@ def run(
     # no server configured: start a temporary one first, so it boots while the run imports
     # and checks its inputs
     server = TemporaryServer().start() if api_url is None else None
+    ahead = None
     from georeason.catalog import ALLOW_EXTERNAL_ENV, ASSET_ROOTS_ENV
     from georeason.config import RunConfig, default_results_dir
     from georeason.preflight import preflight_run
@@ -390,6 +392,9 @@ def run(
             os.environ[ASSET_ROOTS_ENV] = os.pathsep.join(str(r) for r in policy.roots)
         local_prefect_defaults()
         os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
+        # the worker pool starts and the first item's tiles ground while Prefect is imported
+        # and its server boots; the flow takes the pool and the results
+        ahead = _ground_ahead(cfg, options, item, objects, results_dir)
         from georeason.flows.answer import answer
         from georeason.flows.runners import runner_for
 
@@ -413,12 +418,58 @@ def run(
     except Exception as exc:  # noqa: BLE001 - no traceback reaches a user without --debug
         _internal(exc)
     finally:
+        if ahead is not None:
+            ahead.close()  # the flow closed it when it took it; else nothing took it
         if server is not None:
             server.stop()
     _print_run(result)
     if result["errors"] or result["failed_tiles"]:
         typer.echo(f"georeason: run ended in state {state.name}: {state.message}", err=True)
         raise typer.Exit(code=1)
+
+
+def _ground_ahead(
+    cfg: RunConfig,
+    options: dict[str, Any],
+    item: list[str] | None,
+    objects: list[Path] | None,
+    results_dir: Path,
+) -> WorkerPool | None:
+    """With the process runner (:func:`georeason.flows.runners.runner_for`'s choice, made
+    here without importing Prefect): start its worker pool now, submit the first item's
+    tile batches (:func:`georeason.workers.ground_ahead`) and offer the pool to the flow.
+    Returns the pool (the caller closes it), or ``None`` for the other runners."""
+    import threading
+
+    from georeason.models.registry import portable, prefers_processes
+    from georeason.workers import WorkerPool, default_workers, ground_ahead, offer_pool, run_pipeline
+
+    if cfg.dask_address or cfg.dask_workers or cfg.runner in ("thread", "dask") or not portable(cfg.grounder):
+        return None
+    if cfg.runner is None and not (default_workers() > 1 and prefers_processes(cfg.grounder)):
+        return None
+    n = max(1, int(cfg.workers or default_workers()))
+    pool = WorkerPool(n)
+    threading.Thread(target=pool.warm, name="georeason-warm", daemon=True).start()  # forkserver boot
+    offer_pool(pool)
+    pipeline = run_pipeline(
+        cfg.grounder,
+        options,
+        tile_px=cfg.tile_px,
+        overlap_px=cfg.overlap_px,
+        max_task_runs=cfg.max_task_runs,
+        parallel=n,
+    )
+    ground_ahead(
+        pool,
+        pipeline,
+        catalog=cfg.catalog,
+        questions=cfg.questions,
+        items=item,
+        objects=list(objects or []),
+        results_dir=results_dir,
+    )
+    return pool
 
 
 @contextlib.contextmanager

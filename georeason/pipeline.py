@@ -991,6 +991,67 @@ class Pipeline:
     #: one item's bad bands do not stop the others)
     on_unusable_bands: Literal["raise", "abstain"] = "raise"
 
+    def plan_ground(
+        self,
+        raster: str | Path,
+        classes: Sequence[str],
+        *,
+        grid: RasterGrid | None = None,
+        item: str | None = None,
+        raster_sha256: str | None = None,
+        bands: Sequence[str] | None = None,
+    ) -> tuple[GroundJob, list[Tile], list[list[Tile]]]:
+        """The grounding :meth:`ground` would do, without doing it: the grounder fitted
+        (its :class:`GrounderSpec`), the tiles and their batches, as a :class:`GroundJob`."""
+        from georeason.geo.raster.grid import RasterGrid
+        from georeason.geo.raster.io import as_dataset
+        from georeason.geo.raster.tiling import plan_tiles
+        from georeason.models.registry import prepare_spec
+
+        raster = str(raster)
+        grid = grid or RasterGrid.read(raster)
+        options = dict(self.grounder_options)
+        names = tuple(bands) if bands else grid.bands
+        options.setdefault("bands", list(names))
+        if item is not None:  # the grounder's per-scene set-up may key on it (recorded outputs)
+            options["item"] = item
+        spec = prepare_spec(self.grounder, raster, options)
+        with as_dataset(raster) as src:
+            tiles = list(plan_tiles(src, self.tile_px, self.overlap_px))
+        batches = plan_batches(tiles, self.max_batches)
+        return GroundJob(raster, spec, tuple(classes), names, raster_sha256, item), tiles, batches
+
+    def plan_item(
+        self,
+        questions: Sequence[CompiledQuestion],
+        *,
+        raster: str | Path,
+        vectors: Scene | None = None,
+        item: str | None = None,
+        raster_sha256: str | None = None,
+        item_bands: Sequence[str] = (),
+    ) -> tuple[GroundJob, list[list[Tile]]] | None:
+        """The tile batches :meth:`run` would ground for these questions (the same job and
+        the same batches), or ``None`` when it would ground nothing (every class in the
+        vector layers, or bands that cannot ground them). Logs nothing: a caller may
+        ground them ahead (:meth:`georeason.workers.WorkerPool.prefetch`)."""
+        from georeason.models.registry import can_ground
+
+        raster = str(raster)
+        classes = classes_of_questions(questions)
+        _, to_ground, _ = split_classes(classes, vectors, lambda c: can_ground(self.grounder, c))
+        if not to_ground:
+            return None
+        names = raster_bands(raster, self.bands, item_bands)
+        try:
+            check_bands(self.grounder, to_ground, names, raster)
+        except InputError:
+            return None
+        job, _, batches = self.plan_ground(
+            raster, to_ground, item=item, raster_sha256=raster_sha256, bands=names
+        )
+        return job, batches
+
     def ground(
         self,
         raster: str | Path,
@@ -1007,26 +1068,15 @@ class Pipeline:
         here). ``classes`` are the class names to ask the grounder for; ``bands`` name the
         raster's bands (default: the file's).
         """
-        from georeason.geo.raster.grid import RasterGrid
-        from georeason.geo.raster.io import as_dataset
-        from georeason.geo.raster.tiling import plan_tiles
-        from georeason.models.registry import prepare_spec
-
         if not classes:
             raise InputError("no classes to ground; pass at least one class name")
         raster = str(raster)
-        grid = grid or RasterGrid.read(raster)
         where = f"[{item}] " if item else ""
-        options = dict(self.grounder_options)
-        names = tuple(bands) if bands else grid.bands
-        options.setdefault("bands", list(names))
-        if item is not None:  # the grounder's per-scene set-up may key on it (recorded outputs)
-            options["item"] = item
-        spec = prepare_spec(self.grounder, raster, options)
+        job, tiles, batches = self.plan_ground(
+            raster, classes, grid=grid, item=item, raster_sha256=raster_sha256, bands=bands
+        )
+        spec = job.spec
         self.logger.info("%sgrounder %s config %s", where, spec.name, spec.config_json[:300])
-        with as_dataset(raster) as src:
-            tiles = list(plan_tiles(src, self.tile_px, self.overlap_px))
-        batches = plan_batches(tiles, self.max_batches)
         self.logger.info(
             "%sgrounding %s on %d tiles of %d px (overlap %d) in %d batches",
             where,
@@ -1036,7 +1086,6 @@ class Pipeline:
             self.overlap_px,
             len(batches),
         )
-        job = GroundJob(raster, spec, tuple(classes), names, raster_sha256, item)
         done = self.map(job, batches, self._tiles_done(classes, len(tiles)))
         notes: list[TileNote] = []
         objects, failures = merge_batches(done, classes, spec, plan=tiles, notes=notes)

@@ -16,7 +16,15 @@ calls), so threads share one core. :class:`WorkerPool` runs
   (paths and the spec), the tiles, and the batch's detections back;
 * a worker that dies (killed, out of memory) breaks the pool: the pool is rebuilt and the
   batch fails with :class:`~georeason.errors.TileReadError`, so the caller's retry and
-  tile-by-tile fallback apply as for any failed batch.
+  tile-by-tile fallback apply as for any failed batch;
+* grounding can start *ahead* (:meth:`WorkerPool.prefetch`, :func:`ground_ahead`): ``georeason
+  run`` plans the first item's tile batches (the same job and batches the flow will plan:
+  :func:`run_pipeline`, :meth:`georeason.pipeline.Pipeline.plan_item`) and submits them while
+  its Prefect server boots and Prefect is imported; it hands the pool to the flow
+  (:func:`offer_pool`, :func:`take_offered_pool`), whose ``ground-tiles`` task runs then take
+  the results that are ready (or wait for them) instead of grounding again. Only the
+  submission moves earlier: each batch is still a task run, a batch that failed ahead is
+  grounded again by the task's retry, and a plan that differs is simply not used.
 
 No Prefect here: :func:`georeason.tasks.raster.prefect_map` sends its ``ground-tiles`` task
 bodies to a pool when the flow has one, and a plain loop could do the same.
@@ -24,18 +32,50 @@ bodies to a pool when the flow has one, and a plain loop could do the same.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
 
 from georeason.errors import TileReadError
 from georeason.geo.raster.tiling import Tile
-from georeason.pipeline import BatchResult, GroundJob, Mapper, TileFailure, TileProgress, ground_job_batch
+from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
+from georeason.pipeline import (
+    BatchResult,
+    CompiledQuestion,
+    GroundJob,
+    Mapper,
+    Pipeline,
+    TileFailure,
+    TileProgress,
+    compile_questions,
+    ground_job_batch,
+    local_map,
+)
 
-__all__ = ["WorkerPool", "default_workers", "pool_map", "PRELOAD"]
+__all__ = [
+    "WorkerPool",
+    "default_workers",
+    "pool_map",
+    "PRELOAD",
+    "BATCHES_PER_WORKER",
+    "run_pipeline",
+    "ground_ahead",
+    "offer_pool",
+    "take_offered_pool",
+    "take_compiled",
+]
+
+log = logging.getLogger(__name__)
+
+#: Tile batches per grounding worker: a few large batches, not one task run per tile (each
+#: task run costs API calls and state changes), yet enough to even out uneven tiles.
+BATCHES_PER_WORKER = 3
 
 #: Modules the forkserver imports once, so forked workers start ready.
 PRELOAD = ["georeason.pipeline", "georeason.models.spectral"]
@@ -61,6 +101,23 @@ def _warm() -> int:
     return os.getpid()
 
 
+def _batch_id(job: GroundJob, tiles: Sequence[Tile]) -> Hashable:
+    """What identifies a batch's result: the job (raster, fitted grounder spec, classes,
+    bands, content hash; not the item label) and the tiles' windows."""
+
+    def win(w: Any) -> tuple[float, ...]:
+        return (float(w.col_off), float(w.row_off), float(w.width), float(w.height))
+
+    return (
+        job.raster,
+        job.spec,
+        job.classes,
+        job.bands,
+        job.raster_sha256,
+        tuple((tuple(t.index), win(t.window), win(t.core)) for t in tiles),
+    )
+
+
 class WorkerPool:
     """A pool of ``workers`` processes that ground tile batches (a context manager):
     ``with WorkerPool(2) as pool: result = pool.ground(job, tiles)``.
@@ -75,6 +132,10 @@ class WorkerPool:
         self.workers = int(workers)
         self._lock = threading.Lock()
         self._executor = self._new_executor()
+        #: questions compiled by :func:`ground_ahead`, by text, for the flow that takes this pool
+        self.compiled: dict[str, CompiledQuestion] = {}
+        #: batches submitted ahead (:meth:`prefetch`), by :func:`_batch_id`
+        self._ahead: dict[Hashable, tuple[ProcessPoolExecutor, Future[BatchResult]]] = {}
 
     def _new_executor(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("forkserver")
@@ -94,9 +155,16 @@ class WorkerPool:
         TileReadError
             When the worker died while grounding (the pool is rebuilt for the next batch).
         """
-        executor = self._executor
+        with self._lock:
+            ahead = self._ahead.pop(_batch_id(job, tiles), None)
+        if ahead is not None:
+            executor, future = ahead
+        else:
+            executor = self._executor
         try:
-            return executor.submit(ground_job_batch, job, list(tiles)).result()
+            if ahead is None:
+                future = executor.submit(ground_job_batch, job, list(tiles))
+            return future.result()
         except BrokenProcessPool as exc:
             with self._lock:
                 if self._executor is executor:  # the first thread to see it rebuilds the pool
@@ -107,8 +175,32 @@ class WorkerPool:
                 f"({exc}); the batch is retried"
             ) from exc
 
+    def prefetch(self, job: GroundJob, batches: Sequence[Sequence[Tile]]) -> int:
+        """Submit ``batches`` now (returns at once); :meth:`ground` of the same job and
+        tiles then takes the result instead of grounding again. Returns the number of
+        batches submitted (those not already waiting)."""
+        n = 0
+        with self._lock:
+            for tiles in batches:
+                key = _batch_id(job, tiles)
+                if key not in self._ahead:
+                    future = self._executor.submit(ground_job_batch, job, list(tiles))
+                    self._ahead[key] = (self._executor, future)
+                    n += 1
+        return n
+
+    def has_ahead(self, job: GroundJob, tiles: Sequence[Tile]) -> bool:
+        """Whether this batch was submitted ahead (:meth:`prefetch`) and not taken yet."""
+        with self._lock:
+            return _batch_id(job, tiles) in self._ahead
+
     def close(self) -> None:
-        """Stop the workers (waits for running batches)."""
+        """Stop the workers (waits for running batches; batches submitted ahead and never
+        taken are cancelled or dropped)."""
+        with self._lock:
+            self._ahead.clear()
+        if self in _OFFERED:
+            _OFFERED.remove(self)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> WorkerPool:
@@ -162,3 +254,138 @@ def pool_map(pool: WorkerPool) -> Mapper:
                 yield result
 
     return map_batches
+
+
+def run_pipeline(
+    grounder: str,
+    grounder_options: dict[str, Any] | None,
+    *,
+    tile_px: int,
+    overlap_px: int,
+    max_task_runs: int,
+    parallel: int,
+    map: Mapper = local_map,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+) -> Pipeline:
+    """The :class:`~georeason.pipeline.Pipeline` of a ``georeason run`` (the ``answer`` flow
+    and :func:`ground_ahead` build it here, so they plan the same batches).
+
+    ``grounder_options`` may carry ``bands`` (the raster's band names, ``--bands``) and
+    ``min_confidence`` (the answers' confidence floor): they are not grounder settings.
+    ``parallel``: the workers grounding batches (0: unknown, e.g. Dask), which sets the
+    number of batches (:data:`BATCHES_PER_WORKER` per worker, at most ``max_task_runs``).
+    """
+    options = dict(grounder_options or {})
+    bands = options.pop("bands", None)
+    min_confidence = options.pop("min_confidence", None)
+    pipeline = Pipeline(
+        grounder=grounder,
+        grounder_options=options,
+        bands=bands,
+        min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
+        on_unusable_bands="abstain",
+        tile_px=tile_px,
+        overlap_px=overlap_px,
+        max_batches=min(max_task_runs, BATCHES_PER_WORKER * parallel) if parallel else max_task_runs,
+        map=map,
+    )
+    if logger is not None:
+        pipeline.logger = logger
+    return pipeline
+
+
+#: Pools handed from the command line to the flow of the same process (:func:`offer_pool`).
+_OFFERED: list[WorkerPool] = []
+
+
+def offer_pool(pool: WorkerPool) -> None:
+    """Offer ``pool`` (started, perhaps grounding ahead) to the next flow of this process
+    that wants a pool of its size (:func:`take_offered_pool`). The offerer still closes it
+    (closing twice is harmless) in case no flow takes it."""
+    _OFFERED.append(pool)
+
+
+def take_offered_pool(workers: int) -> WorkerPool | None:
+    """An offered pool of ``workers`` processes, now the caller's to close; else ``None``."""
+    for pool in _OFFERED:
+        if pool.workers == workers:
+            _OFFERED.remove(pool)
+            return pool
+    return None
+
+
+def take_compiled(texts: Sequence[str], pool: WorkerPool | None = None) -> list[CompiledQuestion]:
+    """``texts`` compiled (:func:`georeason.pipeline.compile_questions`), taking those
+    :func:`ground_ahead` compiled and left with ``pool`` (the pool a flow took with
+    :func:`take_offered_pool`: compiling is an Earley parse per question, not done twice).
+    Each is handed over once: a later call compiles anew."""
+    ready = pool.compiled if pool is not None else {}
+    handed = {t: ready.pop(t) for t in dict.fromkeys(texts) if t in ready}
+    todo = [t for t in dict.fromkeys(texts) if t not in handed]
+    handed.update(zip(todo, compile_questions(todo)))
+    return [handed[t] for t in texts]
+
+
+def ground_ahead(
+    pool: WorkerPool,
+    pipeline: Pipeline,
+    *,
+    catalog: str | Path | None,
+    questions: str | Path | None,
+    items: Sequence[str] | None = None,
+    objects: Sequence[str | Path] = (),
+    results_dir: str | Path | None = None,
+) -> int:
+    """Submit the first item's tile batches to ``pool`` now, as the ``answer`` flow will
+    plan them with ``pipeline`` (:func:`run_pipeline` with the flow's settings), so that
+    they ground while Prefect starts. Returns the number of batches submitted.
+
+    Best effort: whatever goes wrong here (a bad input, an unreadable file) returns 0 and
+    is left to the flow, which reports it; batches already in the tile cache under
+    ``results_dir`` are not submitted.
+    """
+    from georeason.catalog import default_catalog_dir, list_items
+    from georeason.config import read_questions
+    from georeason.pipeline import read_vectors
+    from georeason.tilecache import TileCache, batch_key
+
+    try:
+        cat_dir = Path(catalog) if catalog else default_catalog_dir()
+        specs = read_questions(Path(questions) if questions else cat_dir / "questions.yaml")
+        infos = [i for i in list_items(cat_dir) if not items or i.id in items]
+        for info in infos:
+            texts = [s.question for s in specs if s.item in (None, info.id)]
+            if texts:
+                break
+        else:
+            return 0
+        vector_paths = [str(p) for p in info.vector_paths] + [str(p) for p in objects]
+        vectors = read_vectors(vector_paths) if vector_paths else None
+        compiled = compile_questions(texts)
+        pool.compiled = dict(zip(texts, compiled))  # handed to the flow with the pool
+        plan = pipeline.plan_item(
+            compiled,
+            raster=str(info.raster_path),
+            vectors=vectors,
+            item=info.id,
+            raster_sha256=info.sha256,
+            item_bands=info.bands,
+        )
+        if plan is None:
+            return 0
+        job, batches = plan
+        if results_dir and job.raster_sha256:
+            cache = TileCache(results_dir)
+            batches = [
+                b
+                for b in batches
+                if not cache.path(
+                    batch_key(
+                        job.raster_sha256, b, job.spec.name, job.spec.config_json, job.classes, job.bands
+                    )
+                ).exists()
+            ]
+        return pool.prefetch(job, batches)
+    except Exception as exc:  # noqa: BLE001 - best effort: the flow does the work and reports errors
+        log.debug("grounding ahead skipped: %s: %s", type(exc).__name__, exc)
+        return 0

@@ -112,6 +112,7 @@ def ground_tiles(
             get_run_logger().info("cached: %d tiles of %s (%s)", len(tiles), job.raster, key[:12])
             return hit
     workers = _POOLS.get(pool) if pool else None
+    ahead = workers is not None and workers.has_ahead(job, tiles)
     result = workers.ground(job, tiles) if workers is not None else ground_job_batch(job, tiles)
     if result.failures:
         ctx = TaskRunContext.get()
@@ -123,7 +124,13 @@ def ground_tiles(
             result.failures,
         )
     n = sum(len(d) for _, d in result.results)
-    get_run_logger().info("grounded %d tiles of %s: %d detections", len(tiles), job.raster, n)
+    get_run_logger().info(
+        "grounded %d tiles of %s: %d detections%s",
+        len(tiles),
+        job.raster,
+        n,
+        " (submitted ahead, while Prefect started)" if ahead else "",
+    )
     if cache is not None:
         cache.put(key, result)
     return result

@@ -346,7 +346,9 @@ def write_quicklook(
             d.rectangle(box, outline=colour, width=3)
         d.text((x + (unit + pad if style != "note" else 0), yy), label, font=font, fill=(0, 0, 0))
     with atomic_path(path) as tmp:
-        page.save(tmp, format="PNG", compress_level=3)  # optimize=True: ~5 s a picture
+        # level 1: ~1.7x faster to encode than 3 for ~8% more bytes (a 1000 px quicklook:
+        # 0.12 vs 0.20 s); optimize=True: ~5 s a picture
+        page.save(tmp, format="PNG", compress_level=1)
     return path
 
 
