@@ -22,6 +22,7 @@ imported): :class:`georeason.pipeline.Pipeline` with the process-pool mapper
     python benchmarks/orchestration.py --what big --size 8000 --reps 3
     python benchmarks/orchestration.py --what scaling --size 8000 --reps 3
     python benchmarks/orchestration.py --what stages --size 8000 --reps 3   # grounding alone
+    python benchmarks/orchestration.py --what stages --scene /tmp/e2e/c8k --reps 3  # on a make_scene.py scene
     python benchmarks/orchestration.py --what versions --other /tmp/base --reps 3
 
 ``versions``: the sample ``georeason run`` of this checkout vs the same command in another
@@ -304,7 +305,7 @@ def stages(cat: Path, reps: int) -> None:
             for n, pool in ((1, p1), (2, p2)):
                 batches = plan_batches(tiles, 3 * n)
                 t = time.perf_counter()
-                out = pool_map(pool)(job, batches, None)
+                out = list(pool_map(pool)(job, batches, None))  # a lazy iterator: consume it on the clock
                 times[n].append(time.perf_counter() - t)
                 assert not any(r.failures for r in out)
     for n, v in times.items():
@@ -330,6 +331,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--workers", type=int, default=None, help="worker processes (0: no pool; default: one per CPU)"
+    )
+    ap.add_argument(
+        "--scene",
+        default=None,
+        help="--what stages on this one-item catalog (e.g. made by benchmarks/make_scene.py) "
+        "instead of the built-in big scene",
     )
     ap.add_argument("--tmp", default=None, help="folder for scenes and outputs (default: a temporary one)")
     ap.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
@@ -377,6 +384,10 @@ def main() -> None:
 
         print(f"sample: georeason run, this checkout ({REPO}) vs {other}")
         compare("this", in_dir(REPO, sys.executable), "other", in_dir(other, other_py), args.reps, tmp)
+        return
+    if args.what == "stages" and args.scene:
+        print(f"{args.scene}: grounding stage, 1 vs 2 worker processes")
+        stages(Path(args.scene), args.reps)
         return
     cat, qfile = make_big(args.size, tmp)
     mpx = args.size * args.size / 1e6
