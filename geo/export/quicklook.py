@@ -195,7 +195,7 @@ class Basemap:
         self.bands, self.stretch = tuple(bands), tuple(stretch)
 
 
-def _block_mean(src: Any, idx: Sequence[int], k: int, strip_mpx: float = 4.0) -> np.ma.MaskedArray:
+def _block_mean(src: Any, idx: Sequence[int], k: int, strip_mpx: float = 1.0) -> np.ma.MaskedArray:
     """The mean of each k x k block of valid pixels of bands ``idx``: shape ``(3, ceil(H/k),
     ceil(W/k))``; a block without valid pixels is masked. Read in strips of about
     ``strip_mpx`` megapixels per band, so memory stays bounded whatever the raster's size."""
@@ -209,7 +209,8 @@ def _block_mean(src: Any, idx: Sequence[int], k: int, strip_mpx: float = 4.0) ->
         valid = ~np.ma.getmaskarray(a)
         data = np.where(valid, np.ma.getdata(a), 0).astype("float32", copy=False)
         pad = ((0, 0), (0, (r1 - r0) * k - (y1 - y0)), (0, w * k - src.width))
-        data, valid = np.pad(data, pad), np.pad(valid, pad)
+        if pad[1][1] or pad[2][1]:  # partial blocks at the bottom / right edge
+            data, valid = np.pad(data, pad), np.pad(valid, pad)
         shape = (len(idx), r1 - r0, k, w, k)
         total = data.reshape(shape).sum(axis=(2, 4))
         count = valid.reshape(shape).sum(axis=(2, 4))
