@@ -26,9 +26,11 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
-__all__ = ["cache_dir", "cache_path", "load", "save", "MAX_SHAPES"]
+__all__ = ["cache_dir", "cache_path", "load", "save", "trusted_cache_file", "write_cache_file", "MAX_SHAPES"]
 
 #: at most this many shapes in the file, the most recently learnt kept (every ``ask``
 #: reads the whole file: 1024 shapes are ~0.4 MB, a few ms)
@@ -74,11 +76,28 @@ def cache_path() -> Path | None:
     return None if key is None else cache_dir() / f"programs-{key}.json"
 
 
-def _trusted(fd: int) -> bool:
-    """A cache file is read only if this user owns it and nobody else may write it."""
+def trusted_cache_file(fd: int) -> bool:
+    """A cache file (this one or the grammar's parser) is read only if this user owns it
+    and nobody else may write it."""
     st = os.fstat(fd)
     getuid = getattr(os, "getuid", None)
     return (getuid is None or st.st_uid == getuid()) and not (st.st_mode & 0o022)
+
+
+def write_cache_file(path: Path, dump: Callable[[IO[bytes]], object]) -> None:
+    """Write a cache file whole: ``dump`` writes a temporary file beside ``path`` (its
+    folder created private to this user), which then replaces ``path``, so readers never
+    see half a file. On any error the temporary file is removed and the error raised."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            dump(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def load() -> tuple[str | None, dict[str, str]]:
@@ -89,7 +108,7 @@ def load() -> tuple[str | None, dict[str, str]]:
         return None, {}
     try:
         with open(path, "rb") as fh:
-            if not _trusted(fh.fileno()):
+            if not trusted_cache_file(fh.fileno()):
                 return None, {}
             data = json.loads(fh.read())
         hashid, shapes = data["hashid"], data["shapes"]
@@ -113,14 +132,6 @@ def save(hashid: str, learnt: dict[str, str]) -> None:
         if len(shapes) >= MAX_SHAPES:
             break
         shapes.setdefault(text, program)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"hashid": hashid, "shapes": shapes}, fh)
-        os.replace(tmp, path)
-    except OSError:  # a cache folder that cannot be written: no cache
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    data = json.dumps({"hashid": hashid, "shapes": shapes}).encode("utf-8")
+    with contextlib.suppress(OSError):  # a cache folder that cannot be written: no cache
+        write_cache_file(path, lambda fh: fh.write(data))
