@@ -43,14 +43,26 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import lark
-from lark import Lark, Token, Transformer, Tree
-from lark.exceptions import UnexpectedEOF, UnexpectedInput, VisitError
-from lark.lexer import BasicLexer, LexerThread
-
 from georeason.errors import QuestionParseError
 from georeason.geo.language.shapes import cache_dir, trusted_cache_file, write_cache_file
 from georeason.geo.vector.measure import COMPASS_16
+
+# lark imports the optional ``regex`` module when it is installed (10 ms of a 0.38 s ``ask``);
+# it is used only with ``Lark(regex=True)`` and for ``\p{..}`` classes while building a
+# grammar, neither of which this grammar does, so lark is imported with it hidden (lark
+# then takes the ``re`` branch it takes wherever ``regex`` is not installed); a ``regex``
+# imported before, or by anyone after, is untouched.
+_HIDE_REGEX = "regex" not in sys.modules
+if _HIDE_REGEX:
+    sys.modules["regex"] = None  # type: ignore[assignment]
+try:
+    import lark
+    from lark import Lark, Token, Transformer, Tree
+    from lark.exceptions import UnexpectedEOF, UnexpectedInput, VisitError
+    from lark.lexer import BasicLexer, LexerThread, Scanner
+finally:
+    if _HIDE_REGEX and sys.modules.get("regex", 0) is None:
+        del sys.modules["regex"]
 
 __all__ = [
     "FORMS",
@@ -534,8 +546,14 @@ def _nullable_options(text: str) -> str:
     return head + rules + sep + tail
 
 
-#: Keyword terminal name -> its word (for error messages).
+#: Keyword terminal name -> its word (for error messages; filled by :func:`_grammar_text`).
 _KEYWORD_TEXT: dict[str, str] = {}
+
+
+def _keyword_text() -> dict[str, str]:
+    """:data:`_KEYWORD_TEXT`, filled (a parser loaded from the cache skips the grammar text)."""
+    _grammar_text()
+    return _KEYWORD_TEXT
 
 
 @lru_cache(maxsize=1)
@@ -576,13 +594,14 @@ def parser() -> Lark:
     """The Earley parser of the question grammar (built once).
 
     Building it (grammar analysis, ~0.3 s) would be most of ``ask``'s start-up, so the
-    built parser is kept on disk (:func:`parser_cache_path`, keyed by the grammar text and
-    the lark and Python versions) and loaded from there (~0.03 s) by later processes.
-    Lark caches only LALR parsers itself. A missing, stale or unreadable cache file is
-    rebuilt; an unwritable cache folder only costs the rebuild.
+    built parser is kept on disk (:func:`parser_cache_path`, keyed by this module's source
+    and the lark and Python versions) and loaded from there (~0.02 s) by later processes,
+    with its lexer's scanner built (lark builds it on the first question: ~30 ms, half of
+    it matching every keyword against every other terminal). Lark caches only LALR
+    parsers itself. A missing, stale or unreadable cache file is rebuilt; an unwritable
+    cache folder only costs the rebuild.
     """
-    text = _grammar_text()
-    path = parser_cache_path(text)
+    path = parser_cache_path()
     try:
         with open(path, "rb") as fh:
             if trusted_cache_file(fh.fileno()):
@@ -591,7 +610,10 @@ def parser() -> Lark:
                     return cached
     except Exception:  # noqa: BLE001 - any unreadable or refused cache is rebuilt
         pass
-    built = Lark(text, start="start", parser="earley", lexer="basic", ambiguity="resolve")
+    built = Lark(_grammar_text(), start="start", parser="earley", lexer="basic", ambiguity="resolve")
+    lexer = getattr(built.parser, "lexer", None)
+    if type(lexer) is BasicLexer:
+        assert isinstance(lexer.scanner, Scanner)  # built now, so that it is kept in the file
     # the grammar's definitions (``Lark.grammar``) are used only while building: left out of
     # the file they are a third of it and three quarters of its load time (52 -> 13 ms)
     definitions, built.grammar = built.grammar, None  # type: ignore[assignment]
@@ -606,11 +628,19 @@ def parser() -> Lark:
 
 def parser_cache_path(text: str | None = None) -> Path:
     """Where the built parser is cached: ``$GEOREASON_CACHE_DIR`` (default
-    ``$XDG_CACHE_HOME/georeason``, else ``~/.cache/georeason``) / ``grammar-<key>.pickle``."""
+    ``$XDG_CACHE_HOME/georeason``, else ``~/.cache/georeason``) / ``grammar-<key>.pickle``.
+
+    The key hashes ``text`` when given; else this module's source and the compass table it
+    takes from :mod:`~georeason.geo.vector.measure` (everything the grammar text is made
+    from: making the text itself costs ~10 ms), or the grammar text where the source
+    cannot be read. Both with lark's and Python's versions and the file's format."""
+    if text is None:
+        try:
+            text = "source\0" + Path(__file__).read_text(encoding="utf-8") + "\0" + repr(COMPASS_16)
+        except OSError:
+            text = _grammar_text()
     key = hashlib.sha256(
-        "\0".join(
-            [text if text is not None else _grammar_text(), lark.__version__, sys.version, _CACHE_FORMAT]
-        ).encode()
+        "\0".join([text, lark.__version__, sys.version, _CACHE_FORMAT]).encode()
     ).hexdigest()[:20]
     return cache_dir() / f"grammar-{key}.pickle"
 
@@ -634,6 +664,8 @@ _CACHE_GLOBALS = frozenset(
         ("lark.lexer", "BasicLexer"),
         ("lark.lexer", "PatternRE"),
         ("lark.lexer", "PatternStr"),
+        ("lark.lexer", "Scanner"),
+        ("lark.lexer", "UnlessCallback"),
         ("lark.lexer", "TerminalDef"),
         ("lark.lexer", "Token"),
         ("lark.parse_tree_builder", "ChildFilterLALR_NoPlaceholders"),
@@ -647,11 +679,13 @@ _CACHE_GLOBALS = frozenset(
         ("lark.tree", "Meta"),
         ("lark.tree", "Tree"),
         ("lark.utils", "OrderedSet"),
+        ("re", "_compile"),  # a compiled regular expression: ``re._compile(pattern, flags)``
     }
 )
 _CACHE_MODULES = frozenset({"re"})
-#: what the file holds: a built parser without its grammar definitions (part of the key)
-_CACHE_FORMAT = "earley-without-definitions-1"
+#: what the file holds: a built parser without its grammar definitions, its lexer's scanner
+#: built (part of the key)
+_CACHE_FORMAT = "earley-without-definitions-with-scanner-2"
 
 
 def _cached_module(name: str) -> types.ModuleType:
@@ -1517,7 +1551,7 @@ def _readable(names: Any) -> str:
     kinds, words = set(), set()
     for n in set(names):
         if n.startswith("K_"):
-            words.add(repr(_KEYWORD_TEXT.get(n, n)))
+            words.add(repr(_keyword_text().get(n, n)))
         elif n in _WORD_RULES:
             kinds.add(_TERMINAL_NAMES.get(_WORD_RULES[n][0], n))
         elif n in _TERMINAL_NAMES:
