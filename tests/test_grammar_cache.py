@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 QUESTIONS = [
     "What is the distance between #b1 and #lake-1?",
@@ -118,3 +121,130 @@ def test_a_cache_file_others_may_write_is_not_read(tmp_path: Path) -> None:
     _run(cache)
     st = path.stat()
     assert not (st.st_mode & 0o022)  # replaced by a private file
+
+
+BAD = [
+    "What is the distance between #b1 and",
+    "How many buildings are within of the river?",
+    "zork How far is #b1 from #b2?",
+]
+
+ERRORS = (
+    "import json, sys\n"
+    "from georeason.errors import QuestionParseError\n"
+    "from georeason.geo.language.grammar import parse\n"
+    "out = []\n"
+    "for q in json.loads(sys.argv[1]):\n"
+    "    try:\n"
+    "        parse(q)\n"
+    "    except QuestionParseError as exc:\n"
+    "        out.append(str(exc))\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def _errors(cache: Path) -> list[str]:
+    r = subprocess.run(
+        [sys.executable, "-c", ERRORS, json.dumps(BAD)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, GEOREASON_CACHE_DIR=str(cache)),
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_error_messages_name_keywords_with_a_loaded_parser(tmp_path: Path) -> None:
+    """A parser loaded from the file skips making the grammar text, which also names the
+    keyword terminals for error messages: the messages must be those of a built parser."""
+    built = _errors(tmp_path)  # empty cache: built (and written)
+    assert len(list(tmp_path.iterdir())) == 1
+    loaded = _errors(tmp_path)
+    assert loaded == built and len(built) == len(BAD)
+    assert "'a', 'an', 'area'" in built[0]  # keywords by their words, not K_..._n names
+    assert "K_" not in "".join(built)
+
+
+LOADED = (
+    "import json, re, sys\n"
+    "from georeason.geo.language import grammar as g\n"
+    "p = g.parser()\n"
+    "lexer = p.parser.lexer\n"
+    "syms = [s for r in p.rules for s in (r.origin, *r.expansion)]\n"
+    "mres = lexer._scanner._mres if lexer._scanner is not None else []\n"
+    "print(json.dumps({\n"
+    "    'scanner_built': lexer._scanner is not None,\n"
+    "    'regex_imported': 'regex' in sys.modules,\n"
+    "    'same_regex': [m == re.compile(m.pattern, m.flags) for m in mres],\n"
+    "    'objects': len({id(s) for s in syms}),\n"
+    "    'symbols': len({(type(s).__name__, s.name, getattr(s, 'filter_out', None)) for s in syms}),\n"
+    "}))\n"
+)
+
+
+def test_loaded_parser_has_its_scanner_and_one_object_per_symbol(tmp_path: Path) -> None:
+    def run() -> dict:
+        r = subprocess.run(
+            [sys.executable, "-c", LOADED],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, GEOREASON_CACHE_DIR=str(tmp_path)),
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    built, loaded = run(), run()
+    for out in (built, loaded):
+        assert out["scanner_built"]
+        assert out["same_regex"] == [True]  # the lexer's one expression, equal to re.compile's
+        assert out["objects"] == out["symbols"] > 100
+        assert not out["regex_imported"]
+
+
+def test_regex_module_is_importable_after_the_grammar() -> None:
+    """lark is imported with the optional ``regex`` module hidden; it is not hidden after."""
+    code = (
+        "import importlib.util, sys\n"
+        "import georeason.geo.language.grammar\n"
+        "assert 'regex' not in sys.modules, 'regex imported'\n"
+        "if importlib.util.find_spec('regex') is not None:\n"
+        "    import regex\n"
+        "    assert regex.match('a+', 'aaa').group(0) == 'aaa'\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags"),
+    [
+        (r"(?P<A>a+)|(?P<B>b\d*)", 0),
+        (r"(?i:what(?![\w\-]))|(?P<W>[A-Za-z]{2,})", 0),
+        (r"#[\w][\w.:\-]*(?<![.:])", re.IGNORECASE),
+        (r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?![\w])", 0),
+    ],
+)
+def test_regex_from_its_code_equals_re_compile(pattern: str, flags: int) -> None:
+    from georeason.geo.language import grammar as g
+
+    reference = re.compile(pattern, flags)
+    args = g._regex_code(reference)
+    assert args is not None
+    got = g._compiled_regex(*args)
+    assert got == reference and got.groupindex == reference.groupindex
+    for text in ("aaa", "b12", "WHAT", "what-", "#b1.", "-1,000.5", "Lake"):
+        m1, m2 = got.match(text), reference.match(text)
+        assert (m1 and (m1.group(0), m1.lastgroup)) == (m2 and (m2.group(0), m2.lastgroup))
+
+
+def test_refused_regex_code_compiles_the_text() -> None:
+    from georeason.geo.language import grammar as g
+
+    reference = re.compile(r"(?P<A>a+)|b")
+    args = g._regex_code(reference)
+    assert args is not None
+    bad = (args[0], args[1], [999, 1, 2], *args[3:])  # not SRE code: the engine refuses it
+    assert g._compiled_regex(*bad) == reference
