@@ -58,7 +58,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from georeason.errors import InputError, TileReadError
-from georeason.geo.raster.io import apply_transform, as_dataset, to_pyproj_crs
+from georeason.geo.raster.io import as_dataset, to_pyproj_crs
 
 __all__ = ["Tile", "plan_tiles", "read_tile", "tile_grid", "stride_px"]
 
@@ -134,10 +134,35 @@ class Tile:
 
 
 def _bounds(window: Window, transform: Affine) -> tuple[float, float, float, float]:
+    """``(left, bottom, right, top)`` of ``window``'s four corners under ``transform``.
+
+    The corners are mapped with the arithmetic of :func:`~georeason.geo.raster.io.apply_transform`
+    (``x = col * a + row * b + c``, in that order, in float64), on Python floats: the same
+    values without four small numpy arrays per tile (25 -> 3 us)."""
+    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
     c0, r0 = window.col_off, window.row_off
-    c1, r1 = c0 + window.width, r0 + window.height
-    xs, ys = apply_transform(transform, np.array([c0, c1, c0, c1], float), np.array([r0, r0, r1, r1], float))
-    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+    c1, r1 = float(c0 + window.width), float(r0 + window.height)
+    c0, r0 = float(c0), float(r0)
+    corners = ((c0, r0), (c1, r0), (c0, r1), (c1, r1))
+    xs = [col * a + row * b + c for col, row in corners]
+    ys = [col * d + row * e + f for col, row in corners]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _translated(t: Affine, col: int, row: int) -> Affine:
+    """``t @ Affine.translation(col, row)``: affine's own arithmetic, term for term (the
+    same floats), without making the translation and reading both through ``attrs``
+    tuples (10 -> 2 us a tile)."""
+    sa, sb, sc, sd, se, sf = t.a, t.b, t.c, t.d, t.e, t.f
+    oc, of = float(col), float(row)
+    return type(t)(
+        sa * 1.0 + sb * 0.0,
+        sa * 0.0 + sb * 1.0,
+        sa * oc + sb * of + sc,
+        sd * 1.0 + se * 0.0,
+        sd * 0.0 + se * 1.0,
+        sd * oc + se * of + sf,
+    )
 
 
 def stride_px(
@@ -285,7 +310,7 @@ def plan_tiles(
                     index=(i, j),
                     window=window,
                     core=core,
-                    transform=t @ Affine.translation(c_start, r_start),
+                    transform=_translated(t, c_start, r_start),
                     bounds=_bounds(window, t),
                     crs=crs,
                     raster_transform=t,
@@ -313,13 +338,19 @@ def read_tile(src_or_path: Any, tile: Tile, indexes: list[int] | None = None) ->
         th, tw = tile.shape
         valid = tile.valid_window
         vh, vw = int(valid.height), int(valid.width)
-        flags = [src.mask_flag_enums[i - 1] for i in idx]
+        enums = src.mask_flag_enums  # one GDAL query for all bands
+        flags = [enums[i - 1] for i in idx]
+        by_value = [f == [MaskFlags.nodata] for f in flags]
         # Masks that are just "value == nodata" are computed from the data (GDAL would
         # read the band a second time); mask bands and alpha are read from GDAL.
-        from_gdal = any(f not in ([MaskFlags.all_valid], [MaskFlags.nodata]) for f in flags)
+        from_gdal = any(not v and f != [MaskFlags.all_valid] for f, v in zip(flags, by_value))
         fill = src.nodata if src.nodata is not None else 0
         dtype = src.dtypes[idx[0] - 1]
         padded = (vh, vw) != (th, tw)
+        # Padding of zero bits is left to ``np.zeros`` (calloc: fresh pages are zero and
+        # are not written, so the part of a tile past the raster is not touched here).
+        zeroed = bool(fill == 0) and math.copysign(1.0, float(fill)) > 0  # not -0.0
+        make = np.zeros if zeroed else np.empty
         if not (vh and vw):  # wholly outside the raster: all padding
             return np.ma.MaskedArray(
                 np.full((len(idx), th, tw), fill, dtype=dtype), mask=np.ones((len(idx), th, tw), dtype=bool)
@@ -328,7 +359,7 @@ def read_tile(src_or_path: Any, tile: Tile, indexes: list[int] | None = None) ->
             if from_gdal:
                 arr = src.read(idx, window=valid, masked=True)
             elif padded:  # read straight into the padded tile (no second copy)
-                arr = np.empty((len(idx), th, tw), dtype=dtype)
+                arr = make((len(idx), th, tw), dtype=dtype)
                 src.read(idx, window=valid, out=arr[:, :vh, :vw])
             else:
                 arr = src.read(idx, window=valid)
@@ -340,13 +371,13 @@ def read_tile(src_or_path: Any, tile: Tile, indexes: list[int] | None = None) ->
         inside = data[:, :vh, :vw]  # the read pixels (all of them when not padded)
         # the mask of the read pixels; None: nothing masked
         m: np.ndarray | None = np.ma.getmaskarray(arr) if from_gdal else None
-        if not from_gdal and any(f == [MaskFlags.nodata] for f in flags):
+        if not from_gdal and any(by_value):
             m = np.zeros(inside.shape, bool)
-            for k, f in enumerate(flags):
-                if f == [MaskFlags.nodata]:
+            for k, v in enumerate(by_value):
+                if v:
                     nd = src.nodatavals[idx[k] - 1]
                     m[k] = np.isnan(inside[k]) if nd is not None and np.isnan(nd) else inside[k] == nd
-        if np.issubdtype(data.dtype, np.floating):
+        if data.dtype.kind == "f":  # np.floating
             # undeclared NaN/inf pixels are nodata too (a float raster without a nodata value)
             bad = ~np.isfinite(inside)
             if bad.any():
@@ -354,13 +385,15 @@ def read_tile(src_or_path: Any, tile: Tile, indexes: list[int] | None = None) ->
         if not padded:  # interior tile: no padding, no copy
             return np.ma.MaskedArray(data, mask=np.ma.nomask if m is None else m)
         if from_gdal:  # GDAL's read is the valid part only: place it in a full tile
-            full = np.empty((len(idx), th, tw), dtype=dtype)
+            full = make((len(idx), th, tw), dtype=dtype)
             full[:, :vh, :vw] = data
             data = full
-        data[:, vh:, :] = fill
-        data[:, :vh, vw:] = fill
-        mask = np.empty((len(idx), th, tw), dtype=bool)
-        mask[:, :vh, :vw] = False if m is None else m
+        if not zeroed:
+            data[:, vh:, :] = fill
+            data[:, :vh, vw:] = fill
+        mask = np.zeros((len(idx), th, tw), dtype=bool)
+        if m is not None:
+            mask[:, :vh, :vw] = m
         mask[:, vh:, :] = True
         mask[:, :vh, vw:] = True
         return np.ma.MaskedArray(data, mask=mask)
