@@ -15,6 +15,7 @@ Usage::
 
     python benchmarks/tiling_memory.py                 # 5000 and 20000 px
     python benchmarks/tiling_memory.py --sizes 5000 --tile 512 --overlap 64
+    python benchmarks/tiling_memory.py --sizes 5000 --repeat 5 --interleave 21  # + A B A B timing
 
 Peak RSS is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` in each child (``vmhwm_mb``,
 from ``/proc/self/status``, cross-checks it on Linux). The rasters are generated in a
@@ -113,6 +114,53 @@ def child(mode: str, path: str, tile: int, overlap: int, repeat: int = 3) -> dic
     }
 
 
+def interleaved(path: str, tile: int, overlap: int, reps: int) -> dict:
+    """raw and georeason passes alternated in one process (raw, georeason, georeason, raw,
+    ...), so that load from other processes, and going first, fall on both alike: medians
+    and the median of the pair-by-pair ratios, wall and CPU."""
+    import statistics
+
+    import rasterio
+
+    from georeason.geo.raster.tiling import plan_tiles, read_tile
+
+    with rasterio.open(path) as src:
+        windows = [t.valid_window for t in plan_tiles(src, tile, overlap)]
+
+    def raw() -> None:
+        with rasterio.open(path) as src:
+            for w in windows:
+                src.read(1, window=w)
+
+    def geo() -> None:
+        with rasterio.open(path) as src:
+            for t in plan_tiles(src, tile, overlap):
+                read_tile(src, t)
+
+    wall: dict[str, list[float]] = {"raw": [], "georeason": []}
+    cpu: dict[str, list[float]] = {"raw": [], "georeason": []}
+    raw(), geo()  # warm-up (imports, first opens)
+    for k in range(reps):  # A B B A: each goes first half of the time
+        for name, f in (("raw", raw), ("georeason", geo))[:: 1 if k % 2 == 0 else -1]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            f()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+
+    def pairs(d: dict[str, list[float]]) -> float:
+        return statistics.median(g / r for g, r in zip(d["georeason"], d["raw"]))
+
+    return {
+        "reps": reps,
+        "raw_s": round(statistics.median(wall["raw"]), 4),
+        "georeason_s": round(statistics.median(wall["georeason"]), 4),
+        "raw_cpu_s": round(statistics.median(cpu["raw"]), 4),
+        "georeason_cpu_s": round(statistics.median(cpu["georeason"]), 4),
+        "ratio_wall": round(pairs(wall), 3),
+        "ratio_cpu": round(pairs(cpu), 3),
+    }
+
+
 def _vmhwm_mb() -> float | None:
     """Peak RSS of this process image from /proc (Linux); cross-checks ru_maxrss."""
     try:
@@ -134,12 +182,22 @@ def main(argv=None) -> int:
         "--nodata", action="store_true", help="nodata=0 with a nodata collar (exercises masks/skipping)"
     )
     ap.add_argument("--repeat", type=int, default=3, help="timed passes per run (best is reported)")
+    ap.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N raw/georeason pairs alternated in one process (medians, pairwise ratio)",
+    )
     ap.add_argument("--child", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         mode, path = args.child
         if mode == "make":
             make_raster(Path(path), args.sizes[0], nodata=args.nodata)
+            return 0
+        if mode == "both":
+            print(json.dumps(interleaved(path, args.tile, args.overlap, args.interleave)))
             return 0
         print(json.dumps(child(mode, path, args.tile, args.overlap, args.repeat)))
         return 0
@@ -185,6 +243,17 @@ def main(argv=None) -> int:
                 )
                 res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
                 print(json.dumps({"size": size, **res[mode]}), flush=True)
+            if args.interleave:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--tile", str(args.tile), "--overlap", str(args.overlap)]
+                    + ["--interleave", str(args.interleave), "--child", "both", str(path)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                res["interleaved"] = json.loads(out.stdout.strip().splitlines()[-1])
+                print(json.dumps({"size": size, "interleaved": res["interleaved"]}), flush=True)
             rows.append((size, res))
             path.unlink()
     print()
@@ -208,6 +277,15 @@ def main(argv=None) -> int:
         a, b = r["raw"], r["georeason"]
         ratio = b["seconds"] / a["seconds"]
         print(f"{size}px: time ratio {ratio:.2f}, target <= 1.1: {'HIT' if ratio <= 1.1 else 'MISSED'}")
+    for size, r in rows:
+        if "interleaved" in r:
+            i = r["interleaved"]
+            print(
+                f"{size}px interleaved ({i['reps']} pairs, medians): raw {i['raw_s']} s / {i['raw_cpu_s']} CPU-s, "
+                f"georeason {i['georeason_s']} s / {i['georeason_cpu_s']} CPU-s; pairwise ratio "
+                f"{i['ratio_wall']:.3f} wall, {i['ratio_cpu']:.3f} CPU; target <= 1.1: "
+                f"{'HIT' if i['ratio_wall'] <= 1.1 else 'MISSED'} (wall), {'HIT' if i['ratio_cpu'] <= 1.1 else 'MISSED'} (CPU)"
+            )
     if len(rows) > 1:
         (s0, r0), (s1, r1) = rows[0], rows[-1]
         print(
