@@ -19,6 +19,7 @@ read without a "may only be partially supported" warning.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import tempfile
@@ -208,9 +209,24 @@ class GeoJSONCache:
         if todo:
             ns = list(todo.values())
             multi = [as_multi(geoms[n], families[n]) for n in ns]
-            for n, text in zip(ns, rfc7946_texts(multi, crs, self.precision)):
+            with _gc_paused():  # millions of short coordinate lists, no reference cycles
+                made = rfc7946_texts(multi, crs, self.precision)
+            for n, text in zip(ns, made):
                 self._texts[keys[n]] = (geoms[n], crs, text)
         return [self._texts[k][2] for k in keys]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cycle collector (it would walk the heap many times over while
+    millions of coordinate lists are made); restore it as it was."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def families_of(geom: BaseGeometry | None) -> list[str]:
