@@ -389,3 +389,60 @@ def test_shipped_sample_export_equals_the_plain_export(tmp_path):
                 k = next((i for i, (x, y) in enumerate(zip(got, text)) if x != y), min(len(got), len(text)))
                 assert got == text, (p.name, got[k - 200 : k + 100], text[k - 200 : k + 100])
     assert sum(name.endswith(".geojson") for name in fast) >= len(questions)
+
+
+def _reference_draw(img, overlay, inv, min_side: float) -> int:
+    """The quicklook overlay drawn ring by ring (the drawing code before rings were mapped in bulk)."""
+    from PIL import Image, ImageDraw
+
+    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    line = (*overlay.colour, 255)
+    fill = (*overlay.colour, overlay.fill_alpha) if overlay.fill_alpha else None
+
+    def px(coords) -> list[float]:
+        out: list[float] = []
+        for c in coords:
+            out += list(inv @ (c[0], c[1]))
+        return out
+
+    drawn = 0
+    for g in overlay.geoms:
+        if g.geom_type.endswith("Polygon"):
+            b = g.bounds
+            if max(b[2] - b[0], b[3] - b[1]) < min_side:
+                continue
+        for part in shapely.get_parts(g):
+            t = part.geom_type
+            if t == "Polygon":
+                if fill:
+                    d.polygon(px(part.exterior.coords), fill=fill)
+                    for hole in part.interiors:
+                        d.polygon(px(hole.coords), fill=(0, 0, 0, 0))
+                for ring in (part.exterior, *part.interiors):
+                    d.line(px(ring.coords), fill=line, width=overlay.width_px)
+            elif t in ("LineString", "LinearRing"):
+                d.line(px(part.coords), fill=line, width=max(overlay.width_px, 2))
+            elif t == "Point":
+                x, y = inv @ (part.x, part.y)
+                r = 3 + overlay.width_px
+                d.ellipse((x - r, y - r, x + r, y + r), outline=(0, 0, 0, 255), fill=line)
+        drawn += 1
+    img.alpha_composite(layer)
+    return drawn
+
+
+@pytest.mark.parametrize("fill_alpha", [0, 90])
+def test_quicklook_overlay_equals_ring_by_ring_drawing(synthetic, fill_alpha):
+    from affine import Affine
+    from PIL import Image
+
+    from georeason.geo.export.quicklook import Overlay, _draw_geoms
+
+    scene, _ = synthetic
+    geoms = [*scene.geoms, shapely.box(500000, 5000000, 500001, 5000001)]  # the last: too small to draw
+    inv = ~(Affine(7.3, 0, 499950, 0, -7.3, 5001100))
+    got, want = (Image.new("RGBA", (160, 170), (20, 40, 60, 255)) for _ in range(2))
+    overlay = Overlay(geoms, "x", (255, 0, 200), width_px=2, fill_alpha=fill_alpha)
+    assert _draw_geoms(got, overlay, inv, 14.6) == _reference_draw(want, overlay, inv, 14.6) == len(geoms) - 1
+    assert got.tobytes() == want.tobytes()

@@ -127,20 +127,30 @@ def _draw_geoms(img, overlay: Overlay, inv: Affine, min_side: float) -> int:
         x, y = xy[:, 0], xy[:, 1]
         return np.column_stack([x * ia + y * ib + ic, x * id_ + y * ie + if_]).ravel().tolist()
 
-    for g in overlay.geoms:
-        if g.geom_type.endswith("Polygon"):
-            b = g.bounds
-            if max(b[2] - b[0], b[3] - b[1]) < min_side:
-                continue
-        for part in shapely.get_parts(g):
+    geoms = [
+        g
+        for g in overlay.geoms
+        if not g.geom_type.endswith("Polygon")
+        or max(g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]) >= min_side
+    ]
+    parts = [shapely.get_parts(g) for g in geoms]
+    polys = [p for ps in parts for p in ps if p.geom_type == "Polygon" and not p.is_empty]
+    rings = iter(_pixel_rings(polys, (ia, ib, ic, id_, ie, if_)))
+    for ps in parts:
+        for part in ps:
             t = part.geom_type
             if t == "Polygon":
+                pr = (
+                    next(rings)
+                    if not part.is_empty
+                    else [px(r.coords) for r in (part.exterior, *part.interiors)]
+                )
                 if fill:
-                    d.polygon(px(part.exterior.coords), fill=fill)
-                    for hole in part.interiors:
-                        d.polygon(px(hole.coords), fill=(0, 0, 0, 0))
-                for ring in (part.exterior, *part.interiors):
-                    d.line(px(ring.coords), fill=line, width=overlay.width_px)
+                    d.polygon(pr[0], fill=fill)
+                    for hole in pr[1:]:
+                        d.polygon(hole, fill=(0, 0, 0, 0))
+                for ring in pr:
+                    d.line(ring, fill=line, width=overlay.width_px)
             elif t in ("LineString", "LinearRing"):
                 d.line(px(part.coords), fill=line, width=max(overlay.width_px, 2))
             elif t == "Point":
@@ -150,6 +160,28 @@ def _draw_geoms(img, overlay: Overlay, inv: Affine, min_side: float) -> int:
         drawn += 1
     img.alpha_composite(layer)
     return drawn
+
+
+def _pixel_rings(polys: Sequence[BaseGeometry], inv: tuple[float, ...]) -> list[list[list[float]]]:
+    """The pixel rings ``[exterior, *holes]`` of each (non-empty) polygon, each ring flat
+    ``[x0, y0, x1, y1, ...]`` as PIL takes it: one coordinate array and one affine map for
+    all (the same operations per vertex as one ring at a time, so the same floats)."""
+    if not polys:
+        return []
+    ia, ib, ic, id_, ie, if_ = inv
+    arr = np.empty(len(polys), dtype=object)
+    arr[:] = list(polys)
+    rings, owner = shapely.get_rings(arr, return_index=True)  # exterior, then holes, per polygon
+    xy = shapely.get_coordinates(rings)
+    x, y = xy[:, 0], xy[:, 1]
+    flat = np.column_stack([x * ia + y * ib + ic, x * id_ + y * ie + if_]).ravel().tolist()
+    ends = (2 * np.cumsum(shapely.get_num_coordinates(rings))).tolist()
+    out: list[list[list[float]]] = [[] for _ in polys]
+    start = 0
+    for k, end in zip(owner.tolist(), ends):
+        out[k].append(flat[start:end])
+        start = end
+    return out
 
 
 def _ground_m_per_px(transform: Affine, crs: CRS | None, w: int, h: int) -> float | None:
