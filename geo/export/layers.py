@@ -690,8 +690,9 @@ def dedupe_classes(
     ([1, 2], [['water'], []])
     """
     groups: dict[bytes, list[int]] = {}
-    for i, g in enumerate(geoms):
-        key = shapely.to_wkb(shapely.normalize(g)) if g is not None else f"none-{i}".encode()
+    wkbs = shapely.to_wkb(shapely.normalize(_object_array(geoms))).tolist() if len(geoms) else []
+    for i, (g, wkb) in enumerate(zip(geoms, wkbs)):
+        key = wkb if g is not None else f"none-{i}".encode()
         groups.setdefault(key, []).append(i)
     keep: list[tuple[int, list[str]]] = []
     for members in groups.values():
