@@ -426,7 +426,7 @@ class SeamMerger:
         objs: list[GroundedObject] = []
         if fin.size:
             # the finished groups touch no other: one union of them all, split into parts
-            merged = shapely.get_parts(shapely.union_all(g[fin]))
+            merged = shapely.get_parts(_union(g[fin]))
             merged = merged[(shapely.get_type_id(merged) == 3) & (shapely.area(merged) > 0)]
             src_i, part_i = STRtree(merged).query(shapely.point_on_surface(g[fin]), predicate="intersects")
             pm: dict[int, list[_Members]] = defaultdict(list)
@@ -492,6 +492,16 @@ class _Carry:
         self, geoms: np.ndarray, members: list[_Members], group: np.ndarray, edge: int | None
     ) -> None:
         self.geoms, self.members, self.group, self.edge = geoms, members, group, edge
+
+
+def _union(g: np.ndarray) -> BaseGeometry:
+    """The union of polygons ``g``: GEOS's coverage union when they form a valid coverage
+    (no overlaps, shared edges with the same vertices: pixel polygons clipped to the tile
+    cores are one, both sides of a seam cut from the same pixels; 3-5x faster than a
+    general overlay), else :func:`shapely.union_all`. The same point set either way."""
+    if len(g) > 1 and shapely.coverage_is_valid(g):
+        return shapely.coverage_union_all(g)
+    return shapely.union_all(g)
 
 
 def _clip_to_core(g: np.ndarray, scores: np.ndarray, tile: Tile, seq0: int = 0) -> _Pieces | None:
