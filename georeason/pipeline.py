@@ -439,11 +439,16 @@ def relabel_water(objects: list[GroundedObject], asked: Sequence[str] = ()) -> l
     name asked.)
     """
     out: list[GroundedObject] = []
+    shape: dict[int, bool] = {}  # lake and river share each water body's geometry: one test
     for o in objects:
         lab = singular(normalise_class(o.label))
         linear, areal = lab in LINEAR_WATER, lab in AREAL_WATER
-        if (linear or areal) and (is_linear(o.geometry) != linear):
-            continue
+        if linear or areal:
+            key = id(o.geometry)
+            if key not in shape:
+                shape[key] = is_linear(o.geometry)
+            if shape[key] != linear:
+                continue
         out.append(o)
     return out
 

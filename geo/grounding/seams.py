@@ -585,8 +585,14 @@ def _finish_objects(
         # The same minimum mapping unit for holes: gaps smaller than it inside an object
         # (a few pixels under the threshold amid water or forest) are filled. Done on the
         # merged object, so it is as tiling-invariant as the union itself.
-        for i in np.flatnonzero(keep):
-            objs_arr[i] = _fill_small_holes(objs_arr[i], min_area_m2 / (w[i] * h[i]))
+        # Hole areas in bulk; only an object with a hole to fill is rebuilt.
+        holed = np.flatnonzero(keep & (shapely.get_num_interior_rings(objs_arr) > 0))
+        if holed.size:
+            rings, owner = shapely.get_rings(objs_arr[holed], return_index=True)
+            small = shapely.area(shapely.polygons(rings)) < (min_area_m2 / (w * h))[holed][owner]
+            small[np.r_[0, np.flatnonzero(np.diff(owner)) + 1]] = False  # exteriors come first
+            for j in np.unique(owner[small]):
+                objs_arr[holed[j]] = _fill_small_holes(objs_arr[holed[j]], min_area_m2 / (w * h)[holed[j]])
     if simplify_m > 0:
         tol = simplify_m / ((w + h) / 2)
         objs_arr[keep] = shapely.normalize(
