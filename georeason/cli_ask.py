@@ -263,6 +263,32 @@ def ask_workers(
     return n if tiles >= MIN_POOL_TILES else 1
 
 
+#: GDAL block cache (MB) of ``ask``'s grounding workers: each reads its tiles once, in
+#: row order, so the cache only spares re-decoding the blocks a tile shares with the tile
+#: before it (a few MB); the default 64 MB per worker would add ~100 MB to the process tree.
+WORKER_GDAL_CACHEMAX_MB = 16
+
+
+def _start_forkserver_with_small_gdal_cache() -> None:
+    """Start the workers' forkserver now (they inherit its environment) with GDAL's block
+    cache at :data:`WORKER_GDAL_CACHEMAX_MB`, unless the user sized the cache
+    (``GDAL_CACHEMAX`` or ``GEOREASON_GDAL_CACHEMAX_MB``) or a forkserver already runs.
+    This process keeps its own setting (GDAL sizes its cache at its first block read,
+    which has not happened yet; the variable is restored at once)."""
+    from multiprocessing import forkserver
+
+    from georeason.geo.raster.io import gdal_cache_mb
+
+    ours = f"{gdal_cache_mb()}MB"
+    if os.environ.get("GEOREASON_GDAL_CACHEMAX_MB") or os.environ.get("GDAL_CACHEMAX") != ours:
+        return
+    os.environ["GDAL_CACHEMAX"] = f"{WORKER_GDAL_CACHEMAX_MB}MB"
+    try:
+        forkserver.ensure_running()
+    finally:
+        os.environ["GDAL_CACHEMAX"] = ours
+
+
 def _pool_mapper(workers: int) -> tuple[Any, Callable[[], None]]:
     """A :data:`~georeason.pipeline.Mapper` grounding in a new
     :class:`~georeason.workers.WorkerPool` of ``workers`` processes (started now, in the
@@ -274,6 +300,7 @@ def _pool_mapper(workers: int) -> tuple[Any, Callable[[], None]]:
     from georeason.workers import WorkerPool, pool_map
 
     pool = WorkerPool(workers)
+    _start_forkserver_with_small_gdal_cache()
     threading.Thread(target=pool.warm, name="georeason-warm", daemon=True).start()
     mapper = pool_map(pool)
 
