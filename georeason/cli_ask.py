@@ -242,8 +242,8 @@ def ask_workers(
                     f"--workers {workers}: grounder {grounder!r} cannot be built in worker processes; "
                     "use --workers 1"
                 )
-        return workers
-    if raster is None:
+        return workers if raster is not None else 1
+    if raster is None:  # vector files only: nothing to ground
         return 1
     from georeason.models.registry import prefers_processes
     from georeason.workers import default_workers

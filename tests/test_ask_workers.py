@@ -102,6 +102,7 @@ def test_worker_rule(scene, monkeypatch):
     # --workers is taken as given
     assert ask_workers(3, raster, "spectral", 1024, 128) == 3
     assert ask_workers(1, raster, "spectral", 384, 64) == 1
+    assert ask_workers(2, None, "spectral", 384, 64) == 1  # no raster: no pool to start
     with pytest.raises(InputError, match="--workers 0"):
         ask_workers(0, raster, "spectral", 384, 64)
 
