@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +41,18 @@ from georeason.errors import CatalogError
 from georeason.geo.export.layers import answer_stem, atomic_path, relative_outputs
 from georeason.geo.export.names import slug
 from georeason.geo.export.quicklook import thumbnail_data_uri
+from georeason.geo.raster.tiling import Tile
 from georeason.models.registry import portable, prefers_processes
-from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, row_text
+from georeason.pipeline import (
+    BatchResult,
+    CompiledQuestion,
+    GroundJob,
+    Mapper,
+    Pipeline,
+    TileFailure,
+    TileProgress,
+    row_text,
+)
 from georeason.progress import reporter
 from georeason.runstate import OutputLock, finite_row, result_of, run_state, write_manifest
 from georeason.tasks.answer import export_item, load_vectors
@@ -53,6 +64,7 @@ from georeason.workers import (
     run_pipeline,
     take_compiled,
     take_offered_pool,
+    take_plans,
 )
 
 __all__ = ["answer", "batch", "run_item", "BATCHES_PER_WORKER"]
@@ -73,8 +85,12 @@ def run_item(
     out: Path,
     pipeline: Pipeline,
     objects: list[str],
+    grounded: Callable[[], None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[TileFailure]]:
-    """Answer the compiled questions for one catalog item through ``pipeline``, then export."""
+    """Answer the compiled questions for one catalog item through ``pipeline``, then export.
+
+    ``grounded`` is called once the item is answered, before its export (the flow frees its
+    worker processes there after the last item, if its grounding did not already)."""
     item_out = out / info.id
     vector_paths = [str(p) for p in info.vector_paths] + list(objects)
     vectors = (
@@ -91,6 +107,8 @@ def run_item(
         mask_path=lambda n, q: item_out / "masks" / f"{answer_stem(n, q)}.tif",
         item_bands=info.bands,
     )
+    if grounded is not None:
+        grounded()
     reporter().advance("questions", len(questions))
     # quote(): Prefect must not walk every coordinate of the answers and the scene
     rows, files = export_item.with_options(task_run_name=f"{info.id}: export")(
@@ -148,6 +166,7 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         results.mkdir(parents=True, exist_ok=True)
         pool_key = None
         offered = None
+        pool = None
         if n_proc > 0:
             # a pool the command line started (perhaps grounding the first item ahead), else a new one
             offered = take_offered_pool(n_proc)
@@ -167,6 +186,11 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
             map=prefect_map(results, pool_key),
             logger=log,
         )
+        # the worker processes (and their forkserver) go as soon as the last item is grounded:
+        # answering and export run in this process, and idle workers only hold memory
+        last_item = _ReleaseAfterLast(pool)
+        pipeline.map = last_item.wrap(pipeline.map)
+        take_plans(pipeline, offered)  # the grounder fitted and tiles planned ahead: not done twice
         # every question is compiled once per run, whatever the number of items it is asked of
         # (those `georeason run` compiled ahead, while Prefect started, are not compiled again)
         compiled = dict(zip([s.question for s in specs], take_compiled([s.question for s in specs], offered)))
@@ -175,12 +199,14 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         failed_tiles = 0
         n_questions = sum(1 for info in infos for s in specs if s.item in (None, info.id))
         reporter().start("questions", "questions answered", total=n_questions)
-        for info in infos:
-            qs = [compiled[s.question] for s in specs if s.item in (None, info.id)]
-            if not qs:
-                continue
+        todo = [(info, [compiled[s.question] for s in specs if s.item in (None, info.id)]) for info in infos]
+        todo = [(info, qs) for info, qs in todo if qs]
+        for n, (info, qs) in enumerate(todo, 1):
+            last_item.armed = n == len(todo)
             try:
-                rows, files, failures = run_item(info, qs, out_dir, pipeline, list(objects or []))
+                rows, files, failures = run_item(
+                    info, qs, out_dir, pipeline, list(objects or []), grounded=last_item.release
+                )
             except Exception as exc:  # noqa: BLE001 - one item's failure never loses the other answers
                 msg = " ".join(str(exc).split()) or type(exc).__name__
                 log.error("[%s] item failed: %s: %s", info.id, type(exc).__name__, msg)
@@ -216,6 +242,32 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
     log.info("wrote %d answers to %s", len(all_rows), jsonl)
     # a summary, not the rows: a flow's result is walked and stored by Prefect
     return run_state({"answers": str(jsonl), "outputs": outputs, **summary})
+
+
+class _ReleaseAfterLast:
+    """Closes the flow's worker pool (and stops its forkserver) as soon as the last item's
+    tile batches are all merged (:meth:`wrap` of the pipeline's mapper), or when the last
+    item is answered without grounding (:meth:`release`). ``armed``: the item running now
+    is the last. A batch re-run tile by tile after a failure happens inside the mapper,
+    before the pool goes; a pool is closed once (closing again is harmless)."""
+
+    def __init__(self, pool: WorkerPool | None) -> None:
+        self.pool = pool
+        self.armed = False
+
+    def release(self) -> None:
+        if self.armed and self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.close(stop_forkserver=True)
+
+    def wrap(self, mapper: Mapper) -> Mapper:
+        def map_batches(
+            job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
+        ) -> Iterator[BatchResult]:
+            yield from mapper(job, batches, tiles_done)
+            self.release()  # every batch consumed: the seam merge has what it needs
+
+        return map_batches
 
 
 def _auto_processes(grounder: str) -> int:
