@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -258,7 +260,10 @@ class _ReleaseAfterLast:
     def release(self) -> None:
         if self.armed and self.pool is not None:
             pool, self.pool = self.pool, None
-            pool.close(stop_forkserver=True)
+            # in the background: the workers' exit is waited for there, not by the answers
+            threading.Thread(
+                target=pool.close, kwargs={"stop_forkserver": True}, name="georeason-release", daemon=True
+            ).start()
 
     def wrap(self, mapper: Mapper) -> Mapper:
         def map_batches(
@@ -362,15 +367,23 @@ def _artifacts(
         key="georeason-outputs",
         description=f"where the outputs are: {out_dir}",
     )
+    # the thumbnails (PNG decode, resize, JPEG encode: Pillow releases the GIL) in threads
+    wanted = [(files["quicklook"], 640) for files in outputs.values() if "quicklook" in files]
+    for r in rows:
+        png = (r.get("outputs") or {}).get("quicklook")
+        if r.get("item") in outputs and png and Path(png).exists():
+            wanted.append((png, 480))
+    with ThreadPoolExecutor(max_workers=default_workers()) as threads:
+        thumbs = dict(zip(wanted, threads.map(lambda w: thumbnail_data_uri(*w), wanted)))
     for item, files in outputs.items():
         if "quicklook" not in files:
             continue
-        parts = [f"# {item}", f"![{item} quicklook]({thumbnail_data_uri(files['quicklook'])})"]
+        parts = [f"# {item}", f"![{item} quicklook]({thumbs[(files['quicklook'], 640)]})"]
         for r in rows:
             png = (r.get("outputs") or {}).get("quicklook")
             if r.get("item") == item and png and Path(png).exists():
                 parts.append(
-                    f"## {_md_cell(r['question'])}\n{_md_cell(row_text(r))}\n\n![answer]({thumbnail_data_uri(png, 480)})"
+                    f"## {_md_cell(r['question'])}\n{_md_cell(row_text(r))}\n\n![answer]({thumbs[(png, 480)]})"
                 )
         create_markdown_artifact(
             "\n\n".join(parts),

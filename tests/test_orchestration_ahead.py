@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -340,6 +341,9 @@ def test_flow_frees_the_worker_pool_once_the_last_item_is_grounded():
     next(it)
     assert pool.ground(job, batches[0]).results  # the last item, batches still coming: still open
     assert len(list(it)) == len(batches) - 1
+    for t in threading.enumerate():  # the pool is closed in the background
+        if t.name == "georeason-release":
+            t.join(60)
     with pytest.raises(RuntimeError):  # closed: the executor takes no more work
         pool._executor.submit(int)
     assert getattr(forkserver._forkserver, "_forkserver_pid", None) is None  # forkserver stopped
