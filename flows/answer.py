@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +43,18 @@ from georeason.errors import CatalogError
 from georeason.geo.export.layers import answer_stem, atomic_path, relative_outputs
 from georeason.geo.export.names import slug
 from georeason.geo.export.quicklook import thumbnail_data_uri
+from georeason.geo.raster.tiling import Tile
 from georeason.models.registry import portable, prefers_processes
-from georeason.pipeline import CompiledQuestion, Pipeline, TileFailure, row_text
+from georeason.pipeline import (
+    BatchResult,
+    CompiledQuestion,
+    GroundJob,
+    Mapper,
+    Pipeline,
+    TileFailure,
+    TileProgress,
+    row_text,
+)
 from georeason.progress import reporter
 from georeason.runstate import OutputLock, finite_row, result_of, run_state, write_manifest
 from georeason.tasks.answer import export_item, load_vectors
@@ -53,6 +66,7 @@ from georeason.workers import (
     run_pipeline,
     take_compiled,
     take_offered_pool,
+    take_plans,
 )
 
 __all__ = ["answer", "batch", "run_item", "BATCHES_PER_WORKER"]
@@ -73,8 +87,12 @@ def run_item(
     out: Path,
     pipeline: Pipeline,
     objects: list[str],
+    grounded: Callable[[], None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[TileFailure]]:
-    """Answer the compiled questions for one catalog item through ``pipeline``, then export."""
+    """Answer the compiled questions for one catalog item through ``pipeline``, then export.
+
+    ``grounded`` is called once the item is answered, before its export (the flow frees its
+    worker processes there after the last item, if its grounding did not already)."""
     item_out = out / info.id
     vector_paths = [str(p) for p in info.vector_paths] + list(objects)
     vectors = (
@@ -91,6 +109,8 @@ def run_item(
         mask_path=lambda n, q: item_out / "masks" / f"{answer_stem(n, q)}.tif",
         item_bands=info.bands,
     )
+    if grounded is not None:
+        grounded()
     reporter().advance("questions", len(questions))
     # quote(): Prefect must not walk every coordinate of the answers and the scene
     rows, files = export_item.with_options(task_run_name=f"{info.id}: export")(
@@ -148,6 +168,7 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         results.mkdir(parents=True, exist_ok=True)
         pool_key = None
         offered = None
+        pool = None
         if n_proc > 0:
             # a pool the command line started (perhaps grounding the first item ahead), else a new one
             offered = take_offered_pool(n_proc)
@@ -167,6 +188,11 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
             map=prefect_map(results, pool_key),
             logger=log,
         )
+        # the worker processes (and their forkserver) go as soon as the last item is grounded:
+        # answering and export run in this process, and idle workers only hold memory
+        last_item = _ReleaseAfterLast(pool)
+        pipeline.map = last_item.wrap(pipeline.map)
+        take_plans(pipeline, offered)  # the grounder fitted and tiles planned ahead: not done twice
         # every question is compiled once per run, whatever the number of items it is asked of
         # (those `georeason run` compiled ahead, while Prefect started, are not compiled again)
         compiled = dict(zip([s.question for s in specs], take_compiled([s.question for s in specs], offered)))
@@ -175,12 +201,14 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         failed_tiles = 0
         n_questions = sum(1 for info in infos for s in specs if s.item in (None, info.id))
         reporter().start("questions", "questions answered", total=n_questions)
-        for info in infos:
-            qs = [compiled[s.question] for s in specs if s.item in (None, info.id)]
-            if not qs:
-                continue
+        todo = [(info, [compiled[s.question] for s in specs if s.item in (None, info.id)]) for info in infos]
+        todo = [(info, qs) for info, qs in todo if qs]
+        for n, (info, qs) in enumerate(todo, 1):
+            last_item.armed = n == len(todo)
             try:
-                rows, files, failures = run_item(info, qs, out_dir, pipeline, list(objects or []))
+                rows, files, failures = run_item(
+                    info, qs, out_dir, pipeline, list(objects or []), grounded=last_item.release
+                )
             except Exception as exc:  # noqa: BLE001 - one item's failure never loses the other answers
                 msg = " ".join(str(exc).split()) or type(exc).__name__
                 log.error("[%s] item failed: %s: %s", info.id, type(exc).__name__, msg)
@@ -216,6 +244,35 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
     log.info("wrote %d answers to %s", len(all_rows), jsonl)
     # a summary, not the rows: a flow's result is walked and stored by Prefect
     return run_state({"answers": str(jsonl), "outputs": outputs, **summary})
+
+
+class _ReleaseAfterLast:
+    """Closes the flow's worker pool (and stops its forkserver) as soon as the last item's
+    tile batches are all merged (:meth:`wrap` of the pipeline's mapper), or when the last
+    item is answered without grounding (:meth:`release`). ``armed``: the item running now
+    is the last. A batch re-run tile by tile after a failure happens inside the mapper,
+    before the pool goes; a pool is closed once (closing again is harmless)."""
+
+    def __init__(self, pool: WorkerPool | None) -> None:
+        self.pool = pool
+        self.armed = False
+
+    def release(self) -> None:
+        if self.armed and self.pool is not None:
+            pool, self.pool = self.pool, None
+            # in the background: the workers' exit is waited for there, not by the answers
+            threading.Thread(
+                target=pool.close, kwargs={"stop_forkserver": True}, name="georeason-release", daemon=True
+            ).start()
+
+    def wrap(self, mapper: Mapper) -> Mapper:
+        def map_batches(
+            job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
+        ) -> Iterator[BatchResult]:
+            yield from mapper(job, batches, tiles_done)
+            self.release()  # every batch consumed: the seam merge has what it needs
+
+        return map_batches
 
 
 def _auto_processes(grounder: str) -> int:
@@ -310,15 +367,23 @@ def _artifacts(
         key="georeason-outputs",
         description=f"where the outputs are: {out_dir}",
     )
+    # the thumbnails (PNG decode, resize, JPEG encode: Pillow releases the GIL) in threads
+    wanted = [(files["quicklook"], 640) for files in outputs.values() if "quicklook" in files]
+    for r in rows:
+        png = (r.get("outputs") or {}).get("quicklook")
+        if r.get("item") in outputs and png and Path(png).exists():
+            wanted.append((png, 480))
+    with ThreadPoolExecutor(max_workers=default_workers()) as threads:
+        thumbs = dict(zip(wanted, threads.map(lambda w: thumbnail_data_uri(*w), wanted)))
     for item, files in outputs.items():
         if "quicklook" not in files:
             continue
-        parts = [f"# {item}", f"![{item} quicklook]({thumbnail_data_uri(files['quicklook'])})"]
+        parts = [f"# {item}", f"![{item} quicklook]({thumbs[(files['quicklook'], 640)]})"]
         for r in rows:
             png = (r.get("outputs") or {}).get("quicklook")
             if r.get("item") == item and png and Path(png).exists():
                 parts.append(
-                    f"## {_md_cell(r['question'])}\n{_md_cell(row_text(r))}\n\n![answer]({thumbnail_data_uri(png, 480)})"
+                    f"## {_md_cell(r['question'])}\n{_md_cell(row_text(r))}\n\n![answer]({thumbs[(png, 480)]})"
                 )
         create_markdown_artifact(
             "\n\n".join(parts),

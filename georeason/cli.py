@@ -217,6 +217,13 @@ def ask(
     ] = False,
     allow_external: AllowExternal = False,
     asset_root: AssetRoot = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes grounding the raster's tiles (default: one per CPU for a raster of 16 tiles "
+            "or more, else 1; 1 grounds in this process)."
+        ),
+    ] = None,
 ) -> None:
     """Answer a question about objects in a vector file and/or grounded on a raster."""
     ask_command(
@@ -245,6 +252,7 @@ def ask(
         evidence_geometry=evidence_geometry,
         allow_external=allow_external,
         asset_root=asset_root,
+        workers=workers,
     )
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -27,7 +28,23 @@ if TYPE_CHECKING:
     from georeason.geo.language.answer import Answer
     from georeason.pipeline import ItemResult
 
-__all__ = ["DEBUG", "ask_command", "error_line", "grounder_options_of", "internal_line"]
+__all__ = [
+    "DEBUG",
+    "MIN_POOL_TILES",
+    "ask_command",
+    "ask_workers",
+    "error_line",
+    "grounder_options_of",
+    "internal_line",
+]
+
+#: ``ask`` grounds in worker processes (every core) from this many tiles up: below it the
+#: pool's start (a forkserver importing the grounding stack, about a CPU-second) costs
+#: more than the second core saves.
+MIN_POOL_TILES = 16
+#: Tile batches per worker for ``ask``: more than ``run``'s few large batches, so that the
+#: seam merge (in this process) starts on the first rows while the workers ground the rest.
+ASK_BATCHES_PER_WORKER = 6
 
 #: ``--debug`` (set by the command line's global options): tracebacks with errors
 DEBUG = {"on": False}
@@ -203,6 +220,99 @@ def _evidence_text(evidence: Any, per_class: int = 8) -> str:
     return "; ".join(parts)
 
 
+def ask_workers(
+    workers: int | None, raster: Path | None, grounder: str, tile_px: int, overlap_px: int
+) -> int:
+    """How many processes ``ask`` grounds ``raster``'s tiles in (1: in this process).
+
+    ``workers`` given (``--workers N``) is taken as it is (1 forces in-process grounding);
+    by default: one per CPU (:func:`georeason.workers.default_workers`) when there is more
+    than one, the grounder is one that grounds faster in processes
+    (:func:`georeason.models.registry.prefers_processes`) and the raster has at least
+    :data:`MIN_POOL_TILES` tiles; else 1.
+    """
+    if workers is not None:
+        if workers < 1:
+            raise InputError(f"--workers {workers}: give 1 (ground in this process) or more")
+        if workers > 1 and raster is not None:
+            from georeason.models.registry import portable
+
+            if not portable(grounder):
+                raise InputError(
+                    f"--workers {workers}: grounder {grounder!r} cannot be built in worker processes; "
+                    "use --workers 1"
+                )
+        return workers if raster is not None else 1
+    if raster is None:  # vector files only: nothing to ground
+        return 1
+    from georeason.models.registry import prefers_processes
+    from georeason.workers import default_workers
+
+    n = default_workers()
+    if n < 2 or not prefers_processes(grounder):
+        return 1
+    import rasterio
+
+    try:
+        with rasterio.open(raster) as src:
+            height, width = src.height, src.width
+    except Exception:  # noqa: BLE001 - the pipeline opens it again and reports what is wrong
+        return 1
+    step = max(1, tile_px - overlap_px)
+    tiles = math.ceil(max(1, height - overlap_px) / step) * math.ceil(max(1, width - overlap_px) / step)
+    return n if tiles >= MIN_POOL_TILES else 1
+
+
+#: GDAL block cache (MB) of ``ask``'s grounding workers: each reads its tiles once, in
+#: row order, so the cache only spares re-decoding the blocks a tile shares with the tile
+#: before it (a few MB); the default 64 MB per worker would add ~100 MB to the process tree.
+WORKER_GDAL_CACHEMAX_MB = 16
+
+
+def _start_forkserver_with_small_gdal_cache() -> None:
+    """Start the workers' forkserver now (they inherit its environment) with GDAL's block
+    cache at :data:`WORKER_GDAL_CACHEMAX_MB`, unless the user sized the cache
+    (``GDAL_CACHEMAX`` or ``GEOREASON_GDAL_CACHEMAX_MB``) or a forkserver already runs.
+    This process keeps its own setting (GDAL sizes its cache at its first block read,
+    which has not happened yet; the variable is restored at once)."""
+    from multiprocessing import forkserver
+
+    from georeason.geo.raster.io import gdal_cache_mb
+
+    ours = f"{gdal_cache_mb()}MB"
+    if os.environ.get("GEOREASON_GDAL_CACHEMAX_MB") or os.environ.get("GDAL_CACHEMAX") != ours:
+        return
+    os.environ["GDAL_CACHEMAX"] = f"{WORKER_GDAL_CACHEMAX_MB}MB"
+    try:
+        forkserver.ensure_running()
+    finally:
+        os.environ["GDAL_CACHEMAX"] = ours
+
+
+def _pool_mapper(workers: int) -> tuple[Any, Callable[[], None]]:
+    """A :data:`~georeason.pipeline.Mapper` grounding in a new
+    :class:`~georeason.workers.WorkerPool` of ``workers`` processes (started now, in the
+    background, while this process reads vectors and fits the grounder), and the pool's
+    ``close``. The pool is closed as soon as the last batch is grounded: the workers'
+    memory is gone before the answers are computed."""
+    import threading
+
+    from georeason.workers import WorkerPool, pool_map
+
+    pool = WorkerPool(workers)
+    _start_forkserver_with_small_gdal_cache()
+    threading.Thread(target=pool.warm, name="georeason-warm", daemon=True).start()
+    mapper = pool_map(pool)
+
+    def map_batches(job: Any, batches: list, tiles_done: Any = None) -> Iterator[Any]:
+        try:
+            yield from mapper(job, batches, tiles_done)
+        finally:
+            pool.close()
+
+    return map_batches, pool.close
+
+
 def _run_pipeline(
     questions: list[str],
     objects: Path | None,
@@ -221,10 +331,12 @@ def _run_pipeline(
     bands: str | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     policy: Any = None,
+    workers: int | None = None,
 ) -> ItemResult:
     """Answer ``questions`` through the one pipeline (:class:`georeason.pipeline.Pipeline`),
-    grounding in this process (a plain loop over tile batches, no Prefect); progress bars
-    (tiles grounded, questions answered) on a terminal."""
+    no Prefect: tile batches grounded in this process (a plain loop) or, for a raster of
+    many tiles on more than one CPU, in worker processes (:func:`ask_workers`); progress
+    bars (tiles grounded, questions answered) on a terminal."""
     from georeason.geo.vector.scene import read_scene
     from georeason.pipeline import Pipeline, read_vectors
     from georeason.progress import bars
@@ -251,25 +363,36 @@ def _run_pipeline(
         gc.freeze()
     if raster is None and vectors is None:
         raise InputError("give --objects FILE, --raster FILE or --item ID (what the question is about)")
-    with bars() as progress:
-        pipeline = Pipeline(
-            grounder=grounder,
-            grounder_options=grounder_options,
-            tile_px=tile_px,
-            overlap_px=overlap_px,
-            bands=bands,
-            min_confidence=min_confidence,
-            progress=progress,
-        )
-        return pipeline.run(
-            questions,
-            raster=raster,
-            vectors=vectors,
-            item=item,
-            mask_path=mask_path,
-            fallback=fallback,
-            item_bands=item_bands,
-        )
+    n = ask_workers(workers, raster, grounder, tile_px, overlap_px)
+    extra: dict[str, Any] = {}
+    close: Callable[[], None] | None = None
+    if n > 1:
+        extra["map"], close = _pool_mapper(n)
+        extra["max_batches"] = ASK_BATCHES_PER_WORKER * n
+    try:
+        with bars() as progress:
+            pipeline = Pipeline(
+                grounder=grounder,
+                grounder_options=grounder_options,
+                tile_px=tile_px,
+                overlap_px=overlap_px,
+                bands=bands,
+                min_confidence=min_confidence,
+                progress=progress,
+                **extra,
+            )
+            return pipeline.run(
+                questions,
+                raster=raster,
+                vectors=vectors,
+                item=item,
+                mask_path=mask_path,
+                fallback=fallback,
+                item_bands=item_bands,
+            )
+    finally:
+        if close is not None:  # nothing grounded (every class in the vector files, an error)
+            close()
 
 
 def _check_ask_outputs(
@@ -332,6 +455,7 @@ def ask_command(
     evidence_geometry: bool = False,
     allow_external: bool = False,
     asset_root: list[Path] | None = None,
+    workers: int | None = None,
 ) -> None:
     """``georeason ask`` with its options' values (see :func:`georeason.cli.ask`): prints
     the answer, or one error line and :class:`SystemExit` (2: bad input, 1: internal)."""
@@ -387,6 +511,7 @@ def ask_command(
             bands,
             min_confidence,
             policy,
+            workers,
         )
         from georeason.pipeline import QuestionError
 

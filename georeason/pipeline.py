@@ -32,11 +32,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -439,11 +440,16 @@ def relabel_water(objects: list[GroundedObject], asked: Sequence[str] = ()) -> l
     name asked.)
     """
     out: list[GroundedObject] = []
+    shape: dict[int, bool] = {}  # lake and river share each water body's geometry: one test
     for o in objects:
         lab = singular(normalise_class(o.label))
         linear, areal = lab in LINEAR_WATER, lab in AREAL_WATER
-        if (linear or areal) and (is_linear(o.geometry) != linear):
-            continue
+        if linear or areal:
+            key = id(o.geometry)
+            if key not in shape:
+                shape[key] = is_linear(o.geometry)
+            if shape[key] != linear:
+                continue
         out.append(o)
     return out
 
@@ -1009,6 +1015,38 @@ class Pipeline:
     #: before any work) or ``"abstain"`` with it on the answers that need them (a batch run:
     #: one item's bad bands do not stop the others)
     on_unusable_bands: Literal["raise", "abstain"] = "raise"
+    #: plans made ahead by :meth:`plan_item`, by :meth:`_plan_key`: :meth:`plan_ground` takes
+    #: one (once) instead of fitting the grounder and planning the tiles again. ``georeason
+    #: run`` plans in the command line while Prefect starts and hands them to the flow's
+    #: pipeline with the worker pool (:func:`georeason.workers.take_plans`)
+    plans: dict[Hashable, tuple[GroundJob, list[Tile], list[list[Tile]]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def _plan_key(
+        self,
+        raster: str,
+        classes: Sequence[str],
+        item: str | None,
+        raster_sha256: str | None,
+        bands: Sequence[str] | None,
+    ) -> Hashable:
+        """What a plan depends on: this pipeline's grounder, options and tiling, the
+        arguments, and the raster file as it is now (device, inode, size, mtime)."""
+        st = Path(raster).stat()
+        return (
+            raster,
+            (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns),
+            tuple(classes),
+            item,
+            raster_sha256,
+            tuple(bands) if bands else None,
+            self.grounder,
+            json.dumps(self.grounder_options, sort_keys=True, default=repr),
+            self.tile_px,
+            self.overlap_px,
+            self.max_batches,
+        )
 
     def plan_ground(
         self,
@@ -1021,13 +1059,20 @@ class Pipeline:
         bands: Sequence[str] | None = None,
     ) -> tuple[GroundJob, list[Tile], list[list[Tile]]]:
         """The grounding :meth:`ground` would do, without doing it: the grounder fitted
-        (its :class:`GrounderSpec`), the tiles and their batches, as a :class:`GroundJob`."""
+        (its :class:`GrounderSpec`), the tiles and their batches, as a :class:`GroundJob`.
+        A plan :meth:`plan_item` made ahead for the same inputs (:attr:`plans`) is taken
+        instead of planning again."""
+        raster = str(raster)
+        if self.plans:
+            with contextlib.suppress(OSError):  # an unreadable path is reported by the planning below
+                ahead = self.plans.pop(self._plan_key(raster, classes, item, raster_sha256, bands), None)
+                if ahead is not None:
+                    return ahead
         from georeason.geo.raster.grid import RasterGrid
         from georeason.geo.raster.io import as_dataset
         from georeason.geo.raster.tiling import plan_tiles
         from georeason.models.registry import prepare_spec
 
-        raster = str(raster)
         grid = grid or RasterGrid.read(raster)
         options = dict(self.grounder_options)
         names = tuple(bands) if bands else grid.bands
@@ -1066,9 +1111,11 @@ class Pipeline:
             check_bands(self.grounder, to_ground, names, raster)
         except InputError:
             return None
-        job, _, batches = self.plan_ground(
+        job, tiles, batches = self.plan_ground(
             raster, to_ground, item=item, raster_sha256=raster_sha256, bands=names
         )
+        # kept for the :meth:`ground` of the same inputs (this pipeline's, or the one it is handed to)
+        self.plans[self._plan_key(raster, to_ground, item, raster_sha256, names)] = (job, tiles, batches)
         return job, batches
 
     def ground(

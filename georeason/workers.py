@@ -36,6 +36,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import weakref
 from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -69,6 +70,7 @@ __all__ = [
     "offer_pool",
     "take_offered_pool",
     "take_compiled",
+    "take_plans",
 ]
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,21 @@ def _batch_id(job: GroundJob, tiles: Sequence[Tile]) -> Hashable:
     )
 
 
+def _stop_forkserver() -> None:
+    """Stop this process's multiprocessing forkserver if it runs (``ForkServer._stop``: the
+    standard library's own way, private, hence guarded; ``ensure_running`` starts a new one
+    for a later pool)."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if stop is not None:
+        try:
+            stop()
+        except Exception as exc:  # noqa: BLE001 - memory only: a forkserver left running is harmless
+            log.debug("forkserver not stopped: %s: %s", type(exc).__name__, exc)
+
+
 class WorkerPool:
     """A pool of ``workers`` processes that ground tile batches (a context manager):
     ``with WorkerPool(2) as pool: result = pool.ground(job, tiles)``.
@@ -132,8 +149,12 @@ class WorkerPool:
         self.workers = int(workers)
         self._lock = threading.Lock()
         self._executor = self._new_executor()
+        _OPEN.add(self)
         #: questions compiled by :func:`ground_ahead`, by text, for the flow that takes this pool
         self.compiled: dict[str, CompiledQuestion] = {}
+        #: the plans :func:`ground_ahead` made (grounder fitted, tiles planned), for the flow's
+        #: pipeline (:attr:`georeason.pipeline.Pipeline.plans`, :func:`take_plans`)
+        self.plans: dict[Hashable, Any] = {}
         #: batches submitted ahead (:meth:`prefetch`), by :func:`_batch_id`
         self._ahead: dict[Hashable, tuple[ProcessPoolExecutor, Future[BatchResult]]] = {}
 
@@ -194,14 +215,22 @@ class WorkerPool:
         with self._lock:
             return _batch_id(job, tiles) in self._ahead
 
-    def close(self) -> None:
+    def close(self, stop_forkserver: bool = False) -> None:
         """Stop the workers (waits for running batches; batches submitted ahead and never
-        taken are cancelled or dropped)."""
+        taken are cancelled or dropped). Closing twice is harmless.
+
+        ``stop_forkserver``: also stop this process's forkserver (it holds the preloaded
+        grounding stack, ~100 MB) when no other pool is open; a later pool starts a new one.
+        """
         with self._lock:
             self._ahead.clear()
+            self.plans = {}
         if self in _OFFERED:
             _OFFERED.remove(self)
         self._executor.shutdown(wait=True, cancel_futures=True)
+        _OPEN.discard(self)
+        if stop_forkserver and not _OPEN:
+            _stop_forkserver()
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -294,6 +323,9 @@ def run_pipeline(
     return pipeline
 
 
+#: Pools of this process not closed yet (the forkserver is stopped only when none is left).
+_OPEN: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
 #: Pools handed from the command line to the flow of the same process (:func:`offer_pool`).
 _OFFERED: list[WorkerPool] = []
 
@@ -324,6 +356,18 @@ def take_compiled(texts: Sequence[str], pool: WorkerPool | None = None) -> list[
     todo = [t for t in dict.fromkeys(texts) if t not in handed]
     handed.update(zip(todo, compile_questions(todo)))
     return [handed[t] for t in texts]
+
+
+def take_plans(pipeline: Pipeline, pool: WorkerPool | None) -> None:
+    """Give ``pipeline`` the plans :func:`ground_ahead` made and left with ``pool`` (the pool
+    a flow took with :func:`take_offered_pool`): its :meth:`~georeason.pipeline.Pipeline.ground`
+    then takes the fitted grounder and the planned tiles instead of doing both again (on
+    an 8000^2 scene: a threshold fit and a nodata scan, each a read of the whole file). A
+    plan is used only for the same inputs (:meth:`~georeason.pipeline.Pipeline.plan_ground`),
+    and once."""
+    if pool is not None and pool.plans:
+        pipeline.plans.update(pool.plans)
+        pool.plans = {}
 
 
 def ground_ahead(
@@ -371,6 +415,7 @@ def ground_ahead(
             raster_sha256=info.sha256,
             item_bands=info.bands,
         )
+        pool.plans = pipeline.plans  # handed to the flow's pipeline with the pool: not fitted twice
         if plan is None:
             return 0
         job, batches = plan

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,117 @@ def test_ground_ahead_submits_the_first_items_batches_and_hands_over_the_questio
     # nothing to ground for an unknown item: nothing submitted, no error
     with WorkerPool(1) as pool:
         assert ground_ahead(pool, pipeline, catalog=cat, questions=None, items=["nope"]) == 0
+
+
+def test_plan_made_ahead_is_taken_by_the_flows_pipeline_once_and_only_for_the_same_inputs(
+    tmp_path, monkeypatch
+):
+    """``georeason run`` fits the grounder and plans the tiles once, ahead: the flow's
+    pipeline (a new one, built the same way) takes that plan (no second threshold fit, no
+    second tile plan) and grounds exactly the batches a fresh plan would give."""
+    import os as _os
+    import shutil
+
+    import georeason.geo.raster.tiling as tiling
+    import georeason.models.registry as registry
+    from georeason.catalog import list_items
+    from georeason.pipeline import compile_questions, local_map
+    from georeason.workers import WorkerPool, ground_ahead, run_pipeline, take_plans
+
+    cat = tmp_path / "cat"
+    shutil.copytree(REPO / "data_catalog", cat)
+    (info,) = [i for i in list_items(cat) if i.id == "sample"]
+    kw = dict(tile_px=512, overlap_px=64, max_task_runs=200, parallel=2)
+    fresh = run_pipeline("spectral", {}, **kw)
+    texts = ["How many lakes are there?"]
+    expected = fresh.plan_item(
+        compile_questions(texts),
+        raster=str(info.raster_path),
+        item=info.id,
+        raster_sha256=info.sha256,
+        item_bands=info.bands,
+    )
+    assert expected is not None
+    qfile = tmp_path / "q.txt"
+    qfile.write_text(texts[0] + "\n", encoding="utf-8")
+    seen: list = []
+
+    def recording_map(job, batches, tiles_done=None):
+        seen.append((job, [[t.index for t in b] for b in batches]))
+        return local_map(job, batches, tiles_done)
+
+    fits: list = []
+    plans: list = []
+    prepare_spec, plan_tiles = registry.prepare_spec, tiling.plan_tiles
+    monkeypatch.setattr(registry, "prepare_spec", lambda *a, **k: fits.append(a) or prepare_spec(*a, **k))
+    monkeypatch.setattr(tiling, "plan_tiles", lambda *a, **k: plans.append(a) or plan_tiles(*a, **k))
+    with WorkerPool(1) as pool:
+        n = ground_ahead(
+            pool, run_pipeline("spectral", {}, **kw), catalog=cat, questions=qfile, items=["sample"]
+        )
+        assert n == len(expected[1]) and len(fits) == len(plans) == 1
+        flow_pipeline = run_pipeline("spectral", {}, map=recording_map, **kw)
+        take_plans(flow_pipeline, pool)
+        assert pool.plans == {}  # handed over once
+
+    def run() -> None:
+        flow_pipeline.run(
+            compile_questions(texts),
+            raster=str(info.raster_path),
+            item=info.id,
+            raster_sha256=info.sha256,
+            item_bands=info.bands,
+        )
+
+    run()
+    assert len(fits) == len(plans) == 1  # taken: not fitted or planned again
+    job, batches = expected
+    assert seen[-1] == (job, [[t.index for t in b] for b in batches])
+    run()  # the plan was taken once: a second run plans anew, the same
+    assert len(fits) == len(plans) == 2 and seen[-1] == seen[0]
+    # a plan made ahead is not used once the file changed (another mtime)
+    flow_pipeline.plan_item(
+        compile_questions(texts),
+        raster=str(info.raster_path),
+        item=info.id,
+        raster_sha256=info.sha256,
+        item_bands=info.bands,
+    )
+    assert len(flow_pipeline.plans) == 1 and len(fits) == 3
+    st = _os.stat(info.raster_path)
+    _os.utime(info.raster_path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    run()
+    assert len(fits) == 4  # planned again
+
+
+def test_flow_frees_the_worker_pool_once_the_last_item_is_grounded():
+    """The ``answer`` flow's worker processes (and the forkserver) go when the last item's
+    batches are all merged, not at the end of the run; an earlier item leaves them."""
+    from multiprocessing import forkserver
+
+    from georeason.flows.answer import _ReleaseAfterLast
+    from georeason.pipeline import local_map, plan_batches
+    from georeason.workers import WorkerPool
+
+    job, tiles = _job_and_tiles(("lake",))
+    batches = plan_batches(tiles, 2)
+    pool = WorkerPool(1)
+    assert pool.warm()[0].result() > 0
+    release = _ReleaseAfterLast(pool)
+    mapper = release.wrap(local_map)
+    assert len(list(mapper(job, batches, None))) == len(batches)  # not the last item
+    assert pool.ground(job, batches[0]).results  # the pool still grounds
+    release.armed = True
+    it = iter(mapper(job, batches, None))
+    next(it)
+    assert pool.ground(job, batches[0]).results  # the last item, batches still coming: still open
+    assert len(list(it)) == len(batches) - 1
+    for t in threading.enumerate():  # the pool is closed in the background
+        if t.name == "georeason-release":
+            t.join(60)
+    with pytest.raises(RuntimeError):  # closed: the executor takes no more work
+        pool._executor.submit(int)
+    assert getattr(forkserver._forkserver, "_forkserver_pid", None) is None  # forkserver stopped
+    release.release()  # a second release is harmless
+    with WorkerPool(1) as again:  # a later pool starts a new forkserver
+        assert again.ground(job, batches[0]).results
