@@ -103,7 +103,7 @@ def dissolve(geoms) -> BaseGeometry:
     Examples
     --------
     >>> g = dissolve([shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1), shapely.LineString([(0, 0), (3, 0)])])
-    >>> round(g.area, 6), round(shapely.length(shapely.difference(g, shapely.box(0, 0, 2, 1))), 6)
+    >>> round(g.area, 6), round(float(shapely.length(shapely.difference(g, shapely.box(0, 0, 2, 1)))), 6)
     (2.0, 1.0)
     """
     parts = shapely.get_parts(_as_array(geoms))
