@@ -829,45 +829,64 @@ def export_item_outputs(
     Returns the ``answers.jsonl`` rows (with ``item`` and ``outputs``, absolute paths) and
     the item's files. The flow's ``export-item`` task is this function.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from georeason.geo.export.item import export_item_files
-    from georeason.geo.export.layers import answer_stem, write_answer_files, write_error_record
+    from georeason.geo.export.layers import (
+        AnswerLayer,
+        GeoJSONCache,
+        answer_stem,
+        write_answer_geojson,
+        write_error_record,
+    )
+    from georeason.geo.export.quicklook import read_basemap
 
     out = Path(out_dir)
     rows: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
-    for n, a in enumerate(answers, 1):
-        if isinstance(a, Answer) and len(a.evidence) > EVIDENCE_CHUNK:
-            # a large answer's evidence by id: its geometry is in the answer's layer (outputs)
-            row = a.to_json(geometry=False)
-            row["item"] = item
-        else:
-            row = outcome_row(a, item)
-        path = out / f"{answer_stem(n, a.question or '')}.geojson"
-        if isinstance(a, Answer):
-            written = write_answer_files(a, path)
-            files: dict[str, Any] = {"geojson": str(written[0])}
-            if len(written) > 1:
-                files["parts"] = [str(w) for w in written]
-            if "mask" in a.details:
-                files["mask"] = str(a.details["mask"])
-        else:
-            files = {"geojson": str(write_error_record(a.question, a.error, path))}
-        row["outputs"] = files
-        rows.append(row)
-        outputs.append(files)
-    item_files = export_item_files(
-        out,
-        raster,
-        [str(i) for i in scene.ids],
-        [str(lab) for lab in scene.labels],
-        list(scene.geoms),
-        scene.crs,
-        [a if isinstance(a, Answer) else None for a in answers],
-        outputs,
-        scores=list(scene.scores),
-        sources=[a.get("source", "vector") for a in scene.attrs],
-        item=item,
-    )
+    written_layers: dict[str, AnswerLayer] = {}
+    cache = GeoJSONCache()  # each object's GeoJSON made once for the answer files and objects.geojson
+    with ThreadPoolExecutor(1, thread_name_prefix="basemap") as pool:
+        # the quicklook basemap (raster reading and block means, mostly outside the GIL) is
+        # read on another core while this thread writes the GeoJSON
+        basemap = pool.submit(read_basemap, raster)
+        for n, a in enumerate(answers, 1):
+            if isinstance(a, Answer) and len(a.evidence) > EVIDENCE_CHUNK:
+                # a large answer's evidence by id: its geometry is in the answer's layer (outputs)
+                row = a.to_json(geometry=False)
+                row["item"] = item
+            else:
+                row = outcome_row(a, item)
+            path = out / f"{answer_stem(n, a.question or '')}.geojson"
+            if isinstance(a, Answer):
+                layers = write_answer_geojson(a, path, cache)
+                written_layers.update((str(w.path), w) for w in layers)
+                files: dict[str, Any] = {"geojson": str(layers[0].path)}
+                if len(layers) > 1:
+                    files["parts"] = [str(w.path) for w in layers]
+                if "mask" in a.details:
+                    files["mask"] = str(a.details["mask"])
+            else:
+                files = {"geojson": str(write_error_record(a.question, a.error, path))}
+            row["outputs"] = files
+            rows.append(row)
+            outputs.append(files)
+        item_files = export_item_files(
+            out,
+            raster,
+            [str(i) for i in scene.ids],
+            [str(lab) for lab in scene.labels],
+            list(scene.geoms),
+            scene.crs,
+            [a if isinstance(a, Answer) else None for a in answers],
+            outputs,
+            scores=list(scene.scores),
+            sources=[a.get("source", "vector") for a in scene.attrs],
+            item=item,
+            layers_written=written_layers,
+            geojson=cache,
+            basemap=basemap,
+        )
     for files, png in zip(outputs, item_files.pop("answer_quicklooks", None) or []):
         if png:
             files["quicklook"] = png

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
@@ -62,3 +63,48 @@ def test_basemap_matches_gdal_average_and_its_grid(tmp_path):
     both = ~np.ma.getmaskarray(gdal) & ~np.ma.getmaskarray(ours)
     assert both.sum() > 0.9 * both.size
     assert np.abs(gdal.data[both].astype("f8") - ours.data[both].astype("f8")).max() <= 0.5
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata", "high", "k"),
+    [
+        ("uint16", 0, 4000, 5),
+        ("uint16", 7, 4000, 4),  # a nonzero nodata value
+        ("uint16", None, 4000, 3),  # no nodata: every pixel valid
+        ("uint8", 255, 255, 6),
+        ("uint16", 0, 65535, 20),  # block sums above 2**24: the general float32 path
+        ("int16", -1, 4000, 4),  # signed: the general path
+    ],
+)
+def test_integer_block_means_equal_the_float32_path_byte_for_byte(
+    tmp_path, monkeypatch, dtype, nodata, high, k
+):
+    """Unsigned bands are read once and summed in integers; the result is the general
+    (masked read, float32 sums) path's, bit for bit, so the quicklooks do not change."""
+    import georeason.geo.export.quicklook as ql
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, high, size=(3, 131, 177), dtype=dtype, endpoint=True)
+    if nodata is not None:
+        data[:, 5:30, 10:70] = nodata
+        data[0, 100, 3] = nodata
+    profile = dict(
+        driver="GTiff", width=177, height=131, count=3, dtype=dtype, nodata=nodata,
+        crs="EPSG:32618", transform=Affine(10, 0, 500000, 0, -10, 4500000),
+    )  # fmt: skip
+    path = tmp_path / "r.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    with rasterio.open(path) as src:
+        assert (ql._validity_by_value(src, [1, 2, 3]) is not None) == dtype.startswith("uint")
+        fast = _block_mean(src, [1, 2, 3], k, strip_mpx=0.01)
+        monkeypatch.setattr(ql, "_validity_by_value", lambda src, idx: None)
+        general = _block_mean(src, [1, 2, 3], k, strip_mpx=0.01)
+    assert fast.dtype == general.dtype == np.float32
+    assert np.array_equal(np.ma.getmaskarray(fast), np.ma.getmaskarray(general))
+    assert fast.filled(0).tobytes() == general.filled(0).tobytes()
+    # and both are the mean of the valid pixels of each block (independently, per block)
+    r, c = 100 // k, 120 // k  # outside the nodata patch
+    block = data[1, r * k : (r + 1) * k, c * k : (c + 1) * k].astype(float)
+    valid = block[block != nodata] if nodata is not None else block.ravel()
+    assert abs(float(fast[1, r, c]) - valid.mean()) < 1e-3 * max(1.0, valid.mean())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,17 @@ from shapely.geometry.base import BaseGeometry
 
 from georeason.geo.export.layers import (
     FAMILIES,
-    as_multi,
+    AnswerLayer,
+    GeoJSONCache,
     dedupe_classes,
-    feature_collection,
+    families_of,
     geometry_family,
-    rfc7946_geometry,
     split_by_family,
-    write_geojson,
+    write_feature_collection,
     write_layers,
 )
 from georeason.geo.export.qgis import ANSWER, EVIDENCE, LayerSpec, write_project, write_qml
-from georeason.geo.export.quicklook import read_basemap, write_quicklook
+from georeason.geo.export.quicklook import Basemap, read_basemap, write_quicklook
 from georeason.geo.language.answer import Answer, Evidence
 from georeason.geo.vector.crs import LONLAT, reproject
 
@@ -119,6 +120,9 @@ def export_item_files(
     sources: Sequence[str] | None = None,
     item: str | None = None,
     max_px: int = 1000,
+    layers_written: Mapping[str, AnswerLayer] | None = None,
+    geojson: GeoJSONCache | None = None,
+    basemap: Basemap | Future[Basemap] | None = None,
 ) -> dict[str, Any]:
     """Write an item's objects, quicklooks, styles and QGIS project; return ``{name: path}``.
 
@@ -128,6 +132,12 @@ def export_item_files(
     ``outputs`` the files written for each (``geojson``, ``parts``, ``mask``), in the same
     order. ``answer_quicklooks`` in the result lists each answer's quicklook path (``None``
     when it has no geometry to show), in that order.
+
+    ``layers_written`` (path -> :class:`~georeason.geo.export.layers.AnswerLayer`, as
+    :func:`~georeason.geo.export.layers.write_answer_geojson` returns) says what each answer
+    file holds, so it is not read back; ``geojson`` shares the objects' GeoJSON with the
+    answer files written before; ``basemap`` is the raster read for display (or a future of
+    it, read meanwhile in another thread), else it is read here.
     """
     out = Path(out_dir)
     item = item or out.name
@@ -164,26 +174,24 @@ def export_item_files(
                     width_mm=0.3,
                 )
             )
-        feats: dict[str, list[dict[str, Any]]] = {}
-        for p, g in zip(props, kept_geoms):
-            for fam in FAMILIES:
-                part = as_multi(g, fam)
-                if not part.is_empty:
-                    feats.setdefault(fam, []).append(
-                        {
-                            "type": "Feature",
-                            "id": p["id"],
-                            "properties": p,
-                            "geometry": rfc7946_geometry(part, crs),
-                        }
-                    )
+        cache = geojson if geojson is not None else GeoJSONCache()
+        pairs = [(n, fam) for n, g in enumerate(kept_geoms) for fam in families_of(g)]
+        texts = cache.texts([kept_geoms[n] for n, _ in pairs], [f for _, f in pairs], crs)
+        feats: dict[str, list[tuple[Any, dict[str, Any], str]]] = {}
+        for (n, fam), text in zip(pairs, texts):
+            feats.setdefault(fam, []).append((props[n]["id"], props[n], text))
         for fam in FAMILIES:
             if fam in feats:
                 one = len(feats) == 1
                 name = "objects.geojson" if one else f"objects.{fam}.geojson"
                 key = "objects_geojson" if one else f"objects_{fam}_geojson"
-                files[key] = str(write_geojson(feature_collection(feats[fam]), out / name))
-    basemap = read_basemap(raster, max_px)
+                files[key] = str(write_feature_collection(feats[fam], out / name))
+    if isinstance(basemap, Future):
+        base = basemap.result()
+    elif basemap is None:
+        base = read_basemap(raster, max_px)
+    else:
+        base = basemap
     files["quicklook"] = str(
         write_quicklook(
             raster,
@@ -192,7 +200,7 @@ def export_item_files(
             classes=[p["class"] for p in props],
             title=f"{item}: {len(kept_geoms)} objects",
             subtitle=", ".join(f"{c} ({sum(p['class'] == c for p in props)})" for c in classes),
-            basemap=basemap,
+            basemap=base,
         )
     )
     answer_layers: list[LayerSpec] = []
@@ -215,14 +223,18 @@ def export_item_files(
                 region=region,
                 title=str(answer.question),
                 subtitle=answer_subtitle(answer),
-                basemap=basemap,
+                basemap=base,
             )
             pngs[-1] = str(png)
         for apath in paths:
-            fam = _family_of_geojson(apath)
+            known = (layers_written or {}).get(str(apath))
+            if known is not None:
+                fam, is_region = known.family, "region" in known.roles
+            else:
+                fam = _family_of_geojson(apath)
+                is_region = fam is not None and apath.exists() and _has_role(apath, "region")
             if fam is None:
                 continue
-            is_region = apath.exists() and _has_role(apath, "region")
             colour = ANSWER if is_region else EVIDENCE
             spec = LayerSpec(
                 apath.name.removesuffix(".geojson"),
@@ -255,7 +267,7 @@ def export_item_files(
         answer_layers
         + mask_layers
         + obj_layers
-        + [LayerSpec(f"{item} raster", str(raster), "raster", bands=basemap.bands, stretch=basemap.stretch)]
+        + [LayerSpec(f"{item} raster", str(raster), "raster", bands=base.bands, stretch=base.stretch)]
     )
     files["answer_quicklooks"] = pngs
     files["project"] = str(write_project(out / f"{item}.qgs", f"georeason: {item}", crs, layers))

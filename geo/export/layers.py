@@ -19,13 +19,15 @@ read without a "may only be partially supported" warning.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import shapely
@@ -50,6 +52,15 @@ __all__ = [
     "answer_stem",
     "write_answer",
     "write_answer_files",
+    "write_answer_geojson",
+    "AnswerLayer",
+    "GeoJSONCache",
+    "rfc7946_geometries",
+    "rfc7946_texts",
+    "geojson_geometries",
+    "families_of",
+    "feature_collection_text",
+    "write_feature_collection",
     "write_error_record",
     "dedupe_classes",
     "relative_outputs",
@@ -116,11 +127,162 @@ def rfc7946_geometry(geom: BaseGeometry, crs: CRS | None = None, precision: int 
     >>> g["coordinates"][0][:3]
     [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]
     """
+    return rfc7946_geometries([geom], crs, precision)[0]
+
+
+def rfc7946_geometries(
+    geoms: Sequence[BaseGeometry], crs: CRS | None = None, precision: int = 7
+) -> list[dict[str, Any]]:
+    """``[rfc7946_geometry(g, crs, precision) for g in geoms]`` in bulk: one reprojection,
+    orientation and rounding call for all, coordinates read from one array."""
+    arr = _object_array(geoms)
     if crs is not None:
-        geom = reproject(geom, crs, LONLAT)
-    geom = shapely.orient_polygons(geom, exterior_cw=False)
-    geom = shapely.set_precision(geom, 10.0**-precision, mode="pointwise")
-    return json.loads(shapely.to_geojson(geom))
+        arr = reproject(arr, crs, LONLAT)
+    arr = shapely.orient_polygons(arr, exterior_cw=False)
+    arr = shapely.set_precision(arr, 10.0**-precision, mode="pointwise")
+    return geojson_geometries(arr)
+
+
+def rfc7946_texts(geoms: Sequence[BaseGeometry], crs: CRS | None = None, precision: int = 7) -> list[str]:
+    """``json.dumps(rfc7946_geometry(g, crs, precision))`` (``allow_nan=False``) for each geometry."""
+    return [json.dumps(g, allow_nan=False) for g in rfc7946_geometries(geoms, crs, precision)]
+
+
+def _object_array(geoms: Sequence[BaseGeometry | None]) -> np.ndarray:
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = list(geoms)
+    return arr
+
+
+#: shapely type id -> GeoJSON type name (2-D, non-empty geometries built from coordinates).
+_GEOJSON_TYPES = {
+    0: "Point",
+    1: "LineString",
+    3: "Polygon",
+    4: "MultiPoint",
+    5: "MultiLineString",
+    6: "MultiPolygon",
+}
+
+
+def geojson_geometries(geoms: np.ndarray) -> list[dict[str, Any]]:
+    """``json.loads(shapely.to_geojson(g))`` for each geometry (the same dicts: GEOS writes
+    coordinates that read back to the same doubles), built from one coordinate array per
+    geometry type (``shapely.to_ragged_array``) instead of a text round trip per geometry.
+    Empty, 3-D and other geometries take GEOS's writer."""
+    out: list[dict[str, Any] | None] = [None] * len(geoms)
+    if len(geoms) == 0:
+        return []
+    tid = shapely.get_type_id(geoms)
+    plain = ~shapely.is_empty(geoms) & ~shapely.has_z(geoms)
+    for t, name in _GEOJSON_TYPES.items():
+        idx = np.flatnonzero(plain & (tid == t))
+        if not len(idx):
+            continue
+        _, coords, offsets = shapely.to_ragged_array(geoms[idx])
+        level: list[Any] = coords.tolist()
+        for off in offsets:  # innermost first: rings, parts, geometries
+            o = off.tolist()
+            level = [level[a:b] for a, b in zip(o[:-1], o[1:])]
+        for n, c in zip(idx.tolist(), level):
+            out[n] = {"type": name, "coordinates": c}
+    return [o if o is not None else json.loads(shapely.to_geojson(g)) for o, g in zip(out, geoms)]
+
+
+class GeoJSONCache:
+    """RFC 7946 geometry texts (see :func:`rfc7946_texts`) of (geometry, family) pairs,
+    computed in bulk and kept, so that an item's objects file and its answer files (whose
+    evidence is the same objects) turn each geometry into GeoJSON once.
+
+    Keyed by the geometry object and CRS object (both kept alive here), so an equal but
+    distinct geometry is computed again, never confused with another.
+    """
+
+    def __init__(self, precision: int = 7) -> None:
+        self.precision = precision
+        self._texts: dict[tuple[int, str, int], tuple[BaseGeometry, CRS | None, str]] = {}
+
+    def texts(self, geoms: Sequence[BaseGeometry], families: Sequence[str], crs: CRS | None) -> list[str]:
+        """The geometry text of ``as_multi(g, family)`` for each pair, in ``crs``."""
+        keys = [(id(g), f, id(crs)) for g, f in zip(geoms, families)]
+        todo = {k: n for n, k in enumerate(keys) if k not in self._texts}
+        if todo:
+            ns = list(todo.values())
+            multi = [as_multi(geoms[n], families[n]) for n in ns]
+            with _gc_paused():  # millions of short coordinate lists, no reference cycles
+                made = rfc7946_texts(multi, crs, self.precision)
+            for n, text in zip(ns, made):
+                self._texts[keys[n]] = (geoms[n], crs, text)
+        return [self._texts[k][2] for k in keys]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cycle collector (it would walk the heap many times over while
+    millions of coordinate lists are made); restore it as it was."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def families_of(geom: BaseGeometry | None) -> list[str]:
+    """The families (in :data:`FAMILIES` order) for which ``as_multi(geom, family)`` is not
+    empty: a GIS layer gets one feature of ``geom`` per family listed."""
+    if geom is None or geom.is_empty:
+        return []
+    fam = _TYPE_FAMILY.get(shapely.get_type_id(geom))
+    if fam is not None:
+        return [fam]
+    return [f for f in FAMILIES if not as_multi(geom, f).is_empty]
+
+
+#: shapely type id of a non-collection geometry -> its family.
+_TYPE_FAMILY = {0: "points", 1: "lines", 2: "lines", 3: "polygons", 4: "points", 5: "lines", 6: "polygons"}
+
+#: family -> (type id of its Multi type, type id of its single type, creation function)
+_MULTI = {
+    "polygons": (6, 3, shapely.multipolygons),
+    "lines": (5, 1, shapely.multilinestrings),
+    "points": (4, 0, shapely.multipoints),
+}
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
+def feature_collection_text(
+    features: Iterable[tuple[Any, dict[str, Any], str]], properties: dict[str, Any] | None = None
+) -> str:
+    """The text :func:`write_geojson` writes for ``feature_collection`` of features
+    ``{"type": "Feature", "id": id, "properties": props, "geometry": <geometry text>}``
+    (and ``properties`` as the collection's), byte for byte, from (id, props, geometry
+    text) triples: geometry texts are joined, never parsed."""
+    feats = ", ".join(
+        f'{{"type": "Feature", "id": {_JSON(fid)}, "properties": {_JSON(props)}, "geometry": {geom}}}'
+        for fid, props, geom in features
+    )
+    tail = "" if properties is None else f', "properties": {_JSON(properties)}'
+    return f'{{"type": "FeatureCollection", "features": [{feats}]{tail}}}'
+
+
+def write_feature_collection(
+    features: Iterable[tuple[Any, dict[str, Any], str]],
+    path: str | Path,
+    properties: dict[str, Any] | None = None,
+) -> Path:
+    """Write :func:`feature_collection_text` atomically (UTF-8), as :func:`write_geojson` does."""
+    path = Path(path)
+    try:
+        text = feature_collection_text(features, properties)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"could not write {str(path)!r}: {exc}") from exc
+    return path
 
 
 def feature_collection(features: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -165,8 +327,15 @@ def as_multi(geom: BaseGeometry, family: str) -> BaseGeometry:
     """``geom`` as the Multi type of ``family`` (parts of other families dropped; empty when none).
 
     Every layer written here holds Multi geometries only: GDAL reports a GeoJSON layer that
-    mixes ``Polygon`` and ``MultiPolygon`` as of unknown type.
+    mixes ``Polygon`` and ``MultiPolygon`` as of unknown type. A geometry of that Multi type
+    is returned as it is; the others are built with shapely's creation functions.
     """
+    multi_id, single_id, make = _MULTI[family]
+    tid = shapely.get_type_id(geom)
+    if tid == multi_id:
+        return geom
+    if tid == single_id and not geom.is_empty:
+        return make([geom])
     parts = [p for p in shapely.get_parts(geom) if geometry_family(p) == family]
     flat: list[BaseGeometry] = []
     for part in parts:
@@ -374,7 +543,7 @@ def _write_records_geojson(props: dict[str, Any], path: Path, top: dict[str, Any
     return write_geojson(fc, path)
 
 
-def write_answer_files(answer, path: str | Path) -> list[Path]:
+def write_answer_files(answer, path: str | Path, cache: GeoJSONCache | None = None) -> list[Path]:
     """Write an answer as GIS layers; return the files written (first: the main one).
 
     ``.geojson``: RFC 7946 (EPSG:4326), Multi geometries, one file per geometry family: ``path`` itself when
@@ -383,6 +552,7 @@ def write_answer_files(answer, path: str | Path) -> list[Path]:
     (``evidence_polygons``, ...) plus an ``answer`` record layer. ``.parquet``: one file.
     An answer without evidence geometry is written as one record feature with a null
     geometry (question, answer, status, reason) so that the file opens in a GIS and says why.
+    ``cache`` keeps the GeoJSON of the evidence geometries for other files of the item.
     """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
@@ -397,33 +567,10 @@ def write_answer_files(answer, path: str | Path) -> list[Path]:
         kind=answer.kind,
         reason=answer.reason,
     )
-    top = {k: v for k, v in answer.to_json().items() if k != "evidence"}
+    top = replace(answer, evidence=[]).to_json()  # the answer without its evidence
+    del top["evidence"]
     if fmt == "geojson":
-        fams = split_by_family([r[0] for r in rows], [r[1] for r in rows])
-        if not fams:
-            return [_write_records_geojson(record, path, top)]
-        written = []
-        by_fam: dict[str, list[dict[str, Any]]] = {}
-        for props, geom, crs in rows:
-            for fam in FAMILIES:
-                part = as_multi(geom, fam)
-                if not part.is_empty:
-                    by_fam.setdefault(fam, []).append(
-                        {
-                            "type": "Feature",
-                            "id": props["id"],
-                            "properties": props,
-                            "geometry": rfc7946_geometry(part, crs),
-                        }
-                    )
-        for fam in FAMILIES:
-            if fam not in by_fam:
-                continue
-            target = path if len(by_fam) == 1 else path.with_name(f"{path.stem}.{fam}{path.suffix}")
-            fc = feature_collection(by_fam[fam])
-            fc["properties"] = top
-            written.append(write_geojson(fc, target))
-        return written
+        return [w.path for w in _write_answer_geojson(rows, record, top, path, cache)]
     crs0 = rows[0][2] if rows else None
     if fmt == "gpkg":
         if crs0 is None:
@@ -439,6 +586,73 @@ def write_answer_files(answer, path: str | Path) -> list[Path]:
     if crs0 is None:
         raise ExportError(f"the answer has no evidence geometry to write to {str(path)!r}; use .geojson")
     return [write_table([r[0] for r in rows], [reproject(g, c, crs0) for _, g, c in rows], crs0, path)]
+
+
+class AnswerLayer(NamedTuple):
+    """A GeoJSON file written for an answer: its path, geometry family (``None`` for a
+    record without geometry) and the evidence roles of its features."""
+
+    path: Path
+    family: str | None
+    roles: frozenset[str]
+
+
+def write_answer_geojson(answer, path: str | Path, cache: GeoJSONCache | None = None) -> list[AnswerLayer]:
+    """:func:`write_answer_files` for a ``.geojson`` path, returning what each file holds
+    (so that styles and projects need not read the files back)."""
+    path = Path(path)
+    if FORMATS.get(path.suffix.lower()) != "geojson":
+        raise ExportError(f"cannot write {str(path)!r} as GeoJSON: use a .geojson suffix")
+    record = answer_record(
+        answer.question,
+        status=_status(answer),
+        answer=answer.value,
+        unit=answer.unit,
+        kind=answer.kind,
+        reason=answer.reason,
+    )
+    top = replace(answer, evidence=[]).to_json()
+    del top["evidence"]
+    return _write_answer_geojson(answer_rows(answer), record, top, path, cache)
+
+
+def _write_answer_geojson(
+    rows: list[tuple[dict[str, Any], BaseGeometry, CRS]],
+    record: dict[str, Any],
+    top: dict[str, Any],
+    path: Path,
+    cache: GeoJSONCache | None,
+) -> list[AnswerLayer]:
+    cache = cache if cache is not None else GeoJSONCache()
+    by_fam: dict[str, list[tuple[Any, dict[str, Any], str]]] = {}
+    roles: dict[str, set[str]] = {}
+    # rows grouped by CRS (in order of first appearance) so that each group is one bulk call
+    by_crs: dict[int, list[int]] = {}
+    for n, (_, _geom, crs) in enumerate(rows):
+        by_crs.setdefault(id(crs), []).append(n)
+    texts: dict[tuple[int, str], str] = {}
+    for ns in by_crs.values():
+        pairs = [(n, fam) for n in ns for fam in families_of(rows[n][1])]
+        try:
+            got = cache.texts([rows[n][1] for n, _ in pairs], [f for _, f in pairs], rows[ns[0]][2])
+        except ValueError as exc:  # a coordinate that is not a finite number
+            raise ExportError(f"could not write {str(path)!r}: {exc}") from exc
+        texts.update(zip(pairs, got))
+    for n, (props, geom, _) in enumerate(rows):
+        for fam in families_of(geom):
+            by_fam.setdefault(fam, []).append((props["id"], props, texts[n, fam]))
+            roles.setdefault(fam, set()).add(str(props.get("role")))
+    if not by_fam:
+        return [AnswerLayer(_write_records_geojson(record, path, top), None, frozenset(["record"]))]
+    written = []
+    for fam in FAMILIES:
+        if fam not in by_fam:
+            continue
+        target = path if len(by_fam) == 1 else path.with_name(f"{path.stem}.{fam}{path.suffix}")
+        written.append(
+            AnswerLayer(write_feature_collection(by_fam[fam], target, top), fam, frozenset(roles[fam]))
+        )
+    return written
 
 
 def write_answer(answer, path: str | Path) -> Path:
@@ -476,8 +690,9 @@ def dedupe_classes(
     ([1, 2], [['water'], []])
     """
     groups: dict[bytes, list[int]] = {}
-    for i, g in enumerate(geoms):
-        key = shapely.to_wkb(shapely.normalize(g)) if g is not None else f"none-{i}".encode()
+    wkbs = shapely.to_wkb(shapely.normalize(_object_array(geoms))).tolist() if len(geoms) else []
+    for i, (g, wkb) in enumerate(zip(geoms, wkbs)):
+        key = wkb if g is not None else f"none-{i}".encode()
         groups.setdefault(key, []).append(i)
     keep: list[tuple[int, list[str]]] = []
     for members in groups.values():

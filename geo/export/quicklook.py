@@ -127,20 +127,30 @@ def _draw_geoms(img, overlay: Overlay, inv: Affine, min_side: float) -> int:
         x, y = xy[:, 0], xy[:, 1]
         return np.column_stack([x * ia + y * ib + ic, x * id_ + y * ie + if_]).ravel().tolist()
 
-    for g in overlay.geoms:
-        if g.geom_type.endswith("Polygon"):
-            b = g.bounds
-            if max(b[2] - b[0], b[3] - b[1]) < min_side:
-                continue
-        for part in shapely.get_parts(g):
+    geoms = [
+        g
+        for g in overlay.geoms
+        if not g.geom_type.endswith("Polygon")
+        or max(g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]) >= min_side
+    ]
+    parts = [shapely.get_parts(g) for g in geoms]
+    polys = [p for ps in parts for p in ps if p.geom_type == "Polygon" and not p.is_empty]
+    rings = iter(_pixel_rings(polys, (ia, ib, ic, id_, ie, if_)))
+    for ps in parts:
+        for part in ps:
             t = part.geom_type
             if t == "Polygon":
+                pr = (
+                    next(rings)
+                    if not part.is_empty
+                    else [px(r.coords) for r in (part.exterior, *part.interiors)]
+                )
                 if fill:
-                    d.polygon(px(part.exterior.coords), fill=fill)
-                    for hole in part.interiors:
-                        d.polygon(px(hole.coords), fill=(0, 0, 0, 0))
-                for ring in (part.exterior, *part.interiors):
-                    d.line(px(ring.coords), fill=line, width=overlay.width_px)
+                    d.polygon(pr[0], fill=fill)
+                    for hole in pr[1:]:
+                        d.polygon(hole, fill=(0, 0, 0, 0))
+                for ring in pr:
+                    d.line(ring, fill=line, width=overlay.width_px)
             elif t in ("LineString", "LinearRing"):
                 d.line(px(part.coords), fill=line, width=max(overlay.width_px, 2))
             elif t == "Point":
@@ -150,6 +160,28 @@ def _draw_geoms(img, overlay: Overlay, inv: Affine, min_side: float) -> int:
         drawn += 1
     img.alpha_composite(layer)
     return drawn
+
+
+def _pixel_rings(polys: Sequence[BaseGeometry], inv: tuple[float, ...]) -> list[list[list[float]]]:
+    """The pixel rings ``[exterior, *holes]`` of each (non-empty) polygon, each ring flat
+    ``[x0, y0, x1, y1, ...]`` as PIL takes it: one coordinate array and one affine map for
+    all (the same operations per vertex as one ring at a time, so the same floats)."""
+    if not polys:
+        return []
+    ia, ib, ic, id_, ie, if_ = inv
+    arr = np.empty(len(polys), dtype=object)
+    arr[:] = list(polys)
+    rings, owner = shapely.get_rings(arr, return_index=True)  # exterior, then holes, per polygon
+    xy = shapely.get_coordinates(rings)
+    x, y = xy[:, 0], xy[:, 1]
+    flat = np.column_stack([x * ia + y * ib + ic, x * id_ + y * ie + if_]).ravel().tolist()
+    ends = (2 * np.cumsum(shapely.get_num_coordinates(rings))).tolist()
+    out: list[list[list[float]]] = [[] for _ in polys]
+    start = 0
+    for k, end in zip(owner.tolist(), ends):
+        out[k].append(flat[start:end])
+        start = end
+    return out
 
 
 def _ground_m_per_px(transform: Affine, crs: CRS | None, w: int, h: int) -> float | None:
@@ -198,25 +230,72 @@ class Basemap:
 def _block_mean(src: Any, idx: Sequence[int], k: int, strip_mpx: float = 1.0) -> np.ma.MaskedArray:
     """The mean of each k x k block of valid pixels of bands ``idx``: shape ``(3, ceil(H/k),
     ceil(W/k))``; a block without valid pixels is masked. Read in strips of about
-    ``strip_mpx`` megapixels per band, so memory stays bounded whatever the raster's size."""
+    ``strip_mpx`` megapixels per band, so memory stays bounded whatever the raster's size.
+
+    Unsigned integer bands whose validity is their nodata value (or all valid) are read once
+    (a masked read decodes them twice: data and mask band) and summed exactly in integers;
+    a block sum is then the float32 sum the general path computes (exact below 2**24, where
+    the general path's float32 sum is exact too; a strip with a larger sum takes it)."""
     h, w = math.ceil(src.height / k), math.ceil(src.width / k)
     out = np.ma.masked_all((len(idx), h, w), dtype="float32")
     rows = max(1, int(strip_mpx * 1e6) // (w * k * k))  # output rows per strip
+    by_value = _validity_by_value(src, idx)
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
         y0, y1 = r0 * k, min(src.height, r1 * k)
-        a = src.read(list(idx), window=((y0, y1), (0, src.width)), masked=True)
-        valid = ~np.ma.getmaskarray(a)
-        data = np.where(valid, np.ma.getdata(a), 0).astype("float32", copy=False)
         pad = ((0, 0), (0, (r1 - r0) * k - (y1 - y0)), (0, w * k - src.width))
-        if pad[1][1] or pad[2][1]:  # partial blocks at the bottom / right edge
-            data, valid = np.pad(data, pad), np.pad(valid, pad)
         shape = (len(idx), r1 - r0, k, w, k)
-        total = data.reshape(shape).sum(axis=(2, 4))
-        count = valid.reshape(shape).sum(axis=(2, 4))
+        total: np.ndarray | None = None
+        if by_value is not None:
+            raw = src.read(list(idx), window=((y0, y1), (0, src.width)))
+            nodata = by_value[0]
+            valid = raw != nodata if nodata is not None else np.ones(raw.shape, dtype=bool)
+            if nodata is not None and nodata != 0:
+                raw = np.where(valid, raw, 0)
+            if pad[1][1] or pad[2][1]:
+                raw, valid = np.pad(raw, pad), np.pad(valid, pad)
+            exact = _block_sum(raw, shape)
+            if int(exact.max(initial=0)) < 2**24:  # float32 sums of these are exact in any order
+                total = exact.astype("float32")
+                count = _block_sum(valid, shape).astype(np.int64)
+        if total is None:
+            a = src.read(list(idx), window=((y0, y1), (0, src.width)), masked=True)
+            valid = ~np.ma.getmaskarray(a)
+            data = np.where(valid, np.ma.getdata(a), 0).astype("float32", copy=False)
+            if pad[1][1] or pad[2][1]:  # partial blocks at the bottom / right edge
+                data, valid = np.pad(data, pad), np.pad(valid, pad)
+            total = data.reshape(shape).sum(axis=(2, 4))
+            count = valid.reshape(shape).sum(axis=(2, 4))
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, r0:r1] = np.ma.masked_array(total / count, mask=count == 0)
     return out
+
+
+def _block_sum(a: np.ndarray, shape: tuple[int, int, int, int, int]) -> np.ndarray:
+    """Exact sums (uint64) over the k x k blocks of the unsigned integer (or boolean) array
+    ``a``, ``shape`` = (bands, rows, k, cols, k): the k pixel rows of a block row added as
+    whole rows first (long contiguous adds), then each k adjacent columns."""
+    b, r, k, w, _ = shape
+    if a.dtype == bool:
+        a = a.view(np.uint8)
+    rows = a.reshape(b, r, k, w * k).sum(axis=2, dtype=np.uint32 if a.dtype.itemsize <= 2 else np.uint64)
+    return rows.reshape(b, r, w, k).sum(axis=3, dtype=np.uint64)
+
+
+def _validity_by_value(src: Any, idx: Sequence[int]) -> tuple[float | None] | None:
+    """``(nodata,)`` when bands ``idx`` are unsigned integers whose only mask is their nodata
+    value (``(None,)`` when all pixels are valid); ``None`` otherwise (alpha or per-dataset
+    masks, floats, signed integers: the masked read decides)."""
+    from rasterio.enums import MaskFlags
+
+    if any(np.dtype(src.dtypes[i - 1]).kind != "u" for i in idx):
+        return None
+    flags = {tuple(src.mask_flag_enums[i - 1]) for i in idx}
+    if flags == {(MaskFlags.all_valid,)}:
+        return (None,)
+    if flags == {(MaskFlags.nodata,)} and src.nodata is not None and float(src.nodata).is_integer():
+        return (src.nodata,)
+    return None
 
 
 def read_basemap(raster: Any, max_px: int = 1000) -> Basemap:
