@@ -129,6 +129,22 @@ def _batch_line(outcome: Any, geometry: bool) -> str:
         return _finite_json(_batch_row(outcome, geometry)) + "\n"
 
 
+def _write_batch_line(fh: Any, outcome: Any, geometry: bool) -> None:
+    """Write :func:`_batch_line` to the text file ``fh`` in pieces
+    (:func:`~georeason.pipeline.outcome_jsonl_parts`); on a non-finite number the pieces
+    written are cut off again and the error row written instead."""
+    from georeason.pipeline import outcome_jsonl_parts
+
+    start = fh.tell()
+    try:
+        for piece in outcome_jsonl_parts(outcome, geometry=geometry):
+            fh.write(piece)
+    except ValueError:
+        fh.seek(start)
+        fh.truncate()
+        fh.write(_finite_json(_batch_row(outcome, geometry)) + "\n")
+
+
 def _batch_row(outcome: Any, geometry: bool) -> dict[str, Any]:
     """One ``ask --questions`` line: :func:`~georeason.pipeline.outcome_row`, evidence
     without the geometry of objects unless ``geometry``."""
@@ -529,8 +545,8 @@ def ask_command(
                 from georeason.geo.export.layers import atomic_path
 
                 with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as fh:
-                    for line in batch_lines:
-                        fh.write(line)
+                    for a in result.answers:  # piece by piece: a line is never held whole
+                        _write_batch_line(fh, a, geometry)
                 _echo_err(f"wrote {len(result.answers)} answers to {out}")
             return
         if query is not None:

@@ -105,6 +105,7 @@ __all__ = [
     "failure_affects",
     "outcome_row",
     "outcome_jsonl",
+    "outcome_jsonl_parts",
     "export_item_outputs",
     "row_text",
     "read_vectors",
@@ -918,7 +919,7 @@ def outcome_jsonl(outcome: Outcome, item: str | None = None, *, geometry: bool =
     :data:`EVIDENCE_CHUNK` evidence objects at a time, so an answer resting on every
     vegetation patch of a scene never holds all their GeoJSON coordinates as Python lists
     at once. Raises ``ValueError`` on a non-finite number (as ``json.dumps`` with
-    ``allow_nan=False``).
+    ``allow_nan=False``). :func:`outcome_jsonl_parts` gives the same text in pieces.
 
     Examples
     --------
@@ -926,27 +927,36 @@ def outcome_jsonl(outcome: Outcome, item: str | None = None, *, geometry: bool =
     >>> outcome_jsonl(a, "x") == json.dumps(outcome_row(a, "x")) + "\n"
     True
     """
+    return "".join(outcome_jsonl_parts(outcome, item, geometry=geometry))
+
+
+def outcome_jsonl_parts(outcome: Outcome, item: str | None = None, *, geometry: bool = True) -> Iterator[str]:
+    """:func:`outcome_jsonl` in pieces (one evidence object each), for writing a line
+    without ever holding it whole: the 115 MB line of a 20000² scene's vegetation answer
+    was held three to four times over (the pieces, their join, the line). Raises
+    ``ValueError`` on a non-finite number when the piece holding it is made."""
     if not isinstance(outcome, Answer) or len(outcome.evidence) <= EVIDENCE_CHUNK:
         row = outcome.to_json(geometry) if isinstance(outcome, Answer) else outcome.to_json()
         if item is not None:
             row["item"] = item
-        return json.dumps(row, allow_nan=False) + "\n"
+        yield json.dumps(row, allow_nan=False) + "\n"
+        return
     ev = outcome.evidence
     head = replace(outcome, evidence=[]).to_json(geometry)
     if item is not None:
         head["item"] = item
-    parts = []
-    for k, v in head.items():
+    for n, (k, v) in enumerate(head.items()):
+        yield ("{" if n == 0 else ", ") + f"{json.dumps(k)}: "
         if k == "evidence":
-            items: list[str] = []
+            yield "["
             for i in range(0, len(ev), EVIDENCE_CHUNK):
                 sub = replace(outcome, evidence=ev[i : i + EVIDENCE_CHUNK]).to_json(geometry)["evidence"]
-                items.extend(json.dumps(e, allow_nan=False) for e in sub)
-            text = "[" + ", ".join(items) + "]"
+                for m, e in enumerate(sub):
+                    yield ("" if i == 0 and m == 0 else ", ") + json.dumps(e, allow_nan=False)
+            yield "]"
         else:
-            text = json.dumps(v, allow_nan=False)
-        parts.append(f"{json.dumps(k)}: {text}")
-    return "{" + ", ".join(parts) + "}\n"
+            yield json.dumps(v, allow_nan=False)
+    yield "}\n"
 
 
 # --------------------------------------------------------------------------- the pipeline

@@ -71,3 +71,23 @@ def test_run_rows_name_large_evidence_by_id(tmp_path):
         layer = json.loads(Path(f).read_text())
         ids |= {x["properties"]["id"] for x in layer["features"] if x["geometry"] is not None}
     assert {e.id for e in ev} <= ids
+
+
+def test_batch_file_lines_written_in_pieces_equal_the_whole_lines(tmp_path):
+    """`ask --questions --out`: each line written piece by piece is the line
+    `_batch_line` builds whole; a non-finite number mid-line is cut off and the error
+    row written in its place, the lines around it intact."""
+    from georeason.cli_ask import _batch_line, _write_batch_line
+
+    good = Answer(7, "count", evidence=evidence(EVIDENCE_CHUNK + 9), question="How many lakes are there?")
+    bad = Answer(2.0, "scalar", evidence=evidence(EVIDENCE_CHUNK + 3), details={"x": math.inf})
+    small = Answer(1, "count", evidence=evidence(2))
+    path = tmp_path / "a.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for a in (good, bad, small):
+            _write_batch_line(fh, a, True)
+    want = "".join(_batch_line(a, True) for a in (good, bad, small))
+    assert path.read_text(encoding="utf-8") == want
+    rows = [json.loads(line) for line in want.splitlines()]
+    assert len(rows) == 3 and rows[0]["answer"] == 7 and rows[2]["answer"] == 1
+    assert rows[1]["answer"] != 2.0  # the error row, not the refused answer

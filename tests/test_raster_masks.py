@@ -200,3 +200,62 @@ def test_overview_factors_halve_until_one_block() -> None:
     assert overview_factors(8000, 8000, 512) == [2, 4, 8, 16]
     assert overview_factors(513, 1, 512) == [2]
     assert overview_factors(512, 512, 512) == []
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata", "interleave", "fast"),
+    [
+        ("uint16", 0, "pixel", True),
+        ("int16", -3, "band", True),
+        ("uint16", 2.5, "pixel", False),  # a nodata the band type cannot hold: GDAL's path
+        ("float32", 0.0, "pixel", False),  # floats: GDAL's path (it compares with a tolerance)
+    ],
+)
+def test_nodata_of_a_multiband_source_equals_gdals_dataset_mask(
+    tmp_path: Path, dtype: str, nodata: float, interleave: str, fast: bool
+) -> None:
+    """The block-by-block nodata test equals rasterio's ``dataset_mask`` (GDAL: valid where
+    any band is not nodata), on 4 bands where some pixels are nodata in some bands only."""
+    from georeason.geo.raster.masks import _nodata_reader
+
+    w, h = 700, 520
+    grid = _grid(w, h)
+    rng = np.random.default_rng(3)
+    data = rng.integers(1, 50, (4, h, w)).astype(dtype)
+    nd = np.array(nodata).astype(dtype) if fast else np.array(0).astype(dtype)
+    some = rng.random((4, h, w)) < 0.4
+    data[some] = nd
+    data[:, :, :90] = nd  # all bands nodata: invalid
+    data[:, 400:, :] = nd
+    data[1, 400:450, :] = 9  # one band valid: valid
+    src_path = tmp_path / "src.tif"
+    profile = dict(driver="GTiff", width=w, height=h, count=4, dtype=dtype, crs="EPSG:32633")
+    with rasterio.open(
+        src_path,
+        "w",
+        **profile,
+        nodata=nodata,
+        transform=grid.transform,
+        tiled=True,
+        blockxsize=128,
+        blockysize=128,
+        interleave=interleave,
+    ) as d:
+        d.write(data)
+    with rasterio.open(src_path) as src:
+        gdal = src.dataset_mask() == 0
+        reader = _nodata_reader(src)
+        assert (reader is not None) == fast
+        if reader is not None:
+            win = rasterio.windows.Window(0, 0, w, h)
+            np.testing.assert_array_equal(reader(win), gdal)
+            np.testing.assert_array_equal(
+                reader(rasterio.windows.Window(100, 37, 333, 201)), gdal[37:238, 100:433]
+            )
+    geom = _answer(w, h, seed=2)
+    expect = _reference(geom, grid)
+    expect[gdal] = MASK_NODATA
+    assert not gdal.all() and (gdal.any() or nodata == 2.5)  # (2.5 matches no uint16 value)
+    res = write_mask([geom], grid, tmp_path / "m.tif", valid_source=src_path, block_px=128, cog_min_px=512)
+    with rasterio.open(res.path) as out:
+        np.testing.assert_array_equal(out.read(1), expect)

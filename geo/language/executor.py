@@ -19,7 +19,7 @@ from georeason.errors import InputError, ProgramValidationError
 from georeason.geo.language.answer import Answer, Evidence, Kind
 from georeason.geo.language.program import Program, T, check_scene, literal_geometry, validate_program
 from georeason.geo.raster.pixels import MaskWriter, PixelTransform
-from georeason.geo.vector import group
+from georeason.geo.vector import group, regions
 from georeason.geo.vector.crs import LONLAT, aeqd_crs, parse_crs, reproject, spherical_mean_lonlat
 from georeason.geo.vector.measure import (
     area_m2,
@@ -474,7 +474,7 @@ class _Run:
 
     def op_union(self, a, sid):
         v = self.ref(a.objects)
-        g = v.geom if v.type is T.GEOMETRY else shapely.union_all(self.scene.geoms[self.as_set(v)])
+        g = v.geom if v.type is T.GEOMETRY else regions.dissolve(self.scene.geoms[self.as_set(v)])
         if g is None or g.is_empty:
             raise Abstain(f"the union in step {sid!r} is empty (no objects)")
         ev = Evidence(f"${sid}", "region", g, self.scene.crs, "region")
@@ -482,29 +482,45 @@ class _Run:
 
     def op_buffer(self, a, sid):
         v = self.ref(a.of)
+        # a set is buffered as the collection of its members (the buffer of a union is the
+        # union of the buffers): no union of the set first
         base = (
             self.lonlat(v)
             if v.type is not T.OBJECTS
-            else shapely.union_all(self.scene.lonlat[self.as_set(v)])
+            else shapely.GeometryCollection(list(self.scene.lonlat[self.as_set(v)]))
         )
         if base is None or base.is_empty:
             raise Abstain(f"nothing to buffer in step {sid!r}")
         proj = aeqd_crs(*spherical_mean_lonlat([base]))
-        buf = shapely.buffer(reproject(base, LONLAT, proj), a.distance * _DIST[a.unit], quad_segs=16)
+        # piecewise: a long pixel-edged line or polygon is not noded in one GEOS call
+        buf = regions.buffer_piecewise(
+            reproject(base, LONLAT, proj), a.distance * _DIST[a.unit], quad_segs=16
+        )
         _check_buffer_representable(buf, proj, a.distance, a.unit, sid)
         g = reproject(reproject(buf, proj, LONLAT), LONLAT, self.scene.crs)
         ev = Evidence(f"${sid}", "region", g, self.scene.crs, "region")
         return Value(T.GEOMETRY, None, geom=g, evidence={**v.evidence, ev.id: ev})
 
     def _region(self, v: Value) -> BaseGeometry:
+        """The region a value covers: a set's members dissolved (unioned only where they
+        overlap, :func:`~georeason.geo.vector.regions.dissolve`), never one whole-set union."""
         if v.type is T.OBJECTS:
-            idx = self.as_set(v)
-            return shapely.union_all(self.scene.geoms[idx]) if len(idx) else shapely.GeometryCollection()
+            return regions.dissolve(self.scene.geoms[self.as_set(v)])
         return self.geom(v)
+
+    def _region_parts(self, v: Value) -> np.ndarray:
+        if v.type is T.OBJECTS:
+            return self.scene.geoms[self.as_set(v)]
+        return np.array([self.geom(v)], dtype=object)
 
     def op_intersection(self, a, sid):
         va, vb = self.ref(a.a), self.ref(a.b)
-        g = shapely.intersection(self._region(va), self._region(vb))
+        if va.type is T.OBJECTS or vb.type is T.OBJECTS:
+            # each member against the other side's candidates (STRtree), pieces dissolved:
+            # the same point set as intersecting the two unions, without building them
+            g = regions.intersect_sets(self._region_parts(va), self._region_parts(vb))
+        else:
+            g = shapely.intersection(self._region(va), self._region(vb))
         ev = self.refs_evidence(va, vb)
         if not g.is_empty:
             e = Evidence(f"${sid}", "region", g, self.scene.crs, "region")

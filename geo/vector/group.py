@@ -23,6 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from georeason.geo.vector.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat, transformer
 from georeason.geo.vector.measure import GEOD, area_m2, distance_m, length_m
+from georeason.geo.vector.regions import union_where_overlapping
 from georeason.geo.vector.scene import Scene
 from georeason.geo.vector.topology import merge_seam
 
@@ -302,27 +303,8 @@ def total_area_m2(scene: Scene, idx: np.ndarray, region_lonlat: BaseGeometry | N
     return area_m2(reproject(_union_where_overlapping(planar), proj, LONLAT))
 
 
-def _union_where_overlapping(polygonal: np.ndarray) -> BaseGeometry:
-    """A geometry covering exactly what the polygonal geometries cover, each point once.
-
-    Only the polygons whose interiors overlap another's are unioned; the rest (most of a
-    raster grounder's objects: disjoint, or touching along edges) are kept as they are in
-    a collection, whose parts' areas add up to the union's. On an 8000² scene's 2,000
-    vegetation polygons this is the difference between seconds of GEOS overlay and a few
-    STRtree + DE-9IM tests. Invalid input falls back to the full union.
-    """
-    parts = shapely.get_parts(polygonal)
-    parts = parts[shapely.get_dimensions(parts) == 2]
-    if len(parts) <= 1 or not shapely.is_valid(parts).all():
-        return shapely.union_all(parts)
-    a, b = STRtree(parts).query(parts, predicate="intersects")
-    a, b = a[a < b], b[a < b]
-    over = shapely.relate_pattern(parts[a], parts[b], "T********")  # interiors meet
-    involved = np.zeros(len(parts), dtype=bool)
-    involved[a[over]] = involved[b[over]] = True
-    if not involved.any():
-        return shapely.geometrycollections(list(parts))
-    return shapely.geometrycollections([*parts[~involved], shapely.union_all(parts[involved])])
+#: (kept under its old name: the tests and callers of this module use it)
+_union_where_overlapping = union_where_overlapping
 
 
 # ---------------------------------------------------------------------------------------
