@@ -85,6 +85,33 @@ def test_dissolve_keeps_lines_only_where_no_polygon_covers_them():
     assert sum(p.length for p in lines) == pytest.approx(1.0)
 
 
+def test_dissolved_parts_make_a_valid_multipolygon():
+    # a row of parcels sharing edges (a vector layer, not pixel components), one touching
+    # the row only at a corner, one apart: exported, a region is a MultiPolygon, which OGC
+    # allows to touch at points but not along an edge
+    row = [shapely.box(i, 0, i + 1, 1) for i in range(3)]
+    corner = shapely.box(3, 1, 4, 2)
+    apart = shapely.box(10, 0, 11, 1)
+    got = dissolve([*row, corner, apart])
+    want = shapely.union_all([*row, corner, apart])
+    polys = [p for p in shapely.get_parts(got) if p.geom_type == "Polygon"]
+    multi = shapely.MultiPolygon(polys)
+    assert multi.is_valid, shapely.is_valid_reason(multi)
+    assert shapely.equals(multi, want)
+    assert multi.area == pytest.approx(5.0)
+    # the parcels of the row became one polygon; the corner and the far one stay apart
+    assert len(polys) == 3
+
+
+def test_intersected_edge_sharing_parcels_make_a_valid_multipolygon():
+    parcels = [shapely.box(i, 0, i + 1, 1) for i in range(4)]
+    region = shapely.box(0.5, 0.25, 3.5, 0.75)
+    got = intersect_sets(parcels, [region])
+    multi = shapely.MultiPolygon([p for p in shapely.get_parts(got) if p.geom_type == "Polygon"])
+    assert multi.is_valid, shapely.is_valid_reason(multi)
+    assert shapely.equals(multi, shapely.intersection(shapely.union_all(parcels), region))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_intersect_sets_equals_union_then_intersection(seed):
     rng = np.random.default_rng(100 + seed)

@@ -6,8 +6,9 @@ polygons) and buffering a 200 km river in one GEOS call each cost hundreds of me
 gigabytes on a 400 Mpx scene. The functions here give the same point sets piece by piece:
 
 - :func:`dissolve` covers exactly what a set of geometries covers, unioning only the parts
-  whose interiors overlap (disjoint or edge-touching parts stay separate parts of a
-  collection, so their areas add up to the union's);
+  whose interiors overlap or that share an edge (disjoint parts, or parts touching at
+  points, stay separate parts of a collection: their areas add up to the union's, and as
+  a MultiPolygon they are valid);
 - :func:`intersect_sets` is the intersection of two unions, ``(∪ a_i) ∩ (∪ b_j)``, as the
   union of the pairwise ``a_i ∩ b_j`` of the pairs an STRtree finds touching;
 - :func:`buffer_piecewise` is a planar buffer built as the geometry plus the buffers of
@@ -55,9 +56,10 @@ def _collect(parts: list[BaseGeometry] | np.ndarray) -> BaseGeometry:
 def union_where_overlapping(polygonal: np.ndarray) -> BaseGeometry:
     """A geometry covering exactly what the polygonal geometries cover, each point once.
 
-    Only the polygons whose interiors overlap another's are unioned; the rest (most of a
-    raster grounder's objects: disjoint, or touching along edges) are kept as they are in
-    a collection, whose parts' areas add up to the union's. On an 8000² scene's 2,000
+    Only the polygons whose interiors overlap another's, or that share an edge with
+    another, are unioned; the rest (most of a raster grounder's objects: disjoint, or
+    touching at corners) are kept as they are in a collection, whose parts' areas add up to
+    the union's and which is a valid MultiPolygon. On an 8000² scene's 2,000
     vegetation polygons this is the difference between seconds of GEOS overlay and a few
     STRtree + DE-9IM tests. Invalid input falls back to the full union. Each cluster of
     overlapping polygons is unioned on its own (connected components of the overlap graph).
@@ -75,7 +77,12 @@ def union_where_overlapping(polygonal: np.ndarray) -> BaseGeometry:
         return shapely.union_all(parts)
     a, b = STRtree(parts).query(parts, predicate="intersects")
     a, b = a[a < b], b[a < b]
-    over = shapely.relate_pattern(parts[a], parts[b], "T********")  # interiors meet
+    # interiors meet, or boundaries share a segment: both are unioned, so that the parts left
+    # apart touch at most at points and the parts of a polygonal region make a valid
+    # MultiPolygon (OGC: a MultiPolygon's polygons may not share an edge) when it is exported
+    over = shapely.relate_pattern(parts[a], parts[b], "T********") | shapely.relate_pattern(
+        parts[a], parts[b], "****1****"
+    )
     if not over.any():
         return shapely.geometrycollections(list(parts))
     a, b = a[over], b[over]
