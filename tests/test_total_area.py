@@ -62,9 +62,14 @@ def test_total_area_equals_the_geodesic_area_of_the_union(seed, overlaps):
 
 
 def test_only_overlapping_polygons_are_unioned():
-    a, b = shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)  # touching: kept as they are
+    a, e = shapely.box(0, 0, 1, 1), shapely.box(1, 1, 2, 2)  # touching at a corner: kept as they are
     c, d = shapely.box(5, 5, 7, 7), shapely.box(6, 6, 8, 8)  # overlapping: one union
-    out = _union_where_overlapping(np.array([a, b, c, d], dtype=object))
+    f, g = (
+        shapely.box(10, 0, 11, 1),
+        shapely.box(11, 0, 12, 1),
+    )  # sharing an edge: one union (a valid MultiPolygon)
+    out = _union_where_overlapping(np.array([a, e, c, d, f, g], dtype=object))
     parts = list(shapely.get_parts(out))
-    assert len(parts) == 3 and a in parts and b in parts
-    assert sum(p.area for p in parts) == 1 + 1 + 7
+    assert len(parts) == 4 and a in parts and e in parts
+    assert shapely.MultiPolygon(parts).is_valid
+    assert sum(p.area for p in parts) == 1 + 1 + 7 + 2
