@@ -446,3 +446,22 @@ def test_quicklook_overlay_equals_ring_by_ring_drawing(synthetic, fill_alpha):
     overlay = Overlay(geoms, "x", (255, 0, 200), width_px=2, fill_alpha=fill_alpha)
     assert _draw_geoms(got, overlay, inv, 14.6) == _reference_draw(want, overlay, inv, 14.6) == len(geoms) - 1
     assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 500])
+def test_texts_converted_in_chunks_equal_one_bulk_call(monkeypatch, chunk):
+    # the export converts millions of coordinates in chunks to bound its Python lists; a
+    # geometry's text must not depend on which others share its chunk
+    import georeason.geo.export.layers as layers_mod
+
+    rng = np.random.default_rng(7)
+    geoms = [
+        shapely.Point(500_000 + rng.uniform(0, 1e4), 5_000_000 + rng.uniform(0, 1e4)).buffer(
+            rng.uniform(5, 200), quad_segs=int(rng.integers(1, 16))
+        )
+        for _ in range(120)
+    ] + [shapely.LineString([(500_000, 5_000_000), (500_100, 5_000_050)]), shapely.Point(500_001, 5_000_001)]
+    crs = CRS.from_epsg(32633)
+    whole = [json.dumps(g, allow_nan=False) for g in layers_mod.rfc7946_geometries(geoms, crs, 7)]
+    monkeypatch.setattr(layers_mod, "TEXT_CHUNK_COORDS", chunk)
+    assert layers_mod.rfc7946_texts(geoms, crs, 7) == whole

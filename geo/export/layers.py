@@ -143,9 +143,29 @@ def rfc7946_geometries(
     return geojson_geometries(arr)
 
 
+#: Coordinates turned into GeoJSON per bulk call of :func:`rfc7946_texts`: its Python lists
+#: of floats take ~100 bytes a coordinate while they live, so a scene of millions of vertices
+#: is converted in chunks (each geometry's text does not depend on the others in its call).
+TEXT_CHUNK_COORDS = 250_000
+
+
 def rfc7946_texts(geoms: Sequence[BaseGeometry], crs: CRS | None = None, precision: int = 7) -> list[str]:
-    """``json.dumps(rfc7946_geometry(g, crs, precision))`` (``allow_nan=False``) for each geometry."""
-    return [json.dumps(g, allow_nan=False) for g in rfc7946_geometries(geoms, crs, precision)]
+    """``json.dumps(rfc7946_geometry(g, crs, precision))`` (``allow_nan=False``) for each
+    geometry, converted in chunks of about :data:`TEXT_CHUNK_COORDS` coordinates."""
+    arr = _object_array(geoms)
+    if len(arr) == 0:
+        return []
+    ends = np.cumsum(shapely.get_num_coordinates(arr))
+    out: list[str] = []
+    start = 0
+    while start < len(arr):
+        base = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, base + TEXT_CHUNK_COORDS, side="right")))
+        out.extend(
+            json.dumps(g, allow_nan=False) for g in rfc7946_geometries(list(arr[start:stop]), crs, precision)
+        )
+        start = stop
+    return out
 
 
 def _object_array(geoms: Sequence[BaseGeometry | None]) -> np.ndarray:
