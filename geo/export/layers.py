@@ -19,7 +19,6 @@ read without a "may only be partially supported" warning.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import tempfile
@@ -36,6 +35,7 @@ from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import ExportError
 from georeason.geo.vector.crs import LONLAT, reproject
+from georeason.geo.vector.scene import gc_paused
 
 __all__ = [
     "atomic_path",
@@ -229,24 +229,11 @@ class GeoJSONCache:
         if todo:
             ns = list(todo.values())
             multi = [as_multi(geoms[n], families[n]) for n in ns]
-            with _gc_paused():  # millions of short coordinate lists, no reference cycles
+            with gc_paused():  # millions of short coordinate lists, no reference cycles
                 made = rfc7946_texts(multi, crs, self.precision)
             for n, text in zip(ns, made):
                 self._texts[keys[n]] = (geoms[n], crs, text)
         return [self._texts[k][2] for k in keys]
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause Python's cycle collector (it would walk the heap many times over while
-    millions of coordinate lists are made); restore it as it was."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def families_of(geom: BaseGeometry | None) -> list[str]:
@@ -579,16 +566,7 @@ def write_answer_files(answer, path: str | Path, cache: GeoJSONCache | None = No
     if fmt is None:
         raise ExportError(f"unknown output format for {str(path)!r}; use .geojson, .gpkg or .parquet")
     rows = answer_rows(answer)
-    record = answer_record(
-        answer.question,
-        status=_status(answer),
-        answer=answer.value,
-        unit=answer.unit,
-        kind=answer.kind,
-        reason=answer.reason,
-    )
-    top = replace(answer, evidence=[]).to_json()  # the answer without its evidence
-    del top["evidence"]
+    record, top = _record_and_top(answer)
     if fmt == "geojson":
         return [w.path for w in _write_answer_geojson(rows, record, top, path, cache)]
     crs0 = rows[0][2] if rows else None
@@ -617,12 +595,9 @@ class AnswerLayer(NamedTuple):
     roles: frozenset[str]
 
 
-def write_answer_geojson(answer, path: str | Path, cache: GeoJSONCache | None = None) -> list[AnswerLayer]:
-    """:func:`write_answer_files` for a ``.geojson`` path, returning what each file holds
-    (so that styles and projects need not read the files back)."""
-    path = Path(path)
-    if FORMATS.get(path.suffix.lower()) != "geojson":
-        raise ExportError(f"cannot write {str(path)!r} as GeoJSON: use a .geojson suffix")
+def _record_and_top(answer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An answer file's record-only feature properties, and the answer's JSON without its
+    evidence (computing the evidence JSON only to drop it costs seconds on large answers)."""
     record = answer_record(
         answer.question,
         status=_status(answer),
@@ -633,6 +608,16 @@ def write_answer_geojson(answer, path: str | Path, cache: GeoJSONCache | None = 
     )
     top = replace(answer, evidence=[]).to_json()
     del top["evidence"]
+    return record, top
+
+
+def write_answer_geojson(answer, path: str | Path, cache: GeoJSONCache | None = None) -> list[AnswerLayer]:
+    """:func:`write_answer_files` for a ``.geojson`` path, returning what each file holds
+    (so that styles and projects need not read the files back)."""
+    path = Path(path)
+    if FORMATS.get(path.suffix.lower()) != "geojson":
+        raise ExportError(f"cannot write {str(path)!r} as GeoJSON: use a .geojson suffix")
+    record, top = _record_and_top(answer)
     return _write_answer_geojson(answer_rows(answer), record, top, path, cache)
 
 

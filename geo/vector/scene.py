@@ -33,7 +33,7 @@ from georeason.errors import (
 from georeason.geo.vector.classnames import class_forms
 from georeason.geo.vector.crs import LONLAT, parse_crs, reproject
 
-__all__ = ["GeoObject", "Scene", "read_scene", "normalise_class", "ID_FIELDS", "CLASS_FIELDS"]
+__all__ = ["GeoObject", "Scene", "read_scene", "normalise_class", "ID_FIELDS", "CLASS_FIELDS", "gc_paused"]
 
 #: Fields tried, in order, for an object's id (else the first field with unique values).
 ID_FIELDS = ("id", "ID", "fid", "object_id", "uid")
@@ -309,8 +309,9 @@ def _pick_field(columns: list[str], wanted: tuple[str, ...], explicit: str | Non
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a scene's objects are made.
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a scene's objects are made (and, in
+    :mod:`georeason.geo.export.layers`, while millions of coordinate lists are), restored as it was.
 
     Reading 100k objects allocates 100k attribute dicts, which triggers a full collection
     every few thousand, each walking every object made so far (0.4 s of 0.8 s for 101k
@@ -341,7 +342,7 @@ def read_scene(
     ``crs`` is used only when the file has none; a file with a CRS that differs from
     ``crs`` is an error (say which you mean by fixing the file).
     """
-    with _gc_paused():
+    with gc_paused():
         return _read_scene(path, crs, id_field, class_field, layer, on_invalid)
 
 
