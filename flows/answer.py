@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -43,16 +43,12 @@ from georeason.errors import CatalogError
 from georeason.geo.export.layers import answer_stem, atomic_path, relative_outputs
 from georeason.geo.export.names import slug
 from georeason.geo.export.quicklook import thumbnail_data_uri
-from georeason.geo.raster.tiling import Tile
 from georeason.models.registry import portable, prefers_processes
 from georeason.pipeline import (
-    BatchResult,
     CompiledQuestion,
-    GroundJob,
     Mapper,
     Pipeline,
     TileFailure,
-    TileProgress,
     row_text,
 )
 from georeason.progress import reporter
@@ -63,6 +59,7 @@ from georeason.workers import (
     BATCHES_PER_WORKER,
     WorkerPool,
     default_workers,
+    release_after,
     run_pipeline,
     take_compiled,
     take_offered_pool,
@@ -266,13 +263,7 @@ class _ReleaseAfterLast:
             ).start()
 
     def wrap(self, mapper: Mapper) -> Mapper:
-        def map_batches(
-            job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
-        ) -> Iterator[BatchResult]:
-            yield from mapper(job, batches, tiles_done)
-            self.release()  # every batch consumed: the seam merge has what it needs
-
-        return map_batches
+        return release_after(mapper, self.release)  # every batch consumed: the seam merge has what it needs
 
 
 def _auto_processes(grounder: str) -> int:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -269,14 +268,14 @@ def ask_workers(
         return 1
     import rasterio
 
+    from georeason.geo.raster.tiling import tile_layout
+
     try:
         with rasterio.open(raster) as src:
-            height, width = src.height, src.width
+            rows, cols = tile_layout(src, tile_px, overlap_px)  # the layout plan_tiles uses
     except Exception:  # noqa: BLE001 - the pipeline opens it again and reports what is wrong
         return 1
-    step = max(1, tile_px - overlap_px)
-    tiles = math.ceil(max(1, height - overlap_px) / step) * math.ceil(max(1, width - overlap_px) / step)
-    return n if tiles >= MIN_POOL_TILES else 1
+    return n if len(rows) * len(cols) >= MIN_POOL_TILES else 1
 
 
 #: GDAL block cache (MB) of ``ask``'s grounding workers: each reads its tiles once, in
@@ -313,20 +312,12 @@ def _pool_mapper(workers: int) -> tuple[Any, Callable[[], None]]:
     memory is gone before the answers are computed."""
     import threading
 
-    from georeason.workers import WorkerPool, pool_map
+    from georeason.workers import WorkerPool, pool_map, release_after
 
     pool = WorkerPool(workers)
     _start_forkserver_with_small_gdal_cache()
     threading.Thread(target=pool.warm, name="georeason-warm", daemon=True).start()
-    mapper = pool_map(pool)
-
-    def map_batches(job: Any, batches: list, tiles_done: Any = None) -> Iterator[Any]:
-        try:
-            yield from mapper(job, batches, tiles_done)
-        finally:
-            pool.close()
-
-    return map_batches, pool.close
+    return release_after(pool_map(pool), pool.close), pool.close
 
 
 def _run_pipeline(

@@ -37,7 +37,7 @@ import multiprocessing
 import os
 import threading
 import weakref
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -63,6 +63,7 @@ __all__ = [
     "WorkerPool",
     "default_workers",
     "pool_map",
+    "release_after",
     "PRELOAD",
     "BATCHES_PER_WORKER",
     "run_pipeline",
@@ -237,6 +238,22 @@ class WorkerPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def release_after(mapper: Mapper, release: Callable[[], None]) -> Mapper:
+    """``mapper``, calling ``release`` once its batches are all consumed (or it stops early):
+    how ``ask`` and the flow let their worker processes go as soon as the last batch is
+    merged, instead of keeping them idle through the answers."""
+
+    def map_batches(
+        job: GroundJob, batches: list[list[Tile]], tiles_done: TileProgress | None = None
+    ) -> Iterator[BatchResult]:
+        try:
+            yield from mapper(job, batches, tiles_done)
+        finally:
+            release()
+
+    return map_batches
 
 
 def pool_map(pool: WorkerPool) -> Mapper:

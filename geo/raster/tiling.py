@@ -60,7 +60,7 @@ from rasterio.windows import Window
 from georeason.errors import InputError, TileReadError
 from georeason.geo.raster.io import as_dataset, to_pyproj_crs
 
-__all__ = ["Tile", "plan_tiles", "read_tile", "tile_grid", "stride_px"]
+__all__ = ["Tile", "plan_tiles", "read_tile", "tile_grid", "tile_layout", "stride_px"]
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,14 @@ def tile_grid(height: int, width: int, tile_px: int, stride: int) -> tuple[list,
     return _axis(height, tile_px, stride), _axis(width, tile_px, stride)
 
 
+def tile_layout(src: Any, tile_px: int, overlap_px: int, align_to_blocks: bool = True) -> tuple[list, list]:
+    """The row and column layouts (:func:`tile_grid`) :func:`plan_tiles` uses on the open
+    dataset ``src``: the stride aligned to its internal blocks where that divides nicely
+    (before any tile is skipped as nodata)."""
+    block = tuple(src.block_shapes[0]) if _is_tiled(src) else None
+    return tile_grid(src.height, src.width, tile_px, stride_px(tile_px, overlap_px, block, align_to_blocks))
+
+
 def _is_tiled(src) -> bool:
     """Internally tiled (blocks narrower than the raster), as opposed to stored in strips."""
     bh, bw = src.block_shapes[0]
@@ -294,9 +302,7 @@ def plan_tiles(
     [((0, 0), 0, 112), ((0, 1), 112, 96), ((0, 2), 208, 92), ((1, 0), 0, 112), ...]
     """
     with as_dataset(src_or_path) as src:
-        block = tuple(src.block_shapes[0]) if _is_tiled(src) else None
-        s = stride_px(tile_px, overlap_px, block, align_to_blocks)
-        rows, cols = tile_grid(src.height, src.width, tile_px, s)
+        rows, cols = tile_layout(src, tile_px, overlap_px, align_to_blocks)
         crs = to_pyproj_crs(src.crs)
         t = src.transform
         check = skip_nodata and not _all_valid(src)
