@@ -22,6 +22,7 @@ UI renders them, while browsers refuse ``file://`` links).
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 import threading
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from prefect.utilities.annotations import quote
 from georeason.catalog import ItemInfo, default_catalog_dir, list_items
 from georeason.config import default_results_dir, read_questions
 from georeason.errors import CatalogError
-from georeason.geo.export.layers import answer_stem, atomic_path, relative_outputs
+from georeason.geo.export.layers import answer_stem, atomic_path
 from georeason.geo.export.names import slug
 from georeason.geo.export.quicklook import thumbnail_data_uri
 from georeason.models.registry import portable, prefers_processes
@@ -53,7 +54,7 @@ from georeason.pipeline import (
 )
 from georeason.progress import reporter
 from georeason.runstate import OutputLock, finite_row, result_of, run_state, write_manifest
-from georeason.tasks.answer import export_item, load_vectors
+from georeason.tasks.answer import answer_item, load_vectors, relative_row
 from georeason.tasks.raster import prefect_map, register_pool, unregister_pool
 from georeason.workers import (
     BATCHES_PER_WORKER,
@@ -85,11 +86,18 @@ def run_item(
     pipeline: Pipeline,
     objects: list[str],
     grounded: Callable[[], None] | None = None,
+    rows: Path | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[TileFailure]]:
-    """Answer the compiled questions for one catalog item through ``pipeline``, then export.
+    """Ground one catalog item through ``pipeline``, then answer its compiled questions and
+    export each answer as it comes (the ``answer-export`` task): its files and its
+    ``answers.jsonl`` line (into ``rows``, paths relative to ``out``; default
+    ``OUT/<item>/.answers.jsonl.part``) are written and the answer dropped, while the
+    item's objects are written in a background thread.
 
-    ``grounded`` is called once the item is answered, before its export (the flow frees its
-    worker processes there after the last item, if its grounding did not already)."""
+    ``grounded`` is called once the item is grounded, before its questions are answered
+    (the flow frees its worker processes there after the last item, if its grounding did
+    not already). Returns the rows without their evidence, the item's files and the tiles
+    that failed."""
     item_out = out / info.id
     vector_paths = [str(p) for p in info.vector_paths] + list(objects)
     vectors = (
@@ -97,7 +105,7 @@ def run_item(
         if vector_paths
         else None
     )
-    result = pipeline.run(
+    result = pipeline.run_iter(
         questions,
         raster=str(info.raster_path),
         vectors=vectors,
@@ -108,12 +116,21 @@ def run_item(
     )
     if grounded is not None:
         grounded()
-    reporter().advance("questions", len(questions))
-    # quote(): Prefect must not walk every coordinate of the answers and the scene
-    rows, files = export_item.with_options(task_run_name=f"{info.id}: export")(
-        info.id, str(info.raster_path), quote(result.answers), quote(result.scene), str(item_out)
+    rows = rows or item_out / ".answers.jsonl.part"
+    rows.parent.mkdir(parents=True, exist_ok=True)
+    # quote(): Prefect must not walk the answers (an iterator, answered as it is consumed)
+    # nor every coordinate of the scene
+    slim, files = answer_item.with_options(task_run_name=f"{info.id}: answer and export")(
+        info.id,
+        str(info.raster_path),
+        quote(result.stream),
+        quote(result.scene),
+        str(item_out),
+        str(rows),
+        str(out),
     )
-    return rows, files, result.failures
+    reporter().advance("questions", len(questions))
+    return slim, files, result.failures
 
 
 @flow(name="georeason-answer", log_prints=True, flow_run_name=_flow_run_name)
@@ -200,29 +217,43 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         reporter().start("questions", "questions answered", total=n_questions)
         todo = [(info, [compiled[s.question] for s in specs if s.item in (None, info.id)]) for info in infos]
         todo = [(info, qs) for info, qs in todo if qs]
-        for n, (info, qs) in enumerate(todo, 1):
-            last_item.armed = n == len(todo)
-            try:
-                rows, files, failures = run_item(
-                    info, qs, out_dir, pipeline, list(objects or []), grounded=last_item.release
-                )
-            except Exception as exc:  # noqa: BLE001 - one item's failure never loses the other answers
-                msg = " ".join(str(exc).split()) or type(exc).__name__
-                log.error("[%s] item failed: %s: %s", info.id, type(exc).__name__, msg)
-                err = f"item {info.id!r} failed: {msg}"
-                rows = [
-                    {"question": q.text, "item": info.id, "error": err, "abstained": True, "answer": None}
-                    for q in qs
-                ]
-                files, failures = {}, []
-            all_rows.extend(finite_row(r) for r in rows)
-            outputs[info.id] = files
-            failed_tiles += len(failures)
         jsonl = out_dir / "answers.jsonl"
-        with atomic_path(jsonl) as tmp:
-            # paths relative to answers.jsonl: the folder can be moved or shared as a whole
-            lines = [_relative_row(r, out_dir) for r in all_rows]
-            tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in lines), encoding="utf-8")
+        # answers.jsonl written line by line as the answers come (each item's lines first in
+        # a part file, appended once the item is done: a failed item's lines are replaced by
+        # its error rows), renamed into place at the end
+        with atomic_path(jsonl) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for n, (info, qs) in enumerate(todo, 1):
+                last_item.armed = n == len(todo)
+                part = out_dir / info.id / ".answers.jsonl.part"
+                try:
+                    rows, files, failures = run_item(
+                        info,
+                        qs,
+                        out_dir,
+                        pipeline,
+                        list(objects or []),
+                        grounded=last_item.release,
+                        rows=part,
+                    )
+                    with open(part, encoding="utf-8") as src:
+                        shutil.copyfileobj(src, fh)
+                except Exception as exc:  # noqa: BLE001 - one item's failure never loses the other answers
+                    msg = " ".join(str(exc).split()) or type(exc).__name__
+                    log.error("[%s] item failed: %s: %s", info.id, type(exc).__name__, msg)
+                    err = f"item {info.id!r} failed: {msg}"
+                    rows = [
+                        {"question": q.text, "item": info.id, "error": err, "abstained": True, "answer": None}
+                        for q in qs
+                    ]
+                    files, failures = {}, []
+                    for r in rows:
+                        # paths relative to answers.jsonl: the folder can be moved or shared as a whole
+                        fh.write(json.dumps(relative_row(finite_row(r), out_dir), allow_nan=False) + "\n")
+                finally:
+                    part.unlink(missing_ok=True)
+                all_rows.extend(rows)
+                outputs[info.id] = files
+                failed_tiles += len(failures)
         summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
         written: list[str | Path] = [jsonl, *(f for files in outputs.values() for f in files.values())]
         for r in all_rows:
@@ -290,17 +321,6 @@ TABLE_TEXT = 90
 
 def _md_cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "/")
-
-
-def _relative_row(row: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """``row`` with its file paths (``outputs`` and a pixel answer's ``details.mask``) made
-    relative to ``out_dir``, the folder of ``answers.jsonl``."""
-    if row.get("outputs"):
-        row = {**row, "outputs": relative_outputs(row["outputs"], out_dir)}
-    details = row.get("details")
-    if isinstance(details, dict) and isinstance(details.get("mask"), str):
-        row = {**row, "details": {**details, "mask": relative_outputs({"m": details["mask"]}, out_dir)["m"]}}
-    return row
 
 
 def _artifacts(

@@ -102,11 +102,14 @@ __all__ = [
     "is_linear",
     "grounded_scene",
     "answer_questions",
+    "iter_answers",
     "failure_affects",
     "outcome_row",
     "outcome_jsonl",
     "outcome_jsonl_parts",
     "export_item_outputs",
+    "ItemExport",
+    "ItemStream",
     "row_text",
     "read_vectors",
     "LINEAR_WATER",
@@ -624,22 +627,40 @@ def answer_questions(
     listed in ``details["model_output_warnings"]`` of every answer that uses a grounded
     class they concern, so a count from a truncated output says so in its JSON.
     """
+    return list(
+        iter_answers(
+            compiled, scene, ctx, grounded=grounded, failures=failures, not_grounded=not_grounded, notes=notes
+        )
+    )
+
+
+def iter_answers(
+    compiled: Sequence[CompiledQuestion],
+    scene: Scene,
+    ctx: AnswerContext | None = None,
+    *,
+    grounded: Sequence[str] = (),
+    failures: Sequence[TileFailure] = (),
+    not_grounded: str | None = None,
+    notes: Sequence[TileNote] = (),
+) -> Iterator[Outcome]:
+    """:func:`answer_questions` one answer at a time: each question is answered when the
+    next outcome is asked for, so a consumer that writes and drops each answer (the flow's
+    ``answer-export`` task) never holds them all."""
     ctx = ctx or AnswerContext()
     grounded_set = {singular(normalise_class(c)) for c in grounded}
     batch = None
     if len(compiled) > 1:  # same-shaped group queries of all the questions, one call per shape
         batch = GroupBatch(scene)
         batch.prefetch([cq.program for cq in compiled], pixel=ctx.pixel)
-    out: list[Outcome] = []
     for n, cq in enumerate(compiled, 1):
+        outcome: Outcome
         try:
-            out.append(
-                _with_notes(
-                    _answer_one(n, cq, scene, ctx, grounded_set, failures, not_grounded, batch),
-                    cq,
-                    grounded_set,
-                    notes,
-                )
+            outcome = _with_notes(
+                _answer_one(n, cq, scene, ctx, grounded_set, failures, not_grounded, batch),
+                cq,
+                grounded_set,
+                notes,
             )
         except Exception as exc:  # noqa: BLE001 - every question gets a line; one never sinks the rest
             err = " ".join(str(exc).split()) or type(exc).__name__
@@ -647,10 +668,11 @@ def answer_questions(
             if not isinstance(exc, GeoreasonError):
                 err = f"internal error {type(exc).__name__}: {err}"
                 trace = traceback.format_exc()
-            out.append(QuestionError(cq.text, err, trace))
+            outcome = QuestionError(cq.text, err, trace)
         if ctx.answered is not None:
             ctx.answered(1, len(compiled))
-    return out
+        yield outcome
+        del outcome  # the consumer's copy is the only one left
 
 
 def _with_notes(
@@ -824,79 +846,126 @@ def read_vectors(paths: Iterable[str | Path]) -> Scene | None:
     return scene
 
 
-def export_item_outputs(
-    item: str, raster: str, answers: Sequence[Outcome], scene: Scene, out_dir: str | Path
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Write an item's files from its answers: per answer its GIS layers
-    (``q01-how-many-lakes.geojson``, RFC 7946, one file per geometry type; a null-geometry
-    record for a question that failed), per item the objects, quicklooks, QGIS styles and
-    project (:func:`georeason.geo.export.item.export_item_files`).
+class ItemExport:
+    """An item's files written as its answers come: :meth:`add` writes one answer's GIS
+    layers (``q01-how-many-lakes.geojson``, RFC 7946, one file per geometry type; a
+    null-geometry record for a question that failed), its quicklook and styles, and returns
+    its ``answers.jsonl`` row; the caller drops the answer. The objects' files
+    (``objects.gpkg``, ``objects.geojson``, ``quicklook.png``) depend only on the scene and
+    are written meanwhile in a background thread (:class:`georeason.geo.export.item.ItemFiles`);
+    :meth:`finish` waits for them and writes the QGIS project, returning the item's files.
 
-    Returns the ``answers.jsonl`` rows (with ``item`` and ``outputs``, absolute paths) and
-    the item's files. The flow's ``export-item`` task is this function.
+    Object GeoJSON texts are shared with the answer files when the scene has at most
+    :data:`~georeason.geo.export.item.SHARED_TEXT_COORDS` coordinates, else each file makes
+    its own and none is kept (see there why). Use as a context manager (or call
+    :meth:`close`) so that the background work is waited for after an error.
     """
-    from concurrent.futures import ThreadPoolExecutor
 
-    from georeason.geo.export.item import export_item_files
-    from georeason.geo.export.layers import (
-        AnswerLayer,
-        GeoJSONCache,
-        answer_stem,
-        write_answer_geojson,
-        write_error_record,
-    )
-    from georeason.geo.export.quicklook import read_basemap
+    def __init__(
+        self, item: str, raster: str, scene: Scene, out_dir: str | Path, *, background: bool = True
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
 
-    out = Path(out_dir)
-    rows: list[dict[str, Any]] = []
-    outputs: list[dict[str, Any]] = []
-    written_layers: dict[str, AnswerLayer] = {}
-    cache = GeoJSONCache()  # each object's GeoJSON made once for the answer files and objects.geojson
-    with ThreadPoolExecutor(1, thread_name_prefix="basemap") as pool:
+        import numpy as np
+
+        from georeason.geo.export.item import SHARED_TEXT_COORDS, ItemFiles
+        from georeason.geo.export.layers import GeoJSONCache
+        from georeason.geo.export.quicklook import read_basemap
+
+        self.item = item
+        self.out = Path(out_dir)
+        geoms = list(scene.geoms)
+        coords = int(shapely.get_num_coordinates(np.asarray(geoms, dtype=object)).sum()) if geoms else 0
+        # each object's GeoJSON made once for the answer files and objects.geojson, if it is small
+        self.cache = GeoJSONCache() if coords <= SHARED_TEXT_COORDS else None
+        self._n = 0
         # the quicklook basemap (raster reading and block means, mostly outside the GIL) is
-        # read on another core while this thread writes the GeoJSON
-        basemap = pool.submit(read_basemap, raster)
-        for n, a in enumerate(answers, 1):
-            if isinstance(a, Answer) and len(a.evidence) > EVIDENCE_CHUNK:
-                # a large answer's evidence by id: its geometry is in the answer's layer (outputs)
-                row = a.to_json(geometry=False)
-                row["item"] = item
-            else:
-                row = outcome_row(a, item)
-            path = out / f"{answer_stem(n, a.question or '')}.geojson"
-            if isinstance(a, Answer):
-                layers = write_answer_geojson(a, path, cache)
-                written_layers.update((str(w.path), w) for w in layers)
-                files: dict[str, Any] = {"geojson": str(layers[0].path)}
-                if len(layers) > 1:
-                    files["parts"] = [str(w.path) for w in layers]
-                if "mask" in a.details:
-                    files["mask"] = str(a.details["mask"])
-            else:
-                files = {"geojson": str(write_error_record(a.question, a.error, path))}
-            row["outputs"] = files
-            rows.append(row)
-            outputs.append(files)
-        item_files = export_item_files(
-            out,
+        # read on another core while this thread answers and writes the GeoJSON
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="basemap")
+        basemap = self._pool.submit(read_basemap, raster)
+        self.files = ItemFiles(
+            self.out,
             raster,
             [str(i) for i in scene.ids],
             [str(lab) for lab in scene.labels],
-            list(scene.geoms),
+            geoms,
             scene.crs,
-            [a if isinstance(a, Answer) else None for a in answers],
-            outputs,
             scores=list(scene.scores),
             sources=[a.get("source", "vector") for a in scene.attrs],
             item=item,
-            layers_written=written_layers,
-            geojson=cache,
+            geojson=self.cache,
             basemap=basemap,
+        ).start(background)
+
+    def add(self, outcome: Outcome) -> dict[str, Any]:
+        """Write the next answer's files; return its ``answers.jsonl`` row (with ``item`` and
+        ``outputs``, absolute paths; a large answer's evidence by id, its geometry in its layer)."""
+        from georeason.geo.export.layers import (
+            GeoJSONCache,
+            answer_stem,
+            write_answer_geojson,
+            write_error_record,
         )
-    for files, png in zip(outputs, item_files.pop("answer_quicklooks", None) or []):
+
+        self._n += 1
+        a = outcome
+        if isinstance(a, Answer) and len(a.evidence) > EVIDENCE_CHUNK:
+            # a large answer's evidence by id: its geometry is in the answer's layer (outputs)
+            row = a.to_json(geometry=False)
+            row["item"] = self.item
+        else:
+            row = outcome_row(a, self.item)
+        path = self.out / f"{answer_stem(self._n, a.question or '')}.geojson"
+        if isinstance(a, Answer):
+            layers = write_answer_geojson(a, path, self.cache if self.cache is not None else GeoJSONCache())
+            files: dict[str, Any] = {"geojson": str(layers[0].path)}
+            if len(layers) > 1:
+                files["parts"] = [str(w.path) for w in layers]
+            if "mask" in a.details:
+                files["mask"] = str(a.details["mask"])
+            png = self.files.add(a, files, {str(w.path): w for w in layers})
+        else:
+            files = {"geojson": str(write_error_record(a.question, a.error, path))}
+            png = self.files.add(None, files)
         if png:
             files["quicklook"] = png
-    return rows, item_files
+        row["outputs"] = files
+        return row
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the objects' files; write the styles and QGIS project; the item's files."""
+        try:
+            item_files = self.files.finish()
+        finally:
+            self.close()
+        item_files.pop("answer_quicklooks", None)
+        return item_files
+
+    def close(self) -> None:
+        """Wait for the background work (after an error, its own error is not raised)."""
+        self.files.close()
+        self._pool.shutdown()
+
+    def __enter__(self) -> ItemExport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def export_item_outputs(
+    item: str, raster: str, answers: Iterable[Outcome], scene: Scene, out_dir: str | Path
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Write an item's files from its answers (:class:`ItemExport`, each answer's files as
+    it comes): per answer its GIS layers, per item the objects, quicklooks, QGIS styles and
+    project (:class:`georeason.geo.export.item.ItemFiles`).
+
+    Returns the ``answers.jsonl`` rows (with ``item`` and ``outputs``, absolute paths) and
+    the item's files.
+    """
+    with ItemExport(item, raster, scene, out_dir) as export:
+        rows = [export.add(a) for a in answers]
+        return rows, export.finish()
 
 
 def outcome_row(outcome: Outcome, item: str | None = None) -> dict[str, Any]:
@@ -996,6 +1065,15 @@ class ItemResult:
     def objects(self) -> list[GroundedObject]:
         """The grounded objects (merged, with ids)."""
         return self.grounding.objects
+
+
+@dataclass
+class ItemStream(ItemResult):
+    """What :meth:`Pipeline.run_iter` gives: an :class:`ItemResult` whose ``answers`` list
+    is empty and whose answers come from :attr:`stream`, each question answered when its
+    outcome is asked for (the scene is grounded and complete already)."""
+
+    stream: Iterator[Outcome] = field(default_factory=lambda: iter(()))
 
 
 @dataclass
@@ -1208,6 +1286,39 @@ class Pipeline:
         ``item_bands`` are the band names a catalog records for the raster (STAC
         ``eo:bands``); :attr:`bands` overrides them.
         """
+        s = self.run_iter(
+            questions,
+            raster=raster,
+            vectors=vectors,
+            item=item,
+            raster_sha256=raster_sha256,
+            mask_path=mask_path,
+            fallback=fallback,
+            grid=grid,
+            item_bands=item_bands,
+            _listed=True,
+        )
+        return ItemResult(
+            s.answers, s.scene, s.grid, s.questions, s.grounding, s.grounded, s.missing, s.fitness
+        )
+
+    def run_iter(
+        self,
+        questions: Sequence[str] | Sequence[CompiledQuestion],
+        *,
+        raster: str | Path | None = None,
+        vectors: Scene | None = None,
+        item: str | None = None,
+        raster_sha256: str | None = None,
+        mask_path: Callable[[int, str], Path] | None = None,
+        fallback: Callable[[str, Scene, AnswerContext, int], Answer] | None = None,
+        grid: RasterGrid | None = None,
+        item_bands: Sequence[str] = (),
+        _listed: bool = False,
+    ) -> ItemStream:
+        """:meth:`run` with the answers to come: the item is grounded (and its scene made)
+        here, and each question is answered as :attr:`ItemStream.stream` is consumed, so a
+        consumer that exports and drops each answer never holds them all (the flow)."""
         if all(isinstance(q, CompiledQuestion) for q in questions):
             cqs = [q for q in questions if isinstance(q, CompiledQuestion)]
         else:
@@ -1218,7 +1329,9 @@ class Pipeline:
                     "give --objects FILE, --raster FILE or --item ID (what the question is about)"
                 )
             ctx = AnswerContext(None, mask_path, fallback, self._post(vectors, None), self._answered(cqs))
-            return ItemResult(answer_questions(cqs, vectors, ctx), vectors, None, cqs)
+            if _listed:
+                return ItemStream(answer_questions(cqs, vectors, ctx), vectors, None, cqs)
+            return ItemStream([], vectors, None, cqs, stream=iter_answers(cqs, vectors, ctx))
         from georeason.geo.raster.grid import RasterGrid
         from georeason.models.registry import can_ground
 
@@ -1254,10 +1367,17 @@ class Pipeline:
             fitness = assess(raster, self.grounder, to_ground, names)
             annotate_scene(scene, fitness, self.grounder)
         ctx = AnswerContext(grid, mask_path, fallback, self._post(scene, fitness), self._answered(cqs))
-        answers = answer_questions(
-            cqs, scene, ctx, grounded=to_ground, failures=g.failures, not_grounded=not_grounded, notes=g.notes
-        )
-        return ItemResult(answers, scene, grid, cqs, g, to_ground, missing, fitness)
+        how: dict[str, Any] = {
+            "grounded": to_ground,
+            "failures": g.failures,
+            "not_grounded": not_grounded,
+            "notes": g.notes,
+        }
+        if _listed:
+            answers = answer_questions(cqs, scene, ctx, **how)
+            return ItemStream(answers, scene, grid, cqs, g, to_ground, missing, fitness)
+        stream = iter_answers(cqs, scene, ctx, **how)
+        return ItemStream([], scene, grid, cqs, g, to_ground, missing, fitness, stream=stream)
 
     def _tiles_done(self, classes: Sequence[str], total: int) -> TileProgress | None:
         report = self.progress

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -60,6 +61,7 @@ __all__ = [
     "geojson_geometries",
     "families_of",
     "feature_collection_text",
+    "feature_collection_parts",
     "write_feature_collection",
     "write_error_record",
     "dedupe_classes",
@@ -221,19 +223,23 @@ class GeoJSONCache:
     def __init__(self, precision: int = 7) -> None:
         self.precision = precision
         self._texts: dict[tuple[int, str, int], tuple[BaseGeometry, CRS | None, str]] = {}
+        # one computation at a time: a second thread asking for the same geometries (an
+        # item's objects file written beside its answer files) waits and takes them made
+        self._lock = threading.Lock()
 
     def texts(self, geoms: Sequence[BaseGeometry], families: Sequence[str], crs: CRS | None) -> list[str]:
         """The geometry text of ``as_multi(g, family)`` for each pair, in ``crs``."""
         keys = [(id(g), f, id(crs)) for g, f in zip(geoms, families)]
-        todo = {k: n for n, k in enumerate(keys) if k not in self._texts}
-        if todo:
-            ns = list(todo.values())
-            multi = [as_multi(geoms[n], families[n]) for n in ns]
-            with gc_paused():  # millions of short coordinate lists, no reference cycles
-                made = rfc7946_texts(multi, crs, self.precision)
-            for n, text in zip(ns, made):
-                self._texts[keys[n]] = (geoms[n], crs, text)
-        return [self._texts[k][2] for k in keys]
+        with self._lock:
+            todo = {k: n for n, k in enumerate(keys) if k not in self._texts}
+            if todo:
+                ns = list(todo.values())
+                multi = [as_multi(geoms[n], families[n]) for n in ns]
+                with gc_paused():  # millions of short coordinate lists, no reference cycles
+                    made = rfc7946_texts(multi, crs, self.precision)
+                for n, text in zip(ns, made):
+                    self._texts[keys[n]] = (geoms[n], crs, text)
+            return [self._texts[k][2] for k in keys]
 
 
 def families_of(geom: BaseGeometry | None) -> list[str]:
@@ -260,6 +266,9 @@ _MULTI = {
 
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
+#: Characters gathered before each write of :func:`write_feature_collection`.
+_WRITE_CHUNK = 1 << 20
+
 
 def feature_collection_text(
     features: Iterable[tuple[Any, dict[str, Any], str]], properties: dict[str, Any] | None = None
@@ -268,12 +277,21 @@ def feature_collection_text(
     ``{"type": "Feature", "id": id, "properties": props, "geometry": <geometry text>}``
     (and ``properties`` as the collection's), byte for byte, from (id, props, geometry
     text) triples: geometry texts are joined, never parsed."""
-    feats = ", ".join(
-        f'{{"type": "Feature", "id": {_JSON(fid)}, "properties": {_JSON(props)}, "geometry": {geom}}}'
-        for fid, props, geom in features
-    )
+    return "".join(feature_collection_parts(features, properties))
+
+
+def feature_collection_parts(
+    features: Iterable[tuple[Any, dict[str, Any], str]], properties: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """:func:`feature_collection_text` in pieces (one feature each), for writing a large
+    collection without holding its whole text; ``features`` is consumed lazily."""
+    yield '{"type": "FeatureCollection", "features": ['
+    for n, (fid, props, geom) in enumerate(features):
+        yield (", " if n else "") + (
+            f'{{"type": "Feature", "id": {_JSON(fid)}, "properties": {_JSON(props)}, "geometry": {geom}}}'
+        )
     tail = "" if properties is None else f', "properties": {_JSON(properties)}'
-    return f'{{"type": "FeatureCollection", "features": [{feats}]{tail}}}'
+    yield f"]{tail}}}"
 
 
 def write_feature_collection(
@@ -281,12 +299,20 @@ def write_feature_collection(
     path: str | Path,
     properties: dict[str, Any] | None = None,
 ) -> Path:
-    """Write :func:`feature_collection_text` atomically (UTF-8), as :func:`write_geojson` does."""
+    """Write :func:`feature_collection_text` atomically (UTF-8), as :func:`write_geojson` does,
+    a feature at a time (``features`` may be a generator: texts made as they are written)."""
     path = Path(path)
     try:
-        text = feature_collection_text(features, properties)
-        with atomic_path(path) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            buf: list[str] = []
+            size = 0
+            for piece in feature_collection_parts(features, properties):
+                buf.append(piece)
+                size += len(piece)
+                if size >= _WRITE_CHUNK:
+                    fh.write("".join(buf))
+                    buf, size = [], 0
+            fh.write("".join(buf))
     except (OSError, ValueError) as exc:
         raise ExportError(f"could not write {str(path)!r}: {exc}") from exc
     return path
