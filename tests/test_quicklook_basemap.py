@@ -66,21 +66,26 @@ def test_basemap_matches_gdal_average_and_its_grid(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("dtype", "nodata", "high", "k"),
+    ("dtype", "nodata", "high", "k", "block"),
     [
-        ("uint16", 0, 4000, 5),
-        ("uint16", 7, 4000, 4),  # a nonzero nodata value
-        ("uint16", None, 4000, 3),  # no nodata: every pixel valid
-        ("uint8", 255, 255, 6),
-        ("uint16", 0, 65535, 20),  # block sums above 2**24: the general float32 path
-        ("int16", -1, 4000, 4),  # signed: the general path
+        ("uint16", 0, 4000, 5, None),
+        ("uint16", 7, 4000, 4, None),  # a nonzero nodata value
+        ("uint16", None, 4000, 3, None),  # no nodata: every pixel valid
+        ("uint8", 255, 255, 6, None),
+        ("uint16", 0, 65535, 20, None),  # block sums above 2**24: the general float32 path
+        ("int16", -1, 4000, 4, None),  # signed: the general path
+        # tiled files: windows a block row high and whole blocks wide (columns chunked)
+        ("uint16", 0, 4000, 5, 16),
+        ("uint16", 7, 4000, 3, 16),
+        ("uint16", 0, 65535, 16, 32),  # windows whose sums take the float32 path
     ],
 )
 def test_integer_block_means_equal_the_float32_path_byte_for_byte(
-    tmp_path, monkeypatch, dtype, nodata, high, k
+    tmp_path, monkeypatch, dtype, nodata, high, k, block
 ):
     """Unsigned bands are read once and summed in integers; the result is the general
-    (masked read, float32 sums) path's, bit for bit, so the quicklooks do not change."""
+    (masked read, float32 sums, full-width strips) path's, bit for bit, so the quicklooks
+    do not change."""
     import georeason.geo.export.quicklook as ql
 
     rng = np.random.default_rng(3)
@@ -92,14 +97,17 @@ def test_integer_block_means_equal_the_float32_path_byte_for_byte(
         driver="GTiff", width=177, height=131, count=3, dtype=dtype, nodata=nodata,
         crs="EPSG:32618", transform=Affine(10, 0, 500000, 0, -10, 4500000),
     )  # fmt: skip
+    if block:
+        profile.update(tiled=True, blockxsize=block, blockysize=block)
+    strip = 0.001 if block else 0.01  # strips thinner than a block row: tile-aligned windows
     path = tmp_path / "r.tif"
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     with rasterio.open(path) as src:
         assert (ql._validity_by_value(src, [1, 2, 3]) is not None) == dtype.startswith("uint")
-        fast = _block_mean(src, [1, 2, 3], k, strip_mpx=0.01)
+        fast = _block_mean(src, [1, 2, 3], k, strip_mpx=strip)
         monkeypatch.setattr(ql, "_validity_by_value", lambda src, idx: None)
-        general = _block_mean(src, [1, 2, 3], k, strip_mpx=0.01)
+        general = _block_mean(src, [1, 2, 3], k, strip_mpx=strip)
     assert fast.dtype == general.dtype == np.float32
     assert np.array_equal(np.ma.getmaskarray(fast), np.ma.getmaskarray(general))
     assert fast.filled(0).tobytes() == general.filled(0).tobytes()

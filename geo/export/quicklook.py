@@ -229,45 +229,61 @@ class Basemap:
 
 def _block_mean(src: Any, idx: Sequence[int], k: int, strip_mpx: float = 1.0) -> np.ma.MaskedArray:
     """The mean of each k x k block of valid pixels of bands ``idx``: shape ``(3, ceil(H/k),
-    ceil(W/k))``; a block without valid pixels is masked. Read in strips of about
+    ceil(W/k))``; a block without valid pixels is masked. Read in windows of about
     ``strip_mpx`` megapixels per band, so memory stays bounded whatever the raster's size.
 
     Unsigned integer bands whose validity is their nodata value (or all valid) are read once
     (a masked read decodes them twice: data and mask band) and summed exactly in integers;
     a block sum is then the float32 sum the general path computes (exact below 2**24, where
-    the general path's float32 sum is exact too; a strip with a larger sum takes it)."""
+    the general path's float32 sum is exact too; a window with a larger sum takes it).
+
+    A tiled file is read in windows at least one block row high and a whole number of
+    blocks (and of k) wide: full-width strips k-aligned but thinner than a block row made
+    GDAL decode each block row once per strip when the row did not fit its (bounded) block
+    cache: 123 s instead of a few on a 20000² file of 512² deflate tiles."""
     h, w = math.ceil(src.height / k), math.ceil(src.width / k)
     out = np.ma.masked_all((len(idx), h, w), dtype="float32")
     rows = max(1, int(strip_mpx * 1e6) // (w * k * k))  # output rows per strip
+    cols = w  # output columns per window
     by_value = _validity_by_value(src, idx)
+    bh, bw = src.block_shapes[0] if src.block_shapes else (1, src.width)
+    if by_value is not None and bw < src.width and bh > rows * k:
+        # exact integer sums do not depend on the windows: tile-aligned windows are safe
+        rows = math.ceil(bh / k)
+        step = math.lcm(k, bw) // k  # output columns per window: whole blocks, whole k
+        cols = min(w, step * max(1, int(strip_mpx * 1e6) // (rows * k * step * k)))
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
         y0, y1 = r0 * k, min(src.height, r1 * k)
-        pad = ((0, 0), (0, (r1 - r0) * k - (y1 - y0)), (0, w * k - src.width))
-        shape = (len(idx), r1 - r0, k, w, k)
-        total: np.ndarray | None = None
-        if by_value is not None:
-            raw = src.read(list(idx), window=((y0, y1), (0, src.width)))
-            nodata = by_value[0]
-            valid = raw != nodata if nodata is not None else np.ones(raw.shape, dtype=bool)
-            if nodata is not None and nodata != 0:
-                raw = np.where(valid, raw, 0)
-            if pad[1][1] or pad[2][1]:
-                raw, valid = np.pad(raw, pad), np.pad(valid, pad)
-            exact = _block_sum(raw, shape)
-            if int(exact.max(initial=0)) < 2**24:  # float32 sums of these are exact in any order
-                total = exact.astype("float32")
-                count = _block_sum(valid, shape).astype(np.int64)
-        if total is None:
-            a = src.read(list(idx), window=((y0, y1), (0, src.width)), masked=True)
-            valid = ~np.ma.getmaskarray(a)
-            data = np.where(valid, np.ma.getdata(a), 0).astype("float32", copy=False)
-            if pad[1][1] or pad[2][1]:  # partial blocks at the bottom / right edge
-                data, valid = np.pad(data, pad), np.pad(valid, pad)
-            total = data.reshape(shape).sum(axis=(2, 4))
-            count = valid.reshape(shape).sum(axis=(2, 4))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, r0:r1] = np.ma.masked_array(total / count, mask=count == 0)
+        for c0 in range(0, w, cols):
+            c1 = min(w, c0 + cols)
+            x0, x1 = c0 * k, min(src.width, c1 * k)
+            win = ((y0, y1), (x0, x1))
+            pad = ((0, 0), (0, (r1 - r0) * k - (y1 - y0)), (0, (c1 - c0) * k - (x1 - x0)))
+            shape = (len(idx), r1 - r0, k, c1 - c0, k)
+            total: np.ndarray | None = None
+            if by_value is not None:
+                raw = src.read(list(idx), window=win)
+                nodata = by_value[0]
+                valid = raw != nodata if nodata is not None else np.ones(raw.shape, dtype=bool)
+                if nodata is not None and nodata != 0:
+                    raw = np.where(valid, raw, 0)
+                if pad[1][1] or pad[2][1]:
+                    raw, valid = np.pad(raw, pad), np.pad(valid, pad)
+                exact = _block_sum(raw, shape)
+                if int(exact.max(initial=0)) < 2**24:  # float32 sums of these are exact in any order
+                    total = exact.astype("float32")
+                    count = _block_sum(valid, shape).astype(np.int64)
+            if total is None:
+                a = src.read(list(idx), window=win, masked=True)
+                valid = ~np.ma.getmaskarray(a)
+                data = np.where(valid, np.ma.getdata(a), 0).astype("float32", copy=False)
+                if pad[1][1] or pad[2][1]:  # partial blocks at the bottom / right edge
+                    data, valid = np.pad(data, pad), np.pad(valid, pad)
+                total = data.reshape(shape).sum(axis=(2, 4))
+                count = valid.reshape(shape).sum(axis=(2, 4))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[:, r0:r1, c0:c1] = np.ma.masked_array(total / count, mask=count == 0)
     return out
 
 
