@@ -928,7 +928,6 @@ class ItemExport:
         """Write the next answer's files; return its ``answers.jsonl`` row (with ``item`` and
         ``outputs``, absolute paths; a large answer's evidence by id, its geometry in its layer)."""
         from georeason.geo.export.layers import (
-            GeoJSONCache,
             answer_stem,
             write_answer_geojson,
             write_error_record,
@@ -944,7 +943,8 @@ class ItemExport:
             row = outcome_row(a, self.item)
         path = self.out / f"{answer_stem(self._n, a.question or '')}.geojson"
         if isinstance(a, Answer):
-            layers = write_answer_geojson(a, path, self.cache if self.cache is not None else GeoJSONCache())
+            # no shared cache: a large answer's texts are made in chunks as its file is written
+            layers = write_answer_geojson(a, path, self.cache)
             files: dict[str, Any] = {"geojson": str(layers[0].path)}
             if len(layers) > 1:
                 files["parts"] = [str(w.path) for w in layers]

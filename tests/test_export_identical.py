@@ -236,6 +236,23 @@ def test_answer_files_equal_the_reference_text(synthetic, tmp_path):
             assert p.read_text(encoding="utf-8") == text, p.name
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 50])
+def test_answer_files_written_in_chunks_equal_the_reference_text(synthetic, tmp_path, monkeypatch, chunk):
+    """An answer of more coordinates than TEXT_CHUNK_COORDS (and no shared cache) is written
+    with its texts made a chunk at a time (runs of one CRS: the evidence here is in two)."""
+    import georeason.geo.export.layers as layers_mod
+
+    monkeypatch.setattr(layers_mod, "TEXT_CHUNK_COORDS", chunk)
+    _, answers = synthetic
+    for n, a in enumerate(answers, 1):
+        path = tmp_path / f"{answer_stem(n, a.question or '')}.geojson"
+        written = write_answer_files(a, path)
+        want = _ref_answer_texts(a, path)
+        assert sorted(written) == sorted(want)
+        for p, text in want.items():
+            assert p.read_text(encoding="utf-8") == text, p.name
+
+
 def test_answer_files_are_rfc7946_and_keep_the_geometries(synthetic, tmp_path):
     """Properties, independently of any reference text: counter-clockwise exteriors,
     1e-7 degree coordinates, the input geometry within that precision, every id once per family."""

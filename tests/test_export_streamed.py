@@ -30,6 +30,7 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 import georeason.geo.export.item as item_mod
+import georeason.geo.export.layers as layers_mod
 from georeason.geo.export.item import _evidence, _family_of_geojson, _has_role, answer_paths, answer_subtitle
 from georeason.geo.export.layers import (
     FAMILIES,
@@ -350,10 +351,12 @@ def _same_trees(old: Path, new: Path) -> list[str]:
 def test_streamed_export_equals_the_export_before_streaming(tmp_path, monkeypatch, shared):
     """The flow's answer-export task, fed the answers as they are made, against the old
     export of the same answers held in a list: same files, same answers.jsonl lines, same
-    item files. ``over-budget``: no text shared, objects.geojson written 40 coordinates a chunk."""
+    item files. ``over-budget``: no text shared, objects.geojson and the answer files written
+    40 coordinates a chunk."""
     if not shared:
         monkeypatch.setattr(item_mod, "SHARED_TEXT_COORDS", 0)
         monkeypatch.setattr(item_mod, "TEXT_CHUNK_COORDS", 40)
+        monkeypatch.setattr(layers_mod, "TEXT_CHUNK_COORDS", 40)  # answer files in chunks too
     import logging
 
     monkeypatch.setattr(answer_task, "get_run_logger", lambda: logging.getLogger("test"))

@@ -654,6 +654,10 @@ def _write_answer_geojson(
     path: Path,
     cache: GeoJSONCache | None,
 ) -> list[AnswerLayer]:
+    if cache is None and rows:
+        counts = shapely.get_num_coordinates(_object_array([g for _, g, _ in rows]))
+        if int(counts.sum()) > TEXT_CHUNK_COORDS:
+            return _write_answer_geojson_chunked(rows, counts.tolist(), record, top, path)
     cache = cache if cache is not None else GeoJSONCache()
     by_fam: dict[str, list[tuple[Any, dict[str, Any], str]]] = {}
     roles: dict[str, set[str]] = {}
@@ -682,6 +686,58 @@ def _write_answer_geojson(
         target = path if len(by_fam) == 1 else path.with_name(f"{path.stem}.{fam}{path.suffix}")
         written.append(
             AnswerLayer(write_feature_collection(by_fam[fam], target, top), fam, frozenset(roles[fam]))
+        )
+    return written
+
+
+def _write_answer_geojson_chunked(
+    rows: list[tuple[dict[str, Any], BaseGeometry, CRS]],
+    counts: list[int],
+    record: dict[str, Any],
+    top: dict[str, Any],
+    path: Path,
+) -> list[AnswerLayer]:
+    """:func:`_write_answer_geojson` without a cache, for an answer of many coordinates (an
+    answer over a whole scene's vegetation): each family's texts made about
+    :data:`TEXT_CHUNK_COORDS` coordinates at a time (runs of rows in one CRS) as the file is
+    written, none kept. The same bytes (each text does not depend on the others in its call)."""
+    fams_of = [families_of(g) for _, g, _ in rows]
+    roles: dict[str, set[str]] = {}
+    for (props, _, _), fams in zip(rows, fams_of):
+        for fam in fams:
+            roles.setdefault(fam, set()).add(str(props.get("role")))
+    if not roles:
+        return [AnswerLayer(_write_records_geojson(record, path, top), None, frozenset(["record"]))]
+
+    def features(fam: str) -> Iterator[tuple[Any, dict[str, Any], str]]:
+        members = [n for n, fams in enumerate(fams_of) if fam in fams]
+        start = 0
+        while start < len(members):
+            crs = rows[members[start]][2]
+            stop, size = start, 0
+            while (
+                stop < len(members)
+                and rows[members[stop]][2] is crs
+                and (stop == start or size + counts[members[stop]] <= TEXT_CHUNK_COORDS)
+            ):
+                size += counts[members[stop]]
+                stop += 1
+            chunk = members[start:stop]
+            # a coordinate that is not a finite number: ValueError, an ExportError naming the file
+            # from write_feature_collection (the temporary file removed)
+            with gc_paused():
+                texts = rfc7946_texts([as_multi(rows[n][1], fam) for n in chunk], crs)
+            for n, text in zip(chunk, texts):
+                yield rows[n][0]["id"], rows[n][0], text
+            start = stop
+
+    written = []
+    for fam in FAMILIES:
+        if fam not in roles:
+            continue
+        target = path if len(roles) == 1 else path.with_name(f"{path.stem}.{fam}{path.suffix}")
+        written.append(
+            AnswerLayer(write_feature_collection(features(fam), target, top), fam, frozenset(roles[fam]))
         )
     return written
 
