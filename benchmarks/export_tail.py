@@ -1,5 +1,5 @@
 """The `run` command's export tail alone, in process: wall and CPU seconds of
-:func:`georeason.pipeline.export_item_outputs` (the flow's ``export-item`` task) on one item.
+:func:`georeason.pipeline.export_item_outputs` (the flow's ``answer-export`` export) on one item.
 
 Usage::
 

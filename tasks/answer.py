@@ -36,8 +36,11 @@ def export_item(
     item: str, raster: str, answers: list[Outcome], scene: Scene, out_dir: str
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write an item's files from its :class:`~georeason.geo.language.answer.Answer` objects
-    (:func:`georeason.pipeline.export_item_outputs`; pass ``answers`` and ``scene`` wrapped
-    in Prefect's ``quote`` so that Prefect does not walk their geometries).
+    held in a list (:func:`georeason.pipeline.export_item_outputs`; pass ``answers`` and
+    ``scene`` wrapped in Prefect's ``quote`` so that Prefect does not walk their
+    geometries). The ``answer`` flow uses :func:`answer_item` (each answer exported as it is
+    made); this stays for callers that hold the answers (the no-Prefect baseline of
+    ``benchmarks/end_to_end.py --stages`` calls its body).
 
     Per answer its GIS layers (``q01-how-many-lakes.geojson``, RFC 7946, one file per
     geometry type; a null-geometry record for a question that failed); per item the
