@@ -218,10 +218,12 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         todo = [(info, [compiled[s.question] for s in specs if s.item in (None, info.id)]) for info in infos]
         todo = [(info, qs) for info, qs in todo if qs]
         jsonl = out_dir / "answers.jsonl"
-        # answers.jsonl written line by line as the answers come (each item's lines first in
-        # a part file, appended once the item is done: a failed item's lines are replaced by
-        # its error rows), renamed into place at the end
-        with atomic_path(jsonl) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        # each item's answers.jsonl lines are written as its answers come, into a part file
+        # beside its outputs (a fixed name: a run killed midway leaves nothing a rerun does not
+        # replace); a failed item's lines are its error rows; answers.jsonl is made from the
+        # parts at the end (a temporary file renamed into place)
+        pieces: list[Path | str] = []
+        try:
             for n, (info, qs) in enumerate(todo, 1):
                 last_item.armed = n == len(todo)
                 part = out_dir / info.id / ".answers.jsonl.part"
@@ -235,9 +237,9 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
                         grounded=last_item.release,
                         rows=part,
                     )
-                    with open(part, encoding="utf-8") as src:
-                        shutil.copyfileobj(src, fh)
+                    pieces.append(part)
                 except Exception as exc:  # noqa: BLE001 - one item's failure never loses the other answers
+                    part.unlink(missing_ok=True)
                     msg = " ".join(str(exc).split()) or type(exc).__name__
                     log.error("[%s] item failed: %s: %s", info.id, type(exc).__name__, msg)
                     err = f"item {info.id!r} failed: {msg}"
@@ -246,14 +248,27 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
                         for q in qs
                     ]
                     files, failures = {}, []
-                    for r in rows:
-                        # paths relative to answers.jsonl: the folder can be moved or shared as a whole
-                        fh.write(json.dumps(relative_row(finite_row(r), out_dir), allow_nan=False) + "\n")
-                finally:
-                    part.unlink(missing_ok=True)
+                    # paths relative to answers.jsonl: the folder can be moved or shared as a whole
+                    pieces.append(
+                        "".join(
+                            json.dumps(relative_row(finite_row(r), out_dir), allow_nan=False) + "\n"
+                            for r in rows
+                        )
+                    )
                 all_rows.extend(rows)
                 outputs[info.id] = files
                 failed_tiles += len(failures)
+            with atomic_path(jsonl) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+                for piece in pieces:
+                    if isinstance(piece, str):
+                        fh.write(piece)
+                    else:
+                        with open(piece, encoding="utf-8") as src:
+                            shutil.copyfileobj(src, fh)
+        finally:
+            for piece in pieces:
+                if isinstance(piece, Path):
+                    piece.unlink(missing_ok=True)
         summary = _artifacts(all_rows, outputs, out_dir, cat_dir, qpath, failed_tiles)
         written: list[str | Path] = [jsonl, *(f for files in outputs.values() for f in files.values())]
         for r in all_rows:
