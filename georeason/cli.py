@@ -484,11 +484,11 @@ def _ground_ahead(
 def _prefect_api(server: Any) -> Iterator[None]:
     """Point Prefect at the temporary ``server`` (when there is one) for the flow run:
     wait for its health check, then set ``PREFECT_API_URL`` (environment, for worker
-    processes, and Prefect's settings) until the run ends."""
+    processes, and Prefect's settings; flow-run heartbeats off) until the run ends."""
     if server is None:
         yield
         return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     t0 = time.perf_counter()
     url = server.wait_ready()
@@ -500,7 +500,9 @@ def _prefect_api(server: Any) -> Iterator[None]:
     before = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
     try:
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        # no flow-run heartbeats: they let a long-lived server notice a crashed run, while
+        # this server ends with the run; the engine joins their thread (up to 1 s) at the end
+        with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             try:
                 yield
             finally:
