@@ -22,6 +22,7 @@ a rerun after a kill skips the batches that finished.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -153,6 +154,10 @@ def batch_run_name(item: str) -> Callable[[], str]:
     return name
 
 
+#: Seconds between updates of an item's progress artifact (the last batch always updates it).
+PROGRESS_EVERY_S = 1.0
+
+
 def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) -> Mapper:
     """The Prefect :data:`~georeason.pipeline.Mapper`: ``ground_tiles.map`` on the flow's runner.
 
@@ -186,6 +191,7 @@ def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) 
         bar, bar_key = reporter(), f"tiles:{item}"
         bar.start(bar_key, f"{item}: grounding tiles", total=total)
         done = 0
+        shown = time.monotonic()
         # results are yielded in batch order and not kept here: the pipeline merges each
         # batch as it comes and lets its detections go
         futures: list[Any] = list(mapped.map(unmapped(job), batches, unmapped(cache_dir), unmapped(pool)))
@@ -193,7 +199,11 @@ def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) 
             fut, futures[i] = futures[i], None
             fut.wait()
             done += len(batch)
-            update_progress_artifact(progress_id, 100.0 * done / max(1, total))
+            # one API call (and its events) per PROGRESS_EVERY_S, and the last one: batches
+            # grounded ahead finish together, and the UI needs no more
+            if done == total or time.monotonic() - shown >= PROGRESS_EVERY_S:
+                update_progress_artifact(progress_id, 100.0 * done / max(1, total))
+                shown = time.monotonic()
             bar.advance(bar_key, len(batch))
             if tiles_done is not None:
                 tiles_done(len(batch))

@@ -89,6 +89,9 @@ def test_run_with_its_temporary_server_records_run_task_runs_logs_and_artifacts(
         assert any(m.startswith("[sample] How many lakes are there? -> ") for m in messages)
         artifacts = _post(api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [fr]}}})
         keys = {a["key"] for a in artifacts}
+        # the progress artifact, updated at most once a second, always ends at 100 %
+        (progress,) = [a for a in artifacts if a["key"] == "georeason-progress-sample"]
+        assert float(progress["data"]) == 100.0
         assert {
             "georeason-summary",
             "georeason-answers",
