@@ -162,6 +162,11 @@ class TemporaryServer:
         self._warmed = threading.Event()
 
     @property
+    def warmed(self) -> bool:
+        """Whether the server has answered (and had its warm-up request), or stopped trying."""
+        return self._warmed.is_set()
+
+    @property
     def api_url(self) -> str:
         """The server's API URL (``http://127.0.0.1:PORT/api``)."""
         return f"http://127.0.0.1:{self.port}/api"
