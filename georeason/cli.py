@@ -380,7 +380,7 @@ def run(
         results_dir = (cfg.results_dir or default_results_dir(cfg.out)).resolve()
         # every user mistake is found here, before Prefect starts or a tile is read
         policy = _policy(allow_external, asset_root)
-        preflight_run(
+        plan = preflight_run(
             cfg.catalog,
             cfg.questions,
             cfg.out,
@@ -416,7 +416,10 @@ def run(
         )
         # one writer per output folder: taken here, before Prefect starts, so that a refusal is
         # one line (the flow takes it again, re-entrantly, when run without the CLI)
-        with OutputLock(cfg.out), _prefect_api(server), live():
+        # the flow's first task reads the first item's vector layers (pyogrio, ~90 MB):
+        # imported ahead only then, not held while a raster-only run grounds
+        reads_vectors = bool(objects) or any(i.vector_paths for i in plan.items[:1])
+        with OutputLock(cfg.out), _prefect_api(server, reads_vectors), live():
             state = _run_flow(answer, chosen, cfg, options, item, objects, results_dir)
         result = result_of(state)  # re-raises if the flow itself failed (after the checks above)
     except (GeoreasonError, typer.BadParameter) as exc:
@@ -481,7 +484,7 @@ def _ground_ahead(
 
 
 @contextlib.contextmanager
-def _prefect_api(server: Any) -> Iterator[None]:
+def _prefect_api(server: Any, reads_vectors: bool = False) -> Iterator[None]:
     """Point Prefect at the temporary ``server`` (when there is one) for the flow run:
     wait for its health check, then set ``PREFECT_API_URL`` (environment, for worker
     processes, and Prefect's settings; flow-run heartbeats off) until the run ends."""
@@ -491,7 +494,7 @@ def _prefect_api(server: Any) -> Iterator[None]:
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     if not server.warmed:
-        _import_ahead()  # while the server still boots, not in the flow's serial part
+        _import_ahead(reads_vectors)  # while the server still boots, not in the flow's serial part
     t0 = time.perf_counter()
     url = server.wait_ready()
     if verbosity() >= Verbosity.VERBOSE:
@@ -517,10 +520,9 @@ def _prefect_api(server: Any) -> Iterator[None]:
 
 
 #: Modules the ``answer`` flow imports on first use (measured with ``python -X importtime``
-#: on the sample run: ~1.2 s): the vector reader and GeoPackage writer, the seam merge, the
-#: export, Prefect's parameter encoder and its engines.
+#: on the sample run: ~0.5 s, and pyogrio 0.77 s): the seam merge, the export, Prefect's
+#: parameter encoder and its engines.
 FLOW_LAZY_IMPORTS = (
-    "pyogrio",
     "georeason.geo.grounding.seams",
     "georeason.geo.export.item",
     "PIL.Image",
@@ -530,12 +532,13 @@ FLOW_LAZY_IMPORTS = (
 )
 
 
-def _import_ahead() -> None:
+def _import_ahead(reads_vectors: bool) -> None:
     """Import :data:`FLOW_LAZY_IMPORTS` now (the run waits for its temporary server
-    anyway); one that fails is left to the flow, which reports it where it is used."""
+    anyway), and the vector reader when the flow starts by reading vector layers; one that
+    fails is left to the flow, which reports it where it is used."""
     import importlib
 
-    for name in FLOW_LAZY_IMPORTS:
+    for name in (*FLOW_LAZY_IMPORTS, *(("pyogrio",) if reads_vectors else ())):
         with contextlib.suppress(Exception):
             importlib.import_module(name)
 
