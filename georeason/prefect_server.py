@@ -171,12 +171,10 @@ class TemporaryServer:
         """The server's API URL (``http://127.0.0.1:PORT/api``)."""
         return f"http://127.0.0.1:{self.port}/api"
 
-    def start(self) -> TemporaryServer:
-        """Start the server process (returns at once)."""
-        spec = importlib.util.find_spec("prefect")
-        if spec is None or not spec.submodule_search_locations:
-            raise GeoreasonError("prefect is not installed: pip install -e . (it is a dependency)")
-        app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
+    @staticmethod
+    def environment() -> dict[str, str]:
+        """The server process's environment: this one's, UI off, no analytics, no
+        ``PREFECT_API_URL``, and :data:`TEMPORARY_SERVER_SETTINGS` where it sets none."""
         env = {
             **TEMPORARY_SERVER_SETTINGS,
             **os.environ,
@@ -187,6 +185,15 @@ class TemporaryServer:
             "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1"),
         }
         env.pop("PREFECT_API_URL", None)
+        return env
+
+    def start(self) -> TemporaryServer:
+        """Start the server process (returns at once)."""
+        spec = importlib.util.find_spec("prefect")
+        if spec is None or not spec.submodule_search_locations:
+            raise GeoreasonError("prefect is not installed: pip install -e . (it is a dependency)")
+        app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
+        env = self.environment()
         self.process = subprocess.Popen(
             [
                 sys.executable,

@@ -48,6 +48,17 @@ def test_temporary_server_settings_are_the_users_to_override(monkeypatch):
     assert services.task_run_recorder.enabled is True
     assert services.event_persister.enabled is True
 
+    from georeason.prefect_server import TemporaryServer
+
+    monkeypatch.delenv("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED")
+    monkeypatch.delenv("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    env = TemporaryServer.environment()
+    assert env["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "false"
+    assert "PREFECT_API_URL" not in env and env["PREFECT_UI_ENABLED"] == "0"
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED", "true")  # the user's choice wins
+    assert TemporaryServer.environment()["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "true"
+
 
 @pytest.mark.e2e
 def test_run_with_its_temporary_server_records_run_task_runs_logs_and_artifacts(tmp_path, monkeypatch):
