@@ -151,11 +151,14 @@ class TemporaryServer:
     :meth:`start` returns at once; :meth:`wait_ready` blocks until the health check
     answers; :meth:`stop` ends it. Its API URL is :attr:`api_url`. On Linux the server
     also ends when the thread that started it ends (call :meth:`start` from the thread
-    that lives for the run: ``georeason run`` uses its main thread).
+    that lives for the run: ``georeason run`` uses its main thread). ``warm``: a thread
+    polls the health check from the start and sends the first API request as soon as it
+    answers (:attr:`warmed` is then true).
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, warm: bool = True) -> None:
         self.port = port or _free_port()
+        self.warm = warm
         self.process: subprocess.Popen[bytes] | None = None
         self._ready = False
         self._warm: threading.Thread | None = None
@@ -219,6 +222,9 @@ class TemporaryServer:
         # the process is started by the calling thread (it dies with that thread); only
         # the health polling and the warm-up request run in the background
         self._warmed.clear()
+        if not self.warm:
+            self._warmed.set()
+            return self
         self._warm = threading.Thread(
             target=self._warm_up, args=(self.process, self.api_url), name="georeason-server-warm", daemon=True
         )
