@@ -348,6 +348,8 @@ def pool_map(pool: WorkerPool) -> Mapper:
                 if tiles_done is not None:
                     tiles_done(len(b))
                 yield result
+                del result
+                release_heap()  # merged: the batch's unpickled detections are freed; hand their heap back
 
     return map_batches
 
