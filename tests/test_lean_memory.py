@@ -61,8 +61,7 @@ def test_pool_workers_start_with_small_gdal_cache_and_frozen_gc(monkeypatch):
         frozen = [pool._executor.submit(gc.get_freeze_count).result(timeout=120) for _ in range(4)]
     assert caches == {"16MB"}
     assert min(frozen) > 1000  # the preloaded stack: tens of thousands of objects
-    assert os.environ["GDAL_CACHEMAX"] == f"{DEFAULT_GDAL_CACHEMAX_MB}MB"
-    assert gc.get_freeze_count() == 0 or gc.get_freeze_count() < min(frozen)
+    assert os.environ["GDAL_CACHEMAX"] == f"{DEFAULT_GDAL_CACHEMAX_MB}MB"  # the caller's own setting
 
 
 def _forkserver_pid() -> int | None:
