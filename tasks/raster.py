@@ -35,6 +35,7 @@ from prefect.context import TaskRunContext
 
 from georeason.errors import TileReadError
 from georeason.geo.export.names import slug
+from georeason.geo.raster.io import release_heap
 from georeason.geo.raster.tiling import Tile
 from georeason.pipeline import BatchResult, GroundJob, Mapper, TileFailure, TileProgress, ground_job_batch
 from georeason.progress import reporter
@@ -209,6 +210,9 @@ def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) 
                 tiles_done(len(batch))
             if fut.state.is_completed():
                 yield fut.result()
+                # merged: the batch's detections, its pickle and its cache file's bytes were
+                # freed in this thread or the task's; their heap goes back to the system
+                release_heap()
                 continue
             log.warning("batch of %d tiles of %s failed; retrying tile by tile", len(batch), job.raster)
             singles = mapped.map(unmapped(job), [[t] for t in batch], unmapped(cache_dir), unmapped(pool))
