@@ -13,10 +13,13 @@ processes; sampled with psutil every 0.1 s) and peak RSS (the largest single pro
 * ``scaling``: ``georeason run`` on the big scene with ``--workers 1`` vs ``--workers 2``.
 
 ``--baseline`` is the same pipeline and the same exports with no Prefect at all (not
-imported): :class:`georeason.pipeline.Pipeline` with the process-pool mapper
-(:func:`georeason.workers.pool_map`, same workers and batches as ``run``) or, with
+imported): the flow's :class:`georeason.pipeline.Pipeline` (built by the same
+:func:`georeason.workers.run_pipeline`, run's default tiles and batches) with the
+process-pool mapper (:func:`georeason.workers.pool_map`: the same
+:class:`~georeason.workers.WorkerPool`, one worker per CPU as ``run`` has) or, with
 ``--workers 0``, the plain loop; then :func:`georeason.pipeline.export_item_outputs` and
-``answers.jsonl``.
+``answers.jsonl``. ``benchmarks/end_to_end.py --modes run,noprefect`` runs it as its
+``noprefect`` mode.
 
     python benchmarks/orchestration.py --what sample --reps 3
     python benchmarks/orchestration.py --what big --size 8000 --reps 3
@@ -178,8 +181,8 @@ def baseline(args: argparse.Namespace) -> None:
     from georeason.catalog import default_catalog_dir, list_items
     from georeason.config import read_questions
     from georeason.geo.export.layers import answer_stem, relative_outputs
-    from georeason.pipeline import Pipeline, compile_questions, export_item_outputs, local_map, read_vectors
-    from georeason.workers import WorkerPool, default_workers, pool_map
+    from georeason.pipeline import compile_questions, export_item_outputs, local_map, read_vectors
+    from georeason.workers import BATCHES_PER_WORKER, WorkerPool, default_workers, pool_map, run_pipeline
 
     assert "prefect" not in sys.modules
     cat = Path(args.catalog) if args.catalog else default_catalog_dir()
@@ -192,11 +195,18 @@ def baseline(args: argparse.Namespace) -> None:
     if pool is not None:
         pool.warm()
     try:
-        pipeline = Pipeline(
-            on_unusable_bands="abstain",
-            max_batches=3 * workers if workers else 200,  # as the flow (BATCHES_PER_WORKER)
+        # the pipeline the flow builds (run_pipeline: same tiles, batches, confidence floor),
+        # with run's defaults (1024 px tiles, 128 px overlap, at most 200 batches)
+        pipeline = run_pipeline(
+            "spectral",
+            {},
+            tile_px=1024,
+            overlap_px=128,
+            max_task_runs=200,
+            parallel=workers,
             map=pool_map(pool) if pool is not None else local_map,
         )
+        assert pipeline.max_batches == (min(200, BATCHES_PER_WORKER * workers) if workers else 200)
         vectors = read_vectors([str(p) for p in info.vector_paths]) if info.vector_paths else None
         item_out = out / info.id
         result = pipeline.run(

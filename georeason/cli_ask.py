@@ -278,46 +278,25 @@ def ask_workers(
     return n if len(rows) * len(cols) >= MIN_POOL_TILES else 1
 
 
-#: GDAL block cache (MB) of ``ask``'s grounding workers: each reads its tiles once, in
-#: row order, so the cache only spares re-decoding the blocks a tile shares with the tile
-#: before it (a few MB); the default 64 MB per worker would add ~100 MB to the process tree.
-WORKER_GDAL_CACHEMAX_MB = 16
-
-
-def _start_forkserver_with_small_gdal_cache() -> None:
-    """Start the workers' forkserver now (they inherit its environment) with GDAL's block
-    cache at :data:`WORKER_GDAL_CACHEMAX_MB`, unless the user sized the cache
-    (``GDAL_CACHEMAX`` or ``GEOREASON_GDAL_CACHEMAX_MB``) or a forkserver already runs.
-    This process keeps its own setting (GDAL sizes its cache at its first block read,
-    which has not happened yet; the variable is restored at once)."""
-    from multiprocessing import forkserver
-
-    from georeason.geo.raster.io import gdal_cache_mb
-
-    ours = f"{gdal_cache_mb()}MB"
-    if os.environ.get("GEOREASON_GDAL_CACHEMAX_MB") or os.environ.get("GDAL_CACHEMAX") != ours:
-        return
-    os.environ["GDAL_CACHEMAX"] = f"{WORKER_GDAL_CACHEMAX_MB}MB"
-    try:
-        forkserver.ensure_running()
-    finally:
-        os.environ["GDAL_CACHEMAX"] = ours
-
-
 def _pool_mapper(workers: int) -> tuple[Any, Callable[[], None]]:
     """A :data:`~georeason.pipeline.Mapper` grounding in a new
     :class:`~georeason.workers.WorkerPool` of ``workers`` processes (started now, in the
     background, while this process reads vectors and fits the grounder), and the pool's
-    ``close``. The pool is closed as soon as the last batch is grounded: the workers'
-    memory is gone before the answers are computed."""
+    ``close``. The pool is closed as soon as the last batch is grounded, and its forkserver
+    stopped (it holds the preloaded grounding stack, ~60-80 MB PSS): the workers' memory is
+    gone before the answers are computed. The workers' GDAL cache is bounded by the pool
+    (:data:`georeason.workers.WORKER_GDAL_CACHEMAX_MB`)."""
     import threading
 
     from georeason.workers import WorkerPool, pool_map, release_after
 
     pool = WorkerPool(workers)
-    _start_forkserver_with_small_gdal_cache()
     threading.Thread(target=pool.warm, name="georeason-warm", daemon=True).start()
-    return release_after(pool_map(pool), pool.close), pool.close
+
+    def close() -> None:
+        pool.close(stop_forkserver=True)
+
+    return release_after(pool_map(pool), close), close
 
 
 def _run_pipeline(

@@ -1185,7 +1185,7 @@ class Pipeline:
                 if ahead is not None:
                     return ahead
         from georeason.geo.raster.grid import RasterGrid
-        from georeason.geo.raster.io import as_dataset
+        from georeason.geo.raster.io import as_dataset, release_heap
         from georeason.geo.raster.tiling import plan_tiles
         from georeason.models.registry import prepare_spec
 
@@ -1198,6 +1198,7 @@ class Pipeline:
         spec = prepare_spec(self.grounder, raster, options)
         with as_dataset(raster) as src:
             tiles = list(plan_tiles(src, self.tile_px, self.overlap_px))
+        release_heap()  # the nodata scan's blocks, freed with the dataset: not kept through grounding
         batches = plan_batches(tiles, self.max_batches)
         return GroundJob(raster, spec, tuple(classes), names, raster_sha256, item), tiles, batches
 

@@ -15,6 +15,16 @@ server, migrating its SQLite database) before any work.
 line then imports, checks inputs and reads the catalog while it boots, waits for its
 health check only when the flow starts, and stops it when the run ends. This module
 imports neither Prefect nor its server: only the standard library.
+
+What the temporary server does not run (:data:`TEMPORARY_SERVER_SETTINGS`): it lives only
+as long as one run, so the services a long-lived server needs are off: automations
+(triggers and their actions: a reaction to this run's events belongs on a started server)
+and the database vacuum (trimming old events from ``PREFECT_HOME``'s database: a started
+server does it). What the UI shows is kept: the flow run, its task runs (the task run
+recorder and the event persister), logs and artifacts. Once its health check answers, a
+thread sends it one API request (:meth:`TemporaryServer.start`): the first request makes
+FastAPI build its route table (~0.5 s), which then happens while the run still gets
+ready instead of in the flow's first API call.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import urllib.error
@@ -35,11 +46,31 @@ from types import TracebackType
 
 from georeason.errors import GeoreasonError, InputError
 
-__all__ = ["TemporaryServer", "configured_api_url", "check_api_url", "STARTUP_TIMEOUT_S"]
+__all__ = [
+    "TemporaryServer",
+    "configured_api_url",
+    "check_api_url",
+    "STARTUP_TIMEOUT_S",
+    "TEMPORARY_SERVER_SETTINGS",
+]
 
 #: Seconds to wait for the temporary server's health check (SQLite migrations on a busy
 #: machine can take a while).
 STARTUP_TIMEOUT_S = 180.0
+
+#: Prefect settings of the temporary server (environment of its process; the user's own
+#: environment wins for each): services a server that lives for one run does not need.
+TEMPORARY_SERVER_SETTINGS: dict[str, str] = {
+    # automations: evaluated on every event; a started server runs them
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    # the event vacuum trims old events of PREFECT_HOME's database at each start (a scan
+    # that grows with the database); "flow_runs"/"orphans" vacuums do not run in an
+    # ephemeral server, so naming one of them turns the events vacuum off
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "orphans",
+}
+
+#: The request that warms a fresh server (any API route builds FastAPI's route table).
+WARM_PATH = "/admin/version"
 
 
 def configured_api_url() -> str | None:
@@ -120,26 +151,35 @@ class TemporaryServer:
     :meth:`start` returns at once; :meth:`wait_ready` blocks until the health check
     answers; :meth:`stop` ends it. Its API URL is :attr:`api_url`. On Linux the server
     also ends when the thread that started it ends (call :meth:`start` from the thread
-    that lives for the run: ``georeason run`` uses its main thread).
+    that lives for the run: ``georeason run`` uses its main thread). ``warm``: a thread
+    polls the health check from the start and sends the first API request as soon as it
+    answers (:attr:`warmed` is then true).
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, warm: bool = True) -> None:
         self.port = port or _free_port()
+        self.warm = warm
         self.process: subprocess.Popen[bytes] | None = None
         self._ready = False
+        self._warm: threading.Thread | None = None
+        self._warmed = threading.Event()
+
+    @property
+    def warmed(self) -> bool:
+        """Whether the server has answered (and had its warm-up request), or stopped trying."""
+        return self._warmed.is_set()
 
     @property
     def api_url(self) -> str:
         """The server's API URL (``http://127.0.0.1:PORT/api``)."""
         return f"http://127.0.0.1:{self.port}/api"
 
-    def start(self) -> TemporaryServer:
-        """Start the server process (returns at once)."""
-        spec = importlib.util.find_spec("prefect")
-        if spec is None or not spec.submodule_search_locations:
-            raise GeoreasonError("prefect is not installed: pip install -e . (it is a dependency)")
-        app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
+    @staticmethod
+    def environment() -> dict[str, str]:
+        """The server process's environment: this one's, UI off, no analytics, no
+        ``PREFECT_API_URL``, and :data:`TEMPORARY_SERVER_SETTINGS` where it sets none."""
         env = {
+            **TEMPORARY_SERVER_SETTINGS,
             **os.environ,
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
@@ -148,6 +188,15 @@ class TemporaryServer:
             "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1"),
         }
         env.pop("PREFECT_API_URL", None)
+        return env
+
+    def start(self) -> TemporaryServer:
+        """Start the server process (returns at once)."""
+        spec = importlib.util.find_spec("prefect")
+        if spec is None or not spec.submodule_search_locations:
+            raise GeoreasonError("prefect is not installed: pip install -e . (it is a dependency)")
+        app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
+        env = self.environment()
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -170,7 +219,33 @@ class TemporaryServer:
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent_hook(),
         )
+        # the process is started by the calling thread (it dies with that thread); only
+        # the health polling and the warm-up request run in the background
+        self._warmed.clear()
+        if not self.warm:
+            self._warmed.set()
+            return self
+        self._warm = threading.Thread(
+            target=self._warm_up, args=(self.process, self.api_url), name="georeason-server-warm", daemon=True
+        )
+        self._warm.start()
         return self
+
+    def _warm_up(self, proc: subprocess.Popen[bytes], api_url: str) -> None:
+        """Poll the health check until it answers, then send one API request (the first
+        one builds the server's route table); set :attr:`_warmed` either way, when the
+        process ends or after :data:`STARTUP_TIMEOUT_S`."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                if _health(api_url, 1.0):
+                    with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+                        with urllib.request.urlopen(f"{api_url}{WARM_PATH}", timeout=30) as resp:
+                            resp.read()
+                    return
+                time.sleep(0.05)
+        finally:
+            self._warmed.set()
 
     def wait_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> str:
         """Block until the server answers its health check; return its API URL.
@@ -185,6 +260,8 @@ class TemporaryServer:
         if self.process is None:
             self.start()
         deadline = time.monotonic() + timeout_s
+        # the warm-up thread's health poll and first request, when it is still at them
+        self._warmed.wait(timeout=max(0.0, deadline - time.monotonic()))
         while time.monotonic() < deadline:
             assert self.process is not None
             code = self.process.poll()

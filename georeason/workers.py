@@ -32,6 +32,7 @@ bodies to a pool when the flow has one, and a plain loop could do the same.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from georeason.errors import TileReadError
+from georeason.geo.raster.io import gdal_cache_mb, release_heap
 from georeason.geo.raster.tiling import Tile
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
 from georeason.pipeline import (
@@ -65,6 +67,8 @@ __all__ = [
     "pool_map",
     "release_after",
     "PRELOAD",
+    "WORKER_GDAL_CACHEMAX_MB",
+    "worker_gdal_cache_mb",
     "BATCHES_PER_WORKER",
     "run_pipeline",
     "ground_ahead",
@@ -98,10 +102,51 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: GDAL's block cache (MB) in each grounding worker (:func:`worker_gdal_cache_mb`). A worker
+#: reads each of its tiles once, in order: the cache only saves the blocks a tile shares with
+#: the next one (a 1024 px tile of 512 px blocks, 4 bands uint16: 3 blocks of 2 MB). 16 MB
+#: instead of the 64 MB of the caller: ~50 MB less per busy worker on the 8000^2 scene, the
+#: same grounding time (benchmarks/RESULTS.md, "lean").
+WORKER_GDAL_CACHEMAX_MB = 16
+
+
+def worker_gdal_cache_mb() -> int | None:
+    """The block cache (MB) the grounding workers are given: :data:`WORKER_GDAL_CACHEMAX_MB`,
+    or ``None`` (the workers keep what they inherit) when the user sized the cache
+    (``GEOREASON_GDAL_CACHEMAX_MB``, or a ``GDAL_CACHEMAX`` other than georeason's default)."""
+    if (
+        os.environ.get("GEOREASON_GDAL_CACHEMAX_MB")
+        or os.environ.get("GDAL_CACHEMAX") != f"{gdal_cache_mb()}MB"
+    ):
+        return None
+    return WORKER_GDAL_CACHEMAX_MB
+
+
+def _init_worker(cache_mb: int | None) -> None:
+    """Run once in each worker process, before its first task: GDAL's block cache bounded
+    (GDAL sizes it at the first block read, which has not happened in this process), and the
+    objects inherited from the forkserver moved out of the cycle collector's reach
+    (``gc.freeze``: a collection would write to every object's header and so copy the
+    forkserver's pages, shared until then, into this worker)."""
+    if cache_mb:
+        os.environ["GDAL_CACHEMAX"] = f"{int(cache_mb)}MB"
+    gc.freeze()
+
+
 def _warm() -> int:
     import georeason.models.spectral  # noqa: F401 - already preloaded by the forkserver; cheap
 
     return os.getpid()
+
+
+def _ground_in_worker(job: GroundJob, tiles: list[Tile]) -> BatchResult:
+    """:func:`georeason.pipeline.ground_job_batch`, then the heap the batch freed handed back
+    to the system (:func:`georeason.geo.raster.io.release_heap`): a worker waiting for its
+    next batch holds its imports and GDAL's cache, not the last batch's freed arrays."""
+    try:
+        return ground_job_batch(job, tiles)
+    finally:
+        release_heap()
 
 
 def _batch_id(job: GroundJob, tiles: Sequence[Tile]) -> Hashable:
@@ -162,7 +207,12 @@ class WorkerPool:
     def _new_executor(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(worker_gdal_cache_mb(),),
+        )
 
     def warm(self) -> list[Future[int]]:
         """Start the workers now (they import nothing more: the forkserver preloaded it);
@@ -185,7 +235,7 @@ class WorkerPool:
             executor = self._executor
         try:
             if ahead is None:
-                future = executor.submit(ground_job_batch, job, list(tiles))
+                future = executor.submit(_ground_in_worker, job, list(tiles))
             return future.result()
         except BrokenProcessPool as exc:
             with self._lock:
@@ -206,7 +256,7 @@ class WorkerPool:
             for tiles in batches:
                 key = _batch_id(job, tiles)
                 if key not in self._ahead:
-                    future = self._executor.submit(ground_job_batch, job, list(tiles))
+                    future = self._executor.submit(_ground_in_worker, job, list(tiles))
                     self._ahead[key] = (self._executor, future)
                     n += 1
         return n
@@ -298,6 +348,8 @@ def pool_map(pool: WorkerPool) -> Mapper:
                 if tiles_done is not None:
                     tiles_done(len(b))
                 yield result
+                del result
+                release_heap()  # merged: the batch's unpickled detections are freed; hand their heap back
 
     return map_batches
 

@@ -53,6 +53,7 @@ from georeason.geo.raster.io import (
     decimated_shape,
     pixel_size_m,
     read_decimated,
+    release_heap,
 )
 from georeason.geo.raster.tiling import Tile
 
@@ -306,6 +307,11 @@ def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return d
 
 
+def _index_roles(name: str, roles: Mapping[str, int]) -> tuple[str, ...]:
+    """The band roles index ``name`` reads (as :func:`compute_index` picks them)."""
+    return _INDEX_BANDS[name] or tuple(r for r in ("red", "green", "blue") if r in roles)
+
+
 def compute_index(
     name: str, pixels: np.ma.MaskedArray | _BandCache, roles: Mapping[str, int]
 ) -> np.ma.MaskedArray:
@@ -319,7 +325,7 @@ def compute_index(
     >>> round(float(compute_index("ndwi", px, {"green": 0, "nir": 1})[0, 0]), 3)
     0.538
     """
-    need = _INDEX_BANDS[name] or tuple(r for r in ("red", "green", "blue") if r in roles)
+    need = _index_roles(name, roles)
     if isinstance(pixels, _BandCache):  # bands already converted for another index of this tile
         data = {r: pixels[r] for r in need}
         mask = np.zeros(pixels.shape[1:], bool)
@@ -410,7 +416,20 @@ def fit_thresholds(
     not from water; bright from vegetated and bare land). ``classes`` limits the indices
     returned (default: every family the bands allow); ``bands`` names the bands
     (default: :func:`band_names` of the raster).
+
+    The pass over the file frees its strips and GDAL's blocks when it ends; that memory is
+    then handed back to the system (:func:`georeason.geo.raster.io.release_heap`), not kept
+    by the process through the grounding that follows (8000^2 scene: 124 MB).
     """
+    try:
+        return _fit_thresholds(src_or_path, classes, bands, max_px)
+    finally:
+        release_heap()
+
+
+def _fit_thresholds(
+    src_or_path, classes: Iterable[str] | None, bands: list[str] | None, max_px: int
+) -> dict[str, float]:
     with as_dataset(src_or_path) as src:
         names = list(bands) if bands is not None else list(band_names(src))
         roles = band_roles(names)
@@ -592,10 +611,14 @@ class SpectralGrounder:
         unknown = _unknown_pixels(pixels, tile)
         bands_f32 = _BandCache(pixels, roles)  # each band converted once per tile, whatever the indices
         indices: dict[str, np.ma.MaskedArray] = {}
-        for (index_name, key), labels in groups.items():
+        order = [index_name for index_name, _ in groups]
+        for n, ((index_name, key), labels) in enumerate(groups.items()):
             if index_name not in indices:  # built and bright share the brightness index
                 indices[index_name] = compute_index(index_name, bands_f32, roles)
-            idx = indices[index_name]
+            later = order[n + 1 :]
+            # memory: a tile's float32 band or index goes once no later group needs it
+            bands_f32.keep_only({r for name in later for r in _index_roles(name, roles)})
+            idx = indices[index_name] if index_name in later else indices.pop(index_name)
             t = self.threshold(key)
             scale = 0.2 if index_name != "brightness" else max(abs(t) * 0.2, 1e-9)
             values = np.ma.getdata(idx)
@@ -612,6 +635,7 @@ class SpectralGrounder:
                 out.extend(
                     Detection(label=other, score=d.score, kind=d.kind, geometry=d.geometry) for d in dets
                 )
+            del idx, values, member, filled  # not alive while the next group's index is computed
         return out
 
     def _components(self, member, values, t, scale, label, px_area_m2) -> list[Detection]:
@@ -659,6 +683,12 @@ class _BandCache(Mapping):
         if role not in self._data:
             self._data[role] = np.ma.getdata(self.pixels[self.roles[role]]).astype(np.float32)
         return self._data[role]
+
+    def keep_only(self, roles: set[str]) -> None:
+        """Let the converted bands (and masks) of every other role go."""
+        for cache in (self._data, self._mask):
+            for role in [r for r in cache if r not in roles]:
+                del cache[role]
 
     def mask(self, role: str) -> np.ndarray | None:
         """The band's mask; ``None`` when nothing in the tile is masked."""

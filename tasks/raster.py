@@ -22,6 +22,7 @@ a rerun after a kill skips the batches that finished.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,6 +35,7 @@ from prefect.context import TaskRunContext
 
 from georeason.errors import TileReadError
 from georeason.geo.export.names import slug
+from georeason.geo.raster.io import release_heap
 from georeason.geo.raster.tiling import Tile
 from georeason.pipeline import BatchResult, GroundJob, Mapper, TileFailure, TileProgress, ground_job_batch
 from georeason.progress import reporter
@@ -153,6 +155,10 @@ def batch_run_name(item: str) -> Callable[[], str]:
     return name
 
 
+#: Seconds between updates of an item's progress artifact (the last batch always updates it).
+PROGRESS_EVERY_S = 1.0
+
+
 def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) -> Mapper:
     """The Prefect :data:`~georeason.pipeline.Mapper`: ``ground_tiles.map`` on the flow's runner.
 
@@ -186,6 +192,7 @@ def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) 
         bar, bar_key = reporter(), f"tiles:{item}"
         bar.start(bar_key, f"{item}: grounding tiles", total=total)
         done = 0
+        shown = time.monotonic()
         # results are yielded in batch order and not kept here: the pipeline merges each
         # batch as it comes and lets its detections go
         futures: list[Any] = list(mapped.map(unmapped(job), batches, unmapped(cache_dir), unmapped(pool)))
@@ -193,12 +200,19 @@ def prefect_map(results_dir: str | Path | None = None, pool: str | None = None) 
             fut, futures[i] = futures[i], None
             fut.wait()
             done += len(batch)
-            update_progress_artifact(progress_id, 100.0 * done / max(1, total))
+            # one API call (and its events) per PROGRESS_EVERY_S, and the last one: batches
+            # grounded ahead finish together, and the UI needs no more
+            if done == total or time.monotonic() - shown >= PROGRESS_EVERY_S:
+                update_progress_artifact(progress_id, 100.0 * done / max(1, total))
+                shown = time.monotonic()
             bar.advance(bar_key, len(batch))
             if tiles_done is not None:
                 tiles_done(len(batch))
             if fut.state.is_completed():
                 yield fut.result()
+                # merged: the batch's detections, its pickle and its cache file's bytes were
+                # freed in this thread or the task's; their heap goes back to the system
+                release_heap()
                 continue
             log.warning("batch of %d tiles of %s failed; retrying tile by tile", len(batch), job.raster)
             singles = mapped.map(unmapped(job), [[t] for t in batch], unmapped(cache_dir), unmapped(pool))

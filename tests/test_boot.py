@@ -1,0 +1,125 @@
+"""The temporary Prefect server of ``georeason run`` (issue 11, "boot"): the services it
+turns off must not lose what the UI shows. A real run with its temporary server, then its
+records read back through the API of a second server on the same database: the flow run,
+every task run (recorded from events by the server's task run recorder), logs and
+artifacts; and the settings the temporary server is started with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _post(api: str, path: str, body: dict) -> list[dict]:
+    req = urllib.request.Request(
+        f"{api}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        out = json.loads(resp.read())
+    return out["events"] if isinstance(out, dict) and "events" in out else out
+
+
+def test_temporary_server_settings_are_the_users_to_override(monkeypatch):
+    """The services turned off are named settings, and the user's environment wins."""
+    from georeason.prefect_server import TEMPORARY_SERVER_SETTINGS
+
+    assert TEMPORARY_SERVER_SETTINGS["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "false"
+    # Prefect's own parsing: the events vacuum is off, the task run recorder and the event
+    # persister (what the UI's task runs come from) stay on
+    for k, v in TEMPORARY_SERVER_SETTINGS.items():
+        monkeypatch.setenv(k, v)
+    from prefect.settings import Settings
+
+    services = Settings().server.services
+    assert "events" not in services.db_vacuum.enabled_vacuum_types
+    assert services.triggers.enabled is False
+    assert services.task_run_recorder.enabled is True
+    assert services.event_persister.enabled is True
+
+    from georeason.prefect_server import TemporaryServer
+
+    monkeypatch.delenv("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED")
+    monkeypatch.delenv("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    env = TemporaryServer.environment()
+    assert env["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "false"
+    assert "PREFECT_API_URL" not in env and env["PREFECT_UI_ENABLED"] == "0"
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED", "true")  # the user's choice wins
+    assert TemporaryServer.environment()["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "true"
+
+
+@pytest.mark.e2e
+def test_run_with_its_temporary_server_records_run_task_runs_logs_and_artifacts(tmp_path, monkeypatch):
+    from georeason.prefect_server import TemporaryServer
+
+    home = tmp_path / "prefect-home"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_LOGGING_TO_API_ENABLED": "true"}
+    env.pop("PREFECT_API_URL", None)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "georeason.cli", "run", "--item", "sample", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    n_answers = len((out / "answers.jsonl").read_text().splitlines())
+
+    # a second server on the same database reads back what the first one recorded
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with TemporaryServer() as server:
+        api = server.wait_ready()
+        (flow_run,) = _post(api, "/flow_runs/filter", {"flows": {"name": {"any_": ["georeason-answer"]}}})
+        assert flow_run["state_type"] == "COMPLETED"
+        fr = flow_run["id"]
+        task_runs = _post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [fr]}}})
+        names = sorted(t["name"] for t in task_runs)
+        assert "sample: load vectors" in names and "sample: export" in names, names
+        assert sum(n.startswith("sample: ground tile") for n in names) >= 2, names
+        assert {t["state_type"] for t in task_runs} == {"COMPLETED"}, [
+            (t["name"], t["state_type"]) for t in task_runs
+        ]
+        logs = _post(api, "/logs/filter", {"logs": {"flow_run_id": {"any_": [fr]}}})
+        messages = [x["message"] for x in logs]
+        assert f"wrote {n_answers} answers to {out.resolve() / 'answers.jsonl'}" in messages
+        assert any(m.startswith("[sample] How many lakes are there? -> ") for m in messages)
+        artifacts = _post(api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [fr]}}})
+        keys = {a["key"] for a in artifacts}
+        # the progress artifact, updated at most once a second, always ends at 100 %
+        (progress,) = [a for a in artifacts if a["key"] == "georeason-progress-sample"]
+        assert float(progress["data"]) == 100.0
+        assert {
+            "georeason-summary",
+            "georeason-answers",
+            "georeason-outputs",
+            "georeason-quicklook-sample",
+        } <= keys
+        # no flow-run heartbeats against a server that ends with the run
+        events = _post(
+            api,
+            "/events/filter",
+            {
+                "filter": {
+                    "event": {"prefix": ["prefect.flow-run."]},
+                    "any_resource": {"id": [f"prefect.flow-run.{fr}"]},
+                }
+            },
+        )
+        kinds = {e["event"] for e in events}
+        assert "prefect.flow-run.Completed" in kinds, kinds
+        assert "prefect.flow-run.heartbeat" not in kinds, kinds
