@@ -89,7 +89,7 @@ def test_run_with_its_temporary_server_records_run_task_runs_logs_and_artifacts(
         fr = flow_run["id"]
         task_runs = _post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [fr]}}})
         names = sorted(t["name"] for t in task_runs)
-        assert "sample: load vectors" in names and "sample: export" in names, names
+        assert "sample: load vectors" in names and "sample: answer and export" in names, names
         assert sum(n.startswith("sample: ground tile") for n in names) >= 2, names
         assert {t["state_type"] for t in task_runs} == {"COMPLETED"}, [
             (t["name"], t["state_type"]) for t in task_runs
