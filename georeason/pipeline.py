@@ -33,7 +33,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import math
@@ -847,32 +846,6 @@ def read_vectors(paths: Iterable[str | Path]) -> Scene | None:
     return scene
 
 
-def release_freed_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
-    elsewhere). An answer over a whole scene (a 20000² scene's vegetation: ~80k rings)
-    frees hundreds of MB of coordinate lists and GeoJSON texts once written, which glibc
-    keeps for reuse and the process would carry into the next answer: measured on that
-    scene, 844 -> 559 MB of resident memory right after that answer's export."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or ``None`` (another C library, another system)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name is None or not name.startswith("libc.so"):
-        return None
-    try:
-        return ctypes.CDLL(name).malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
 class ItemExport:
     """An item's files written as its answers come: :meth:`add` writes one answer's GIS
     layers (``q01-how-many-lakes.geojson``, RFC 7946, one file per geometry type; a
@@ -957,7 +930,11 @@ class ItemExport:
         if png:
             files["quicklook"] = png
         row["outputs"] = files
-        release_freed_memory()
+        from georeason.geo.raster.io import release_heap
+
+        # freed coordinate lists and texts of a scene-wide answer go back to the system
+        # before the next answer (20000^2 vegetation answer: 844 -> 559 MB resident after it)
+        release_heap()
         return row
 
     def finish(self) -> dict[str, Any]:
