@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import resource
 import shlex
@@ -127,7 +126,6 @@ def stage_profile(catalog: Path, item: str, questions: Path, out: Path) -> dict[
     import georeason.geo.raster.tiling as tiling_mod
     import georeason.models.spectral as spectral
     import georeason.pipeline as pipeline_mod
-    import georeason.tasks.answer as answer_task
     from georeason.catalog import list_items
     from georeason.config import read_questions
     from georeason.geo.export.layers import answer_stem
@@ -183,8 +181,7 @@ def stage_profile(catalog: Path, item: str, questions: Path, out: Path) -> dict[
         item_bands=info.bands,
     )
     t = time.perf_counter()
-    answer_task.get_run_logger = lambda: logging.getLogger("georeason.export")  # type: ignore[assignment]
-    answer_task.export_item.fn(item, str(info.raster_path), result.answers, result.scene, str(item_out))
+    pipeline_mod.export_item_outputs(item, str(info.raster_path), result.answers, result.scene, str(item_out))
     times["export"] += time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     times["other"] = times["total"] - sum(v for k, v in times.items() if k != "total")

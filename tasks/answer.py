@@ -12,10 +12,10 @@ from prefect.cache_policies import NO_CACHE
 
 from georeason.geo.export.layers import relative_outputs
 from georeason.geo.vector.scene import Scene
-from georeason.pipeline import ItemExport, Outcome, export_item_outputs, read_vectors
+from georeason.pipeline import ItemExport, Outcome, read_vectors
 from georeason.runstate import finite_row
 
-__all__ = ["load_vectors", "export_item", "answer_item", "relative_row"]
+__all__ = ["load_vectors", "answer_item", "relative_row"]
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], name="load-vectors", cache_policy=NO_CACHE)
@@ -31,31 +31,6 @@ def load_vectors(paths: list[str]) -> Scene | None:
     return scene
 
 
-@task(retries=1, name="export-item", cache_policy=NO_CACHE)
-def export_item(
-    item: str, raster: str, answers: list[Outcome], scene: Scene, out_dir: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Write an item's files from its :class:`~georeason.geo.language.answer.Answer` objects
-    held in a list (:func:`georeason.pipeline.export_item_outputs`; pass ``answers`` and
-    ``scene`` wrapped in Prefect's ``quote`` so that Prefect does not walk their
-    geometries). The ``answer`` flow uses :func:`answer_item` (each answer exported as it is
-    made); this stays for callers that hold the answers (the no-Prefect baseline of
-    ``benchmarks/end_to_end.py --stages`` calls its body).
-
-    Per answer its GIS layers (``q01-how-many-lakes.geojson``, RFC 7946, one file per
-    geometry type; a null-geometry record for a question that failed); per item the
-    objects, quicklooks (item and per answer), QGIS styles and project
-    (:func:`georeason.geo.export.item.export_item_files`, evidence taken in its own CRS:
-    no lon/lat round trip). Returns the ``answers.jsonl`` rows (with ``item`` and
-    ``outputs``, absolute paths) and the item's files.
-    """
-    rows, item_files = export_item_outputs(item, raster, answers, scene, out_dir)
-    log = get_run_logger()
-    for r in rows:
-        log.info("[%s] %s -> %s", item, r["question"], r.get("error") or r.get("reason") or r["answer"])
-    return rows, item_files
-
-
 @task(name="answer-export", cache_policy=NO_CACHE)  # no retries: the answers are consumed once
 def answer_item(
     item: str, raster: str, answers: Iterable[Outcome], scene: Scene, out_dir: str, rows: str, base: str
@@ -65,11 +40,13 @@ def answer_item(
     Prefect's ``quote``): its files are written and its ``answers.jsonl`` line appended to
     ``rows`` (paths relative to ``base``, the folder of ``answers.jsonl``) at once, then the
     answer is dropped, while the item's objects are written in a background thread
-    (:class:`georeason.pipeline.ItemExport`).
+    (:class:`georeason.pipeline.ItemExport`). (No task takes the answers as a list: the
+    flow has no such step, and :func:`georeason.pipeline.export_item_outputs` does it
+    without Prefect.)
 
     Returns the rows without their evidence (for the run's summary and artifacts; absolute
-    paths) and the item's files. Same files, byte for byte, as :func:`export_item` of the
-    answers held in a list.
+    paths) and the item's files. Same files, byte for byte, as
+    :func:`georeason.pipeline.export_item_outputs` of the answers held in a list.
     """
     log = get_run_logger()
     slim: list[dict[str, Any]] = []
