@@ -355,8 +355,8 @@ def test_streamed_export_equals_the_export_before_streaming(tmp_path, monkeypatc
     40 coordinates a chunk."""
     if not shared:
         monkeypatch.setattr(item_mod, "SHARED_TEXT_COORDS", 0)
-        monkeypatch.setattr(item_mod, "TEXT_CHUNK_COORDS", 40)
-        monkeypatch.setattr(layers_mod, "TEXT_CHUNK_COORDS", 40)  # answer files in chunks too
+        # objects.geojson and the answer files in chunks (both made by layers.iter_rfc7946_texts)
+        monkeypatch.setattr(layers_mod, "TEXT_CHUNK_COORDS", 40)
     import logging
 
     monkeypatch.setattr(answer_task, "get_run_logger", lambda: logging.getLogger("test"))

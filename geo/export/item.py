@@ -22,21 +22,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from georeason.geo.export.layers import (
     FAMILIES,
-    TEXT_CHUNK_COORDS,
     AnswerLayer,
     GeoJSONCache,
-    as_multi,
     dedupe_classes,
     families_of,
     geometry_family,
-    rfc7946_texts,
+    iter_rfc7946_texts,
     split_by_family,
     write_feature_collection,
     write_layers,
@@ -45,7 +42,6 @@ from georeason.geo.export.qgis import ANSWER, EVIDENCE, LayerSpec, write_project
 from georeason.geo.export.quicklook import Basemap, read_basemap, write_quicklook
 from georeason.geo.language.answer import Answer, Evidence
 from georeason.geo.vector.crs import LONLAT, reproject
-from georeason.geo.vector.scene import gc_paused
 
 __all__ = ["export_item_files", "ItemFiles", "SHARED_TEXT_COORDS", "answer_paths", "answer_subtitle"]
 
@@ -255,24 +251,13 @@ class ItemFiles:
         from the shared cache, or (no cache) made ~TEXT_CHUNK_COORDS coordinates at a time
         as they are written, none kept."""
         geoms, props = self.kept_geoms, self.props
-        if self.cache is not None:
-            texts = self.cache.texts([geoms[n] for n in members], [fam] * len(members), self.crs)
-            for n, text in zip(members, texts):
-                yield props[n]["id"], props[n], text
-            return
-        counts = shapely.get_num_coordinates(np.asarray([geoms[n] for n in members], dtype=object)).tolist()
-        start = 0
-        while start < len(members):
-            stop, size = start, 0
-            while stop < len(members) and (stop == start or size + counts[stop] <= TEXT_CHUNK_COORDS):
-                size += counts[stop]
-                stop += 1
-            chunk = members[start:stop]
-            with gc_paused():
-                texts = rfc7946_texts([as_multi(geoms[n], fam) for n in chunk], self.crs)
-            for n, text in zip(chunk, texts):
-                yield props[n]["id"], props[n], text
-            start = stop
+        texts = (
+            self.cache.texts([geoms[n] for n in members], [fam] * len(members), self.crs)
+            if self.cache is not None
+            else iter_rfc7946_texts([geoms[n] for n in members], self.crs, family=fam)
+        )
+        for n, text in zip(members, texts):
+            yield props[n]["id"], props[n], text
 
     def add(
         self,

@@ -19,11 +19,12 @@ read without a "may only be partially supported" warning.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -58,6 +59,7 @@ __all__ = [
     "GeoJSONCache",
     "rfc7946_geometries",
     "rfc7946_texts",
+    "iter_rfc7946_texts",
     "geojson_geometries",
     "families_of",
     "feature_collection_text",
@@ -154,20 +156,32 @@ TEXT_CHUNK_COORDS = 250_000
 def rfc7946_texts(geoms: Sequence[BaseGeometry], crs: CRS | None = None, precision: int = 7) -> list[str]:
     """``json.dumps(rfc7946_geometry(g, crs, precision))`` (``allow_nan=False``) for each
     geometry, converted in chunks of about :data:`TEXT_CHUNK_COORDS` coordinates."""
+    return list(iter_rfc7946_texts(geoms, crs, precision))
+
+
+def iter_rfc7946_texts(
+    geoms: Sequence[BaseGeometry], crs: CRS | None = None, precision: int = 7, family: str | None = None
+) -> Iterator[str]:
+    """The texts of :func:`rfc7946_texts`, made a chunk of about :data:`TEXT_CHUNK_COORDS`
+    coordinates at a time as they are consumed, so a writer that streams them never holds
+    more than one chunk's (each text does not depend on the others in its call).
+    ``family``: each geometry taken as ``as_multi(g, family)``, a chunk at a time. Raises
+    ``ValueError`` on a coordinate that is not a finite number, when its chunk is made."""
     arr = _object_array(geoms)
     if len(arr) == 0:
-        return []
+        return
     ends = np.cumsum(shapely.get_num_coordinates(arr))
-    out: list[str] = []
     start = 0
     while start < len(arr):
         base = int(ends[start - 1]) if start else 0
         stop = max(start + 1, int(np.searchsorted(ends, base + TEXT_CHUNK_COORDS, side="right")))
-        out.extend(
-            json.dumps(g, allow_nan=False) for g in rfc7946_geometries(list(arr[start:stop]), crs, precision)
-        )
+        chunk = list(arr[start:stop])
+        if family is not None:
+            chunk = [as_multi(g, family) for g in chunk]
+        with gc_paused():  # many short coordinate lists, no reference cycles
+            texts = [json.dumps(g, allow_nan=False) for g in rfc7946_geometries(chunk, crs, precision)]
+        yield from texts
         start = stop
-    return out
 
 
 def _object_array(geoms: Sequence[BaseGeometry | None]) -> np.ndarray:
@@ -657,7 +671,7 @@ def _write_answer_geojson(
     if cache is None and rows:
         counts = shapely.get_num_coordinates(_object_array([g for _, g, _ in rows]))
         if int(counts.sum()) > TEXT_CHUNK_COORDS:
-            return _write_answer_geojson_chunked(rows, counts.tolist(), record, top, path)
+            return _write_answer_geojson_chunked(rows, record, top, path)
     cache = cache if cache is not None else GeoJSONCache()
     by_fam: dict[str, list[tuple[Any, dict[str, Any], str]]] = {}
     roles: dict[str, set[str]] = {}
@@ -677,69 +691,63 @@ def _write_answer_geojson(
         for fam in families_of(geom):
             by_fam.setdefault(fam, []).append((props["id"], props, texts[n, fam]))
             roles.setdefault(fam, set()).add(str(props.get("role")))
-    if not by_fam:
-        return [AnswerLayer(_write_records_geojson(record, path, top), None, frozenset(["record"]))]
-    written = []
-    for fam in FAMILIES:
-        if fam not in by_fam:
-            continue
-        target = path if len(by_fam) == 1 else path.with_name(f"{path.stem}.{fam}{path.suffix}")
-        written.append(
-            AnswerLayer(write_feature_collection(by_fam[fam], target, top), fam, frozenset(roles[fam]))
-        )
-    return written
+    return _write_family_files(by_fam.__getitem__, roles, record, top, path)
 
 
 def _write_answer_geojson_chunked(
     rows: list[tuple[dict[str, Any], BaseGeometry, CRS]],
-    counts: list[int],
     record: dict[str, Any],
     top: dict[str, Any],
     path: Path,
 ) -> list[AnswerLayer]:
     """:func:`_write_answer_geojson` without a cache, for an answer of many coordinates (an
     answer over a whole scene's vegetation): each family's texts made about
-    :data:`TEXT_CHUNK_COORDS` coordinates at a time (runs of rows in one CRS) as the file is
-    written, none kept. The same bytes (each text does not depend on the others in its call)."""
+    :data:`TEXT_CHUNK_COORDS` coordinates at a time (:func:`iter_rfc7946_texts` over each run
+    of rows in one CRS) as the file is written, none kept. The same bytes."""
     fams_of = [families_of(g) for _, g, _ in rows]
     roles: dict[str, set[str]] = {}
     for (props, _, _), fams in zip(rows, fams_of):
         for fam in fams:
             roles.setdefault(fam, set()).add(str(props.get("role")))
-    if not roles:
-        return [AnswerLayer(_write_records_geojson(record, path, top), None, frozenset(["record"]))]
 
     def features(fam: str) -> Iterator[tuple[Any, dict[str, Any], str]]:
         members = [n for n, fams in enumerate(fams_of) if fam in fams]
-        start = 0
-        while start < len(members):
-            crs = rows[members[start]][2]
-            stop, size = start, 0
-            while (
-                stop < len(members)
-                and rows[members[stop]][2] is crs
-                and (stop == start or size + counts[members[stop]] <= TEXT_CHUNK_COORDS)
-            ):
-                size += counts[members[stop]]
-                stop += 1
-            chunk = members[start:stop]
-            # a coordinate that is not a finite number: ValueError, an ExportError naming the file
-            # from write_feature_collection (the temporary file removed)
-            with gc_paused():
-                texts = rfc7946_texts([as_multi(rows[n][1], fam) for n in chunk], crs)
-            for n, text in zip(chunk, texts):
+        # a coordinate that is not a finite number: ValueError, an ExportError naming the file
+        # from write_feature_collection (the temporary file removed)
+        for _, run in itertools.groupby(members, key=lambda n: id(rows[n][2])):
+            ns = list(run)
+            texts = iter_rfc7946_texts([rows[n][1] for n in ns], rows[ns[0]][2], family=fam)
+            for n, text in zip(ns, texts):
                 yield rows[n][0]["id"], rows[n][0], text
-            start = stop
 
-    written = []
-    for fam in FAMILIES:
-        if fam not in roles:
-            continue
-        target = path if len(roles) == 1 else path.with_name(f"{path.stem}.{fam}{path.suffix}")
-        written.append(
-            AnswerLayer(write_feature_collection(features(fam), target, top), fam, frozenset(roles[fam]))
+    return _write_family_files(features, roles, record, top, path)
+
+
+def _write_family_files(
+    features: Callable[[str], Iterable[tuple[Any, dict[str, Any], str]]],
+    roles: dict[str, set[str]],
+    record: dict[str, Any],
+    top: dict[str, Any],
+    path: Path,
+) -> list[AnswerLayer]:
+    """An answer's GeoJSON files: one per geometry family in ``roles`` (``path`` itself when
+    there is one, else ``<stem>.<family>.geojson``) with ``features(family)``, or the
+    answer's record alone when it has no geometry."""
+    if not roles:
+        return [AnswerLayer(_write_records_geojson(record, path, top), None, frozenset(["record"]))]
+    fams = [fam for fam in FAMILIES if fam in roles]
+    return [
+        AnswerLayer(
+            write_feature_collection(
+                features(fam),
+                path if len(fams) == 1 else path.with_name(f"{path.stem}.{fam}{path.suffix}"),
+                top,
+            ),
+            fam,
+            frozenset(roles[fam]),
         )
-    return written
+        for fam in fams
+    ]
 
 
 def write_answer(answer, path: str | Path) -> Path:
