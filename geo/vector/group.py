@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 from typing import NamedTuple
 
 import numpy as np
@@ -23,7 +24,7 @@ from shapely.geometry.base import BaseGeometry
 
 from georeason.geo.vector.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat, transformer
 from georeason.geo.vector.measure import GEOD, area_m2, distance_m, length_m
-from georeason.geo.vector.regions import union_where_overlapping
+from georeason.geo.vector.regions import iter_union_parts, union_where_overlapping
 from georeason.geo.vector.scene import Scene
 from georeason.geo.vector.topology import merge_seam
 
@@ -282,25 +283,52 @@ def extreme(scene: Scene, idx: np.ndarray, by: str = "area", largest: bool = Tru
     return Ranked(idx[cand][order], vals[order])
 
 
+#: Parts of a dissolved class reprojected back to lon/lat and measured at a time in
+#: :func:`total_area_m2`.
+AREA_CHUNK = 256
+
+
 def total_area_m2(scene: Scene, idx: np.ndarray, region_lonlat: BaseGeometry | None = None) -> float:
     """Geodesic area (m²) covered by the objects in ``idx``, optionally clipped to a region.
 
-    Overlapping objects are counted once (their union is measured).
+    Overlapping objects are counted once: the objects are dissolved in an AEQD plane
+    (:func:`~georeason.geo.vector.regions.iter_union_parts`: unioned only where they
+    overlap or share an edge) and the parts measured on the ellipsoid as they come,
+    :data:`AREA_CHUNK` at a time, each added to one running sum in the collection's order.
+    That is ``area_m2(reproject(union_where_overlapping(planar), proj, LONLAT))`` to the
+    last bit, without the collection or its reprojected copy (on the 20000² scene's
+    vegetation, 3949 polygons of 2.9 M vertices, those were ~250 MB at once).
     """
     idx = np.asarray(idx, dtype=np.intp)
     if len(idx) == 0:
         return 0.0
     center_geoms = [region_lonlat] if region_lonlat is not None else scene.lonlat[idx]
     proj = aeqd_crs(*spherical_mean_lonlat(center_geoms))
+    del center_geoms
     planar = reproject(scene.lonlat[idx], LONLAT, proj)
     planar = planar[shapely.get_dimensions(planar) == 2]
     if region_lonlat is not None:
         region_p = reproject(region_lonlat, LONLAT, proj)
         tree = STRtree(planar)
         planar = shapely.intersection(planar[tree.query(region_p, predicate="intersects")], region_p)
+        del tree
     if len(planar) == 0:
         return 0.0
-    return area_m2(reproject(_union_where_overlapping(planar), proj, LONLAT))
+    parts = iter_union_parts(planar)
+    del planar  # the generator keeps what it needs
+    total = 0.0
+    while True:
+        chunk = list(islice(parts, AREA_CHUNK))
+        if not chunk:
+            break
+        arr = np.empty(len(chunk), dtype=object)
+        arr[:] = chunk
+        del chunk
+        # area_m2 of a collection adds its parts' area_m2 in order, starting from 0.0
+        for g in reproject(arr, proj, LONLAT):
+            total += area_m2(g)
+        del arr
+    return float(total)
 
 
 #: (kept under its old name: the tests and callers of this module use it)

@@ -1,0 +1,131 @@
+"""Bounded-memory forms of the scene-wide answering steps give the same numbers, bit for bit.
+
+- ``spherical_mean_lonlat`` sums its unit vectors a chunk of geometries at a time: the mean
+  must equal numpy's all-at-once ``column_stack(...).mean(axis=0)`` exactly.
+- ``total_area_m2`` measures the dissolved parts as they come: the value must equal the sum,
+  in the collection's order, of pyproj's geodesic areas of the parts taken through the
+  AEQD plane and back (computed here with pyproj directly), exactly.
+- ``iter_union_parts`` (one DE-9IM matrix per pair of touching envelopes) unions exactly the
+  polygons that overlap or share an edge, and nothing whose envelope merely touches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from pyproj import CRS, Geod, Transformer
+from shapely.geometry import polygon
+
+import georeason.geo.vector.crs as crs_mod
+import georeason.geo.vector.group as group_mod
+from georeason.geo.vector.crs import spherical_mean_lonlat
+from georeason.geo.vector.group import total_area_m2
+from georeason.geo.vector.regions import iter_union_parts, union_where_overlapping
+from georeason.geo.vector.scene import Scene
+
+GEOD = Geod(ellps="WGS84")
+UTM = "EPSG:32633"
+
+
+def _mean_at_once(geoms) -> tuple[float, float]:
+    c = shapely.get_coordinates(np.asarray(geoms, dtype=object))
+    lon, lat = np.radians(c[:, 0]), np.radians(c[:, 1])
+    v = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]).mean(axis=0)
+    v = v / np.linalg.norm(v)
+    return float(np.degrees(np.arctan2(v[1], v[0]))), float(np.degrees(np.arcsin(v[2])))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 2048])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_spherical_mean_in_chunks_is_the_all_at_once_mean_exactly(monkeypatch, chunk, seed):
+    monkeypatch.setattr(crs_mod, "_MEAN_CHUNK", chunk)
+    rng = np.random.default_rng(seed)
+    lines = [
+        shapely.LineString(rng.uniform(-2, 2, (int(rng.integers(2, 40)), 2)) + [rng.uniform(-170, 170), 40])
+        for _ in range(300)
+    ]
+    points = list(shapely.points(rng.uniform(-180, 180, 50), rng.uniform(-80, 80, 50)))
+    geoms = np.array(lines + points + [shapely.Polygon()], dtype=object)  # an empty one too
+    rng.shuffle(geoms)
+    assert spherical_mean_lonlat(geoms) == _mean_at_once(geoms)
+
+
+def test_spherical_mean_of_nothing_is_an_input_error():
+    with pytest.raises(crs_mod.InputError):
+        spherical_mean_lonlat([shapely.Polygon(), shapely.LineString()])
+
+
+def _pixel_scene(seed: int) -> list:
+    """Disjoint pixel-edged squares (some with holes) touching only at corners, in UTM 33N."""
+    rng = np.random.default_rng(seed)
+    x0, y0 = 430_000.0, 5_300_000.0
+    out = []
+    for i in range(14):
+        for j in range(14):
+            if (i + j) % 2 == 0 and rng.random() < 0.8:
+                b = shapely.box(x0 + 20 * i, y0 + 20 * j, x0 + 20 * (i + 1), y0 + 20 * (j + 1))
+                if rng.random() < 0.3:
+                    b = b.difference(
+                        shapely.box(x0 + 20 * i + 5, y0 + 20 * j + 5, x0 + 20 * i + 9, y0 + 20 * j + 9)
+                    )
+                out.append(b)
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 256])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_total_area_is_the_ordered_sum_of_the_parts_areas_exactly(monkeypatch, chunk, seed):
+    monkeypatch.setattr(group_mod, "AREA_CHUNK", chunk)
+    geoms = _pixel_scene(seed)
+    scene = Scene([f"p{k}" for k in range(len(geoms))], ["veg"] * len(geoms), geoms, UTM)
+    got = total_area_m2(scene, np.arange(len(geoms)))
+    # independently: the same AEQD plane (centre = mean unit vector of the lon/lat vertices,
+    # rounded to 1e-6 degrees), every square there and back, areas added in order
+    to_ll = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+    ll = [
+        shapely.transform(g, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1]))) for g in geoms
+    ]
+    lon0, lat0 = _mean_at_once(ll)
+    aeqd = CRS.from_proj4(
+        f"+proj=aeqd +lat_0={round(lat0, 6):.9f} +lon_0={round(lon0, 6):.9f} +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
+    )
+    there = Transformer.from_crs("EPSG:4326", aeqd, always_xy=True)
+    back = Transformer.from_crs(aeqd, "EPSG:4326", always_xy=True)
+    want = 0.0
+    for g in ll:
+        p = shapely.transform(g, lambda xy: np.column_stack(there.transform(xy[:, 0], xy[:, 1])))
+        q = shapely.transform(p, lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
+        want += abs(GEOD.geometry_area_perimeter(polygon.orient(q, 1.0))[0])
+    assert got == want
+    # and the total is the plain area of the union (squares only touch at corners)
+    assert got == pytest.approx(
+        sum(abs(GEOD.geometry_area_perimeter(polygon.orient(g, 1.0))[0]) for g in ll), rel=1e-9
+    )
+
+
+def test_union_parts_join_only_overlapping_or_edge_sharing_polygons():
+    # an L and a square inside the L's envelope, apart: envelopes touch, geometries do not
+    ell = shapely.Polygon([(0, 0), (10, 0), (10, 2), (2, 2), (2, 10), (0, 10)])
+    sq = shapely.box(4, 4, 8, 8)
+    inner = shapely.box(5, 5, 6, 6)  # inside sq: interiors overlap -> unioned with it
+    corner = shapely.box(10, 2, 12, 4)  # touches the L at a point: stays apart
+    edge = shapely.box(-3, 0, 0, 3)  # shares an edge with the L -> unioned with it
+    far = shapely.box(50, 50, 51, 51)
+    geoms = np.array([ell, sq, inner, corner, edge, far], dtype=object)
+    parts = list(iter_union_parts(geoms))
+    # the untouched ones first, in input order, then one union per cluster
+    assert parts[:2] == [corner, far]
+    unions = sorted(parts[2:], key=lambda g: g.area)
+    assert len(unions) == 2
+    assert unions[0].equals(sq) and unions[1].equals(shapely.union_all([ell, edge]))
+    got = union_where_overlapping(geoms)
+    assert got.geom_type == "GeometryCollection" and list(got.geoms) == parts
+    assert shapely.MultiPolygon(parts).is_valid
+
+
+def test_union_parts_of_one_polygon_is_that_polygon():
+    one = shapely.box(0, 0, 1, 1)
+    assert [p.wkt for p in iter_union_parts(np.array([one], dtype=object))] == [one.wkt]
+    multi = shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(3, 0, 4, 1)])
+    assert sorted(p.area for p in iter_union_parts(np.array([multi], dtype=object))) == [1.0, 1.0]
