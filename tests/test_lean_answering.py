@@ -129,3 +129,53 @@ def test_union_parts_of_one_polygon_is_that_polygon():
     assert [p.wkt for p in iter_union_parts(np.array([one], dtype=object))] == [one.wkt]
     multi = shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(3, 0, 4, 1)])
     assert sorted(p.area for p in iter_union_parts(np.array([multi], dtype=object))) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 64])
+def test_quicklook_drawn_in_chunks_is_the_same_png(tmp_path, monkeypatch, chunk):
+    from affine import Affine
+
+    import georeason.geo.export.quicklook as ql
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    base = ql.Basemap(rgb, Affine(10.0, 0, 430_000.0, 0, -10.0, 5_301_200.0), CRS.from_epsg(32633))
+    x0, y0 = 430_000.0, 5_300_000.0
+    polys = [
+        shapely.box(x0 + 40 * i, y0 + 40 * j, x0 + 40 * i + 30, y0 + 40 * j + 30).difference(
+            shapely.box(x0 + 40 * i + 10, y0 + 40 * j + 10, x0 + 40 * i + 20, y0 + 40 * j + 20)
+        )
+        for i in range(30)
+        for j in range(20)
+    ]
+    extra = [
+        shapely.MultiPolygon(
+            [
+                shapely.box(x0, y0 + 900, x0 + 200, y0 + 1000),
+                shapely.box(x0 + 300, y0 + 900, x0 + 400, y0 + 950),
+            ]
+        ),
+        shapely.LineString([(x0, y0), (x0 + 1500, y0 + 1100)]),
+        shapely.Point(x0 + 700, y0 + 700),
+        shapely.Polygon(),
+    ]
+    ev = polys[::3] + extra
+    region = [shapely.MultiPolygon(polys[1::7])]
+
+    def draw(path):
+        return ql.write_quicklook(
+            "unused",
+            path,
+            objects=polys[:200],
+            classes=["lake"] * 200,
+            evidence=ev,
+            region=region,
+            title="t",
+            subtitle="s",
+            dense_objects=1000,
+            basemap=base,
+        ).read_bytes()
+
+    want = draw(tmp_path / "all.png")
+    monkeypatch.setattr(ql, "DRAW_CHUNK_COORDS", chunk)
+    assert draw(tmp_path / "chunked.png") == want

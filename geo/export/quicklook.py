@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,9 +133,49 @@ def _draw_geoms(img, overlay: Overlay, inv: Affine, min_side: float) -> int:
         if not g.geom_type.endswith("Polygon")
         or max(g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]) >= min_side
     ]
-    parts = [shapely.get_parts(g) for g in geoms]
+    for parts in _parts_in_chunks(geoms):
+        drawn += _draw_parts(d, parts, overlay, line, fill, (ia, ib, ic, id_, ie, if_), px, inv)
+    img.alpha_composite(layer)
+    return drawn
+
+
+#: Vertices drawn per step of :func:`_draw_geoms`: the pixel rings of a step are Python lists
+#: of floats (~70 bytes a vertex), so an answer resting on a whole class is drawn a chunk of
+#: its geometries at a time (the 20000² scene's vegetation evidence, 2.9 M vertices, held
+#: ~300 MB of rings and parts at once). The same drawing calls, in the same order.
+DRAW_CHUNK_COORDS = 50_000
+
+
+def _parts_in_chunks(geoms: Sequence[BaseGeometry]) -> Iterator[list[np.ndarray]]:
+    """The parts of each geometry, in order, for about :data:`DRAW_CHUNK_COORDS` vertices at a time."""
+    if not geoms:
+        return
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = list(geoms)
+    ends = np.cumsum(shapely.get_num_coordinates(arr))
+    start = 0
+    while start < len(arr):
+        base = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, base + DRAW_CHUNK_COORDS, side="right")))
+        yield [shapely.get_parts(g) for g in arr[start:stop]]
+        start = stop
+
+
+def _draw_parts(
+    d: Any,
+    parts: list[np.ndarray],
+    overlay: Overlay,
+    line: tuple[int, ...],
+    fill: tuple[int, ...] | None,
+    inv6: tuple[float, ...],
+    px: Callable[[Any], list[float]],
+    inv: Affine,
+) -> int:
+    """Draw the parts of some geometries of ``overlay`` (one array of parts per geometry);
+    return how many geometries were drawn."""
+    drawn = 0
     polys = [p for ps in parts for p in ps if p.geom_type == "Polygon" and not p.is_empty]
-    rings = iter(_pixel_rings(polys, (ia, ib, ic, id_, ie, if_)))
+    rings = iter(_pixel_rings(polys, inv6))
     for ps in parts:
         for part in ps:
             t = part.geom_type
@@ -158,7 +198,6 @@ def _draw_geoms(img, overlay: Overlay, inv: Affine, min_side: float) -> int:
                 r = 3 + overlay.width_px
                 d.ellipse((x - r, y - r, x + r, y + r), outline=(0, 0, 0, 255), fill=line)
         drawn += 1
-    img.alpha_composite(layer)
     return drawn
 
 
