@@ -179,3 +179,99 @@ def test_quicklook_drawn_in_chunks_is_the_same_png(tmp_path, monkeypatch, chunk)
     want = draw(tmp_path / "all.png")
     monkeypatch.setattr(ql, "DRAW_CHUNK_COORDS", chunk)
     assert draw(tmp_path / "chunked.png") == want
+
+
+def _gpkg_content(path) -> dict:
+    """Everything a reader sees in a GeoPackage, from SQLite directly: version, layers,
+    their geometry columns and extents, and every feature table's rows (fid, fields, blob)."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        out = {
+            "version": con.execute("PRAGMA application_id").fetchone()
+            + con.execute("PRAGMA user_version").fetchone(),
+            "contents": con.execute(
+                "SELECT table_name, data_type, identifier, min_x, min_y, max_x, max_y, srs_id FROM gpkg_contents ORDER BY table_name"
+            ).fetchall(),
+            "geometry_columns": con.execute(
+                "SELECT * FROM gpkg_geometry_columns ORDER BY table_name"
+            ).fetchall(),
+            "srs": con.execute(
+                "SELECT srs_id, organization, organization_coordsys_id FROM gpkg_spatial_ref_sys ORDER BY srs_id"
+            ).fetchall(),
+        }
+        for (table,) in con.execute("SELECT table_name FROM gpkg_contents ORDER BY table_name").fetchall():
+            out[table + " schema"] = con.execute(f'PRAGMA table_info("{table}")').fetchall()
+            out[table] = con.execute(f'SELECT * FROM "{table}" ORDER BY fid').fetchall()
+        return out
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_gpkg_written_in_chunks_holds_the_same_layers_and_features(tmp_path, monkeypatch, chunk):
+    import georeason.geo.export.layers as layers_mod
+
+    rng = np.random.default_rng(5)
+    polys = [shapely.box(x, y, x + 5, y + 5) for x, y in rng.uniform(400_000, 401_000, (17, 2))]
+    rows = [
+        {
+            "id": f"p{k}",
+            "class": "lake" if k % 3 else "pond",
+            "also": None if k % 4 else "water",
+            "score": None if k == 5 else float(k) / 10,
+            "source": "grounded",
+            "tags": ["a", k] if k == 2 else None,
+        }
+        for k in range(17)
+    ]
+    lines = [shapely.LineString([(400_000, 0), (400_010, 5 + k)]) for k in range(5)]
+    lrows = [
+        {"id": f"l{k}", "class": "river", "also": None, "score": 1.0, "source": "vector", "tags": None}
+        for k in range(5)
+    ]
+    layers = {
+        "objects_polygons": (rows, [shapely.MultiPolygon([p]) for p in polys]),
+        "objects_lines": (lrows, [shapely.MultiLineString([g]) for g in lines]),
+        "records": (
+            [{"id": "r", "class": None, "also": None, "score": None, "source": "x", "tags": None}],
+            [None],
+        ),
+    }
+    crs = CRS.from_epsg(32633)
+    want = _gpkg_content(layers_mod.write_layers(layers, crs, tmp_path / "whole.gpkg"))
+    monkeypatch.setattr(layers_mod, "GPKG_CHUNK", chunk)
+    got = _gpkg_content(layers_mod.write_layers(layers, crs, tmp_path / "chunked.gpkg"))
+    assert got == want
+    assert len(got["objects_polygons"]) == 17 and got["version"] == (0x47504B47, 10300)
+
+
+@pytest.mark.parametrize("chunk", [1, 9, 10**9])
+def test_reproject_in_chunks_gives_the_same_coordinates(monkeypatch, chunk):
+    rng = np.random.default_rng(8)
+    geoms = np.array(
+        [shapely.Polygon(rng.uniform(0, 1000, (6, 2)) + [500_000, 5_000_000]).convex_hull for _ in range(30)]
+        + [
+            None,
+            shapely.Polygon(),
+            shapely.Point(430_000, 5_300_000),
+            shapely.LineString([(4e5, 5e6), (4.1e5, 5.1e6)]),
+        ],
+        dtype=object,
+    )
+    to_ll = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+    want = [
+        None
+        if g is None
+        else shapely.transform(g, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1])))
+        for g in geoms
+    ]
+    monkeypatch.setattr(crs_mod, "REPROJECT_CHUNK_COORDS", chunk)
+    got = crs_mod.reproject(geoms, CRS.from_user_input(UTM), crs_mod.LONLAT)
+    assert got.shape == geoms.shape
+    assert all((w is None and g is None) or shapely.equals_identical(w, g) for w, g in zip(want, got))
+    got2 = crs_mod.reproject(geoms.reshape(2, 17), CRS.from_user_input(UTM), crs_mod.LONLAT)
+    assert got2.shape == (2, 17) and all(
+        (w is None and g is None) or shapely.equals_identical(w, g) for w, g in zip(want, got2.ravel())
+    )

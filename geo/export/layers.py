@@ -434,6 +434,12 @@ def _gdf(rows: list[dict[str, Any]], geoms: Sequence[BaseGeometry | None], crs: 
     return gpd.GeoDataFrame(_flat(rows), geometry=np.asarray(list(geoms), dtype=object), crs=crs)
 
 
+#: Features written per call in :func:`write_layers`: each call's data frame and WKB are
+#: held at once (the 20000² scene's 12,833 objects, 4.46 M vertices, in one call: +71-99 MB
+#: at the peak; 2000 at a time: +27-30 MB, the same CPU time, ~0.8 s more wall in I/O).
+GPKG_CHUNK = 2000
+
+
 def write_layers(
     layers: dict[str, tuple[list[dict[str, Any]], Sequence[BaseGeometry | None]]],
     crs: CRS,
@@ -448,6 +454,8 @@ def write_layers(
     path = Path(path)
     if FORMATS.get(path.suffix.lower()) != "gpkg":
         raise ExportError(f"cannot write layers to {str(path)!r}: use a .gpkg suffix")
+    import geopandas as gpd
+    import pandas as pd
     import pyogrio
 
     try:
@@ -456,12 +464,24 @@ def write_layers(
                 fams = {geometry_family(g) for g in geoms if g is not None and not g.is_empty}
                 fam = next(iter(fams)) if len(fams) == 1 else None
                 gtype = FAMILIES[fam] if fam is not None else "Unknown"
-                opts: dict[str, Any] = {"geometry_type": gtype, "layer": name, "driver": "GPKG"}
-                if n == 0:
-                    opts["dataset_options"] = {"VERSION": GPKG_VERSION}
-                else:
-                    opts["append"] = False
-                pyogrio.write_dataframe(_gdf(rows, geoms, crs), tmp, **opts)
+                # the columns' types from all the rows, the features GPKG_CHUNK at a time
+                # (appended in order: the same fids, fields and geometries)
+                table = pd.DataFrame(_flat(rows))
+                for s in range(0, max(len(rows), 1), GPKG_CHUNK):
+                    opts: dict[str, Any] = {"geometry_type": gtype, "layer": name, "driver": "GPKG"}
+                    if s > 0:
+                        opts["append"] = True
+                    elif n == 0:
+                        opts["dataset_options"] = {"VERSION": GPKG_VERSION}
+                    else:
+                        opts["append"] = False
+                    part = gpd.GeoDataFrame(
+                        table.iloc[s : s + GPKG_CHUNK].reset_index(drop=True),
+                        geometry=np.asarray(list(geoms[s : s + GPKG_CHUNK]), dtype=object),
+                        crs=crs,
+                    )
+                    pyogrio.write_dataframe(part, tmp, **opts)
+                    del part
     except (OSError, ValueError, RuntimeError, pyogrio.errors.DataSourceError) as exc:
         raise ExportError(f"could not write {str(path)!r}: {exc}") from exc
     return path
