@@ -275,3 +275,50 @@ def test_reproject_in_chunks_gives_the_same_coordinates(monkeypatch, chunk):
     assert got2.shape == (2, 17) and all(
         (w is None and g is None) or shapely.equals_identical(w, g) for w, g in zip(want, got2.ravel())
     )
+
+
+def _dedupe_at_once(ids, labels, geoms):
+    """The objects' dedupe the plain way: groups of equal normalized WKB, all at once."""
+    from georeason.geo.export.layers import _GENERIC
+
+    groups: dict = {}
+    for i, g in enumerate(geoms):
+        key = shapely.to_wkb(shapely.normalize(g)) if g is not None else f"none-{i}"
+        groups.setdefault(key, []).append(i)
+    keep = []
+    for members in groups.values():
+        best = min(members, key=lambda i: (_GENERIC.get(str(labels[i]).lower(), -1), i))
+        keep.append((best, sorted({str(labels[i]) for i in members if i != best} - {str(labels[best])})))
+    keep.sort()
+    return [k for k, _ in keep], [a for _, a in keep]
+
+
+@pytest.mark.parametrize("collide", [False, True])
+@pytest.mark.parametrize("chunk", [1, 4, 10**6])
+def test_dedupe_in_chunks_is_the_plain_dedupe(monkeypatch, chunk, collide):
+    import georeason.geo.export.layers as layers_mod
+
+    monkeypatch.setattr(layers_mod, "DEDUPE_CHUNK_COORDS", chunk)
+    if collide:  # every digest equal: the groups must still be split by the WKB itself
+
+        class _Same:
+            def __init__(self, *a, **k):
+                pass
+
+            def digest(self):
+                return b"x" * 16
+
+        monkeypatch.setattr(layers_mod.hashlib, "blake2b", _Same)
+    rng = np.random.default_rng(11)
+    base = [shapely.box(x, y, x + 1, y + 1) for x, y in rng.uniform(0, 100, (12, 2))]
+    geoms, labels = [], []
+    for k in range(40):
+        g = base[int(rng.integers(0, len(base)))]
+        if k % 5 == 0:  # the same polygon, its ring starting elsewhere and reversed
+            g = shapely.Polygon(list(g.exterior.coords)[2:-1][::-1] + list(g.exterior.coords)[:2][::-1])
+        geoms.append(None if k % 13 == 7 else g)
+        labels.append(["water", "lake", "water body", "pond"][int(rng.integers(0, 4))])
+    ids = [f"o{k}" for k in range(len(geoms))]
+    got = layers_mod.dedupe_classes(ids, labels, geoms)
+    assert got == _dedupe_at_once(ids, labels, geoms)
+    assert len(got[0]) < len(geoms)  # there were duplicates to merge

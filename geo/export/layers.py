@@ -19,6 +19,7 @@ read without a "may only be partially supported" warning.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -789,6 +790,27 @@ def write_error_record(question: str, error: str, path: str | Path) -> Path:
 _GENERIC = {"water": 0, "water body": 1, "waterbody": 1, "water bodies": 1}
 
 
+#: Vertices normalized and written as WKB per step of :func:`dedupe_classes`.
+DEDUPE_CHUNK_COORDS = 50_000
+
+
+def _normal_wkb(geoms: np.ndarray) -> list[bytes]:
+    return shapely.to_wkb(shapely.normalize(geoms)).tolist() if len(geoms) else []
+
+
+def _coordinate_chunks(arr: np.ndarray, coords: int) -> Iterator[np.ndarray]:
+    """``arr`` in consecutive slices of about ``coords`` vertices (at least one geometry each)."""
+    if len(arr) == 0:
+        return
+    ends = np.cumsum(shapely.get_num_coordinates(arr))
+    start = 0
+    while start < len(arr):
+        base = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, base + coords, side="right")))
+        yield arr[start:stop]
+        start = stop
+
+
 def dedupe_classes(
     ids: Sequence[str], labels: Sequence[str], geoms: Sequence[BaseGeometry]
 ) -> tuple[list[int], list[list[str]]]:
@@ -806,13 +828,29 @@ def dedupe_classes(
     >>> dedupe_classes(["water-1", "lake-1", "b1"], ["water", "lake", "building"], [box, box, box.buffer(1)])
     ([1, 2], [['water'], []])
     """
+    arr = _object_array(geoms)
+    # each geometry's normalized WKB, a chunk at a time, kept as a 16-byte digest: a scene's
+    # WKB and normalized copy held at once were ~150 MB on the 20000² scene; a group of
+    # equal digests is split by the WKB itself below, so only equal WKB are ever merged
+    digests: list[bytes] = []
+    for part in _coordinate_chunks(arr, DEDUPE_CHUNK_COORDS):
+        digests.extend(
+            b"" if w is None else hashlib.blake2b(w, digest_size=16).digest() for w in _normal_wkb(part)
+        )
     groups: dict[bytes, list[int]] = {}
-    wkbs = shapely.to_wkb(shapely.normalize(_object_array(geoms))).tolist() if len(geoms) else []
-    for i, (g, wkb) in enumerate(zip(geoms, wkbs)):
-        key = wkb if g is not None else f"none-{i}".encode()
-        groups.setdefault(key, []).append(i)
-    keep: list[tuple[int, list[str]]] = []
+    for i, (g, key) in enumerate(zip(arr, digests)):
+        groups.setdefault(key if g is not None else f"none-{i}".encode(), []).append(i)
+    exact: list[list[int]] = []
     for members in groups.values():
+        if len(members) == 1:
+            exact.append(members)
+            continue
+        same: dict[bytes, list[int]] = {}
+        for i, w in zip(members, _normal_wkb(arr[members])):
+            same.setdefault(w, []).append(i)
+        exact.extend(same.values())
+    keep: list[tuple[int, list[str]]] = []
+    for members in exact:
         best = min(members, key=lambda i: (_GENERIC.get(str(labels[i]).lower(), -1), i))
         also = sorted({str(labels[i]) for i in members if i != best} - {str(labels[best])})
         keep.append((best, also))
