@@ -48,6 +48,9 @@ from georeason.errors import GeoreasonError, InputError
 
 __all__ = [
     "TemporaryServer",
+    "InProcessServer",
+    "temporary_server",
+    "SERVER_MODE_ENV",
     "configured_api_url",
     "check_api_url",
     "STARTUP_TIMEOUT_S",
@@ -304,3 +307,201 @@ class TemporaryServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+#: Environment variable choosing where ``georeason run``'s temporary server runs:
+#: ``thread`` (default: :class:`InProcessServer`) or ``process`` (:class:`TemporaryServer`).
+SERVER_MODE_ENV = "GEOREASON_PREFECT_SERVER"
+
+
+def _bound_socket() -> socket.socket:
+    """A listening-ready TCP socket bound to a free loopback port (uvicorn serves on it:
+    no window in which another program could take the port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.set_inheritable(False)
+    return sock
+
+
+class InProcessServer:
+    """The temporary Prefect API server inside this process: uvicorn serving Prefect's
+    ``create_app(ephemeral=True, final=True)`` on 127.0.0.1 from a daemon thread with its
+    own event loop (a context manager, the interface of :class:`TemporaryServer`).
+
+    It shares the interpreter with the run: ``prefect``, pydantic and the rest are
+    imported once, not again in a second process. Its imports start in its thread at
+    :meth:`start` and overlap what the calling thread does meanwhile. What differs from
+    the subprocess, and how:
+
+    - settings only the server should see (:data:`TEMPORARY_SERVER_SETTINGS`, the user's
+      environment winning for each) are a Prefect settings context entered in the
+      server's thread only: the run's own Prefect client never sees them, and no
+      environment variable is set for the run or its worker processes;
+    - uvicorn installs no signal handlers off the main thread (``Server.capture_signals``):
+      Ctrl-C reaches the run as before, and the server ends with the process;
+    - logging is left as the run configured it (``log_config=None``; uvicorn's own
+      loggers at ``error``, as the subprocess's ``--log-level error``);
+    - :meth:`stop` asks uvicorn to exit and waits for its lifespan shutdown: Prefect's
+      services stop, and the event persister writes what it holds, before it returns.
+    """
+
+    def __init__(self, warm: bool = True) -> None:
+        self.warm = warm
+        self._sock: socket.socket | None = None
+        self.port = 0
+        self._thread: threading.Thread | None = None
+        self._server: object | None = None  # uvicorn.Server, once built in the thread
+        self._error: BaseException | None = None
+        self._started = threading.Event()  # serving, or failed
+        self._warmed = threading.Event()
+        self._ready = False
+
+    @property
+    def warmed(self) -> bool:
+        """Whether the server has answered (and had its warm-up request), or failed."""
+        return self._warmed.is_set()
+
+    @property
+    def api_url(self) -> str:
+        """The server's API URL (``http://127.0.0.1:PORT/api``)."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @staticmethod
+    def server_settings() -> dict[str, str]:
+        """:data:`TEMPORARY_SERVER_SETTINGS` the user's environment does not set."""
+        return {k: v for k, v in TEMPORARY_SERVER_SETTINGS.items() if k not in os.environ}
+
+    def start(self) -> InProcessServer:
+        """Bind the port and start the server's thread (returns at once)."""
+        if self._thread is not None:
+            return self
+        if importlib.util.find_spec("prefect") is None:
+            raise GeoreasonError("prefect is not installed: pip install -e . (it is a dependency)")
+        self._sock = _bound_socket()
+        self.port = int(self._sock.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, name="georeason-prefect-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        import asyncio
+
+        try:
+            import prefect.settings
+            import uvicorn
+            from prefect.server.api.server import create_app
+            from prefect.settings import temporary_settings
+
+            updates = {getattr(prefect.settings, k): v for k, v in self.server_settings().items()}
+            with temporary_settings(updates=updates):
+                app = create_app(ephemeral=True, final=True)
+                config = uvicorn.Config(
+                    app,
+                    log_config=None,
+                    log_level="error",
+                    lifespan="on",
+                    access_log=False,
+                )
+                server = uvicorn.Server(config)
+                self._server = server
+                loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(loop)
+                watcher = threading.Thread(
+                    target=self._watch, args=(server,), name="georeason-server-warm", daemon=True
+                )
+                watcher.start()
+                try:
+                    assert self._sock is not None
+                    loop.run_until_complete(server.serve(sockets=[self._sock]))
+                finally:
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by wait_ready
+            self._error = exc
+        finally:
+            self._started.set()
+            self._warmed.set()
+            if self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.close()
+
+    def _watch(self, server: object) -> None:
+        """Wait until uvicorn serves (lifespan startup done), then send the warm-up request."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        try:
+            while not getattr(server, "started", False) and time.monotonic() < deadline:
+                if self._error is not None or getattr(server, "should_exit", False):
+                    return
+                time.sleep(0.02)
+            self._started.set()
+            if self.warm:
+                with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+                    with urllib.request.urlopen(f"{self.api_url}{WARM_PATH}", timeout=30) as resp:
+                        resp.read()
+        finally:
+            self._warmed.set()
+
+    def wait_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> str:
+        """Block until the server serves; return its API URL.
+
+        Raises
+        ------
+        GeoreasonError
+            When the server fails to start or does not serve within ``timeout_s``.
+        """
+        if self._ready:
+            return self.api_url
+        if self._thread is None:
+            self.start()
+        deadline = time.monotonic() + timeout_s
+        self._warmed.wait(timeout=max(0.0, deadline - time.monotonic()))
+        self._started.wait(timeout=max(0.0, deadline - time.monotonic()))
+        if self._error is not None:
+            raise GeoreasonError(
+                f"the temporary Prefect server failed to start ({type(self._error).__name__}: {self._error}); "
+                "run `prefect server start` yourself and set PREFECT_API_URL"
+            ) from self._error
+        if not getattr(self._server, "started", False):
+            self.stop()
+            raise GeoreasonError(
+                f"the temporary Prefect server did not answer within {timeout_s:.0f} s; "
+                "run `prefect server start` yourself and set PREFECT_API_URL"
+            )
+        self._ready = True
+        return self.api_url
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the server: uvicorn exits, Prefect's services stop (the event persister
+        writes what it holds); waits up to ``timeout_s`` for the thread."""
+        thread, self._thread = self._thread, None
+        self._ready = False
+        if thread is None:
+            return
+        server = self._server
+        if server is not None:
+            server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(timeout=timeout_s)
+        if thread.is_alive() and server is not None:
+            server.force_exit = True  # type: ignore[attr-defined]
+            thread.join(timeout=2.0)
+
+    def __enter__(self) -> InProcessServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def temporary_server() -> TemporaryServer | InProcessServer:
+    """The temporary server ``georeason run`` starts when no Prefect API is configured:
+    in this process (:class:`InProcessServer`) unless ``GEOREASON_PREFECT_SERVER=process``
+    asks for the subprocess (:class:`TemporaryServer`); not started yet."""
+    mode = os.environ.get(SERVER_MODE_ENV, "thread").strip().lower() or "thread"
+    if mode not in ("thread", "process"):
+        raise InputError(
+            f"{SERVER_MODE_ENV}={mode!r} is not a server mode: use thread or process (or unset it)"
+        )
+    return InProcessServer() if mode == "thread" else TemporaryServer()
