@@ -19,8 +19,14 @@ imports neither Prefect nor its server: only the standard library.
 What the temporary server does not run (:data:`TEMPORARY_SERVER_SETTINGS`): it lives only
 as long as one run, so the services a long-lived server needs are off: automations
 (triggers and their actions: a reaction to this run's events belongs on a started server)
-and the database vacuum (trimming old events from ``PREFECT_HOME``'s database: a started
-server does it). What the UI shows is kept: the flow run, its task runs (the task run
+and, on all but one run a day, the events vacuum. That vacuum deletes events older than
+Prefect's events retention (``PREFECT_SERVER_EVENTS_RETENTION_PERIOD``, 7 days) from
+``PREFECT_HOME``'s database; with temporary servers only, nothing else ever does, and
+every sample run adds ~1 MB of events (half of it the quicklook artifact's collection
+event, which carries the artifact's data). So the first temporary server of each day
+(:func:`events_vacuum_due`: the stamp file :data:`VACUUM_STAMP` in ``PREFECT_HOME`` is
+missing or older than :data:`VACUUM_EVERY_S`) runs it, in its background, while the run
+works. What the UI shows is kept: the flow run, its task runs (the task run
 recorder and the event persister), logs and artifacts. Once its health check answers, a
 thread sends it one API request (:meth:`TemporaryServer.start`): the first request makes
 FastAPI build its route table (~0.5 s), which then happens while the run still gets
@@ -55,6 +61,11 @@ __all__ = [
     "check_api_url",
     "STARTUP_TIMEOUT_S",
     "TEMPORARY_SERVER_SETTINGS",
+    "VACUUM_STAMP",
+    "VACUUM_EVERY_S",
+    "events_vacuum_due",
+    "server_settings",
+    "prefect_home",
 ]
 
 #: Seconds to wait for the temporary server's health check (SQLite migrations on a busy
@@ -71,6 +82,57 @@ TEMPORARY_SERVER_SETTINGS: dict[str, str] = {
     # ephemeral server, so naming one of them turns the events vacuum off
     "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "orphans",
 }
+
+#: The stamp file in ``PREFECT_HOME`` whose age says when a temporary server last ran the
+#: events vacuum.
+VACUUM_STAMP = "georeason-events-vacuum.stamp"
+
+#: Seconds between two runs of the events vacuum by temporary servers (one day).
+VACUUM_EVERY_S = 86400.0
+
+
+def prefect_home() -> Path:
+    """``PREFECT_HOME`` (environment, else Prefect's default ``~/.prefect``)."""
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def events_vacuum_due(home: Path | None = None, now: float | None = None) -> bool:
+    """Whether a temporary server should run the events vacuum now: the stamp
+    :data:`VACUUM_STAMP` in ``home`` (default :func:`prefect_home`) is missing or older than
+    :data:`VACUUM_EVERY_S`."""
+    stamp = (home or prefect_home()) / VACUUM_STAMP
+    try:
+        age = (time.time() if now is None else now) - stamp.stat().st_mtime
+    except OSError:
+        return True
+    return age >= VACUUM_EVERY_S or age < 0
+
+
+def server_settings(vacuum: bool) -> dict[str, str]:
+    """The temporary server's Prefect settings the user's environment does not set:
+    :data:`TEMPORARY_SERVER_SETTINGS`, no analytics, and with ``vacuum`` Prefect's default
+    events vacuum instead of none."""
+    settings = {**TEMPORARY_SERVER_SETTINGS, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    if vacuum:
+        settings["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"] = "events"
+    return {k: v for k, v in settings.items() if k not in os.environ}
+
+
+def _claim_vacuum() -> bool:
+    """Whether this temporary server runs the events vacuum (:func:`events_vacuum_due`);
+    when it does, the stamp is renewed now (a run that ends before the vacuum is done
+    leaves the rest to the next day's: what it deletes is only ever older than the
+    retention)."""
+    if not events_vacuum_due():
+        return False
+    stamp = prefect_home() / VACUUM_STAMP
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+    except OSError:
+        return False  # a home we cannot write to: no vacuum rather than one on every run
+    return True
+
 
 #: The request that warms a fresh server (any API route builds FastAPI's route table).
 WARM_PATH = "/admin/version"
@@ -178,11 +240,11 @@ class TemporaryServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     @staticmethod
-    def environment() -> dict[str, str]:
+    def environment(vacuum: bool = False) -> dict[str, str]:
         """The server process's environment: this one's, UI off, no analytics, no
-        ``PREFECT_API_URL``, and :data:`TEMPORARY_SERVER_SETTINGS` where it sets none."""
+        ``PREFECT_API_URL``, and :func:`server_settings` where it sets none."""
         env = {
-            **TEMPORARY_SERVER_SETTINGS,
+            **server_settings(vacuum),
             **os.environ,
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
@@ -199,7 +261,7 @@ class TemporaryServer:
         if spec is None or not spec.submodule_search_locations:
             raise GeoreasonError("prefect is not installed: pip install -e . (it is a dependency)")
         app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
-        env = self.environment()
+        env = self.environment(vacuum=_claim_vacuum())
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -334,7 +396,7 @@ class InProcessServer:
     :meth:`start` and overlap what the calling thread does meanwhile. What differs from
     the subprocess, and how:
 
-    - settings only the server should see (:data:`TEMPORARY_SERVER_SETTINGS`, the user's
+    - settings only the server should see (:func:`server_settings`, the user's
       environment winning for each) are a Prefect settings context entered in the
       server's thread only: the run's own Prefect client never sees them, and no
       environment variable is set for the run or its worker processes;
@@ -356,6 +418,7 @@ class InProcessServer:
         self._started = threading.Event()  # serving, or failed
         self._warmed = threading.Event()
         self._ready = False
+        self._settings: dict[str, str] = {}
 
     @property
     def warmed(self) -> bool:
@@ -367,11 +430,6 @@ class InProcessServer:
         """The server's API URL (``http://127.0.0.1:PORT/api``)."""
         return f"http://127.0.0.1:{self.port}/api"
 
-    @staticmethod
-    def server_settings() -> dict[str, str]:
-        """:data:`TEMPORARY_SERVER_SETTINGS` the user's environment does not set."""
-        return {k: v for k, v in TEMPORARY_SERVER_SETTINGS.items() if k not in os.environ}
-
     def start(self) -> InProcessServer:
         """Bind the port and start the server's thread (returns at once)."""
         if self._thread is not None:
@@ -380,6 +438,7 @@ class InProcessServer:
             raise GeoreasonError("prefect is not installed: pip install -e . (it is a dependency)")
         self._sock = _bound_socket()
         self.port = int(self._sock.getsockname()[1])
+        self._settings = server_settings(vacuum=_claim_vacuum())
         self._thread = threading.Thread(target=self._serve, name="georeason-prefect-server", daemon=True)
         self._thread.start()
         return self
@@ -393,7 +452,7 @@ class InProcessServer:
             from prefect.server.api.server import create_app
             from prefect.settings import temporary_settings
 
-            updates = {getattr(prefect.settings, k): v for k, v in self.server_settings().items()}
+            updates = {getattr(prefect.settings, k): v for k, v in self._settings.items()}
             with temporary_settings(updates=updates):
                 app = create_app(ephemeral=True, final=True)
                 config = uvicorn.Config(

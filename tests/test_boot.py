@@ -140,7 +140,11 @@ def test_in_process_server_keeps_its_settings_and_signals_to_itself(tmp_path, mo
     import signal
     import threading
 
+    from georeason.prefect_server import VACUUM_STAMP
+
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / VACUUM_STAMP).touch()  # vacuumed today: not this server's job
     for k in TEMPORARY_SERVER_SETTINGS_KEYS:
         monkeypatch.delenv(k, raising=False)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
@@ -162,6 +166,7 @@ def test_in_process_server_keeps_its_settings_and_signals_to_itself(tmp_path, mo
         assert services["triggers"]["enabled"] is False
         assert "events" not in services["db_vacuum"]["enabled"]
         assert services["task_run_recorder"]["enabled"] is True
+        assert seen["server"]["analytics_enabled"] is False
         # this process's settings and environment are untouched (the server's come from a
         # settings context of its own thread)
         assert get_current_settings().hash_key() == settings_before
@@ -198,4 +203,39 @@ def test_server_mode_is_checked(monkeypatch):
 TEMPORARY_SERVER_SETTINGS_KEYS = (
     "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED",
     "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED",
+    "PREFECT_SERVER_ANALYTICS_ENABLED",
 )
+
+
+def test_events_vacuum_runs_on_one_temporary_server_a_day(tmp_path, monkeypatch):
+    """Prefect's events vacuum (deleting events past the retention) is off in temporary
+    servers except the first of each day, stamped in PREFECT_HOME; the user's setting wins."""
+    import time
+
+    from prefect.settings import Settings
+
+    from georeason.prefect_server import VACUUM_STAMP, _claim_vacuum, events_vacuum_due, server_settings
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", raising=False)
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    stamp = tmp_path / VACUUM_STAMP
+    assert events_vacuum_due() and not stamp.exists()
+    assert _claim_vacuum() is True and stamp.exists()  # the first server of the day
+    assert _claim_vacuum() is False  # the next ones that day
+    day_ago = time.time() - 86400 - 60
+    os.utime(stamp, (day_ago, day_ago))
+    assert events_vacuum_due() and _claim_vacuum() is True and not events_vacuum_due()
+
+    for vacuum, on in ((True, True), (False, False)):
+        values = server_settings(vacuum)
+        assert values["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+        for k, v in values.items():
+            monkeypatch.setenv(k, v)
+        services = Settings().server.services
+        assert ("events" in services.db_vacuum.enabled_vacuum_types) is on
+        assert services.triggers.enabled is False
+        for k in values:
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", "events,flow_runs")  # the user's choice
+    assert "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED" not in server_settings(False)
