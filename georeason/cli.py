@@ -339,7 +339,12 @@ def run(
     asset_root: AssetRoot = None,
 ) -> None:
     """Run the `answer` flow (Prefect) on catalog items x questions; write OUT/answers.jsonl and files."""
-    from georeason.prefect_server import check_api_url, configured_api_url, temporary_server
+    from georeason.prefect_server import (
+        check_api_url,
+        configured_api_url,
+        import_concurrently,
+        temporary_server,
+    )
 
     local_prefect_defaults()
     api_url = configured_api_url()
@@ -407,6 +412,8 @@ def run(
         # the worker pool starts and the first item's tiles ground while Prefect is imported
         # and its server boots; the flow takes the pool and the results
         ahead = _ground_ahead(cfg, options, item, objects, results_dir)
+        # Prefect may be being imported by the temporary server's thread right now
+        import_concurrently("georeason.flows.answer", "georeason.flows.runners")
         from georeason.flows.answer import answer
         from georeason.flows.runners import runner_for
 

@@ -9,12 +9,15 @@ checked every input and read the catalog, with Prefect's own server stack import
 this process just to launch it — and the run waits for its whole boot (importing the
 server, migrating its SQLite database) before any work.
 
-:class:`TemporaryServer` starts the same server (``uvicorn`` on Prefect's
-``create_app`` factory, UI off, 127.0.0.1 only, Prefect's database under
-``PREFECT_HOME``) *first*, as a subprocess, without importing Prefect here; the command
-line then imports, checks inputs and reads the catalog while it boots, waits for its
-health check only when the flow starts, and stops it when the run ends. This module
-imports neither Prefect nor its server: only the standard library.
+:class:`InProcessServer` (the default, :func:`temporary_server`) starts the same server
+(``uvicorn`` on Prefect's ``create_app``, UI off, 127.0.0.1 only, Prefect's database under
+``PREFECT_HOME``) *first*, in a thread of the run's process: its imports (Prefect, then
+its server) overlap the command line's own work, and Prefect is imported once for the
+server and the flow. :class:`TemporaryServer` (``GEOREASON_PREFECT_SERVER=process``)
+starts it as a subprocess instead, without importing Prefect here. Either way the command
+line imports, checks inputs and reads the catalog while it boots, waits for it only when
+the flow starts, and stops it when the run ends. Importing this module imports neither
+Prefect nor its server: only the standard library.
 
 What the temporary server does not run (:data:`TEMPORARY_SERVER_SETTINGS`): it lives only
 as long as one run, so the services a long-lived server needs are off: automations
@@ -66,6 +69,7 @@ __all__ = [
     "events_vacuum_due",
     "server_settings",
     "prefect_home",
+    "import_concurrently",
 ]
 
 #: Seconds to wait for the temporary server's health check (SQLite migrations on a busy
@@ -376,6 +380,27 @@ class TemporaryServer:
 SERVER_MODE_ENV = "GEOREASON_PREFECT_SERVER"
 
 
+def import_concurrently(*names: str, tries: int = 5) -> None:
+    """Import modules while another thread may be importing some of the same ones.
+
+    Python's per-module import locks let two threads import at once; when each holds a
+    module the other one needs (a circular import reached from both sides), one of them
+    gets ``_DeadlockError`` instead of waiting. That import is then retried once the
+    other thread had time to finish (the run's main thread and the temporary server's
+    thread both import Prefect's dependencies)."""
+    import importlib
+
+    for name in names:
+        for attempt in range(tries):
+            try:
+                importlib.import_module(name)
+                break
+            except RuntimeError as exc:
+                if type(exc).__name__ != "_DeadlockError" or attempt == tries - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+
 def _bound_socket() -> socket.socket:
     """A listening-ready TCP socket bound to a free loopback port (uvicorn serves on it:
     no window in which another program could take the port)."""
@@ -447,6 +472,7 @@ class InProcessServer:
         import asyncio
 
         try:
+            import_concurrently("prefect.settings", "uvicorn", "prefect.server.api.server")
             import prefect.settings
             import uvicorn
             from prefect.server.api.server import create_app

@@ -239,3 +239,33 @@ def test_events_vacuum_runs_on_one_temporary_server_a_day(tmp_path, monkeypatch)
             monkeypatch.delenv(k)
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", "events,flow_runs")  # the user's choice
     assert "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED" not in server_settings(False)
+
+
+def test_import_concurrently_retries_an_import_deadlock_only(monkeypatch):
+    """The run's main thread and the server's thread import Prefect's dependencies at once:
+    a ``_DeadlockError`` (Python's answer to two threads each holding a module the other
+    needs) is retried; any other error is raised."""
+    import importlib
+    import importlib._bootstrap as bootstrap
+
+    from georeason.prefect_server import import_concurrently
+
+    calls: list[str] = []
+    real = importlib.import_module
+
+    def flaky(name, package=None):
+        calls.append(name)
+        if len(calls) < 3:
+            raise bootstrap._DeadlockError(f"deadlock detected by _ModuleLock({name!r})")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", flaky)
+    import_concurrently("json")
+    assert calls == ["json", "json", "json"]
+
+    def broken(name, package=None):
+        raise RuntimeError("not a deadlock")
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(RuntimeError, match="not a deadlock"):
+        import_concurrently("json")
