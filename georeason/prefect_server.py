@@ -9,18 +9,27 @@ checked every input and read the catalog, with Prefect's own server stack import
 this process just to launch it — and the run waits for its whole boot (importing the
 server, migrating its SQLite database) before any work.
 
-:class:`TemporaryServer` starts the same server (``uvicorn`` on Prefect's
-``create_app`` factory, UI off, 127.0.0.1 only, Prefect's database under
-``PREFECT_HOME``) *first*, as a subprocess, without importing Prefect here; the command
-line then imports, checks inputs and reads the catalog while it boots, waits for its
-health check only when the flow starts, and stops it when the run ends. This module
-imports neither Prefect nor its server: only the standard library.
+:class:`InProcessServer` (the default, :func:`temporary_server`) starts the same server
+(``uvicorn`` on Prefect's ``create_app``, UI off, 127.0.0.1 only, Prefect's database under
+``PREFECT_HOME``) *first*, in a thread of the run's process: its imports (Prefect, then
+its server) overlap the command line's own work, and Prefect is imported once for the
+server and the flow. :class:`TemporaryServer` (``GEOREASON_PREFECT_SERVER=process``)
+starts it as a subprocess instead, without importing Prefect here. Either way the command
+line imports, checks inputs and reads the catalog while it boots, waits for it only when
+the flow starts, and stops it when the run ends. Importing this module imports neither
+Prefect nor its server: only the standard library.
 
 What the temporary server does not run (:data:`TEMPORARY_SERVER_SETTINGS`): it lives only
 as long as one run, so the services a long-lived server needs are off: automations
 (triggers and their actions: a reaction to this run's events belongs on a started server)
-and the database vacuum (trimming old events from ``PREFECT_HOME``'s database: a started
-server does it). What the UI shows is kept: the flow run, its task runs (the task run
+and, on all but one run a day, the events vacuum. That vacuum deletes events older than
+Prefect's events retention (``PREFECT_SERVER_EVENTS_RETENTION_PERIOD``, 7 days) from
+``PREFECT_HOME``'s database; with temporary servers only, nothing else ever does, and
+every sample run adds ~1 MB of events (half of it the quicklook artifact's collection
+event, which carries the artifact's data). So the first temporary server of each day
+(:func:`events_vacuum_due`: the stamp file :data:`VACUUM_STAMP` in ``PREFECT_HOME`` is
+missing or older than :data:`VACUUM_EVERY_S`) runs it, in its background, while the run
+works. What the UI shows is kept: the flow run, its task runs (the task run
 recorder and the event persister), logs and artifacts. Once its health check answers, a
 thread sends it one API request (:meth:`TemporaryServer.start`): the first request makes
 FastAPI build its route table (~0.5 s), which then happens while the run still gets
@@ -48,10 +57,19 @@ from georeason.errors import GeoreasonError, InputError
 
 __all__ = [
     "TemporaryServer",
+    "InProcessServer",
+    "temporary_server",
+    "SERVER_MODE_ENV",
     "configured_api_url",
     "check_api_url",
     "STARTUP_TIMEOUT_S",
     "TEMPORARY_SERVER_SETTINGS",
+    "VACUUM_STAMP",
+    "VACUUM_EVERY_S",
+    "events_vacuum_due",
+    "server_settings",
+    "prefect_home",
+    "import_concurrently",
 ]
 
 #: Seconds to wait for the temporary server's health check (SQLite migrations on a busy
@@ -68,6 +86,57 @@ TEMPORARY_SERVER_SETTINGS: dict[str, str] = {
     # ephemeral server, so naming one of them turns the events vacuum off
     "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "orphans",
 }
+
+#: The stamp file in ``PREFECT_HOME`` whose age says when a temporary server last ran the
+#: events vacuum.
+VACUUM_STAMP = "georeason-events-vacuum.stamp"
+
+#: Seconds between two runs of the events vacuum by temporary servers (one day).
+VACUUM_EVERY_S = 86400.0
+
+
+def prefect_home() -> Path:
+    """``PREFECT_HOME`` (environment, else Prefect's default ``~/.prefect``)."""
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def events_vacuum_due(home: Path | None = None, now: float | None = None) -> bool:
+    """Whether a temporary server should run the events vacuum now: the stamp
+    :data:`VACUUM_STAMP` in ``home`` (default :func:`prefect_home`) is missing or older than
+    :data:`VACUUM_EVERY_S`."""
+    stamp = (home or prefect_home()) / VACUUM_STAMP
+    try:
+        age = (time.time() if now is None else now) - stamp.stat().st_mtime
+    except OSError:
+        return True
+    return age >= VACUUM_EVERY_S or age < 0
+
+
+def server_settings(vacuum: bool) -> dict[str, str]:
+    """The temporary server's Prefect settings the user's environment does not set:
+    :data:`TEMPORARY_SERVER_SETTINGS`, no analytics, and with ``vacuum`` Prefect's default
+    events vacuum instead of none."""
+    settings = {**TEMPORARY_SERVER_SETTINGS, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    if vacuum:
+        settings["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"] = "events"
+    return {k: v for k, v in settings.items() if k not in os.environ}
+
+
+def _claim_vacuum() -> bool:
+    """Whether this temporary server runs the events vacuum (:func:`events_vacuum_due`);
+    when it does, the stamp is renewed now (a run that ends before the vacuum is done
+    leaves the rest to the next day's: what it deletes is only ever older than the
+    retention)."""
+    if not events_vacuum_due():
+        return False
+    stamp = prefect_home() / VACUUM_STAMP
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+    except OSError:
+        return False  # a home we cannot write to: no vacuum rather than one on every run
+    return True
+
 
 #: The request that warms a fresh server (any API route builds FastAPI's route table).
 WARM_PATH = "/admin/version"
@@ -175,11 +244,11 @@ class TemporaryServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     @staticmethod
-    def environment() -> dict[str, str]:
+    def environment(vacuum: bool = False) -> dict[str, str]:
         """The server process's environment: this one's, UI off, no analytics, no
-        ``PREFECT_API_URL``, and :data:`TEMPORARY_SERVER_SETTINGS` where it sets none."""
+        ``PREFECT_API_URL``, and :func:`server_settings` where it sets none."""
         env = {
-            **TEMPORARY_SERVER_SETTINGS,
+            **server_settings(vacuum),
             **os.environ,
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
@@ -196,7 +265,7 @@ class TemporaryServer:
         if spec is None or not spec.submodule_search_locations:
             raise GeoreasonError("prefect is not installed: pip install -e . (it is a dependency)")
         app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
-        env = self.environment()
+        env = self.environment(vacuum=_claim_vacuum())
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -304,3 +373,220 @@ class TemporaryServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+#: Environment variable choosing where ``georeason run``'s temporary server runs:
+#: ``thread`` (default: :class:`InProcessServer`) or ``process`` (:class:`TemporaryServer`).
+SERVER_MODE_ENV = "GEOREASON_PREFECT_SERVER"
+
+
+def import_concurrently(*names: str, tries: int = 5) -> None:
+    """Import modules while another thread may be importing some of the same ones.
+
+    Python's per-module import locks let two threads import at once; when each holds a
+    module the other one needs (a circular import reached from both sides), one of them
+    gets ``_DeadlockError`` instead of waiting. That import is then retried once the
+    other thread had time to finish (the run's main thread and the temporary server's
+    thread both import Prefect's dependencies)."""
+    import importlib
+
+    for name in names:
+        for attempt in range(tries):
+            try:
+                importlib.import_module(name)
+                break
+            except RuntimeError as exc:
+                if type(exc).__name__ != "_DeadlockError" or attempt == tries - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+
+def _bound_socket() -> socket.socket:
+    """A listening-ready TCP socket bound to a free loopback port (uvicorn serves on it:
+    no window in which another program could take the port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.set_inheritable(False)
+    return sock
+
+
+class InProcessServer:
+    """The temporary Prefect API server inside this process: uvicorn serving Prefect's
+    ``create_app(ephemeral=True, final=True)`` on 127.0.0.1 from a daemon thread with its
+    own event loop (a context manager, the interface of :class:`TemporaryServer`).
+
+    It shares the interpreter with the run: ``prefect``, pydantic and the rest are
+    imported once, not again in a second process. Its imports start in its thread at
+    :meth:`start` and overlap what the calling thread does meanwhile. What differs from
+    the subprocess, and how:
+
+    - settings only the server should see (:func:`server_settings`, the user's
+      environment winning for each) are a Prefect settings context entered in the
+      server's thread only: the run's own Prefect client never sees them, and no
+      environment variable is set for the run or its worker processes;
+    - uvicorn installs no signal handlers off the main thread (``Server.capture_signals``):
+      Ctrl-C reaches the run as before, and the server ends with the process;
+    - logging is left as the run configured it (``log_config=None``; uvicorn's own
+      loggers at ``error``, as the subprocess's ``--log-level error``);
+    - :meth:`stop` asks uvicorn to exit and waits for its lifespan shutdown: Prefect's
+      services stop, and the event persister writes what it holds, before it returns.
+    """
+
+    def __init__(self, warm: bool = True) -> None:
+        self.warm = warm
+        self._sock: socket.socket | None = None
+        self.port = 0
+        self._thread: threading.Thread | None = None
+        self._server: object | None = None  # uvicorn.Server, once built in the thread
+        self._error: BaseException | None = None
+        self._started = threading.Event()  # serving, or failed
+        self._warmed = threading.Event()
+        self._ready = False
+        self._settings: dict[str, str] = {}
+
+    @property
+    def warmed(self) -> bool:
+        """Whether the server has answered (and had its warm-up request), or failed."""
+        return self._warmed.is_set()
+
+    @property
+    def api_url(self) -> str:
+        """The server's API URL (``http://127.0.0.1:PORT/api``)."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self) -> InProcessServer:
+        """Bind the port and start the server's thread (returns at once)."""
+        if self._thread is not None:
+            return self
+        if importlib.util.find_spec("prefect") is None:
+            raise GeoreasonError("prefect is not installed: pip install -e . (it is a dependency)")
+        self._sock = _bound_socket()
+        self.port = int(self._sock.getsockname()[1])
+        self._settings = server_settings(vacuum=_claim_vacuum())
+        self._thread = threading.Thread(target=self._serve, name="georeason-prefect-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        import asyncio
+
+        try:
+            import_concurrently("prefect.settings", "uvicorn", "prefect.server.api.server")
+            import prefect.settings
+            import uvicorn
+            from prefect.server.api.server import create_app
+            from prefect.settings import temporary_settings
+
+            updates = {getattr(prefect.settings, k): v for k, v in self._settings.items()}
+            with temporary_settings(updates=updates):
+                app = create_app(ephemeral=True, final=True)
+                config = uvicorn.Config(
+                    app,
+                    log_config=None,
+                    log_level="error",
+                    lifespan="on",
+                    access_log=False,
+                )
+                server = uvicorn.Server(config)
+                self._server = server
+                loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(loop)
+                watcher = threading.Thread(
+                    target=self._watch, args=(server,), name="georeason-server-warm", daemon=True
+                )
+                watcher.start()
+                try:
+                    assert self._sock is not None
+                    loop.run_until_complete(server.serve(sockets=[self._sock]))
+                finally:
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by wait_ready
+            self._error = exc
+        finally:
+            self._started.set()
+            self._warmed.set()
+            if self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.close()
+
+    def _watch(self, server: object) -> None:
+        """Wait until uvicorn serves (lifespan startup done), then send the warm-up request."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        try:
+            while not getattr(server, "started", False) and time.monotonic() < deadline:
+                if self._error is not None or getattr(server, "should_exit", False):
+                    return
+                time.sleep(0.02)
+            self._started.set()
+            if self.warm:
+                with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+                    with urllib.request.urlopen(f"{self.api_url}{WARM_PATH}", timeout=30) as resp:
+                        resp.read()
+        finally:
+            self._warmed.set()
+
+    def wait_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> str:
+        """Block until the server serves; return its API URL.
+
+        Raises
+        ------
+        GeoreasonError
+            When the server fails to start or does not serve within ``timeout_s``.
+        """
+        if self._ready:
+            return self.api_url
+        if self._thread is None:
+            self.start()
+        deadline = time.monotonic() + timeout_s
+        self._warmed.wait(timeout=max(0.0, deadline - time.monotonic()))
+        self._started.wait(timeout=max(0.0, deadline - time.monotonic()))
+        if self._error is not None:
+            raise GeoreasonError(
+                f"the temporary Prefect server failed to start ({type(self._error).__name__}: {self._error}); "
+                "run `prefect server start` yourself and set PREFECT_API_URL"
+            ) from self._error
+        if not getattr(self._server, "started", False):
+            self.stop()
+            raise GeoreasonError(
+                f"the temporary Prefect server did not answer within {timeout_s:.0f} s; "
+                "run `prefect server start` yourself and set PREFECT_API_URL"
+            )
+        self._ready = True
+        return self.api_url
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the server: uvicorn exits, Prefect's services stop (the event persister
+        writes what it holds); waits up to ``timeout_s`` for the thread."""
+        thread, self._thread = self._thread, None
+        self._ready = False
+        if thread is None:
+            return
+        server = self._server
+        if server is not None:
+            server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(timeout=timeout_s)
+        if thread.is_alive() and server is not None:
+            server.force_exit = True  # type: ignore[attr-defined]
+            thread.join(timeout=2.0)
+
+    def __enter__(self) -> InProcessServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def temporary_server() -> TemporaryServer | InProcessServer:
+    """The temporary server ``georeason run`` starts when no Prefect API is configured:
+    in this process (:class:`InProcessServer`) unless ``GEOREASON_PREFECT_SERVER=process``
+    asks for the subprocess (:class:`TemporaryServer`); not started yet."""
+    mode = os.environ.get(SERVER_MODE_ENV, "thread").strip().lower() or "thread"
+    if mode not in ("thread", "process"):
+        raise InputError(
+            f"{SERVER_MODE_ENV}={mode!r} is not a server mode: use thread or process (or unset it)"
+        )
+    return InProcessServer() if mode == "thread" else TemporaryServer()

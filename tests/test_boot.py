@@ -61,11 +61,19 @@ def test_temporary_server_settings_are_the_users_to_override(monkeypatch):
 
 
 @pytest.mark.e2e
-def test_run_with_its_temporary_server_records_run_task_runs_logs_and_artifacts(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_run_with_its_temporary_server_records_run_task_runs_logs_and_artifacts(tmp_path, monkeypatch, mode):
+    """``thread``: the server in the run's process (the default; the process ends without
+    the interpreter's teardown once the records are complete); ``process``: a subprocess."""
     from georeason.prefect_server import TemporaryServer
 
     home = tmp_path / "prefect-home"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_LOGGING_TO_API_ENABLED": "true"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_LOGGING_TO_API_ENABLED": "true",
+        "GEOREASON_PREFECT_SERVER": mode,
+    }
     env.pop("PREFECT_API_URL", None)
     out = tmp_path / "out"
     run = subprocess.run(
@@ -123,3 +131,141 @@ def test_run_with_its_temporary_server_records_run_task_runs_logs_and_artifacts(
         kinds = {e["event"] for e in events}
         assert "prefect.flow-run.Completed" in kinds, kinds
         assert "prefect.flow-run.heartbeat" not in kinds, kinds
+
+
+def test_in_process_server_keeps_its_settings_and_signals_to_itself(tmp_path, monkeypatch):
+    """The temporary server in a thread of this process: its service settings are seen by
+    the server (its own API reports them) and not by this process's Prefect settings; no
+    signal handler is taken from the main thread; stop() ends its thread."""
+    import signal
+    import threading
+
+    from georeason.prefect_server import VACUUM_STAMP
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / VACUUM_STAMP).touch()  # vacuumed today: not this server's job
+    for k in TEMPORARY_SERVER_SETTINGS_KEYS:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    from prefect.settings import get_current_settings
+
+    from georeason.prefect_server import InProcessServer
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    settings_before = get_current_settings().hash_key()
+    server = InProcessServer().start()
+    try:
+        api = server.wait_ready(timeout_s=300)
+        assert api == f"http://127.0.0.1:{server.port}/api"
+        with urllib.request.urlopen(f"{api}/health", timeout=30) as resp:
+            assert resp.status == 200
+        with urllib.request.urlopen(f"{api}/admin/settings", timeout=30) as resp:
+            seen = json.loads(resp.read())
+        services = seen["server"]["services"]
+        assert services["triggers"]["enabled"] is False
+        assert "events" not in services["db_vacuum"]["enabled"]
+        assert services["task_run_recorder"]["enabled"] is True
+        assert seen["server"]["analytics_enabled"] is False
+        # this process's settings and environment are untouched (the server's come from a
+        # settings context of its own thread)
+        assert get_current_settings().hash_key() == settings_before
+        assert not any(k in os.environ for k in TEMPORARY_SERVER_SETTINGS_KEYS)
+        assert {s: signal.getsignal(s) for s in before} == before
+        assert any(t.name == "georeason-prefect-server" for t in threading.enumerate())
+    finally:
+        server.stop()
+    assert not any(t.name == "georeason-prefect-server" for t in threading.enumerate())
+
+
+def test_server_mode_is_checked(monkeypatch):
+    """GEOREASON_PREFECT_SERVER picks the thread (default) or the subprocess; anything else
+    is one line and exit 2 from `run`."""
+    from typer.testing import CliRunner
+
+    from georeason.cli import app
+    from georeason.errors import InputError
+    from georeason.prefect_server import InProcessServer, TemporaryServer, temporary_server
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("GEOREASON_PREFECT_SERVER", "process")
+    assert isinstance(temporary_server(), TemporaryServer)
+    monkeypatch.delenv("GEOREASON_PREFECT_SERVER")
+    assert isinstance(temporary_server(), InProcessServer)
+    monkeypatch.setenv("GEOREASON_PREFECT_SERVER", "fork")
+    with pytest.raises(InputError, match="GEOREASON_PREFECT_SERVER='fork'.*thread or process"):
+        temporary_server()
+    res = CliRunner().invoke(app, ["run", "--item", "sample"])
+    assert res.exit_code == 2, res.output
+    assert "GEOREASON_PREFECT_SERVER='fork'" in res.output and "Traceback" not in res.output
+
+
+TEMPORARY_SERVER_SETTINGS_KEYS = (
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED",
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED",
+    "PREFECT_SERVER_ANALYTICS_ENABLED",
+)
+
+
+def test_events_vacuum_runs_on_one_temporary_server_a_day(tmp_path, monkeypatch):
+    """Prefect's events vacuum (deleting events past the retention) is off in temporary
+    servers except the first of each day, stamped in PREFECT_HOME; the user's setting wins."""
+    import time
+
+    from prefect.settings import Settings
+
+    from georeason.prefect_server import VACUUM_STAMP, _claim_vacuum, events_vacuum_due, server_settings
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", raising=False)
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    stamp = tmp_path / VACUUM_STAMP
+    assert events_vacuum_due() and not stamp.exists()
+    assert _claim_vacuum() is True and stamp.exists()  # the first server of the day
+    assert _claim_vacuum() is False  # the next ones that day
+    day_ago = time.time() - 86400 - 60
+    os.utime(stamp, (day_ago, day_ago))
+    assert events_vacuum_due() and _claim_vacuum() is True and not events_vacuum_due()
+
+    for vacuum, on in ((True, True), (False, False)):
+        values = server_settings(vacuum)
+        assert values["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+        for k, v in values.items():
+            monkeypatch.setenv(k, v)
+        services = Settings().server.services
+        assert ("events" in services.db_vacuum.enabled_vacuum_types) is on
+        assert services.triggers.enabled is False
+        for k in values:
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", "events,flow_runs")  # the user's choice
+    assert "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED" not in server_settings(False)
+
+
+def test_import_concurrently_retries_an_import_deadlock_only(monkeypatch):
+    """The run's main thread and the server's thread import Prefect's dependencies at once:
+    a ``_DeadlockError`` (Python's answer to two threads each holding a module the other
+    needs) is retried; any other error is raised."""
+    import importlib
+    import importlib._bootstrap as bootstrap
+
+    from georeason.prefect_server import import_concurrently
+
+    calls: list[str] = []
+    real = importlib.import_module
+
+    def flaky(name, package=None):
+        calls.append(name)
+        if len(calls) < 3:
+            raise bootstrap._DeadlockError(f"deadlock detected by _ModuleLock({name!r})")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", flaky)
+    import_concurrently("json")
+    assert calls == ["json", "json", "json"]
+
+    def broken(name, package=None):
+        raise RuntimeError("not a deadlock")
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(RuntimeError, match="not a deadlock"):
+        import_concurrently("json")
