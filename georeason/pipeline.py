@@ -340,18 +340,30 @@ Mapper: TypeAlias = Callable[[GroundJob, list[list["Tile"]], TileProgress | None
 
 
 def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int = 1) -> list[list[Tile]]:
-    """Cut a tile plan into at most ``max_batches`` contiguous batches of near-equal size.
+    """Cut a tile plan into at most ``max_batches`` contiguous batches of near-equal size
+    (sizes differ by at most one, the larger first; each at least ``min_batch`` tiles where
+    there are enough): as many batches as asked when there are enough tiles, so that the
+    batches spread evenly over the workers (25 tiles in 6 batches: 5, 4, 4, 4, 4, 4 rather
+    than 5 batches of 5 for 2 workers).
 
     Examples
     --------
     >>> [len(b) for b in plan_batches(list(range(10)), max_batches=4)]
-    [3, 3, 3, 1]
+    [3, 3, 2, 2]
+    >>> [len(b) for b in plan_batches(list(range(10)), max_batches=4, min_batch=4)]
+    [5, 5]
     """
     n = len(tiles)
     if n == 0:
         return []
-    size = max(min_batch, math.ceil(n / max(1, max_batches)))
-    return [list(tiles[i : i + size]) for i in range(0, n, size)]
+    count = max(1, min(max(1, max_batches), n // max(1, min_batch)))
+    size, extra = divmod(n, count)
+    out, start = [], 0
+    for i in range(count):
+        stop = start + size + (1 if i < extra else 0)
+        out.append(list(tiles[start:stop]))
+        start = stop
+    return out
 
 
 def _failure(tile: Tile, exc: BaseException) -> TileFailure:
