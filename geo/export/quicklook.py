@@ -1,7 +1,9 @@
 """Quicklook PNG: a map a person reads, of a raster with its objects and an answer.
 
 Bounded memory: the raster is read once at reduced resolution (``max_px`` on the long
-side). Bands are picked by name (red, green, blue; else the first three, else the first
+side), or not at all when grounding read every tile anyway: the workers sum each tile's
+core into the basemap's cells (:func:`cell_sums`) and :class:`BasemapSums` adds them up
+into the same picture (bit for bit for unsigned integer bands; see there for floats). Bands are picked by name (red, green, blue; else the first three, else the first
 band as grey) and stretched per band between the 2nd and 98th percentiles of the valid
 pixels. On it: objects outlined in their class colour, the answer's evidence in magenta,
 an answer region filled in cyan; a title (the question and the answer), a legend, a scale
