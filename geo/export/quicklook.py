@@ -464,19 +464,20 @@ def cell_sums(
         valid = None
     if valid is not None:
         data = np.where(valid, data, 0)
-    _, rcuts = _cuts(r0, r0 + h, cells.k)
-    _, ccuts = _cuts(c0, c0 + w, cells.k)
-    acc = {"u": np.uint64, "i": np.int64}.get(cells.kind, np.float64)
-    sums = np.add.reduceat(np.add.reduceat(data, rcuts, axis=1, dtype=acc), ccuts, axis=2, dtype=acc)
-    if cells.kind == "u" and int(sums.max(initial=0)) < 2**32:
-        sums = sums.astype(np.uint32)  # half the bytes back to the main process
+    k = cells.k
+    _, rcuts = _cuts(r0, r0 + h, k)
+    _, ccuts = _cuts(c0, c0 + w, k)
+    acc: Any = {"u": np.uint64, "i": np.int64}.get(cells.kind, np.float64)
+    if cells.kind == "u" and k * k * float(np.iinfo(data.dtype).max) < 2**32:
+        acc = np.uint32  # exact too, and half the bytes back to the main process
+    # columns first: the cuts along the contiguous axis, then whole rows added (4x faster
+    # than rows first on a 1024 px tile)
+    sums = np.add.reduceat(np.add.reduceat(data, ccuts, axis=2, dtype=acc), rcuts, axis=1, dtype=acc)
     counts = None
     if valid is not None:
+        ct = np.uint16 if k * k < 2**16 else np.uint32
         ones = valid.view(np.uint8)
-        ct = np.uint16 if cells.k * cells.k < 2**16 else np.uint32
-        counts = np.add.reduceat(
-            np.add.reduceat(ones, rcuts, axis=1, dtype=np.uint32), ccuts, axis=2, dtype=ct
-        )
+        counts = np.add.reduceat(np.add.reduceat(ones, ccuts, axis=2, dtype=ct), rcuts, axis=1, dtype=ct)
     return CellSums((int(index[0]), int(index[1])), (r0, c0, h, w), sums, counts)
 
 
