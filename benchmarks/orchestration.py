@@ -219,7 +219,12 @@ def baseline(args: argparse.Namespace) -> None:
             item_bands=info.bands,
         )
         rows, _ = export_item_outputs(
-            info.id, str(info.raster_path), result.answers, result.scene, str(item_out)
+            info.id,
+            str(info.raster_path),
+            result.answers,
+            result.scene,
+            str(item_out),
+            basemap=result.grounding.basemap,  # as the flow: summed from the tiles
         )
     finally:
         if pool is not None:

@@ -128,6 +128,7 @@ def run_item(
         str(item_out),
         str(rows),
         str(out),
+        quote(result.grounding.basemap),  # the quicklook basemap summed from the tiles
     )
     reporter().advance("questions", len(questions))
     return slim, files, result.failures

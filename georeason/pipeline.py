@@ -68,6 +68,7 @@ from georeason.models.fitness import (
 )
 
 if TYPE_CHECKING:  # rasterio, scipy and the grounders load only when a raster is grounded
+    from georeason.geo.export.quicklook import Basemap, BasemapCells, BasemapSums, CellSums
     from georeason.geo.grounding.detections import Detection, GroundedObject, Grounder
     from georeason.geo.raster.grid import RasterGrid
     from georeason.geo.raster.tiling import Tile
@@ -297,6 +298,12 @@ class BatchResult:
     failures: tuple[TileFailure, ...] = ()
     #: parse warnings of the grounder's model outputs, per tile
     notes: tuple[TileNote, ...] = ()
+    #: the tiles whose core held no valid pixel: read, not grounded (in ``results``, with
+    #: no detections)
+    skipped: tuple[tuple[int, int], ...] = ()
+    #: each read tile's share of the quicklook basemap (when the job asks for it,
+    #: :attr:`GroundJob.cells`): small arrays, summed by :class:`~georeason.geo.export.quicklook.BasemapSums`
+    cells: tuple[CellSums, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -314,6 +321,10 @@ class GroundJob:
     raster_sha256: str | None = None
     #: the catalog item (names task runs, progress artifacts and bars); not part of the cache key
     item: str | None = None
+    #: the quicklook basemap's cells: a worker sums each tile it reads into them
+    #: (:func:`~georeason.geo.export.quicklook.cell_sums`), so the export need not read the
+    #: file again; ``None``: no basemap from the tiles
+    cells: BasemapCells | None = None
 
 
 #: ``tiles_done(n)``: called as each batch finishes, with its number of tiles.
@@ -329,18 +340,30 @@ Mapper: TypeAlias = Callable[[GroundJob, list[list["Tile"]], TileProgress | None
 
 
 def plan_batches(tiles: Sequence[Tile], max_batches: int = 200, min_batch: int = 1) -> list[list[Tile]]:
-    """Cut a tile plan into at most ``max_batches`` contiguous batches of near-equal size.
+    """Cut a tile plan into at most ``max_batches`` contiguous batches of near-equal size
+    (sizes differ by at most one, the larger first; each at least ``min_batch`` tiles where
+    there are enough): as many batches as asked when there are enough tiles, so that the
+    batches spread evenly over the workers (25 tiles in 6 batches: 5, 4, 4, 4, 4, 4 rather
+    than 5 batches of 5 for 2 workers).
 
     Examples
     --------
     >>> [len(b) for b in plan_batches(list(range(10)), max_batches=4)]
-    [3, 3, 3, 1]
+    [3, 3, 2, 2]
+    >>> [len(b) for b in plan_batches(list(range(10)), max_batches=4, min_batch=4)]
+    [5, 5]
     """
     n = len(tiles)
     if n == 0:
         return []
-    size = max(min_batch, math.ceil(n / max(1, max_batches)))
-    return [list(tiles[i : i + size]) for i in range(0, n, size)]
+    count = max(1, min(max(1, max_batches), n // max(1, min_batch)))
+    size, extra = divmod(n, count)
+    out, start = [], 0
+    for i in range(count):
+        stop = start + size + (1 if i < extra else 0)
+        out.append(list(tiles[start:stop]))
+        start = stop
+    return out
 
 
 def _failure(tile: Tile, exc: BaseException) -> TileFailure:
@@ -350,9 +373,19 @@ def _failure(tile: Tile, exc: BaseException) -> TileFailure:
 
 
 def ground_batch(
-    src: Any, tiles: Sequence[Tile], grounder: Grounder, classes: Sequence[str], bands: Sequence[str]
+    src: Any,
+    tiles: Sequence[Tile],
+    grounder: Grounder,
+    classes: Sequence[str],
+    bands: Sequence[str],
+    cells: BasemapCells | None = None,
 ) -> BatchResult:
     """Read and ground each tile of a batch from an open dataset ``src``.
+
+    A tile whose core holds no valid pixel (:func:`~georeason.geo.raster.tiling.core_has_valid`,
+    on the data just read) is not grounded: the grounder is never called on it, it has no
+    detections and is listed in :attr:`BatchResult.skipped`. With ``cells``, each tile read
+    also gives its share of the quicklook basemap (:attr:`BatchResult.cells`).
 
     A tile that fails — a read error or *any* exception the grounder raises (a model
     grounder's ``KeyError`` as much as a ``TileReadError``) — becomes a
@@ -360,41 +393,99 @@ def ground_batch(
     ``ground_tiles`` get the batch in one call; if that call fails, the tiles are
     grounded one at a time so that only the tiles that really fail are lost.
     """
-    from georeason.geo.raster.tiling import read_tile
+    from georeason.geo.raster.tiling import core_has_valid, read_tile
     from georeason.models.parsenotes import collect_parse_warnings, notes_for
 
     results: list[tuple[Tile, tuple[Detection, ...]]] = []
     failures: list[TileFailure] = []
     notes: list[TileNote] = []
+    skipped: list[tuple[int, int]] = []
+    parts: dict[tuple[int, int], CellSums] = {}
+
+    def read(tile: Tile) -> Any | None:
+        """The tile's pixels, or ``None`` when its core has no valid pixel (then it is a
+        result without detections, and skipped); its basemap share taken on the way."""
+        pixels = read_tile(src, tile)
+        if cells is not None:
+            from georeason.geo.export.quicklook import cell_sums
+
+            part = cell_sums(cells, tile.index, tile.core, tile.core_in_tile, pixels)
+            if part is not None:
+                parts[part.index] = part
+        if core_has_valid(pixels, tile):
+            return pixels
+        skipped.append((int(tile.index[0]), int(tile.index[1])))
+        results.append((tile, ()))
+        return None
+
+    def done() -> BatchResult:  # results in the batch's tile order, skipped tiles among them
+        ordered = sorted(results, key=lambda r: tile_order[r[0].index])
+        return BatchResult(
+            tuple(ordered), tuple(failures), tuple(notes), tuple(skipped), tuple(parts.values())
+        )
+
+    tile_order = {t.index: n for n, t in enumerate(tiles)}
     batched = getattr(grounder, "ground_tiles", None)
     if batched is not None and len(tiles) > 1:
-        read: list[tuple[Any, Tile]] = []
+        pairs: list[tuple[Any, Tile]] = []
         for tile in tiles:
             try:
-                read.append((read_tile(src, tile), tile))
+                px = read(tile)
             except Exception as exc:  # noqa: BLE001 - any read error is this tile's failure
                 failures.append(_failure(tile, exc))
+                continue
+            if px is not None:
+                pairs.append((px, tile))
         try:
-            with collect_parse_warnings() as sink:  # warnings no tile list carried: every tile's
-                per_tile = batched(read, list(classes), list(bands))
-            results = [(tile, tuple(dets)) for (_, tile), dets in zip(read, per_tile)]
-            for (_, tile), dets in zip(read, per_tile):
+            per_tile = []
+            if pairs:
+                with collect_parse_warnings() as sink:  # warnings no tile list carried: every tile's
+                    per_tile = batched(pairs, list(classes), list(bands))
+            got = [(tile, tuple(dets)) for (_, tile), dets in zip(pairs, per_tile)]
+            for (_, tile), dets in zip(pairs, per_tile):
                 notes.extend(_tile_notes(tile, (*getattr(dets, "notes", ()), *notes_for(sink))))
-            return BatchResult(tuple(results), tuple(failures), tuple(notes))
+            results.extend(got)
+            return done()
         except Exception:  # noqa: BLE001 - retried tile by tile below
-            tiles = [t for _, t in read]
+            notes.clear()
+            ready = {t.index: px for px, t in pairs}
+            for tile in [t for _, t in pairs]:
+                _ground_one(tile, ready.pop(tile.index), grounder, classes, bands, results, failures, notes)
+            return done()
     for tile in tiles:
         try:
-            pixels = read_tile(src, tile)
-            with collect_parse_warnings() as sink:
-                found = grounder.ground(pixels, tile, list(classes), list(bands))
-            dets = tuple(found)
-        except Exception as exc:  # noqa: BLE001 - any grounder error is this tile's failure
+            pixels = read(tile)
+        except Exception as exc:  # noqa: BLE001 - any read error is this tile's failure
             failures.append(_failure(tile, exc))
             continue
-        results.append((tile, dets))
-        notes.extend(_tile_notes(tile, (*getattr(found, "notes", ()), *notes_for(sink))))
-    return BatchResult(tuple(results), tuple(failures), tuple(notes))
+        if pixels is not None:
+            _ground_one(tile, pixels, grounder, classes, bands, results, failures, notes)
+            del pixels
+    return done()
+
+
+def _ground_one(
+    tile: Tile,
+    pixels: Any,
+    grounder: Grounder,
+    classes: Sequence[str],
+    bands: Sequence[str],
+    results: list[tuple[Tile, tuple[Detection, ...]]],
+    failures: list[TileFailure],
+    notes: list[TileNote],
+) -> None:
+    """Ground one read tile into ``results`` (or its failure into ``failures``)."""
+    from georeason.models.parsenotes import collect_parse_warnings, notes_for
+
+    try:
+        with collect_parse_warnings() as sink:
+            found = grounder.ground(pixels, tile, list(classes), list(bands))
+        dets = tuple(found)
+    except Exception as exc:  # noqa: BLE001 - any grounder error is this tile's failure
+        failures.append(_failure(tile, exc))
+        return
+    results.append((tile, dets))
+    notes.extend(_tile_notes(tile, (*getattr(found, "notes", ()), *notes_for(sink))))
 
 
 def _tile_notes(tile: Tile, messages: Iterable[str]) -> list[TileNote]:
@@ -409,7 +500,7 @@ def ground_job_batch(job: GroundJob, tiles: Sequence[Tile]) -> BatchResult:
 
     grounder = build_grounder(job.spec)
     with as_dataset(job.raster, check_read=False) as src:
-        return ground_batch(src, tiles, grounder, job.classes, job.bands)
+        return ground_batch(src, tiles, grounder, job.classes, job.bands, job.cells)
 
 
 def local_map(
@@ -427,7 +518,7 @@ def local_map(
     grounder = build_grounder(job.spec)
     with as_dataset(job.raster, check_read=False) as src:
         for b in batches:
-            result = ground_batch(src, b, grounder, job.classes, job.bands)
+            result = ground_batch(src, b, grounder, job.classes, job.bands, job.cells)
             if tiles_done is not None:
                 tiles_done(len(b))
             yield result
@@ -859,10 +950,21 @@ class ItemExport:
     :data:`~georeason.geo.export.item.SHARED_TEXT_COORDS` coordinates, else each file makes
     its own and none is kept (see there why). Use as a context manager (or call
     :meth:`close`) so that the background work is waited for after an error.
+
+    ``basemap``: the quicklook basemap, or the :class:`~georeason.geo.export.quicklook.BasemapSums`
+    of the tiles grounding read (:attr:`Grounding.basemap`: the same picture without reading
+    the raster again); ``None``: read from ``raster``.
     """
 
     def __init__(
-        self, item: str, raster: str, scene: Scene, out_dir: str | Path, *, background: bool = True
+        self,
+        item: str,
+        raster: str,
+        scene: Scene,
+        out_dir: str | Path,
+        *,
+        background: bool = True,
+        basemap: BasemapSums | Basemap | None = None,
     ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -870,7 +972,7 @@ class ItemExport:
 
         from georeason.geo.export.item import SHARED_TEXT_COORDS, ItemFiles
         from georeason.geo.export.layers import GeoJSONCache
-        from georeason.geo.export.quicklook import read_basemap
+        from georeason.geo.export.quicklook import BasemapSums, basemap_or_read
 
         self.item = item
         self.out = Path(out_dir)
@@ -879,10 +981,16 @@ class ItemExport:
         # each object's GeoJSON made once for the answer files and objects.geojson, if it is small
         self.cache = GeoJSONCache() if coords <= SHARED_TEXT_COORDS else None
         self._n = 0
-        # the quicklook basemap (raster reading and block means, mostly outside the GIL) is
-        # read on another core while this thread answers and writes the GeoJSON
+        # the quicklook basemap: from the sums of the tiles grounding read (``basemap``, a
+        # :class:`BasemapSums`), else read from the raster (block means, mostly outside the
+        # GIL), on another core while this thread answers and writes the GeoJSON
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="basemap")
-        basemap = self._pool.submit(read_basemap, raster)
+        sums = basemap if isinstance(basemap, BasemapSums) else None
+        base = (
+            self._pool.submit(basemap_or_read, sums, raster)
+            if basemap is None or sums is not None
+            else basemap
+        )
         self.files = ItemFiles(
             self.out,
             raster,
@@ -894,7 +1002,7 @@ class ItemExport:
             sources=[a.get("source", "vector") for a in scene.attrs],
             item=item,
             geojson=self.cache,
-            basemap=basemap,
+            basemap=base,
         ).start(background)
 
     def add(self, outcome: Outcome) -> dict[str, Any]:
@@ -959,16 +1067,25 @@ class ItemExport:
 
 
 def export_item_outputs(
-    item: str, raster: str, answers: Iterable[Outcome], scene: Scene, out_dir: str | Path
+    item: str,
+    raster: str,
+    answers: Iterable[Outcome],
+    scene: Scene,
+    out_dir: str | Path,
+    *,
+    basemap: BasemapSums | Basemap | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write an item's files from its answers (:class:`ItemExport`, each answer's files as
     it comes): per answer its GIS layers, per item the objects, quicklooks, QGIS styles and
     project (:class:`georeason.geo.export.item.ItemFiles`).
 
+    ``basemap``: the quicklook basemap already made, or summed from the grounded tiles
+    (:attr:`Grounding.basemap`); else it is read from ``raster``.
+
     Returns the ``answers.jsonl`` rows (with ``item`` and ``outputs``, absolute paths) and
     the item's files.
     """
-    with ItemExport(item, raster, scene, out_dir) as export:
+    with ItemExport(item, raster, scene, out_dir, basemap=basemap) as export:
         rows = [export.add(a) for a in answers]
         return rows, export.finish()
 
@@ -1046,6 +1163,11 @@ class Grounding:
     tiles: int = 0
     #: what the grounder's model outputs lost, per tile (parse warnings)
     notes: list[TileNote] = field(default_factory=list)
+    #: the quicklook basemap summed from every tile grounded (:attr:`Pipeline.basemap`);
+    #: ``None`` when not asked for or not every tile was read here
+    basemap: BasemapSums | None = field(default=None, repr=False)
+    #: tiles read but not grounded: no valid pixel in their core
+    skipped: int = 0
 
 
 @dataclass
@@ -1115,6 +1237,10 @@ class Pipeline:
     plans: dict[Hashable, tuple[GroundJob, list[Tile], list[list[Tile]]]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    #: sum the quicklook basemap from the tiles grounding reads (:attr:`GroundJob.cells`,
+    #: :attr:`Grounding.basemap`): for callers that export quicklooks (``georeason run``),
+    #: which then do not read the raster again for it
+    basemap: bool = False
 
     def _plan_key(
         self,
@@ -1139,6 +1265,7 @@ class Pipeline:
             self.tile_px,
             self.overlap_px,
             self.max_batches,
+            self.basemap,
         )
 
     def plan_ground(
@@ -1173,11 +1300,19 @@ class Pipeline:
         if item is not None:  # the grounder's per-scene set-up may key on it (recorded outputs)
             options["item"] = item
         spec = prepare_spec(self.grounder, raster, options)
+        cells = None
         with as_dataset(raster) as src:
-            tiles = list(plan_tiles(src, self.tile_px, self.overlap_px))
-        release_heap()  # the nodata scan's blocks, freed with the dataset: not kept through grounding
+            # every tile: a tile whose core is all nodata is skipped by the worker that reads
+            # it (ground_batch), not by a plan-time scan that decoded the whole file
+            tiles = list(plan_tiles(src, self.tile_px, self.overlap_px, skip_nodata=False))
+            if self.basemap:
+                from georeason.geo.export.quicklook import basemap_cells
+
+                cells = basemap_cells(src)
+        release_heap()  # the fit's blocks, freed with the dataset: not kept through grounding
         batches = plan_batches(tiles, self.max_batches)
-        return GroundJob(raster, spec, tuple(classes), names, raster_sha256, item), tiles, batches
+        job = GroundJob(raster, spec, tuple(classes), names, raster_sha256, item, cells)
+        return job, tiles, batches
 
     def plan_item(
         self,
@@ -1247,10 +1382,33 @@ class Pipeline:
             len(batches),
         )
         done = self.map(job, batches, self._tiles_done(classes, len(tiles)))
+        sums: BasemapSums | None = None
+        if job.cells is not None:
+            from georeason.geo.export.quicklook import BasemapSums
+
+            sums = BasemapSums(job.cells, (t.index for t in tiles))
+        skipped: list[tuple[int, int]] = []
+
+        def taken(results: Iterable[BatchResult]) -> Iterator[BatchResult]:
+            """Each batch on to the merge, its basemap share and skipped tiles taken first."""
+            for b in results:
+                if sums is not None:
+                    for part in b.cells:
+                        sums.add(part)
+                skipped.extend(b.skipped)
+                yield b
+                del b
+
         notes: list[TileNote] = []
-        objects, failures = merge_batches(done, classes, spec, plan=tiles, notes=notes)
+        objects, failures = merge_batches(taken(done), classes, spec, plan=tiles, notes=notes)
         del done
-        self.logger.info("%smerged into %d objects (%d tile failures)", where, len(objects), len(failures))
+        self.logger.info(
+            "%smerged into %d objects (%d tile failures%s)",
+            where,
+            len(objects),
+            len(failures),
+            f"; {len(skipped)} tiles not grounded: no valid pixel in their core" if skipped else "",
+        )
         if notes:
             self.logger.warning(
                 "%sthe grounder's output was partly unusable on %d tile(s) (%d warning(s); the "
@@ -1272,7 +1430,9 @@ class Pipeline:
                 failures[0].index,
                 failures[0].error,
             )
-        return Grounding(objects, failures, spec, len(tiles), notes)
+        if sums is not None and not sums.complete:
+            sums = None  # a tile not read here (failed, or from the tile cache): the export reads the file
+        return Grounding(objects, failures, spec, len(tiles), notes, sums, len(skipped))
 
     def run(
         self,

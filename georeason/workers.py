@@ -386,6 +386,7 @@ def run_pipeline(
         overlap_px=overlap_px,
         max_batches=min(max_task_runs, BATCHES_PER_WORKER * parallel) if parallel else max_task_runs,
         map=map,
+        basemap=True,  # the run's quicklooks: basemap summed from the tiles, not read again
     )
     if logger is not None:
         pipeline.logger = logger

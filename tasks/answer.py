@@ -33,7 +33,14 @@ def load_vectors(paths: list[str]) -> Scene | None:
 
 @task(name="answer-export", cache_policy=NO_CACHE)  # no retries: the answers are consumed once
 def answer_item(
-    item: str, raster: str, answers: Iterable[Outcome], scene: Scene, out_dir: str, rows: str, base: str
+    item: str,
+    raster: str,
+    answers: Iterable[Outcome],
+    scene: Scene,
+    out_dir: str,
+    rows: str,
+    base: str,
+    basemap: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Answer an item's questions and export each answer as it comes (pass ``answers``, an
     iterator such as :attr:`georeason.pipeline.ItemStream.stream`, and ``scene`` wrapped in
@@ -44,13 +51,19 @@ def answer_item(
     flow has no such step, and :func:`georeason.pipeline.export_item_outputs` does it
     without Prefect.)
 
+    ``basemap`` (wrapped in ``quote``): the quicklook basemap summed from the grounded tiles
+    (:attr:`georeason.pipeline.Grounding.basemap`), else it is read from ``raster``.
+
     Returns the rows without their evidence (for the run's summary and artifacts; absolute
     paths) and the item's files. Same files, byte for byte, as
     :func:`georeason.pipeline.export_item_outputs` of the answers held in a list.
     """
     log = get_run_logger()
     slim: list[dict[str, Any]] = []
-    with ItemExport(item, raster, scene, out_dir) as export, open(rows, "w", encoding="utf-8") as fh:
+    with (
+        ItemExport(item, raster, scene, out_dir, basemap=basemap) as export,
+        open(rows, "w", encoding="utf-8") as fh,
+    ):
         for outcome in answers:
             r = finite_row(export.add(outcome))
             del outcome

@@ -1,7 +1,9 @@
 """Quicklook PNG: a map a person reads, of a raster with its objects and an answer.
 
 Bounded memory: the raster is read once at reduced resolution (``max_px`` on the long
-side). Bands are picked by name (red, green, blue; else the first three, else the first
+side), or not at all when grounding read every tile anyway: the workers sum each tile's
+core into the basemap's cells (:func:`cell_sums`) and :class:`BasemapSums` adds them up
+into the same picture (bit for bit for unsigned integer bands; see there for floats). Bands are picked by name (red, green, blue; else the first three, else the first
 band as grey) and stretched per band between the 2nd and 98th percentiles of the valid
 pixels. On it: objects outlined in their class colour, the answer's evidence in magenta,
 an answer region filled in cyan; a title (the question and the answer), a legend, a scale
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,12 @@ __all__ = [
     "stretch_to_uint8",
     "nice_length_m",
     "Overlay",
+    "BasemapCells",
+    "basemap_cells",
+    "CellSums",
+    "cell_sums",
+    "BasemapSums",
+    "basemap_or_read",
 ]
 
 MAGENTA = EVIDENCE
@@ -353,8 +362,22 @@ def _validity_by_value(src: Any, idx: Sequence[int]) -> tuple[float | None] | No
     return None
 
 
+def _as_basemap(data: np.ma.MaskedArray, transform: Affine, crs: CRS | None, idx: Sequence[int]) -> Basemap:
+    """The :class:`Basemap` of display values ``data`` (3 bands, masked where no pixel was valid)."""
+    rgb = np.stack([stretch_to_uint8(data[i]) for i in range(3)], axis=-1)
+    stretch = []
+    for i in range(3):
+        valid = np.ma.asarray(data[i]).compressed()
+        lo, hi = np.percentile(valid, [2.0, 98.0]) if valid.size else (0.0, 1.0)
+        stretch.append((float(lo), float(hi)))
+    return Basemap(rgb, transform, crs, idx, stretch)
+
+
 def read_basemap(raster: Any, max_px: int = 1000) -> Basemap:
-    """Read ``raster`` at ``max_px`` on its long side (enlarged when smaller) as a :class:`Basemap`."""
+    """Read ``raster`` at ``max_px`` on its long side (enlarged when smaller) as a :class:`Basemap`.
+
+    Where the tiles of a grounding are read anyway, :class:`BasemapSums` makes the same
+    basemap from them instead (:func:`basemap_cells` says when it can)."""
     with as_dataset(raster, check_read=False) as src:
         scale = max(src.width, src.height) / max_px  # below 1: a small raster is enlarged
         idx = [i + 1 for i in rgb_band_indexes(band_names(src))]
@@ -370,13 +393,224 @@ def read_basemap(raster: Any, max_px: int = 1000) -> Basemap:
             how = Resampling.average if scale >= 1 else Resampling.nearest
             data = src.read(idx, out_shape=(3, h, w), resampling=how, masked=True)
             transform = src.transform @ Affine.scale(src.width / w, src.height / h)
-    rgb = np.stack([stretch_to_uint8(data[i]) for i in range(3)], axis=-1)
-    stretch = []
-    for i in range(3):
-        valid = np.ma.asarray(data[i]).compressed()
-        lo, hi = np.percentile(valid, [2.0, 98.0]) if valid.size else (0.0, 1.0)
-        stretch.append((float(lo), float(hi)))
-    return Basemap(rgb, transform, crs, idx, stretch)
+    return _as_basemap(data, transform, crs, idx)
+
+
+# --------------------------------------------------------------------------- the basemap from tiles
+
+
+@dataclass(frozen=True)
+class BasemapCells:
+    """How :func:`read_basemap` would reduce a raster without overviews: ``k x k`` pixel
+    cells (``k`` and the red, green, blue band numbers ``bands``, 1-based, as it chooses
+    them) of a ``height x width`` raster with ``transform`` and CRS ``crs_wkt``. Small and
+    hashable: a grounding job carries it to the workers, which sum each tile's core into
+    these cells (:func:`cell_sums`) while they read it for grounding."""
+
+    k: int
+    bands: tuple[int, int, int]
+    height: int
+    width: int
+    transform: Affine
+    crs_wkt: str | None
+    #: numpy dtype kind of the bands: ``u`` (exact integer sums), ``i`` or ``f``
+    kind: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of cells: ``(ceil(height / k), ceil(width / k))``."""
+        return -(-self.height // self.k), -(-self.width // self.k)
+
+
+def basemap_cells(src: Any, max_px: int = 1000) -> BasemapCells | None:
+    """The :class:`BasemapCells` of the open dataset ``src`` when :func:`read_basemap` would
+    compute block means of full-resolution pixels (a raster larger than ``max_px`` without
+    overviews on its first display band, all bands of one numeric type); ``None`` when it
+    would read otherwise (overviews, an enlarged small raster), so the basemap must be read.
+
+    Examples
+    --------
+    >>> import numpy as np, rasterio, tempfile, os
+    >>> from rasterio.transform import from_origin
+    >>> p = os.path.join(tempfile.mkdtemp(), "b.tif")
+    >>> with rasterio.open(p, "w", driver="GTiff", width=2500, height=900, count=1, dtype="uint8",
+    ...                    crs="EPSG:32633", transform=from_origin(500000, 5e6, 10, 10)) as d:
+    ...     d.write(np.ones((1, 900, 2500), "uint8"))
+    >>> with rasterio.open(p) as src:
+    ...     c = basemap_cells(src)
+    >>> c.k, c.bands, c.shape, c.kind
+    (3, (1, 1, 1), (300, 834), 'u')
+    """
+    scale = max(src.width, src.height) / max_px
+    idx = [i + 1 for i in rgb_band_indexes(band_names(src))]
+    if scale <= 1 or src.overviews(idx[0]) or len(set(src.dtypes)) != 1:
+        return None
+    kind = np.dtype(src.dtypes[0]).kind
+    if kind not in "uif":
+        return None
+    return BasemapCells(
+        k=math.ceil(scale),
+        bands=(idx[0], idx[1], idx[2]),
+        height=int(src.height),
+        width=int(src.width),
+        transform=src.transform,
+        crs_wkt=src.crs.to_wkt() if src.crs else None,
+        kind=kind,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class CellSums:
+    """One tile core's share of the basemap cells (:func:`cell_sums`): per display band, the
+    sum of the valid pixels and their count in each cell the core touches. ``core`` is the
+    core window ``(row, col, height, width)`` in raster pixels; ``counts`` is ``None`` when
+    every pixel of the core is valid (the counts are then the cells' areas inside it)."""
+
+    index: tuple[int, int]
+    core: tuple[int, int, int, int]
+    sums: np.ndarray
+    counts: np.ndarray | None
+
+
+def _cuts(start: int, stop: int, k: int) -> tuple[int, np.ndarray]:
+    """The first cell of pixels ``[start, stop)`` along an axis and the offsets (from
+    ``start``) where each of its cells begins there."""
+    first, last = start // k, -(-stop // k)
+    return first, np.concatenate([[0], np.arange(first + 1, last) * k - start]).astype(np.intp)
+
+
+def cell_sums(
+    cells: BasemapCells, index: tuple[int, int], core: Any, core_in_tile: Any, pixels: Any
+) -> CellSums | None:
+    """Sum the core of one tile, as read for grounding, into the basemap's cells.
+
+    ``pixels`` is the tile (all the raster's bands, masked where not valid, as
+    :func:`georeason.geo.raster.tiling.read_tile` reads it); ``core`` and ``core_in_tile``
+    are its core window in raster and in tile pixels. Cells cut by the core's edges get
+    the sums of their part in this core; the other cores that cut them add the rest
+    (:class:`BasemapSums`). Unsigned and signed integers are summed exactly (64-bit
+    integers), floats in float64. ``None`` when ``pixels`` does not hold the display bands.
+    """
+    if np.ndim(pixels) != 3 or max(cells.bands) > pixels.shape[0]:
+        return None
+    r0, c0, h, w = int(core.row_off), int(core.col_off), int(core.height), int(core.width)
+    tr, tc = int(core_in_tile.row_off), int(core_in_tile.col_off)
+    pos = [b - 1 for b in cells.bands]
+    data = np.ma.getdata(pixels)[pos, tr : tr + h, tc : tc + w]
+    m = np.ma.getmask(pixels)
+    valid = None if m is np.ma.nomask else ~m[pos, tr : tr + h, tc : tc + w]
+    if valid is not None and valid.all():
+        valid = None
+    if valid is not None:
+        data = np.where(valid, data, 0)
+    k = cells.k
+    _, rcuts = _cuts(r0, r0 + h, k)
+    _, ccuts = _cuts(c0, c0 + w, k)
+    acc: Any = {"u": np.uint64, "i": np.int64}.get(cells.kind, np.float64)
+    if cells.kind == "u" and k * k * float(np.iinfo(data.dtype).max) < 2**32:
+        acc = np.uint32  # exact too, and half the bytes back to the main process
+    # columns first: the cuts along the contiguous axis, then whole rows added (4x faster
+    # than rows first on a 1024 px tile)
+    sums = np.add.reduceat(np.add.reduceat(data, ccuts, axis=2, dtype=acc), rcuts, axis=1, dtype=acc)
+    counts = None
+    if valid is not None:
+        ct = np.uint16 if k * k < 2**16 else np.uint32
+        ones = valid.view(np.uint8)
+        counts = np.add.reduceat(np.add.reduceat(ones, ccuts, axis=2, dtype=ct), rcuts, axis=1, dtype=ct)
+    return CellSums((int(index[0]), int(index[1])), (r0, c0, h, w), sums, counts)
+
+
+class BasemapSums:
+    """The basemap summed from the tiles grounding reads (in the main process): each tile's
+    :class:`CellSums` added as its batch comes back; :meth:`basemap` is then
+    :func:`read_basemap`'s basemap without reading the file again.
+
+    What it guarantees, against :func:`read_basemap` (its block means, ``_block_mean``):
+
+    * **unsigned integers**: the same basemap, bit for bit. The sums are exact; the mean of
+      a cell is its exact sum over its count, rounded once to float32, which is what
+      ``_block_mean`` computes while a cell's sum stays below 2**24 (its float32 sums are
+      then exact in any order). A cell at or above 2**24 gives ``None`` (read the file).
+    * **signed integers and floats**: each cell's mean of the valid pixels (read_tile's
+      validity: undeclared NaN and inf are not valid) from exact int64 or float64 sums,
+      rounded once to float32: within float32 rounding of the exact mean, where
+      ``_block_mean`` sums in float32 (and so may differ in the last bits, and a stretched
+      display value by one level).
+
+    Tiles are listed up front (``tiles``, their indexes); the basemap is ready when every
+    one of them was added (:attr:`complete`: a tile that failed to read, or a batch taken
+    from a tile cache, leaves it incomplete and the caller reads the file). A tile added
+    twice (a retried batch) counts once. Memory: three 64-bit sums and three 32-bit counts
+    per cell (1000 x 1000 cells: 36 MB).
+    """
+
+    def __init__(self, cells: BasemapCells, tiles: Iterable[tuple[int, int]]) -> None:
+        self.cells = cells
+        acc = {"u": np.uint64, "i": np.int64}.get(cells.kind, np.float64)
+        self.sums: np.ndarray | None = np.zeros((3, *cells.shape), dtype=acc)
+        self.counts: np.ndarray | None = np.zeros((3, *cells.shape), dtype=np.uint32)
+        self._waiting = {(int(i), int(j)) for i, j in tiles}
+
+    @property
+    def complete(self) -> bool:
+        """Every listed tile was added."""
+        return not self._waiting and self.sums is not None
+
+    def add(self, part: CellSums) -> bool:
+        """Add one tile's sums; ``False`` (and nothing added) for a tile not listed or added before."""
+        if part.index not in self._waiting or self.sums is None or self.counts is None:
+            return False
+        self._waiting.discard(part.index)
+        k = self.cells.k
+        r0, c0, h, w = part.core
+        row, rcuts = _cuts(r0, r0 + h, k)
+        col, ccuts = _cuts(c0, c0 + w, k)
+        at = (slice(None), slice(row, row + len(rcuts)), slice(col, col + len(ccuts)))
+        self.sums[at] += part.sums
+        if part.counts is not None:
+            self.counts[at] += part.counts
+        else:  # every pixel valid: the area of each cell inside the core
+            heights = np.diff(np.append(rcuts, h)).astype(np.uint32)
+            widths = np.diff(np.append(ccuts, w)).astype(np.uint32)
+            self.counts[at] += np.outer(heights, widths)
+        return True
+
+    def means(self) -> np.ma.MaskedArray:
+        """Each cell's mean of valid pixels, float32 ``(3, rows, cols)``; masked where none."""
+        if self.sums is None or self.counts is None:
+            raise ValueError("the basemap sums were released")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (self.sums.astype(np.float64) / self.counts).astype(np.float32)
+        return np.ma.masked_array(mean, mask=self.counts == 0)
+
+    def basemap(self) -> Basemap | None:
+        """The :class:`Basemap`, or ``None`` when it is not
+        :func:`read_basemap`'s (not :attr:`complete`, or an unsigned cell sum at or above
+        2**24, see the class docstring): read the file then. Either way the sums are
+        released: call it once."""
+        if not self.complete or self.sums is None:
+            self.sums = self.counts = None
+            return None
+        if self.cells.kind == "u" and int(self.sums.max(initial=0)) >= 2**24:
+            self.sums = self.counts = None
+            return None
+        data = self.means()
+        self.sums = self.counts = None
+        c = self.cells
+        crs = CRS.from_user_input(c.crs_wkt) if c.crs_wkt else None
+        return _as_basemap(data, c.transform @ Affine.scale(c.k, c.k), crs, list(c.bands))
+
+
+def basemap_or_read(sums: BasemapSums | None, raster: Any, max_px: int = 1000) -> Basemap:
+    """``sums``'s basemap when it has one (:meth:`BasemapSums.basemap`), else
+    :func:`read_basemap` of ``raster``: the same picture either way (floats: see
+    :class:`BasemapSums`)."""
+    base = sums.basemap() if sums is not None and sums.cells.k == _k_for(sums.cells, max_px) else None
+    return base if base is not None else read_basemap(raster, max_px)
+
+
+def _k_for(cells: BasemapCells, max_px: int) -> int:
+    return math.ceil(max(cells.width, cells.height) / max_px)
 
 
 def write_quicklook(

@@ -28,6 +28,9 @@ neighbouring windows share ``tile_px - S`` pixels (the overlap).
   stride stays 896.
 * **Nodata skipping** (``skip_nodata=True``): a tile is skipped when its *core* holds no
   valid pixel (a tile whose core is nodata contributes nothing after seam clipping).
+  Grounding does not use it: it plans every tile and skips, in the worker, a tile whose
+  core :func:`core_has_valid` finds empty in the data it reads anyway (no plan-time pass
+  over the file; :mod:`georeason.pipeline`). The plan-time scan stays for other callers.
   Each core's dataset mask is first read at reduced resolution (at most 64 x 64 values,
   nearest sampling; GDAL serves it from overviews where the file has them). That read is
   trusted one way only: if it shows a valid pixel the tile is kept. Decimation can miss
@@ -60,7 +63,7 @@ from rasterio.windows import Window
 from georeason.errors import InputError, TileReadError
 from georeason.geo.raster.io import as_dataset, to_pyproj_crs
 
-__all__ = ["Tile", "plan_tiles", "read_tile", "tile_grid", "tile_layout", "stride_px"]
+__all__ = ["Tile", "plan_tiles", "read_tile", "core_has_valid", "tile_grid", "tile_layout", "stride_px"]
 
 
 @dataclass(frozen=True)
@@ -322,6 +325,35 @@ def plan_tiles(
                     raster_transform=t,
                     raster_shape=(src.height, src.width),
                 )
+
+
+def core_has_valid(pixels: np.ma.MaskedArray, tile: Tile) -> bool:
+    """Whether the core of ``tile`` holds a valid pixel in ``pixels``, the tile as
+    :func:`read_tile` read it: a pixel of the core not masked in at least one band (GDAL's
+    dataset mask: valid where any band is). The check grounding makes on the data it reads
+    anyway, instead of a plan-time scan of the file (``plan_tiles(skip_nodata=True)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rasterio.windows import Window
+    >>> t = Tile((0, 1), Window(96, 0, 128, 128), Window(112, 0, 96, 128), None, (0, 0, 0, 0), None, None, (128, 300))
+    >>> a = np.ma.MaskedArray(np.zeros((2, 128, 128)), mask=True)
+    >>> core_has_valid(a, t)
+    False
+    >>> a.mask[1, 5, 15] = False  # a valid pixel of band 2 left of the core (tile column 15 < 16)
+    >>> core_has_valid(a, t)
+    False
+    >>> a.mask[1, 5, 16] = False  # and one in it
+    >>> core_has_valid(a, t)
+    True
+    """
+    m = np.ma.getmask(pixels)
+    if m is np.ma.nomask:
+        return True
+    c = tile.core_in_tile
+    r0, c0 = int(c.row_off), int(c.col_off)
+    return not bool(np.asarray(m)[:, r0 : r0 + int(c.height), c0 : c0 + int(c.width)].all())
 
 
 def read_tile(src_or_path: Any, tile: Tile, indexes: list[int] | None = None) -> np.ma.MaskedArray:
