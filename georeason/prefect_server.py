@@ -9,12 +9,15 @@ checked every input and read the catalog, with Prefect's own server stack import
 this process just to launch it — and the run waits for its whole boot (importing the
 server, migrating its SQLite database) before any work.
 
-:class:`InProcessServer` (the default, :func:`temporary_server`) starts the same server
+:class:`TemporaryServer` (the default, :func:`temporary_server`) starts the same server
 (``uvicorn`` on Prefect's ``create_app``, UI off, 127.0.0.1 only, Prefect's database under
-``PREFECT_HOME``) *first*, in a thread of the run's process: its imports (Prefect, then
-its server) overlap the command line's own work, and Prefect is imported once for the
-server and the flow. :class:`TemporaryServer` (``GEOREASON_PREFECT_SERVER=process``)
-starts it as a subprocess instead, without importing Prefect here. Either way the command
+``PREFECT_HOME``) *first*, as a subprocess, without importing Prefect here.
+:class:`InProcessServer` (``GEOREASON_PREFECT_SERVER=thread``) runs it in a thread of the
+run's process instead: Prefect is imported once for the server and the flow (~0.9x the
+CPU, ~50 MB less PSS on the 8000^2 scene), but the server's boot and requests then share
+the run's GIL; on an otherwise idle 2-core machine the subprocess, which has the other core
+to itself, finished sooner (sample 1.08x, 8000^2 1.17x wall for the thread; RESULTS.md,
+"Quiet-machine re-run 5"), so it stays the default. Either way the command
 line imports, checks inputs and reads the catalog while it boots, waits for it only when
 the flow starts, and stops it when the run ends. Importing this module imports neither
 Prefect nor its server: only the standard library.
@@ -376,7 +379,7 @@ class TemporaryServer:
 
 
 #: Environment variable choosing where ``georeason run``'s temporary server runs:
-#: ``thread`` (default: :class:`InProcessServer`) or ``process`` (:class:`TemporaryServer`).
+#: ``process`` (default: :class:`TemporaryServer`) or ``thread`` (:class:`InProcessServer`).
 SERVER_MODE_ENV = "GEOREASON_PREFECT_SERVER"
 
 
@@ -582,9 +585,9 @@ class InProcessServer:
 
 def temporary_server() -> TemporaryServer | InProcessServer:
     """The temporary server ``georeason run`` starts when no Prefect API is configured:
-    in this process (:class:`InProcessServer`) unless ``GEOREASON_PREFECT_SERVER=process``
-    asks for the subprocess (:class:`TemporaryServer`); not started yet."""
-    mode = os.environ.get(SERVER_MODE_ENV, "thread").strip().lower() or "thread"
+    a subprocess (:class:`TemporaryServer`) unless ``GEOREASON_PREFECT_SERVER=thread`` asks
+    for one in this process (:class:`InProcessServer`); not started yet."""
+    mode = os.environ.get(SERVER_MODE_ENV, "process").strip().lower() or "process"
     if mode not in ("thread", "process"):
         raise InputError(
             f"{SERVER_MODE_ENV}={mode!r} is not a server mode: use thread or process (or unset it)"

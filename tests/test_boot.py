@@ -179,7 +179,7 @@ def test_in_process_server_keeps_its_settings_and_signals_to_itself(tmp_path, mo
 
 
 def test_server_mode_is_checked(monkeypatch):
-    """GEOREASON_PREFECT_SERVER picks the thread (default) or the subprocess; anything else
+    """GEOREASON_PREFECT_SERVER picks the subprocess (default) or the thread; anything else
     is one line and exit 2 from `run`."""
     from typer.testing import CliRunner
 
@@ -188,10 +188,10 @@ def test_server_mode_is_checked(monkeypatch):
     from georeason.prefect_server import InProcessServer, TemporaryServer, temporary_server
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    monkeypatch.setenv("GEOREASON_PREFECT_SERVER", "process")
-    assert isinstance(temporary_server(), TemporaryServer)
-    monkeypatch.delenv("GEOREASON_PREFECT_SERVER")
+    monkeypatch.setenv("GEOREASON_PREFECT_SERVER", "thread")
     assert isinstance(temporary_server(), InProcessServer)
+    monkeypatch.delenv("GEOREASON_PREFECT_SERVER")
+    assert isinstance(temporary_server(), TemporaryServer)
     monkeypatch.setenv("GEOREASON_PREFECT_SERVER", "fork")
     with pytest.raises(InputError, match="GEOREASON_PREFECT_SERVER='fork'.*thread or process"):
         temporary_server()
