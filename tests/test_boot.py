@@ -178,7 +178,7 @@ def test_in_process_server_keeps_its_settings_and_signals_to_itself(tmp_path, mo
     assert not any(t.name == "georeason-prefect-server" for t in threading.enumerate())
 
 
-def test_server_mode_is_checked(monkeypatch):
+def test_server_mode_is_checked(monkeypatch, tmp_path):
     """GEOREASON_PREFECT_SERVER picks the subprocess (default) or the thread; anything else
     is one line and exit 2 from `run`."""
     from typer.testing import CliRunner
@@ -195,7 +195,10 @@ def test_server_mode_is_checked(monkeypatch):
     monkeypatch.setenv("GEOREASON_PREFECT_SERVER", "fork")
     with pytest.raises(InputError, match="GEOREASON_PREFECT_SERVER='fork'.*thread or process"):
         temporary_server()
-    res = CliRunner().invoke(app, ["run", "--item", "sample"])
+    # no API configured, even when an earlier test left Prefect's settings pointing at one
+    # (then `run` would start no temporary server and never read the mode)
+    monkeypatch.setattr("georeason.prefect_server.configured_api_url", lambda: None)
+    res = CliRunner().invoke(app, ["run", "--item", "sample", "--out", str(tmp_path / "out")])
     assert res.exit_code == 2, res.output
     assert "GEOREASON_PREFECT_SERVER='fork'" in res.output and "Traceback" not in res.output
 
