@@ -170,21 +170,13 @@ def iter_rfc7946_texts(
     more than one chunk's (each text does not depend on the others in its call).
     ``family``: each geometry taken as ``as_multi(g, family)``, a chunk at a time. Raises
     ``ValueError`` on a coordinate that is not a finite number, when its chunk is made."""
-    arr = _object_array(geoms)
-    if len(arr) == 0:
-        return
-    ends = np.cumsum(shapely.get_num_coordinates(arr))
-    start = 0
-    while start < len(arr):
-        base = int(ends[start - 1]) if start else 0
-        stop = max(start + 1, int(np.searchsorted(ends, base + TEXT_CHUNK_COORDS, side="right")))
-        chunk = list(arr[start:stop])
+    for part in _coordinate_chunks(_object_array(geoms), TEXT_CHUNK_COORDS):
+        chunk = list(part)
         if family is not None:
             chunk = [as_multi(g, family) for g in chunk]
         with gc_paused():  # many short coordinate lists, no reference cycles
             texts = [json.dumps(g, allow_nan=False) for g in rfc7946_geometries(chunk, crs, precision)]
         yield from texts
-        start = stop
 
 
 def _object_array(geoms: Sequence[BaseGeometry | None]) -> np.ndarray:
