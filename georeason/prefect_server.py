@@ -217,7 +217,33 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class TemporaryServer:
+def _warm_request(api_url: str) -> None:
+    """Send a fresh server its first API request (:data:`WARM_PATH`: it builds FastAPI's
+    route table); a failure is left to the health checks."""
+    with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+        with urllib.request.urlopen(f"{api_url}{WARM_PATH}", timeout=30) as resp:
+            resp.read()
+
+
+class _LoopbackServer:
+    """What the two temporary servers share: the port on 127.0.0.1, the API URL on it, and
+    the event set once the server answered its warm-up request (or stopped trying)."""
+
+    port: int
+    _warmed: threading.Event
+
+    @property
+    def warmed(self) -> bool:
+        """Whether the server has answered (and had its warm-up request), or stopped trying."""
+        return self._warmed.is_set()
+
+    @property
+    def api_url(self) -> str:
+        """The server's API URL (``http://127.0.0.1:PORT/api``)."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+
+class TemporaryServer(_LoopbackServer):
     """A temporary Prefect API server on 127.0.0.1 in a subprocess (a context manager).
 
     :meth:`start` returns at once; :meth:`wait_ready` blocks until the health check
@@ -235,16 +261,6 @@ class TemporaryServer:
         self._ready = False
         self._warm: threading.Thread | None = None
         self._warmed = threading.Event()
-
-    @property
-    def warmed(self) -> bool:
-        """Whether the server has answered (and had its warm-up request), or stopped trying."""
-        return self._warmed.is_set()
-
-    @property
-    def api_url(self) -> str:
-        """The server's API URL (``http://127.0.0.1:PORT/api``)."""
-        return f"http://127.0.0.1:{self.port}/api"
 
     @staticmethod
     def environment(vacuum: bool = False) -> dict[str, str]:
@@ -311,9 +327,7 @@ class TemporaryServer:
         try:
             while proc.poll() is None and time.monotonic() < deadline:
                 if _health(api_url, 1.0):
-                    with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
-                        with urllib.request.urlopen(f"{api_url}{WARM_PATH}", timeout=30) as resp:
-                            resp.read()
+                    _warm_request(api_url)
                     return
                 time.sleep(0.05)
         finally:
@@ -414,7 +428,7 @@ def _bound_socket() -> socket.socket:
     return sock
 
 
-class InProcessServer:
+class InProcessServer(_LoopbackServer):
     """The temporary Prefect API server inside this process: uvicorn serving Prefect's
     ``create_app(ephemeral=True, final=True)`` on 127.0.0.1 from a daemon thread with its
     own event loop (a context manager, the interface of :class:`TemporaryServer`).
@@ -447,16 +461,6 @@ class InProcessServer:
         self._warmed = threading.Event()
         self._ready = False
         self._settings: dict[str, str] = {}
-
-    @property
-    def warmed(self) -> bool:
-        """Whether the server has answered (and had its warm-up request), or failed."""
-        return self._warmed.is_set()
-
-    @property
-    def api_url(self) -> str:
-        """The server's API URL (``http://127.0.0.1:PORT/api``)."""
-        return f"http://127.0.0.1:{self.port}/api"
 
     def start(self) -> InProcessServer:
         """Bind the port and start the server's thread (returns at once)."""
@@ -524,9 +528,7 @@ class InProcessServer:
                 time.sleep(0.02)
             self._started.set()
             if self.warm:
-                with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
-                    with urllib.request.urlopen(f"{self.api_url}{WARM_PATH}", timeout=30) as resp:
-                        resp.read()
+                _warm_request(self.api_url)
         finally:
             self._warmed.set()
 

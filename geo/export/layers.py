@@ -37,7 +37,7 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import ExportError
-from georeason.geo.vector.crs import LONLAT, reproject
+from georeason.geo.vector.crs import LONLAT, coordinate_chunks, reproject
 from georeason.geo.vector.scene import gc_paused
 
 __all__ = [
@@ -170,7 +170,7 @@ def iter_rfc7946_texts(
     more than one chunk's (each text does not depend on the others in its call).
     ``family``: each geometry taken as ``as_multi(g, family)``, a chunk at a time. Raises
     ``ValueError`` on a coordinate that is not a finite number, when its chunk is made."""
-    for part in _coordinate_chunks(_object_array(geoms), TEXT_CHUNK_COORDS):
+    for part in coordinate_chunks(geoms, TEXT_CHUNK_COORDS):
         chunk = list(part)
         if family is not None:
             chunk = [as_multi(g, family) for g in chunk]
@@ -790,19 +790,6 @@ def _normal_wkb(geoms: np.ndarray) -> list[bytes]:
     return shapely.to_wkb(shapely.normalize(geoms)).tolist() if len(geoms) else []
 
 
-def _coordinate_chunks(arr: np.ndarray, coords: int) -> Iterator[np.ndarray]:
-    """``arr`` in consecutive slices of about ``coords`` vertices (at least one geometry each)."""
-    if len(arr) == 0:
-        return
-    ends = np.cumsum(shapely.get_num_coordinates(arr))
-    start = 0
-    while start < len(arr):
-        base = int(ends[start - 1]) if start else 0
-        stop = max(start + 1, int(np.searchsorted(ends, base + coords, side="right")))
-        yield arr[start:stop]
-        start = stop
-
-
 def dedupe_classes(
     ids: Sequence[str], labels: Sequence[str], geoms: Sequence[BaseGeometry]
 ) -> tuple[list[int], list[list[str]]]:
@@ -825,7 +812,7 @@ def dedupe_classes(
     # WKB and normalized copy held at once were ~150 MB on the 20000² scene; a group of
     # equal digests is split by the WKB itself below, so only equal WKB are ever merged
     digests: list[bytes] = []
-    for part in _coordinate_chunks(arr, DEDUPE_CHUNK_COORDS):
+    for part in coordinate_chunks(arr, DEDUPE_CHUNK_COORDS):
         digests.extend(
             b"" if w is None else hashlib.blake2b(w, digest_size=16).digest() for w in _normal_wkb(part)
         )

@@ -33,6 +33,7 @@ from shapely.geometry.base import BaseGeometry
 from georeason.geo.export.layers import atomic_path
 from georeason.geo.export.qgis import ANSWER, EVIDENCE, class_colour
 from georeason.geo.raster.io import as_dataset, band_names
+from georeason.geo.vector.crs import coordinate_chunks
 
 __all__ = [
     "thumbnail_data_uri",
@@ -157,17 +158,8 @@ DRAW_CHUNK_COORDS = 50_000
 
 def _parts_in_chunks(geoms: Sequence[BaseGeometry]) -> Iterator[list[np.ndarray]]:
     """The parts of each geometry, in order, for about :data:`DRAW_CHUNK_COORDS` vertices at a time."""
-    if not geoms:
-        return
-    arr = np.empty(len(geoms), dtype=object)
-    arr[:] = list(geoms)
-    ends = np.cumsum(shapely.get_num_coordinates(arr))
-    start = 0
-    while start < len(arr):
-        base = int(ends[start - 1]) if start else 0
-        stop = max(start + 1, int(np.searchsorted(ends, base + DRAW_CHUNK_COORDS, side="right")))
-        yield [shapely.get_parts(g) for g in arr[start:stop]]
-        start = stop
+    for part in coordinate_chunks(geoms, DRAW_CHUNK_COORDS):
+        yield [shapely.get_parts(g) for g in part]
 
 
 def _draw_parts(
@@ -421,6 +413,12 @@ class BasemapCells:
         """``(rows, cols)`` of cells: ``(ceil(height / k), ceil(width / k))``."""
         return -(-self.height // self.k), -(-self.width // self.k)
 
+    @property
+    def sum_dtype(self) -> type[np.generic]:
+        """The dtype cell sums are exact or closest in: 64-bit unsigned or signed integers,
+        else float64."""
+        return {"u": np.uint64, "i": np.int64}.get(self.kind, np.float64)
+
 
 def basemap_cells(src: Any, max_px: int = 1000) -> BasemapCells | None:
     """The :class:`BasemapCells` of the open dataset ``src`` when :func:`read_basemap` would
@@ -506,7 +504,7 @@ def cell_sums(
     k = cells.k
     _, rcuts = _cuts(r0, r0 + h, k)
     _, ccuts = _cuts(c0, c0 + w, k)
-    acc: Any = {"u": np.uint64, "i": np.int64}.get(cells.kind, np.float64)
+    acc: Any = cells.sum_dtype
     if cells.kind == "u" and k * k * float(np.iinfo(data.dtype).max) < 2**32:
         acc = np.uint32  # exact too, and half the bytes back to the main process
     # columns first: the cuts along the contiguous axis, then whole rows added (4x faster
@@ -546,8 +544,7 @@ class BasemapSums:
 
     def __init__(self, cells: BasemapCells, tiles: Iterable[tuple[int, int]]) -> None:
         self.cells = cells
-        acc = {"u": np.uint64, "i": np.int64}.get(cells.kind, np.float64)
-        self.sums: np.ndarray | None = np.zeros((3, *cells.shape), dtype=acc)
+        self.sums: np.ndarray | None = np.zeros((3, *cells.shape), dtype=cells.sum_dtype)
         self.counts: np.ndarray | None = np.zeros((3, *cells.shape), dtype=np.uint32)
         self._waiting = {(int(i), int(j)) for i, j in tiles}
 

@@ -12,12 +12,14 @@ measured on the WGS84 ellipsoid with :class:`pyproj.Geod`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
+from shapely.geometry.base import BaseGeometry
 
 from georeason.errors import InputError
 
@@ -27,6 +29,7 @@ __all__ = [
     "parse_crs",
     "transformer",
     "reproject",
+    "coordinate_chunks",
     "to_lonlat",
     "aeqd_crs",
     "spherical_mean_lonlat",
@@ -92,19 +95,37 @@ def reproject(geoms, src: CRS, dst: CRS):
 
     if isinstance(geoms, np.ndarray) and geoms.size > 1:
         flat = geoms.ravel()
-        ends = np.cumsum(shapely.get_num_coordinates(flat))
-        if len(ends) and ends[-1] > REPROJECT_CHUNK_COORDS:
+        chunks = list(coordinate_chunks(flat, REPROJECT_CHUNK_COORDS))  # slices: views, no copies
+        if len(chunks) > 1:
             # vertex by vertex either way (the same coordinates); a chunk of geometries at a
             # time, so the coordinate arrays of a whole scene are never all held at once
             out = np.empty(len(flat), dtype=object)
             start = 0
-            while start < len(flat):
-                base = int(ends[start - 1]) if start else 0
-                stop = max(start + 1, int(np.searchsorted(ends, base + REPROJECT_CHUNK_COORDS, side="right")))
-                out[start:stop] = shapely.transform(flat[start:stop], _xy)
-                start = stop
+            for part in chunks:
+                out[start : start + len(part)] = shapely.transform(part, _xy)
+                start += len(part)
             return out.reshape(geoms.shape)
     return shapely.transform(geoms, _xy)
+
+
+def coordinate_chunks(geoms: Sequence[BaseGeometry | None] | np.ndarray, coords: int) -> Iterator[np.ndarray]:
+    """``geoms`` (a sequence, or an object array taken as it is) in consecutive object-array
+    slices of about ``coords`` vertices, at least one geometry each: the one way
+    reprojection and the export bound what they convert, write or draw at once."""
+    if isinstance(geoms, np.ndarray):
+        arr = geoms
+    else:
+        arr = np.empty(len(geoms), dtype=object)
+        arr[:] = list(geoms)
+    if len(arr) == 0:
+        return
+    ends = np.cumsum(shapely.get_num_coordinates(arr))
+    start = 0
+    while start < len(arr):
+        base = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, base + coords, side="right")))
+        yield arr[start:stop]
+        start = stop
 
 
 #: Vertices reprojected per call of :func:`reproject` on an array of geometries: the
