@@ -37,6 +37,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -104,16 +105,27 @@ def default_workers() -> int:
 
 #: GDAL's block cache (MB) in each grounding worker (:func:`worker_gdal_cache_mb`). A worker
 #: reads each of its tiles once, in order: the cache only saves the blocks a tile shares with
-#: the next one (a 1024 px tile of 512 px blocks, 4 bands uint16: 3 blocks of 2 MB). 16 MB
-#: instead of the 64 MB of the caller: ~50 MB less per busy worker on the 8000^2 scene, the
-#: same grounding time (benchmarks/RESULTS.md, "lean").
-WORKER_GDAL_CACHEMAX_MB = 16
+#: the next one (a 1024 px tile of 512 px blocks, 4 bands uint16: 2 MB a block). 4 MB: ~12 MB
+#: less at each busy worker's peak than 16 MB (192 -> 180 MB RSS over two 14-tile batches of
+#: the 8000^2 scene), with no measurable CPU cost (benchmarks/RESULTS.md, "flowmem2"; 16 MB
+#: in "lean", 64 MB before). ``GEOREASON_WORKER_GDAL_CACHEMAX_MB`` sets another size.
+WORKER_GDAL_CACHEMAX_MB = 4
 
 
 def worker_gdal_cache_mb() -> int | None:
-    """The block cache (MB) the grounding workers are given: :data:`WORKER_GDAL_CACHEMAX_MB`,
-    or ``None`` (the workers keep what they inherit) when the user sized the cache
+    """The block cache (MB) the grounding workers are given: ``GEOREASON_WORKER_GDAL_CACHEMAX_MB``
+    when it is a positive integer, else :data:`WORKER_GDAL_CACHEMAX_MB`; ``None`` (the
+    workers keep what they inherit) when the user sized the cache for the whole run
     (``GEOREASON_GDAL_CACHEMAX_MB``, or a ``GDAL_CACHEMAX`` other than georeason's default)."""
+    raw = os.environ.get("GEOREASON_WORKER_GDAL_CACHEMAX_MB", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    if raw:
+        warnings.warn(
+            f"GEOREASON_WORKER_GDAL_CACHEMAX_MB={raw!r} is not a positive integer (MB); "
+            f"the workers use {WORKER_GDAL_CACHEMAX_MB}",
+            stacklevel=2,
+        )
     if (
         os.environ.get("GEOREASON_GDAL_CACHEMAX_MB")
         or os.environ.get("GDAL_CACHEMAX") != f"{gdal_cache_mb()}MB"

@@ -43,7 +43,14 @@ def scene_1024(tmp_path_factory) -> Path:
 def test_worker_cache_is_the_small_one_unless_the_user_sized_it(monkeypatch):
     monkeypatch.delenv("GEOREASON_GDAL_CACHEMAX_MB", raising=False)
     monkeypatch.setenv("GDAL_CACHEMAX", f"{DEFAULT_GDAL_CACHEMAX_MB}MB")  # what georeason set
-    assert worker_gdal_cache_mb() == WORKER_GDAL_CACHEMAX_MB == 16
+    monkeypatch.delenv("GEOREASON_WORKER_GDAL_CACHEMAX_MB", raising=False)
+    assert worker_gdal_cache_mb() == WORKER_GDAL_CACHEMAX_MB == 4
+    monkeypatch.setenv("GEOREASON_WORKER_GDAL_CACHEMAX_MB", "16")  # the workers' own size
+    assert worker_gdal_cache_mb() == 16
+    monkeypatch.setenv("GEOREASON_WORKER_GDAL_CACHEMAX_MB", "lots")
+    with pytest.warns(UserWarning, match="GEOREASON_WORKER_GDAL_CACHEMAX_MB='lots'"):
+        assert worker_gdal_cache_mb() == 4
+    monkeypatch.delenv("GEOREASON_WORKER_GDAL_CACHEMAX_MB")
     monkeypatch.setenv("GDAL_CACHEMAX", "512MB")  # the user's own GDAL setting
     assert worker_gdal_cache_mb() is None
     monkeypatch.setenv("GDAL_CACHEMAX", f"{DEFAULT_GDAL_CACHEMAX_MB}MB")
@@ -55,11 +62,12 @@ def test_pool_workers_start_with_small_gdal_cache_and_frozen_gc(monkeypatch):
     """Every pool (``run``'s as much as ``ask``'s) bounds its workers' block cache and freezes
     the objects they inherit from the forkserver; the caller keeps its own settings."""
     monkeypatch.delenv("GEOREASON_GDAL_CACHEMAX_MB", raising=False)
+    monkeypatch.delenv("GEOREASON_WORKER_GDAL_CACHEMAX_MB", raising=False)
     monkeypatch.setenv("GDAL_CACHEMAX", f"{DEFAULT_GDAL_CACHEMAX_MB}MB")
     with WorkerPool(2) as pool:
         caches = {pool._executor.submit(os.getenv, "GDAL_CACHEMAX").result(timeout=120) for _ in range(4)}
         frozen = [pool._executor.submit(gc.get_freeze_count).result(timeout=120) for _ in range(4)]
-    assert caches == {"16MB"}
+    assert caches == {f"{WORKER_GDAL_CACHEMAX_MB}MB"} == {"4MB"}
     assert min(frozen) > 1000  # the preloaded stack: tens of thousands of objects
     assert os.environ["GDAL_CACHEMAX"] == f"{DEFAULT_GDAL_CACHEMAX_MB}MB"  # the caller's own setting
 
