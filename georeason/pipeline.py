@@ -1217,6 +1217,13 @@ class Pipeline:
     tile_px: int = 1024
     overlap_px: int = 128
     max_batches: int = 200
+    #: at most this many tiles in a batch (0: no bound): a scene with more tiles than
+    #: ``max_batches * max_batch_tiles`` is cut into more batches, up to :attr:`batch_limit`.
+    #: A batch's detections and basemap shares wait in its worker until the batch ends, and
+    #: arrive in the caller at once: smaller batches, smaller peaks on both sides
+    max_batch_tiles: int = 0
+    #: the most batches :attr:`max_batch_tiles` may raise the count to
+    batch_limit: int = 200
     map: Mapper = local_map
     logger: logging.Logger | logging.LoggerAdapter[Any] = log
     #: ``progress(what, n, total)`` as tiles are grounded and (when more than one) questions
@@ -1265,6 +1272,8 @@ class Pipeline:
             self.tile_px,
             self.overlap_px,
             self.max_batches,
+            self.max_batch_tiles,
+            self.batch_limit,
             self.basemap,
         )
 
@@ -1310,7 +1319,10 @@ class Pipeline:
 
                 cells = basemap_cells(src)
         release_heap()  # the fit's blocks, freed with the dataset: not kept through grounding
-        batches = plan_batches(tiles, self.max_batches)
+        count = self.max_batches
+        if self.max_batch_tiles > 0:  # more batches where they would be too large, within the limit
+            count = min(max(count, -(-len(tiles) // self.max_batch_tiles)), max(count, self.batch_limit))
+        batches = plan_batches(tiles, count)
         job = GroundJob(raster, spec, tuple(classes), names, raster_sha256, item, cells)
         return job, tiles, batches
 

@@ -71,6 +71,7 @@ __all__ = [
     "WORKER_GDAL_CACHEMAX_MB",
     "worker_gdal_cache_mb",
     "BATCHES_PER_WORKER",
+    "MAX_BATCH_TILES",
     "run_pipeline",
     "ground_ahead",
     "offer_pool",
@@ -84,6 +85,13 @@ log = logging.getLogger(__name__)
 #: Tile batches per grounding worker: a few large batches, not one task run per tile (each
 #: task run costs API calls and state changes), yet enough to even out uneven tiles.
 BATCHES_PER_WORKER = 3
+
+#: ... and at most this many tiles in a batch (:attr:`georeason.pipeline.Pipeline.max_batch_tiles`):
+#: a batch's detections and basemap shares are held by its worker until the batch ends and
+#: then arrive in the flow process at once, so a 20000^2 scene in 6 batches of 88 tiles
+#: peaked higher on both sides than in batches of at most 24 (benchmarks/RESULTS.md,
+#: "flowmem2"). The 8000^2 scene (81 tiles, 6 batches of 13-14) is not affected.
+MAX_BATCH_TILES = 24
 
 #: Modules the forkserver imports once, so forked workers start ready.
 PRELOAD = ["georeason.pipeline", "georeason.models.spectral"]
@@ -383,7 +391,8 @@ def run_pipeline(
     ``grounder_options`` may carry ``bands`` (the raster's band names, ``--bands``) and
     ``min_confidence`` (the answers' confidence floor): they are not grounder settings.
     ``parallel``: the workers grounding batches (0: unknown, e.g. Dask), which sets the
-    number of batches (:data:`BATCHES_PER_WORKER` per worker, at most ``max_task_runs``).
+    number of batches (:data:`BATCHES_PER_WORKER` per worker, more where a batch would hold
+    more than :data:`MAX_BATCH_TILES` tiles; at most ``max_task_runs``).
     """
     options = dict(grounder_options or {})
     bands = options.pop("bands", None)
@@ -397,6 +406,8 @@ def run_pipeline(
         tile_px=tile_px,
         overlap_px=overlap_px,
         max_batches=min(max_task_runs, BATCHES_PER_WORKER * parallel) if parallel else max_task_runs,
+        max_batch_tiles=MAX_BATCH_TILES if parallel else 0,
+        batch_limit=max_task_runs,
         map=map,
         basemap=True,  # the run's quicklooks: basemap summed from the tiles, not read again
     )
