@@ -228,12 +228,21 @@ def test_rerun_after_kill_reuses_cached_tiles(prefect_harness, mini_catalog, tmp
     second = _tiles(tmp_path / "run2.log")
     # One worker thread: batches run in plan order, each persisted when it returns. The kill
     # came inside tile K, so the batches before the one holding tile K had finished.
-    from georeason.flows.answer import BATCHES_PER_WORKER
+    from georeason.catalog import list_items
+    from georeason.workers import run_pipeline
 
     k = len(first)
-    # batches: at most max_task_runs=12, and BATCHES_PER_WORKER per worker (one thread here)
-    size = -(-len(all_tiles) // min(12, BATCHES_PER_WORKER * 1))
-    done = ((k - 1) // size) * size
+    # the flow's batches (one thread: BATCHES_PER_WORKER, more where one would hold more than
+    # MAX_BATCH_TILES tiles, at most max_task_runs=12), from the same plan; the log lists
+    # the grounded tiles only (a tile without valid pixels is read, not grounded)
+    (info,) = [i for i in list_items(catalog) if i.raster_path]
+    pipeline = run_pipeline("spectral", {}, tile_px=256, overlap_px=32, max_task_runs=12, parallel=1)
+    _, _, batches = pipeline.plan_ground(info.raster_path, ["water"])
+    holding = next(b for b in batches if first[-1] in {tuple(map(int, t.index)) for t in b})
+    logged = set(all_tiles)
+    done = all_tiles.index(
+        next(tuple(map(int, t.index)) for t in holding if tuple(map(int, t.index)) in logged)
+    )
     assert done > 0, "no batch had finished before the kill"
     assert first == all_tiles[:k]
     assert second == all_tiles[done:], "finished batches were grounded again (cache not used)"
