@@ -132,3 +132,23 @@ def test_callers_give_the_serial_answers(monkeypatch):
     )
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert abs(group.total_area_m2(scene, lonely) - expect) <= 1e-6 * expect
+
+
+def test_scene_repairs_invalid_geometries_in_either_half(monkeypatch):
+    """Scene's validity check runs in two halves: an invalid geometry in either half is
+    found and repaired (a bow-tie, whose valid repair has area 2 x 0.25 = 0.5 by hand)."""
+    import warnings
+
+    from georeason.errors import GeometryRepairedWarning
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    bow = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])
+    boxes = [shapely.box(10 * i, 0, 10 * i + 1, 1) for i in range(9)]
+    for where in (0, 9):
+        geoms = [*boxes[:where], bow, *boxes[where:]]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scene = Scene([f"o{i}" for i in range(10)], ["x"] * 10, geoms, "EPSG:32632")
+        assert [w.category for w in caught] == [GeometryRepairedWarning]
+        assert shapely.is_valid(scene.geoms).all()
+        assert abs(scene.geoms[where].area - 0.5) < 1e-12
