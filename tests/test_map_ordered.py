@@ -152,3 +152,14 @@ def test_scene_repairs_invalid_geometries_in_either_half(monkeypatch):
         assert [w.category for w in caught] == [GeometryRepairedWarning]
         assert shapely.is_valid(scene.geoms).all()
         assert abs(scene.geoms[where].area - 0.5) < 1e-12
+
+
+def test_no_thread_left_behind(monkeypatch):
+    """The CLI joins every non-daemon thread before it exits: none of map_ordered's may be
+    left, whether the map ran to its end or was abandoned part way."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert list(map_ordered(lambda x: x + 1, range(5))) == [1, 2, 3, 4, 5]
+    it = map_ordered(lambda x: x, range(100))
+    assert next(it) == 0
+    it.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("geo-map")]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from typing import TypeVar
 
@@ -118,9 +118,7 @@ def reproject(geoms, src: CRS, dst: CRS):
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-#: Threads of :func:`map_ordered` (made on first use; none on one core).
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+#: Marks the threads of :func:`map_ordered` (a call on them maps serially).
 _IN_POOL = threading.local()
 
 
@@ -142,15 +140,13 @@ def map_ordered(fn: Callable[[_T], _R], items: Iterable[_T], *, ahead: int = 2) 
     >>> list(map_ordered(lambda x: x * x, range(5)))
     [0, 1, 4, 9, 16]
     """
-    global _POOL
     if (os.cpu_count() or 1) < 2 or getattr(_IN_POOL, "busy", False):
         yield from map(fn, items)
         return
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(2, thread_name_prefix="geo-map", initializer=_pool_thread_init)
-        pool = _POOL
-    pending = []
+    # threads of this call only: none is left behind to hold up the process's exit (the
+    # CLI joins every non-daemon thread before its atexit handlers)
+    pool = ThreadPoolExecutor(2, thread_name_prefix="geo-map", initializer=_pool_thread_init)
+    pending: list[Future[_R]] = []
     try:
         for item in items:
             pending.append(pool.submit(fn, item))
@@ -161,6 +157,7 @@ def map_ordered(fn: Callable[[_T], _R], items: Iterable[_T], *, ahead: int = 2) 
     finally:
         for f in pending:
             f.cancel()
+        pool.shutdown(wait=True)
 
 
 def coordinate_chunks(geoms: Sequence[BaseGeometry | None] | np.ndarray, coords: int) -> Iterator[np.ndarray]:
