@@ -800,10 +800,13 @@ def _answer_ahead(make: Callable[[], Generator[Outcome, None, None]]) -> Iterato
 
 def _answer_ahead_default() -> bool:
     """Whether a streamed item answers its next question while the current one is
-    exported (:func:`iter_answers` ``ahead``): with more than one core to run them on."""
+    exported (:func:`iter_answers` ``ahead``): opt-in with ``GEOREASON_ANSWER_AHEAD=1``, on
+    more than one core. Off by default: on the loaded 2-core machine it measured 1.02x the
+    serial stream's wall (median of 5 interleaved pairs) and +15 MB peak RSS on the 8000^2
+    scene (benchmarks/RESULTS.md, work2); to be judged again on a quiet machine."""
     import os
 
-    return (os.cpu_count() or 1) > 1
+    return os.environ.get("GEOREASON_ANSWER_AHEAD", "") == "1" and (os.cpu_count() or 1) > 1
 
 
 def _iter_answers(

@@ -118,3 +118,16 @@ def test_ahead_raises_what_the_stream_raises(monkeypatch):
     monkeypatch.setattr(pm.GroupBatch, "prefetch", prefetch)
     with pytest.raises(Boom, match="prefetch failed"):
         list(iter_answers(compile_questions(QUESTIONS[:2]), _scene(), AnswerContext(), ahead=True))
+
+
+def test_run_iter_streams_ahead_only_when_asked(monkeypatch):
+    """Off by default; ``GEOREASON_ANSWER_AHEAD=1`` turns it on (more than one core)."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.delenv("GEOREASON_ANSWER_AHEAD", raising=False)
+    assert pm._answer_ahead_default() is False
+    monkeypatch.setenv("GEOREASON_ANSWER_AHEAD", "1")
+    assert pm._answer_ahead_default() is True
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert pm._answer_ahead_default() is False
