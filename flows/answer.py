@@ -43,7 +43,7 @@ from georeason.config import default_results_dir, read_questions
 from georeason.errors import CatalogError
 from georeason.geo.export.layers import answer_stem, atomic_path
 from georeason.geo.export.names import slug
-from georeason.geo.export.quicklook import thumbnail_data_uri
+from georeason.geo.export.quicklook import keep_pages, thumbnail_data_uri
 from georeason.models.registry import portable, prefers_processes
 from georeason.pipeline import (
     CompiledQuestion,
@@ -181,6 +181,8 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         n_proc = 0
     with OutputLock(out_dir), ExitStack() as stack:  # one writer per output folder
         results.mkdir(parents=True, exist_ok=True)
+        # the quicklook pages stay in memory until their artifact thumbnails are made
+        stack.enter_context(keep_pages())
         pool_key = None
         offered = None
         pool = None

@@ -272,3 +272,65 @@ def test_import_concurrently_retries_an_import_deadlock_only(monkeypatch):
     monkeypatch.setattr(importlib, "import_module", broken)
     with pytest.raises(RuntimeError, match="not a deadlock"):
         import_concurrently("json")
+
+
+def _small_raster(path: Path) -> Path:
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    data = np.random.default_rng(0).integers(0, 255, (3, 150, 200), dtype=np.uint8)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=200,
+        height=150,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(499900, 5001100, 10, 10),
+    ) as dst:
+        dst.write(data)
+    return path
+
+
+def test_artifact_thumbnails_come_from_the_page_in_memory(tmp_path, monkeypatch):
+    """While ``keep_pages`` is open (the ``answer`` flow), a quicklook's thumbnail is made
+    from the page just written, without decoding the PNG again, and is the same data URI
+    as the one decoded from the file; a page is taken once, a file changed since it was
+    written is decoded, and nothing is kept outside ``keep_pages``."""
+    import PIL.Image
+    import shapely
+
+    from georeason.geo.export import quicklook
+    from georeason.geo.export.quicklook import keep_pages, thumbnail_data_uri, write_quicklook
+
+    raster = _small_raster(tmp_path / "scene.tif")
+    objects = [shapely.Point(500500, 5000800).buffer(100)]
+    real_open = PIL.Image.open
+    opened: list[str] = []
+
+    def counting_open(fp, *a, **k):
+        opened.append(str(fp))
+        return real_open(fp, *a, **k)
+
+    monkeypatch.setattr(PIL.Image, "open", counting_open)
+    with keep_pages():
+        png = write_quicklook(raster, tmp_path / "q.png", objects=objects, classes=["lake"], title="Lakes?")
+        other = write_quicklook(raster, tmp_path / "r.png", evidence=objects, title="Evidence")
+        from_memory = thumbnail_data_uri(png, 480)
+        assert opened == []  # no decode
+        # the other page: its file replaced since it was written -> the new file is decoded
+        write_quicklook(raster, tmp_path / "x.png", title="Something else")
+        (tmp_path / "x.png").replace(other)
+        changed = thumbnail_data_uri(other, 480)
+        assert opened == [str(other)]
+    assert quicklook._PAGES is None  # dropped on exit
+    from_file = thumbnail_data_uri(png, 480)  # the reference: the PNG decoded
+    assert opened[-1] == str(png)
+    assert from_memory == from_file and from_memory.startswith("data:image/jpeg;base64,")
+    assert changed == thumbnail_data_uri(other, 480)
+    # outside keep_pages nothing is kept
+    write_quicklook(raster, tmp_path / "s.png", title="Later")
+    assert quicklook._PAGES is None and quicklook._take_page(tmp_path / "s.png") is None

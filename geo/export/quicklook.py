@@ -16,8 +16,11 @@ written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import textwrap
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,7 @@ from georeason.geo.vector.crs import coordinate_chunks
 
 __all__ = [
     "thumbnail_data_uri",
+    "keep_pages",
     "write_quicklook",
     "read_basemap",
     "Basemap",
@@ -745,20 +749,76 @@ def write_quicklook(
         # level 1: ~1.7x faster to encode than 3 for ~8% more bytes (a 1000 px quicklook:
         # 0.12 vs 0.20 s); optimize=True: ~5 s a picture
         page.save(tmp, format="PNG", compress_level=1)
+    _keep_page(path, page)
     return path
+
+
+#: Pages :func:`write_quicklook` wrote while :func:`keep_pages` is open, by absolute path:
+#: (the file's size and mtime when written, the page); ``None`` when closed.
+_PAGES: dict[str, tuple[tuple[int, int], Any]] | None = None
+_PAGES_LOCK = threading.Lock()
+
+
+def _file_stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _keep_page(path: Path, page: Any) -> None:
+    with _PAGES_LOCK:
+        if _PAGES is None:
+            return
+        key = os.path.abspath(path)
+        stamp = _file_stamp(key)
+        if stamp is not None:
+            _PAGES[key] = (stamp, page)
+
+
+def _take_page(path: str | Path) -> Any:
+    """The page kept for ``path`` (removed from the store), or ``None`` when none was kept
+    or the file changed since it was written."""
+    key = os.path.abspath(path)
+    with _PAGES_LOCK:
+        kept = None if _PAGES is None else _PAGES.pop(key, None)
+    if kept is None or kept[0] != _file_stamp(key):
+        return None
+    return kept[1]
+
+
+@contextlib.contextmanager
+def keep_pages() -> Iterator[None]:
+    """While open, each page :func:`write_quicklook` writes is also kept in memory (an RGB
+    image, ~3.4 MB for a 1000 px quicklook) until :func:`thumbnail_data_uri` makes its
+    thumbnail from it: the PNG just written is not decoded again (~0.05-0.1 s a picture).
+    The thumbnail is the same (PNG is lossless: the decoded file is the page). What is not
+    taken is dropped on exit; not nested (the ``answer`` flow opens it for its run)."""
+    global _PAGES
+    with _PAGES_LOCK:
+        _PAGES = {}
+    try:
+        yield
+    finally:
+        with _PAGES_LOCK:
+            _PAGES = None
 
 
 def thumbnail_data_uri(path: str | Path, max_px: int = 640, quality: int = 80) -> str:
     """A ``data:image/jpeg;base64,...`` URI of a picture scaled to ``max_px`` on its long
     side: small enough (tens of kB) to embed in a Prefect markdown artifact, which the
-    Prefect UI shows as an image (``file://`` links are refused by browsers)."""
+    Prefect UI shows as an image (``file://`` links are refused by browsers). A quicklook
+    written while :func:`keep_pages` is open is taken from memory (once), not decoded."""
     import base64
     import io
 
     from PIL import Image
 
-    with Image.open(path) as src:
-        im = src.convert("RGB")
+    im = _take_page(path)
+    if im is None or im.mode != "RGB":
+        with Image.open(path) as src:
+            im = src.convert("RGB")
     im.thumbnail((max_px, max_px))
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=quality, optimize=True)
