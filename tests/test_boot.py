@@ -295,16 +295,17 @@ def _small_raster(path: Path) -> Path:
     return path
 
 
-def test_artifact_thumbnails_come_from_the_page_in_memory(tmp_path, monkeypatch):
-    """While ``keep_pages`` is open (the ``answer`` flow), a quicklook's thumbnail is made
-    from the page just written, without decoding the PNG again, and is the same data URI
-    as the one decoded from the file; a page is taken once, a file changed since it was
-    written is decoded, and nothing is kept outside ``keep_pages``."""
+def test_artifact_thumbnails_are_made_from_the_page_in_memory(tmp_path, monkeypatch):
+    """While ``keep_thumbnails`` is open (the ``answer`` flow), a quicklook's thumbnail is
+    made from the page as it is written, not by decoding the PNG again, and is the same data
+    URI as the one made from the file; it is taken once, at the size asked for; a file
+    changed since it was written, or another size, is decoded; nothing is kept outside."""
     import PIL.Image
     import shapely
 
+    from georeason.flows.answer import ANSWER_THUMB_PX, ITEM_THUMB_PX, _thumbnail_px
     from georeason.geo.export import quicklook
-    from georeason.geo.export.quicklook import keep_pages, thumbnail_data_uri, write_quicklook
+    from georeason.geo.export.quicklook import keep_thumbnails, thumbnail_data_uri, write_quicklook
 
     raster = _small_raster(tmp_path / "scene.tif")
     objects = [shapely.Point(500500, 5000800).buffer(100)]
@@ -316,21 +317,28 @@ def test_artifact_thumbnails_come_from_the_page_in_memory(tmp_path, monkeypatch)
         return real_open(fp, *a, **k)
 
     monkeypatch.setattr(PIL.Image, "open", counting_open)
-    with keep_pages():
-        png = write_quicklook(raster, tmp_path / "q.png", objects=objects, classes=["lake"], title="Lakes?")
-        other = write_quicklook(raster, tmp_path / "r.png", evidence=objects, title="Evidence")
-        from_memory = thumbnail_data_uri(png, 480)
+    assert _thumbnail_px(tmp_path / "quicklook.png") == ITEM_THUMB_PX != ANSWER_THUMB_PX
+    with keep_thumbnails(_thumbnail_px):
+        item = write_quicklook(raster, tmp_path / "quicklook.png", objects=objects, classes=["lake"])
+        png = write_quicklook(raster, tmp_path / "q01.png", evidence=objects, title="Lakes?")
+        other = write_quicklook(raster, tmp_path / "q02.png", title="Evidence")
+        third = write_quicklook(raster, tmp_path / "q03.png", title="Third")
+        item_memory = thumbnail_data_uri(item, ITEM_THUMB_PX)
+        from_memory = thumbnail_data_uri(png, ANSWER_THUMB_PX)
         assert opened == []  # no decode
         # the other page: its file replaced since it was written -> the new file is decoded
         write_quicklook(raster, tmp_path / "x.png", title="Something else")
         (tmp_path / "x.png").replace(other)
-        changed = thumbnail_data_uri(other, 480)
+        changed = thumbnail_data_uri(other, ANSWER_THUMB_PX)
         assert opened == [str(other)]
-    assert quicklook._PAGES is None  # dropped on exit
-    from_file = thumbnail_data_uri(png, 480)  # the reference: the PNG decoded
-    assert opened[-1] == str(png)
-    assert from_memory == from_file and from_memory.startswith("data:image/jpeg;base64,")
-    assert changed == thumbnail_data_uri(other, 480)
-    # outside keep_pages nothing is kept
+        thumbnail_data_uri(third, 300)  # a size not made ahead: decoded
+        assert opened[-1] == str(third)
+    assert quicklook._THUMBS is None  # dropped on exit
+    # the references: the PNGs decoded
+    assert from_memory == thumbnail_data_uri(png, ANSWER_THUMB_PX) and opened[-1] == str(png)
+    assert item_memory == thumbnail_data_uri(item, ITEM_THUMB_PX) and opened[-1] == str(item)
+    assert from_memory.startswith("data:image/jpeg;base64,") and from_memory != item_memory
+    assert changed == thumbnail_data_uri(other, ANSWER_THUMB_PX)
+    # outside keep_thumbnails nothing is made or kept
     write_quicklook(raster, tmp_path / "s.png", title="Later")
-    assert quicklook._PAGES is None and quicklook._take_page(tmp_path / "s.png") is None
+    assert quicklook._THUMBS is None and quicklook._take_thumbnail(tmp_path / "s.png", 480) is None
