@@ -507,7 +507,10 @@ def _prefect_api(server: Any, reads_vectors: bool = False) -> Iterator[None]:
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     if not server.warmed:
-        _import_ahead(reads_vectors)  # while the server still boots, not in the flow's serial part
+        from georeason.prefect_server import gc_paused
+
+        with gc_paused():  # while the server still boots, not in the flow's serial part
+            _import_ahead(reads_vectors)
     t0 = time.perf_counter()
     url = server.wait_ready()
     if verbosity() >= Verbosity.VERBOSE:

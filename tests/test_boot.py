@@ -42,11 +42,15 @@ def test_temporary_server_settings_are_the_users_to_override(monkeypatch):
         monkeypatch.setenv(k, v)
     from prefect.settings import Settings
 
-    services = Settings().server.services
+    settings = Settings()
+    services = settings.server.services
     assert "events" not in services.db_vacuum.enabled_vacuum_types
     assert services.triggers.enabled is False
     assert services.task_run_recorder.enabled is True
     assert services.event_persister.enabled is True
+    # no block registration at start, nor its memo (which imports every Prefect collection)
+    assert settings.server.register_blocks_on_start is False
+    assert settings.server.memoize_block_auto_registration is False
 
     from georeason.prefect_server import TemporaryServer
 
@@ -342,3 +346,27 @@ def test_artifact_thumbnails_are_made_from_the_page_in_memory(tmp_path, monkeypa
     # outside keep_thumbnails nothing is made or kept
     write_quicklook(raster, tmp_path / "s.png", title="Later")
     assert quicklook._THUMBS is None and quicklook._take_thumbnail(tmp_path / "s.png", 480) is None
+
+
+def test_gc_paused_restores_the_collector_as_it_was():
+    """``gc_paused`` turns the cyclic collector off for its block only, and leaves it off
+    after the block when it was off before."""
+    import gc
+
+    from georeason.prefect_server import SERVE_WITHOUT_GC, gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    # the server's process turns it back on (frozen survivors) before it serves
+    lines = SERVE_WITHOUT_GC.splitlines()
+    assert lines.index("gc.disable()") < lines.index("gc.enable()") < len(lines) - 1
+    assert "uvicorn.run(" in lines[-1] and "create_app(ephemeral=True, final=True)" in SERVE_WITHOUT_GC
