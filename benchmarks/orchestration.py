@@ -209,7 +209,8 @@ def baseline(args: argparse.Namespace) -> None:
         assert pipeline.max_batches == (min(200, BATCHES_PER_WORKER * workers) if workers else 200)
         vectors = read_vectors([str(p) for p in info.vector_paths]) if info.vector_paths else None
         item_out = out / info.id
-        result = pipeline.run(
+        # answered as the export consumes them (ItemStream.stream), as the flow's task does
+        result = pipeline.run_iter(
             qs,
             raster=str(info.raster_path),
             vectors=vectors,
@@ -221,7 +222,7 @@ def baseline(args: argparse.Namespace) -> None:
         rows, _ = export_item_outputs(
             info.id,
             str(info.raster_path),
-            result.answers,
+            result.stream,
             result.scene,
             str(item_out),
             basemap=result.grounding.basemap,  # as the flow: summed from the tiles

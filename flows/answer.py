@@ -43,7 +43,7 @@ from georeason.config import default_results_dir, read_questions
 from georeason.errors import CatalogError
 from georeason.geo.export.layers import answer_stem, atomic_path
 from georeason.geo.export.names import slug
-from georeason.geo.export.quicklook import thumbnail_data_uri
+from georeason.geo.export.quicklook import keep_thumbnails, thumbnail_data_uri
 from georeason.models.registry import portable, prefers_processes
 from georeason.pipeline import (
     CompiledQuestion,
@@ -181,6 +181,8 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         n_proc = 0
     with OutputLock(out_dir), ExitStack() as stack:  # one writer per output folder
         results.mkdir(parents=True, exist_ok=True)
+        # each quicklook's artifact thumbnail is made as it is written, from the page in memory
+        stack.enter_context(keep_thumbnails(_thumbnail_px))
         pool_key = None
         offered = None
         pool = None
@@ -334,6 +336,16 @@ def _runner_workers() -> int:
 #: Longest answer text in the table artifact (the summary artifact has the full text).
 TABLE_TEXT = 90
 
+#: Long side in pixels of the thumbnails in the quicklook artifacts: the item's quicklook,
+#: each answer's.
+ITEM_THUMB_PX = 640
+ANSWER_THUMB_PX = 480
+
+
+def _thumbnail_px(png: Path) -> int:
+    """Thumbnail size of a quicklook the flow writes: the item's (``quicklook.png``) or an answer's."""
+    return ITEM_THUMB_PX if png.name == "quicklook.png" else ANSWER_THUMB_PX
+
 
 def _md_cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "/")
@@ -394,23 +406,24 @@ def _artifacts(
         key="georeason-outputs",
         description=f"where the outputs are: {out_dir}",
     )
-    # the thumbnails (PNG decode, resize, JPEG encode: Pillow releases the GIL) in threads
-    wanted = [(files["quicklook"], 640) for files in outputs.values() if "quicklook" in files]
+    # the thumbnails: made as the quicklooks were written (keep_thumbnails); any other is
+    # decoded, scaled and encoded here, in threads (Pillow releases the GIL)
+    wanted = [(files["quicklook"], ITEM_THUMB_PX) for files in outputs.values() if "quicklook" in files]
     for r in rows:
         png = (r.get("outputs") or {}).get("quicklook")
         if r.get("item") in outputs and png and Path(png).exists():
-            wanted.append((png, 480))
+            wanted.append((png, ANSWER_THUMB_PX))
     with ThreadPoolExecutor(max_workers=default_workers()) as threads:
         thumbs = dict(zip(wanted, threads.map(lambda w: thumbnail_data_uri(*w), wanted)))
     for item, files in outputs.items():
         if "quicklook" not in files:
             continue
-        parts = [f"# {item}", f"![{item} quicklook]({thumbs[(files['quicklook'], 640)]})"]
+        parts = [f"# {item}", f"![{item} quicklook]({thumbs[(files['quicklook'], ITEM_THUMB_PX)]})"]
         for r in rows:
             png = (r.get("outputs") or {}).get("quicklook")
             if r.get("item") == item and png and Path(png).exists():
                 parts.append(
-                    f"## {_md_cell(r['question'])}\n{_md_cell(row_text(r))}\n\n![answer]({thumbs[(png, 480)]})"
+                    f"## {_md_cell(r['question'])}\n{_md_cell(row_text(r))}\n\n![answer]({thumbs[(png, ANSWER_THUMB_PX)]})"
                 )
         create_markdown_artifact(
             "\n\n".join(parts),

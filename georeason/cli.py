@@ -342,6 +342,7 @@ def run(
     from georeason.prefect_server import (
         check_api_url,
         configured_api_url,
+        gc_paused,
         import_concurrently,
         temporary_server,
     )
@@ -412,7 +413,8 @@ def run(
         # and its server boots; the flow takes the pool and the results
         ahead = _ground_ahead(cfg, options, item, objects, results_dir)
         # Prefect may be being imported by the temporary server's thread right now
-        import_concurrently("georeason.flows.answer", "georeason.flows.runners")
+        with gc_paused():  # its passes over Prefect's import: ~0.25 CPU-s
+            import_concurrently("georeason.flows.answer", "georeason.flows.runners")
         from georeason.flows.answer import answer
         from georeason.flows.runners import runner_for
 
@@ -505,7 +507,10 @@ def _prefect_api(server: Any, reads_vectors: bool = False) -> Iterator[None]:
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     if not server.warmed:
-        _import_ahead(reads_vectors)  # while the server still boots, not in the flow's serial part
+        from georeason.prefect_server import gc_paused
+
+        with gc_paused():  # while the server still boots, not in the flow's serial part
+            _import_ahead(reads_vectors)
     t0 = time.perf_counter()
     url = server.wait_ready()
     if verbosity() >= Verbosity.VERBOSE:

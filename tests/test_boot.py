@@ -42,11 +42,15 @@ def test_temporary_server_settings_are_the_users_to_override(monkeypatch):
         monkeypatch.setenv(k, v)
     from prefect.settings import Settings
 
-    services = Settings().server.services
+    settings = Settings()
+    services = settings.server.services
     assert "events" not in services.db_vacuum.enabled_vacuum_types
     assert services.triggers.enabled is False
     assert services.task_run_recorder.enabled is True
     assert services.event_persister.enabled is True
+    # no block registration at start, nor its memo (which imports every Prefect collection)
+    assert settings.server.register_blocks_on_start is False
+    assert settings.server.memoize_block_auto_registration is False
 
     from georeason.prefect_server import TemporaryServer
 
@@ -272,3 +276,97 @@ def test_import_concurrently_retries_an_import_deadlock_only(monkeypatch):
     monkeypatch.setattr(importlib, "import_module", broken)
     with pytest.raises(RuntimeError, match="not a deadlock"):
         import_concurrently("json")
+
+
+def _small_raster(path: Path) -> Path:
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    data = np.random.default_rng(0).integers(0, 255, (3, 150, 200), dtype=np.uint8)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=200,
+        height=150,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(499900, 5001100, 10, 10),
+    ) as dst:
+        dst.write(data)
+    return path
+
+
+def test_artifact_thumbnails_are_made_from_the_page_in_memory(tmp_path, monkeypatch):
+    """While ``keep_thumbnails`` is open (the ``answer`` flow), a quicklook's thumbnail is
+    made from the page as it is written, not by decoding the PNG again, and is the same data
+    URI as the one made from the file; it is taken once, at the size asked for; a file
+    changed since it was written, or another size, is decoded; nothing is kept outside."""
+    import PIL.Image
+    import shapely
+
+    from georeason.flows.answer import ANSWER_THUMB_PX, ITEM_THUMB_PX, _thumbnail_px
+    from georeason.geo.export import quicklook
+    from georeason.geo.export.quicklook import keep_thumbnails, thumbnail_data_uri, write_quicklook
+
+    raster = _small_raster(tmp_path / "scene.tif")
+    objects = [shapely.Point(500500, 5000800).buffer(100)]
+    real_open = PIL.Image.open
+    opened: list[str] = []
+
+    def counting_open(fp, *a, **k):
+        opened.append(str(fp))
+        return real_open(fp, *a, **k)
+
+    monkeypatch.setattr(PIL.Image, "open", counting_open)
+    assert _thumbnail_px(tmp_path / "quicklook.png") == ITEM_THUMB_PX != ANSWER_THUMB_PX
+    with keep_thumbnails(_thumbnail_px):
+        item = write_quicklook(raster, tmp_path / "quicklook.png", objects=objects, classes=["lake"])
+        png = write_quicklook(raster, tmp_path / "q01.png", evidence=objects, title="Lakes?")
+        other = write_quicklook(raster, tmp_path / "q02.png", title="Evidence")
+        third = write_quicklook(raster, tmp_path / "q03.png", title="Third")
+        item_memory = thumbnail_data_uri(item, ITEM_THUMB_PX)
+        from_memory = thumbnail_data_uri(png, ANSWER_THUMB_PX)
+        assert opened == []  # no decode
+        # the other page: its file replaced since it was written -> the new file is decoded
+        write_quicklook(raster, tmp_path / "x.png", title="Something else")
+        (tmp_path / "x.png").replace(other)
+        changed = thumbnail_data_uri(other, ANSWER_THUMB_PX)
+        assert opened == [str(other)]
+        thumbnail_data_uri(third, 300)  # a size not made ahead: decoded
+        assert opened[-1] == str(third)
+    assert quicklook._THUMBS is None  # dropped on exit
+    # the references: the PNGs decoded
+    assert from_memory == thumbnail_data_uri(png, ANSWER_THUMB_PX) and opened[-1] == str(png)
+    assert item_memory == thumbnail_data_uri(item, ITEM_THUMB_PX) and opened[-1] == str(item)
+    assert from_memory.startswith("data:image/jpeg;base64,") and from_memory != item_memory
+    assert changed == thumbnail_data_uri(other, ANSWER_THUMB_PX)
+    # outside keep_thumbnails nothing is made or kept
+    write_quicklook(raster, tmp_path / "s.png", title="Later")
+    assert quicklook._THUMBS is None and quicklook._take_thumbnail(tmp_path / "s.png", 480) is None
+
+
+def test_gc_paused_restores_the_collector_as_it_was():
+    """``gc_paused`` turns the cyclic collector off for its block only, and leaves it off
+    after the block when it was off before."""
+    import gc
+
+    from georeason.prefect_server import SERVE_WITHOUT_GC, gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    # the server's process turns it back on (frozen survivors) before it serves
+    lines = SERVE_WITHOUT_GC.splitlines()
+    assert lines.index("gc.disable()") < lines.index("gc.enable()") < len(lines) - 1
+    assert "uvicorn.run(" in lines[-1] and "create_app(ephemeral=True, final=True)" in SERVE_WITHOUT_GC

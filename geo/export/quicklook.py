@@ -16,8 +16,11 @@ written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import textwrap
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,7 @@ from georeason.geo.vector.crs import coordinate_chunks
 
 __all__ = [
     "thumbnail_data_uri",
+    "keep_thumbnails",
     "write_quicklook",
     "read_basemap",
     "Basemap",
@@ -745,21 +749,96 @@ def write_quicklook(
         # level 1: ~1.7x faster to encode than 3 for ~8% more bytes (a 1000 px quicklook:
         # 0.12 vs 0.20 s); optimize=True: ~5 s a picture
         page.save(tmp, format="PNG", compress_level=1)
+    _keep_thumbnail(path, page)
     return path
 
 
-def thumbnail_data_uri(path: str | Path, max_px: int = 640, quality: int = 80) -> str:
-    """A ``data:image/jpeg;base64,...`` URI of a picture scaled to ``max_px`` on its long
-    side: small enough (tens of kB) to embed in a Prefect markdown artifact, which the
-    Prefect UI shows as an image (``file://`` links are refused by browsers)."""
+#: Thumbnails made by :func:`write_quicklook` while :func:`keep_thumbnails` is open, by
+#: absolute path: (the file's size and mtime when written, ``max_px``, the data URI).
+_THUMBS: dict[str, tuple[tuple[int, int], int, str]] | None = None
+#: The size wanted for each picture (``keep_thumbnails``'s ``size_of``).
+_SIZE_OF: Callable[[Path], int | None] | None = None
+_THUMBS_LOCK = threading.Lock()
+
+
+def _file_stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _keep_thumbnail(path: Path, page: Any) -> None:
+    """Make ``page``'s thumbnail now, while it is in memory, when :func:`keep_thumbnails`
+    asks for one (called once ``path`` is written)."""
+    with _THUMBS_LOCK:
+        size_of = _SIZE_OF
+    max_px = size_of(Path(path)) if size_of is not None else None
+    if max_px is None:
+        return
+    uri = _jpeg_data_uri(page.copy(), max_px, THUMBNAIL_QUALITY)
+    key = os.path.abspath(path)
+    stamp = _file_stamp(key)
+    with _THUMBS_LOCK:
+        if _THUMBS is not None and stamp is not None:
+            _THUMBS[key] = (stamp, max_px, uri)
+
+
+def _take_thumbnail(path: str | Path, max_px: int) -> str | None:
+    """The thumbnail kept for ``path`` at ``max_px`` (removed from the store), or ``None``
+    when none was kept or the file changed since it was written."""
+    key = os.path.abspath(path)
+    with _THUMBS_LOCK:
+        kept = None if _THUMBS is None else _THUMBS.pop(key, None)
+    if kept is None or kept[1] != max_px or kept[0] != _file_stamp(key):
+        return None
+    return kept[2]
+
+
+@contextlib.contextmanager
+def keep_thumbnails(size_of: Callable[[Path], int | None]) -> Iterator[None]:
+    """While open, :func:`write_quicklook` also makes the thumbnail of each page it writes
+    (``size_of(path)`` pixels on its long side; ``None``: none) from the page in memory,
+    and keeps it (a data URI, tens of kB) until :func:`thumbnail_data_uri` asks for it:
+    the PNG just written is not decoded again (~20 ms a 1000 px picture; the ``answer``
+    flow's artifacts). The thumbnail is the same (PNG is lossless: the decoded file is
+    the page). What is not taken is dropped on exit; not nested."""
+    global _THUMBS, _SIZE_OF
+    with _THUMBS_LOCK:
+        _THUMBS, _SIZE_OF = {}, size_of
+    try:
+        yield
+    finally:
+        with _THUMBS_LOCK:
+            _THUMBS, _SIZE_OF = None, None
+
+
+#: JPEG quality of the thumbnails (:func:`thumbnail_data_uri`).
+THUMBNAIL_QUALITY = 80
+
+
+def _jpeg_data_uri(im: Any, max_px: int, quality: int) -> str:
+    """``im`` (RGB; scaled in place) as a JPEG data URI, ``max_px`` on its long side."""
     import base64
     import io
 
-    from PIL import Image
-
-    with Image.open(path) as src:
-        im = src.convert("RGB")
     im.thumbnail((max_px, max_px))
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=quality, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def thumbnail_data_uri(path: str | Path, max_px: int = 640, quality: int = THUMBNAIL_QUALITY) -> str:
+    """A ``data:image/jpeg;base64,...`` URI of a picture scaled to ``max_px`` on its long
+    side: small enough (tens of kB) to embed in a Prefect markdown artifact, which the
+    Prefect UI shows as an image (``file://`` links are refused by browsers). A quicklook
+    written while :func:`keep_thumbnails` is open has it made already (taken once)."""
+    from PIL import Image
+
+    kept = _take_thumbnail(path, max_px) if quality == THUMBNAIL_QUALITY else None
+    if kept is not None:
+        return kept
+    with Image.open(path) as src:
+        im = src.convert("RGB")
+    return _jpeg_data_uri(im, max_px, quality)
