@@ -37,7 +37,7 @@ import json
 import logging
 import math
 import traceback
-from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -734,90 +734,11 @@ def iter_answers(
     failures: Sequence[TileFailure] = (),
     not_grounded: str | None = None,
     notes: Sequence[TileNote] = (),
-    ahead: bool = False,
 ) -> Iterator[Outcome]:
     """:func:`answer_questions` one answer at a time: each question is answered when the
     next outcome is asked for, so a consumer that writes and drops each answer (the flow's
-    ``answer-export`` task) never holds them all.
-
-    ``ahead``: answer the next question in a background thread while the consumer works
-    on (exports) the one it was handed, so that answering and exporting, both mostly
-    outside the GIL (GEOS, PROJ, geodesics, zlib), overlap on two cores. At most two
-    outcomes are alive at a time (the consumer's and the one being answered); the
-    outcomes, their order and the ``answered`` calls are the same as without it.
-    """
+    ``answer-export`` task) never holds them all."""
     ctx = ctx or AnswerContext()
-    if ahead:
-        return _answer_ahead(
-            lambda: _iter_answers(compiled, scene, ctx, grounded, failures, not_grounded, notes)
-        )
-    return _iter_answers(compiled, scene, ctx, grounded, failures, not_grounded, notes)
-
-
-def _answer_ahead(make: Callable[[], Generator[Outcome, None, None]]) -> Iterator[Outcome]:
-    """The outcomes of ``make()``, each next one computed in a background thread (in a copy
-    of the caller's context variables) while the caller holds the previous one."""
-    import contextvars
-    import queue
-    import threading
-
-    requests: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: the next outcome; False: stop
-    results: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-
-    def produce() -> None:
-        try:
-            it = make()
-            while requests.get():
-                try:
-                    outcome = next(it)
-                except StopIteration:
-                    results.put(("end", None))
-                    return
-                results.put(("outcome", outcome))
-                del outcome
-            it.close()
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            results.put(("error", exc))
-
-    ctx = contextvars.copy_context()
-    thread = threading.Thread(target=ctx.run, args=(produce,), name="answer-ahead", daemon=True)
-    thread.start()
-    requests.put(True)
-    try:
-        while True:
-            kind, value = results.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            requests.put(True)  # the next answer, while the caller works on this one
-            yield value
-            del value
-    finally:
-        requests.put(False)
-        thread.join()
-
-
-def _answer_ahead_default() -> bool:
-    """Whether a streamed item answers its next question while the current one is
-    exported (:func:`iter_answers` ``ahead``): opt-in with ``GEOREASON_ANSWER_AHEAD=1``, on
-    more than one core. Off by default: on the loaded 2-core machine it measured 1.02x the
-    serial stream's wall (median of 5 interleaved pairs) and +15 MB peak RSS on the 8000^2
-    scene (benchmarks/RESULTS.md, work2); to be judged again on a quiet machine."""
-    import os
-
-    return os.environ.get("GEOREASON_ANSWER_AHEAD", "") == "1" and (os.cpu_count() or 1) > 1
-
-
-def _iter_answers(
-    compiled: Sequence[CompiledQuestion],
-    scene: Scene,
-    ctx: AnswerContext,
-    grounded: Sequence[str],
-    failures: Sequence[TileFailure],
-    not_grounded: str | None,
-    notes: Sequence[TileNote],
-) -> Generator[Outcome, None, None]:
     grounded_set = {singular(normalise_class(c)) for c in grounded}
     batch = None
     if len(compiled) > 1:  # same-shaped group queries of all the questions, one call per shape
@@ -1588,8 +1509,7 @@ class Pipeline:
             ctx = AnswerContext(None, mask_path, fallback, self._post(vectors, None), self._answered(cqs))
             if _listed:
                 return ItemStream(answer_questions(cqs, vectors, ctx), vectors, None, cqs)
-            stream = iter_answers(cqs, vectors, ctx, ahead=_answer_ahead_default())
-            return ItemStream([], vectors, None, cqs, stream=stream)
+            return ItemStream([], vectors, None, cqs, stream=iter_answers(cqs, vectors, ctx))
         from georeason.geo.raster.grid import RasterGrid
         from georeason.models.registry import can_ground
 
@@ -1634,7 +1554,7 @@ class Pipeline:
         if _listed:
             answers = answer_questions(cqs, scene, ctx, **how)
             return ItemStream(answers, scene, grid, cqs, g, to_ground, missing, fitness)
-        stream = iter_answers(cqs, scene, ctx, ahead=_answer_ahead_default(), **how)
+        stream = iter_answers(cqs, scene, ctx, **how)
         return ItemStream([], scene, grid, cqs, g, to_ground, missing, fitness, stream=stream)
 
     def _tiles_done(self, classes: Sequence[str], total: int) -> TileProgress | None:
