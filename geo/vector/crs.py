@@ -12,12 +12,8 @@ measured on the WGS84 ellipsoid with :class:`pyproj.Geod`.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from typing import TypeVar
 
 import numpy as np
 import shapely
@@ -34,7 +30,6 @@ __all__ = [
     "transformer",
     "reproject",
     "coordinate_chunks",
-    "map_ordered",
     "to_lonlat",
     "aeqd_crs",
     "spherical_mean_lonlat",
@@ -104,60 +99,13 @@ def reproject(geoms, src: CRS, dst: CRS):
         if len(chunks) > 1:
             # vertex by vertex either way (the same coordinates); a chunk of geometries at a
             # time, so the coordinate arrays of a whole scene are never all held at once
-            # (two chunks at a time on two cores: PROJ and GEOS run outside the GIL, and a
-            # pyproj Transformer is thread-safe; each vertex is transformed as alone)
             out = np.empty(len(flat), dtype=object)
             start = 0
-            for part, done in zip(chunks, map_ordered(lambda c: shapely.transform(c, _xy), chunks)):
-                out[start : start + len(part)] = done
+            for part in chunks:
+                out[start : start + len(part)] = shapely.transform(part, _xy)
                 start += len(part)
             return out.reshape(geoms.shape)
     return shapely.transform(geoms, _xy)
-
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-#: Marks the threads of :func:`map_ordered` (a call on them maps serially).
-_IN_POOL = threading.local()
-
-
-def _pool_thread_init() -> None:
-    _IN_POOL.busy = True
-
-
-def map_ordered(fn: Callable[[_T], _R], items: Iterable[_T], *, ahead: int = 2) -> Iterator[_R]:
-    """``map(fn, items)``, two at a time on two threads where the machine has more than one
-    core: for calls that spend their time outside the GIL (GEOS, PROJ, geodesics, numpy).
-
-    Results come in ``items``' order, so a caller that adds them up in that order gets the
-    serial sum to the last bit. At most ``ahead`` calls run or wait ahead of the consumer
-    (bounded memory). Inside a call of the pool (a nested ``map_ordered``) and on one core
-    it is the plain ``map``: a pool thread never waits on the pool.
-
-    Examples
-    --------
-    >>> list(map_ordered(lambda x: x * x, range(5)))
-    [0, 1, 4, 9, 16]
-    """
-    if (os.cpu_count() or 1) < 2 or getattr(_IN_POOL, "busy", False):
-        yield from map(fn, items)
-        return
-    # threads of this call only: none is left behind to hold up the process's exit (the
-    # CLI joins every non-daemon thread before its atexit handlers)
-    pool = ThreadPoolExecutor(2, thread_name_prefix="geo-map", initializer=_pool_thread_init)
-    pending: list[Future[_R]] = []
-    try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= ahead:
-                yield pending.pop(0).result()
-        while pending:
-            yield pending.pop(0).result()
-    finally:
-        for f in pending:
-            f.cancel()
-        pool.shutdown(wait=True)
 
 
 def coordinate_chunks(geoms: Sequence[BaseGeometry | None] | np.ndarray, coords: int) -> Iterator[np.ndarray]:

@@ -11,7 +11,6 @@ pair geodesically, at the cost of an index query.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
@@ -23,14 +22,7 @@ from pyproj import CRS, Transformer
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
 
-from georeason.geo.vector.crs import (
-    LONLAT,
-    aeqd_crs,
-    map_ordered,
-    reproject,
-    spherical_mean_lonlat,
-    transformer,
-)
+from georeason.geo.vector.crs import LONLAT, aeqd_crs, reproject, spherical_mean_lonlat, transformer
 from georeason.geo.vector.measure import GEOD, area_m2, distance_m, length_m
 from georeason.geo.vector.regions import iter_union_parts, union_where_overlapping
 from georeason.geo.vector.scene import Scene
@@ -324,27 +316,18 @@ def total_area_m2(scene: Scene, idx: np.ndarray, region_lonlat: BaseGeometry | N
         return 0.0
     parts = iter_union_parts(planar)
     del planar  # the generator keeps what it needs
-
-    def chunks() -> Iterator[np.ndarray]:
-        while True:
-            chunk = list(islice(parts, AREA_CHUNK))
-            if not chunk:
-                return
-            arr = np.empty(len(chunk), dtype=object)
-            arr[:] = chunk
-            del chunk
-            yield arr
-
-    def areas(arr: np.ndarray) -> list[float]:
-        return [area_m2(g) for g in reproject(arr, proj, LONLAT)]
-
     total = 0.0
-    # two chunks at a time (PROJ and the geodesic polygon areas run outside the GIL); the
-    # areas are added in the parts' order: area_m2 of a collection adds its parts' area_m2
-    # in order, starting from 0.0
-    for chunk_areas in map_ordered(areas, chunks()):
-        for a in chunk_areas:
-            total += a
+    while True:
+        chunk = list(islice(parts, AREA_CHUNK))
+        if not chunk:
+            break
+        arr = np.empty(len(chunk), dtype=object)
+        arr[:] = chunk
+        del chunk
+        # area_m2 of a collection adds its parts' area_m2 in order, starting from 0.0
+        for g in reproject(arr, proj, LONLAT):
+            total += area_m2(g)
+        del arr
     return float(total)
 
 

@@ -28,8 +28,6 @@ import shapely
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
 
-from georeason.geo.vector.crs import map_ordered
-
 __all__ = ["union_where_overlapping", "iter_union_parts", "dissolve", "intersect_sets", "buffer_piecewise"]
 
 #: Vertices per boundary piece in :func:`buffer_piecewise` (8 was the fastest of 8-512 on a
@@ -99,8 +97,7 @@ def iter_union_parts(polygonal: np.ndarray) -> Iterator[BaseGeometry]:
     if not (shapely.get_type_id(parts) == 3).all():  # single polygons are their own parts (no copy)
         parts = shapely.get_parts(parts)
     parts = parts[shapely.get_dimensions(parts) == 2]
-    # validity in two halves on two threads (GEOS outside the GIL; the same answer)
-    if len(parts) <= 1 or not all(v.all() for v in map_ordered(shapely.is_valid, np.array_split(parts, 2))):
+    if len(parts) <= 1 or not shapely.is_valid(parts).all():
         yield shapely.union_all(parts)
         return
     a, b = STRtree(parts).query(parts)  # pairs of touching envelopes

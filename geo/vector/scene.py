@@ -31,7 +31,7 @@ from georeason.errors import (
     VectorReadError,
 )
 from georeason.geo.vector.classnames import class_forms
-from georeason.geo.vector.crs import LONLAT, map_ordered, parse_crs, reproject
+from georeason.geo.vector.crs import LONLAT, parse_crs, reproject
 
 __all__ = ["GeoObject", "Scene", "read_scene", "normalise_class", "ID_FIELDS", "CLASS_FIELDS", "gc_paused"]
 
@@ -131,9 +131,7 @@ class Scene:
                 f"{self.source}: object {self.ids[i]!r} has no geometry (empty or null); "
                 "remove it or give it a geometry"
             )
-        # in two halves on two threads (GEOS outside the GIL): a grounded scene is checked
-        # while the grounding workers idle
-        valid = np.concatenate(list(map_ordered(shapely.is_valid, np.array_split(geoms, 2))))
+        valid = shapely.is_valid(geoms)
         if valid.all():
             return geoms
         out = geoms.copy()
