@@ -342,7 +342,6 @@ def run(
     from georeason.prefect_server import (
         check_api_url,
         configured_api_url,
-        gc_paused,
         import_concurrently,
         temporary_server,
     )
@@ -412,6 +411,8 @@ def run(
         # the worker pool starts and the first item's tiles ground while Prefect is imported
         # and its server boots; the flow takes the pool and the results
         ahead = _ground_ahead(cfg, options, item, objects, results_dir)
+        from georeason.geo.vector.scene import gc_paused  # the flow imports it anyway
+
         # Prefect may be being imported by the temporary server's thread right now
         with gc_paused():  # its passes over Prefect's import: ~0.25 CPU-s
             import_concurrently("georeason.flows.answer", "georeason.flows.runners")
@@ -507,7 +508,7 @@ def _prefect_api(server: Any, reads_vectors: bool = False) -> Iterator[None]:
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     if not server.warmed:
-        from georeason.prefect_server import gc_paused
+        from georeason.geo.vector.scene import gc_paused
 
         with gc_paused():  # while the server still boots, not in the flow's serial part
             _import_ahead(reads_vectors)

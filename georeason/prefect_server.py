@@ -57,7 +57,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -78,7 +78,6 @@ __all__ = [
     "server_settings",
     "prefect_home",
     "import_concurrently",
-    "gc_paused",
 ]
 
 #: Seconds to wait for the temporary server's health check (SQLite migrations on a busy
@@ -458,24 +457,6 @@ def import_concurrently(*names: str, tries: int = 5) -> None:
                 if type(exc).__name__ != "_DeadlockError" or attempt == tries - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for the block (and back on after it, unless it
-    was off before): for importing Prefect (and georeason's flow) in the run's process,
-    ~1.8 CPU-s of allocations that are almost all kept; the collector's passes over them
-    cost ~0.25 CPU-s there (measured on this machine). Whatever became garbage meanwhile is
-    collected by the collector's next passes."""
-    import gc
-
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _bound_socket() -> socket.socket:

@@ -353,7 +353,8 @@ def test_gc_paused_restores_the_collector_as_it_was():
     after the block when it was off before."""
     import gc
 
-    from georeason.prefect_server import SERVE_WITHOUT_GC, gc_paused
+    from georeason.geo.vector.scene import gc_paused
+    from georeason.prefect_server import SERVE_WITHOUT_GC
 
     assert gc.isenabled()
     with gc_paused():
