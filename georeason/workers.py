@@ -37,7 +37,6 @@ import logging
 import multiprocessing
 import os
 import threading
-import warnings
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from georeason.errors import TileReadError
-from georeason.geo.raster.io import gdal_cache_mb, release_heap
+from georeason.geo.raster.io import env_mb, gdal_cache_mb, release_heap
 from georeason.geo.raster.tiling import Tile
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
 from georeason.pipeline import (
@@ -125,15 +124,9 @@ def worker_gdal_cache_mb() -> int | None:
     when it is a positive integer, else :data:`WORKER_GDAL_CACHEMAX_MB`; ``None`` (the
     workers keep what they inherit) when the user sized the cache for the whole run
     (``GEOREASON_GDAL_CACHEMAX_MB``, or a ``GDAL_CACHEMAX`` other than georeason's default)."""
-    raw = os.environ.get("GEOREASON_WORKER_GDAL_CACHEMAX_MB", "").strip()
-    if raw.isdigit() and int(raw) > 0:
-        return int(raw)
-    if raw:
-        warnings.warn(
-            f"GEOREASON_WORKER_GDAL_CACHEMAX_MB={raw!r} is not a positive integer (MB); "
-            f"the workers use {WORKER_GDAL_CACHEMAX_MB}",
-            stacklevel=2,
-        )
+    mb = env_mb("GEOREASON_WORKER_GDAL_CACHEMAX_MB", f"the workers use {WORKER_GDAL_CACHEMAX_MB}")
+    if mb is not None:
+        return mb
     if (
         os.environ.get("GEOREASON_GDAL_CACHEMAX_MB")
         or os.environ.get("GDAL_CACHEMAX") != f"{gdal_cache_mb()}MB"

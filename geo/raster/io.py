@@ -21,7 +21,7 @@ import hashlib
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,24 +54,24 @@ from georeason.geo.vector.crs import LONLAT, transformer
 DEFAULT_GDAL_CACHEMAX_MB = 64
 
 
+def env_mb(name: str, otherwise: str, environ: Mapping[str, str] | None = None) -> int | None:
+    """The size in MB that the environment variable ``name`` gives as a positive integer
+    (digits only); ``None`` when it is unset or empty, and, with a warning that says
+    ``otherwise`` (what is used instead), when it holds anything else."""
+    env = os.environ if environ is None else environ
+    raw = env.get(name, "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    if raw:
+        warnings.warn(f"{name}={raw!r} is not a positive integer (MB); {otherwise}", stacklevel=3)
+    return None
+
+
 def gdal_cache_mb(environ: dict[str, str] | None = None) -> int:
     """The block cache size (MB) georeason asks GDAL for: ``GEOREASON_GDAL_CACHEMAX_MB``
     when it is a positive integer, else :data:`DEFAULT_GDAL_CACHEMAX_MB`."""
-    env = os.environ if environ is None else environ
-    raw = env.get("GEOREASON_GDAL_CACHEMAX_MB", "").strip()
-    if raw:
-        try:
-            mb = int(raw)
-        except ValueError:
-            mb = 0
-        if mb > 0:
-            return mb
-        warnings.warn(
-            f"GEOREASON_GDAL_CACHEMAX_MB={raw!r} is not a positive integer (MB); "
-            f"using {DEFAULT_GDAL_CACHEMAX_MB}",
-            stacklevel=2,
-        )
-    return DEFAULT_GDAL_CACHEMAX_MB
+    mb = env_mb("GEOREASON_GDAL_CACHEMAX_MB", f"using {DEFAULT_GDAL_CACHEMAX_MB}", environ)
+    return DEFAULT_GDAL_CACHEMAX_MB if mb is None else mb
 
 
 if "GDAL_CACHEMAX" not in os.environ:  # GDAL reads it once, at its first block read
@@ -79,6 +79,7 @@ if "GDAL_CACHEMAX" not in os.environ:  # GDAL reads it once, at its first block 
     os.environ["GDAL_CACHEMAX"] = f"{gdal_cache_mb()}MB"
 
 __all__ = [
+    "env_mb",
     "apply_transform",
     "RasterInfo",
     "normalize_path",
