@@ -8,8 +8,10 @@ task results never leak between tests.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,14 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def write_scene() -> Callable[[Path, int], None]:
+    """``benchmarks/make_scene.py``'s ``write_scene(path, size)``: the synthetic 4-band
+    uint16 benchmark scene (nodata 0), for tests that need one of its size."""
+    spec = importlib.util.spec_from_file_location("make_scene", REPO / "benchmarks" / "make_scene.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write_scene

@@ -3,7 +3,6 @@ and the rule that picks the number of processes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,8 +16,6 @@ import rasterio
 from georeason.cli_ask import MIN_POOL_TILES, ask_command, ask_workers
 from georeason.errors import InputError
 
-REPO = Path(__file__).resolve().parents[1]
-
 QUESTIONS = [
     "How many lakes are there?",
     "What is the total area of lakes in km2?",
@@ -31,15 +28,11 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory) -> tuple[Path, Path]:
+def scene(tmp_path_factory, write_scene) -> tuple[Path, Path]:
     """A 1536 px synthetic 4-band scene (benchmarks/make_scene.py) and its questions."""
-    spec = importlib.util.spec_from_file_location("make_scene", REPO / "benchmarks" / "make_scene.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     d = tmp_path_factory.mktemp("askpool")
     raster = d / "scene.tif"
-    mod.write_scene(raster, 1536)
+    write_scene(raster, 1536)
     questions = d / "questions.txt"
     questions.write_text("\n".join(QUESTIONS) + "\n", encoding="utf-8")
     return raster, questions

@@ -4,7 +4,6 @@ receives them at once), within the task-run limit, and the objects do not depend
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,11 @@ import shapely
 from georeason.pipeline import Pipeline
 from georeason.workers import MAX_BATCH_TILES, run_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("make_scene", REPO / "benchmarks" / "make_scene.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def scene(tmp_path_factory, write_scene) -> Path:
     path = tmp_path_factory.mktemp("flowmem2") / "scene.tif"
-    mod.write_scene(path, 1024)
+    write_scene(path, 1024)
     return path
 
 

@@ -5,7 +5,6 @@ per-tile arrays, and ``ask`` stopping its forkserver with its pool."""
 from __future__ import annotations
 
 import gc
-import importlib.util
 import multiprocessing.forkserver as mp_forkserver
 import os
 import platform
@@ -24,19 +23,14 @@ from georeason.geo.raster.tiling import plan_tiles, read_tile
 from georeason.models.spectral import SpectralGrounder, fit_thresholds
 from georeason.workers import WORKER_GDAL_CACHEMAX_MB, WorkerPool, worker_gdal_cache_mb
 
-REPO = Path(__file__).resolve().parents[1]
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
 @pytest.fixture(scope="module")
-def scene_1024(tmp_path_factory) -> Path:
+def scene_1024(tmp_path_factory, write_scene) -> Path:
     """One 1024 px tile's worth of the benchmark scene (4 bands uint16, nodata 0)."""
-    spec = importlib.util.spec_from_file_location("make_scene", REPO / "benchmarks" / "make_scene.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     path = tmp_path_factory.mktemp("lean") / "scene.tif"
-    mod.write_scene(path, 1024)
+    write_scene(path, 1024)
     return path
 
 

@@ -9,9 +9,9 @@ numpy over the whole array, and the grounding with the plan-time nodata scan
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,6 @@ from georeason.geo.export.quicklook import (
 from georeason.geo.raster.tiling import plan_tiles, read_tile
 from georeason.pipeline import BatchResult, Pipeline, export_item_outputs, ground_batch
 
-REPO = Path(__file__).resolve().parents[1]
 UTM = Affine(10, 0, 500000, 0, -10, 4500000)
 
 
@@ -194,15 +193,11 @@ def test_no_basemap_from_tiles_where_read_basemap_would_differ(tmp_path):
 # --------------------------------------------------------------------------- grounding
 
 
-def _scene(tmp_path: Path) -> tuple[Path, np.ndarray]:
+def _scene(tmp_path: Path, write_scene: Callable[[Path, int], None]) -> tuple[Path, np.ndarray]:
     """A 1536 px synthetic 4-band scene (benchmarks/make_scene.py) with its top-left 960 px
     square and a strip on the right set to nodata (0)."""
-    spec = importlib.util.spec_from_file_location("make_scene", REPO / "benchmarks" / "make_scene.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     path = tmp_path / "scene.tif"
-    mod.write_scene(path, 1536)
+    write_scene(path, 1536)
     with rasterio.open(path, "r+") as dst:
         data = dst.read()
         data[:, :960, :960] = 0
@@ -228,8 +223,8 @@ class Recording:
 
 
 @pytest.mark.parametrize("batched", [False, True])
-def test_a_grounder_is_never_called_on_a_tile_whose_core_is_nodata(tmp_path, batched):
-    path, data = _scene(tmp_path)
+def test_a_grounder_is_never_called_on_a_tile_whose_core_is_nodata(tmp_path, write_scene, batched):
+    path, data = _scene(tmp_path, write_scene)
     with rasterio.open(path) as src:
         tiles = list(plan_tiles(src, 512, 64, skip_nodata=False))
         g = Recording(batched)
@@ -257,9 +252,9 @@ def test_a_grounder_is_never_called_on_a_tile_whose_core_is_nodata(tmp_path, bat
 
 
 def test_grounding_without_the_plan_time_scan_gives_the_same_objects_and_quicklook(
-    tmp_path, monkeypatch, caplog
+    tmp_path, write_scene, monkeypatch, caplog
 ):
-    path, data = _scene(tmp_path)
+    path, data = _scene(tmp_path, write_scene)
     classes = ["lake", "vegetation"]
     with caplog.at_level(logging.INFO, logger="georeason.pipeline"):
         new = Pipeline(tile_px=512, overlap_px=64, max_batches=3, basemap=True).ground(path, classes)
@@ -294,9 +289,9 @@ def test_grounding_without_the_plan_time_scan_gives_the_same_objects_and_quicklo
     assert a == (tmp_path / "read" / "quicklook.png").read_bytes()
 
 
-def test_a_batch_without_its_basemap_share_falls_back_to_reading(tmp_path):
+def test_a_batch_without_its_basemap_share_falls_back_to_reading(tmp_path, write_scene):
     """A batch taken from the tile cache carries no cells: the grounding has no basemap."""
-    path, _ = _scene(tmp_path)
+    path, _ = _scene(tmp_path, write_scene)
     from georeason.pipeline import local_map
 
     def cached_first(job, batches, tiles_done=None):
