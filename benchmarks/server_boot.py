@@ -98,7 +98,8 @@ def main() -> None:
     for rep in range(args.reps):
         order = list(variants) if rep % 2 == 0 else list(reversed(variants))
         for name in order:
-            r = boot(*variants[name][:1], args.idle, variants[name][1])
+            env, gc_pause = variants[name]
+            r = boot(env, args.idle, gc_pause)
             res[name].append(r)
             print(
                 f"rep {rep} {name:16s} health {r[0]:5.2f} s  cpu {r[1]:5.2f} s  cpu +{args.idle:.0f}s "

@@ -348,7 +348,8 @@ def run(
 
     local_prefect_defaults()
     api_url = configured_api_url()
-    # no server configured: start a temporary one first (a subprocess by default), so it boots while the run imports and checks its inputs
+    # no server configured: start a temporary one first (a subprocess by default), so it
+    # boots while the run imports and checks its inputs
     try:
         server = temporary_server().start() if api_url is None else None
     except GeoreasonError as exc:
