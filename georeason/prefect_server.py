@@ -20,7 +20,10 @@ to itself, finished sooner (sample 1.08x, 8000^2 1.17x wall for the thread; RESU
 "Quiet-machine re-run 5"), so it stays the default. Either way the command
 line imports, checks inputs and reads the catalog while it boots, waits for it only when
 the flow starts, and stops it when the run ends. Importing this module imports neither
-Prefect nor its server: only the standard library.
+Prefect nor its server: only the standard library. When it stops, the server first lets its event consumers
+take every event the run published (:func:`drain_events_at_shutdown`): stopping Prefect's
+services drops what they have not taken, and a run's last events, its ``Completed``
+among them, were lost that way when the event persister's writes were slow.
 
 What the temporary server does not run (:data:`TEMPORARY_SERVER_SETTINGS`): it lives only
 as long as one run, so the services a long-lived server needs are off: automations
@@ -60,6 +63,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from georeason.errors import GeoreasonError, InputError
 
@@ -237,6 +241,102 @@ def _warm_request(api_url: str) -> None:
             resp.read()
 
 
+#: Seconds a stopping temporary server gives Prefect's in-memory ``events`` topic to be
+#: taken by its consumers (:func:`drain_events_at_shutdown`).
+EVENTS_DRAIN_S = 30.0
+
+#: Seconds without progress after which that wait ends early (a subscription no consumer
+#: reads would otherwise hold the stop for the whole :data:`EVENTS_DRAIN_S`).
+EVENTS_STALL_S = 3.0
+
+#: Seconds :meth:`TemporaryServer.stop` and :meth:`InProcessServer.stop` wait for the
+#: server to end (the events drained, its services stopped, the event persister's last
+#: write) before they end it by force, with a warning; ~0.2 s on an idle machine.
+STOP_TIMEOUT_S = 60.0
+
+
+def _events_backlog() -> Callable[[], int] | None:
+    """A function counting the messages waiting in Prefect's in-memory ``events`` topic
+    (every subscription's queue and retry queue), or ``None`` when that broker's
+    structure is not the one this was written against (Prefect 3.9's
+    ``prefect.server.utilities.messaging.memory``: a test pins it) or another broker is
+    configured (its queues outlive the server; nothing to wait for)."""
+    try:
+        from prefect.server.utilities.messaging import memory
+        from prefect.settings import get_current_settings
+
+        if get_current_settings().server.events.messaging_broker != memory.__name__:
+            return None
+        topic = memory.Topic.by_name("events")
+
+        def backlog() -> int:
+            return sum(s._queue.qsize() + s._retry.qsize() for s in list(topic._subscriptions))
+
+        backlog()
+    except Exception:  # noqa: BLE001 - an unknown structure: stop as Prefect would
+        return None
+    return backlog
+
+
+async def _events_taken(timeout_s: float = EVENTS_DRAIN_S, stall_s: float = EVENTS_STALL_S) -> int:
+    """Wait until Prefect's in-memory ``events`` topic is empty (at most ``timeout_s``, or
+    ``stall_s`` without one message taken); return the messages still waiting."""
+    import asyncio
+
+    backlog = _events_backlog()
+    if backlog is None:
+        return 0
+    deadline = time.monotonic() + timeout_s
+    left, progress = backlog(), time.monotonic()
+    while left and time.monotonic() < deadline and time.monotonic() - progress < stall_s:
+        await asyncio.sleep(0.02)
+        now = backlog()
+        if now < left:
+            progress = time.monotonic()
+        left = now
+    return left
+
+
+def drain_events_at_shutdown(app: Any) -> Any:
+    """Make Prefect's server app, when it shuts down, first let its event consumers take
+    every event already published, then stop its services (returns ``app``).
+
+    Prefect's in-memory broker holds each published event in a queue per subscriber
+    until the subscriber's consumer takes it; stopping the services cancels the
+    consumers and drops what they have not taken. The event persister takes events one
+    by one and writes them in batches, so when its writes are slow (a busy disk) the
+    run's last events, its ``Completed`` among them, can still be waiting when a
+    temporary server stops at the end of the run, and were lost (the run's state, task
+    runs, logs and artifacts were all written: only the event feed missed them). What
+    the persister has taken it writes as it stops. The wait is bounded
+    (:data:`EVENTS_DRAIN_S`, :data:`EVENTS_STALL_S`) and ~0 s when nothing waits.
+    """
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(application: Any) -> Any:
+        async with inner(application) as state:
+            try:
+                yield state
+            finally:
+                left = await _events_taken()
+                if left:
+                    sys.stderr.write(
+                        f"georeason: the temporary Prefect server stopped with {left} event(s) "
+                        "not yet recorded; the run's records are otherwise complete\n"
+                    )
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def _warn_forced(timeout_s: float) -> None:
+    sys.stderr.write(
+        f"georeason: the temporary Prefect server did not stop within {timeout_s:.0f} s and was "
+        "ended: the run's last events or logs may be missing from its records\n"
+    )
+
+
 class _LoopbackServer:
     """What the two temporary servers share: the port on 127.0.0.1, the API URL on it, and
     the event set once the server answered its warm-up request (or stopped trying)."""
@@ -268,7 +368,8 @@ gc.disable()
 sys.path.insert(0, sys.argv[1])
 import uvicorn
 from prefect.server.api.server import create_app
-app = create_app(ephemeral=True, final=True)
+from georeason.prefect_server import drain_events_at_shutdown
+app = drain_events_at_shutdown(create_app(ephemeral=True, final=True))
 gc.collect()
 gc.freeze()
 gc.enable()
@@ -411,8 +512,10 @@ class TemporaryServer(_LoopbackServer):
             "run `prefect server start` yourself and set PREFECT_API_URL"
         )
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after ``timeout_s``)."""
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the server: SIGTERM (uvicorn shuts down: the events drained, Prefect's
+        services stopped, the event persister's last write), then SIGKILL after
+        ``timeout_s``, with a warning."""
         proc, self.process = self.process, None
         self._ready = False
         if proc is None or proc.poll() is not None:
@@ -423,6 +526,7 @@ class TemporaryServer(_LoopbackServer):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            _warn_forced(timeout_s)
 
     def __enter__(self) -> TemporaryServer:
         return self.start()
@@ -528,7 +632,7 @@ class InProcessServer(_LoopbackServer):
 
             updates = {getattr(prefect.settings, k): v for k, v in self._settings.items()}
             with temporary_settings(updates=updates):
-                app = create_app(ephemeral=True, final=True)
+                app = drain_events_at_shutdown(create_app(ephemeral=True, final=True))
                 config = uvicorn.Config(
                     app,
                     log_config=None,
@@ -602,9 +706,10 @@ class InProcessServer(_LoopbackServer):
         self._ready = True
         return self.api_url
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the server: uvicorn exits, Prefect's services stop (the event persister
-        writes what it holds); waits up to ``timeout_s`` for the thread."""
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the server: uvicorn exits (the events drained, Prefect's services stopped,
+        the event persister's last write); after ``timeout_s`` it is made to exit at once
+        (no lifespan shutdown), with a warning."""
         thread, self._thread = self._thread, None
         self._ready = False
         if thread is None:
@@ -616,6 +721,7 @@ class InProcessServer(_LoopbackServer):
         if thread.is_alive() and server is not None:
             server.force_exit = True  # type: ignore[attr-defined]
             thread.join(timeout=2.0)
+            _warn_forced(timeout_s)
 
     def __enter__(self) -> InProcessServer:
         return self.start()

@@ -64,11 +64,44 @@ def test_temporary_server_settings_are_the_users_to_override(monkeypatch):
     assert TemporaryServer.environment()["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "true"
 
 
+#: ``georeason run`` with Prefect's event persister slowed down (each event it takes holds
+#: its consumer 0.2 s more, as a slow disk's batch writes do): the run's last events are
+#: still waiting in Prefect's in-memory topic when the run ends. Without the drain at the
+#: server's shutdown (``drain_events_at_shutdown``) 11 of the sample run's 38 events were
+#: recorded, its ``prefect.flow-run.Completed`` not among them (as CI once saw unslowed).
+SLOW_EVENT_PERSISTER_RUN = """\
+import asyncio, contextlib, sys
+
+import prefect.server.events.services.event_persister as persister
+
+handler_of = persister.create_handler
+
+
+@contextlib.asynccontextmanager
+async def slow_handler(**kwargs):
+    async with handler_of(**kwargs) as handle:
+        async def slow(message):
+            await handle(message)
+            await asyncio.sleep(0.2)
+
+        yield slow
+
+
+if __name__ == "__main__":  # worker processes import this file again
+    persister.create_handler = slow_handler
+    from georeason.cli import main
+
+    sys.argv = ["georeason", *sys.argv[1:]]
+    main()
+"""
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_run_with_its_temporary_server_records_run_task_runs_logs_and_artifacts(tmp_path, monkeypatch, mode):
-    """``thread``: the server in the run's process (the default; the process ends without
-    the interpreter's teardown once the records are complete); ``process``: a subprocess."""
+    """``process``: the server in a subprocess (the default); ``thread``: in the run's
+    process (the process ends without the interpreter's teardown once the records are
+    complete), with a slow event persister (:data:`SLOW_EVENT_PERSISTER_RUN`)."""
     from georeason.prefect_server import TemporaryServer
 
     home = tmp_path / "prefect-home"
@@ -80,8 +113,14 @@ def test_run_with_its_temporary_server_records_run_task_runs_logs_and_artifacts(
     }
     env.pop("PREFECT_API_URL", None)
     out = tmp_path / "out"
+    if mode == "thread":
+        script = tmp_path / "slow_persister_run.py"
+        script.write_text(SLOW_EVENT_PERSISTER_RUN)
+        command = [sys.executable, str(script)]
+    else:
+        command = [sys.executable, "-m", "georeason.cli"]
     run = subprocess.run(
-        [sys.executable, "-m", "georeason.cli", "run", "--item", "sample", "--out", str(out)],
+        [*command, "run", "--item", "sample", "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,
@@ -133,8 +172,15 @@ def test_run_with_its_temporary_server_records_run_task_runs_logs_and_artifacts(
             },
         )
         kinds = {e["event"] for e in events}
-        assert "prefect.flow-run.Completed" in kinds, kinds
+        assert "prefect.flow-run.Completed" in kinds, (kinds, run.stderr[-3000:])
         assert "prefect.flow-run.heartbeat" not in kinds, kinds
+        # every task run's three state events and every artifact's: none lost at the stop
+        every = _post(api, "/events/filter", {"filter": {"any_resource": {"id": [f"prefect.flow-run.{fr}"]}}})
+        for state in ("Pending", "Running", "Completed"):
+            n = sum(e["event"] == f"prefect.task-run.{state}" for e in every)
+            assert n == len(task_runs), (state, n, len(task_runs), run.stderr[-3000:])
+        assert sum(e["event"] == "prefect.artifact.created" for e in every) == len(artifacts)
+        assert "not yet recorded" not in run.stderr and "did not stop within" not in run.stderr
 
 
 def test_in_process_server_keeps_its_settings_and_signals_to_itself(tmp_path, monkeypatch):
@@ -371,3 +417,139 @@ def test_gc_paused_restores_the_collector_as_it_was():
     lines = SERVE_WITHOUT_GC.splitlines()
     assert lines.index("gc.disable()") < lines.index("gc.enable()") < len(lines) - 1
     assert "uvicorn.run(" in lines[-1] and "create_app(ephemeral=True, final=True)" in SERVE_WITHOUT_GC
+
+
+def test_prefect_in_memory_broker_is_the_structure_the_drain_reads(fresh_topics):
+    """``_events_backlog`` reads private parts of Prefect's in-memory broker (each
+    subscription's queues): a Prefect that changes them fails here, not silently."""
+    from georeason.prefect_server import _events_backlog
+
+    backlog = _events_backlog()
+    assert backlog is not None and backlog() == 0
+
+
+@pytest.fixture
+def fresh_topics(monkeypatch):
+    """Prefect's in-memory topics, empty for this test: an in-process server started
+    earlier in this process (another test) leaves a subscription on ``events`` that no
+    consumer reads (one of Prefect's services does not unsubscribe when it stops)."""
+    from prefect.server.utilities.messaging.memory import Topic
+
+    monkeypatch.setattr(Topic, "_topics", {})
+
+
+def _with_subscription(body):
+    """Run ``body(subscription, publish)`` on a fresh subscription of Prefect's in-memory
+    ``events`` topic, in a new event loop; unsubscribe afterwards."""
+    import asyncio
+
+    from prefect.server.utilities.messaging.memory import MemoryMessage, Topic
+
+    topic = Topic.by_name("events")
+
+    async def main():
+        sub = topic.subscribe()
+        try:
+
+            async def publish(n):
+                for i in range(n):
+                    await topic.publish(MemoryMessage(str(i).encode(), {"id": str(i)}))
+
+            return await body(sub, publish)
+        finally:
+            topic.unsubscribe(sub)
+
+    return asyncio.run(main())
+
+
+def test_the_drain_waits_until_a_slow_consumer_took_every_event(fresh_topics):
+    """Ten events, a consumer taking one every 20 ms: the drain returns 0 once all ten are
+    taken (not before: the count taken is checked), well within its limit."""
+    import asyncio
+    import time
+
+    from georeason.prefect_server import _events_taken
+
+    async def body(sub, publish):
+        taken = []
+
+        async def consume():
+            while True:
+                taken.append(await sub.get())
+                await asyncio.sleep(0.02)
+
+        await publish(10)
+        task = asyncio.create_task(consume())
+        t0 = time.monotonic()
+        left = await _events_taken(timeout_s=10.0, stall_s=1.0)
+        waited = time.monotonic() - t0
+        task.cancel()
+        return left, len(taken), waited
+
+    left, n_taken, waited = _with_subscription(body)
+    assert (left, n_taken) == (0, 10)
+    assert 0.1 < waited < 5.0, waited
+
+
+def test_the_drain_stops_waiting_for_a_subscription_nobody_reads(fresh_topics):
+    """Three events no consumer takes: the drain gives up after ``stall_s`` without
+    progress and says how many are left."""
+    import time
+
+    from georeason.prefect_server import _events_taken
+
+    async def body(sub, publish):
+        await publish(3)
+        t0 = time.monotonic()
+        left = await _events_taken(timeout_s=10.0, stall_s=0.2)
+        return left, time.monotonic() - t0
+
+    left, waited = _with_subscription(body)
+    assert left == 3
+    assert 0.2 <= waited < 2.0, waited
+
+
+def test_the_drain_runs_before_the_apps_own_shutdown(fresh_topics):
+    """``drain_events_at_shutdown`` wraps the app's lifespan: at its shutdown the topic is
+    drained first (a consumer still taking events), then the app's own shutdown runs (there,
+    Prefect stops its services); startup is the app's own."""
+    import asyncio
+    import contextlib
+
+    from fastapi import FastAPI
+    from prefect.server.utilities.messaging.memory import MemoryMessage, Topic
+    from starlette.testclient import TestClient
+
+    from georeason.prefect_server import _events_backlog, drain_events_at_shutdown
+
+    topic = Topic.by_name("events")
+    seen: dict[str, object] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        sub = topic.subscribe()
+        taken = []
+
+        async def consume():
+            while True:
+                taken.append(await sub.get())
+                await asyncio.sleep(0.02)
+
+        task = asyncio.create_task(consume())
+        for i in range(8):
+            await topic.publish(MemoryMessage(str(i).encode(), {"id": str(i)}))
+        seen["started"] = True
+        try:
+            yield
+        finally:
+            backlog = _events_backlog()
+            assert backlog is not None
+            seen["left at the app's shutdown"] = backlog()
+            seen["taken"] = len(taken)
+            task.cancel()
+            topic.unsubscribe(sub)
+
+    app = drain_events_at_shutdown(FastAPI(lifespan=lifespan))
+    with TestClient(app):
+        pass
+    assert seen == {"started": True, "left at the app's shutdown": 0, "taken": 8}
