@@ -15,6 +15,12 @@ in interleaved order, whole processes of:
   :class:`~georeason.workers.WorkerPool` of one worker process per CPU, the same exports
   and ``answers.jsonl``; Prefect never imported). ``ask`` and ``--stages`` ground in one
   process (``local_map``), so they are not that baseline on a machine with 2 cores;
+- ``run-started``: ``run`` against a started Prefect server (``prefect server start``, the
+  setting the README recommends for scheduled jobs watched in the UI), which this script
+  starts once, on 127.0.0.1 with its own ``PREFECT_HOME``, before the reps and stops after;
+  the run finds it through ``PREFECT_API_URL`` and starts no temporary server. The server is
+  not part of the run's process tree: its CPU while each run is served is printed beside
+  the run's own (``server CPU``), and its memory once;
 - ``run-wN`` for each ``--workers N``: ``run`` with N worker processes, through the option
   the CLI has (``--workers`` when it exists, else ``--dask-workers``).
 
@@ -31,6 +37,7 @@ export; exclusive: a timed call inside another counts only once).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -76,7 +83,75 @@ def worker_flag(n: int) -> list[str]:
     return ["--dask-workers", str(n)]
 
 
-def measure(cmd: list[str], log: Path) -> dict[str, float]:
+class StartedServer:
+    """``prefect server start`` on a free loopback port with its own ``PREFECT_HOME`` (a
+    context manager): what a team runs once and points its jobs at."""
+
+    def __init__(self, home: Path) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.home = home
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> StartedServer:
+        import urllib.request
+
+        env = {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env.pop("PREFECT_API_URL", None)
+        beside = Path(sys.executable).parent / "prefect"  # this interpreter's, else the PATH's
+        prefect = str(beside) if beside.exists() else shutil.which("prefect") or "prefect"
+        cmd = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        self.__exit__()
+        raise SystemExit(f"prefect server start did not answer on {self.api_url} within 120 s")
+
+    def cpu(self) -> float:
+        """CPU seconds the server's process tree has used so far."""
+        assert self.proc is not None
+        root = psutil.Process(self.proc.pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def pss_mb(self) -> float:
+        assert self.proc is not None
+        root = psutil.Process(self.proc.pid)
+        total = 0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                mem = p.memory_full_info()
+                total += getattr(mem, "pss", mem.rss)
+            except psutil.Error:
+                pass
+        return total / 2**20
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def measure(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, float]:
     """Run ``cmd``; wall s, CPU s (tree), peak RSS MB and peak PSS MB (each summed over the
     tree at one sample, sampled every 50 ms), exit code.
 
@@ -88,7 +163,7 @@ def measure(cmd: list[str], log: Path) -> dict[str, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         ps = psutil.Process(proc.pid)
         peak = peak_pss = 0
         live_cpu: dict[int, float] = {}
@@ -199,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--modes",
         default="ask,run",
-        help="comma list among ask, run, noprefect (run-wN come from --workers)",
+        help="comma list among ask, run, run-started, noprefect (run-wN come from --workers)",
     )
     ap.add_argument(
         "--extra",
@@ -243,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--mask",
                 "{out}-mask.tif",
             ]
-        elif m == "run":
-            modes["run"] = [*base_run, "--out", "{out}"]
+        elif m in ("run", "run-started"):
+            modes[m] = [*base_run, "--out", "{out}"]
         elif m == "noprefect":
             modes["noprefect"] = [
                 sys.executable,
@@ -260,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                 "{out}",
             ]
         elif m:
-            print(f"--modes: unknown mode {m!r}; use ask, run, noprefect", file=sys.stderr)
+            print(f"--modes: unknown mode {m!r}; use ask, run, run-started, noprefect", file=sys.stderr)
             return 2
     for n in args.workers:
         modes[f"run-w{n}"] = [*base_run, *worker_flag(n), "--out", "{out}"]
@@ -276,23 +351,39 @@ def main(argv: list[str] | None = None) -> int:
     for name, cmd in modes.items():
         print(f"  {name}: {' '.join(cmd)}")
     res: dict[str, list[dict[str, float]]] = defaultdict(list)
-    for rep in range(args.reps):
-        order = list(modes) if rep % 2 == 0 else list(reversed(modes))
-        for name in order:
-            out = work / f"{name}-{rep}"
-            shutil.rmtree(out, ignore_errors=True)
-            cmd = [c.replace("{out}", str(out)) for c in modes[name]]
-            r = measure(cmd, work / f"{name}-{rep}.log")
-            r["load"] = os.getloadavg()[0]
-            res[name].append(r)
-            print(
-                f"rep {rep} {name:8s} wall {r['wall']:7.2f} s  cpu {r['cpu']:7.2f} s  peak PSS "
-                f"{r['pss_mb']:7.1f} MB (RSS {r['rss_mb']:7.1f})  {npx / 1e6 / r['wall']:5.2f} Mpx/s  "
-                f"rc {int(r['rc'])}  load {r['load']:.1f}",
-                flush=True,
-            )
-            if r["rc"] not in (0.0, 1.0):
-                print(f"    failed: see {work / f'{name}-{rep}.log'}", flush=True)
+    with contextlib.ExitStack() as stack:
+        started = (
+            stack.enter_context(StartedServer(work / "prefect-home")) if "run-started" in modes else None
+        )
+        if started is not None:
+            print(f"  started server: {started.api_url}, PSS {started.pss_mb():.0f} MB after its start")
+        for rep in range(args.reps):
+            order = list(modes) if rep % 2 == 0 else list(reversed(modes))
+            for name in order:
+                out = work / f"{name}-{rep}"
+                shutil.rmtree(out, ignore_errors=True)
+                cmd = [c.replace("{out}", str(out)) for c in modes[name]]
+                env = None
+                if name == "run-started" and started is not None:
+                    env = {**os.environ, "PREFECT_API_URL": started.api_url}
+                    cpu0 = started.cpu()
+                r = measure(cmd, work / f"{name}-{rep}.log", env=env)
+                r["load"] = os.getloadavg()[0]
+                extra = ""
+                if env is not None and started is not None:
+                    r["server_cpu"] = started.cpu() - cpu0
+                    extra = f"  (+ server CPU {r['server_cpu']:.2f} s)"
+                res[name].append(r)
+                print(
+                    f"rep {rep} {name:8s} wall {r['wall']:7.2f} s  cpu {r['cpu']:7.2f} s  peak PSS "
+                    f"{r['pss_mb']:7.1f} MB (RSS {r['rss_mb']:7.1f})  {npx / 1e6 / r['wall']:5.2f} Mpx/s  "
+                    f"rc {int(r['rc'])}  load {r['load']:.1f}{extra}",
+                    flush=True,
+                )
+                if r["rc"] not in (0.0, 1.0):
+                    print(f"    failed: see {work / f'{name}-{rep}.log'}", flush=True)
+        if started is not None:
+            print(f"  started server: PSS {started.pss_mb():.0f} MB after the reps (not in any run's tree)")
 
     print(
         "\n| mode | wall s median (min-max) | CPU s median | peak PSS MB median (max) "
@@ -329,14 +420,24 @@ def main(argv: list[str] | None = None) -> int:
             f"run / ask wall (per rep: {', '.join(f'{x:.2f}' for x in ratios)}): median {ratio:.2f}x "
             "(ask grounds in one process: the target is judged against noprefect)"
         )
-    if "run" in res and "noprefect" in res:
+    for run_mode in ("run", "run-started"):
+        if run_mode not in res or "noprefect" not in res:
+            continue
+
         # pairwise (same rep): wall, and CPU of the whole process tree on both sides (the
-        # command, its temporary server, forkserver and worker processes; reaped children)
-        for key, label in (("wall", "wall"), ("cpu", "CPU (process tree)")):
-            ratios = sorted(r[key] / b[key] for r, b in zip(res["run"], res["noprefect"]))
+        # command, its temporary server, forkserver and worker processes; reaped children);
+        # run-started: plus the started server's CPU while it served that run
+        def cpu_of(r: dict[str, float]) -> float:
+            return r["cpu"] + r.get("server_cpu", 0.0)
+
+        for key, label in (("wall", "wall"), ("cpu", "CPU (process tree, + server's)")):
+            if key == "wall":
+                ratios = sorted(r["wall"] / b["wall"] for r, b in zip(res[run_mode], res["noprefect"]))
+            else:
+                ratios = sorted(cpu_of(r) / b["cpu"] for r, b in zip(res[run_mode], res["noprefect"]))
             ratio = statistics.median(ratios)
             print(
-                f"run / noprefect {label} (per rep: {', '.join(f'{x:.2f}' for x in ratios)}): median "
+                f"{run_mode} / noprefect {label} (per rep: {', '.join(f'{x:.2f}' for x in ratios)}): median "
                 f"{ratio:.2f}x (target <= {TARGETS['run_vs_ask']}: {verdict(ratio <= TARGETS['run_vs_ask'])})"
             )
     if len(args.workers) >= 2:
