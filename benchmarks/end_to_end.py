@@ -116,30 +116,28 @@ class StartedServer:
         self.__exit__()
         raise SystemExit(f"prefect server start did not answer on {self.api_url} within 120 s")
 
-    def cpu(self) -> float:
-        """CPU seconds the server's process tree has used so far."""
+    def _sum(self, of: Any) -> float:
+        """``of(process)`` summed over the server's process tree (processes gone meanwhile skipped)."""
         assert self.proc is not None
         root = psutil.Process(self.proc.pid)
         total = 0.0
         for p in [root, *root.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
+            with contextlib.suppress(psutil.Error):
+                total += of(p)
         return total
 
+    def cpu(self) -> float:
+        """CPU seconds the server's process tree has used so far."""
+        return self._sum(lambda p: sum(p.cpu_times()[:2]))
+
     def pss_mb(self) -> float:
-        assert self.proc is not None
-        root = psutil.Process(self.proc.pid)
-        total = 0
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                mem = p.memory_full_info()
-                total += getattr(mem, "pss", mem.rss)
-            except psutil.Error:
-                pass
-        return total / 2**20
+        """The server's process tree's PSS now (RSS where the OS has no PSS), MB."""
+
+        def pss(p: psutil.Process) -> float:
+            mem = p.memory_full_info()
+            return float(getattr(mem, "pss", mem.rss))
+
+        return self._sum(pss) / 2**20
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
