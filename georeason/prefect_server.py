@@ -246,8 +246,9 @@ def _warm_request(api_url: str) -> None:
 EVENTS_DRAIN_S = 30.0
 
 #: Seconds without progress after which that wait ends early (a subscription no consumer
-#: reads would otherwise hold the stop for the whole :data:`EVENTS_DRAIN_S`).
-EVENTS_STALL_S = 3.0
+#: reads would otherwise hold the stop for the whole :data:`EVENTS_DRAIN_S`). Long enough
+#: for one slow batch write of the event persister, which holds its consumers meanwhile.
+EVENTS_STALL_S = 10.0
 
 #: Seconds :meth:`TemporaryServer.stop` and :meth:`InProcessServer.stop` wait for the
 #: server to end (the events drained, its services stopped, the event persister's last
