@@ -20,10 +20,10 @@ to itself, finished sooner (sample 1.08x, 8000^2 1.17x wall for the thread; RESU
 "Quiet-machine re-run 5"), so it stays the default. Either way the command
 line imports, checks inputs and reads the catalog while it boots, waits for it only when
 the flow starts, and stops it when the run ends. Importing this module imports neither
-Prefect nor its server: only the standard library. When it stops, the server first lets its event consumers
-take every event the run published (:func:`drain_events_at_shutdown`): stopping Prefect's
-services drops what they have not taken, and a run's last events, its ``Completed``
-among them, were lost that way when the event persister's writes were slow.
+Prefect nor its server: only the standard library. When it stops, the server first lets
+its event consumers take every event the run published (:func:`drain_events_at_shutdown`):
+stopping Prefect's services drops what they have not taken, and a run's last events, its
+``Completed`` among them, were lost that way when the event persister's writes were slow.
 
 What the temporary server does not run (:data:`TEMPORARY_SERVER_SETTINGS`): it lives only
 as long as one run, so the services a long-lived server needs are off: automations

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from grounding_helpers import geotiff
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -324,27 +325,6 @@ def test_import_concurrently_retries_an_import_deadlock_only(monkeypatch):
         import_concurrently("json")
 
 
-def _small_raster(path: Path) -> Path:
-    import numpy as np
-    import rasterio
-    from rasterio.transform import from_origin
-
-    data = np.random.default_rng(0).integers(0, 255, (3, 150, 200), dtype=np.uint8)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=200,
-        height=150,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32633",
-        transform=from_origin(499900, 5001100, 10, 10),
-    ) as dst:
-        dst.write(data)
-    return path
-
-
 def test_artifact_thumbnails_are_made_from_the_page_in_memory(tmp_path, monkeypatch):
     """While ``keep_thumbnails`` is open (the ``answer`` flow), a quicklook's thumbnail is
     made from the page as it is written, not by decoding the PNG again, and is the same data
@@ -357,7 +337,7 @@ def test_artifact_thumbnails_are_made_from_the_page_in_memory(tmp_path, monkeypa
     from georeason.geo.export import quicklook
     from georeason.geo.export.quicklook import keep_thumbnails, thumbnail_data_uri, write_quicklook
 
-    raster = _small_raster(tmp_path / "scene.tif")
+    raster = geotiff(tmp_path / "scene.tif", 200, 150, origin=(499900, 5001100))
     objects = [shapely.Point(500500, 5000800).buffer(100)]
     real_open = PIL.Image.open
     opened: list[str] = []

@@ -24,7 +24,7 @@ import shapely  # noqa: E402
 # The vlm extra is part of the README's install command: these run in CI, never skipped.
 import torch  # noqa: E402,F401
 import transformers  # noqa: E402,F401
-from rasterio.transform import from_origin  # noqa: E402
+from grounding_helpers import geotiff  # noqa: E402
 
 from georeason.errors import ModelError, ModelNotFoundError, ParseWarning  # noqa: E402
 from georeason.geo.grounding.detections import pixel_to_world  # noqa: E402
@@ -401,26 +401,6 @@ def tiny(tmp_path_factory):
         return built[name]
 
     return get
-
-
-def geotiff(path: Path, width: int = 64, height: int = 64) -> Path:
-    """A 3-band uint8 RGB GeoTIFF in UTM 33N, 10 m pixels."""
-    rng = np.random.default_rng(0)
-    data = rng.integers(0, 255, (3, height, width), dtype=np.uint8)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32633",
-        transform=from_origin(500000, 5_000_000, 10, 10),
-    ) as dst:
-        dst.write(data)
-        dst.descriptions = ("red", "green", "blue")
-    return path
 
 
 def spec(name: str, path: Path, **extra) -> GrounderSpec:
