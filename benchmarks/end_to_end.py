@@ -88,17 +88,15 @@ class StartedServer:
     context manager): what a team runs once and points its jobs at."""
 
     def __init__(self, home: Path) -> None:
-        import socket
+        from georeason.prefect_server import _free_port
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = _free_port()
         self.home = home
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> StartedServer:
-        import urllib.request
+        from georeason.prefect_server import _health
 
         env = {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         env.pop("PREFECT_API_URL", None)
@@ -108,11 +106,9 @@ class StartedServer:
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.5)
+            if _health(self.api_url, 2.0):
+                return self
+            time.sleep(0.5)
         self.__exit__()
         raise SystemExit(f"prefect server start did not answer on {self.api_url} within 120 s")
 
