@@ -15,7 +15,15 @@ computes, and stores them as JSON:
                 "notes": ["lake: qwen2.5: output is truncated; ..."]}]}
 
 Geometries are WKB (hex); ``mask`` detections are bit-packed boolean arrays (base64) with
-their shape. ``notes`` are the parse warnings of the model outputs (per detection and per
+their shape. Where the run sums its quicklook basemap from the tiles it reads
+(:class:`georeason.geo.export.quicklook.BasemapSums`), each tile's share of it (its
+:class:`~georeason.geo.export.quicklook.CellSums`: the core's sums and valid-pixel counts
+per basemap cell, little-endian arrays in base64) is stored with its detections, and the
+cells they were summed into (``basemap_cells``: ``k``, display bands, dtype kind) once per
+file: a run that takes every batch from the cache then has its basemap without reading the
+raster again (a 20000^2 scene: ~16 CPU-s and ~150 MB at the run's peak, benchmarks/RESULTS.md,
+re-run 8). An entry without them (written before, or for other cells) is used for its
+detections and the basemap is read from the file, as when a tile failed. ``notes`` are the parse warnings of the model outputs (per detection and per
 tile), kept so that a cached batch reports what its outputs lost as a fresh one does.
 Reading validates everything (format, key, the tile indices asked for,
 finite scores, known kinds, parseable geometry): a corrupt, truncated or foreign file is
@@ -110,19 +118,77 @@ def _det_json(d: Any) -> dict[str, Any]:
     return out
 
 
-def dumps_batch(key: str, result: Any) -> bytes:
-    """JSON bytes of a :class:`~georeason.pipeline.BatchResult` (without failures)."""
+def _cells_id(cells: Any) -> dict[str, Any]:
+    """What identifies a :class:`~georeason.geo.export.quicklook.BasemapCells` in a stored
+    file (its raster's size and grid are the key's: the raster's content)."""
+    return {"k": int(cells.k), "bands": [int(b) for b in cells.bands], "kind": str(cells.kind)}
+
+
+def _array_json(a: np.ndarray) -> dict[str, Any]:
+    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return {"dtype": a.dtype.name, "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode()}
+
+
+def _array_from(obj: Any, dtypes: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
+    """The array stored by :func:`_array_json`, checked: one of ``dtypes``, ``shape``, all
+    its bytes, finite."""
+    if not isinstance(obj, dict) or obj.get("dtype") not in dtypes:
+        raise ValueError("basemap cell array of an unexpected type")
+    if obj.get("shape") != list(shape):
+        raise ValueError("basemap cell array of another shape")
+    dtype = np.dtype(str(obj["dtype"])).newbyteorder("<")
+    raw = base64.b64decode(str(obj.get("b64", "")), validate=True)
+    if len(raw) != dtype.itemsize * math.prod(shape):
+        raise ValueError("basemap cell array size does not match its shape")
+    a = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    if dtype.kind == "f" and not np.isfinite(a).all():
+        raise ValueError("basemap cell sums are not finite")
+    return a
+
+
+def _cell_sums_json(part: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"core": [int(v) for v in part.core], "sums": _array_json(part.sums)}
+    if part.counts is not None:
+        out["counts"] = _array_json(part.counts)
+    return out
+
+
+def _cell_sums_from(obj: Any, tile: Any, cells: Any) -> Any:
+    """A tile's stored :class:`~georeason.geo.export.quicklook.CellSums`, checked against
+    its core and ``cells`` (so that adding it to the basemap's sums cannot fail)."""
+    from georeason.geo.export.quicklook import COUNT_DTYPES, SUM_DTYPES, CellSums, cell_sums_shape
+
+    c = tile.core
+    core = (int(c.row_off), int(c.col_off), int(c.height), int(c.width))
+    if not isinstance(obj, dict) or obj.get("core") != list(core):
+        raise ValueError("basemap cells of another core")
+    shape = cell_sums_shape(cells, core)
+    sums = _array_from(obj.get("sums"), SUM_DTYPES.get(cells.kind, ()), shape)
+    counts = _array_from(obj["counts"], COUNT_DTYPES, shape) if obj.get("counts") is not None else None
+    return CellSums((int(tile.index[0]), int(tile.index[1])), core, sums, counts)
+
+
+def dumps_batch(key: str, result: Any, cells: Any = None) -> bytes:
+    """JSON bytes of a :class:`~georeason.pipeline.BatchResult` (without failures); with
+    ``cells`` (the job's :class:`~georeason.geo.export.quicklook.BasemapCells`), each tile's
+    basemap share in ``result.cells`` too."""
     notes: dict[tuple[int, int], list[str]] = {}
     for n in getattr(result, "notes", ()):
         notes.setdefault(tuple(n.index), []).append(str(n.message))
+    parts = {tuple(p.index): p for p in getattr(result, "cells", ())} if cells is not None else {}
     tiles = []
     for t, dets in result.results:
         index = (int(t.index[0]), int(t.index[1]))
         entry: dict[str, Any] = {"index": list(index), "detections": [_det_json(d) for d in dets]}
         if notes.get(index):
             entry["notes"] = notes[index]
+        if index in parts:
+            entry["cells"] = _cell_sums_json(parts[index])
         tiles.append(entry)
-    return json.dumps({"format": FORMAT, "key": key, "tiles": tiles}, allow_nan=False).encode()
+    doc: dict[str, Any] = {"format": FORMAT, "key": key, "tiles": tiles}
+    if parts:
+        doc["basemap_cells"] = _cells_id(cells)
+    return json.dumps(doc, allow_nan=False).encode()
 
 
 def _det_from(obj: Any) -> Any:
@@ -170,8 +236,10 @@ def _notes(obj: dict[str, Any]) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def loads_batch(data: bytes, key: str, tiles: Sequence[Any]) -> Any:
-    """The :class:`~georeason.pipeline.BatchResult` stored in ``data`` for ``tiles``.
+def loads_batch(data: bytes, key: str, tiles: Sequence[Any], cells: Any = None) -> Any:
+    """The :class:`~georeason.pipeline.BatchResult` stored in ``data`` for ``tiles``; with
+    ``cells``, the tiles' basemap shares stored for those cells too (none when the file
+    has none, or has them for other cells).
 
     Raises
     ------
@@ -191,6 +259,8 @@ def loads_batch(data: bytes, key: str, tiles: Sequence[Any]) -> Any:
         raise ValueError("tile count differs")
     results = []
     notes: list[Any] = []
+    parts: list[Any] = []
+    with_cells = cells is not None and doc.get("basemap_cells") == _cells_id(cells)
     for t, s in zip(tiles, stored):
         if not isinstance(s, dict) or s.get("index") != [int(t.index[0]), int(t.index[1])]:
             raise ValueError("tile index differs")
@@ -199,7 +269,9 @@ def loads_batch(data: bytes, key: str, tiles: Sequence[Any]) -> Any:
             raise ValueError("detections is not a list")
         results.append((t, tuple(_det_from(d) for d in dets)))
         notes.extend(TileNote((int(t.index[0]), int(t.index[1])), m) for m in _notes(s))
-    return BatchResult(tuple(results), (), tuple(notes))
+        if with_cells and s.get("cells") is not None:
+            parts.append(_cell_sums_from(s["cells"], t, cells))
+    return BatchResult(tuple(results), (), tuple(notes), cells=tuple(parts))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -228,8 +300,9 @@ class TileCache:
             raise ValueError(f"bad cache key {key!r}")
         return self.folder / f"{key}.json"
 
-    def get(self, key: str, tiles: Sequence[Any]) -> Any | None:
-        """The stored batch, or ``None`` (absent, or unusable: a :class:`CacheWarning` says why)."""
+    def get(self, key: str, tiles: Sequence[Any], cells: Any = None) -> Any | None:
+        """The stored batch, or ``None`` (absent, or unusable: a :class:`CacheWarning` says
+        why); with ``cells``, its tiles' basemap shares where stored (:func:`loads_batch`)."""
         p = self.path(key)
         try:
             data = p.read_bytes()
@@ -239,17 +312,18 @@ class TileCache:
             warnings.warn(f"tile cache {p}: unreadable ({exc}); recomputing", CacheWarning, stacklevel=2)
             return None
         try:
-            return loads_batch(data, key, tiles)
+            return loads_batch(data, key, tiles, cells)
         except Exception as exc:  # noqa: BLE001 - any defect means: do not trust, recompute
             warnings.warn(
                 f"tile cache {p}: not a valid entry ({exc}); recomputing", CacheWarning, stacklevel=2
             )
             return None
 
-    def put(self, key: str, result: Any) -> Path:
-        """Store a batch atomically (temporary file, then rename)."""
+    def put(self, key: str, result: Any, cells: Any = None) -> Path:
+        """Store a batch atomically (temporary file, then rename); with ``cells``, its
+        tiles' basemap shares too (:func:`dumps_batch`)."""
         p = self.path(key)
-        data = dumps_batch(key, result)
+        data = dumps_batch(key, result, cells)
         tmp = self.folder / f".{key}.{os.getpid()}.{id(result)}.tmp"
         try:
             with open(tmp, "wb") as fh:

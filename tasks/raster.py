@@ -109,7 +109,7 @@ def ground_tiles(
     key = ""
     if cache is not None and job.raster_sha256:
         key = batch_key(job.raster_sha256, tiles, job.spec.name, job.spec.config_json, job.classes, job.bands)
-        hit = cache.get(key, tiles)
+        hit = cache.get(key, tiles, job.cells)
         if hit is not None:
             get_run_logger().info("cached: %d tiles of %s (%s)", len(tiles), job.raster, key[:12])
             return hit
@@ -134,7 +134,7 @@ def ground_tiles(
         " (submitted ahead, while Prefect started)" if ahead else "",
     )
     if cache is not None:
-        cache.put(key, result)
+        cache.put(key, result, job.cells)
     return result
 
 

@@ -8,16 +8,22 @@ task results never leak between tests.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-_PREFECT_HOME = Path(tempfile.mkdtemp(prefix="georeason-prefect-home-"))
-os.environ.setdefault("PREFECT_HOME", str(_PREFECT_HOME))
+if "PREFECT_HOME" not in os.environ:
+    # a temporary Prefect home for this session, removed when it ends (each session's server
+    # database is a few MB: left behind, they filled /tmp over many runs)
+    _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="georeason-prefect-home-"))
+    os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
+    atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -52,6 +52,9 @@ __all__ = [
     "basemap_cells",
     "CellSums",
     "cell_sums",
+    "cell_sums_shape",
+    "SUM_DTYPES",
+    "COUNT_DTYPES",
     "BasemapSums",
     "basemap_or_read",
 ]
@@ -522,6 +525,26 @@ def cell_sums(
     return CellSums((int(index[0]), int(index[1])), (r0, c0, h, w), sums, counts)
 
 
+#: The dtypes :func:`cell_sums` gives a tile's sums, by :attr:`BasemapCells.kind` (what a
+#: stored :class:`CellSums`, :mod:`georeason.tilecache`, may hold), and its counts.
+SUM_DTYPES: dict[str, tuple[str, ...]] = {"u": ("uint32", "uint64"), "i": ("int64",), "f": ("float64",)}
+COUNT_DTYPES: tuple[str, ...] = ("uint16", "uint32")
+
+
+def cell_sums_shape(cells: BasemapCells, core: tuple[int, int, int, int]) -> tuple[int, int, int]:
+    """The shape of :func:`cell_sums`'s arrays for the core window ``(row, col, height, width)``:
+    three display bands by the cells the core touches.
+
+    Examples
+    --------
+    >>> c = BasemapCells(10, (1, 2, 3), 100, 100, Affine.identity(), None, "u")
+    >>> cell_sums_shape(c, (0, 0, 25, 10)), cell_sums_shape(c, (5, 15, 10, 10))
+    ((3, 3, 1), (3, 2, 2))
+    """
+    r0, c0, h, w = core
+    return 3, len(_cuts(r0, r0 + h, cells.k)[1]), len(_cuts(c0, c0 + w, cells.k)[1])
+
+
 class BasemapSums:
     """The basemap summed from the tiles grounding reads (in the main process): each tile's
     :class:`CellSums` added as its batch comes back; :meth:`basemap` is then
@@ -541,8 +564,9 @@ class BasemapSums:
 
     Tiles are listed up front (``tiles``, their indexes); the basemap is ready when every
     one of them was added (:attr:`complete`: a tile that failed to read, or a batch taken
-    from a tile cache, leaves it incomplete and the caller reads the file). A tile added
-    twice (a retried batch) counts once. Memory: three 64-bit sums and three 32-bit counts
+    from a tile cache entry stored without its sums, leaves it incomplete and the caller
+    reads the file; :mod:`georeason.tilecache` keeps each tile's sums with its detections).
+    A tile added twice (a retried batch) counts once. Memory: three 64-bit sums and three 32-bit counts
     per cell (1000 x 1000 cells: 36 MB).
     """
 
