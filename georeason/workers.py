@@ -285,6 +285,9 @@ class WorkerPool:
 
         ``stop_forkserver``: also stop this process's forkserver (it holds the preloaded
         grounding stack, ~100 MB) when no other pool is open; a later pool starts a new one.
+        It cannot go sooner, once the workers run: each worker's exit status reaches the
+        executor through a pipe from the forkserver, so its end reads as every worker's
+        death (a broken pool), and the standard library's stop waits for the workers to exit.
         """
         with self._lock:
             self._ahead.clear()

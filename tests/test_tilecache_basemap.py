@@ -149,3 +149,36 @@ def test_grounding_from_the_cache_alone_has_its_basemap(tmp_path, write_scene):
     assert g.basemap is not None and g.basemap.complete
     base = g.basemap.basemap()
     assert base is not None and base.rgb.tobytes() == read_basemap(path).rgb.tobytes()
+
+
+@pytest.mark.parametrize(("dtype", "sum_bytes"), [("uint16", 4), ("uint32", 8)])
+def test_sums_are_as_narrow_as_exact_allows(tmp_path, dtype, sum_bytes):
+    """uint16 pixels in 7 x 7 cells: 32-bit sums (7 * 7 * 65535 < 2**32) and 16-bit counts;
+    uint32 pixels: the sums widen to 64 bits at the first part; the picture is
+    read_basemap's either way."""
+    from affine import Affine
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(1, 4000, size=(3, 181, 203)).astype(dtype)
+    data[:, 10:50, 20:70] = 0
+    path = tmp_path / "r.tif"
+    profile = dict(driver="GTiff", width=203, height=181, count=3, dtype=dtype, nodata=0,
+                   crs="EPSG:32618", transform=Affine(10, 0, 500000, 0, -10, 4000000))  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = ("red", "green", "blue")
+    with rasterio.open(path) as src:
+        cells = basemap_cells(src, 30)
+        assert cells is not None and cells.k == 7
+        tiles = list(plan_tiles(src, 64, 8, skip_nodata=False))
+        from georeason.geo.export.quicklook import cell_sums
+        from georeason.geo.raster.tiling import read_tile
+
+        sums = BasemapSums(cells, [t.index for t in tiles])
+        assert sums.counts is not None and sums.counts.dtype.itemsize == 2
+        for t in tiles:
+            part = cell_sums(cells, t.index, t.core, t.core_in_tile, read_tile(src, t))
+            assert part is not None and sums.add(part)
+    assert sums.sums is not None and sums.sums.dtype.itemsize == sum_bytes
+    base = sums.basemap()
+    assert base is not None and base.rgb.tobytes() == read_basemap(path, 30).rgb.tobytes()

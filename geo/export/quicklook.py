@@ -566,14 +566,22 @@ class BasemapSums:
     one of them was added (:attr:`complete`: a tile that failed to read, or a batch taken
     from a tile cache entry stored without its sums, leaves it incomplete and the caller
     reads the file; :mod:`georeason.tilecache` keeps each tile's sums with its detections).
-    A tile added twice (a retried batch) counts once. Memory: three 64-bit sums and three 32-bit counts
-    per cell (1000 x 1000 cells: 36 MB).
+    A tile added twice (a retried batch) counts once. Memory: three 32-bit sums (64-bit
+    where exact needs them) and three 16-bit counts per cell (1000 x 1000 cells: 18 MB).
     """
 
     def __init__(self, cells: BasemapCells, tiles: Iterable[tuple[int, int]]) -> None:
         self.cells = cells
-        self.sums: np.ndarray | None = np.zeros((3, *cells.shape), dtype=cells.sum_dtype)
-        self.counts: np.ndarray | None = np.zeros((3, *cells.shape), dtype=np.uint32)
+        # as narrow as exact allows: a cell's total over the cores that cut it is at most k * k
+        # pixels, so its count fits 16 bits below k = 256, and unsigned sums start in 32 bits
+        # (what :func:`cell_sums` sends while k * k * the dtype's maximum is below 2**32),
+        # widened by the first part summed in 64 (half the memory of 64-bit sums and 32-bit counts)
+        self.sums: np.ndarray | None = np.zeros(
+            (3, *cells.shape), dtype=np.uint32 if cells.kind == "u" else cells.sum_dtype
+        )
+        self.counts: np.ndarray | None = np.zeros(
+            (3, *cells.shape), dtype=np.uint16 if cells.k * cells.k < 2**16 else np.uint32
+        )
         self._waiting = {(int(i), int(j)) for i, j in tiles}
 
     @property
@@ -591,12 +599,14 @@ class BasemapSums:
         row, rcuts = _cuts(r0, r0 + h, k)
         col, ccuts = _cuts(c0, c0 + w, k)
         at = (slice(None), slice(row, row + len(rcuts)), slice(col, col + len(ccuts)))
+        if part.sums.dtype.itemsize > self.sums.dtype.itemsize:
+            self.sums = self.sums.astype(np.result_type(self.sums, part.sums))
         self.sums[at] += part.sums
         if part.counts is not None:
             self.counts[at] += part.counts
         else:  # every pixel valid: the area of each cell inside the core
-            heights = np.diff(np.append(rcuts, h)).astype(np.uint32)
-            widths = np.diff(np.append(ccuts, w)).astype(np.uint32)
+            heights = np.diff(np.append(rcuts, h)).astype(self.counts.dtype)
+            widths = np.diff(np.append(ccuts, w)).astype(self.counts.dtype)
             self.counts[at] += np.outer(heights, widths)
         return True
 
