@@ -1,6 +1,6 @@
 """Bounded-memory forms of the scene-wide answering steps give the same numbers, bit for bit.
 
-- ``spherical_mean_lonlat`` sums its unit vectors a chunk of geometries at a time: the mean
+- ``spherical_mean_lonlat`` sums its unit vectors a chunk of vertices at a time: the mean
   must equal numpy's all-at-once ``column_stack(...).mean(axis=0)`` exactly.
 - ``total_area_m2`` measures the dissolved parts as they come: the value must equal the sum,
   in the collection's order, of pyproj's geodesic areas of the parts taken through the
@@ -39,7 +39,7 @@ def _mean_at_once(geoms) -> tuple[float, float]:
 @pytest.mark.parametrize("chunk", [1, 7, 2048])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_spherical_mean_in_chunks_is_the_all_at_once_mean_exactly(monkeypatch, chunk, seed):
-    monkeypatch.setattr(crs_mod, "_MEAN_CHUNK", chunk)
+    monkeypatch.setattr(crs_mod, "_MEAN_COORDS", chunk)  # vertices: 1 takes each geometry alone
     rng = np.random.default_rng(seed)
     lines = [
         shapely.LineString(rng.uniform(-2, 2, (int(rng.integers(2, 40)), 2)) + [rng.uniform(-170, 170), 40])

@@ -156,16 +156,20 @@ def aeqd_crs(lon0: float, lat0: float) -> CRS:
     return _aeqd(round(float(lon0), 6), round(float(lat0), 6))
 
 
-#: Geometries whose vertices :func:`spherical_mean_lonlat` turns into unit vectors at a time.
-_MEAN_CHUNK = 2048
+#: Vertices :func:`spherical_mean_lonlat` turns into unit vectors at a time
+#: (:func:`coordinate_chunks`: whole geometries, one with more taken alone): ~10 MB of
+#: temporary arrays. 2048 *geometries* at a time, as before, were ~90 MB with large polygons
+#: (the 20000^2 scene's vegetation, ~730 vertices each), the flow process's largest traced
+#: allocation at that run's peak.
+_MEAN_COORDS = 1 << 18
 
 
 def spherical_mean_lonlat(lonlat_geoms) -> tuple[float, float]:
     """Mean position of the vertices of lon/lat geometries, averaged as 3-D unit vectors.
 
     Unlike an average of longitudes, this is right across the antimeridian (179.9 and
-    -179.9 average to 180, not 0) and near the poles. The vertices are taken
-    :data:`_MEAN_CHUNK` geometries at a time and added row after row into one running sum,
+    -179.9 average to 180, not 0) and near the poles. The vertices are taken about
+    :data:`_MEAN_COORDS` at a time (whole geometries) and added row after row into one running sum,
     the order in which ``numpy`` sums the rows of one ``(n, 3)`` array along axis 0: the
     same mean, bit for bit, as from all vertices at once (a 3949-polygon, 2.9 M-vertex
     vegetation class needed ~220 MB of temporary arrays that way).
@@ -181,8 +185,8 @@ def spherical_mean_lonlat(lonlat_geoms) -> tuple[float, float]:
     total = np.zeros((1, 3))
     n = 0
     first: np.ndarray | None = None
-    for s in range(0, len(geoms), _MEAN_CHUNK):
-        coords = shapely.get_coordinates(geoms[s : s + _MEAN_CHUNK])
+    for chunk in coordinate_chunks(geoms, _MEAN_COORDS):
+        coords = shapely.get_coordinates(chunk)
         if len(coords) == 0:
             continue
         if first is None:
