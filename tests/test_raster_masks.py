@@ -259,3 +259,31 @@ def test_nodata_of_a_multiband_source_equals_gdals_dataset_mask(
     res = write_mask([geom], grid, tmp_path / "m.tif", valid_source=src_path, block_px=128, cog_min_px=512)
     with rasterio.open(res.path) as out:
         np.testing.assert_array_equal(out.read(1), expect)
+
+
+def test_mask_writing_bounds_gdals_block_cache_and_restores_it(tmp_path: Path, monkeypatch) -> None:
+    """While a mask is written GDAL's block cache is at most MASK_GDAL_CACHEMAX_MB (the
+    blocks it reads and writes are never read again); afterwards it is what it was."""
+    from rasterio.env import get_gdal_config
+
+    import georeason.geo.raster.masks as masks
+
+    seen: list[object] = []
+
+    def recording(*args, **kwargs):
+        seen.append(get_gdal_config("GDAL_CACHEMAX"))
+        return rasterize(*args, **kwargs)
+
+    monkeypatch.setattr(masks, "rasterize", recording)
+    grid = _grid(700, 600)
+    before = get_gdal_config("GDAL_CACHEMAX")
+    with rasterio.Env(GDAL_CACHEMAX=64 << 20):
+        res = write_mask([_answer(700, 600)], grid, tmp_path / "m.tif", block_px=128, cog_min_px=500)
+        assert get_gdal_config("GDAL_CACHEMAX") == 64 << 20
+    assert get_gdal_config("GDAL_CACHEMAX") == before
+    assert seen and set(seen) == {masks.MASK_GDAL_CACHEMAX_MB << 20}
+    assert res.pixels > 0
+    with rasterio.Env(GDAL_CACHEMAX=4 << 20):  # a smaller cache is kept as it is
+        seen.clear()
+        write_mask([_answer(700, 600)], grid, tmp_path / "m2.tif", block_px=128, cog_min_px=500)
+    assert set(seen) == {4 << 20}

@@ -39,6 +39,29 @@ from georeason.geo.export.layers import atomic_path
 if TYPE_CHECKING:
     from georeason.geo.raster.grid import RasterGrid
 
+#: GDAL's block cache (MB) while a mask is written. The writer reads each block of the
+#: source once (its nodata) and writes each output block once: a cache only holds blocks
+#: nothing reads again, and the run's cache (64 MB by default) filled with them at the end
+#: of a 20000^2 run, its peak (benchmarks/RESULTS.md, re-run 8). Through ``rasterio.Env``,
+#: which sets GDAL's cache size at once (``GDALSetCacheMax64``) and restores it after; a
+#: cache already smaller is kept.
+MASK_GDAL_CACHEMAX_MB = 16
+
+
+def _bounded_block_cache() -> Any:
+    """``rasterio.Env`` with GDAL's block cache at :data:`MASK_GDAL_CACHEMAX_MB`, or a
+    context that changes nothing when the cache is already that small."""
+    from contextlib import nullcontext
+
+    from rasterio.env import get_gdal_config
+
+    want = MASK_GDAL_CACHEMAX_MB << 20
+    current = get_gdal_config("GDAL_CACHEMAX")
+    if isinstance(current, int) and 0 < current <= want:
+        return nullcontext()
+    return rasterio.Env(GDAL_CACHEMAX=want)
+
+
 __all__ = ["MaskResult", "write_mask", "MASK_NODATA"]
 
 MASK_NODATA = 255
@@ -95,6 +118,7 @@ def write_mask(
     invalid_in = _nodata_reader(valid) if valid is not None else None
     try:
         with atomic_path(path) as tmp, ExitStack() as stack:
+            stack.enter_context(_bounded_block_cache())
             if to_cog:
                 # one pass: the blocks go to a fast intermediate (ZSTD level 1) and every
                 # overview level is sampled from them by striding (nearest, as GDAL's
