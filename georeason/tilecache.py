@@ -12,19 +12,25 @@ computes, and stores them as JSON:
      "tiles": [{"index": [0, 1],
                 "detections": [{"label": "water", "score": 0.9, "kind": "polygon",
                                 "whole": false, "wkb": "0103...", "notes": []}],
-                "notes": ["lake: qwen2.5: output is truncated; ..."]}]}
+                "notes": ["lake: qwen2.5: output is truncated; ..."],
+                "cells": {"core": [0, 896, 1024, 1024],
+                          "sums": {"dtype": "uint32", "shape": [3, 52, 52], "b64": "..."}}}],
+     "basemap_cells": {"k": 20, "bands": [3, 2, 1], "kind": "u"}}
 
 Geometries are WKB (hex); ``mask`` detections are bit-packed boolean arrays (base64) with
-their shape. Where the run sums its quicklook basemap from the tiles it reads
-(:class:`georeason.geo.export.quicklook.BasemapSums`), each tile's share of it (its
-:class:`~georeason.geo.export.quicklook.CellSums`: the core's sums and valid-pixel counts
-per basemap cell, little-endian arrays in base64) is stored with its detections, and the
-cells they were summed into (``basemap_cells``: ``k``, display bands, dtype kind) once per
-file: a run that takes every batch from the cache then has its basemap without reading the
-raster again (a 20000^2 scene: ~16 CPU-s and ~150 MB at the run's peak, benchmarks/RESULTS.md,
-re-run 8). An entry without them (written before, or for other cells) is used for its
-detections and the basemap is read from the file, as when a tile failed. ``notes`` are the parse warnings of the model outputs (per detection and per
+their shape. ``notes`` are the parse warnings of the model outputs (per detection and per
 tile), kept so that a cached batch reports what its outputs lost as a fresh one does.
+
+``cells``: where the run sums its quicklook basemap from the tiles it reads
+(:class:`georeason.geo.export.quicklook.BasemapSums`), each tile's share of it (its
+:class:`~georeason.geo.export.quicklook.CellSums`: the core's sums, and valid-pixel counts
+where some pixel is not valid, per basemap cell: little-endian arrays in base64) is stored
+with its detections, and the cells they were summed into (``basemap_cells``: ``k``, display
+bands, dtype kind) once per file. A run that takes every batch from the cache then has its
+basemap without reading the raster again (a 20000^2 scene: ~16 CPU-s, and ~50 MB off the
+run's peak, benchmarks/RESULTS.md, re-run 8). An entry without them (written before, or for
+other cells) is used for its detections and the basemap is read from the file, as when a
+tile failed.
 Reading validates everything (format, key, the tile indices asked for,
 finite scores, known kinds, parseable geometry): a corrupt, truncated or foreign file is
 ignored (and replaced once the batch is recomputed), never trusted. Files are written to a

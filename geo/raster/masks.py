@@ -39,6 +39,10 @@ from georeason.geo.export.layers import atomic_path
 if TYPE_CHECKING:
     from georeason.geo.raster.grid import RasterGrid
 
+__all__ = ["MaskResult", "write_mask", "MASK_NODATA"]
+
+MASK_NODATA = 255
+
 #: GDAL's block cache (MB) while a mask is written. The writer reads each block of the
 #: source once (its nodata) and writes each output block once: a cache only holds blocks
 #: nothing reads again, and the run's cache (64 MB by default) filled with them at the end
@@ -60,11 +64,6 @@ def _bounded_block_cache() -> Any:
     if isinstance(current, int) and 0 < current <= want:
         return nullcontext()
     return rasterio.Env(GDAL_CACHEMAX=want)
-
-
-__all__ = ["MaskResult", "write_mask", "MASK_NODATA"]
-
-MASK_NODATA = 255
 
 
 @dataclass(frozen=True)
