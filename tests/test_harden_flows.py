@@ -8,6 +8,8 @@
 - a failing tile makes only the answers near it abstain, and the run ends FAILED;
 - one item that cannot be read still leaves answers.jsonl with an error line for it;
 - rerunning with fewer questions removes the earlier run's ``qNN`` files (manifest).
+- a rerun whose every batch comes from the tile cache makes the same quicklook without
+  reading the raster (the cache keeps each tile's basemap sums).
 """
 
 from __future__ import annotations
@@ -123,6 +125,42 @@ def test_planted_result_files_are_not_executed_and_are_recomputed(prefect_harnes
     assert [{k: v for k, v in r.items() if k != "outputs"} for r in second["rows"]] == strip
     for f in cached:  # replaced by valid entries again
         assert json.loads(f.read_text())["format"] == "georeason-tile-batch/1"
+
+
+def test_a_rerun_from_the_tile_cache_makes_its_quicklook_without_reading_the_raster(
+    prefect_harness, own_catalog, tmp_path, monkeypatch
+):
+    """The tile cache keeps each tile's basemap sums: a second run whose every batch comes
+    from the cache (no tile grounded) has the first run's quicklook, byte for byte, and
+    never reads the raster for it."""
+    from tests_flow_helpers import register_logging_grounder
+
+    import georeason.geo.export.quicklook as quicklook
+
+    register_logging_grounder()
+    reads: list[object] = []
+    real = quicklook.read_basemap
+
+    def counting(*args, **kwargs):
+        reads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quicklook, "read_basemap", counting)
+    q = _questions(tmp_path / "q.jsonl", ["How many lakes are there?"])
+    results = tmp_path / "results"
+    log = tmp_path / "tiles.log"
+    monkeypatch.setenv("GEOREASON_TEST_TILE_LOG", str(log))
+    _run(own_catalog, q, tmp_path / "out1", results, grounder="logging-spectral")
+    assert log.read_text().splitlines(), "the first run grounded no tile"
+    assert reads == []  # summed from the tiles the grounding read
+    docs = [json.loads(f.read_text()) for f in (results / "tiles").glob("*.json")]
+    assert docs and all(d.get("basemap_cells", {}).get("k") == 2 for d in docs)
+    log.write_text("")
+    _run(own_catalog, q, tmp_path / "out2", results, grounder="logging-spectral")
+    assert log.read_text() == ""  # every batch from the cache
+    assert reads == []
+    png = "sample/quicklook.png"
+    assert (tmp_path / "out1" / png).read_bytes() == (tmp_path / "out2" / png).read_bytes()
 
 
 def test_raster_edited_in_place_is_refused_then_reregistered(prefect_harness, own_catalog, tmp_path):
