@@ -263,7 +263,8 @@ def test_nodata_of_a_multiband_source_equals_gdals_dataset_mask(
 
 def test_mask_writing_bounds_gdals_block_cache_and_restores_it(tmp_path: Path, monkeypatch) -> None:
     """While a mask is written GDAL's block cache is at most MASK_GDAL_CACHEMAX_MB (the
-    blocks it reads and writes are never read again); afterwards it is what it was."""
+    blocks it reads and writes are never read again); afterwards it is what it was, also
+    inside a caller's ``rasterio.Env`` (a nested ``Env`` would have left it small)."""
     from rasterio.env import get_gdal_config
 
     import georeason.geo.raster.masks as masks
@@ -276,10 +277,9 @@ def test_mask_writing_bounds_gdals_block_cache_and_restores_it(tmp_path: Path, m
 
     monkeypatch.setattr(masks, "rasterize", recording)
     grid = _grid(700, 600)
-    before = get_gdal_config("GDAL_CACHEMAX")
-    with rasterio.Env(GDAL_CACHEMAX=64 << 20):
-        res = write_mask([_answer(700, 600)], grid, tmp_path / "m.tif", block_px=128, cog_min_px=500)
-        assert get_gdal_config("GDAL_CACHEMAX") == 64 << 20
+    before = get_gdal_config("GDAL_CACHEMAX")  # georeason's default (64 MB), from the environment
+    assert isinstance(before, int) and before > masks.MASK_GDAL_CACHEMAX_MB << 20
+    res = write_mask([_answer(700, 600)], grid, tmp_path / "m.tif", block_px=128, cog_min_px=500)
     assert get_gdal_config("GDAL_CACHEMAX") == before
     assert seen and set(seen) == {masks.MASK_GDAL_CACHEMAX_MB << 20}
     assert res.pixels > 0
@@ -287,3 +287,10 @@ def test_mask_writing_bounds_gdals_block_cache_and_restores_it(tmp_path: Path, m
         seen.clear()
         write_mask([_answer(700, 600)], grid, tmp_path / "m2.tif", block_px=128, cog_min_px=500)
     assert set(seen) == {4 << 20}
+    assert get_gdal_config("GDAL_CACHEMAX") == before
+    with rasterio.Env():  # inside a caller's environment that does not set the cache
+        seen.clear()
+        write_mask([_answer(700, 600)], grid, tmp_path / "m3.tif", block_px=128, cog_min_px=500)
+        assert get_gdal_config("GDAL_CACHEMAX") == before
+    assert set(seen) == {masks.MASK_GDAL_CACHEMAX_MB << 20}
+    assert get_gdal_config("GDAL_CACHEMAX") == before

@@ -17,8 +17,8 @@ GeoTIFFs.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,24 +46,31 @@ MASK_NODATA = 255
 #: GDAL's block cache (MB) while a mask is written. The writer reads each block of the
 #: source once (its nodata) and writes each output block once: a cache only holds blocks
 #: nothing reads again, and the run's cache (64 MB by default) filled with them at the end
-#: of a 20000^2 run, its peak (benchmarks/RESULTS.md, re-run 8). Through ``rasterio.Env``,
-#: which sets GDAL's cache size at once (``GDALSetCacheMax64``) and restores it after; a
-#: cache already smaller is kept.
+#: of a 20000^2 run, its peak (benchmarks/RESULTS.md, re-run 8). A cache already smaller is
+#: kept.
 MASK_GDAL_CACHEMAX_MB = 16
 
 
-def _bounded_block_cache() -> Any:
-    """``rasterio.Env`` with GDAL's block cache at :data:`MASK_GDAL_CACHEMAX_MB`, or a
-    context that changes nothing when the cache is already that small."""
-    from contextlib import nullcontext
+@contextmanager
+def _bounded_block_cache() -> Iterator[None]:
+    """GDAL's block cache at most :data:`MASK_GDAL_CACHEMAX_MB` inside, what it was after.
 
-    from rasterio.env import get_gdal_config
+    Through rasterio's ``set_gdal_config``, which resizes GDAL's cache at once
+    (``GDALSetCacheMax64``), and not a ``rasterio.Env``: an ``Env`` opened inside another
+    one does not restore the cache size when it closes (it re-applies only the outer
+    ``Env``'s own options), so the run would have kept the small cache."""
+    from rasterio.env import get_gdal_config, set_gdal_config
 
     want = MASK_GDAL_CACHEMAX_MB << 20
     current = get_gdal_config("GDAL_CACHEMAX")
-    if isinstance(current, int) and 0 < current <= want:
-        return nullcontext()
-    return rasterio.Env(GDAL_CACHEMAX=want)
+    if not isinstance(current, int) or 0 < current <= want:
+        yield
+        return
+    set_gdal_config("GDAL_CACHEMAX", want)
+    try:
+        yield
+    finally:
+        set_gdal_config("GDAL_CACHEMAX", current)
 
 
 @dataclass(frozen=True)
