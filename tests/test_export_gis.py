@@ -11,10 +11,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pyogrio
 import pytest
-import rasterio
 import shapely
+from grounding_helpers import geotiff
 from pyproj import CRS
-from rasterio.transform import from_origin
 
 from georeason.geo.export.item import export_item_files
 from georeason.geo.export.layers import (
@@ -136,21 +135,10 @@ def test_relative_outputs(tmp_path):
     assert relative_outputs(out, tmp_path) == {"geojson": "sample/q01.geojson", "parts": ["a/b.geojson"]}
 
 
-def _raster(path, width=200, height=150):
-    data = np.random.default_rng(0).integers(0, 255, (3, height, width), dtype=np.uint8)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=3,
-        dtype="uint8",
-        crs=UTM,
-        transform=from_origin(499900, 5001100, 10, 10),
-    ) as dst:
-        dst.write(data)
-    return path
+def _raster(path):
+    """A 200 x 150 RGB scene under the town (grounding_helpers.geotiff: the same random
+    pixels, UTM 33N, 10 m)."""
+    return geotiff(path, 200, 150, origin=(499900, 5001100))
 
 
 def test_item_export_writes_styles_and_a_project(town, tmp_path):
