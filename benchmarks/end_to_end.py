@@ -145,6 +145,12 @@ class StartedServer:
                 self.proc.wait()
 
 
+def _cost(r: dict[str, float], key: str) -> float:
+    """A rep's ``key`` (wall or cpu); its CPU plus the started server's CPU while it served
+    that rep (``server_cpu``, run-started only)."""
+    return r[key] + (r.get("server_cpu", 0.0) if key == "cpu" else 0.0)
+
+
 def measure(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, float]:
     """Run ``cmd``; wall s, CPU s (tree), peak RSS MB and peak PSS MB (each summed over the
     tree at one sample, sampled every 50 ms), exit code.
@@ -414,21 +420,14 @@ def main(argv: list[str] | None = None) -> int:
             f"run / ask wall (per rep: {', '.join(f'{x:.2f}' for x in ratios)}): median {ratio:.2f}x "
             "(ask grounds in one process: the target is judged against noprefect)"
         )
+    # pairwise (same rep): wall, and CPU of the whole process tree on both sides (the
+    # command, its temporary server, forkserver and worker processes; reaped children);
+    # run-started: plus the started server's CPU while it served that run (_cost)
     for run_mode in ("run", "run-started"):
         if run_mode not in res or "noprefect" not in res:
             continue
-
-        # pairwise (same rep): wall, and CPU of the whole process tree on both sides (the
-        # command, its temporary server, forkserver and worker processes; reaped children);
-        # run-started: plus the started server's CPU while it served that run
-        def cpu_of(r: dict[str, float]) -> float:
-            return r["cpu"] + r.get("server_cpu", 0.0)
-
         for key, label in (("wall", "wall"), ("cpu", "CPU (process tree, + server's)")):
-            if key == "wall":
-                ratios = sorted(r["wall"] / b["wall"] for r, b in zip(res[run_mode], res["noprefect"]))
-            else:
-                ratios = sorted(cpu_of(r) / b["cpu"] for r, b in zip(res[run_mode], res["noprefect"]))
+            ratios = sorted(_cost(r, key) / b[key] for r, b in zip(res[run_mode], res["noprefect"]))
             ratio = statistics.median(ratios)
             print(
                 f"{run_mode} / noprefect {label} (per rep: {', '.join(f'{x:.2f}' for x in ratios)}): median "
