@@ -5,7 +5,7 @@
 Samples the proportional set size of the command and all its descendants every ``--every``
 seconds (0.25) and prints the wall time, the children's CPU seconds, the tree's peak (and
 when), the top process's peak (for ``georeason run``: the CLI/flow process) and the peak of
-each process, then a coarse timeline. The command's output goes to ``--log`` (default: none).
+each process, each process at the tree's peak, then a coarse timeline. The command's output goes to ``--log`` (default: none).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     top = psutil.Process(p.pid)
     peak_tree, t_peak, peak_top = 0, 0.0, 0
     per: dict[tuple[int, str], int] = {}
+    at_peak: dict[tuple[int, str], int] = {}
     timeline: list[tuple[float, int]] = []
     while p.poll() is None:
         try:
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         except psutil.Error:
             break
         tree = 0
+        now: dict[tuple[int, str], int] = {}
         for c in procs:
             try:
                 pss = c.memory_full_info().pss >> 20
@@ -49,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
             except psutil.Error:
                 continue
             tree += pss
+            now[c.pid, name] = pss
             per[c.pid, name] = max(per.get((c.pid, name), 0), pss)
             if c.pid == p.pid:
                 peak_top = max(peak_top, pss)
         if tree > peak_tree:
-            peak_tree, t_peak = tree, time.time() - t0
+            peak_tree, t_peak, at_peak = tree, time.time() - t0, now
         timeline.append((round(time.time() - t0, 1), tree))
         time.sleep(args.every)
     wall = time.time() - t0
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for (pid, name), v in sorted(per.items(), key=lambda kv: -kv[1])[:8]:
         print(f"  {pid} {name}: {v} MB")
+    print("at the tree's peak:", ", ".join(f"{name.split(' ')[-1][:24]} {v}" for (_, name), v in at_peak.items()))
     step = max(1, len(timeline) // 40)
     print("timeline (s:MB):", " ".join(f"{t}:{m}" for t, m in timeline[::step]))
     return 0

@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # rasterio, scipy and the grounders load only when a raster i
     from georeason.geo.export.quicklook import Basemap, BasemapCells, BasemapSums, CellSums
     from georeason.geo.grounding.detections import Detection, GroundedObject, Grounder
     from georeason.geo.raster.grid import RasterGrid
+    from georeason.geo.raster.masks import ValidCells
     from georeason.geo.raster.tiling import Tile
     from georeason.models.registry import GrounderSpec
 
@@ -680,6 +681,8 @@ class AnswerContext:
     post: Callable[[Answer], Answer] | None = None
     #: ``answered(n, total)``: ``n`` more questions answered out of ``total``
     answered: Callable[[int, int], None] | None = None
+    #: the raster's cells known valid (:attr:`Grounding.valid_cells`): masks skip reading them
+    known_valid: ValidCells | None = None
 
     def finish(self, answer: Answer) -> Answer:
         return self.post(answer) if self.post is not None else answer
@@ -688,7 +691,7 @@ class AnswerContext:
         if self.grid is None or self.mask_path is None:
             return None
         mask_path = self.mask_path
-        return self.grid.mask_writer(lambda sid: mask_path(n, question))
+        return self.grid.mask_writer(lambda sid: mask_path(n, question), self.known_valid)
 
     @property
     def pixel(self) -> Any:
@@ -1168,6 +1171,9 @@ class Grounding:
     basemap: BasemapSums | None = field(default=None, repr=False)
     #: tiles read but not grounded: no valid pixel in their core
     skipped: int = 0
+    #: the raster's cells known valid from the tiles' basemap sums (a pixel-answer mask
+    #: then reads the raster's nodata only elsewhere); ``None`` when not every tile was summed
+    valid_cells: ValidCells | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -1444,7 +1450,8 @@ class Pipeline:
             )
         if sums is not None and not sums.complete:
             sums = None  # a tile not read here (failed, or from the tile cache): the export reads the file
-        return Grounding(objects, failures, spec, len(tiles), notes, sums, len(skipped))
+        valid = sums.valid_cells() if sums is not None else None
+        return Grounding(objects, failures, spec, len(tiles), notes, sums, len(skipped), valid)
 
     def run(
         self,
@@ -1544,7 +1551,9 @@ class Pipeline:
             # grounded objects marked instance/cover, with what their confidence rests on
             fitness = assess(raster, self.grounder, to_ground, names)
             annotate_scene(scene, fitness, self.grounder)
-        ctx = AnswerContext(grid, mask_path, fallback, self._post(scene, fitness), self._answered(cqs))
+        ctx = AnswerContext(
+            grid, mask_path, fallback, self._post(scene, fitness), self._answered(cqs), g.valid_cells
+        )
         how: dict[str, Any] = {
             "grounded": to_ground,
             "failures": g.failures,

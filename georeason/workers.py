@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from georeason.errors import TileReadError
-from georeason.geo.raster.io import env_mb, gdal_cache_mb, release_heap
+from georeason.geo.raster.io import env_mb, gdal_cache_mb, release_heap, usable_cpus
 from georeason.geo.raster.tiling import Tile
 from georeason.models.fitness import DEFAULT_MIN_CONFIDENCE
 from georeason.pipeline import (
@@ -104,10 +104,7 @@ def default_workers() -> int:
     >>> default_workers() >= 1
     True
     """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cpus()
 
 
 #: GDAL's block cache (MB) in each grounding worker (:func:`worker_gdal_cache_mb`). A worker

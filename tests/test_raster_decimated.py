@@ -125,3 +125,28 @@ def test_block_check_still_finds_a_corrupt_block(tmp_path, monkeypatch):
     with pytest.raises(RasterReadError, match="truncated or corrupt"):
         with io.open_raster(path):
             pass
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_decimated_pass_decodes_on_every_cpu_with_the_same_samples(tmp_path, monkeypatch, cpus):
+    """With more than one CPU the pass reads through a handle whose GTiff blocks decode in
+    parallel (GDAL's NUM_THREADS open option); the samples stay GDAL's own."""
+    import georeason.geo.raster.io as io
+
+    path = tmp_path / "r.tif"
+    _write(path, 900, 1100, tiled=True, nodata=0)
+    opened: list[dict] = []
+    plain_open = rasterio.open
+
+    def recording(*args, **kwargs):
+        opened.append(kwargs)
+        return plain_open(*args, **kwargs)
+
+    monkeypatch.setattr(io, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(io.rasterio, "open", recording)
+    with plain_open(path) as src:
+        got = read_decimated(src, (4, 300, 367))
+        want = src.read(out_shape=(4, 300, 367), resampling=Resampling.nearest, masked=True)
+    assert [k.get("NUM_THREADS") for k in opened] == ([] if cpus == 1 else ["2"])
+    np.testing.assert_array_equal(np.ma.getdata(got), np.ma.getdata(want))
+    np.testing.assert_array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(want))

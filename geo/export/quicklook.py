@@ -36,6 +36,7 @@ from shapely.geometry.base import BaseGeometry
 from georeason.geo.export.layers import atomic_path
 from georeason.geo.export.qgis import ANSWER, EVIDENCE, class_colour
 from georeason.geo.raster.io import as_dataset, band_names
+from georeason.geo.raster.masks import ValidCells
 from georeason.geo.vector.crs import coordinate_chunks
 
 __all__ = [
@@ -609,6 +610,36 @@ class BasemapSums:
             widths = np.diff(np.append(ccuts, w)).astype(self.counts.dtype)
             self.counts[at] += np.outer(heights, widths)
         return True
+
+    def valid_cells(self) -> ValidCells | None:
+        """The cells known to hold only valid pixels (:class:`~georeason.geo.raster.masks.ValidCells`):
+        those where some display band was valid at every pixel of the cell, as the tiles were
+        read (by their bands' nodata values). ``None`` when not :attr:`complete` (a tile not
+        summed here) or the bands are not integers (a float raster's undeclared NaN are
+        invalid to the tiles, not to GDAL's dataset mask). Call it before :meth:`basemap`,
+        which releases the sums.
+
+        Examples
+        --------
+        >>> c = BasemapCells(2, (1, 2, 3), 3, 4, Affine.identity(), None, "u")
+        >>> s = BasemapSums(c, [(0, 0)])
+        >>> full = np.ones((3, 3, 4), bool)
+        >>> part = full.copy(); part[:, 2, 3] = False  # one pixel of the last cell invalid in all bands
+        >>> s.add(CellSums((0, 0), (0, 0, 3, 4), np.zeros((3, 2, 2), np.uint32),
+        ...                np.add.reduceat(np.add.reduceat(part.view(np.uint8), [0, 2], axis=2, dtype=np.uint16),
+        ...                                [0, 2], axis=1, dtype=np.uint16)))
+        True
+        >>> s.valid_cells().known.tolist()
+        [[True, True], [True, False]]
+        """
+        if not self.complete or self.counts is None or self.cells.kind not in "ui":
+            return None
+        c = self.cells
+        rows, cols = c.shape
+        heights = np.minimum(c.k, c.height - np.arange(rows) * c.k)
+        widths = np.minimum(c.k, c.width - np.arange(cols) * c.k)
+        area = np.outer(heights, widths)
+        return ValidCells(c.k, (self.counts == area).any(axis=0))
 
     def means(self) -> np.ma.MaskedArray:
         """Each cell's mean of valid pixels, float32 ``(3, rows, cols)``; masked where none."""

@@ -20,7 +20,7 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from georeason.geo.raster.io import apply_transform, as_dataset, band_names, pixel_size_m, to_pyproj_crs
-from georeason.geo.raster.masks import write_mask
+from georeason.geo.raster.masks import ValidCells, write_mask
 from georeason.geo.raster.pixels import MaskWriter, PixelTransform
 from georeason.geo.vector.crs import reproject
 
@@ -101,16 +101,25 @@ class RasterGrid:
 
         return fn, self.crs
 
-    def mask_writer(self, path_for: Callable[[str], Path]) -> MaskWriter:
+    def mask_writer(
+        self, path_for: Callable[[str], Path], known_valid: ValidCells | None = None
+    ) -> MaskWriter:
         """A writer of pixel answers: burns the answer into a mask GeoTIFF on this grid.
 
         ``path_for(step_id)`` names the file; the geometry is reprojected to the grid CRS
         and burnt with :func:`georeason.geo.raster.masks.write_mask`, nodata where the
-        source raster (:attr:`path`) has none.
+        source raster (:attr:`path`) has none (not read where ``known_valid`` says every
+        pixel is valid).
         """
 
         def writer(geom: BaseGeometry, crs: CRS, sid: str) -> tuple[str, int]:
-            res = write_mask([reproject(geom, crs, self.crs)], self, path_for(sid), valid_source=self.path)
+            res = write_mask(
+                [reproject(geom, crs, self.crs)],
+                self,
+                path_for(sid),
+                valid_source=self.path,
+                known_valid=known_valid,
+            )
             return str(res.path), res.pixels
 
         return writer

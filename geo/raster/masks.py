@@ -39,7 +39,7 @@ from georeason.geo.export.layers import atomic_path
 if TYPE_CHECKING:
     from georeason.geo.raster.grid import RasterGrid
 
-__all__ = ["MaskResult", "write_mask", "MASK_NODATA"]
+__all__ = ["MaskResult", "ValidCells", "write_mask", "MASK_NODATA"]
 
 MASK_NODATA = 255
 
@@ -73,6 +73,41 @@ def _bounded_block_cache() -> Iterator[None]:
         set_gdal_config("GDAL_CACHEMAX", current)
 
 
+@dataclass(frozen=True, eq=False)
+class ValidCells:
+    """Which ``k x k`` cells of a raster's pixels are known to hold only valid pixels, by
+    the nodata values of its bands: ``known[i, j]`` says that in cell ``(i, j)`` (pixels
+    ``[i*k, (i+1)*k) x [j*k, (j+1)*k)``) some band differs from its nodata value at every
+    pixel, so GDAL's dataset mask of a raster whose bands' masks are their nodata values
+    (:func:`_nodata_reader`) is valid there. False says nothing (not known, or not so).
+
+    Grounding reads every pixel of a raster once; the quicklook's cell sums count, per
+    display band and cell, the pixels that are valid
+    (:meth:`georeason.geo.export.quicklook.BasemapSums.valid_cells`). A mask written later
+    on the same grid then reads the source's nodata only in the blocks that touch a cell
+    not known valid (the edges of the footprint): on a raster valid almost everywhere, the
+    mask needs almost no read of it (the 8000^2 scene: 1.5 s of a 1.9 s mask).
+
+    Examples
+    --------
+    >>> v = ValidCells(4, np.array([[True, True], [True, False]]))
+    >>> v.covers(Window(0, 0, 8, 4)), v.covers(Window(0, 0, 8, 5)), v.covers(Window(2, 5, 2, 3))
+    (True, False, True)
+    """
+
+    k: int
+    known: np.ndarray
+
+    def covers(self, win: Window) -> bool:
+        """Whether every pixel of ``win`` (a window of whole pixels) is in a known-valid cell."""
+        k = self.k
+        r0, c0 = int(win.row_off), int(win.col_off)
+        r1, c1 = r0 + int(win.height), c0 + int(win.width)
+        if r0 < 0 or c0 < 0 or r1 > self.known.shape[0] * k or c1 > self.known.shape[1] * k:
+            return False
+        return bool(self.known[r0 // k : -(-r1 // k), c0 // k : -(-c1 // k)].all())
+
+
 @dataclass(frozen=True)
 class MaskResult:
     path: Path
@@ -88,11 +123,14 @@ def write_mask(
     block_px: int = 512,
     cog_min_px: int = 4096,
     all_touched: bool = False,
+    known_valid: ValidCells | None = None,
 ) -> MaskResult:
     """Burn ``geoms`` (in ``grid.crs``) into a uint8 mask GeoTIFF aligned to ``grid``.
 
     ``valid_source``: a raster on the same grid whose dataset mask marks valid pixels;
-    pixels invalid there are written as nodata (255).
+    pixels invalid there are written as nodata (255). ``known_valid``: the cells of
+    ``valid_source`` known to be valid (:class:`ValidCells`); where the source's masks are
+    its bands' nodata values, a block inside them is not read.
     """
     path = Path(path)
     geoms = np.asarray(
@@ -162,6 +200,8 @@ def write_mask(
                     else:  # block by block: every band read once, a few MB at a time
                         for col in range(0, grid.width, block_px):
                             win = Window(col, row, min(block_px, grid.width - col), bh)
+                            if known_valid is not None and known_valid.covers(win):
+                                continue  # every pixel valid: nothing to read
                             strip[:, col : col + int(win.width)][invalid_in(win)] = MASK_NODATA
                 total += int(np.count_nonzero(strip == 1))
                 dst.write(strip, 1, window=swin)
