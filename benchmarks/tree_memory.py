@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in procs:
             try:
                 pss = c.memory_full_info().pss >> 20
-                name = "TOP" if c.pid == p.pid else " ".join(c.cmdline()[:3])[:60]
+                name = "TOP" if c.pid == p.pid else " ".join(c.cmdline()[:3]).replace("\n", " ")[:60]
             except psutil.Error:
                 continue
             tree += pss
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for (pid, name), v in sorted(per.items(), key=lambda kv: -kv[1])[:8]:
         print(f"  {pid} {name}: {v} MB")
-    print("at the tree's peak:", ", ".join(f"{name.split(' ')[-1][:24]} {v}" for (_, name), v in at_peak.items()))
+    print("at the tree's peak:", ", ".join(f"{pid} {v}" for (pid, _), v in at_peak.items()))
     step = max(1, len(timeline) // 40)
     print("timeline (s:MB):", " ".join(f"{t}:{m}" for t, m in timeline[::step]))
     return 0
