@@ -616,3 +616,30 @@ def test_small_distance_to_a_long_edge(lat, s):
     # distance is exactly `s` (the nearest point is the start point on the edge)
     lon, la, _ = G.fwd(2.0, lat, 90.0, s)
     assert distance_m(box(0, 0, 2, 3), Point(lon, la)) == pytest.approx(s, rel=REL)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_area_equals_pyproj_geometry_area_to_the_last_bit(seed):
+    """area_m2 reads ring coordinates in bulk; the area is still pyproj's own
+    ``Geod.geometry_area_perimeter`` of the oriented polygon, bit for bit (holes, multi-part,
+    either ring orientation, near the poles and across the antimeridian)."""
+    from shapely.geometry import polygon as shp_polygon
+
+    from georeason.geo.vector.measure import area_m2
+
+    geod = Geod(ellps="WGS84")
+    rng = np.random.default_rng(seed)
+    lon0 = [10.0, 179.9, -60.0, 0.0, 120.0, -179.95][seed]
+    lat0 = [45.0, -10.0, 78.0, 0.0, -65.0, 30.0][seed]
+    parts = []
+    for _ in range(4):
+        c = shapely.Point(lon0 + rng.uniform(-0.05, 0.05), lat0 + rng.uniform(-0.05, 0.05))
+        outer = c.buffer(rng.uniform(0.004, 0.02), quad_segs=int(rng.integers(2, 12)))
+        holes = [c.buffer(0.001 * (k + 1), quad_segs=3).exterior for k in range(int(rng.integers(0, 3)))]
+        poly = Polygon(outer.exterior.coords[::-1] if rng.random() < 0.5 else outer.exterior.coords, holes)
+        if poly.is_valid:
+            parts.append(poly)
+    want = sum(abs(geod.geometry_area_perimeter(shp_polygon.orient(p, 1.0))[0]) for p in parts)
+    assert area_m2(MultiPolygon(parts)) == want
+    for p in parts:
+        assert area_m2(p) == abs(geod.geometry_area_perimeter(shp_polygon.orient(p, 1.0))[0])

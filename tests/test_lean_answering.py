@@ -2,9 +2,9 @@
 
 - ``spherical_mean_lonlat`` sums its unit vectors a chunk of vertices at a time: the mean
   must equal numpy's all-at-once ``column_stack(...).mean(axis=0)`` exactly.
-- ``total_area_m2`` measures the dissolved parts as they come: the value must equal the sum,
-  in the collection's order, of pyproj's geodesic areas of the parts taken through the
-  AEQD plane and back (computed here with pyproj directly), exactly.
+- ``total_area_m2`` measures the dissolved parts as they come: where nothing overlaps, the
+  value must equal the sum, in order, of pyproj's geodesic areas of the objects' own lon/lat
+  polygons (computed here with pyproj directly), exactly.
 - ``iter_union_parts`` (one DE-9IM matrix per pair of touching envelopes) unions exactly the
   polygons that overlap or share an edge, and nothing whose envelope merely touches.
 """
@@ -73,35 +73,55 @@ def _pixel_scene(seed: int) -> list:
     return out
 
 
+@pytest.mark.parametrize("multi", [False, True])
 @pytest.mark.parametrize("chunk", [1, 3, 256])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_total_area_is_the_ordered_sum_of_the_parts_areas_exactly(monkeypatch, chunk, seed):
+def test_total_area_is_the_ordered_sum_of_the_parts_areas_exactly(monkeypatch, chunk, seed, multi):
+    """Nothing overlaps: every part is an object's polygon as it is, measured on the
+    object's own lon/lat vertices (never through the AEQD plane and back), and the areas
+    are added in order; ``multi`` groups the squares three by three into MultiPolygons."""
     monkeypatch.setattr(group_mod, "AREA_CHUNK", chunk)
-    geoms = _pixel_scene(seed)
+    squares = _pixel_scene(seed)
+    geoms = (
+        [shapely.MultiPolygon(squares[k : k + 3]) for k in range(0, len(squares), 3)] if multi else squares
+    )
     scene = Scene([f"p{k}" for k in range(len(geoms))], ["veg"] * len(geoms), geoms, UTM)
     got = total_area_m2(scene, np.arange(len(geoms)))
-    # independently: the same AEQD plane (centre = mean unit vector of the lon/lat vertices,
-    # rounded to 1e-6 degrees), every square there and back, areas added in order
+    # independently: every square to lon/lat with pyproj, its geodesic area, added in order
     to_ll = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
-    ll = [
-        shapely.transform(g, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1]))) for g in geoms
-    ]
-    lon0, lat0 = _mean_at_once(ll)
-    aeqd = CRS.from_proj4(
-        f"+proj=aeqd +lat_0={round(lat0, 6):.9f} +lon_0={round(lon0, 6):.9f} +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
-    )
-    there = Transformer.from_crs("EPSG:4326", aeqd, always_xy=True)
-    back = Transformer.from_crs(aeqd, "EPSG:4326", always_xy=True)
     want = 0.0
-    for g in ll:
-        p = shapely.transform(g, lambda xy: np.column_stack(there.transform(xy[:, 0], xy[:, 1])))
-        q = shapely.transform(p, lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
-        want += abs(GEOD.geometry_area_perimeter(polygon.orient(q, 1.0))[0])
+    for g in squares:
+        ll = shapely.transform(g, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1])))
+        want += abs(GEOD.geometry_area_perimeter(polygon.orient(ll, 1.0))[0])
     assert got == want
-    # and the total is the plain area of the union (squares only touch at corners)
-    assert got == pytest.approx(
-        sum(abs(GEOD.geometry_area_perimeter(polygon.orient(g, 1.0))[0]) for g in ll), rel=1e-9
+
+
+def test_total_area_unions_only_the_overlapping_parts():
+    """Two overlapping squares are measured once, as their union; the others (one of them
+    the second part of a MultiPolygon) on their own vertices."""
+    x0, y0 = 430_000.0, 5_300_000.0
+    a = shapely.box(x0, y0, x0 + 100, y0 + 100)
+    b = shapely.box(x0 + 50, y0 + 50, x0 + 150, y0 + 150)  # overlaps a: 17,500 m² together
+    lone = shapely.box(x0 + 400, y0, x0 + 430, y0 + 30)
+    multi = shapely.MultiPolygon(
+        [shapely.box(x0 + 600, y0, x0 + 610, y0 + 10), shapely.box(x0 + 700, y0, x0 + 720, y0 + 20)]
     )
+    scene = Scene(["a", "b", "lone", "multi"], ["veg"] * 4, [a, b, lone, multi], UTM)
+    got = total_area_m2(scene, np.arange(4))
+    to_ll = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+
+    def geodesic(g):
+        ll = shapely.transform(g, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1])))
+        return abs(GEOD.geometry_area_perimeter(polygon.orient(ll, 1.0))[0])
+
+    want = geodesic(shapely.union(a, b)) + geodesic(lone) + sum(geodesic(p) for p in multi.geoms)
+    assert got == pytest.approx(want, rel=1e-9)
+    # hand-worked: 18,900 m² on the UTM plane, whose areal scale there (pyproj's factors) it undoes
+    from pyproj import Proj
+
+    lon, lat = to_ll.transform(x0 + 300, y0 + 75)
+    areal = Proj(UTM).get_factors(lon, lat).areal_scale
+    assert got == pytest.approx(18_900 / areal, rel=1e-5)
 
 
 def test_union_parts_join_only_overlapping_or_edge_sharing_polygons():

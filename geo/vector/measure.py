@@ -301,9 +301,37 @@ def area_m2(g: BaseGeometry) -> float:
     total = 0.0
     for part in _parts(g):
         if part.geom_type == "Polygon":
-            total += abs(GEOD.geometry_area_perimeter(shapely.geometry.polygon.orient(part, 1.0))[0])
+            total += abs(_polygon_area(shapely.geometry.polygon.orient(part, 1.0)))
         elif part.geom_type in ("MultiPolygon", "GeometryCollection"):
             total += area_m2(part)
+    return float(total)
+
+
+def _polygon_area(p: BaseGeometry) -> float:
+    """``GEOD.geometry_area_perimeter(p)[0]`` of a lon/lat polygon, to the last bit: the
+    exterior ring's signed area plus each hole's, in order, from pyproj's
+    ``polygon_area_perimeter`` on the same coordinates. Only the coordinates are taken
+    differently: one ``shapely.get_coordinates`` of the rings instead of pyproj reading
+    each ring through ``ring.coords.xy``, which appends vertex by vertex in Python
+    (0.38 s of the 1.7 s total area of the 8000^2 scene's vegetation: 670 polygons, 15,172
+    rings, 474k vertices).
+
+    Examples
+    --------
+    >>> from shapely import box
+    >>> p = shapely.geometry.polygon.orient(box(0, 0, 1, 1).difference(box(0.2, 0.2, 0.4, 0.4)), 1.0)
+    >>> _polygon_area(p) == GEOD.geometry_area_perimeter(p)[0]
+    True
+    """
+    rings = shapely.get_rings(p)
+    xy = shapely.get_coordinates(rings)
+    ends = np.cumsum(shapely.get_num_coordinates(rings)).tolist()
+    total = 0.0
+    start = 0
+    for k, end in enumerate(ends):
+        area = GEOD.polygon_area_perimeter(xy[start:end, 0], xy[start:end, 1])[0]
+        total = area if k == 0 else total + area
+        start = end
     return float(total)
 
 

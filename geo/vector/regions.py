@@ -28,7 +28,14 @@ import shapely
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["union_where_overlapping", "iter_union_parts", "dissolve", "intersect_sets", "buffer_piecewise"]
+__all__ = [
+    "union_where_overlapping",
+    "iter_union_parts",
+    "iter_union_parts_from",
+    "dissolve",
+    "intersect_sets",
+    "buffer_piecewise",
+]
 
 #: Vertices per boundary piece in :func:`buffer_piecewise` (8 was the fastest of 8-512 on a
 #: 19k-vertex staircase river buffered by 300 m: 0.5 CPU-s and +23 MB, one GEOS call 4.2 s
@@ -92,13 +99,37 @@ def iter_union_parts(polygonal: np.ndarray) -> Iterator[BaseGeometry]:
     ...                                              shapely.box(5, 0, 6, 1)]))]
     [1.0, 7.0]
     """
+    for _, g in iter_union_parts_from(polygonal):
+        yield g
+
+
+def iter_union_parts_from(polygonal: np.ndarray) -> Iterator[tuple[tuple[int, int] | None, BaseGeometry]]:
+    """:func:`iter_union_parts`, each part with where it comes from: ``(i, j)`` for a part
+    that is polygon ``j`` of ``polygonal[i]`` as it is (``shapely.get_geometry(polygonal[i], j)``
+    for a multi-part geometry, ``polygonal[i]`` itself for a polygon), ``None`` for a union.
+
+    A caller holding the same objects in another CRS takes such a part from there instead
+    of reprojecting it back (:func:`georeason.geo.vector.group.total_area_m2`).
+
+    Examples
+    --------
+    >>> geoms = np.array([shapely.MultiPolygon([shapely.box(0, 0, 2, 2), shapely.box(9, 9, 10, 10)]),
+    ...                   shapely.box(1, 1, 3, 3), shapely.box(5, 0, 6, 1)])
+    >>> [(at, g.area) for at, g in iter_union_parts_from(geoms)]
+    [((0, 1), 1.0), ((2, 0), 1.0), (None, 7.0)]
+    """
     parts = np.asarray(polygonal, dtype=object).ravel()
     del polygonal  # the caller may drop its array: the parts are all that is kept here
+    owner = np.arange(len(parts))
     if not (shapely.get_type_id(parts) == 3).all():  # single polygons are their own parts (no copy)
-        parts = shapely.get_parts(parts)
-    parts = parts[shapely.get_dimensions(parts) == 2]
+        parts, owner = shapely.get_parts(parts, return_index=True)
+    # each part's number inside its geometry (owner is sorted: parts come geometry by geometry)
+    first = np.searchsorted(owner, owner, side="left")
+    number = np.arange(len(owner)) - first
+    keep = shapely.get_dimensions(parts) == 2
+    parts, owner, number = parts[keep], owner[keep], number[keep]
     if len(parts) <= 1 or not shapely.is_valid(parts).all():
-        yield shapely.union_all(parts)
+        yield None, shapely.union_all(parts)
         return
     a, b = STRtree(parts).query(parts)  # pairs of touching envelopes
     a, b = a[a < b], b[a < b]
@@ -112,20 +143,20 @@ def iter_union_parts(polygonal: np.ndarray) -> Iterator[BaseGeometry]:
     for s in range(0, len(a), _PAIR_BLOCK):
         m = shapely.relate(parts[a[s : s + _PAIR_BLOCK]], parts[b[s : s + _PAIR_BLOCK]])
         over[s : s + _PAIR_BLOCK] = [d[0] != "F" or d[4] == "1" for d in m]
-    if not over.any():
-        yield from parts
-        return
+    n = len(parts)
+    involved = np.zeros(n, dtype=bool)
     a, b = a[over], b[over]
+    involved[a] = involved[b] = True
+    for k in np.flatnonzero(~involved).tolist():
+        yield (int(owner[k]), int(number[k])), parts[k]
+    if not involved.any():
+        return
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    n = len(parts)
     _, comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
-    involved = np.zeros(n, dtype=bool)
-    involved[a] = involved[b] = True
-    yield from parts[~involved]
     for c in np.unique(comp[involved]):
-        yield shapely.union_all(parts[involved & (comp == c)])
+        yield None, shapely.union_all(parts[involved & (comp == c)])
 
 
 def dissolve(geoms) -> BaseGeometry:
