@@ -60,6 +60,7 @@ from georeason.workers import (
     BATCHES_PER_WORKER,
     WorkerPool,
     default_workers,
+    next_item_ahead,
     release_after,
     run_pipeline,
     take_compiled,
@@ -226,10 +227,27 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         # replace); a failed item's lines are its error rows; answers.jsonl is made from the
         # parts at the end (a temporary file renamed into place)
         pieces: list[Path | str] = []
+        # the next item's first batches, submitted once this item is grounded: the workers
+        # ground them while this item is answered (one thread at a time; joined before the
+        # next item plans, since the plan it makes is taken there)
+        ahead: list[threading.Thread] = []
         try:
             for n, (info, qs) in enumerate(todo, 1):
+                for thread in ahead:
+                    thread.join()
+                ahead.clear()
                 last_item.armed = n == len(todo)
                 part = out_dir / info.id / ".answers.jsonl.part"
+
+                nxt = todo[n] if n < len(todo) else None
+
+                def grounded(nxt: tuple[ItemInfo, list[CompiledQuestion]] | None = nxt) -> None:
+                    last_item.release()
+                    if pool is not None and nxt is not None:
+                        ahead.append(
+                            next_item_ahead(pool, pipeline, *nxt, objects=objects or [], results_dir=results)
+                        )
+
                 try:
                     rows, files, failures = run_item(
                         info,
@@ -237,7 +255,7 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
                         out_dir,
                         pipeline,
                         list(objects or []),
-                        grounded=last_item.release,
+                        grounded=grounded,
                         rows=part,
                     )
                     pieces.append(part)
@@ -269,6 +287,8 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
                         with open(piece, encoding="utf-8") as src:
                             shutil.copyfileobj(src, fh)
         finally:
+            for thread in ahead:  # an item that failed after it was grounded
+                thread.join()
             for piece in pieces:
                 if isinstance(piece, Path):
                     piece.unlink(missing_ok=True)

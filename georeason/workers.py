@@ -44,6 +44,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from georeason.errors import TileReadError
 from georeason.geo.raster.io import env_mb, gdal_cache_mb, release_heap, usable_cpus
 from georeason.geo.raster.tiling import Tile
@@ -73,6 +75,8 @@ __all__ = [
     "MAX_BATCH_TILES",
     "run_pipeline",
     "ground_ahead",
+    "prefetch_item",
+    "next_item_ahead",
     "offer_pool",
     "take_offered_pool",
     "take_compiled",
@@ -476,8 +480,6 @@ def ground_ahead(
     """
     from georeason.catalog import default_catalog_dir, list_items
     from georeason.config import read_questions
-    from georeason.pipeline import read_vectors
-    from georeason.tilecache import TileCache, batch_key
 
     try:
         cat_dir = Path(catalog) if catalog else default_catalog_dir()
@@ -489,34 +491,97 @@ def ground_ahead(
                 break
         else:
             return 0
-        vector_paths = [str(p) for p in info.vector_paths] + [str(p) for p in objects]
-        vectors = read_vectors(vector_paths) if vector_paths else None
         compiled = compile_questions(texts)
         pool.compiled = dict(zip(texts, compiled))  # handed to the flow with the pool
-        plan = pipeline.plan_item(
-            compiled,
-            raster=str(info.raster_path),
-            vectors=vectors,
-            item=info.id,
-            raster_sha256=info.sha256,
-            item_bands=info.bands,
-        )
-        pool.plans = pipeline.plans  # handed to the flow's pipeline with the pool: not fitted twice
-        if plan is None:
-            return 0
-        job, batches = plan
-        if results_dir and job.raster_sha256:
-            cache = TileCache(results_dir)
-            batches = [
-                b
-                for b in batches
-                if not cache.path(
-                    batch_key(
-                        job.raster_sha256, b, job.spec.name, job.spec.config_json, job.classes, job.bands
-                    )
-                ).exists()
-            ]
-        return pool.prefetch(job, batches)
+        try:
+            return prefetch_item(pool, pipeline, info, compiled, objects=objects, results_dir=results_dir)
+        finally:
+            pool.plans = pipeline.plans  # handed to the flow's pipeline with the pool: not fitted twice
     except Exception as exc:  # noqa: BLE001 - best effort: the flow does the work and reports errors
         log.debug("grounding ahead skipped: %s: %s", type(exc).__name__, exc)
         return 0
+
+
+def prefetch_item(
+    pool: WorkerPool,
+    pipeline: Pipeline,
+    info: Any,
+    compiled: Sequence[CompiledQuestion],
+    *,
+    objects: Sequence[str | Path] = (),
+    results_dir: str | Path | None = None,
+    max_tiles: int | None = None,
+) -> int:
+    """Plan one catalog item (``info``: an :class:`~georeason.catalog.ItemInfo`) as
+    ``pipeline`` will (its fitted grounder and tiles kept in :attr:`Pipeline.plans`, not done
+    twice) and submit its tile batches to ``pool``, in order, as long as they hold at most
+    ``max_tiles`` tiles together (at least one batch; all with ``None``); batches already
+    in the tile cache under ``results_dir`` are not submitted. Returns the number
+    submitted. Raises what reading the item raises (callers are best effort)."""
+    from georeason.pipeline import read_vectors
+    from georeason.tilecache import TileCache, batch_key
+
+    vector_paths = [str(p) for p in info.vector_paths] + [str(p) for p in objects]
+    vectors = read_vectors(vector_paths) if vector_paths else None
+    plan = pipeline.plan_item(
+        compiled,
+        raster=str(info.raster_path),
+        vectors=vectors,
+        item=info.id,
+        raster_sha256=info.sha256,
+        item_bands=info.bands,
+    )
+    if plan is None:
+        return 0
+    job, batches = plan
+    if results_dir and job.raster_sha256:
+        cache = TileCache(results_dir)
+        batches = [
+            b
+            for b in batches
+            if not cache.path(
+                batch_key(job.raster_sha256, b, job.spec.name, job.spec.config_json, job.classes, job.bands)
+            ).exists()
+        ]
+    if max_tiles is not None:
+        sizes = np.cumsum([len(b) for b in batches])
+        batches = batches[: max(1, int(np.searchsorted(sizes, max_tiles, side="right")))]
+    return pool.prefetch(job, batches)
+
+
+def next_item_ahead(
+    pool: WorkerPool,
+    pipeline: Pipeline,
+    info: Any,
+    compiled: Sequence[CompiledQuestion],
+    *,
+    objects: Sequence[str | Path] = (),
+    results_dir: str | Path | None = None,
+) -> threading.Thread:
+    """Start grounding the next item while this one is answered: a thread plans ``info``
+    (:func:`prefetch_item`) and submits its first tile batches, which the workers, idle once
+    an item is grounded, ground meanwhile; the flow's task runs for those batches then take
+    the results (:meth:`WorkerPool.ground`), as for :func:`ground_ahead`. At most
+    :data:`MAX_BATCH_TILES` tiles per worker go ahead (a small item whole, a large one a
+    full batch per worker): the results wait in this process until the next item merges
+    them, so memory holds at most that many tiles' detections more. Best effort (a failure
+    is left to the flow, which plans the item again and reports it). Join the thread before
+    the next item starts: the plan it keeps is read there."""
+
+    def work() -> None:
+        try:
+            prefetch_item(
+                pool,
+                pipeline,
+                info,
+                compiled,
+                objects=objects,
+                results_dir=results_dir,
+                max_tiles=MAX_BATCH_TILES * pool.workers,
+            )
+        except Exception as exc:  # noqa: BLE001 - best effort: the flow does the work and reports errors
+            log.debug("next item ahead skipped: %s: %s", type(exc).__name__, exc)
+
+    thread = threading.Thread(target=work, name="georeason-next-item", daemon=True)
+    thread.start()
+    return thread

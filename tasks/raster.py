@@ -131,7 +131,7 @@ def ground_tiles(
         len(tiles),
         job.raster,
         n,
-        " (submitted ahead, while Prefect started)" if ahead else "",
+        " (submitted ahead: while Prefect started, or while the previous item was answered)" if ahead else "",
     )
     if cache is not None:
         cache.put(key, result, job.cells)

@@ -169,7 +169,7 @@ def test_run_grounds_ahead_with_its_temporary_server_and_answers_the_same(tmp_pa
     ahead, threads = tmp_path / "ahead", tmp_path / "threads"
     a = _run(ahead, "--runner", "process", "--workers", "2")
     assert a.returncode == 0, a.stderr[-3000:]
-    assert "(submitted ahead, while Prefect started)" in a.stderr
+    assert "(submitted ahead: while Prefect started" in a.stderr
     t = _run(threads, "--runner", "thread")
     assert t.returncode == 0, t.stderr[-3000:]
     assert "submitted ahead" not in t.stderr
@@ -350,3 +350,60 @@ def test_flow_frees_the_worker_pool_once_the_last_item_is_grounded():
     release.release()  # a second release is harmless
     with WorkerPool(1) as again:  # a later pool starts a new forkserver
         assert again.ground(job, batches[0]).results
+
+
+def test_prefetch_item_submits_batches_up_to_a_tile_budget(tmp_path):
+    """The next item goes ahead only up to ``max_tiles`` tiles (at least one batch), in the
+    flow's batch order; its plan is kept for the flow (not fitted twice)."""
+    from georeason.catalog import list_items
+    from georeason.config import read_questions
+    from georeason.pipeline import compile_questions
+    from georeason.workers import WorkerPool, prefetch_item, run_pipeline
+
+    cat = REPO / "data_catalog"
+    texts = [s.question for s in read_questions(cat / "questions.yaml") if s.item in (None, "sample")]
+    (info,) = [i for i in list_items(cat) if i.id == "sample"]
+    compiled = compile_questions(texts)
+    pipeline = run_pipeline("spectral", {}, tile_px=1024, overlap_px=128, max_task_runs=200, parallel=2)
+    with WorkerPool(1) as pool:
+        n = prefetch_item(pool, pipeline, info, compiled, max_tiles=3)
+        (key,) = pipeline.plans
+        job, _, batches = pipeline.plans[key]
+        sizes = [len(b) for b in batches]
+        assert len(batches) == 6 and sum(sizes) == 9
+        want = max(k for k in range(1, len(batches) + 1) if sum(sizes[:k]) <= 3)
+        assert n == want < len(batches)
+        assert [pool.has_ahead(job, b) for b in batches] == [k < want for k in range(len(batches))]
+    with WorkerPool(1) as pool:  # a budget smaller than the first batch: that batch still goes
+        assert prefetch_item(pool, pipeline, info, compiled, max_tiles=0) == 1
+
+
+@pytest.mark.e2e
+def test_run_grounds_the_next_item_while_one_is_answered_and_answers_the_same(tmp_path):
+    """Both shipped items: once the first is grounded, the second item's batches are
+    submitted to the idle workers while the first is answered; its task runs take them.
+    The answers equal a run without worker processes."""
+    from georeason.catalog import list_items
+    from georeason.config import read_questions
+
+    specs = read_questions(REPO / "data_catalog" / "questions.yaml")
+    asked = [i.id for i in list_items(REPO / "data_catalog") if any(s.item in (None, i.id) for s in specs)]
+    first, second = asked[:2]  # the items the run answers, in its order
+
+    def run(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        cmd = [sys.executable, "-m", "georeason.cli", "--verbose", "run", "--out", str(out), *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+
+    ahead, threads = tmp_path / "ahead", tmp_path / "threads"
+    a = run(ahead, "--runner", "process", "--workers", "2")
+    assert a.returncode == 0, a.stderr[-3000:]
+    second_batches = [
+        ln for ln in a.stderr.splitlines() if f"Task run '{second}: ground" in ln and "grounded" in ln
+    ]
+    assert second_batches and all("submitted ahead" in ln for ln in second_batches)
+    t = run(threads, "--runner", "thread")
+    assert t.returncode == 0, t.stderr[-3000:]
+    assert "submitted ahead" not in t.stderr
+    assert _rows(ahead) == _rows(threads)
+    assert {r["item"] for r in _rows(ahead)} == {first, second}
