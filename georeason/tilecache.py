@@ -60,7 +60,16 @@ import shapely
 
 from georeason.errors import GeoreasonWarning
 
-__all__ = ["CACHE_VERSION", "FORMAT", "batch_key", "dumps_batch", "loads_batch", "TileCache", "CacheWarning"]
+__all__ = [
+    "CACHE_VERSION",
+    "FORMAT",
+    "batch_key",
+    "job_batch_key",
+    "dumps_batch",
+    "loads_batch",
+    "TileCache",
+    "CacheWarning",
+]
 
 #: Bumped whenever grounding or the stored format changes meaning (old entries are then ignored).
 CACHE_VERSION = "2"  # 2: parse-warning notes per tile and detection
@@ -107,6 +116,15 @@ def batch_key(
         "bands": list(bands),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def job_batch_key(job: Any, tiles: Sequence[Any]) -> str | None:
+    """:func:`batch_key` of a batch of ``job`` (a :class:`~georeason.pipeline.GroundJob`:
+    its raster's content hash, grounder name and configuration, classes and bands); ``None``
+    when the job has no content hash (nothing is cached then)."""
+    if not job.raster_sha256:
+        return None
+    return batch_key(job.raster_sha256, tiles, job.spec.name, job.spec.config_json, job.classes, job.bands)
 
 
 def _det_json(d: Any) -> dict[str, Any]:

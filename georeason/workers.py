@@ -519,7 +519,7 @@ def prefetch_item(
     in the tile cache under ``results_dir`` are not submitted. Returns the number
     submitted. Raises what reading the item raises (callers are best effort)."""
     from georeason.pipeline import read_vectors
-    from georeason.tilecache import TileCache, batch_key
+    from georeason.tilecache import TileCache, job_batch_key
 
     vector_paths = [str(p) for p in info.vector_paths] + [str(p) for p in objects]
     vectors = read_vectors(vector_paths) if vector_paths else None
@@ -534,15 +534,14 @@ def prefetch_item(
     if plan is None:
         return 0
     job, batches = plan
-    if results_dir and job.raster_sha256:
+    if results_dir:
         cache = TileCache(results_dir)
-        batches = [
-            b
-            for b in batches
-            if not cache.path(
-                batch_key(job.raster_sha256, b, job.spec.name, job.spec.config_json, job.classes, job.bands)
-            ).exists()
-        ]
+
+        def cached(tiles: list[Tile]) -> bool:
+            key = job_batch_key(job, tiles)
+            return key is not None and cache.path(key).exists()
+
+        batches = [b for b in batches if not cached(b)]
     if max_tiles is not None:
         sizes = np.cumsum([len(b) for b in batches])
         batches = batches[: max(1, int(np.searchsorted(sizes, max_tiles, side="right")))]

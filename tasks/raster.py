@@ -40,7 +40,7 @@ from georeason.geo.raster.tiling import Tile
 from georeason.pipeline import BatchResult, GroundJob, Mapper, TileFailure, TileProgress, ground_job_batch
 from georeason.progress import reporter
 from georeason.runstate import verify_raster_checksum
-from georeason.tilecache import TileCache, batch_key
+from georeason.tilecache import TileCache, job_batch_key
 from georeason.workers import WorkerPool
 
 __all__ = ["BatchFailed", "ground_tiles", "batch_run_name", "prefect_map", "register_pool", "unregister_pool"]
@@ -105,10 +105,9 @@ def ground_tiles(
     on the last attempt, the task fails, is not cached, and :func:`prefect_map` re-runs
     that batch tile by tile so only the tiles that really fail are lost.
     """
-    cache = TileCache(cache_dir) if cache_dir and job.raster_sha256 else None
-    key = ""
-    if cache is not None and job.raster_sha256:
-        key = batch_key(job.raster_sha256, tiles, job.spec.name, job.spec.config_json, job.classes, job.bands)
+    key = job_batch_key(job, tiles) if cache_dir else None
+    cache = TileCache(cache_dir) if cache_dir and key else None
+    if cache is not None and key:
         hit = cache.get(key, tiles, job.cells)
         if hit is not None:
             get_run_logger().info("cached: %d tiles of %s (%s)", len(tiles), job.raster, key[:12])
@@ -133,7 +132,7 @@ def ground_tiles(
         n,
         " (submitted ahead: while Prefect started, or while the previous item was answered)" if ahead else "",
     )
-    if cache is not None:
+    if cache is not None and key:
         cache.put(key, result, job.cells)
     return result
 
