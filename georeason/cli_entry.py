@@ -107,6 +107,10 @@ def main() -> None:
     """The ``georeason`` command: a plain ``ask`` here, everything else through typer."""
     parsed = fast_ask_args(sys.argv[1:])
     if parsed is None:
+        # before any thread: run's threads and processes share fewer C heap arenas
+        from georeason.heap import bound_malloc_arenas
+
+        bound_malloc_arenas()
         from georeason.cli import main as typer_main
 
         typer_main()
