@@ -41,6 +41,7 @@ from prefect.utilities.annotations import quote
 from georeason.catalog import ItemInfo, default_catalog_dir, list_items
 from georeason.config import default_results_dir, read_questions
 from georeason.errors import CatalogError
+from georeason.flows.heartbeats import flow_run_heartbeats
 from georeason.geo.export.layers import answer_stem, atomic_path
 from georeason.geo.export.names import slug
 from georeason.geo.export.quicklook import keep_thumbnails, thumbnail_data_uri
@@ -184,6 +185,8 @@ def answer(  # returns the result dict, or a Failed state named AnsweredWithErro
         results.mkdir(parents=True, exist_ok=True)
         # each quicklook's artifact thumbnail is made as it is written, from the page in memory
         stack.enter_context(keep_thumbnails(_thumbnail_px))
+        # `georeason run`'s heartbeats: they stop the moment the work ends (flows/heartbeats.py)
+        stack.enter_context(flow_run_heartbeats())
         pool_key = None
         offered = None
         pool = None

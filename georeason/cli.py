@@ -583,21 +583,26 @@ def _run_flow(
 ) -> Any:
     """The `answer` flow's final state, run with the run's settings (the CLI draws progress
     bars around it)."""
-    result = answer.with_options(task_runner=runner.task_runner)(
-        catalog=str(cfg.catalog) if cfg.catalog else None,
-        questions=str(cfg.questions) if cfg.questions else None,
-        out=str(cfg.out),
-        grounder=cfg.grounder,
-        grounder_options=options,
-        items=item,
-        objects=[str(p) for p in objects or []],
-        tile_px=cfg.tile_px,
-        overlap_px=cfg.overlap_px,
-        max_task_runs=cfg.max_task_runs,
-        results_dir=str(results_dir),
-        processes=runner.processes,
-        return_state=True,
-    )
+    from georeason.flows.heartbeats import own_heartbeats
+
+    # heartbeats (a started server) sent by the flow itself: they stop when its work ends,
+    # where the engine's end up to 1 s later
+    with own_heartbeats():
+        result = answer.with_options(task_runner=runner.task_runner)(
+            catalog=str(cfg.catalog) if cfg.catalog else None,
+            questions=str(cfg.questions) if cfg.questions else None,
+            out=str(cfg.out),
+            grounder=cfg.grounder,
+            grounder_options=options,
+            items=item,
+            objects=[str(p) for p in objects or []],
+            tile_px=cfg.tile_px,
+            overlap_px=cfg.overlap_px,
+            max_task_runs=cfg.max_task_runs,
+            results_dir=str(results_dir),
+            processes=runner.processes,
+            return_state=True,
+        )
     return result  # the final state: a run with errors or tile failures is Failed
 
 
