@@ -15,8 +15,10 @@ answered: it writes into ``OUT/<item>/``
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -117,6 +119,12 @@ def _evidence(answer: Answer, crs: CRS) -> tuple[list[BaseGeometry], list[BaseGe
 #: whatever the scene, for the price of making some texts twice.
 SHARED_TEXT_COORDS = 1_000_000
 
+#: Answers' quicklooks waiting or being written at once (:meth:`ItemFiles.add` with a
+#: background start): one, written while the next answer is computed; a further one waits
+#: for it. Encoding a 1000 px page is ~0.1 s outside the GIL (the 8000^2 scene's seven
+#: answers: 0.55 s of the answering thread before, benchmarks/RESULTS.md re-run 10).
+QUICKLOOKS_AHEAD = 1
+
 
 class ItemFiles:
     """An item's files written as its answers come (:func:`export_item_files` in steps).
@@ -174,12 +182,19 @@ class ItemFiles:
         self.pngs: list[str | None] = []
         self._objects: Future[None] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        # answers' quicklooks: drawn and encoded on a thread of their own while the next
+        # answer is computed (PNG encoding runs outside the GIL), at most
+        # QUICKLOOKS_AHEAD waiting, so their evidence is held no longer than that
+        self._looks: deque[Future[Path]] = deque()
+        self._look_pool: ThreadPoolExecutor | None = None
 
     def start(self, background: bool = True) -> ItemFiles:
-        """Write the objects' files, in a background thread unless ``background`` is false."""
+        """Write the objects' files, in a background thread unless ``background`` is false
+        (and then the answers' quicklooks too, as :meth:`add` is called)."""
         if self._objects is None:
             if background:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="georeason-objects")
+                self._look_pool = ThreadPoolExecutor(1, thread_name_prefix="georeason-quicklooks")
                 self._objects = self._pool.submit(self._write_objects)
             else:
                 done: Future[None] = Future()
@@ -274,7 +289,8 @@ class ItemFiles:
         ev, region = _evidence(answer, self.crs) if answer is not None else ([], [])
         if answer is not None and paths and (ev or region):
             png = paths[0].with_name(paths[0].name.split(".")[0] + ".png")
-            write_quicklook(
+            look = functools.partial(
+                write_quicklook,
                 self.raster,
                 png,
                 objects=self.kept_geoms,
@@ -285,6 +301,12 @@ class ItemFiles:
                 subtitle=answer_subtitle(answer),
                 basemap=self.base(),
             )
+            if self._look_pool is None:
+                look()
+            else:
+                while len(self._looks) >= QUICKLOOKS_AHEAD:
+                    self._looks.popleft().result()  # an earlier quicklook's error is raised here
+                self._looks.append(self._look_pool.submit(look))
             png_path = str(png)
         self.pngs.append(png_path)
         for apath in paths:
@@ -327,11 +349,12 @@ class ItemFiles:
         ``project``)."""
         self.start(background=False)
         try:
+            while self._looks:
+                self._looks.popleft().result()  # every answer's quicklook is written
             assert self._objects is not None
             self._objects.result()  # an error writing the objects is raised here
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
+            self.close()
         out, base = self.out, self.base()
         for spec in self.obj_layers:
             write_qml(Path(str(out / f"objects.{spec.family}.qml")), spec.renderer())
@@ -357,9 +380,12 @@ class ItemFiles:
         return files
 
     def close(self) -> None:
-        """Stop waiting for the objects' thread (after an error elsewhere); harmless when done."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        """Wait for the background threads, without raising their errors (after an error
+        elsewhere: quicklooks not started are dropped); harmless when done."""
+        for pool in (self._look_pool, self._pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._looks.clear()
 
 
 def export_item_files(
