@@ -37,11 +37,9 @@ def bound_malloc_arenas(arenas: int | None = None) -> int | None:
     if os.environ.get(ARENA_ENV):
         return None
     if arenas is None:
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cpus = os.cpu_count() or 1
-        arenas = max(2, cpus)
+        from georeason.geo.cpus import usable_cpus
+
+        arenas = max(2, usable_cpus())
     import ctypes
 
     try:

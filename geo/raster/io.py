@@ -41,6 +41,7 @@ from shapely import Polygon
 from shapely.geometry import shape
 
 from georeason.errors import NotGeoreferencedError, RasterReadError, RotatedRasterError
+from georeason.geo.cpus import usable_cpus
 from georeason.geo.vector.crs import LONLAT, transformer
 
 # -- GDAL's block cache, bounded before GDAL first sizes it --------------------------------
@@ -316,20 +317,6 @@ def _plain_for_decimation(src: DatasetReader, out_shape: tuple[int, int, int]) -
     plain = plain and all(np.issubdtype(np.dtype(d), np.integer) for d in src.dtypes)
     plain = plain and len(set(src.dtypes)) == 1
     return plain and count == src.count and oh <= src.height and ow <= src.width
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity on Linux, else the CPU count).
-
-    Examples
-    --------
-    >>> usable_cpus() >= 1
-    True
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @contextmanager
