@@ -207,17 +207,14 @@ def baseline(args: argparse.Namespace) -> None:
             map=pool_map(pool) if pool is not None else local_map,
         )
         assert pipeline.max_batches == (min(200, BATCHES_PER_WORKER * workers) if workers else 200)
-        vectors = read_vectors([str(p) for p in info.vector_paths]) if info.vector_paths else None
+        vectors = read_vectors(info.vector_sources()) if info.vector_paths else None
         item_out = out / info.id
         # answered as the export consumes them (ItemStream.stream), as the flow's task does
         result = pipeline.run_iter(
             qs,
-            raster=str(info.raster_path),
             vectors=vectors,
-            item=info.id,
-            raster_sha256=info.sha256,
             mask_path=lambda n, q: item_out / "masks" / f"{answer_stem(n, q)}.tif",
-            item_bands=info.bands,
+            **info.raster_inputs(),
         )
         rows, _ = export_item_outputs(
             info.id,

@@ -101,7 +101,7 @@ def run_item(
     not already). Returns the rows without their evidence, the item's files and the tiles
     that failed."""
     item_out = out / info.id
-    vector_paths = [str(p) for p in info.vector_paths] + list(objects)
+    vector_paths = info.vector_sources(objects)
     vectors = (
         load_vectors.with_options(task_run_name=f"{info.id}: load vectors")(vector_paths)
         if vector_paths
@@ -109,12 +109,9 @@ def run_item(
     )
     result = pipeline.run_iter(
         questions,
-        raster=str(info.raster_path),
         vectors=vectors,
-        item=info.id,
-        raster_sha256=info.sha256,
         mask_path=lambda n, q: item_out / "masks" / f"{answer_stem(n, q)}.tif",
-        item_bands=info.bands,
+        **info.raster_inputs(),
     )
     if grounded is not None:
         grounded()

@@ -55,7 +55,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -466,6 +466,22 @@ class ItemInfo:
     #: Ground-truth layers (assets with role ``truth``): what ``georeason eval`` scores against.
     #: They are not read as objects when questions are answered.
     truth_paths: list[Path] = field(default_factory=list)
+
+    def raster_inputs(self) -> dict[str, Any]:
+        """The keyword arguments a :class:`~georeason.pipeline.Pipeline` grounds this item's
+        raster with (``raster``, ``item``, ``raster_sha256``, ``item_bands``), the same for
+        planning it ahead (``plan_item``) and answering it (``run_iter``)."""
+        return {
+            "raster": str(self.raster_path),
+            "item": self.id,
+            "raster_sha256": self.sha256,
+            "item_bands": self.bands,
+        }
+
+    def vector_sources(self, objects: Sequence[str | os.PathLike] = ()) -> list[str]:
+        """The vector layers whose objects questions about this item read: its own, then
+        ``objects`` (a run's ``--objects``)."""
+        return [str(p) for p in self.vector_paths] + [str(p) for p in objects]
 
 
 # --------------------------------------------------------------------------- loading

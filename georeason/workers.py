@@ -521,16 +521,9 @@ def prefetch_item(
     from georeason.pipeline import read_vectors
     from georeason.tilecache import TileCache, job_batch_key
 
-    vector_paths = [str(p) for p in info.vector_paths] + [str(p) for p in objects]
+    vector_paths = info.vector_sources(objects)
     vectors = read_vectors(vector_paths) if vector_paths else None
-    plan = pipeline.plan_item(
-        compiled,
-        raster=str(info.raster_path),
-        vectors=vectors,
-        item=info.id,
-        raster_sha256=info.sha256,
-        item_bands=info.bands,
-    )
+    plan = pipeline.plan_item(compiled, vectors=vectors, **info.raster_inputs())
     if plan is None:
         return 0
     job, batches = plan
