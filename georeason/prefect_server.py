@@ -13,11 +13,11 @@ server, migrating its SQLite database) before any work.
 (``uvicorn`` on Prefect's ``create_app``, UI off, 127.0.0.1 only, Prefect's database under
 ``PREFECT_HOME``) *first*, as a subprocess, without importing Prefect here.
 :class:`InProcessServer` (``GEOREASON_PREFECT_SERVER=thread``) runs it in a thread of the
-run's process instead: Prefect is imported once for the server and the flow (~0.9x the
-CPU, ~50 MB less PSS on the 8000^2 scene), but the server's boot and requests then share
-the run's GIL; on an otherwise idle 2-core machine the subprocess, which has the other core
-to itself, finished sooner (sample 1.08x, 8000^2 1.17x wall for the thread; RESULTS.md,
-"Quiet-machine re-run 5"), so it stays the default. Either way the command
+run's process instead: Prefect is imported once for the server and the flow (~70 MB less
+PSS at the 8000^2 run's peak), but the server's boot and requests then share the run's GIL;
+on an otherwise idle 2-core machine the subprocess, which has the other core to itself,
+finished sooner (8000^2: 1.1x the wall for the thread at the same CPU, RESULTS.md "Re-run
+11"; sample 1.08x in "Quiet-machine re-run 5"), so it stays the default. Either way the command
 line imports, checks inputs and reads the catalog while it boots, waits for it only when
 the flow starts, and stops it when the run ends. Importing this module imports neither
 Prefect nor its server: only the standard library. When it stops, the server first lets
