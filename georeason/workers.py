@@ -113,11 +113,14 @@ def default_workers() -> int:
 
 #: GDAL's block cache (MB) in each grounding worker (:func:`worker_gdal_cache_mb`). A worker
 #: reads each of its tiles once, in order: the cache only saves the blocks a tile shares with
-#: the next one (a 1024 px tile of 512 px blocks, 4 bands uint16: 2 MB a block). 4 MB: ~12 MB
-#: less at each busy worker's peak than 16 MB (192 -> 180 MB RSS over two 14-tile batches of
-#: the 8000^2 scene), with no measurable CPU cost (benchmarks/RESULTS.md, "flowmem2"; 16 MB
-#: in "lean", 64 MB before). ``GEOREASON_WORKER_GDAL_CACHEMAX_MB`` sets another size.
-WORKER_GDAL_CACHEMAX_MB = 4
+#: the next one in its row, one column of blocks (a 1024 px tile of 512 px blocks, 4 bands
+#: uint16: 3 blocks of 2 MB), which :func:`georeason.geo.raster.tiling.read_tile` reads last
+#: and the next tile reads first. 8 MB holds that column: the 8000^2 scene's tiles read in
+#: 1.87 CPU-s instead of 2.71 with 4 MB (which holds less than one column; benchmarks/
+#: RESULTS.md, "Re-run 11"), for 4 MB more per worker. (16 MB in "lean", 64 MB before;
+#: 4 MB from "flowmem2", when tiles were read whole and no cache short of a whole tile's
+#: blocks kept the shared column.) ``GEOREASON_WORKER_GDAL_CACHEMAX_MB`` sets another size.
+WORKER_GDAL_CACHEMAX_MB = 8
 
 
 def worker_gdal_cache_mb() -> int | None:

@@ -38,12 +38,12 @@ def test_worker_cache_is_the_small_one_unless_the_user_sized_it(monkeypatch):
     monkeypatch.delenv("GEOREASON_GDAL_CACHEMAX_MB", raising=False)
     monkeypatch.setenv("GDAL_CACHEMAX", f"{DEFAULT_GDAL_CACHEMAX_MB}MB")  # what georeason set
     monkeypatch.delenv("GEOREASON_WORKER_GDAL_CACHEMAX_MB", raising=False)
-    assert worker_gdal_cache_mb() == WORKER_GDAL_CACHEMAX_MB == 4
+    assert worker_gdal_cache_mb() == WORKER_GDAL_CACHEMAX_MB == 8
     monkeypatch.setenv("GEOREASON_WORKER_GDAL_CACHEMAX_MB", "16")  # the workers' own size
     assert worker_gdal_cache_mb() == 16
     monkeypatch.setenv("GEOREASON_WORKER_GDAL_CACHEMAX_MB", "lots")
     with pytest.warns(UserWarning, match="GEOREASON_WORKER_GDAL_CACHEMAX_MB='lots'"):
-        assert worker_gdal_cache_mb() == 4
+        assert worker_gdal_cache_mb() == 8
     monkeypatch.delenv("GEOREASON_WORKER_GDAL_CACHEMAX_MB")
     monkeypatch.setenv("GDAL_CACHEMAX", "512MB")  # the user's own GDAL setting
     assert worker_gdal_cache_mb() is None
@@ -61,7 +61,7 @@ def test_pool_workers_start_with_small_gdal_cache_and_frozen_gc(monkeypatch):
     with WorkerPool(2) as pool:
         caches = {pool._executor.submit(os.getenv, "GDAL_CACHEMAX").result(timeout=120) for _ in range(4)}
         frozen = [pool._executor.submit(gc.get_freeze_count).result(timeout=120) for _ in range(4)]
-    assert caches == {f"{WORKER_GDAL_CACHEMAX_MB}MB"} == {"4MB"}
+    assert caches == {f"{WORKER_GDAL_CACHEMAX_MB}MB"} == {"8MB"}
     assert min(frozen) > 1000  # the preloaded stack: tens of thousands of objects
     assert os.environ["GDAL_CACHEMAX"] == f"{DEFAULT_GDAL_CACHEMAX_MB}MB"  # the caller's own setting
 
