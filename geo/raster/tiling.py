@@ -44,15 +44,15 @@ neighbouring windows share ``tile_px - S`` pixels (the overlap).
 
 * **Reading** (:func:`read_tile`): a window that spans several columns of a tiled file's
   blocks is read in parts, left to right: its first block column, the columns between, its
-  last block column. Tiles are read in row-major
-  order, and the block column a tile reads last is the one the next tile of its row reads
-  first (with 512 px blocks the stride stays 896, so neighbours share a block column, not
-  just their overlap): it is then the most recently used in GDAL's block cache, and a cache
-  of one block column (:data:`georeason.workers.WORKER_GDAL_CACHEMAX_MB`) decodes it once
-  instead of twice. Read whole, a window's blocks go through the cache row by row, and the
-  shared column is evicted unless the cache holds the whole window (then, as in the main
-  process's 64 MB cache, the window is one read). The 8000^2 scene's 81
-  tiles (512 px blocks, 4 bands): 2.71 -> 1.87 CPU-s of reading with an 8 MB cache
+  last block column. Tiles are read in row-major order, and the block column a tile reads
+  last is the one the next tile of its row reads first (with 512 px blocks the stride stays
+  896, so neighbours share a block column, not just their overlap): it is then the most
+  recently used in GDAL's block cache, and a cache of one block column
+  (:data:`georeason.workers.WORKER_GDAL_CACHEMAX_MB`) decodes it once instead of twice.
+  Read whole, a window's blocks go through the cache row by row, and the shared column is
+  evicted unless the cache holds the whole window (then, as in the main process's 64 MB
+  cache, the window is one read). The 8000^2 scene's 81 tiles (512 px blocks, 4 bands
+  uint16): 3.04 CPU-s of ``read_tile`` with a 4 MB cache, 2.12 in parts with 8 MB
   (benchmarks/RESULTS.md, "Re-run 11"); decoding every block once is 1.45.
 
 Memory stays bounded by a few tiles whatever the raster size: no whole-raster array is
