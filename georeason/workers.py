@@ -116,7 +116,7 @@ def default_workers() -> int:
 #: the next one in its row, one column of blocks (a 1024 px tile of 512 px blocks, 4 bands
 #: uint16: 3 blocks of 2 MB), which :func:`georeason.geo.raster.tiling.read_tile` reads last
 #: and the next tile reads first. 8 MB holds that column: the 8000^2 scene's tiles read in
-#: 1.87 CPU-s instead of 2.71 with 4 MB (which holds less than one column; benchmarks/
+#: 2.12 CPU-s instead of 3.04 with 4 MB (which holds less than one column; benchmarks/
 #: RESULTS.md, "Re-run 11"), for 4 MB more per worker. (16 MB in "lean", 64 MB before;
 #: 4 MB from "flowmem2", when tiles were read whole and no cache short of a whole tile's
 #: blocks kept the shared column.) ``GEOREASON_WORKER_GDAL_CACHEMAX_MB`` sets another size.
